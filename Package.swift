@@ -1,0 +1,92 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "outbound-worker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "outbound-worker", targets: ["OutboundWorker"]),
+        .library(name: "PipelineKit", targets: ["PipelineKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        // C libraries through pkg-config.
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+
+        // I/O clients.
+        .target(name: "AMQPClient", dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "RedisClient", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+
+        // The runtime: knows no plugin and no I/O client.
+        .target(
+            name: "PipelineKit",
+            dependencies: [
+                "Yams",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Plugins.
+        .target(name: "ValidatePlugin", dependencies: ["PipelineKit"], path: "plugins/Validate", swiftSettings: strict),
+        .target(
+            name: "IdempotencyPlugin",
+            dependencies: ["PipelineKit", "RedisClient", .product(name: "Metrics", package: "swift-metrics")],
+            path: "plugins/Idempotency",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "WhatsAppPlugin",
+            dependencies: [
+                "PipelineKit", "ValidatePlugin",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "plugins/WhatsApp",
+            swiftSettings: strict
+        ),
+        .target(name: "RabbitMQPlugin", dependencies: ["PipelineKit", "AMQPClient"], path: "plugins/RabbitMQ", swiftSettings: strict),
+
+        // The application: CLI commands, health server, wiring of built-ins.
+        .target(
+            name: "OutboundWorkerApp",
+            dependencies: [
+                "PipelineKit", "ValidatePlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "AMQPClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "OutboundWorker", dependencies: ["OutboundWorkerApp"], swiftSettings: strict),
+
+        // Tests.
+        .target(
+            name: "TestSupport",
+            dependencies: ["PipelineKit", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
+    ]
+)

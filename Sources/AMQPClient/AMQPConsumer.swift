@@ -1,0 +1,252 @@
+import CRabbitMQ
+import Foundation
+import Logging
+import Synchronization
+
+/// What a consumer reports besides deliveries.
+public enum AMQPConsumerEvent: Sendable {
+    case delivery(AMQPDelivery)
+    case connected(String)
+    case disconnected(String)
+}
+
+/// Consumes one queue on a connection owned by a dedicated thread.
+///
+/// The thread waits in `poll` on the socket and an eventfd: deliveries go out
+/// through `events` at once, and acks queued by Swift tasks wake it at once.
+/// On a broken connection it reconnects with backoff (trying each URL in turn);
+/// acks for deliveries of an older connection are dropped, since the broker
+/// redelivers those messages.
+public final class AMQPConsumer: @unchecked Sendable {
+    private enum Command {
+        case ack(UInt64, generation: Int, multiple: Bool)
+        case nack(UInt64, generation: Int, requeue: Bool)
+        case pause
+        case resume
+    }
+
+    /// The consumer's state, for health checks.
+    public struct Status: Sendable, Equatable {
+        public var connected = false
+        public var consuming = false
+        public var lastError: String?
+    }
+
+    public let events: AsyncStream<AMQPConsumerEvent>
+    private let continuation: AsyncStream<AMQPConsumerEvent>.Continuation
+    private let urls: [AMQPURL]
+    private let queue: String
+    private let prefetch: Int
+    private let heartbeat: Int
+    private let connectTimeout: Duration
+    private let logger: Logger
+    private let wakeFD: Int32
+    private let commands = Mutex<[Command]>([])
+    private let stopping = Atomic<Bool>(false)
+    private let state = Mutex(Status())
+    // Used only on the consumer thread.
+    private var generation = 0
+    private var paused = false
+    private var consumerTag = ""
+
+    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), logger: Logger) {
+        (events, continuation) = AsyncStream.makeStream(of: AMQPConsumerEvent.self)
+        self.urls = urls
+        self.queue = queue
+        self.prefetch = prefetch
+        self.heartbeat = heartbeat
+        self.connectTimeout = connectTimeout
+        self.logger = logger
+        wakeFD = outbound_wakeup_fd()
+    }
+
+    deinit {
+        close(wakeFD)
+    }
+
+    /// Starts the connection thread.
+    public func start() {
+        let thread = Thread { [self] in runLoop() }
+        thread.name = "amqp-consumer"
+        thread.start()
+    }
+
+    public var status: Status { state.withLock { $0 } }
+
+    /// Acknowledges a delivery (and, with `multiple`, every earlier one of its connection).
+    public func ack(_ delivery: AMQPDelivery, multiple: Bool = false) {
+        submit(.ack(delivery.deliveryTag, generation: delivery.connectionGeneration, multiple: multiple))
+    }
+
+    /// Rejects a delivery; with `requeue` the broker delivers it again.
+    public func nack(_ delivery: AMQPDelivery, requeue: Bool) {
+        submit(.nack(delivery.deliveryTag, generation: delivery.connectionGeneration, requeue: requeue))
+    }
+
+    /// Stops receiving deliveries (basic.cancel); unacknowledged ones can still be acknowledged.
+    public func pause() { submit(.pause) }
+
+    /// Receives deliveries again after `pause`.
+    public func resume() { submit(.resume) }
+
+    /// Closes the connection (unacknowledged deliveries return to the queue) and ends `events`.
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        wake()
+    }
+
+    private func submit(_ command: Command) {
+        commands.withLock { $0.append(command) }
+        wake()
+    }
+
+    private func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    private func runLoop() {
+        var backoff = Duration.milliseconds(100)
+        while !isStopping {
+            do {
+                let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
+                generation += 1
+                commands.withLock { $0.removeAll { if case .ack = $0 { true } else if case .nack = $0 { true } else { false } } }
+                try startConsuming(session, qos: true)
+                state.withLock { $0 = Status(connected: true, consuming: !paused, lastError: nil) }
+                continuation.yield(.connected(session.url.description))
+                backoff = .milliseconds(100)
+                try serve(session)
+            } catch {
+                state.withLock { $0 = Status(connected: false, consuming: false, lastError: error.description) }
+                continuation.yield(.disconnected(error.description))
+                logger.warning("rabbitmq consumer disconnected; reconnecting", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+                sleepInterruptibly(backoff)
+                backoff = min(backoff * 2, .seconds(10))
+            }
+        }
+        state.withLock { $0 = Status(connected: false, consuming: false, lastError: "stopped") }
+        continuation.finish()
+    }
+
+    private func startConsuming(_ session: AMQPSession, qos: Bool) throws(AMQPError) {
+        if qos {
+            _ = amqp_basic_qos(session.state, AMQPSession.channel, 0, UInt16(clamping: prefetch), 0)
+            try session.checkReply("basic.qos")
+        }
+        guard !paused else { return }
+        let arena = CArena()
+        guard let ok = amqp_basic_consume(session.state, AMQPSession.channel, arena.bytes(queue), amqp_bytes_t(len: 0, bytes: nil), 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil)) else {
+            throw AMQPSession.error(amqp_get_rpc_reply(session.state), "consume `\(queue)`")
+        }
+        consumerTag = AMQPDecode.string(ok.pointee.consumer_tag)
+    }
+
+    private func serve(_ session: AMQPSession) throws(AMQPError) {
+        let socket = amqp_get_sockfd(session.state)
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        while !isStopping {
+            try execute(commands.withLock { pending in
+                defer { pending.removeAll() }
+                return pending
+            }, session)
+            if amqp_data_in_buffer(session.state) == 0, amqp_frames_enqueued(session.state) == 0 {
+                var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+                _ = poll(&fds, 2, 1000)
+                if fds[1].revents != 0 {
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
+                }
+                if fds[0].revents == 0, fds[1].revents != 0 { continue }
+            }
+            for _ in 0..<256 {
+                var envelope = amqp_envelope_t()
+                amqp_maybe_release_buffers(session.state)
+                let reply = amqp_consume_message(session.state, &envelope, &zero, 0)
+                if reply.reply_type == AMQP_RESPONSE_NORMAL {
+                    continuation.yield(.delivery(delivery(from: envelope)))
+                    amqp_destroy_envelope(&envelope)
+                    continue
+                }
+                if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION {
+                    if reply.library_error == AMQP_STATUS_TIMEOUT.rawValue { break }
+                    if reply.library_error == AMQP_STATUS_UNEXPECTED_STATE.rawValue {
+                        try handleUnexpectedFrame(session)
+                        continue
+                    }
+                }
+                throw AMQPSession.error(reply, "consume")
+            }
+        }
+    }
+
+    private func handleUnexpectedFrame(_ session: AMQPSession) throws(AMQPError) {
+        var frame = amqp_frame_t()
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        let status = amqp_simple_wait_frame_noblock(session.state, &frame, &zero)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return }
+            throw .connection(String(cString: amqp_error_string2(status)))
+        }
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { return }
+        let method = frame.payload.method
+        switch method.id {
+        case AMQPSession.Method.connectionClose, AMQPSession.Method.channelClose:
+            let (code, text) = AMQPSession.serverClose(method) ?? (0, "closed")
+            throw .broker(code: code, text: text)
+        case AMQPSession.Method.basicCancel:
+            throw .connection("the broker cancelled the consumer of `\(queue)` (queue deleted?)")
+        default:
+            return
+        }
+    }
+
+    private func execute(_ batch: [Command], _ session: AMQPSession) throws(AMQPError) {
+        for command in batch {
+            var status = AMQP_STATUS_OK.rawValue
+            switch command {
+            case .ack(let tag, let generation, let multiple):
+                guard generation == self.generation else { continue }
+                status = amqp_basic_ack(session.state, AMQPSession.channel, tag, multiple ? 1 : 0)
+            case .nack(let tag, let generation, let requeue):
+                guard generation == self.generation else { continue }
+                status = amqp_basic_nack(session.state, AMQPSession.channel, tag, 0, requeue ? 1 : 0)
+            case .pause:
+                guard !paused else { continue }
+                paused = true
+                let arena = CArena()
+                _ = amqp_basic_cancel(session.state, AMQPSession.channel, arena.bytes(consumerTag))
+                try session.checkReply("basic.cancel")
+                state.withLock { $0.consuming = false }
+            case .resume:
+                guard paused else { continue }
+                paused = false
+                try startConsuming(session, qos: false)
+                state.withLock { $0.consuming = true }
+            }
+            if status != AMQP_STATUS_OK.rawValue {
+                throw .connection("ack: \(String(cString: amqp_error_string2(status)))")
+            }
+        }
+    }
+
+    private func delivery(from envelope: amqp_envelope_t) -> AMQPDelivery {
+        AMQPDelivery(
+            deliveryTag: envelope.delivery_tag,
+            connectionGeneration: generation,
+            redelivered: envelope.redelivered != 0,
+            exchange: AMQPDecode.string(envelope.exchange),
+            routingKey: AMQPDecode.string(envelope.routing_key),
+            body: AMQPDecode.bytes(envelope.message.body),
+            properties: AMQPDecode.properties(envelope.message.properties))
+    }
+
+    private func sleepInterruptibly(_ duration: Duration) {
+        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        _ = poll(&fds, 1, Int32(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000))
+        var value: UInt64 = 0
+        _ = read(wakeFD, &value, 8)
+    }
+}

@@ -1,0 +1,289 @@
+import CRabbitMQ
+import Foundation
+import Logging
+import Synchronization
+
+/// A queue to declare, kept so it is declared again after a reconnect.
+public struct AMQPQueueDeclaration: Sendable, Equatable {
+    public var name: String
+    public var durable: Bool
+    public var arguments: AMQPTable
+
+    public init(name: String, durable: Bool = true, arguments: AMQPTable = AMQPTable()) {
+        self.name = name
+        self.durable = durable
+        self.arguments = arguments
+    }
+}
+
+/// Publishes with publisher confirms, and runs queue RPCs, on a connection owned by a dedicated thread.
+///
+/// `publish` returns once the broker has confirmed the message (mandatory: an
+/// unroutable message is an error, never silently dropped). Publishes made
+/// together are sent together and confirmed together.
+public final class AMQPPublisher: @unchecked Sendable {
+    private enum Request {
+        case publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties, CheckedContinuation<Result<Void, AMQPError>, Never>)
+        case declare(AMQPQueueDeclaration, passive: Bool, CheckedContinuation<Result<Int, AMQPError>, Never>)
+        case purge(String, CheckedContinuation<Result<Int, AMQPError>, Never>)
+        case delete(String, CheckedContinuation<Result<Int, AMQPError>, Never>)
+
+        func fail(_ error: AMQPError) {
+            switch self {
+            case .publish(_, _, _, _, let continuation): continuation.resume(returning: .failure(error))
+            case .declare(_, _, let continuation), .purge(_, let continuation), .delete(_, let continuation): continuation.resume(returning: .failure(error))
+            }
+        }
+    }
+
+    private let urls: [AMQPURL]
+    private let heartbeat: Int
+    private let connectTimeout: Duration
+    private let confirmTimeout: Duration
+    private let logger: Logger
+    private let requests = Mutex<[Request]>([])
+    private let signal = DispatchSemaphore(value: 0)
+    private let stopping = Atomic<Bool>(false)
+    private let connectedState = Mutex<(Bool, String?)>((false, nil))
+    // Used only on the publisher thread.
+    private var session: AMQPSession?
+    private var nextTag: UInt64 = 1
+    private var declarations: [AMQPQueueDeclaration] = []
+    private var retryAt = ContinuousClock.now
+    private var backoff = Duration.milliseconds(100)
+
+    public init(urls: [AMQPURL], heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), confirmTimeout: Duration = .seconds(15), logger: Logger) {
+        self.urls = urls
+        self.heartbeat = heartbeat
+        self.connectTimeout = connectTimeout
+        self.confirmTimeout = confirmTimeout
+        self.logger = logger
+    }
+
+    /// Starts the connection thread.
+    public func start() {
+        let thread = Thread { [self] in runLoop() }
+        thread.name = "amqp-publisher"
+        thread.start()
+    }
+
+    /// Whether the publisher is connected, and the last error.
+    public var isConnected: (Bool, String?) { connectedState.withLock { $0 } }
+
+    /// Publishes and waits for the broker's confirm.
+    public func publish(exchange: String = "", routingKey: String, body: [UInt8], properties: AMQPProperties) async throws(AMQPError) {
+        try await withCheckedContinuation { continuation in
+            submit(.publish(exchange: exchange, routingKey: routingKey, body: body, properties: properties, continuation))
+        }.get()
+    }
+
+    /// Declares a durable queue (again after every reconnect). Returns its depth.
+    @discardableResult
+    public func declare(_ queue: AMQPQueueDeclaration) async throws(AMQPError) -> Int {
+        try await withCheckedContinuation { continuation in
+            submit(.declare(queue, passive: false, continuation))
+        }.get()
+    }
+
+    /// The number of ready messages in a queue (passive declare); fails if it does not exist.
+    public func messageCount(_ queue: String) async throws(AMQPError) -> Int {
+        try await withCheckedContinuation { continuation in
+            submit(.declare(AMQPQueueDeclaration(name: queue), passive: true, continuation))
+        }.get()
+    }
+
+    /// Removes every ready message of a queue; returns how many.
+    @discardableResult
+    public func purge(_ queue: String) async throws(AMQPError) -> Int {
+        try await withCheckedContinuation { continuation in submit(.purge(queue, continuation)) }.get()
+    }
+
+    /// Deletes a queue.
+    public func delete(_ queue: String) async throws(AMQPError) {
+        _ = try await withCheckedContinuation { continuation in submit(.delete(queue, continuation)) }.get()
+    }
+
+    /// Closes the connection; pending requests fail with `.closed`.
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        signal.signal()
+    }
+
+    private func submit(_ request: Request) {
+        if stopping.load(ordering: .acquiring) {
+            request.fail(.closed)
+            return
+        }
+        requests.withLock { $0.append(request) }
+        signal.signal()
+    }
+
+    private func runLoop() {
+        while !stopping.load(ordering: .acquiring) {
+            _ = signal.wait(timeout: .now() + .milliseconds(session == nil ? 100 : 1000))
+            let batch = requests.withLock { pending in
+                defer { pending.removeAll() }
+                return pending
+            }
+            guard ensureSession() else {
+                let error = AMQPError.connection(connectedState.withLock { $0.1 } ?? "not connected")
+                batch.forEach { $0.fail(error) }
+                continue
+            }
+            do {
+                if batch.isEmpty {
+                    try serviceIdle()
+                } else {
+                    try process(batch)
+                }
+            } catch {
+                drop(error)
+            }
+        }
+        requests.withLock { pending in
+            pending.forEach { $0.fail(.closed) }
+            pending.removeAll()
+        }
+        session = nil
+    }
+
+    private func ensureSession() -> Bool {
+        if session != nil { return true }
+        guard ContinuousClock.now >= retryAt else { return false }
+        do {
+            let fresh = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
+            _ = amqp_confirm_select(fresh.state, AMQPSession.channel)
+            try fresh.checkReply("confirm.select")
+            for declaration in declarations {
+                _ = try fresh.declareQueue(declaration.name, passive: false, durable: declaration.durable, arguments: declaration.arguments)
+            }
+            session = fresh
+            nextTag = 1
+            backoff = .milliseconds(100)
+            connectedState.withLock { $0 = (true, nil) }
+            logger.info("rabbitmq publisher connected", metadata: ["broker": .string(fresh.url.description)])
+            return true
+        } catch {
+            connectedState.withLock { $0 = (false, error.description) }
+            logger.warning("rabbitmq publisher cannot connect; retrying", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+            retryAt = .now + backoff
+            backoff = min(backoff * 2, .seconds(10))
+            return false
+        }
+    }
+
+    private func drop(_ error: AMQPError) {
+        logger.warning("rabbitmq publisher connection lost", metadata: ["error": "\(error)"])
+        session = nil
+        connectedState.withLock { $0 = (false, error.description) }
+    }
+
+    private func process(_ batch: [Request]) throws(AMQPError) {
+        var index = 0
+        while index < batch.count {
+            do {
+                if case .publish = batch[index] {
+                    var end = index
+                    while end < batch.count, case .publish = batch[end] { end += 1 }
+                    try publishAndConfirm(Array(batch[index..<end]))
+                    index = end
+                } else {
+                    try runRPC(batch[index])
+                    index += 1
+                }
+            } catch {
+                batch[index...].forEach { $0.fail(error) }
+                throw error
+            }
+        }
+    }
+
+    private func runRPC(_ request: Request) throws(AMQPError) {
+        guard let session else { throw .connection("not connected") }
+        switch request {
+        case .declare(let declaration, let passive, let continuation):
+            // A failure here (a broker error closes the channel) is answered by `process`, which then reconnects.
+            let count = try session.declareQueue(declaration.name, passive: passive, durable: declaration.durable, arguments: declaration.arguments)
+            if !passive, !declarations.contains(declaration) { declarations.append(declaration) }
+            continuation.resume(returning: .success(count))
+        case .purge(let name, let continuation):
+            continuation.resume(returning: .success(try session.purgeQueue(name)))
+        case .delete(let name, let continuation):
+            try session.deleteQueue(name)
+            declarations.removeAll { $0.name == name }
+            continuation.resume(returning: .success(0))
+        case .publish:
+            return
+        }
+    }
+
+    private func publishAndConfirm(_ publishes: [Request]) throws(AMQPError) {
+        guard let session else { throw .connection("not connected") }
+        let first = nextTag
+        for request in publishes {
+            guard case .publish(let exchange, let routingKey, let body, let properties, _) = request else { continue }
+            let arena = CArena()
+            var rawProperties = arena.properties(properties)
+            let status = amqp_basic_publish(session.state, AMQPSession.channel, arena.bytes(exchange), arena.bytes(routingKey), 1, 0, &rawProperties, arena.bytes(body))
+            guard status == AMQP_STATUS_OK.rawValue else { throw .connection("publish: \(String(cString: amqp_error_string2(status)))") }
+            nextTag += 1
+        }
+        var outcome = [UInt64: Result<Void, AMQPError>]()
+        var returned: String?
+        let deadline = ContinuousClock.now + confirmTimeout
+        while outcome.count < publishes.count {
+            guard ContinuousClock.now < deadline else { throw .notConfirmed("no confirm within \(confirmTimeout)") }
+            var frame = amqp_frame_t()
+            var timeout = timeval(tv_sec: 1, tv_usec: 0)
+            let status = amqp_simple_wait_frame_noblock(session.state, &frame, &timeout)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { continue }
+            guard status == AMQP_STATUS_OK.rawValue else { throw .connection(String(cString: amqp_error_string2(status))) }
+            guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }
+            let method = frame.payload.method
+            switch method.id {
+            case AMQPSession.Method.basicAck, AMQPSession.Method.basicNack:
+                guard let decoded = method.decoded else { continue }
+                let isAck = method.id == AMQPSession.Method.basicAck
+                let (tag, multiple) = isAck
+                    ? { let ack = decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee; return (ack.delivery_tag, ack.multiple != 0) }()
+                    : { let nack = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee; return (nack.delivery_tag, nack.multiple != 0) }()
+                let range = multiple ? min(first, tag)...tag : tag...tag
+                for confirmed in range where confirmed >= first && confirmed < nextTag && outcome[confirmed] == nil {
+                    outcome[confirmed] = isAck ? .success(()) : .failure(.notConfirmed("the broker nacked the message"))
+                }
+                if let reason = returned {
+                    outcome[tag] = .failure(.notConfirmed("unroutable: \(reason)"))
+                    returned = nil
+                }
+            case AMQPSession.Method.basicReturn:
+                var message = amqp_message_t()
+                _ = amqp_read_message(session.state, frame.channel, &message, 0)
+                amqp_destroy_message(&message)
+                returned = "no queue bound for the routing key"
+            case AMQPSession.Method.connectionClose, AMQPSession.Method.channelClose:
+                let (code, text) = AMQPSession.serverClose(method) ?? (0, "closed")
+                throw .broker(code: code, text: text)
+            default:
+                continue
+            }
+        }
+        for (offset, request) in publishes.enumerated() {
+            guard case .publish(_, _, _, _, let continuation) = request else { continue }
+            continuation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(.notConfirmed("no confirm")))
+        }
+    }
+
+    private func serviceIdle() throws(AMQPError) {
+        guard let session else { return }
+        var frame = amqp_frame_t()
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        let status = amqp_simple_wait_frame_noblock(session.state, &frame, &zero)
+        guard status == AMQP_STATUS_OK.rawValue || status == AMQP_STATUS_TIMEOUT.rawValue else {
+            throw .connection(String(cString: amqp_error_string2(status)))
+        }
+        if status == AMQP_STATUS_OK.rawValue, frame.frame_type == UInt8(AMQP_FRAME_METHOD),
+           let (code, text) = AMQPSession.serverClose(frame.payload.method) {
+            throw .broker(code: code, text: text)
+        }
+    }
+}

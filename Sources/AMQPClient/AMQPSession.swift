@@ -1,0 +1,150 @@
+import CRabbitMQ
+import Foundation
+
+/// One librabbitmq connection with channel 1 open. Not thread-safe: the thread
+/// that made it is the only one that uses it.
+final class AMQPSession {
+    let state: amqp_connection_state_t
+    let url: AMQPURL
+    static let channel: amqp_channel_t = 1
+
+    /// Method ids (the header's macros are casts Swift does not import).
+    enum Method {
+        static let connectionClose: amqp_method_number_t = 0x000A_0032
+        static let channelClose: amqp_method_number_t = 0x0014_0028
+        static let basicReturn: amqp_method_number_t = 0x003C_0032
+        static let basicAck: amqp_method_number_t = 0x003C_0050
+        static let basicNack: amqp_method_number_t = 0x003C_0078
+        static let basicCancel: amqp_method_number_t = 0x003C_001E
+    }
+
+    /// Connects to the first URL that answers, logs in and opens channel 1.
+    init(urls: [AMQPURL], heartbeat: Int, connectTimeout: Duration) throws(AMQPError) {
+        var lastError = AMQPError.configuration("no broker URL given")
+        for url in urls {
+            do {
+                (state, self.url) = try Self.open(url, heartbeat: heartbeat, connectTimeout: connectTimeout)
+                return
+            } catch {
+                lastError = error
+                if case .authentication = error { throw error }
+            }
+        }
+        throw lastError
+    }
+
+    deinit {
+        _ = amqp_channel_close(state, Self.channel, Int32(AMQP_REPLY_SUCCESS))
+        _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+        amqp_destroy_connection(state)
+    }
+
+    private static func open(_ url: AMQPURL, heartbeat: Int, connectTimeout: Duration) throws(AMQPError) -> (amqp_connection_state_t, AMQPURL) {
+        guard let state = amqp_new_connection() else { throw .connection("cannot allocate a connection") }
+        let socket: OpaquePointer?
+        if url.tls {
+            socket = amqp_ssl_socket_new(state)
+            if let socket {
+                for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"] where FileManager.default.fileExists(atPath: path) {
+                    _ = amqp_ssl_socket_set_cacert(socket, path)
+                    break
+                }
+                amqp_ssl_socket_set_verify_peer(socket, 1)
+                amqp_ssl_socket_set_verify_hostname(socket, 1)
+            }
+        } else {
+            socket = amqp_tcp_socket_new(state)
+        }
+        guard let socket else {
+            amqp_destroy_connection(state)
+            throw .connection("cannot create a socket")
+        }
+        let (seconds, attoseconds) = connectTimeout.components
+        var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        let status = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &timeout)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            amqp_destroy_connection(state)
+            throw .connection("cannot connect to \(url.host):\(url.port): \(String(cString: amqp_error_string2(status)))")
+        }
+        let login = outbound_amqp_login_plain(state, url.virtualHost, 0, 131_072, Int32(heartbeat), url.user, url.password)
+        if login.reply_type != AMQP_RESPONSE_NORMAL {
+            let detail = describe(login)
+            amqp_destroy_connection(state)
+            if login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION || detail.contains("closed") || detail.contains("403") {
+                throw .authentication("user `\(url.user)` at \(url.host):\(url.port) vhost `\(url.virtualHost)` (wrong user, password or vhost?): \(detail)")
+            }
+            throw .connection("login to \(url.host):\(url.port): \(detail)")
+        }
+        _ = amqp_channel_open(state, channel)
+        let reply = amqp_get_rpc_reply(state)
+        if reply.reply_type != AMQP_RESPONSE_NORMAL {
+            amqp_destroy_connection(state)
+            throw .connection("cannot open a channel: \(describe(reply))")
+        }
+        return (state, url)
+    }
+
+    /// Throws when the last RPC did not succeed.
+    func checkReply(_ what: String) throws(AMQPError) {
+        let reply = amqp_get_rpc_reply(state)
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        throw Self.error(reply, what)
+    }
+
+    static func error(_ reply: amqp_rpc_reply_t, _ what: String) -> AMQPError {
+        if reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION, let (code, text) = serverClose(reply.reply) {
+            return .broker(code: code, text: "\(what): \(text)")
+        }
+        return .connection("\(what): \(describe(reply))")
+    }
+
+    static func describe(_ reply: amqp_rpc_reply_t) -> String {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL: return "ok"
+        case AMQP_RESPONSE_NONE: return "no reply"
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION: return String(cString: amqp_error_string2(reply.library_error))
+        default:
+            if let (code, text) = serverClose(reply.reply) { return "\(code) \(text)" }
+            return "server error (method \(String(reply.reply.id, radix: 16)))"
+        }
+    }
+
+    /// The code and text of a connection.close or channel.close method.
+    static func serverClose(_ method: amqp_method_t) -> (Int, String)? {
+        guard let decoded = method.decoded else { return nil }
+        switch method.id {
+        case Method.connectionClose:
+            let close = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            return (Int(close.reply_code), AMQPDecode.string(close.reply_text))
+        case Method.channelClose:
+            let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            return (Int(close.reply_code), AMQPDecode.string(close.reply_text))
+        default:
+            return nil
+        }
+    }
+
+    /// Declares a queue (passive: only checks it and reads its depth). Returns the message count.
+    func declareQueue(_ name: String, passive: Bool, durable: Bool, arguments: AMQPTable) throws(AMQPError) -> Int {
+        let arena = CArena()
+        guard let ok = amqp_queue_declare(state, Self.channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, 0, 0, arena.table(arguments)) else {
+            throw Self.error(amqp_get_rpc_reply(state), "declare queue `\(name)`")
+        }
+        return Int(ok.pointee.message_count)
+    }
+
+    func purgeQueue(_ name: String) throws(AMQPError) -> Int {
+        let arena = CArena()
+        guard let ok = amqp_queue_purge(state, Self.channel, arena.bytes(name)) else {
+            throw Self.error(amqp_get_rpc_reply(state), "purge queue `\(name)`")
+        }
+        return Int(ok.pointee.message_count)
+    }
+
+    func deleteQueue(_ name: String) throws(AMQPError) {
+        let arena = CArena()
+        guard amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0) != nil else {
+            throw Self.error(amqp_get_rpc_reply(state), "delete queue `\(name)`")
+        }
+    }
+}

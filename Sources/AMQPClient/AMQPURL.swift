@@ -1,0 +1,66 @@
+import Foundation
+
+/// A broker address parsed from `amqp://user:password@host:port/vhost` (`amqps://` for TLS).
+public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
+    public var tls: Bool
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String
+    public var virtualHost: String
+
+    /// Parses a URL; the vhost is percent-decoded (`%2F` is `/`), an empty path is `/`.
+    public init(_ text: String) throws(AMQPError) {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(), scheme == "amqp" || scheme == "amqps" else {
+            throw .configuration("not an AMQP URL (amqp://user:password@host:5672/vhost): \(Self.masked(text))")
+        }
+        tls = scheme == "amqps"
+        host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
+        port = components.port ?? (tls ? 5671 : 5672)
+        user = components.user?.removingPercentEncoding ?? "guest"
+        password = components.password?.removingPercentEncoding ?? "guest"
+        let path = components.percentEncodedPath
+        if path.isEmpty || path == "/" {
+            virtualHost = "/"
+        } else {
+            virtualHost = String(path.dropFirst()).removingPercentEncoding ?? String(path.dropFirst())
+        }
+    }
+
+    /// The URL with its password hidden, for logs and errors.
+    public var description: String {
+        "\(tls ? "amqps" : "amqp")://\(user):***@\(host):\(port)/\(virtualHost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? virtualHost)"
+    }
+
+    static func masked(_ text: String) -> String {
+        guard let at = text.lastIndex(of: "@"), let schemeEnd = text.range(of: "://"), let colon = text[schemeEnd.upperBound..<at].firstIndex(of: ":") else { return text }
+        return String(text[..<colon]) + ":***" + text[at...]
+    }
+}
+
+/// Why an AMQP operation failed.
+public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A URL or setting is wrong.
+    case configuration(String)
+    /// The broker refused the login.
+    case authentication(String)
+    /// The connection could not be made or was lost.
+    case connection(String)
+    /// The broker closed the channel or connection with an error (e.g. a queue argument mismatch).
+    case broker(code: Int, text: String)
+    /// A publish was not confirmed (nacked or unroutable).
+    case notConfirmed(String)
+    /// The client was closed.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .configuration(let text): "configuration: \(text)"
+        case .authentication(let text): "login refused: \(text)"
+        case .connection(let text): "connection: \(text)"
+        case .broker(let code, let text): "broker error \(code): \(text)"
+        case .notConfirmed(let text): "publish not confirmed: \(text)"
+        case .closed: "client closed"
+        }
+    }
+}

@@ -1,0 +1,4 @@
+import Foundation
+import OutboundWorkerApp
+
+exit(await RootCommand.main(arguments: Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,84 @@
+import AMQPClient
+import ArgumentParser
+import Foundation
+import Logging
+import PipelineKit
+
+/// `publish`: sends JSON documents (one per file, or JSON Lines) to the source queue, confirmed.
+struct PublishCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "publish", abstract: "Publish JSON files (one document each, or JSON Lines) to the source queue, for local use and replays.")
+
+    @OptionGroup var options: PipelineOptions
+
+    @Flag(name: .long, help: "Publish each document as it is, even if it is not valid JSON (for tests of bad input).")
+    var raw = false
+
+    @Argument(help: "Files to publish; `-` reads standard input.")
+    var files: [String]
+
+    func run() async throws {
+        let environment = ProcessEnvironment.load()
+        let result = options.load(environment)
+        guard let definition = result.definition else {
+            printDiagnostics(result.diagnostics)
+            throw ExitStatus.invalid
+        }
+        let settings = definition.source.settings
+        var urls: [AMQPURL] = []
+        for text in try settings.strings("url") { urls.append(try AMQPURL(text)) }
+        let queue = try settings.string("queue")
+        var documents: [(String, [UInt8])] = []
+        for file in files {
+            for (index, document) in try Self.documents(in: file).enumerated() {
+                if !raw, (try? JSONSerialization.jsonObject(with: Data(document), options: [.fragmentsAllowed])) == nil {
+                    FileHandle.standardError.write(Data("\(file): document \(index + 1): not valid JSON (use --raw to publish it anyway)\n".utf8))
+                    throw ExitStatus.invalid
+                }
+                documents.append((file, document))
+            }
+        }
+        var logger = Logger(label: "outbound-worker.publish")
+        logger.logLevel = .warning
+        let publisher = AMQPPublisher(urls: urls, logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        if try settings.boolean("declare") {
+            try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        }
+        let batch = 500
+        var published = 0
+        for start in stride(from: 0, to: documents.count, by: batch) {
+            let slice = documents[start..<min(start + batch, documents.count)]
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (_, body) in slice {
+                    group.addTask { try await publisher.publish(routingKey: queue, body: body, properties: .persistentJSON) }
+                }
+                try await group.waitForAll()
+            }
+            published += slice.count
+            if documents.count >= 5000 { FileHandle.standardError.write(Data("\r\(published)/\(documents.count)".utf8)) }
+        }
+        if documents.count >= 5000 { FileHandle.standardError.write(Data("\n".utf8)) }
+        print("published \(published) message(s) to \(queue)")
+    }
+
+    /// A file's documents: the whole file when it is one JSON value, else one per non-empty line.
+    static func documents(in file: String) throws -> [[UInt8]] {
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                FileHandle.standardError.write(Data("\(file): cannot read the file\n".utf8))
+                throw ExitStatus.invalid
+            }
+            data = contents
+        }
+        if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil {
+            return [Array(data)]
+        }
+        return data.split(separator: UInt8(ascii: "\n")).map { Array($0) }.filter { line in
+            line.contains { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") }
+        }
+    }
+}

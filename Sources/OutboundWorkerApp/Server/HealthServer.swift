@@ -1,0 +1,65 @@
+import Foundation
+import Hummingbird
+import PipelineKit
+import Prometheus
+
+/// `/health`, `/ready` and `/metrics` on `HEALTH_PORT`.
+enum HealthServer {
+    static func application(port: Int, source: any Source, host: PipelineHost, metrics: PrometheusCollectorRegistry) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("health") { _, _ in
+            let report = await HealthReport.make(source: source, pipeline: host.pipeline)
+            return json(report.body, status: report.status == "down" ? .serviceUnavailable : .ok)
+        }
+        router.get("ready") { _, _ in
+            let status = await source.status()
+            if status.connected, status.consuming {
+                return json(.object(["status": .string("ready")]), status: .ok)
+            }
+            let reason = status.pausedReason.map { "paused: \($0)" } ?? status.error ?? (status.connected ? "not consuming" : "not connected to the broker")
+            return json(.object(["status": .string("not_ready"), "reason": .string(reason)]), status: .serviceUnavailable)
+        }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+        }
+        return Application(router: router, configuration: .init(address: .hostname("0.0.0.0", port: port), serverName: "outbound-worker"))
+    }
+
+    private static func json(_ value: JSONValue, status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: value.encodedBytes())))
+    }
+}
+
+/// The body of `/health`: the source's and each resource's state, and the pipeline in use.
+struct HealthReport {
+    var status: String
+    var body: JSONValue
+
+    static func make(source: any Source, pipeline: AssembledPipeline) async -> HealthReport {
+        let sourceStatus = await source.status()
+        var checks: [String: JSONValue] = [:]
+        var sourceCheck: [String: JSONValue] = ["status": .string(sourceStatus.connected ? "up" : "down")]
+        if let error = sourceStatus.error, !sourceStatus.connected { sourceCheck["error"] = .string(error) }
+        if let reason = sourceStatus.pausedReason { sourceCheck["paused"] = .string(reason) }
+        checks[pipeline.definition.source.uses] = .object(sourceCheck)
+        var degraded = sourceStatus.pausedReason != nil
+        for resource in pipeline.definition.resources {
+            guard let instance = pipeline.resources.byName[resource.name] else { continue }
+            switch await instance.health() {
+            case .up:
+                checks[resource.name] = .object(["status": .string("up")])
+            case .down(let reason):
+                degraded = true
+                checks[resource.name] = .object(["status": .string("down"), "error": .string(reason)])
+            }
+        }
+        let status = !sourceStatus.connected ? "down" : (degraded ? "degraded" : "ok")
+        var body: [String: JSONValue] = [
+            "status": .string(status),
+            "checks": .object(checks),
+            "pipeline": .object(["name": .string(pipeline.definition.name), "digest": .string(pipeline.definition.digest)]),
+        ]
+        if let reason = sourceStatus.pausedReason { body["reason"] = .string("consumption paused: \(reason)") }
+        return HealthReport(status: status, body: .object(body))
+    }
+}

@@ -1,0 +1,61 @@
+import Logging
+import PipelineKit
+import ServiceLifecycle
+import UnixSignals
+
+/// Re-reads the pipeline on SIGHUP. A valid pipeline is used for new messages; an invalid
+/// one is rejected with its errors logged in the `check` format, and the old one stays.
+struct ReloadService: Service {
+    let loader: PipelineLoader
+    let file: String
+    let variant: String?
+    let assembler: PipelineAssembler
+    let host: PipelineHost
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            await reload()
+        }
+    }
+
+    /// Loads, validates and swaps in the pipeline; logs what happened.
+    func reload() async {
+        logger.info("reloading pipeline", metadata: ["file": .string(file), "variant": .string(variant ?? "")])
+        let result = loader.load(path: file, variant: variant)
+        guard let definition = result.definition else {
+            for diagnostic in result.diagnostics {
+                logger.error("\(diagnostic.description)")
+            }
+            logger.error("reload rejected: the pipeline has errors; the previous pipeline stays in use")
+            return
+        }
+        let old = host.pipeline
+        if definition == old.definition {
+            logger.info("pipeline unchanged")
+            return
+        }
+        if definition.source != old.definition.source {
+            logger.warning("changes to `source` take effect only after a restart; the running source is unchanged")
+        }
+        do {
+            let assembled = try await assembler.assemble(definition, reuse: old)
+            logger.info("pipeline reloaded", metadata: ["digest": .string(definition.digest), "previous_digest": .string(old.definition.digest),
+                                                        "changed": .string(Self.changes(from: old.definition, to: definition).joined(separator: ", "))])
+            await host.replace(with: assembled, logger: logger)
+        } catch {
+            logger.error("reload rejected: cannot build the new pipeline; the previous pipeline stays in use", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The parts that differ, by name (`step idempotency`, `resource redis`, …).
+    static func changes(from old: PipelineDefinition, to new: PipelineDefinition) -> [String] {
+        var changed: [String] = []
+        for resource in new.resources where old.resource(named: resource.name) != resource { changed.append("resource \(resource.name)") }
+        for step in new.steps where old.step(named: step.name) != step { changed.append("step \(step.name)") }
+        for step in old.steps where new.step(named: step.name) == nil { changed.append("removed step \(step.name)") }
+        if old.retry != new.retry { changed.append("retry") }
+        return changed
+    }
+}

@@ -1,0 +1,131 @@
+import PipelineKit
+import WhatsAppPlugin
+
+/// One case of a pipeline test file, parsed and checked for unknown keys.
+struct PipelineTestCase {
+    struct KeyExpectation {
+        var status: String?
+        var ttl: Duration?
+        var wamid: String?
+    }
+
+    struct Expectation {
+        var outcome: String?
+        var request: JSONValue?
+        var sent: Bool?
+        var error: String?
+        var step: String?
+        var attempts: Int?
+        var delay: Duration?
+        var key: KeyExpectation?
+    }
+
+    var name: String
+    var location: SourceLocation
+    var body: [UInt8]
+    var input: JSONValue?
+    var attempt: Int
+    var advance: Duration?
+    var redisAvailable: Bool
+    /// A key state to write before the case, as another worker would have left it.
+    var seedKey: String?
+    var script: StandInCloudAPI.Script
+    var expect: Expectation
+
+    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "expect"]
+    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key"]
+    static let outcomes = ["completed", "duplicate", "dead_letter", "retry", "requeue", "dropped"]
+
+    /// Parses a case, or reports every problem with its place.
+    static func parse(_ node: ConfigNode, diagnostics: inout [Diagnostic]) -> PipelineTestCase? {
+        let errorsBefore = diagnostics.count
+        func fail(_ at: SourceLocation, _ message: String) { diagnostics.append(.error(at: at, message)) }
+        guard let entries = node.entries else {
+            fail(node.location, "a case must be a map with `name`, `input` and `expect`, found \(node.kindName)")
+            return nil
+        }
+        for entry in entries where !caseKeys.contains(entry.key) {
+            fail(entry.keyLocation, "unknown key `\(entry.key)` in a case\(Suggestion.hint(for: entry.key, in: caseKeys)) (known: \(caseKeys.joined(separator: ", ")))")
+        }
+        let name = node["name"]?.scalar ?? "case at line \(node.location.line)"
+        var body: [UInt8] = []
+        var input: JSONValue?
+        if let raw = node["input_raw"] {
+            body = Array((raw.scalar ?? "").utf8)
+        } else if let inputNode = node["input"] {
+            input = inputNode.jsonValue
+            body = inputNode.jsonValue.encodedBytes()
+        } else {
+            fail(node.location, "case `\(name)` needs `input` (a message) or `input_raw` (exact body text)")
+        }
+        var attempt = 1
+        if let attemptNode = node["attempt"] {
+            if let value = attemptNode.scalar.flatMap(Int.init), value >= 1 { attempt = value } else { fail(attemptNode.location, "`attempt` must be a whole number from 1") }
+        }
+        let advance = duration(node["advance"], "advance", &diagnostics)
+        var redisAvailable = true
+        if let redis = node["redis"] {
+            switch redis.scalar {
+            case "up": redisAvailable = true
+            case "down": redisAvailable = false
+            default: fail(redis.location, "`redis` must be up or down")
+            }
+        }
+        var seedKey: String?
+        if let seed = node["seed_key"] {
+            if let text = seed.scalar, ["processing", "completed"].contains(text) { seedKey = text } else { fail(seed.location, "`seed_key` must be processing or completed") }
+        }
+        var script = StandInCloudAPI.Script()
+        if let whatsapp = node["whatsapp"] {
+            let keys = ["status", "error_code", "error_message", "delay"]
+            for entry in whatsapp.entries ?? [] where !keys.contains(entry.key) {
+                fail(entry.keyLocation, "unknown key `\(entry.key)` in `whatsapp`\(Suggestion.hint(for: entry.key, in: keys)) (known: \(keys.joined(separator: ", ")))")
+            }
+            if let status = whatsapp["status"] { script.status = status.scalar.flatMap(Int.init) ?? { fail(status.location, "`status` must be an HTTP status"); return 200 }() }
+            if let code = whatsapp["error_code"] { script.errorCode = code.scalar.flatMap(Int.init) ?? { fail(code.location, "`error_code` must be a number"); return nil }() }
+            script.errorMessage = whatsapp["error_message"]?.scalar
+            script.delay = duration(whatsapp["delay"], "delay", &diagnostics)
+        }
+        guard let expectNode = node["expect"], let expectEntries = expectNode.entries else {
+            fail(node["expect"]?.location ?? node.location, "case `\(name)` needs `expect` with at least `outcome`")
+            return nil
+        }
+        for entry in expectEntries where !expectKeys.contains(entry.key) {
+            fail(entry.keyLocation, "unknown key `\(entry.key)` in `expect`\(Suggestion.hint(for: entry.key, in: expectKeys)) (known: \(expectKeys.joined(separator: ", ")))")
+        }
+        var expect = Expectation()
+        if let outcome = expectNode["outcome"] {
+            if let text = outcome.scalar, outcomes.contains(text) { expect.outcome = text } else {
+                fail(outcome.location, "`outcome` must be one of \(outcomes.joined(separator: ", "))\(Suggestion.hint(for: outcome.scalar ?? "", in: outcomes))")
+            }
+        }
+        expect.request = expectNode["request"]?.jsonValue
+        if let sent = expectNode["sent"] { expect.sent = sent.jsonValue.boolValue ?? { fail(sent.location, "`sent` must be true or false"); return nil }() }
+        expect.error = expectNode["error"]?.scalar
+        expect.step = expectNode["step"]?.scalar
+        if let attempts = expectNode["attempts"] { expect.attempts = attempts.scalar.flatMap(Int.init) ?? { fail(attempts.location, "`attempts` must be a number"); return nil }() }
+        expect.delay = duration(expectNode["delay"], "delay", &diagnostics)
+        if let key = expectNode["key"] {
+            var expectation = KeyExpectation()
+            expectation.status = key["status"]?.scalar
+            if let status = expectation.status, !["completed", "processing", "absent"].contains(status) {
+                fail(key["status"]?.location ?? key.location, "`key.status` must be completed, processing or absent")
+            }
+            expectation.ttl = duration(key["ttl"], "key.ttl", &diagnostics)
+            expectation.wamid = key["wamid"]?.scalar
+            expect.key = expectation
+        }
+        guard diagnostics.count == errorsBefore else { return nil }
+        return PipelineTestCase(name: name, location: node.location, body: body, input: input, attempt: attempt, advance: advance,
+                                redisAvailable: redisAvailable, seedKey: seedKey, script: script, expect: expect)
+    }
+
+    private static func duration(_ node: ConfigNode?, _ name: String, _ diagnostics: inout [Diagnostic]) -> Duration? {
+        guard let node else { return nil }
+        guard let text = node.scalar, let duration = DurationParser.parse(text) else {
+            diagnostics.append(.error(at: node.location, "`\(name)` must be a duration such as 250ms, 30s, 25h"))
+            return nil
+        }
+        return duration
+    }
+}

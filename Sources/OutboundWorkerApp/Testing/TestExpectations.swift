@@ -1,0 +1,76 @@
+import Foundation
+import IdempotencyPlugin
+import PipelineKit
+import WhatsAppPlugin
+
+/// Compares what a case expects with what the pipeline did, naming the first difference of each kind.
+enum TestExpectations {
+    static func compare(_ testCase: PipelineTestCase, decision: Decision, sent: PreparedRequest?) -> [String] {
+        let expect = testCase.expect
+        var failures: [String] = []
+        let reason = decision.reason.map { " (\($0))" } ?? ""
+        if let outcome = expect.outcome, outcome != decision.outcomeName {
+            failures.append("outcome: expected \(outcome), got \(decision.outcomeName)\(reason)")
+        }
+        if let expected = expect.request {
+            if let sent {
+                let actual = (try? JSONDecoder().decode(JSONValue.self, from: Data(sent.body))) ?? .null
+                if let difference = actual.firstDifference(from: expected, path: "request") {
+                    let got = difference.actual?.encodedString() ?? "nothing"
+                    failures.append("\(difference.path): expected \(difference.expected.encodedString()), got \(got)")
+                }
+            } else {
+                failures.append("request: expected a request to be sent, none was")
+            }
+        }
+        if let expectedSent = expect.sent, expectedSent != (sent != nil) {
+            failures.append("sent: expected \(expectedSent), got \(sent != nil)")
+        }
+        if let error = expect.error, !(decision.reason ?? "").contains(error) {
+            failures.append("error: expected a reason containing \"\(error)\", got \(decision.reason.map { "\"\($0)\"" } ?? "none")")
+        }
+        let (step, attempts, delay) = details(of: decision, attempt: testCase.attempt)
+        if let expected = expect.step, expected != step {
+            failures.append("step: expected \(expected), got \(step ?? "none")")
+        }
+        if let expected = expect.attempts, expected != attempts {
+            failures.append("attempts: expected \(expected), got \(attempts.map(String.init) ?? "none")")
+        }
+        if let expected = expect.delay, expected != delay {
+            failures.append("delay: expected \(DurationParser.format(expected)), got \(delay.map(DurationParser.format) ?? "none")")
+        }
+        return failures
+    }
+
+    /// The failing step, the `x-attempts` the source would publish, and the delay, as the RabbitMQ source records them.
+    static func details(of decision: Decision, attempt: Int) -> (step: String?, attempts: Int?, delay: Duration?) {
+        switch decision {
+        case .ack(.completed): (nil, nil, nil)
+        case .ack(.finished(let step, _)), .ack(.dropped(let step, _)): (step, nil, nil)
+        case .retry(let after, let next, let step, _): (step, next - 1, after)
+        case .deadLetter(let step, _): (step, attempt, nil)
+        case .requeue(let after, let step, _, _): (step, attempt - 1, after)
+        }
+    }
+
+    static func compareKey(_ expected: PipelineTestCase.KeyExpectation, key: String?, store: MemoryIdempotencyStore) async -> [String] {
+        guard let key else { return ["key: the pipeline has no idempotency step, or the input lacks its key fields"] }
+        let stored = try? await store.read(key)
+        let state = stored.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.value.utf8)) }
+        let status = state?["status"]?.stringValue ?? (stored == nil ? "absent" : "unreadable")
+        var failures: [String] = []
+        if let expectedStatus = expected.status, expectedStatus != status {
+            failures.append("key \(key): expected \(expectedStatus), got \(status)")
+        }
+        if let ttl = expected.ttl {
+            let actual = stored?.ttl
+            if let actual, actual <= ttl, actual > ttl - .seconds(5) {} else {
+                failures.append("key \(key) ttl: expected \(DurationParser.format(ttl)) (within 5s), got \(actual.map(DurationParser.format) ?? "none")")
+            }
+        }
+        if let wamid = expected.wamid, state?["wamid"]?.stringValue != wamid {
+            failures.append("key \(key) wamid: expected \(wamid), got \(state?["wamid"]?.stringValue ?? "none")")
+        }
+        return failures
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+
+/// Any JSON value, `Sendable` and `Codable`; object keys keep no order (output is sorted for stable bytes).
+public enum JSONValue: Sendable, Hashable, Codable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value):
+            if value.rounded() == value, abs(value) < 1e15 {
+                try container.encode(Int64(value))
+            } else {
+                try container.encode(value)
+            }
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// The member of an object, or nil.
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let object) = self { return object[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var objectValue: [String: JSONValue]? {
+        if case .object(let value) = self { return value }
+        return nil
+    }
+
+    public var arrayValue: [JSONValue]? {
+        if case .array(let value) = self { return value }
+        return nil
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    public var numberValue: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
+
+    /// A name for the kind of value, for error messages.
+    public var kindName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+
+    /// Compact JSON with sorted keys.
+    public func encodedBytes() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? Array(encoder.encode(self))) ?? Array("null".utf8)
+    }
+
+    /// Compact JSON text with sorted keys.
+    public func encodedString() -> String {
+        String(decoding: encodedBytes(), as: UTF8.self)
+    }
+
+    /// Whether every member of `expected` is present in `self` with a matching value
+    /// (objects compared as subsets, recursively; arrays element by element).
+    /// Returns nil on a match, or the path of the first difference with both values.
+    public func firstDifference(from expected: JSONValue, path: String = "") -> (path: String, expected: JSONValue, actual: JSONValue?)? {
+        switch (expected, self) {
+        case (.object(let expectedObject), .object(let actualObject)):
+            for key in expectedObject.keys.sorted() {
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                guard let expectedValue = expectedObject[key] else { continue }
+                guard let actualValue = actualObject[key] else { return (childPath, expectedValue, nil) }
+                if let difference = actualValue.firstDifference(from: expectedValue, path: childPath) { return difference }
+            }
+            return nil
+        case (.array(let expectedItems), .array(let actualItems)):
+            guard expectedItems.count == actualItems.count else { return (path, expected, self) }
+            for (index, pair) in zip(expectedItems, actualItems).enumerated() {
+                if let difference = pair.1.firstDifference(from: pair.0, path: "\(path)[\(index)]") { return difference }
+            }
+            return nil
+        default:
+            return expected == self ? nil : (path, expected, self)
+        }
+    }
+}

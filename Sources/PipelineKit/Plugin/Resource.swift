@@ -1,0 +1,62 @@
+import Logging
+
+/// Whether a resource or source can do its work right now.
+public enum HealthStatus: Sendable, Equatable {
+    case up
+    case down(String)
+
+    public var isUp: Bool { self == .up }
+}
+
+/// A shared connection or client that steps use (a Redis pool, an HTTP client), named under `resources:`.
+public protocol Resource: Sendable {
+    /// A cheap liveness check for `/health`.
+    func health() async -> HealthStatus
+    /// Closes connections; called once when the pipeline that built it is retired.
+    func shutdown() async
+}
+
+/// What a resource plugin gets to build one instance.
+public struct ResourceBuildContext: Sendable {
+    /// The resource's name under `resources:`.
+    public var name: String
+    public var settings: Settings
+    public var logger: Logger
+
+    public init(name: String, settings: Settings, logger: Logger) {
+        self.name = name
+        self.settings = settings
+        self.logger = logger
+    }
+}
+
+/// A resource kind (`uses:` under `resources:`): its settings and how to build it.
+public struct ResourcePlugin: Sendable {
+    public var name: String
+    public var summary: String
+    public var settings: SettingsSchema
+    public var make: @Sendable (ResourceBuildContext) async throws -> any Resource
+
+    public init(name: String, summary: String, settings: SettingsSchema, make: @escaping @Sendable (ResourceBuildContext) async throws -> any Resource) {
+        self.name = name
+        self.summary = summary
+        self.settings = settings
+        self.make = make
+    }
+}
+
+/// The built resources of a pipeline, by name.
+public struct Resources: Sendable {
+    public var byName: [String: any Resource]
+
+    public init(_ byName: [String: any Resource] = [:]) {
+        self.byName = byName
+    }
+
+    /// The resource called `name`, as the type a step needs.
+    public func get<R>(_ name: String, as type: R.Type) throws(SettingsError) -> R {
+        guard let resource = byName[name] else { throw SettingsError(message: "no resource named `\(name)`") }
+        guard let typed = resource as? R else { throw SettingsError(message: "resource `\(name)` is not a \(R.self)") }
+        return typed
+    }
+}

@@ -1,0 +1,82 @@
+/// The type of one plugin setting; drives validation, defaults, `plan` and the JSON Schema.
+public indirect enum SettingType: Sendable {
+    case string
+    /// A whole number, optionally bounded.
+    case integer(ClosedRange<Int>? = nil)
+    case boolean
+    /// `250ms`, `30s`, `5m`, `24h` or bare seconds.
+    case duration
+    /// A list of durations.
+    case durationList
+    /// One of the listed words.
+    case choice([String])
+    /// A key pattern with `{field}` placeholders (see `KeyTemplate`).
+    case keyTemplate
+    /// The name of an entry under `resources:` whose `uses` is the given plugin.
+    case resource(uses: String)
+    /// The name of an earlier step whose `uses` is the given plugin.
+    case step(uses: String)
+    /// A URL, or a list of URLs tried in turn.
+    case urlList
+    /// A nested map with its own settings.
+    case object(SettingsSchema)
+
+    /// A short name for messages and docs.
+    public var displayName: String {
+        switch self {
+        case .string: "string"
+        case .integer: "integer"
+        case .boolean: "boolean"
+        case .duration: "duration"
+        case .durationList: "list of durations"
+        case .choice(let options): options.joined(separator: " | ")
+        case .keyTemplate: "key template"
+        case .resource(let uses): "name of a `\(uses)` resource"
+        case .step(let uses): "name of a `\(uses)` step"
+        case .urlList: "URL or list of URLs"
+        case .object: "map"
+        }
+    }
+}
+
+/// Whether and how a setting is hidden wherever configuration is printed.
+public enum Secrecy: Sendable {
+    case none
+    /// The whole value is shown as `***`.
+    case secret
+    /// A URL whose password (`user:PASSWORD@host`) is shown as `***`.
+    case urlPassword
+}
+
+/// One setting a plugin accepts under `with:`.
+public struct SettingSpec: Sendable {
+    public var name: String
+    public var type: SettingType
+    public var required: Bool
+    public var defaultValue: SettingValue?
+    public var summary: String
+    public var secrecy: Secrecy
+
+    public init(_ name: String, _ type: SettingType, required: Bool = false, default defaultValue: SettingValue? = nil, secrecy: Secrecy = .none, _ summary: String) {
+        self.name = name
+        self.type = type
+        self.required = required
+        self.defaultValue = defaultValue
+        self.summary = summary
+        self.secrecy = secrecy
+    }
+}
+
+/// The settings a plugin (or a nested map) declares: the one list that validation,
+/// defaults, `plan`, `schema` and the README's reference are made from.
+public struct SettingsSchema: Sendable {
+    public var settings: [SettingSpec]
+
+    public init(_ settings: [SettingSpec]) {
+        self.settings = settings
+    }
+
+    public subscript(name: String) -> SettingSpec? {
+        settings.first { $0.name == name }
+    }
+}

@@ -1,0 +1,57 @@
+import Logging
+
+/// What a step plugin gets to build one step.
+public struct StepBuildContext: Sendable {
+    public var definition: StepDefinition
+    public var pipeline: PipelineDefinition
+    public var resources: Resources
+    public var logger: Logger
+
+    public init(definition: StepDefinition, pipeline: PipelineDefinition, resources: Resources, logger: Logger) {
+        self.definition = definition
+        self.pipeline = pipeline
+        self.resources = resources
+        self.logger = logger
+    }
+
+    public var settings: Settings { definition.settings }
+}
+
+/// A step kind (`uses:` under `steps:`): its settings, its default policies and how to build it.
+public struct StepPlugin: Sendable {
+    public var name: String
+    public var summary: String
+    public var settings: SettingsSchema
+    public var defaultOnError: ErrorPolicy
+    public var defaultDegradation: DegradationPolicy
+    /// Whether success has an effect outside that cannot be taken back (a sent message):
+    /// after it, a later failure is logged and the message acknowledged, never retried.
+    public var irreversible: Bool
+    /// Top-level string fields of the message this step guarantees to later steps (for key templates).
+    public var guaranteedFields: [String]
+    /// Rules across settings and steps, run by `check` after every setting is valid.
+    public var check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])?
+    public var make: @Sendable (StepBuildContext) async throws -> any Step
+
+    public init(
+        name: String,
+        summary: String,
+        settings: SettingsSchema,
+        defaultOnError: ErrorPolicy = .deadLetter,
+        defaultDegradation: DegradationPolicy = .failClosed,
+        irreversible: Bool = false,
+        guaranteedFields: [String] = [],
+        check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])? = nil,
+        make: @escaping @Sendable (StepBuildContext) async throws -> any Step
+    ) {
+        self.name = name
+        self.summary = summary
+        self.settings = settings
+        self.defaultOnError = defaultOnError
+        self.defaultDegradation = defaultDegradation
+        self.irreversible = irreversible
+        self.guaranteedFields = guaranteedFields
+        self.check = check
+        self.make = make
+    }
+}

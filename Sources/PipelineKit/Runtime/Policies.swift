@@ -1,0 +1,61 @@
+/// What to do when a step fails (`on_error`).
+public enum ErrorPolicy: String, Sendable, CaseIterable {
+    /// Publish to `{queue}.dead` at once.
+    case deadLetter = "dead_letter"
+    /// Transient failures are retried per the source's retry policy, then dead-lettered;
+    /// permanent ones are dead-lettered at once.
+    case retry
+    /// Acknowledge and log.
+    case drop
+}
+
+/// What to do when a step's resource is down or too slow (`degradation`).
+public enum DegradationPolicy: String, Sendable, CaseIterable {
+    /// Log, count, and continue as if the step passed.
+    case failOpen = "fail_open"
+    /// Keep the message for later without using up an attempt.
+    case failClosed = "fail_closed"
+}
+
+/// When and how often a failed message is tried again.
+public struct RetryPolicy: Sendable, Hashable {
+    /// Deliveries in all, the first included.
+    public var maxAttempts: Int
+    /// Wait before attempt 2, 3, …; the last repeats.
+    public var backoff: [Duration]
+    /// Up to this fraction of the delay is added at random, to spread retries.
+    public var jitter: Double
+
+    public init(maxAttempts: Int = 5, backoff: [Duration] = [.seconds(1), .seconds(5), .seconds(30), .seconds(120)], jitter: Double = 0.2) {
+        self.maxAttempts = max(1, maxAttempts)
+        self.backoff = backoff.isEmpty ? [.seconds(1)] : backoff
+        self.jitter = jitter
+    }
+
+    /// The settings a source embeds as `retry:`.
+    public static let settingsSchema = SettingsSchema([
+        SettingSpec("max_attempts", .integer(1...1000), default: .integer(5), "deliveries in all, the first included"),
+        SettingSpec("backoff", .durationList, default: .list([.duration(.seconds(1)), .duration(.seconds(5)), .duration(.seconds(30)), .duration(.seconds(120))]), "wait before attempt 2, 3, …; the last repeats"),
+    ])
+
+    /// Reads a policy from validated `retry:` settings.
+    public init(settings: Settings) throws(SettingsError) {
+        self.init(maxAttempts: try settings.integer("max_attempts"), backoff: try settings.durations("backoff"))
+    }
+
+    /// The delay before delivery `attempt` (2 = the first retry), without jitter.
+    public func delay(beforeAttempt attempt: Int) -> Duration {
+        let index = min(max(attempt - 2, 0), backoff.count - 1)
+        return backoff[index]
+    }
+
+    /// The index (0-based) into `backoff` used before delivery `attempt`.
+    public func backoffIndex(beforeAttempt attempt: Int) -> Int {
+        min(max(attempt - 2, 0), backoff.count - 1)
+    }
+
+    /// The sum of all delays a message can wait before its last attempt.
+    public var totalDelay: Duration {
+        (2...max(2, maxAttempts)).reduce(Duration.zero) { $0 + (maxAttempts >= 2 ? delay(beforeAttempt: $1) : .zero) }
+    }
+}

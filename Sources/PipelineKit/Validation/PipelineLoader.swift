@@ -1,0 +1,272 @@
+import Foundation
+
+/// Loads a pipeline: reads the base file and its variant, merges, substitutes
+/// variables, validates every part against the plugins' declarations and runs
+/// the cross-field rules. Reports every problem at once.
+public struct PipelineLoader: Sendable {
+    public var registry: PluginRegistry
+    public var environment: [String: String]
+
+    public init(registry: PluginRegistry, environment: [String: String]) {
+        self.registry = registry
+        self.environment = environment
+    }
+
+    /// The outcome of loading: a definition when there is no error, and every diagnostic.
+    public struct Result: Sendable {
+        public var definition: PipelineDefinition?
+        public var diagnostics: [Diagnostic]
+
+        public init(definition: PipelineDefinition?, diagnostics: [Diagnostic]) {
+            self.definition = definition
+            self.diagnostics = diagnostics
+        }
+    }
+
+    /// The variant file for `base` and `variant`: `outbound.yaml` + `staging` → `outbound.staging.yaml`, same folder.
+    public static func variantPath(base: String, variant: String) -> String {
+        let url = URL(fileURLWithPath: base)
+        var name = url.lastPathComponent
+        for suffix in [".yaml", ".yml"] where name.hasSuffix(suffix) {
+            name = String(name.dropLast(suffix.count))
+            return url.deletingLastPathComponent().appendingPathComponent("\(name).\(variant)\(suffix)").relativePathFrom(base)
+        }
+        return url.deletingLastPathComponent().appendingPathComponent("\(name).\(variant).yaml").relativePathFrom(base)
+    }
+
+    /// Loads `path`, merged with its `variant` when given.
+    public func load(path: String, variant: String? = nil) -> Result {
+        let base: ConfigNode
+        do {
+            base = try YAMLDocumentReader.read(path: path)
+        } catch {
+            return Result(definition: nil, diagnostics: error.diagnostics)
+        }
+        var files = [path]
+        var diagnostics: [Diagnostic] = []
+        var merged = base
+        if let variant, !variant.isEmpty {
+            let variantFile = Self.variantPath(base: path, variant: variant)
+            guard FileManager.default.fileExists(atPath: variantFile) else {
+                return Result(definition: nil, diagnostics: [.error(at: SourceLocation(file: variantFile, line: 1, column: 1), "variant `\(variant)` has no file (expected \(variantFile) beside \(path))")])
+            }
+            do {
+                let overlay = try YAMLDocumentReader.read(path: variantFile).mapOrigins { origin in
+                    if case .base(let location) = origin { return .variant(location) }
+                    return origin
+                }
+                let (result, mergeDiagnostics) = VariantMerger.merge(base: base, variant: overlay)
+                merged = result
+                diagnostics += mergeDiagnostics
+                files.append(variantFile)
+            } catch {
+                return Result(definition: nil, diagnostics: error.diagnostics)
+            }
+        }
+        return validate(merged, files: files, diagnostics: diagnostics)
+    }
+
+    /// Validates an already merged tree (used by `load` and by tests on in-memory YAML).
+    public func validate(_ root: ConfigNode, files: [String], diagnostics initial: [Diagnostic] = []) -> Result {
+        var diagnostics = initial
+        let (tree, interpolationDiagnostics) = Interpolator(environment: environment).interpolate(root)
+        diagnostics += interpolationDiagnostics
+        guard let entries = tree.entries else {
+            diagnostics.append(.error(at: tree.location, "a pipeline file must be a map with `version`, `name`, `source`, `resources` and `steps`, found \(tree.kindName)"))
+            return Result(definition: nil, diagnostics: diagnostics)
+        }
+        let topLevelKeys = ["version", "name", "source", "resources", "steps"]
+        for entry in entries where !topLevelKeys.contains(entry.key) {
+            diagnostics.append(.error(at: entry.keyLocation, "unknown key `\(entry.key)`\(Suggestion.hint(for: entry.key, in: topLevelKeys)) (known: \(topLevelKeys.joined(separator: ", ")))"))
+        }
+        let version = readVersion(tree, &diagnostics)
+        let name = readName(tree, &diagnostics)
+        let source = readSource(tree, &diagnostics)
+        let resources = readResources(tree, &diagnostics)
+        let steps = readSteps(tree, resources: resources, &diagnostics)
+
+        var retry = RetryPolicy()
+        if let source, case .object(let retryEntries)? = source.settings["retry"]?.value {
+            if let policy = try? RetryPolicy(settings: Settings(retryEntries)) { retry = policy }
+        }
+        guard !diagnostics.hasErrors, let source else {
+            return Result(definition: nil, diagnostics: diagnostics)
+        }
+        let definition = PipelineDefinition(version: version, name: name, source: source, resources: resources, steps: steps, retry: retry, files: files)
+        for step in steps {
+            if let check = registry.steps[step.uses]?.check {
+                diagnostics += check(step, definition)
+            }
+        }
+        return Result(definition: diagnostics.hasErrors ? nil : definition, diagnostics: diagnostics)
+    }
+
+    private func readVersion(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> Int {
+        guard let node = tree["version"] else {
+            diagnostics.append(.error(at: tree.location, "missing `version` (write `version: 1`)"))
+            return 1
+        }
+        guard node.scalar == "1" else {
+            diagnostics.append(.error(at: node.location, "unsupported version \(node.scalar.map { "\"\($0)\"" } ?? node.kindName); this worker reads version 1"))
+            return 1
+        }
+        return 1
+    }
+
+    private func readName(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> String {
+        guard let node = tree["name"] else {
+            diagnostics.append(.error(at: tree.location, "missing `name` (the pipeline's name, shown in logs and /health)"))
+            return ""
+        }
+        guard let text = node.scalar, !text.isEmpty else {
+            diagnostics.append(.error(at: node.location, "`name` must be a non-empty string, found \(node.kindName)"))
+            return ""
+        }
+        return text
+    }
+
+    private func readUses(_ node: ConfigNode, kind: String, known: [String], _ diagnostics: inout [Diagnostic]) -> String? {
+        guard let uses = node["uses"] else {
+            diagnostics.append(.error(at: node.location, "\(kind) is missing `uses` (one of: \(known.sorted().joined(separator: ", ")))"))
+            return nil
+        }
+        guard let text = uses.scalar else {
+            diagnostics.append(.error(at: uses.location, "`uses` must name a plugin, found \(uses.kindName)"))
+            return nil
+        }
+        guard known.contains(text) else {
+            diagnostics.append(.error(at: uses.location, "unknown \(kind) plugin `\(text)`\(Suggestion.hint(for: text, in: known)) (known: \(known.sorted().joined(separator: ", ")))"))
+            return nil
+        }
+        return text
+    }
+
+    private func checkKeys(_ node: ConfigNode, allowed: [String], owner: String, _ diagnostics: inout [Diagnostic]) -> Bool {
+        guard let entries = node.entries else {
+            diagnostics.append(.error(at: node.location, "\(owner) must be a map, found \(node.kindName)"))
+            return false
+        }
+        for entry in entries where !allowed.contains(entry.key) {
+            diagnostics.append(.error(at: entry.keyLocation, "unknown key `\(entry.key)` in \(owner)\(Suggestion.hint(for: entry.key, in: allowed)) (known: \(allowed.joined(separator: ", ")))"))
+        }
+        return true
+    }
+
+    private func readSource(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> ComponentDefinition? {
+        guard let node = tree["source"] else {
+            diagnostics.append(.error(at: tree.location, "missing `source` (where messages come from, e.g. `uses: rabbitmq`)"))
+            return nil
+        }
+        guard checkKeys(node, allowed: ["uses", "with"], owner: "`source`", &diagnostics),
+              let uses = readUses(node, kind: "source", known: Array(registry.sources.keys), &diagnostics),
+              let plugin = registry.sources[uses] else { return nil }
+        let settings = SettingsResolver(owner: "source `\(uses)`").resolve(node["with"], schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
+        return ComponentDefinition(name: "source", uses: uses, settings: settings, location: node.location)
+    }
+
+    private func readResources(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> [ComponentDefinition] {
+        guard let node = tree["resources"] else { return [] }
+        if case .null = node.value { return [] }
+        guard let entries = node.entries else {
+            diagnostics.append(.error(at: node.location, "`resources` must be a map of names to resources, found \(node.kindName)"))
+            return []
+        }
+        var resources: [ComponentDefinition] = []
+        for entry in entries {
+            let owner = "resource `\(entry.key)`"
+            guard checkKeys(entry.value, allowed: ["uses", "with"], owner: owner, &diagnostics),
+                  let uses = readUses(entry.value, kind: "resource", known: Array(registry.resources.keys), &diagnostics),
+                  let plugin = registry.resources[uses] else { continue }
+            let settings = SettingsResolver(owner: "\(owner) (\(uses))").resolve(entry.value["with"], schema: plugin.settings, at: entry.value.location, diagnostics: &diagnostics)
+            resources.append(ComponentDefinition(name: entry.key, uses: uses, settings: settings, location: entry.value.location))
+        }
+        return resources
+    }
+
+    private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], _ diagnostics: inout [Diagnostic]) -> [StepDefinition] {
+        guard let node = tree["steps"] else {
+            diagnostics.append(.error(at: tree.location, "missing `steps` (the list of steps each message goes through)"))
+            return []
+        }
+        guard let items = node.items, !items.isEmpty else {
+            diagnostics.append(.error(at: node.location, "`steps` must be a non-empty list of steps, found \(node.kindName)"))
+            return []
+        }
+        var steps: [StepDefinition] = []
+        var seen: [String: SourceLocation] = [:]
+        var knownFields: Set<String> = []
+        var anyFieldGuarantee = false
+        for item in items {
+            guard checkKeys(item, allowed: ["name", "uses", "with", "on_error", "degradation"], owner: "a step", &diagnostics) else { continue }
+            guard let nameNode = item["name"], let name = nameNode.scalar, !name.isEmpty else {
+                diagnostics.append(.error(at: item.location, "a step needs a `name`"))
+                continue
+            }
+            if let first = seen[name] {
+                diagnostics.append(.error(at: nameNode.location, "duplicate step name `\(name)` (first at \(first.line):\(first.column))"))
+                continue
+            }
+            seen[name] = nameNode.location
+            guard let uses = readUses(item, kind: "step", known: Array(registry.steps.keys), &diagnostics), let plugin = registry.steps[uses] else { continue }
+            let owner = "step `\(name)` (\(uses))"
+            let settings = SettingsResolver(owner: owner).resolve(item["with"], schema: plugin.settings, at: item.location, diagnostics: &diagnostics)
+            let onError = readPolicy(item["on_error"], default: plugin.defaultOnError, owner: owner, &diagnostics)
+            let degradation = readPolicy(item["degradation"], default: plugin.defaultDegradation, owner: owner, &diagnostics)
+            checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, earlierSteps: steps, knownFields: anyFieldGuarantee ? knownFields : nil, &diagnostics)
+            steps.append(StepDefinition(name: name, uses: uses, settings: settings, onError: onError.0, degradation: degradation.0,
+                                        onErrorOrigin: onError.1, degradationOrigin: degradation.1, location: item.location))
+            if !plugin.guaranteedFields.isEmpty {
+                anyFieldGuarantee = true
+                knownFields.formUnion(plugin.guaranteedFields)
+            }
+        }
+        return steps
+    }
+
+    private func readPolicy<P: RawRepresentable & CaseIterable>(_ node: ConfigNode?, default defaultValue: P, owner: String, _ diagnostics: inout [Diagnostic]) -> (P, ValueOrigin) where P.RawValue == String {
+        guard let node else { return (defaultValue, .pluginDefault) }
+        let options = P.allCases.map(\.rawValue)
+        guard let text = node.scalar, let policy = P(rawValue: text) else {
+            diagnostics.append(.error(at: node.location, "\(owner): \(node.scalar.map { "\"\($0)\"" } ?? node.kindName) is not one of \(options.joined(separator: ", "))\(Suggestion.hint(for: node.scalar ?? "", in: options))"))
+            return (defaultValue, .pluginDefault)
+        }
+        return (policy, node.origin)
+    }
+
+    private func checkReferences(_ settings: Settings, schema: SettingsSchema, owner: String, resources: [ComponentDefinition], earlierSteps: [StepDefinition], knownFields: Set<String>?, _ diagnostics: inout [Diagnostic]) {
+        for setting in settings.entries {
+            guard let spec = schema[setting.name], case .string(let value) = setting.value else { continue }
+            switch spec.type {
+            case .resource(let uses):
+                let candidates = resources.filter { $0.uses == uses }.map(\.name)
+                if !candidates.contains(value) {
+                    let hint = candidates.isEmpty ? " (declare one under `resources:` with `uses: \(uses)`)" : Suggestion.hint(for: value, in: candidates) + " (known: \(candidates.joined(separator: ", ")))"
+                    diagnostics.append(.error(at: setting.location, "`\(setting.name)` of \(owner): no `\(uses)` resource named `\(value)`\(hint)"))
+                }
+            case .step(let uses):
+                let candidates = earlierSteps.filter { $0.uses == uses }.map(\.name)
+                if !candidates.contains(value) {
+                    let hint = candidates.isEmpty ? " (the pipeline needs a `\(uses)` step before this one)" : Suggestion.hint(for: value, in: candidates)
+                    diagnostics.append(.error(at: setting.location ?? earlierSteps.last?.location, "`\(setting.name)` of \(owner): no earlier `\(uses)` step named `\(value)`\(hint)"))
+                }
+            case .keyTemplate:
+                guard let knownFields, let template = try? KeyTemplate(value) else { continue }
+                for field in template.fields where !knownFields.contains(field) {
+                    diagnostics.append(.error(at: setting.location, "`\(setting.name)` of \(owner): unknown message field `{\(field)}`\(Suggestion.hint(for: field, in: knownFields)) (top-level string fields: \(knownFields.sorted().joined(separator: ", ")))"))
+                }
+            default:
+                continue
+            }
+        }
+    }
+}
+
+extension URL {
+    /// Keeps a relative base path relative: `pipelines/outbound.yaml` → `pipelines/outbound.staging.yaml`.
+    fileprivate func relativePathFrom(_ base: String) -> String {
+        if base.hasPrefix("/") { return path }
+        let cwd = FileManager.default.currentDirectoryPath
+        let full = path
+        return full.hasPrefix(cwd + "/") ? String(full.dropFirst(cwd.count + 1)) : full
+    }
+}

@@ -1,0 +1,131 @@
+import Logging
+import PipelineKit
+import Testing
+
+@Suite struct ExecutorTests {
+    private static let retry = RetryPolicy(maxAttempts: 3, backoff: [.seconds(1), .seconds(5)])
+
+    private func executor(_ steps: [(String, ErrorPolicy, DegradationPolicy, Bool, @Sendable (Message) throws -> StepOutcome)], undo: Fixtures.UndoLog = Fixtures.UndoLog()) -> PipelineExecutor {
+        let bound = steps.map { name, onError, degradation, irreversible, outcome in
+            BoundStep(definition: StepDefinition(name: name, uses: name, settings: Settings(), onError: onError, degradation: degradation, location: SourceLocation(file: "t", line: 1, column: 1)),
+                      step: Fixtures.Recorder(outcome: outcome, undone: undo), irreversible: irreversible)
+        }
+        return PipelineExecutor(pipelineName: "t", steps: bound, retry: Self.retry, workerID: "w", logger: Logger(label: "test"))
+    }
+
+    private func run(_ executor: PipelineExecutor, attempt: Int = 1) async -> Decision {
+        var message = Message(body: Array(#"{"internalId":"a"}"#.utf8), attempt: attempt)
+        return await executor.process(&message)
+    }
+
+    @Test func allStepsPassedIsCompleted() async {
+        let decision = await run(executor([("a", .deadLetter, .failClosed, false, { _ in .next }), ("b", .deadLetter, .failClosed, false, { _ in .next })]))
+        #expect(decision == .ack(.completed))
+    }
+
+    @Test func finishStopsAndAcknowledges() async {
+        let decision = await run(executor([("dedup", .deadLetter, .failClosed, false, { _ in .finish("duplicate") }), ("send", .retry, .failClosed, true, { _ in Issue.record("ran after finish"); return .next })]))
+        #expect(decision == .ack(.finished(step: "dedup", reason: "duplicate")))
+    }
+
+    @Test func requeueWithoutDelayUsesTheFirstBackoffAndUndoes() async {
+        let undo = Fixtures.UndoLog()
+        let decision = await run(executor([("claim", .deadLetter, .failClosed, false, { _ in .next }), ("wait", .deadLetter, .failClosed, false, { _ in .requeue(after: nil, reason: "in flight") })], undo: undo))
+        #expect(decision == .requeue(after: .seconds(1), step: "wait", reason: "in flight", pauseSource: false))
+        #expect(undo.all == ["claim"])
+    }
+
+    @Test(arguments: [
+        (StepFailure.Kind.invalid, ErrorPolicy.deadLetter, "dead_letter"),
+        (.invalid, .retry, "dead_letter"),
+        (.invalid, .drop, "dropped"),
+        (.permanent, .deadLetter, "dead_letter"),
+        (.permanent, .retry, "dead_letter"),
+        (.permanent, .drop, "dropped"),
+        (.transient, .deadLetter, "dead_letter"),
+        (.transient, .retry, "retry"),
+        (.transient, .drop, "dropped"),
+        (.senderSide, .deadLetter, "requeue"),
+        (.senderSide, .retry, "requeue"),
+        (.senderSide, .drop, "requeue"),
+    ])
+    func failureKindsAgainstErrorPolicies(kind: StepFailure.Kind, policy: ErrorPolicy, outcome: String) async {
+        let undo = Fixtures.UndoLog()
+        let decision = await run(executor([("claim", .deadLetter, .failClosed, false, { _ in .next }), ("s", policy, .failClosed, false, { _ in throw StepFailure(kind, "boom") })], undo: undo))
+        #expect(decision.outcomeName == outcome)
+        #expect(decision.reason?.contains("boom") == true)
+        #expect(undo.all == ["claim"], "a failure must release what earlier steps claimed")
+        if kind == .senderSide, case .requeue(_, _, _, let pause) = decision { #expect(pause) }
+    }
+
+    @Test(arguments: [(DegradationPolicy.failOpen, "completed"), (.failClosed, "requeue")])
+    func unavailableResourceFollowsDegradation(policy: DegradationPolicy, outcome: String) async {
+        let decision = await run(executor([("dedup", .deadLetter, policy, false, { _ in throw StepFailure(.unavailable, "redis down") }), ("send", .retry, .failClosed, true, { _ in .next })]))
+        #expect(decision.outcomeName == outcome)
+        if case .requeue(let after, _, _, let pause) = decision {
+            #expect(after == .seconds(1))
+            #expect(!pause)
+        }
+    }
+
+    @Test func retryScheduleAndGivingUp() async {
+        let failing = executor([("send", .retry, .failClosed, true, { _ in throw StepFailure(.transient, "503") })])
+        #expect(await run(failing, attempt: 1) == .retry(after: .seconds(1), attempt: 2, step: "send", reason: "503"))
+        #expect(await run(failing, attempt: 2) == .retry(after: .seconds(5), attempt: 3, step: "send", reason: "503"))
+        #expect(await run(failing, attempt: 3) == .deadLetter(step: "send", reason: "gave up after 3 attempts: 503"))
+    }
+
+    @Test func retryAfterExtendsTheDelay() async {
+        let limited = executor([("send", .retry, .failClosed, true, { _ in throw StepFailure(.transient, "pair limit", retryAfter: .seconds(16)) })])
+        #expect(await run(limited) == .retry(after: .seconds(16), attempt: 2, step: "send", reason: "pair limit"))
+    }
+
+    @Test func failureAfterAnIrreversibleStepIsAcknowledgedNotRetried() async {
+        let undo = Fixtures.UndoLog()
+        let decision = await run(executor([
+            ("claim", .deadLetter, .failClosed, false, { _ in .next }),
+            ("send", .retry, .failClosed, true, { _ in .next }),
+            ("mark", .deadLetter, .failClosed, false, { _ in throw StepFailure(.unavailable, "redis down") }),
+        ], undo: undo))
+        #expect(decision == .ack(.completed))
+        #expect(undo.all.isEmpty, "the key must not be released after the message was sent")
+    }
+
+    /// A step that waits until its task is cancelled.
+    struct WaitForever: Step {
+        let started: Fixtures.UndoLog
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            started.append(context.stepName)
+            try await Task.sleep(for: .seconds(600))
+            return .next
+        }
+    }
+
+    @Test func cancellationRequeuesAndReleases() async throws {
+        let undo = Fixtures.UndoLog()
+        let started = Fixtures.UndoLog()
+        let location = SourceLocation(file: "t", line: 1, column: 1)
+        let steps = [
+            BoundStep(definition: StepDefinition(name: "claim", uses: "claim", settings: Settings(), onError: .deadLetter, degradation: .failClosed, location: location),
+                      step: Fixtures.Recorder(outcome: { _ in .next }, undone: undo), irreversible: false),
+            BoundStep(definition: StepDefinition(name: "send", uses: "send", settings: Settings(), onError: .retry, degradation: .failOpen, location: location),
+                      step: WaitForever(started: started), irreversible: true),
+        ]
+        let executor = PipelineExecutor(pipelineName: "t", steps: steps, retry: Self.retry, workerID: "w", logger: Logger(label: "test"))
+        let task = Task { await run(executor) }
+        while started.all.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        task.cancel()
+        let decision = await task.value
+        #expect(decision == .requeue(after: .zero, step: "send", reason: "worker shutting down", pauseSource: false))
+        #expect(undo.all == ["claim"])
+    }
+
+    @Test func messagesKeepParsedPayloadOrError() {
+        #expect(Message(body: Array(#"{"internalId":"x"}"#.utf8)).internalID == "x")
+        let broken = Message(body: [0xFF, 0xFE, 0x00])
+        #expect(broken.payload == nil)
+        #expect(broken.parseError?.contains("not valid JSON") == true)
+        let deep = Message(body: Array((String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)).utf8))
+        #expect(deep.payload == nil)
+    }
+}

@@ -1,0 +1,62 @@
+import AMQPClient
+import PipelineKit
+
+/// The queues of one source: the source queue, one delay queue per backoff step
+/// (dead-lettering back to the source queue when a message's time is up) and the dead-letter queue.
+public struct QueueTopology: Sendable, Equatable {
+    public enum QueueType: String, Sendable { case classic, quorum }
+
+    public var queue: String
+    public var type: QueueType
+    public var deliveryLimit: Int
+    public var retryDelays: [Duration]
+    /// Extra wait added at random to a retry, as a fraction of its delay; each delay queue caps at delay × (1 + jitter).
+    public var jitter: Double
+
+    public init(queue: String, type: QueueType, deliveryLimit: Int, retryDelays: [Duration], jitter: Double) {
+        self.queue = queue
+        self.type = type
+        self.deliveryLimit = deliveryLimit
+        self.retryDelays = Array(Set(retryDelays)).sorted()
+        self.jitter = jitter
+    }
+
+    public var deadQueue: String { "\(queue).dead" }
+
+    /// `{queue}.retry.N`, N from 1, in order of delay.
+    public func retryQueue(_ index: Int) -> String { "\(queue).retry.\(index + 1)" }
+
+    /// Every queue to declare, the source queue first.
+    public var declarations: [AMQPQueueDeclaration] {
+        var source = AMQPTable()
+        if type == .quorum {
+            source["x-queue-type"] = .string("quorum")
+            source["x-delivery-limit"] = .int(Int64(deliveryLimit))
+            source["x-dead-letter-exchange"] = .string("")
+            source["x-dead-letter-routing-key"] = .string(deadQueue)
+        }
+        var result = [AMQPQueueDeclaration(name: queue, arguments: source)]
+        for (index, delay) in retryDelays.enumerated() {
+            let cap = Int64((Double(delay.milliseconds) * (1 + jitter)).rounded(.up))
+            result.append(AMQPQueueDeclaration(name: retryQueue(index), arguments: [
+                "x-message-ttl": .int(max(cap, 1)),
+                "x-dead-letter-exchange": .string(""),
+                "x-dead-letter-routing-key": .string(queue),
+            ]))
+        }
+        var dead = AMQPTable()
+        if type == .quorum { dead["x-queue-type"] = .string("quorum") }
+        result.append(AMQPQueueDeclaration(name: deadQueue, arguments: dead))
+        return result
+    }
+
+    /// The delay queue for a wait of `delay` (the shortest that holds it) and the
+    /// jittered per-message expiration in milliseconds.
+    public func route(delay: Duration, random: Double) -> (queue: String, expirationMilliseconds: Int64) {
+        let index = retryDelays.firstIndex { $0 >= delay } ?? (retryDelays.count - 1)
+        let base = min(delay, retryDelays[index]).milliseconds
+        let cap = Int64((Double(retryDelays[index].milliseconds) * (1 + jitter)).rounded(.up))
+        let jittered = Int64((Double(base) * (1 + jitter * random)).rounded())
+        return (retryQueue(index), max(1, min(jittered, cap)))
+    }
+}
