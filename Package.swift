@@ -83,10 +83,18 @@ let package = Package(
         // Tests.
         .target(
             name: "TestSupport",
-            dependencies: ["PipelineKit", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                "PipelineKit", "AMQPClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: strict
         ),
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,194 @@
+import Foundation
+import IdempotencyPlugin
+import Logging
+import PipelineKit
+import RedisClient
+import Testing
+import TestSupport
+
+/// The idempotency steps against the real redis-server of `scripts/test`.
+@Suite(.serialized) struct RedisStoreTests {
+    init() {
+        _ = TestMetricsSystem.shared
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "test.redis")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    static func store(port: Int = TestServices.redisPort, password: String? = nil, db: Int = 0, timeout: Duration = .milliseconds(250)) -> RedisIdempotencyStore {
+        RedisIdempotencyStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port, password: password, database: db, commandTimeout: timeout)), logger: logger)
+    }
+
+    static func message(_ id: String) -> Message {
+        Message(body: Array(#"{"internalId":"\#(id)","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#.utf8))
+    }
+
+    static func context(_ worker: String = "worker-a", clock: any WallClock = SystemWallClock()) -> StepContext {
+        StepContext(stepName: "idempotency", logger: logger, workerID: worker, clock: clock)
+    }
+
+    static func step(_ store: any IdempotencyStore, ttl: Duration = .seconds(86_400), lease: Duration = .seconds(120), prefix: String) throws -> IdempotencyStep {
+        IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: ttl, lease: lease, onDuplicate: .ack, onInFlight: .requeue)
+    }
+
+    @Test func claimThenCompleteSetsValueAndTTL() async throws {
+        let store = Self.store()
+        let prefix = uniqueName("ttl")
+        let step = try Self.step(store, ttl: .seconds(120), prefix: prefix)
+        var message = Self.message("m1")
+        #expect(try await step.run(&message, Self.context()) == .next)
+        let claimed = try #require(try await store.read("\(prefix):m1"))
+        #expect(claimed.value.contains(#""status":"processing""#))
+        #expect(claimed.value.contains(#""owner":"worker-a""#))
+        message.values[DeliveryReceiptKey.self] = "wamid.ABC"
+        let mark = MarkCompletedStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(120), keepTrying: false)
+        #expect(try await mark.run(&message, Self.context()) == .next)
+        let completed = try #require(try await store.read("\(prefix):m1"))
+        #expect(completed.value.contains(#""status":"completed""#))
+        #expect(completed.value.contains(#""wamid":"wamid.ABC""#))
+        let ttl = try #require(completed.ttl)
+        #expect(ttl <= .seconds(120) && ttl > .seconds(115))
+        var again = Self.message("m1")
+        guard case .finish(let reason) = try await step.run(&again, Self.context("worker-b")) else {
+            Issue.record("a completed key must be a duplicate")
+            return
+        }
+        #expect(reason.contains("wamid.ABC"))
+    }
+
+    @Test func exactlyOneOfManyConcurrentClaimsProceeds() async throws {
+        let prefix = uniqueName("race")
+        let steps = [try Self.step(Self.store(), prefix: prefix), try Self.step(Self.store(), prefix: prefix)]
+        let outcomes = await withTaskGroup(of: StepOutcome?.self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    var message = Self.message("same-id")
+                    return try? await steps[index % 2].run(&message, Self.context("worker-\(index)"))
+                }
+            }
+            return await group.reduce(into: [StepOutcome?]()) { $0.append($1) }
+        }
+        #expect(outcomes.count == 100)
+        #expect(outcomes.filter { $0 == .next }.count == 1)
+        #expect(outcomes.filter { if case .requeue? = $0 { true } else { false } }.count == 99)
+    }
+
+    @Test func anExpiredLeaseIsTakenOverExactlyOnce() async throws {
+        let prefix = uniqueName("lease")
+        let store = Self.store()
+        let old = KeyState.processing(owner: "dead-worker", since: Date().addingTimeInterval(-600)).encoded()
+        try await store.set("\(prefix):stale", old, ttl: .seconds(3600))
+        let young = KeyState.processing(owner: "live-worker", since: Date()).encoded()
+        try await store.set("\(prefix):young", young, ttl: .seconds(3600))
+        let steps = [try Self.step(Self.store(), prefix: prefix), try Self.step(Self.store(), prefix: prefix)]
+        let outcomes = await withTaskGroup(of: StepOutcome?.self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    var message = Self.message("stale")
+                    return try? await steps[index % 2].run(&message, Self.context("racer-\(index)"))
+                }
+            }
+            return await group.reduce(into: [StepOutcome?]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .next }.count == 1)
+        let owner = try #require(try await store.read("\(prefix):stale")).value
+        #expect(owner.contains("racer-"))
+        var youngMessage = Self.message("young")
+        let youngOutcome = try await steps[0].run(&youngMessage, Self.context("racer-x"))
+        guard case .requeue = youngOutcome else {
+            Issue.record("a key younger than the lease must not be taken over, got \(youngOutcome)")
+            return
+        }
+        #expect(try await store.read("\(prefix):young")?.value == young)
+    }
+
+    @Test func releaseDeletesOnlyOurOwnClaim() async throws {
+        let prefix = uniqueName("release")
+        let store = Self.store()
+        let step = try Self.step(store, prefix: prefix)
+        var message = Self.message("r1")
+        #expect(try await step.run(&message, Self.context()) == .next)
+        await step.undo(message, Self.context())
+        #expect(try await store.read("\(prefix):r1") == nil)
+
+        var second = Self.message("r2")
+        #expect(try await step.run(&second, Self.context()) == .next)
+        let someoneElse = KeyState.processing(owner: "other", since: Date()).encoded()
+        try await store.set("\(prefix):r2", someoneElse, ttl: .seconds(60))
+        await step.undo(second, Self.context())
+        #expect(try await store.read("\(prefix):r2")?.value == someoneElse)
+    }
+
+    @Test func passwordAndDatabaseAreUsed() async throws {
+        let redis = try ScratchRedis(password: "s3cret")
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let settings = Settings([
+            ResolvedSetting(name: "host", value: .string("127.0.0.1"), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "port", value: .integer(redis.port), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "password", value: .string("s3cret"), origin: .pluginDefault, location: nil, secrecy: .secret),
+            ResolvedSetting(name: "db", value: .integer(3), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "command_timeout", value: .duration(.milliseconds(250)), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "connect_timeout", value: .duration(.seconds(1)), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "pool_size", value: .integer(2), origin: .pluginDefault, location: nil, secrecy: .none),
+        ])
+        let store = try await RedisIdempotencyStore.connect(settings: settings, logger: Self.logger)
+        try await store.set("db3-key", "value", ttl: .seconds(60))
+        #expect(try redis.cli(["-n", "3", "get", "db3-key"]) == "value")
+        #expect(try redis.cli(["-n", "0", "exists", "db3-key"]) == "0")
+
+        var wrong = settings.entries
+        wrong[2].value = .string("wrong")
+        do {
+            _ = try await RedisIdempotencyStore.connect(settings: Settings(wrong), logger: Self.logger)
+            Issue.record("a wrong password must fail at start")
+        } catch let error as RedisError {
+            #expect(error.description.contains("refused the credentials"))
+            #expect(error.description.contains("AUTH failed"))
+            #expect(!error.description.contains("wrong"))
+        }
+    }
+
+    @Test func outageFailOpenAndRecoveryInTheSameProcess() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        let store = Self.store(port: redis.port)
+        let prefix = uniqueName("outage")
+        let step = try Self.step(store, prefix: prefix)
+        let errorsBefore = TestMetricsSystem.counter("outbound_redis_errors_total")
+        try await redis.stop()
+        var message = Self.message("o1")
+        await #expect(throws: StepFailure.self) { try await step.run(&message, Self.context()) }
+        #expect(TestMetricsSystem.counter("outbound_redis_errors_total") > errorsBefore)
+        try await redis.start()
+        try await poll("dedup to work again after redis returns") {
+            var fresh = Self.message("o2")
+            return (try? await step.run(&fresh, Self.context())) == .next
+        }
+        var duplicate = Self.message("o2")
+        let second = try await step.run(&duplicate, Self.context("other"))
+        guard case .requeue = second else {
+            Issue.record("the second claim of o2 must see the first, got \(second)")
+            return
+        }
+        try await redis.stop()
+    }
+
+    @Test func slowRedisCountsAsUnavailable() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let store = Self.store(port: redis.port, timeout: .milliseconds(100))
+        try await store.set("warm", "1", ttl: .seconds(10))
+        let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
+        try await Task.sleep(for: .milliseconds(100))
+        let started = ContinuousClock.now
+        await #expect(throws: StoreUnavailable.self) { try await store.set("slow", "1", ttl: .seconds(10)) }
+        #expect(ContinuousClock.now - started < .milliseconds(900))
+        await sleeper.value
+        try await poll("redis to answer again") { (try? await store.set("after", "1", ttl: .seconds(10))) != nil }
+    }
+}

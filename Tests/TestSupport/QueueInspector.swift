@@ -1,0 +1,78 @@
+import AMQPClient
+import Foundation
+import Logging
+
+/// Looks into queues of the test broker: depth, and the messages of a queue with their headers.
+public final class QueueInspector: Sendable {
+    public let publisher: AMQPPublisher
+    private let url: AMQPURL
+
+    public init() throws {
+        url = try AMQPURL(TestServices.rabbitURL)
+        var logger = Logger(label: "test.inspector")
+        logger.logLevel = .critical
+        publisher = AMQPPublisher(urls: [url], logger: logger)
+        publisher.start()
+    }
+
+    deinit {
+        publisher.stop()
+    }
+
+    /// Ready messages in a queue (0 when the queue does not exist).
+    public func depth(_ queue: String) async -> Int {
+        (try? await publisher.messageCount(queue)) ?? 0
+    }
+
+    /// Publishes JSON bodies to a queue (declaring it), confirmed.
+    public func publish(_ bodies: [[UInt8]], to queue: String, headers: AMQPTable = AMQPTable()) async throws {
+        try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        var withHeaders = AMQPProperties.persistentJSON
+        withHeaders.headers = headers
+        let properties = withHeaders
+        let batch = 500
+        for start in stride(from: 0, to: bodies.count, by: batch) {
+            let slice = bodies[start..<min(start + batch, bodies.count)]
+            let publisher = self.publisher
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for body in slice {
+                    group.addTask { try await publisher.publish(routingKey: queue, body: body, properties: properties) }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    /// Takes every ready message out of `queue` (acknowledging them) and returns them.
+    public func drain(_ queue: String, expecting count: Int, timeout: Duration = .seconds(20)) async throws -> [AMQPDelivery] {
+        var logger = Logger(label: "test.drain")
+        logger.logLevel = .critical
+        let consumer = AMQPConsumer(urls: [url], queue: queue, prefetch: 500, logger: logger)
+        consumer.start()
+        defer { consumer.stop() }
+        var deliveries: [AMQPDelivery] = []
+        let collector = Task {
+            var collected: [AMQPDelivery] = []
+            for await event in consumer.events {
+                if case .delivery(let delivery) = event {
+                    consumer.ack(delivery)
+                    collected.append(delivery)
+                    if collected.count >= count { break }
+                }
+            }
+            return collected
+        }
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            collector.cancel()
+        }
+        deliveries = await collector.value
+        timer.cancel()
+        return deliveries
+    }
+
+    /// Deletes test queues.
+    public func delete(_ queues: [String]) async {
+        for queue in queues { try? await publisher.delete(queue) }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// The Redis and RabbitMQ that `scripts/test` started on loopback, and control over them.
+public enum TestServices {
+    public static var redisPort: Int { Int(ProcessInfo.processInfo.environment["TEST_REDIS_PORT"] ?? "") ?? 16379 }
+    public static var rabbitURL: String { ProcessInfo.processInfo.environment["TEST_RABBITMQ_URL"] ?? "amqp://guest:guest@127.0.0.1:25680/%2F" }
+
+    /// The repository root (for scripts and the built executable).
+    public static var repository: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// The built `outbound-worker` executable.
+    public static var executable: String { repository.appendingPathComponent(".build/debug/outbound-worker").path }
+
+    /// Runs `scripts/services ACTION SERVICE` for the test profile.
+    public static func services(_ action: String, _ service: String) throws {
+        let result = try run(repository.appendingPathComponent("scripts/services").path, [action, service], environment: ["SERVICES_PROFILE": "test"])
+        guard result.status == 0 else { throw TestFailure("scripts/services \(action) \(service) failed: \(result.output)") }
+    }
+
+    /// Runs a program to completion; returns its exit status and combined output.
+    ///
+    /// posix_spawn and waitpid rather than Foundation's Process, whose exit monitoring
+    /// misses programs that daemonize (redis-server, rabbitmq-server) on Linux.
+    @discardableResult
+    public static func run(_ program: String, _ arguments: [String], environment: [String: String] = [:], input: Data? = nil, directory: URL? = nil) throws -> (status: Int32, output: String) {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")
+        let outputPath = scratch.path + ".log"
+        let inputPath = scratch.path + ".in"
+        guard FileManager.default.createFile(atPath: inputPath, contents: input ?? Data()) else { throw TestFailure("cannot create \(inputPath)") }
+        defer {
+            try? FileManager.default.removeItem(atPath: outputPath)
+            try? FileManager.default.removeItem(atPath: inputPath)
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, inputPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
+        // `env -C` sets the working directory (glibc's addchdir is not visible from Swift).
+        let argv = (["/usr/bin/env", "-C", (directory ?? repository).path, program] + arguments).map { strdup($0) } + [nil]
+        let envp = variables.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, envp)
+        guard spawned == 0 else { throw TestFailure("cannot run \(program): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (exitStatus, output)
+    }
+}
+
+/// A failure of the test machinery itself, with a message.
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Waits until `condition` holds, checking every 20 ms; throws after `timeout`.
+public func poll(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestFailure("timed out after \(timeout) waiting for \(what)")
+}
+
+/// A name no other test uses (queues, keys).
+public func uniqueName(_ prefix: String) -> String {
+    "\(prefix).\(UUID().uuidString.prefix(8).lowercased())"
+}
