@@ -95,6 +95,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]

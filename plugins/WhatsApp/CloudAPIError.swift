@@ -47,6 +47,15 @@ public struct CloudAPIErrorBody: Sendable, Decodable, Equatable {
     public var error_subcode: Int?
     public var error_data: ErrorData?
     public var fbtrace_id: String?
+
+    public init(message: String? = nil, type: String? = nil, code: Int? = nil, error_subcode: Int? = nil, error_data: ErrorData? = nil, fbtrace_id: String? = nil) {
+        self.message = message
+        self.type = type
+        self.code = code
+        self.error_subcode = error_subcode
+        self.error_data = error_data
+        self.fbtrace_id = fbtrace_id
+    }
 }
 
 extension StepFailure {

@@ -95,6 +95,12 @@ public struct PreparedRequest: Sendable, Equatable {
     /// The message's own sender, overriding the resource's `phone_number_id`.
     public var phoneNumberID: String?
     public var recipient: String
+
+    public init(body: [UInt8], phoneNumberID: String?, recipient: String) {
+        self.body = body
+        self.phoneNumberID = phoneNumberID
+        self.recipient = recipient
+    }
 }
 
 /// Where `transform` leaves the prepared request for `dispatch`.

@@ -1,0 +1,132 @@
+import Foundation
+import PipelineKit
+import Testing
+import ValidatePlugin
+
+@Suite struct MessageValidatorTests {
+    let validator = MessageValidator()
+
+    private func reason(_ json: String) -> String? {
+        do {
+            _ = try validator.validate(Message(body: Array(json.utf8)))
+            return nil
+        } catch {
+            #expect(error.kind == .invalid)
+            return error.reason
+        }
+    }
+
+    @Test func validTextIsNormalised() throws {
+        let message = try validator.validate(Message(body: Array(#"{"internalId":"a.b:c-1_2","to":"+55 (11) 98765-4321","type":"text","text":{"body":"Hi","previewUrl":true},"unknown":1}"#.utf8)))
+        #expect(message.to == "+5511987654321")
+        #expect(message.content == .text(body: "Hi", previewURL: true))
+    }
+
+    @Test(arguments: [
+        (#"{"to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#, "internalId: required"),
+        (#"{"internalId":"a b","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#, "internalId: only letters, digits and . _ : - are allowed"),
+        (#"{"internalId":"","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#, "internalId: 0 characters, must be 1–128"),
+        (#"{"internalId":7,"to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#, "internalId: must be a string, found a number"),
+        (#"{"internalId":"a","to":"1234","type":"text","text":{"body":"Hi"}}"#, "to: not an E.164 number (optional +, then 8–15 digits)"),
+        (#"{"internalId":"a","to":"+55abc11987654","type":"text","text":{"body":"Hi"}}"#, "to: not an E.164 number"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"fax"}"#, "type: \"fax\" is not one of text, template"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"text"}"#, "text: required"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":""}}"#, "text.body: must not be empty"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi","previewUrl":"yes"}}"#, "text.previewUrl: must be true or false"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"x"}}"#, "template.language: required"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"x","language":"en_US","components":{}}}"#, "template.components: must be an array"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{}}"#, "media: give exactly one of id, link"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"id":"1","link":"https://x"}}"#, "media: give exactly one of id, link"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"audio","media":{"id":"1","caption":"c"}}"#, "media.caption: not allowed for audio"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"id":"1","filename":"f.pdf"}}"#, "media.filename: only for document"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"link":"ftp://x"}}"#, "media.link: must be an http(s) URL"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"location","location":{"latitude":91,"longitude":0}}"#, "location.latitude: must be a number in -90…90"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"contacts","contacts":[]}"#, "contacts: must be a non-empty array"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"contacts","contacts":[{"name":{}}]}"#, "contacts[0].name.formatted_name: required"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"reaction","reaction":{"messageId":"w"}}"#, "reaction.emoji: required"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"interactive","interactive":{"type":"button","body":{"text":"Q"},"action":{"buttons":[{"reply":{"id":"1","title":"This title is far too long"}}]}}}"#, "interactive.action.buttons[0].reply.title: 26 characters, at most 20"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"interactive","interactive":{"type":"button","body":{"text":"Q"},"action":{"buttons":[]}}}"#, "interactive.action.buttons: 0 buttons, must be 1–3"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"interactive","interactive":{"type":"list","body":{"text":"Q"},"action":{"button":"Pick","sections":[{"rows":[]}]}}}"#, "interactive.action.sections: 0 rows in all, must be 1–10"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"interactive","interactive":{"type":"cta_url","body":{"text":"Q"},"action":{"parameters":{"display_text":"Open"}}}}"#, "interactive.action.parameters.url: required"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"metadata":"x"}"#, "metadata: must be an object"),
+        (#"[1,2]"#, "body must be a JSON object, found an array"),
+        (#"{"internalId":"#, "body is not valid JSON"),
+    ])
+    func eachRuleNamesItsField(json: String, expected: String) {
+        let found = reason(json)
+        #expect(found?.contains(expected) == true, "got: \(found ?? "valid")")
+    }
+
+    @Test func lengthLimitsCountCharacters() {
+        let long = String(repeating: "é", count: 5000)
+        #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"\#(long)"}}"#)?.contains("text.body: 5000 characters, at most 4096") == true)
+        let caption = String(repeating: "c", count: 1025)
+        #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"id":"1","caption":"\#(caption)"}}"#)?.contains("media.caption: 1025 characters, at most 1024") == true)
+    }
+
+    @Test func everyProblemIsListed() {
+        let found = reason(#"{"internalId":"a b","to":"1","type":"text","text":{"body":""}}"#) ?? ""
+        #expect(found.contains("internalId:"))
+        #expect(found.contains("to:"))
+        #expect(found.contains("text.body:"))
+    }
+
+    @Test func oversizedBodiesAreRefusedBeforeParsing() {
+        let small = MessageValidator(maxBytes: 256)
+        let body = Array(#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"\#(String(repeating: "x", count: 400))"}}"#.utf8)
+        #expect(throws: StepFailure.self) { try small.validate(Message(body: body)) }
+    }
+
+    /// 1,000 malformed messages of many shapes: each is rejected with a reason or accepted, never a crash.
+    @Test func randomMalformedInputsNeverCrash() {
+        var generator = SeededGenerator(seed: 42)
+        let fields = ["internalId", "to", "type", "text", "template", "media", "location", "contacts", "interactive", "reaction", "replyTo", "phoneNumberId", "metadata"]
+        var rejected = 0
+        for _ in 0..<1000 {
+            var object: [String: JSONValue] = [:]
+            for field in fields where Bool.random(using: &generator) {
+                object[field] = randomValue(depth: 0, &generator)
+            }
+            if Bool.random(using: &generator) { object["type"] = .string(MessageValidator.types.randomElement(using: &generator) ?? "text") }
+            var body = JSONValue.object(object).encodedBytes()
+            if Int.random(in: 0..<10, using: &generator) == 0 { body = Array(body.prefix(Int.random(in: 0...body.count, using: &generator))) }
+            if Int.random(in: 0..<20, using: &generator) == 0 { body = (0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+            do {
+                _ = try validator.validate(Message(body: body))
+            } catch {
+                #expect(!error.reason.isEmpty)
+                rejected += 1
+            }
+        }
+        #expect(rejected > 900)
+    }
+
+    private func randomValue(depth: Int, _ generator: inout SeededGenerator) -> JSONValue {
+        switch Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &generator) {
+        case 0: return .null
+        case 1: return .bool(Bool.random(using: &generator))
+        case 2: return .number(Double(Int.random(in: -1_000_000...1_000_000, using: &generator)) / 7)
+        case 3: return .string(String(repeating: ["a", "+", "é", "\u{0}", "9", " "].randomElement(using: &generator) ?? "a", count: Int.random(in: 0...5000, using: &generator)))
+        case 4: return .string(["text", "+5511987654321", "", "en_US", "https://x"].randomElement(using: &generator) ?? "")
+        case 5: return .array((0..<Int.random(in: 0...4, using: &generator)).map { _ in randomValue(depth: depth + 1, &generator) })
+        default:
+            let keys = ["body", "name", "language", "id", "link", "caption", "latitude", "type", "action", "buttons", "messageId", "emoji"]
+            var object: [String: JSONValue] = [:]
+            for key in keys where Int.random(in: 0..<3, using: &generator) == 0 { object[key] = randomValue(depth: depth + 1, &generator) }
+            return .object(object)
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) so failures reproduce.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
