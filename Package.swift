@@ -97,6 +97,7 @@ let package = Package(
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]

@@ -59,7 +59,8 @@ struct PipelineTestRunner {
         let store = MemoryIdempotencyStore(clock: clock)
         let cloudAPI = StandInCloudAPI()
         let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: cloudAPI)
-        let path = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(pipelinePath).standardized.path
+        let path = pipelinePath.hasPrefix("/") ? pipelinePath
+            : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(pipelinePath).standardized.path
         let loaded = PipelineLoader(registry: registry, environment: variables).load(path: path, variant: root["env"]?.scalar)
         guard let definition = loaded.definition else {
             report.errors = loaded.diagnostics.filter { $0.severity == .error }

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `outbound-worker test`: the runner people use to test pipelines.
+@Suite struct PipelineTestCommandTests {
+    private func write(_ text: String) throws -> String {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent("case.yaml").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    private var pipeline: String { TestServices.repository.appendingPathComponent("pipelines/outbound.yaml").path }
+
+    @Test func shippedCasesPass() throws {
+        let result = try TestServices.run(TestServices.executable, ["test"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains(" passed, 0 failed"))
+        #expect(!result.output.contains("✗"))
+    }
+
+    @Test func aWrongExpectationFailsWithThePathOfTheDifference() throws {
+        let path = try write("""
+            pipeline: \(pipeline)
+            environment: { WHATSAPP_ACCESS_TOKEN: t, WHATSAPP_PHONE_NUMBER_ID: "1" }
+            cases:
+              - name: preview flag
+                input: { internalId: "w1", to: "+5511987654321", type: text, text: { body: "Hi" } }
+                expect: { outcome: completed, request: { text: { preview_url: true } } }
+              - name: wrong outcome
+                input: { internalId: "w2", to: "1", type: text, text: { body: "Hi" } }
+                expect: { outcome: completed }
+            """)
+        let result = try TestServices.run(TestServices.executable, ["test", path])
+        #expect(result.status == 1)
+        #expect(result.output.contains("✗ preview flag  (\(path):4:5)"), "\(result.output)")
+        #expect(result.output.contains("request.text.preview_url: expected true, got false"))
+        #expect(result.output.contains("outcome: expected completed, got dead_letter (to: not an E.164 number"))
+        #expect(result.output.contains("0 passed, 2 failed"))
+    }
+
+    @Test func aBrokenTestFileIsAnErrorWithItsPosition() throws {
+        let path = try write("""
+            pipeline: \(pipeline)
+            cases:
+              - name: typo
+                input: { internalId: "b1" }
+                expct: { outcome: completed }
+            """)
+        let result = try TestServices.run(TestServices.executable, ["test", path], environment: ["WHATSAPP_ACCESS_TOKEN": "t"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(path):5:5: error: unknown key `expct` in a case; did you mean `expect`?"), "\(result.output)")
+    }
+
+    @Test func noNetworkIsOpened() throws {
+        // Every endpoint points at a loopback listener that counts connection attempts.
+        let listener = try LoopbackListener()
+        let port = String(listener.port)
+        let environment = ["RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:\(port)/%2F", "REDIS_HOST": "127.0.0.1", "REDIS_PORT": port,
+                           "WHATSAPP_API_URL": "http://127.0.0.1:\(port)"]
+        let result = try TestServices.run(TestServices.executable, ["test"], environment: environment)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(listener.acceptedConnections() == 0)
+    }
+
+    @Test func junitOutputForCI() throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("junit-\(UUID().uuidString).xml").path
+        let result = try TestServices.run(TestServices.executable, ["test", "--format", "junit", "--output", output])
+        #expect(result.status == 0)
+        let xml = try String(contentsOfFile: output, encoding: .utf8)
+        #expect(xml.hasPrefix("<?xml"))
+        #expect(xml.contains("<testsuite name=\"pipelines/tests/outbound.yaml\""))
+        #expect(!xml.contains("<failure"))
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that never answers; it only counts who connected.
+final class LoopbackListener {
+    let port: Int
+    private let socketFD: Int32
+
+    init() throws {
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.socketFD = socketFD
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, listen(socketFD, 64) == 0 else { throw TestFailure("cannot listen on loopback") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketFD, $0, &length) } }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        _ = fcntl(socketFD, F_SETFL, fcntl(socketFD, F_GETFL) | O_NONBLOCK)
+    }
+
+    deinit {
+        close(socketFD)
+    }
+
+    /// Connections made so far (taken from the backlog).
+    func acceptedConnections() -> Int {
+        var count = 0
+        while true {
+            let client = accept(socketFD, nil, nil)
+            guard client >= 0 else { return count }
+            close(client)
+            count += 1
+        }
+    }
+}
