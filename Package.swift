@@ -90,6 +90,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: strict
@@ -97,6 +98,7 @@ let package = Package(
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "EndToEndTests", dependencies: ["AMQPClient", "RedisClient", "PipelineKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),

@@ -1,0 +1,85 @@
+import AMQPClient
+import Foundation
+import PipelineKit
+import RedisClient
+import TestSupport
+
+/// One end-to-end scenario: its own queue, id prefix, health port, Cloud API stand-in
+/// and a copy of the shipped pipeline with a test variant (short retries and lease).
+final class EndToEndHarness: @unchecked Sendable {
+    let queue = uniqueName("e2e")
+    let prefix = uniqueName("id")
+    let server = CloudAPIStandInServer()
+    let inspector: QueueInspector
+    let folder: URL
+    var redisPort = TestServices.redisPort
+    private(set) var baseURL = ""
+    static let token = "EAAG-e2e-token"
+
+    static let variant = """
+        source:
+          with:
+            prefetch: 64
+            concurrency: 16
+            drain_timeout: 10s
+            pause: 1s
+            retry: { max_attempts: 5, backoff: [300ms, 1s] }
+        resources:
+          whatsapp:
+            with: { timeout: 2s }
+        steps:
+          - name: idempotency
+            with: { lease: 3s }
+        """
+
+    init() async throws {
+        inspector = try QueueInspector()
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let base = try String(contentsOf: TestServices.repository.appendingPathComponent("pipelines/outbound.yaml"), encoding: .utf8)
+        try base.write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
+        try Self.variant.write(to: folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
+        baseURL = try await server.start()
+    }
+
+    var pipelinePath: String { folder.appendingPathComponent("outbound.yaml").path }
+
+    var environment: [String: String] {
+        [
+            "RABBITMQ_URL": TestServices.rabbitURL, "OUTBOUND_QUEUE": queue,
+            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(redisPort),
+            "WHATSAPP_API_URL": baseURL, "WHATSAPP_ACCESS_TOKEN": Self.token, "WHATSAPP_PHONE_NUMBER_ID": "1055",
+            "LOG_FORMAT": "json", "LOG_LEVEL": "info",
+            "PIPELINE_FILE": pipelinePath, "PIPELINE_ENV": "e2e",
+        ]
+    }
+
+    func startWorker(extra: [String: String] = [:]) async throws -> WorkerProcess {
+        let worker = try WorkerProcess(environment: environment.merging(extra) { $1 }, healthPort: Int.random(in: 20000...29999))
+        try await worker.waitUntilReady()
+        return worker
+    }
+
+    func id(_ number: Int) -> String { "\(prefix)-\(number)" }
+
+    func textMessage(_ number: Int) -> [UInt8] {
+        Array(#"{"internalId":"\#(id(number))","to":"+5511\#(String(format: "%09d", number))","type":"text","text":{"body":"Message \#(number)"}}"#.utf8)
+    }
+
+    func publish(_ bodies: [[UInt8]]) async throws {
+        try await inspector.publish(bodies, to: queue)
+    }
+
+    /// Requests the stand-in received for this scenario's ids, by internal number (the `to` suffix).
+    var requestsByRecipient: [String: Int] { server.countsByRecipient }
+
+    func redis() -> RedisClient {
+        RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redisPort))
+    }
+
+    func cleanUp() async {
+        server.stop()
+        await inspector.delete([queue, "\(queue).dead", "\(queue).retry.1", "\(queue).retry.2"])
+        try? FileManager.default.removeItem(at: folder)
+    }
+}

@@ -1,0 +1,93 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import PipelineKit
+
+/// `outbound-worker run` as a subprocess, with its log in a file.
+public final class WorkerProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let logPath: String
+    public let healthPort: Int
+    private var exitStatus: Int32?
+
+    /// Starts the worker with `environment` over the test process's own.
+    public init(_ arguments: [String] = ["run"], environment: [String: String], healthPort: Int) throws {
+        self.healthPort = healthPort
+        logPath = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).log").path
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var variables = ProcessInfo.processInfo.environment
+        for name in ["PIPELINE_ENV", "PIPELINE_FILE", "IDEMPOTENCY_TTL_SECONDS"] { variables[name] = nil }
+        variables.merge(environment) { $1 }
+        variables["HEALTH_PORT"] = String(healthPort)
+        let argv = ([TestServices.executable] + arguments).map { strdup($0) } + [nil]
+        let envp = variables.map { strdup("\($0)=\($1)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, TestServices.executable, &actions, nil, argv, envp)
+        guard spawned == 0 else { throw TestFailure("cannot start the worker: \(String(cString: strerror(spawned)))") }
+        self.pid = pid
+    }
+
+    deinit {
+        if exitStatus == nil {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+    }
+
+    public func signal(_ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    /// Waits for the process to exit; returns its exit status (128+N for signal N).
+    public func waitForExit(timeout: Duration) async throws -> Int32 {
+        if let exitStatus { return exitStatus }
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                exitStatus = code
+                return code
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("worker \(pid) still running after \(timeout); log:\n\(log.suffix(3000))")
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// GET a path of the worker's HTTP port: status and JSON body (nil when it does not answer).
+    public func get(_ path: String) async -> (status: Int, body: JSONValue?)? {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)")
+        request.method = .GET
+        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)),
+              let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
+        return (Int(response.status.code), try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)))
+    }
+
+    /// The raw text of a path (for /metrics).
+    public func text(_ path: String) async -> String? {
+        guard let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"), timeout: .seconds(2)),
+              let body = try? await response.body.collect(upTo: 4 << 20) else { return nil }
+        return String(buffer: body)
+    }
+
+    /// Waits until `/ready` answers 200.
+    public func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
+        do {
+            try await poll("worker ready", timeout: timeout) { await self.get("/ready")?.status == 200 }
+        } catch {
+            throw TestFailure("worker not ready: \(log.suffix(3000))")
+        }
+    }
+}
