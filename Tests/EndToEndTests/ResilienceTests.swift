@@ -1,0 +1,179 @@
+import AMQPClient
+import Foundation
+import PipelineKit
+import RedisClient
+import Testing
+import TestSupport
+
+/// Crashes, restarts, outages, reloads and expired tokens, end to end.
+@Suite(.serialized) struct ResilienceTests {
+    @Test func redisOutageUnderFailOpenLosesNothingAndDedupReturns() async throws {
+        let e2e = try await EndToEndHarness()
+        let redis = try ScratchRedis()
+        try await redis.start()
+        e2e.redisPort = redis.port
+        let worker = try await e2e.startWorker()
+        try await e2e.publish((0..<100).map(e2e.textMessage))
+        try await poll("first 100 sent") { e2e.server.requests.count >= 100 }
+        try await redis.stop()
+        try await e2e.publish((100..<200).map(e2e.textMessage))
+        try await poll("messages keep flowing with Redis down") { e2e.server.requests.count >= 200 }
+        try await poll("/health says redis down, degraded") {
+            guard let health = await worker.get("/health") else { return false }
+            return health.body?["status"]?.stringValue == "degraded" && health.body?["checks"]?["redis"]?["status"]?.stringValue == "down"
+        }
+        #expect(await worker.get("/health")?.status == 200)
+        let metrics = await worker.text("/metrics") ?? ""
+        #expect(metrics.contains(#"outbound_degraded_total{step="idempotency"}"#))
+        try await redis.start()
+        try await poll("/health back to ok") { await worker.get("/health")?.body?["status"]?.stringValue == "ok" }
+        try await poll("dedup works again") {
+            try await e2e.publish([e2e.textMessage(300)])
+            try await Task.sleep(for: .milliseconds(200))
+            return (try? redis.cli(["get", "idempotency:outbound:\(e2e.id(300))"]))?.contains("completed") == true
+        }
+        let before = e2e.server.requests.count
+        try await e2e.publish([e2e.textMessage(300), e2e.textMessage(300)])
+        try await poll("duplicates consumed") { await e2e.inspector.depth(e2e.queue) == 0 }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(e2e.server.requests.count == before, "after Redis returned, duplicates are skipped again")
+        #expect(Set((0..<200).map { "+5511\(String(format: "%09d", $0))" }).isSubset(of: Set(e2e.requestsByRecipient.keys)), "nothing lost")
+        worker.signal(SIGTERM)
+        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await redis.stop()
+        await e2e.cleanUp()
+    }
+
+    @Test func killNineThenRestartSendsEveryIdWithFewDuplicates() async throws {
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { _, _ in .stall(.milliseconds(5)) }
+        let first = try await e2e.startWorker()
+        try await e2e.publish((0..<1000).map(e2e.textMessage))
+        try await poll("a few hundred sent") { e2e.server.requests.count >= 300 }
+        first.signal(SIGKILL)
+        #expect(try await first.waitForExit(timeout: .seconds(10)) == 128 + SIGKILL)
+        let second = try await e2e.startWorker()
+        try await poll("every id sent at least once", timeout: .seconds(90)) { e2e.requestsByRecipient.count >= 1000 }
+        try await poll("queue drained", timeout: .seconds(60)) {
+            let depth = await e2e.inspector.depth(e2e.queue)
+            let retry = await e2e.inspector.depth("\(e2e.queue).retry.1")
+            return depth == 0 && retry == 0
+        }
+        let duplicates = e2e.server.requests.count - 1000
+        print("kill -9 after \(e2e.server.requests.count - duplicates) ids: \(duplicates) duplicate request(s) (concurrency 16)")
+        #expect(duplicates >= 0 && duplicates <= 16, "duplicates \(duplicates) exceed the in-flight count")
+        second.signal(SIGTERM)
+        _ = try await second.waitForExit(timeout: .seconds(30))
+        await e2e.cleanUp()
+    }
+
+    @Test func sigtermDrainsExitsZeroAndARestartSendsEachIdOnce() async throws {
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { _, _ in .stall(.milliseconds(20)) }
+        let first = try await e2e.startWorker()
+        try await e2e.publish((0..<600).map(e2e.textMessage))
+        try await poll("some sent") { e2e.server.requests.count >= 100 }
+        let stopped = ContinuousClock.now
+        first.signal(SIGTERM)
+        #expect(try await first.waitForExit(timeout: .seconds(15)) == 0)
+        #expect(ContinuousClock.now - stopped < .seconds(11), "within the drain timeout")
+        #expect(first.log.contains("draining"))
+        let second = try await e2e.startWorker()
+        try await poll("all 600 sent", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 600 }
+        try await poll("queue drained") { await e2e.inspector.depth(e2e.queue) == 0 }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(e2e.server.requests.count == 600, "each id exactly once")
+        second.signal(SIGTERM)
+        _ = try await second.waitForExit(timeout: .seconds(30))
+        await e2e.cleanUp()
+    }
+
+    @Test func sighupReloadsTheTTLAndKeepsTheOldPipelineWhenBroken() async throws {
+        let e2e = try await EndToEndHarness()
+        let worker = try await e2e.startWorker()
+        let redis = e2e.redis()
+        try await e2e.publish([e2e.textMessage(1)])
+        try await poll("first sent") { e2e.server.requests.count >= 1 }
+        try await poll("first key marked") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(1))"]).string)?.contains("completed") == true }
+        #expect(try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(1))"]).integer ?? 0 > 86_000)
+
+        try EndToEndHarness.variant.replacingOccurrences(of: "with: { lease: 3s }", with: "with: { lease: 3s, ttl: 120 }")
+            .write(to: e2e.folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
+        let digestBefore = await worker.get("/health")?.body?["pipeline"]?["digest"]?.stringValue
+        worker.signal(SIGHUP)
+        do {
+            try await poll("reloaded") { worker.log.contains("pipeline reloaded") }
+        } catch {
+            Issue.record("no reload: \(worker.log.suffix(2000))")
+            throw error
+        }
+        #expect(await worker.get("/health")?.body?["pipeline"]?["digest"]?.stringValue != digestBefore)
+        try await e2e.publish([e2e.textMessage(2)])
+        try await poll("second key marked") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(2))"]).string)?.contains("completed") == true }
+        let ttl = try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(2))"]).integer ?? 0
+        #expect(ttl > 110 && ttl <= 120, "the reloaded ttl applies: \(ttl)")
+
+        try "steps:\n  - name: idempotency\n    with: { tll: 5 }\n".write(to: e2e.folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
+        worker.signal(SIGHUP)
+        try await poll("rejected") { worker.log.contains("reload rejected") }
+        #expect(worker.log.contains("outbound.e2e.yaml:3:13: error: unknown setting `tll`"))
+        try await e2e.publish([e2e.textMessage(3)])
+        try await poll("third key marked") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(3))"]).string)?.contains("completed") == true }
+        let third = try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(3))"]).integer ?? 0
+        #expect(third > 110 && third <= 120, "the last valid pipeline stays in use")
+        worker.signal(SIGTERM)
+        #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+        await e2e.cleanUp()
+    }
+
+    @Test func rabbitMQRestartMidStreamResumesAndLosesNothing() async throws {
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { _, _ in .stall(.milliseconds(5)) }
+        let worker = try await e2e.startWorker()
+        try await e2e.publish((0..<800).map(e2e.textMessage))
+        try await poll("some sent") { e2e.server.requests.count >= 150 }
+        try TestServices.services("restart", "rabbitmq")
+        try await poll("all 800 sent after the restart", timeout: .seconds(120)) { e2e.requestsByRecipient.count >= 800 }
+        try await poll("/ready again") { await worker.get("/ready")?.status == 200 }
+        #expect(worker.log.contains("reconnecting"))
+        worker.signal(SIGTERM)
+        _ = try await worker.waitForExit(timeout: .seconds(30))
+        await e2e.cleanUp()
+    }
+
+    @Test func anExpiredTokenPausesInsteadOfDeadLettering() async throws {
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { _, _ in .error(status: 401, code: 190, message: "Error validating access token: Session has expired") }
+        let worker = try await e2e.startWorker()
+        try await e2e.publish((0..<20).map(e2e.textMessage))
+        try await poll("/health shows the reason") {
+            let health = await worker.get("/health")
+            return health?.body?["reason"]?.stringValue?.contains("code 190") == true
+        }
+        #expect(await worker.get("/health")?.body?["status"]?.stringValue == "degraded")
+        #expect(await e2e.inspector.depth("\(e2e.queue).dead") == 0)
+        e2e.server.answer { _, _ in .success }
+        try await poll("sending resumes", timeout: .seconds(60)) {
+            let served = e2e.requestsByRecipient.count
+            let depth = await e2e.inspector.depth(e2e.queue)
+            let retrying = await e2e.inspector.depth("\(e2e.queue).retry.1")
+            return served >= 20 && depth == 0 && retrying == 0
+        }
+        try await poll("health ok again", timeout: .seconds(30)) { await worker.get("/health")?.body?["status"]?.stringValue == "ok" }
+        #expect(await e2e.inspector.depth("\(e2e.queue).dead") == 0, "no message dead-lettered for a sender-side failure")
+        worker.signal(SIGTERM)
+        _ = try await worker.waitForExit(timeout: .seconds(30))
+        await e2e.cleanUp()
+    }
+
+    @Test func aBusyHealthPortCannotStart() async throws {
+        let e2e = try await EndToEndHarness()
+        let first = try await e2e.startWorker()
+        let second = try WorkerProcess(environment: e2e.environment, healthPort: first.healthPort)
+        #expect(try await second.waitForExit(timeout: .seconds(20)) == 3)
+        #expect(second.log.contains("HEALTH_PORT \(first.healthPort) is in use"))
+        first.signal(SIGTERM)
+        _ = try await first.waitForExit(timeout: .seconds(30))
+        await e2e.cleanUp()
+    }
+}
