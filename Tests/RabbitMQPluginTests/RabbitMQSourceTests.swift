@@ -148,6 +148,20 @@ import TestSupport
         #expect(refusal.contains("cannot connect to 127.0.0.1:1"), "\(refusal)")
     }
 
+    @Test func quorumQueuesAreDeclaredWithADeliveryLimit() async throws {
+        let harness = try SourceHarness()
+        let source = try harness.source("queue_type: quorum\ndelivery_limit: 3\n")
+        let handler = RecordingHandler()
+        let running = RunningSource(source, handler)
+        try await poll("the source to declare its quorum queue") { await source.status().connected }
+        try await harness.inspector.publish(bodies(5, prefix: "quorum"), to: harness.queue, declare: false)
+        try await poll("5 deliveries from the quorum queue") { handler.all.count >= 5 }
+        await running.stop()
+        // Declaring it again as classic conflicts: proof that the broker made it a quorum queue.
+        await #expect(throws: AMQPError.self) { try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: harness.queue)) }
+        await harness.cleanUp(source)
+    }
+
     @Test func urlsParseWithVhostsAndHidePasswords() throws {
         let url = try AMQPURL("amqp://user:p%40ss@broker.example:5673/%2F")
         #expect(url.host == "broker.example")

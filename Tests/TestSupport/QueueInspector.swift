@@ -24,9 +24,9 @@ public final class QueueInspector: Sendable {
         (try? await publisher.messageCount(queue)) ?? 0
     }
 
-    /// Publishes JSON bodies to a queue (declaring it), confirmed.
-    public func publish(_ bodies: [[UInt8]], to queue: String, headers: AMQPTable = AMQPTable()) async throws {
-        try await publisher.declare(AMQPQueueDeclaration(name: queue))
+    /// Publishes JSON bodies to a queue (declaring it as a classic queue unless told not to), confirmed.
+    public func publish(_ bodies: [[UInt8]], to queue: String, headers: AMQPTable = AMQPTable(), declare: Bool = true) async throws {
+        if declare { try await publisher.declare(AMQPQueueDeclaration(name: queue)) }
         var withHeaders = AMQPProperties.persistentJSON
         withHeaders.headers = headers
         let properties = withHeaders
