@@ -80,6 +80,20 @@ let package = Package(
         ),
         .executableTarget(name: "OutboundWorker", dependencies: ["OutboundWorkerApp"], swiftSettings: strict),
 
+        // Benchmarks run on demand by scripts/bench (not by the tests).
+        .executableTarget(
+            name: "bench-baseline",
+            dependencies: ["AMQPClient", "RedisClient", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/Baseline",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bench-e2e",
+            dependencies: ["AMQPClient", "PipelineKit", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/EndToEnd",
+            swiftSettings: strict
+        ),
+
         // Tests.
         .target(
             name: "TestSupport",

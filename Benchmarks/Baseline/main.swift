@@ -1,0 +1,81 @@
+// The bare I/O loop the worker is measured against: consume, SET NX EX, POST, SET, ack,
+// with the same libraries and concurrency, and no pipeline runtime, plugins, validation,
+// logging or metrics. Written for the benchmark only.
+import AMQPClient
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import RedisClient
+
+struct Options {
+    var queue = ""
+    var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
+    var redisPort = 16379
+    var apiURL = ""
+    var concurrency = 32
+    var prefetch = 64
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.makeIterator()
+        while let name = iterator.next() {
+            let value = iterator.next() ?? ""
+            switch name {
+            case "--queue": queue = value
+            case "--rabbitmq-url": rabbitURL = value
+            case "--redis-port": redisPort = Int(value) ?? redisPort
+            case "--api-url": apiURL = value
+            case "--concurrency": concurrency = Int(value) ?? concurrency
+            case "--prefetch": prefetch = Int(value) ?? prefetch
+            default: break
+            }
+        }
+    }
+}
+
+struct Envelope: Decodable {
+    var internalId: String
+    var to: String
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+var logger = Logger(label: "baseline")
+logger.logLevel = .error
+let consumer = AMQPConsumer(urls: [try AMQPURL(options.rabbitURL)], queue: options.queue, prefetch: options.prefetch, logger: logger)
+let redis = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: options.redisPort, poolSize: 4))
+var configuration = HTTPClient.Configuration()
+configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+let url = options.apiURL + "/v24.0/1055/messages"
+
+@Sendable func handle(_ delivery: AMQPDelivery) async {
+    guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(delivery.body)) else {
+        consumer.ack(delivery)
+        return
+    }
+    let key = "idempotency:baseline:\(envelope.internalId)"
+    let claimed = (try? await redis.send(["SET", key, #"{"status":"processing"}"#, "NX", "EX", "86400"])) == .status("OK")
+    if claimed {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer baseline")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"messaging_product":"whatsapp","to":"\#(envelope.to)","type":"text","text":{"body":"x"}}"#))
+        if let response = try? await http.execute(request, timeout: .seconds(10)) {
+            _ = try? await response.body.collect(upTo: 1 << 16)
+        }
+        _ = try? await redis.send(["SET", key, #"{"status":"completed"}"#, "EX", "86400"])
+    }
+    consumer.ack(delivery)
+}
+
+consumer.start()
+await withTaskGroup(of: Void.self) { group in
+    var inFlight = 0
+    for await event in consumer.events {
+        guard case .delivery(let delivery) = event else { continue }
+        while inFlight >= options.concurrency, await group.next() != nil { inFlight -= 1 }
+        inFlight += 1
+        group.addTask { await handle(delivery) }
+    }
+}
