@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "outbound-worker", targets: ["OutboundWorker"]),
         .library(name: "PipelineKit", targets: ["PipelineKit"]),
+        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),

@@ -167,6 +167,18 @@ try """
         with: { max_connections: 64 }
     """.write(to: folder.appendingPathComponent("outbound.bench.yaml"), atomically: true, encoding: .utf8)
 
+if FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") {
+    let wrkLog = folder.appendingPathComponent("wrk.log").path
+    let wrk = try spawn(["/usr/bin/wrk", "-t2", "-c64", "-d5s", "-s", "Benchmarks/standin-post.lua", "\(apiURL)/v24.0/1055/messages"], environment: [:], log: wrkLog)
+    var status: Int32 = 0
+    waitpid(wrk, &status, 0)
+    let output = (try? String(contentsOfFile: wrkLog, encoding: .utf8)) ?? ""
+    let rate = output.split(separator: "\n").first { $0.hasPrefix("Requests/sec:") } ?? "Requests/sec: ?"
+    print("stand-in capacity under wrk (2 threads, 64 connections, 5 s): \(rate.dropFirst(13).trimmingCharacters(in: .whitespaces)) req/s")
+    standIn.reset()
+} else {
+    print("wrk not installed: stand-in capacity not measured")
+}
 print("stand-in on \(apiURL); \(options.messages) messages a run (10 % duplicates, 5 types), concurrency \(options.concurrency), \(options.rounds) rounds, worker LOG_LEVEL=\(options.logLevel)")
 var results: [String: [Result]] = [:]
 var nextNumber = 0

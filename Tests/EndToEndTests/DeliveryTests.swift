@@ -44,17 +44,26 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    @Test func theTTLComesFromTheEnvironmentWithoutARebuild() async throws {
+        let e2e = try await EndToEndHarness()
+        let worker = try await e2e.startWorker(extra: ["IDEMPOTENCY_TTL_SECONDS": "120"])
+        try await e2e.publish([e2e.textMessage(1)])
+        let redis = e2e.redis()
+        try await poll("key completed") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(1))"]).string)?.contains("completed") == true }
+        let ttl = try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(1))"]).integer ?? 0
+        #expect(ttl > 115 && ttl <= 120, "ttl \(ttl)")
+        worker.signal(SIGTERM)
+        _ = try await worker.waitForExit(timeout: .seconds(30))
+        await e2e.cleanUp()
+    }
+
     @Test func everyIdPublishedThreeTimesIsSentOnce() async throws {
         let e2e = try await EndToEndHarness()
         let worker = try await e2e.startWorker()
         let ids = 0..<200
         try await e2e.publish(ids.map(e2e.textMessage) + ids.map(e2e.textMessage) + ids.reversed().map(e2e.textMessage))
         try await poll("200 recipients served", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 200 }
-        try await poll("queue drained", timeout: .seconds(60)) {
-            let depth = await e2e.inspector.depth(e2e.queue)
-            let retry = await e2e.inspector.depth("\(e2e.queue).retry.1")
-            return depth == 0 && retry == 0
-        }
+        try await e2e.waitUntilDrained(timeout: .seconds(60))
         try await Task.sleep(for: .milliseconds(500))
         #expect(e2e.server.requests.count == 200)
         #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 })
@@ -99,11 +108,7 @@ import TestSupport
         let twice = (1000..<1500).map(e2e.textMessage)
         try await e2e.publish(twice + once + twice.reversed())
         try await poll("1500 recipients", timeout: .seconds(90)) { e2e.requestsByRecipient.count >= 1500 }
-        try await poll("queue drained", timeout: .seconds(60)) {
-            let depth = await e2e.inspector.depth(e2e.queue)
-            let retry = await e2e.inspector.depth("\(e2e.queue).retry.1")
-            return depth == 0 && retry == 0
-        }
+        try await e2e.waitUntilDrained(timeout: .seconds(60))
         try await Task.sleep(for: .seconds(1))
         #expect(e2e.server.requests.count == 1500)
         for worker in workers {

@@ -73,6 +73,15 @@ final class EndToEndHarness: @unchecked Sendable {
     /// Requests the stand-in received for this scenario's ids, by internal number (the `to` suffix).
     var requestsByRecipient: [String: Int] { server.countsByRecipient }
 
+    /// Waits until the source queue and the first retry queue are empty.
+    func waitUntilDrained(timeout: Duration = .seconds(60)) async throws {
+        try await poll("queues drained", timeout: timeout) {
+            let depth = await inspector.depth(queue)
+            let retrying = await inspector.depth("\(queue).retry.1")
+            return depth == 0 && retrying == 0
+        }
+    }
+
     func redis() -> RedisClient {
         RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redisPort))
     }

@@ -54,11 +54,7 @@ import TestSupport
         #expect(try await first.waitForExit(timeout: .seconds(10)) == 128 + SIGKILL)
         let second = try await e2e.startWorker()
         try await poll("every id sent at least once", timeout: .seconds(90)) { e2e.requestsByRecipient.count >= 1000 }
-        try await poll("queue drained", timeout: .seconds(60)) {
-            let depth = await e2e.inspector.depth(e2e.queue)
-            let retry = await e2e.inspector.depth("\(e2e.queue).retry.1")
-            return depth == 0 && retry == 0
-        }
+        try await e2e.waitUntilDrained(timeout: .seconds(60))
         let duplicates = e2e.server.requests.count - 1000
         print("kill -9 after \(e2e.server.requests.count - duplicates) ids: \(duplicates) duplicate request(s) (concurrency 16)")
         #expect(duplicates >= 0 && duplicates <= 16, "duplicates \(duplicates) exceed the in-flight count")

@@ -90,11 +90,7 @@ import TestSupport
         #expect(e2e.server.requests.isEmpty, "nothing is sent without dedup under fail_closed")
         try await redis.start()
         try await poll("all 20 sent once Redis is back", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 20 }
-        try await poll("queues drained") {
-            let depth = await e2e.inspector.depth(e2e.queue)
-            let retry = await e2e.inspector.depth("\(e2e.queue).retry.1")
-            return depth == 0 && retry == 0
-        }
+        try await e2e.waitUntilDrained()
         #expect(e2e.server.requests.count == 20)
         worker.signal(SIGTERM)
         _ = try await worker.waitForExit(timeout: .seconds(30))

@@ -148,6 +148,18 @@ import TestSupport
         #expect(refusal.contains("cannot connect to 127.0.0.1:1"), "\(refusal)")
     }
 
+    @Test func aListOfBrokerURLsIsTriedInTurn() async throws {
+        let harness = try SourceHarness()
+        let listed = try TestSupport.settings("url: [\"amqp://guest:guest@127.0.0.1:1/%2F\", \"\(TestServices.rabbitURL)\"]\nqueue: \(harness.queue)\n", schema: SourcePlugin.rabbitMQ.settings)
+        let failover = try RabbitMQSource(settings: listed, retry: RetryPolicy(), logger: SourceHarness.logger)
+        let handler = RecordingHandler()
+        let running = RunningSource(failover, handler)
+        try await harness.inspector.publish(bodies(3, prefix: "failover"), to: harness.queue)
+        try await poll("deliveries through the second URL") { handler.all.count >= 3 }
+        await running.stop()
+        await harness.cleanUp(failover)
+    }
+
     @Test func quorumQueuesAreDeclaredWithADeliveryLimit() async throws {
         let harness = try SourceHarness()
         let source = try harness.source("queue_type: quorum\ndelivery_limit: 3\n")

@@ -23,11 +23,7 @@ struct SourceHarness {
 
     /// The source's settings from YAML, validated against the plugin's declaration.
     func source(_ yaml: String = "", url: String = TestServices.rabbitURL) throws -> RabbitMQSource {
-        let text = "url: \"\(url)\"\nqueue: \(queue)\n" + yaml
-        var diagnostics: [Diagnostic] = []
-        let node = try YAMLDocumentReader.parse(text: text, file: "source.yaml")
-        let settings = SettingsResolver(owner: "source").resolve(node, schema: SourcePlugin.rabbitMQ.settings, at: node.location, diagnostics: &diagnostics)
-        guard diagnostics.isEmpty else { throw TestFailure("\(diagnostics)") }
+        let settings = try TestSupport.settings("url: \"\(url)\"\nqueue: \(queue)\n" + yaml, schema: SourcePlugin.rabbitMQ.settings)
         let retry = try RetryPolicy(settings: try settings.object("retry"))
         return try RabbitMQSource(settings: settings, retry: retry, logger: Self.logger)
     }

@@ -61,11 +61,7 @@ final class CapturedLogs: @unchecked Sendable {
 
     private func client(_ baseURL: String, timeout: String = "2s", dryRun: Bool = false) throws -> CloudAPIClient {
         let yaml = "base_url: \"\(baseURL)\"\napi_version: v24.0\nphone_number_id: \"1055\"\naccess_token: \(Self.token)\ntimeout: \(timeout)\ndry_run: \(dryRun)\nmax_connections: 4\n"
-        var diagnostics: [Diagnostic] = []
-        let node = try YAMLDocumentReader.parse(text: yaml, file: "r.yaml")
-        let settings = SettingsResolver(owner: "resource").resolve(node, schema: CloudAPISettings.schema, at: node.location, diagnostics: &diagnostics)
-        #expect(diagnostics.isEmpty)
-        return try CloudAPIClient(settings: settings)
+        return try CloudAPIClient(settings: try settings(yaml, schema: CloudAPISettings.schema))
     }
 
     private let request = PreparedRequest(body: Array(#"{"to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#.utf8), phoneNumberID: nil, recipient: "+5511987654321")
@@ -161,10 +157,7 @@ final class CapturedLogs: @unchecked Sendable {
     }
 
     @Test func aMissingSenderIsTheSendersProblem() async throws {
-        var diagnostics: [Diagnostic] = []
-        let node = try YAMLDocumentReader.parse(text: "access_token: t\n", file: "r.yaml")
-        let settings = SettingsResolver(owner: "r").resolve(node, schema: CloudAPISettings.schema, at: node.location, diagnostics: &diagnostics)
-        let client = try CloudAPIClient(settings: settings)
+        let client = try CloudAPIClient(settings: try settings("access_token: t\n", schema: CloudAPISettings.schema))
         await #expect(throws: StepFailure(.senderSide, "no sender: set WHATSAPP_PHONE_NUMBER_ID (resource `phone_number_id`) or the message's phoneNumberId")) {
             try await client.send(request, attempt: 1, logger: Logger(label: "t"))
         }

@@ -30,6 +30,7 @@ public final class RabbitMQSource: Source {
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
     private let pause: Mutex<PauseState>
+    private let stopRequested = Atomic<Bool>(false)
 
     public init(settings: Settings, retry: RetryPolicy, logger: Logger) throws {
         var urls: [AMQPURL] = []
@@ -50,6 +51,7 @@ public final class RabbitMQSource: Source {
     }
 
     public func beginShutdown() {
+        stopRequested.store(true, ordering: .relaxed)
         eventSink.yield(.shutdown)
     }
 
@@ -66,6 +68,7 @@ public final class RabbitMQSource: Source {
             publisher.stop()
         }
         if declare { try await declareTopology() }
+        if stopRequested.load(ordering: .relaxed) { return }
         consumer.start()
         let forward = Task { [consumer, eventSink] in
             for await event in consumer.events { eventSink.yield(.consumer(event)) }
@@ -133,6 +136,7 @@ public final class RabbitMQSource: Source {
                 if case .broker = error { throw error }
                 if case .authentication = error { throw error }
                 try Task.checkCancellation()
+                if stopRequested.load(ordering: .relaxed) { return }
                 logger.warning("cannot declare queues yet; retrying", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(10))

@@ -1,0 +1,84 @@
+import Benchmark
+import Foundation
+import IdempotencyPlugin
+import Logging
+import OutboundWorkerApp
+import PipelineKit
+import RedisClient
+import WhatsAppPlugin
+
+/// The shipped pipeline, found from this package's folder.
+private let pipelinePath = "../../pipelines/outbound.yaml"
+private let environment = ["WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055"]
+
+private func bodies(_ count: Int, prefix: String) -> [[UInt8]] {
+    (0..<count).map { Array(#"{"internalId":"\#(prefix)-\#($0)","to":"+55 11 98765-4321","type":"text","text":{"body":"Your order \#($0) has shipped"}}"#.utf8) }
+}
+
+/// The shipped pipeline with only the steps named, over in-memory Redis and a stand-in Cloud API.
+private func executor(keeping steps: Set<String>) async throws -> PipelineExecutor {
+    let store = MemoryIdempotencyStore(clock: SystemWallClock())
+    let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: StandInCloudAPI())
+    guard var definition = PipelineLoader(registry: registry, environment: environment).load(path: pipelinePath).definition else {
+        fatalError("the shipped pipeline does not load from \(FileManager.default.currentDirectoryPath)")
+    }
+    definition.steps = definition.steps.filter { steps.contains($0.name) }
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    return try await PipelineAssembler(registry: registry, workerID: "bench", logger: logger).assemble(definition).executor
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal, .throughput], maxDuration: .seconds(5))
+
+    Benchmark("YAML load + validation of the shipped pipeline") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).load(path: pipelinePath, variant: "staging"))
+        }
+    }
+
+    Benchmark("message: executor + validate + transform", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let executor = try await executor(keeping: ["validate", "transform"])
+        let messages = bodies(benchmark.scaledIterations.count, prefix: "vt")
+        benchmark.startMeasurement()
+        for body in messages {
+            var message = Message(body: body)
+            blackHole(await executor.process(&message))
+        }
+    }
+
+    Benchmark("message: whole pipeline, in-memory store and stand-in API", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let executor = try await executor(keeping: ["validate", "idempotency", "transform", "dispatch", "mark_completed"])
+        let messages = bodies(benchmark.scaledIterations.count, prefix: "all-\(UUID().uuidString)")
+        benchmark.startMeasurement()
+        for body in messages {
+            var message = Message(body: body)
+            blackHole(await executor.process(&message))
+        }
+    }
+
+    // The idempotency step on the happy path against the real Redis that scripts/bench starts,
+    // next to a bare PING: their ratio is the step's cost in round trips.
+    let redisPort = Int(ProcessInfo.processInfo.environment["REDIS_PORT"] ?? "") ?? 16379
+    let configuration = RedisConfiguration(host: "127.0.0.1", port: redisPort, poolSize: 1)
+
+    Benchmark("redis: PING round trip (baseline)", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+        let client = RedisClient(configuration: configuration)
+        for _ in benchmark.scaledIterations {
+            blackHole(try await client.send(["PING"]))
+        }
+    }
+
+    Benchmark("redis: idempotency step claim (happy path)", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        let store = RedisIdempotencyStore(client: RedisClient(configuration: configuration), logger: logger)
+        let step = IdempotencyStep(store: store, key: try KeyTemplate("bench:{internalId}"), ttl: .seconds(60), lease: .seconds(30), onDuplicate: .ack, onInFlight: .requeue)
+        let messages = bodies(benchmark.scaledIterations.count, prefix: "claim-\(UUID().uuidString)").map { Message(body: $0) }
+        let context = StepContext(stepName: "idempotency", logger: logger, workerID: "bench", clock: SystemWallClock())
+        benchmark.startMeasurement()
+        for var message in messages {
+            blackHole(try await step.run(&message, context))
+        }
+    }
+}
