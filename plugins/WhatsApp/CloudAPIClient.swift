@@ -66,10 +66,12 @@ public final class CloudAPIClient: CloudAPISender {
         return try Self.interpret(status: status, body: Data(body.readableBytesView), attempt: attempt)
     }
 
+    private static let sent = Counter(label: "outbound_dispatch_total", dimensions: [("status", "200"), ("code", "none")])
+
     /// Turns an HTTP answer into a wamid or a classified failure.
     public static func interpret(status: Int, body: Data, attempt: Int) throws(StepFailure) -> String {
         if (200..<300).contains(status) {
-            Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")]).increment()
+            (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
             let answer = try? JSONDecoder().decode(JSONValue.self, from: body)
             return answer?["messages"]?.arrayValue?.first?["id"]?.stringValue ?? ""
         }

@@ -15,6 +15,8 @@ public struct PipelineExecutor: MessageHandler {
     public let logger: Logger
     private let stepTimers: [Timer]
     private let inFlight: Meter
+    /// `outbound_messages_total` by deciding step and outcome, made once (not per message).
+    private let outcomeCounters: [String: [String: Counter]]
 
     public init(pipelineName: String, steps: [BoundStep], retry: RetryPolicy, workerID: String, clock: any WallClock = SystemWallClock(), logger: Logger) {
         self.pipelineName = pipelineName
@@ -25,6 +27,10 @@ public struct PipelineExecutor: MessageHandler {
         self.logger = logger
         self.stepTimers = steps.map { Timer(label: "outbound_step_duration_seconds", dimensions: [("step", $0.name)], preferredDisplayUnit: .seconds) }
         self.inFlight = Meter(label: "outbound_messages_in_flight")
+        let outcomes = ["completed", "duplicate", "dropped", "retry", "dead_letter", "requeue"]
+        self.outcomeCounters = Dictionary(uniqueKeysWithValues: (["pipeline"] + steps.map(\.name)).map { step in
+            (step, Dictionary(uniqueKeysWithValues: outcomes.map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }))
+        })
     }
 
     public func handle(_ message: Message) async -> Decision {
@@ -133,7 +139,7 @@ public struct PipelineExecutor: MessageHandler {
         case .ack(.finished(let name, _)), .ack(.dropped(let name, _)): step = name
         case .retry(_, _, let name, _), .deadLetter(let name, _), .requeue(_, let name, _, _): step = name
         }
-        Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", decision.outcomeName)]).increment()
+        (outcomeCounters[step]?[decision.outcomeName] ?? Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", decision.outcomeName)])).increment()
         var logger = logger
         logger[metadataKey: "step"] = .string(step)
         switch decision {
