@@ -12,7 +12,7 @@ import TestSupport
         let worker = try await e2e.startWorker()
         try await e2e.publish((0..<500).map(e2e.textMessage))
         try await poll("500 requests") { e2e.server.requests.count >= 500 }
-        try await poll("queue drained") { await e2e.inspector.depth(e2e.queue) == 0 }
+        try await poll("queue drained") { try await e2e.inspector.depth(e2e.queue) == 0 }
         try await Task.sleep(for: .milliseconds(300))
         #expect(e2e.server.requests.count == 500)
         #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 })
@@ -67,7 +67,7 @@ import TestSupport
         try await Task.sleep(for: .milliseconds(500))
         #expect(e2e.server.requests.count == 200)
         #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 })
-        #expect(await e2e.inspector.depth("\(e2e.queue).dead") == 0)
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         let metrics = await worker.text("/metrics") ?? ""
         #expect(metrics.contains("outbound_duplicates_total"))
         worker.signal(SIGTERM)

@@ -76,8 +76,8 @@ final class EndToEndHarness: @unchecked Sendable {
     /// Waits until the source queue and the first retry queue are empty.
     func waitUntilDrained(timeout: Duration = .seconds(60)) async throws {
         try await poll("queues drained", timeout: timeout) {
-            let depth = await inspector.depth(queue)
-            let retrying = await inspector.depth("\(queue).retry.1")
+            let depth = try await inspector.depth(queue)
+            let retrying = try await inspector.depth("\(queue).retry.1")
             return depth == 0 && retrying == 0
         }
     }

@@ -34,7 +34,7 @@ import TestSupport
         }
         let before = e2e.server.requests.count
         try await e2e.publish([e2e.textMessage(300), e2e.textMessage(300)])
-        try await poll("duplicates consumed") { await e2e.inspector.depth(e2e.queue) == 0 }
+        try await poll("duplicates consumed") { try await e2e.inspector.depth(e2e.queue) == 0 }
         try await Task.sleep(for: .milliseconds(300))
         #expect(e2e.server.requests.count == before, "after Redis returned, duplicates are skipped again")
         #expect(Set((0..<200).map { "+5511\(String(format: "%09d", $0))" }).isSubset(of: Set(e2e.requestsByRecipient.keys)), "nothing lost")
@@ -76,7 +76,7 @@ import TestSupport
         #expect(first.log.contains("draining"))
         let second = try await e2e.startWorker()
         try await poll("all 600 sent", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 600 }
-        try await poll("queue drained") { await e2e.inspector.depth(e2e.queue) == 0 }
+        try await poll("queue drained") { try await e2e.inspector.depth(e2e.queue) == 0 }
         try await Task.sleep(for: .milliseconds(300))
         #expect(e2e.server.requests.count == 600, "each id exactly once")
         second.signal(SIGTERM)
@@ -147,16 +147,16 @@ import TestSupport
             return health?.body?["reason"]?.stringValue?.contains("code 190") == true
         }
         #expect(await worker.get("/health")?.body?["status"]?.stringValue == "degraded")
-        #expect(await e2e.inspector.depth("\(e2e.queue).dead") == 0)
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         e2e.server.answer { _, _ in .success }
         try await poll("sending resumes", timeout: .seconds(60)) {
             let served = e2e.requestsByRecipient.count
-            let depth = await e2e.inspector.depth(e2e.queue)
-            let retrying = await e2e.inspector.depth("\(e2e.queue).retry.1")
+            let depth = try await e2e.inspector.depth(e2e.queue)
+            let retrying = try await e2e.inspector.depth("\(e2e.queue).retry.1")
             return served >= 20 && depth == 0 && retrying == 0
         }
         try await poll("health ok again", timeout: .seconds(30)) { await worker.get("/health")?.body?["status"]?.stringValue == "ok" }
-        #expect(await e2e.inspector.depth("\(e2e.queue).dead") == 0, "no message dead-lettered for a sender-side failure")
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "no message dead-lettered for a sender-side failure")
         worker.signal(SIGTERM)
         _ = try await worker.waitForExit(timeout: .seconds(30))
         await e2e.cleanUp()

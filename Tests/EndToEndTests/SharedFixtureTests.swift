@@ -42,11 +42,11 @@ import TestSupport
                 e2e.server.answer { _, _ in .success }
             }
             let requestsBefore = e2e.server.requests.count
-            let deadBefore = await e2e.inspector.depth("\(e2e.queue).dead")
+            let deadBefore = try await e2e.inspector.depth("\(e2e.queue).dead")
             try await e2e.publish([JSONValue.object(object).encodedBytes()])
             try await poll("`\(testCase.name)` handled") {
-                let depth = await e2e.inspector.depth(e2e.queue)
-                let dead = await e2e.inspector.depth("\(e2e.queue).dead")
+                let depth = try await e2e.inspector.depth(e2e.queue)
+                let dead = try await e2e.inspector.depth("\(e2e.queue).dead")
                 let key = try await redis.send(["GET", "idempotency:outbound:\(id)"]).string
                 switch testCase.outcome {
                 case "completed": return key?.contains("completed") == true && depth == 0
@@ -63,7 +63,7 @@ import TestSupport
             case "duplicate":
                 #expect(sent == 0, "\(testCase.name)")
             case "dead_letter":
-                #expect(await e2e.inspector.depth("\(e2e.queue).dead") == deadBefore + 1, "\(testCase.name)")
+                #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == deadBefore + 1, "\(testCase.name)")
             default:
                 Issue.record("shared.yaml may only use completed, duplicate and dead_letter: \(testCase.name)")
             }
@@ -108,7 +108,7 @@ import TestSupport
         let result = try TestServices.run(TestServices.executable, ["publish", file.path, single.path], environment: e2e.environment)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("published 251 message(s) to \(e2e.queue)"))
-        #expect(await e2e.inspector.depth(e2e.queue) == 251)
+        #expect(try await e2e.inspector.depth(e2e.queue) == 251)
         let bad = e2e.folder.appendingPathComponent("bad.jsonl")
         try "{\"a\":1}\nnot json\n".write(to: bad, atomically: true, encoding: .utf8)
         let refused = try TestServices.run(TestServices.executable, ["publish", bad.path], environment: e2e.environment)

@@ -19,9 +19,18 @@ public final class QueueInspector: Sendable {
         publisher.stop()
     }
 
-    /// Ready messages in a queue (0 when the queue does not exist).
-    public func depth(_ queue: String) async -> Int {
-        (try? await publisher.messageCount(queue)) ?? 0
+    /// Ready messages in a queue. Retries while the broker does not answer (it may be
+    /// restarting) and throws after 30 s: a failed look-up must never read as "empty".
+    public func depth(_ queue: String) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                return try await publisher.messageCount(queue)
+            } catch {
+                guard ContinuousClock.now < deadline else { throw TestFailure("cannot read the depth of \(queue): \(error)") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
     }
 
     /// Publishes JSON bodies to a queue (declaring it as a classic queue unless told not to), confirmed.
