@@ -24,7 +24,7 @@ final class CArena {
     func bytes(_ text: String) -> amqp_bytes_t { bytes(Array(text.utf8)) }
 
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
-        let memory = calloc(max(count, 1), MemoryLayout<T>.stride)!
+        guard let memory = calloc(max(count, 1), MemoryLayout<T>.stride) else { fatalError("out of memory allocating an AMQP field table") }
         blocks.append(memory)
         return memory.bindMemory(to: T.self, capacity: max(count, 1))
     }
