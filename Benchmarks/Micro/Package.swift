@@ -1,6 +1,10 @@
 // swift-tools-version: 6.1
 // Micro-benchmarks (ordo-one/benchmark): run with `swift package benchmark` in this folder.
+import Foundation
 import PackageDescription
+
+/// A path dependency is identified by its folder's name, which depends on the checkout.
+let root = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent.lowercased()
 
 let package = Package(
     name: "OutboundWorkerBenchmarks",
@@ -15,8 +19,8 @@ let package = Package(
             name: "PipelineBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "PipelineKit", package: "outbound-worker"),
-                .product(name: "OutboundWorkerKit", package: "outbound-worker"),
+                .product(name: "PipelineKit", package: root),
+                .product(name: "OutboundWorkerKit", package: root),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/PipelineBenchmarks",
