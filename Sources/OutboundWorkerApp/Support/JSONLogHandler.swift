@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PipelineKit
 import Synchronization
 
 /// Writes one JSON object per line: `ts`, `level`, `message`, `logger`, then every metadata
@@ -77,26 +78,8 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    /// Appends `text` as a JSON string literal (RFC 8259 escaping).
     static func appendString(_ text: String, to line: inout String) {
-        line += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": line += "\\\""
-            case "\\": line += "\\\\"
-            case "\n": line += "\\n"
-            case "\r": line += "\\r"
-            case "\t": line += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    line += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    line.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        line += "\""
+        JSONStringLiteral.append(text, to: &line)
     }
 
     /// UTC time with milliseconds: `2026-11-29T10:39:10.255Z`.

@@ -79,27 +79,8 @@ public enum PlanRenderer {
         if plainSafe, startsSafe, !reserved.contains(text.lowercased()), !text.contains(": "), !text.hasPrefix("{") {
             return text
         }
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\t": escaped += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    escaped += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
-                } else {
-                    escaped.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return escaped + "\""
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        String(repeating: "0", count: max(0, width - count)) + self
+        var quoted = ""
+        JSONStringLiteral.append(text, to: &quoted)
+        return quoted
     }
 }
