@@ -25,13 +25,12 @@ public final class AMQPPublisher: @unchecked Sendable {
     private enum Request {
         case publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties, CheckedContinuation<Result<Void, AMQPError>, Never>)
         case declare(AMQPQueueDeclaration, passive: Bool, CheckedContinuation<Result<Int, AMQPError>, Never>)
-        case purge(String, CheckedContinuation<Result<Int, AMQPError>, Never>)
         case delete(String, CheckedContinuation<Result<Int, AMQPError>, Never>)
 
         func fail(_ error: AMQPError) {
             switch self {
             case .publish(_, _, _, _, let continuation): continuation.resume(returning: .failure(error))
-            case .declare(_, _, let continuation), .purge(_, let continuation), .delete(_, let continuation): continuation.resume(returning: .failure(error))
+            case .declare(_, _, let continuation), .delete(_, let continuation): continuation.resume(returning: .failure(error))
             }
         }
     }
@@ -67,9 +66,6 @@ public final class AMQPPublisher: @unchecked Sendable {
         thread.start()
     }
 
-    /// Whether the publisher is connected, and the last error.
-    public var isConnected: (Bool, String?) { connectedState.withLock { $0 } }
-
     /// Publishes and waits for the broker's confirm.
     public func publish(exchange: String = "", routingKey: String, body: [UInt8], properties: AMQPProperties) async throws(AMQPError) {
         try await withCheckedContinuation { continuation in
@@ -90,12 +86,6 @@ public final class AMQPPublisher: @unchecked Sendable {
         try await withCheckedContinuation { continuation in
             submit(.declare(AMQPQueueDeclaration(name: queue), passive: true, continuation))
         }.get()
-    }
-
-    /// Removes every ready message of a queue; returns how many.
-    @discardableResult
-    public func purge(_ queue: String) async throws(AMQPError) -> Int {
-        try await withCheckedContinuation { continuation in submit(.purge(queue, continuation)) }.get()
     }
 
     /// Deletes a queue.
@@ -206,8 +196,6 @@ public final class AMQPPublisher: @unchecked Sendable {
             let count = try session.declareQueue(declaration.name, passive: passive, durable: declaration.durable, arguments: declaration.arguments)
             if !passive, !declarations.contains(declaration) { declarations.append(declaration) }
             continuation.resume(returning: .success(count))
-        case .purge(let name, let continuation):
-            continuation.resume(returning: .success(try session.purgeQueue(name)))
         case .delete(let name, let continuation):
             try session.deleteQueue(name)
             declarations.removeAll { $0.name == name }

@@ -133,14 +133,6 @@ final class AMQPSession {
         return Int(ok.pointee.message_count)
     }
 
-    func purgeQueue(_ name: String) throws(AMQPError) -> Int {
-        let arena = CArena()
-        guard let ok = amqp_queue_purge(state, Self.channel, arena.bytes(name)) else {
-            throw Self.error(amqp_get_rpc_reply(state), "purge queue `\(name)`")
-        }
-        return Int(ok.pointee.message_count)
-    }
-
     func deleteQueue(_ name: String) throws(AMQPError) {
         let arena = CArena()
         guard amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0) != nil else {

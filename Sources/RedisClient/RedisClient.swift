@@ -40,11 +40,6 @@ public final class RedisClient: Sendable {
         return reply
     }
 
-    /// `PING`: whether the server answers.
-    public func ping() async -> Bool {
-        (try? await send(["PING"])) == .status("PONG")
-    }
-
     /// Runs a Lua script by its SHA1, loading it on first use and again after a server restart.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply {
         var sha = scriptHashes.withLock { $0[script.source] }

@@ -39,8 +39,7 @@ import TestSupport
         #expect(metrics.contains(#"outbound_messages_total{step="pipeline",outcome="completed"} 500"#))
         #expect(!worker.log.contains(EndToEndHarness.token))
         #expect(!worker.log.contains("Message 7"), "message bodies are never logged")
-        worker.signal(SIGTERM)
-        #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(try await worker.stop() == 0)
         await e2e.cleanUp()
     }
 
@@ -49,11 +48,10 @@ import TestSupport
         let worker = try await e2e.startWorker(extra: ["IDEMPOTENCY_TTL_SECONDS": "120"])
         try await e2e.publish([e2e.textMessage(1)])
         let redis = e2e.redis()
-        try await poll("key completed") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(1))"]).string)?.contains("completed") == true }
+        try await e2e.waitUntilCompleted(e2e.id(1), using: redis)
         let ttl = try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(1))"]).integer ?? 0
         #expect(ttl > 115 && ttl <= 120, "ttl \(ttl)")
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         await e2e.cleanUp()
     }
 
@@ -70,8 +68,7 @@ import TestSupport
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         let metrics = await worker.text("/metrics") ?? ""
         #expect(metrics.contains("outbound_duplicates_total"))
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         await e2e.cleanUp()
     }
 
@@ -96,8 +93,7 @@ import TestSupport
         }
         #expect(dead.contains { $0.body == [0xFF, 0x00, 0xFE] }, "the body is kept as it was")
         #expect(e2e.server.requests.count == 50)
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         await e2e.cleanUp()
     }
 
@@ -112,8 +108,7 @@ import TestSupport
         try await Task.sleep(for: .seconds(1))
         #expect(e2e.server.requests.count == 1500)
         for worker in workers {
-            worker.signal(SIGTERM)
-            _ = try await worker.waitForExit(timeout: .seconds(30))
+            try await worker.stop()
         }
         await e2e.cleanUp()
     }

@@ -82,6 +82,13 @@ final class EndToEndHarness: @unchecked Sendable {
         }
     }
 
+    /// Waits until the idempotency key of `id` is completed.
+    func waitUntilCompleted(_ id: String, using redis: RedisClient) async throws {
+        try await poll("key of \(id) completed") {
+            (try await redis.send(["GET", "idempotency:outbound:\(id)"]).string)?.contains(#""status":"completed""#) == true
+        }
+    }
+
     func redis() -> RedisClient {
         RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redisPort))
     }

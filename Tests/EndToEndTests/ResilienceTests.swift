@@ -38,8 +38,7 @@ import TestSupport
         try await Task.sleep(for: .milliseconds(300))
         #expect(e2e.server.requests.count == before, "after Redis returned, duplicates are skipped again")
         #expect(Set((0..<200).map { "+5511\(String(format: "%09d", $0))" }).isSubset(of: Set(e2e.requestsByRecipient.keys)), "nothing lost")
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         try await redis.stop()
         await e2e.cleanUp()
     }
@@ -58,8 +57,7 @@ import TestSupport
         let duplicates = e2e.server.requests.count - 1000
         print("kill -9 after \(e2e.server.requests.count - duplicates) ids: \(duplicates) duplicate request(s) (concurrency 16)")
         #expect(duplicates >= 0 && duplicates <= 16, "duplicates \(duplicates) exceed the in-flight count")
-        second.signal(SIGTERM)
-        _ = try await second.waitForExit(timeout: .seconds(30))
+        try await second.stop()
         await e2e.cleanUp()
     }
 
@@ -79,8 +77,7 @@ import TestSupport
         try await poll("queue drained") { try await e2e.inspector.depth(e2e.queue) == 0 }
         try await Task.sleep(for: .milliseconds(300))
         #expect(e2e.server.requests.count == 600, "each id exactly once")
-        second.signal(SIGTERM)
-        _ = try await second.waitForExit(timeout: .seconds(30))
+        try await second.stop()
         await e2e.cleanUp()
     }
 
@@ -90,7 +87,7 @@ import TestSupport
         let redis = e2e.redis()
         try await e2e.publish([e2e.textMessage(1)])
         try await poll("first sent") { e2e.server.requests.count >= 1 }
-        try await poll("first key marked") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(1))"]).string)?.contains("completed") == true }
+        try await e2e.waitUntilCompleted(e2e.id(1), using: redis)
         #expect(try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(1))"]).integer ?? 0 > 86_000)
 
         try EndToEndHarness.variant.replacingOccurrences(of: "with: { lease: 3s }", with: "with: { lease: 3s, ttl: 120 }")
@@ -105,7 +102,7 @@ import TestSupport
         }
         #expect(await worker.get("/health")?.body?["pipeline"]?["digest"]?.stringValue != digestBefore)
         try await e2e.publish([e2e.textMessage(2)])
-        try await poll("second key marked") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(2))"]).string)?.contains("completed") == true }
+        try await e2e.waitUntilCompleted(e2e.id(2), using: redis)
         let ttl = try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(2))"]).integer ?? 0
         #expect(ttl > 110 && ttl <= 120, "the reloaded ttl applies: \(ttl)")
 
@@ -114,11 +111,10 @@ import TestSupport
         try await poll("rejected") { worker.log.contains("reload rejected") }
         #expect(worker.log.contains("outbound.e2e.yaml:3:13: error: unknown setting `tll`"))
         try await e2e.publish([e2e.textMessage(3)])
-        try await poll("third key marked") { (try await redis.send(["GET", "idempotency:outbound:\(e2e.id(3))"]).string)?.contains("completed") == true }
+        try await e2e.waitUntilCompleted(e2e.id(3), using: redis)
         let third = try await redis.send(["TTL", "idempotency:outbound:\(e2e.id(3))"]).integer ?? 0
         #expect(third > 110 && third <= 120, "the last valid pipeline stays in use")
-        worker.signal(SIGTERM)
-        #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(try await worker.stop() == 0)
         await e2e.cleanUp()
     }
 
@@ -132,8 +128,7 @@ import TestSupport
         try await poll("all 800 sent after the restart", timeout: .seconds(120)) { e2e.requestsByRecipient.count >= 800 }
         try await poll("/ready again") { await worker.get("/ready")?.status == 200 }
         #expect(worker.log.contains("reconnecting"))
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         await e2e.cleanUp()
     }
 
@@ -157,8 +152,7 @@ import TestSupport
         }
         try await poll("health ok again", timeout: .seconds(30)) { await worker.get("/health")?.body?["status"]?.stringValue == "ok" }
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "no message dead-lettered for a sender-side failure")
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         await e2e.cleanUp()
     }
 
@@ -168,8 +162,7 @@ import TestSupport
         let second = try WorkerProcess(environment: e2e.environment, healthPort: first.healthPort)
         #expect(try await second.waitForExit(timeout: .seconds(20)) == 3)
         #expect(second.log.contains("HEALTH_PORT \(first.healthPort) is in use"))
-        first.signal(SIGTERM)
-        _ = try await first.waitForExit(timeout: .seconds(30))
+        try await first.stop()
         await e2e.cleanUp()
     }
 }

@@ -68,8 +68,7 @@ import TestSupport
                 Issue.record("shared.yaml may only use completed, duplicate and dead_letter: \(testCase.name)")
             }
         }
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         await e2e.cleanUp()
     }
 
@@ -92,8 +91,7 @@ import TestSupport
         try await poll("all 20 sent once Redis is back", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 20 }
         try await e2e.waitUntilDrained()
         #expect(e2e.server.requests.count == 20)
-        worker.signal(SIGTERM)
-        _ = try await worker.waitForExit(timeout: .seconds(30))
+        try await worker.stop()
         try await redis.stop()
         await e2e.cleanUp()
     }

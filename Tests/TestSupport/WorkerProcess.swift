@@ -48,6 +48,13 @@ public final class WorkerProcess: @unchecked Sendable {
         kill(pid, signal)
     }
 
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    @discardableResult
+    public func stop(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        signal(SIGTERM)
+        return try await waitForExit(timeout: timeout)
+    }
+
     /// Waits for the process to exit; returns its exit status (128+N for signal N).
     public func waitForExit(timeout: Duration) async throws -> Int32 {
         if let exitStatus { return exitStatus }

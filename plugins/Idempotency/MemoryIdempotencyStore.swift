@@ -23,11 +23,6 @@ public final class MemoryIdempotencyStore: IdempotencyStore {
         down.withLock { $0 = !available }
     }
 
-    /// Forgets every key.
-    public func reset() {
-        entries.withLock { $0.removeAll() }
-    }
-
     public func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> String? {
         try checkAvailable()
         let now = clock.now()

@@ -4,8 +4,6 @@ import Logging
 public enum HealthStatus: Sendable, Equatable {
     case up
     case down(String)
-
-    public var isUp: Bool { self == .up }
 }
 
 /// A shared connection or client that steps use (a Redis pool, an HTTP client), named under `resources:`.

@@ -49,11 +49,6 @@ public struct RetryPolicy: Sendable, Hashable {
         return backoff[index]
     }
 
-    /// The index (0-based) into `backoff` used before delivery `attempt`.
-    public func backoffIndex(beforeAttempt attempt: Int) -> Int {
-        min(max(attempt - 2, 0), backoff.count - 1)
-    }
-
     /// The sum of all delays a message can wait before its last attempt.
     public var totalDelay: Duration {
         (2...max(2, maxAttempts)).reduce(Duration.zero) { $0 + (maxAttempts >= 2 ? delay(beforeAttempt: $1) : .zero) }
