@@ -39,6 +39,11 @@ import TestSupport
         #expect(metrics.contains(#"outbound_messages_total{step="pipeline",outcome="completed"} 500"#))
         #expect(!worker.log.contains(EndToEndHarness.token))
         #expect(!worker.log.contains("Message 7"), "message bodies are never logged")
+        let lines = worker.log.split(separator: "\n").map { try? JSONValue(parsing: Array($0.utf8)) }
+        #expect(lines.allSatisfy { $0?["ts"]?.stringValue != nil && $0?["level"]?.stringValue != nil }, "every log line is a JSON object")
+        let completed = lines.compactMap { $0 }.filter { $0["message"]?.stringValue == "message completed" }
+        #expect(completed.count == 500)
+        #expect(completed.contains { $0["internalId"]?.stringValue == e2e.id(7) && $0["step"]?.stringValue == "pipeline" })
         #expect(try await worker.stop() == 0)
         await e2e.cleanUp()
     }

@@ -1,7 +1,8 @@
 import Foundation
+import PipelineKit
 
 /// The JSON value of an idempotency key: `processing` while a worker owns it, `completed` once sent.
-public struct KeyState: Codable, Sendable, Equatable {
+public struct KeyState: Decodable, Sendable, Equatable {
     public var status: String
     public var owner: String?
     public var since: String?
@@ -9,11 +10,11 @@ public struct KeyState: Codable, Sendable, Equatable {
     public var completed_at: String?
 
     public static func processing(owner: String, since: Date) -> KeyState {
-        KeyState(status: "processing", owner: owner, since: timestamp(since))
+        KeyState(status: "processing", owner: owner, since: UTCTimestamp.format(since))
     }
 
     public static func completed(wamid: String, at: Date) -> KeyState {
-        KeyState(status: "completed", wamid: wamid, completed_at: timestamp(at))
+        KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at))
     }
 
     var isCompleted: Bool { status == "completed" }
@@ -24,17 +25,20 @@ public struct KeyState: Codable, Sendable, Equatable {
             ?? since.flatMap { try? Date($0, strategy: .iso8601) }
     }
 
+    /// The stored JSON text, members in declaration order (written directly: this runs twice per message).
     public func encoded() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? #"{"status":"\#(status)"}"#
+        var writer = JSONWriter(capacity: 128)
+        writer.beginObject()
+        writer.member("status", status)
+        writer.member("owner", owner)
+        writer.member("since", since)
+        writer.member("wamid", wamid)
+        writer.member("completed_at", completed_at)
+        writer.endObject()
+        return writer.text
     }
 
     static func decode(_ text: String) -> KeyState? {
         try? JSONDecoder().decode(KeyState.self, from: Data(text.utf8))
-    }
-
-    static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
     }
 }

@@ -72,8 +72,8 @@ public final class CloudAPIClient: CloudAPISender {
     public static func interpret(status: Int, body: Data, attempt: Int) throws(StepFailure) -> String {
         if (200..<300).contains(status) {
             (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
-            let answer = try? JSONDecoder().decode(JSONValue.self, from: body)
-            return answer?["messages"]?.arrayValue?.first?["id"]?.stringValue ?? ""
+            let answer = try? JSONDecoder().decode(SentAnswer.self, from: body)
+            return answer?.messages?.first?.id ?? ""
         }
         let error = try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: body).error
         Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", error?.code.map(String.init) ?? "none")]).increment()
@@ -87,6 +87,15 @@ public final class CloudAPIClient: CloudAPISender {
 
     public func shutdown() async {
         try? await httpClient?.shutdown()
+    }
+
+    /// The part of a success answer the worker keeps: `messages[0].id`, the wamid.
+    private struct SentAnswer: Decodable {
+        struct SentMessage: Decodable {
+            var id: String?
+        }
+
+        var messages: [SentMessage]?
     }
 
     private static func describe(_ error: any Error, timeout: Duration) -> String {

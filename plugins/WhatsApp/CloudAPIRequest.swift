@@ -1,19 +1,20 @@
 import PipelineKit
 import ValidatePlugin
 
-/// The body of `POST /{version}/{phone-number-id}/messages`, in the Cloud API's snake_case.
-public struct CloudAPIRequest: Sendable, Encodable, Equatable {
-    public struct Context: Sendable, Encodable, Equatable {
+/// The body of `POST /{version}/{phone-number-id}/messages`, in the Cloud API's snake_case
+/// (written by `encoded()`).
+public struct CloudAPIRequest: Sendable, Equatable {
+    public struct Context: Sendable, Equatable {
         public var message_id: String
     }
 
-    public struct Text: Sendable, Encodable, Equatable {
+    public struct Text: Sendable, Equatable {
         public var body: String
         public var preview_url: Bool
     }
 
-    public struct Template: Sendable, Encodable, Equatable {
-        public struct Language: Sendable, Encodable, Equatable {
+    public struct Template: Sendable, Equatable {
+        public struct Language: Sendable, Equatable {
             public var code: String
         }
 
@@ -22,21 +23,21 @@ public struct CloudAPIRequest: Sendable, Encodable, Equatable {
         public var components: JSONValue?
     }
 
-    public struct Media: Sendable, Encodable, Equatable {
+    public struct Media: Sendable, Equatable {
         public var id: String?
         public var link: String?
         public var caption: String?
         public var filename: String?
     }
 
-    public struct Location: Sendable, Encodable, Equatable {
+    public struct Location: Sendable, Equatable {
         public var latitude: Double
         public var longitude: Double
         public var name: String?
         public var address: String?
     }
 
-    public struct Reaction: Sendable, Encodable, Equatable {
+    public struct Reaction: Sendable, Equatable {
         public var message_id: String
         public var emoji: String
     }

@@ -14,7 +14,7 @@ enum TestExpectations {
         }
         if let expected = expect.request {
             if let sent {
-                let actual = (try? JSONDecoder().decode(JSONValue.self, from: Data(sent.body))) ?? .null
+                let actual = (try? JSONValue(parsing: sent.body)) ?? .null
                 if let difference = actual.firstDifference(from: expected, path: "request") {
                     let got = difference.actual?.encodedString() ?? "nothing"
                     failures.append("\(difference.path): expected \(difference.expected.encodedString()), got \(got)")
@@ -56,7 +56,7 @@ enum TestExpectations {
     static func compareKey(_ expected: PipelineTestCase.KeyExpectation, key: String?, store: MemoryIdempotencyStore) async -> [String] {
         guard let key else { return ["key: the pipeline has no idempotency step, or the input lacks its key fields"] }
         let stored = try? await store.read(key)
-        let state = stored.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.value.utf8)) }
+        let state = stored.flatMap { try? JSONValue(parsing: Array($0.value.utf8)) }
         let status = state?["status"]?.stringValue ?? (stored == nil ? "absent" : "unreadable")
         var failures: [String] = []
         if let expectedStatus = expected.status, expectedStatus != status {

@@ -90,9 +90,9 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Compact JSON with sorted keys.
     public func encodedBytes() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? Array(encoder.encode(self))) ?? Array("null".utf8)
+        var writer = JSONWriter()
+        writer.value(self)
+        return writer.bytes
     }
 
     /// Compact JSON text with sorted keys.

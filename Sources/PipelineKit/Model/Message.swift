@@ -1,5 +1,3 @@
-import Foundation
-
 /// One message travelling through a pipeline: the delivered bytes, its parsed JSON,
 /// and typed values that steps hand to later steps.
 public struct Message: Sendable {
@@ -19,14 +17,11 @@ public struct Message: Sendable {
         self.attempt = attempt
         self.values = MessageValues()
         do {
-            self.payload = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+            self.payload = try JSONValue(parsing: body)
             self.parseError = nil
-        } catch DecodingError.dataCorrupted(let context) {
-            self.payload = nil
-            self.parseError = Self.describe(context)
         } catch {
             self.payload = nil
-            self.parseError = "body is not JSON"
+            self.parseError = "body is not valid JSON: \(error)"
         }
     }
 
@@ -37,11 +32,6 @@ public struct Message: Sendable {
 
     /// The message's `internalId`, when it has one: every log line about the message carries it.
     public var internalID: String? { field("internalId") }
-
-    private static func describe(_ context: DecodingError.Context) -> String {
-        let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
-        return "body is not valid JSON: \(underlying ?? context.debugDescription)"
-    }
 }
 
 /// A typed slot in `MessageValues`, declared by the plugin that writes it.

@@ -79,8 +79,6 @@ public enum PlanRenderer {
         if plainSafe, startsSafe, !reserved.contains(text.lowercased()), !text.contains(": "), !text.hasPrefix("{") {
             return text
         }
-        var quoted = ""
-        JSONStringLiteral.append(text, to: &quoted)
-        return quoted
+        return JSONWriter.quoted(text)
     }
 }
