@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PipelineKit
 import Testing
@@ -120,6 +121,36 @@ import Testing
         #expect(undo.all == ["claim"])
     }
 
+    @Test func stepsSkippedUnderFailOpenAreNotUndoneAndOthersAreUndoneLastFirst() async {
+        let undo = Fixtures.UndoLog()
+        let decision = await run(executor([
+            ("first", .deadLetter, .failClosed, false, { _ in .next }),
+            ("cache", .deadLetter, .failOpen, false, { _ in throw StepFailure(.unavailable, "down") }),
+            ("second", .deadLetter, .failClosed, false, { _ in .next }),
+            ("send", .deadLetter, .failClosed, false, { _ in throw StepFailure(.permanent, "rejected") }),
+        ], undo: undo))
+        #expect(decision == .deadLetter(step: "send", reason: "rejected"))
+        #expect(undo.all == ["second", "first"])
+    }
+
+    @Test func logLinesCarryTheMessageAndTheStep() async {
+        let capture = LogCapture()
+        let logger = Logger(label: "test") { _ in CapturingHandler(capture: capture) }
+        let location = SourceLocation(file: "t", line: 1, column: 1)
+        let steps = ["validate", "send"].map { name in
+            BoundStep(definition: StepDefinition(name: name, uses: name, settings: Settings(), onError: .deadLetter, degradation: .failClosed, location: location),
+                      step: LoggingStep(), irreversible: false)
+        }
+        let executor = PipelineExecutor(pipelineName: "t", steps: steps, retry: Self.retry, workerID: "w", logger: logger)
+        var message = Message(body: Array(#"{"internalId":"order-7"}"#.utf8))
+        #expect(await executor.process(&message) == .ack(.completed))
+        let lines = capture.lines
+        #expect(lines.map(\.message) == ["working", "working", "message completed"])
+        #expect(lines.map { $0.metadata["step"]?.description } == ["validate", "send", "pipeline"])
+        #expect(lines.allSatisfy { $0.metadata["internalId"]?.description == "order-7" })
+        #expect(MessageLogContext.current == nil, "the context ends with the message")
+    }
+
     @Test func messagesKeepParsedPayloadOrError() {
         #expect(Message(body: Array(#"{"internalId":"x"}"#.utf8)).internalID == "x")
         let broken = Message(body: [0xFF, 0xFE, 0x00])
@@ -127,5 +158,38 @@ import Testing
         #expect(broken.parseError?.contains("not valid JSON") == true)
         let deep = Message(body: Array((String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)).utf8))
         #expect(deep.payload == nil)
+    }
+}
+
+/// A step that logs one line through its context.
+private struct LoggingStep: Step {
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        context.logger.info("working")
+        return .next
+    }
+}
+
+/// Log lines with the metadata they were written with, provider included.
+private final class LogCapture: @unchecked Sendable {
+    private let lock = NSLock()
+    private var captured: [(message: String, metadata: Logger.Metadata)] = []
+    func append(_ message: String, _ metadata: Logger.Metadata) { lock.withLock { captured.append((message, metadata)) } }
+    var lines: [(message: String, metadata: Logger.Metadata)] { lock.withLock { captured } }
+}
+
+private struct CapturingHandler: LogHandler {
+    let capture: LogCapture
+    var logLevel: Logger.Level = .debug
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider? = MessageLogContext.metadataProvider
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let provided = metadataProvider?.get() ?? [:]
+        capture.append(event.message.description, metadata.merging(provided) { $1 }.merging(event.metadata ?? [:]) { $1 })
     }
 }

@@ -12,11 +12,14 @@ import Synchronization
 public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
+    /// Adds the metadata of the current task (the message and step being handled).
+    public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private static let output = Mutex(())
 
-    public init(label: String) {
+    public init(label: String, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
+        self.metadataProvider = metadataProvider
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -36,6 +39,7 @@ public struct JSONLogHandler: LogHandler {
         line.key("logger")
         line.string(label)
         var fields = metadata
+        if let provided = metadataProvider?.get(), !provided.isEmpty { fields.merge(provided) { $1 } }
         if let extra = event.metadata, !extra.isEmpty { fields.merge(extra) { $1 } }
         for key in fields.keys.sorted() where !Self.reservedKeys.contains(key) {
             line.key(key)
@@ -87,10 +91,12 @@ public enum LoggingSetup {
     public static func bootstrap(environment: [String: String]) {
         let level = environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         let json = environment["LOG_FORMAT"]?.lowercased() != "text"
-        LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+        LoggingSystem.bootstrap({ label, provider in
+            var handler: any LogHandler = json
+                ? JSONLogHandler(label: label, metadataProvider: provider)
+                : StreamLogHandler.standardError(label: label, metadataProvider: provider)
             handler.logLevel = level
             return handler
-        }
+        }, metadataProvider: MessageLogContext.metadataProvider)
     }
 }

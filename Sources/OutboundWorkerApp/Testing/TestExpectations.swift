@@ -45,11 +45,10 @@ enum TestExpectations {
     /// The failing step, the `x-attempts` the source would publish, and the delay, as the RabbitMQ source records them.
     static func details(of decision: Decision, attempt: Int) -> (step: String?, attempts: Int?, delay: Duration?) {
         switch decision {
-        case .ack(.completed): (nil, nil, nil)
-        case .ack(.finished(let step, _)), .ack(.dropped(let step, _)): (step, nil, nil)
-        case .retry(let after, let next, let step, _): (step, next - 1, after)
-        case .deadLetter(let step, _): (step, attempt, nil)
-        case .requeue(let after, let step, _, _): (step, attempt - 1, after)
+        case .ack: (decision.stepName, nil, nil)
+        case .retry(let after, let next, _, _): (decision.stepName, next - 1, after)
+        case .deadLetter: (decision.stepName, attempt, nil)
+        case .requeue(let after, _, _, _): (decision.stepName, attempt - 1, after)
         }
     }
 

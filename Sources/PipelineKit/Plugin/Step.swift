@@ -45,7 +45,7 @@ public struct StepFailure: Error, Sendable, Equatable, CustomStringConvertible {
 public struct StepContext: Sendable {
     /// The step's `name` in the pipeline.
     public var stepName: String
-    /// A logger whose metadata carries `internalId` and `step`.
+    /// The pipeline's logger; lines logged while a message is handled carry `internalId` and `step` (`MessageLogContext`).
     public var logger: Logger
     /// Identifies this worker process (idempotency key owners).
     public var workerID: String

@@ -32,6 +32,15 @@ public enum Decision: Sendable, Equatable {
         }
     }
 
+    /// The step that decided; nil when every step passed.
+    public var stepName: String? {
+        switch self {
+        case .ack(.completed): nil
+        case .ack(.finished(let step, _)), .ack(.dropped(let step, _)): step
+        case .retry(_, _, let step, _), .deadLetter(let step, _), .requeue(_, let step, _, _): step
+        }
+    }
+
     /// The reason given, if any.
     public var reason: String? {
         switch self {

@@ -42,56 +42,63 @@ public struct PipelineExecutor: MessageHandler {
     public func process(_ message: inout Message) async -> Decision {
         inFlight.increment()
         defer { inFlight.decrement() }
-        var messageLogger = logger
-        if let id = message.internalID { messageLogger[metadataKey: "internalId"] = .string(id) }
-        let decision = await runSteps(&message, messageLogger)
-        record(decision, logger: messageLogger)
+        let internalID = message.internalID
+        let decision = await runSteps(&message, internalID: internalID)
+        MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: decision.stepName ?? "pipeline")) {
+            record(decision)
+        }
         return decision
     }
 
-    private func runSteps(_ message: inout Message, _ messageLogger: Logger) async -> Decision {
-        var passed: [Int] = []
+    private func runSteps(_ message: inout Message, internalID: String?) async -> Decision {
+        // Every step before the current one passed, except those skipped under fail_open
+        // (rare: this stays empty, and unallocated, on the usual path).
+        var skipped: [Int] = []
         var sent = false
         for (index, bound) in steps.enumerated() {
-            var stepLogger = messageLogger
-            stepLogger[metadataKey: "step"] = .string(bound.name)
-            let context = StepContext(stepName: bound.name, logger: stepLogger, workerID: workerID, clock: clock)
+            let context = StepContext(stepName: bound.name, logger: logger, workerID: workerID, clock: clock)
             if Task.isCancelled, !sent {
-                await undo(passed, message, messageLogger)
+                await undo(before: index, skipping: skipped, message, internalID: internalID)
                 return .requeue(after: .zero, step: bound.name, reason: "worker shutting down", pauseSource: false)
             }
             let started = ContinuousClock.now
             do {
-                let outcome = try await bound.step.run(&message, context)
+                let outcome = try await MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: bound.name)) {
+                    try await bound.step.run(&message, context)
+                }
                 stepTimers[index].recordInterval(since: started)
                 switch outcome {
                 case .next:
-                    passed.append(index)
                     if bound.irreversible { sent = true }
                 case .finish(let reason):
                     return .ack(.finished(step: bound.name, reason: reason))
                 case .requeue(let after, let reason):
-                    await undo(passed, message, messageLogger)
+                    await undo(before: index, skipping: skipped, message, internalID: internalID)
                     return .requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pauseSource: false)
                 }
             } catch {
                 stepTimers[index].recordInterval(since: started)
                 if Task.isCancelled, !sent {
-                    await undo(passed, message, messageLogger)
+                    await undo(before: index, skipping: skipped, message, internalID: internalID)
                     return .requeue(after: .zero, step: bound.name, reason: "worker shutting down", pauseSource: false)
                 }
                 let failure = (error as? StepFailure) ?? StepFailure(.transient, String(describing: error))
                 if sent {
-                    stepLogger.error("step failed after the message was sent; acknowledged so it is not sent twice", metadata: ["error": "\(failure)"])
+                    MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: bound.name)) {
+                        logger.error("step failed after the message was sent; acknowledged so it is not sent twice", metadata: ["error": "\(failure)"])
+                    }
                     Counter(label: "outbound_step_errors_total", dimensions: [("step", bound.name), ("kind", failure.kind.rawValue)]).increment()
                     return .ack(.completed)
                 }
                 if failure.kind == .unavailable, bound.definition.degradation == .failOpen {
                     Counter(label: "outbound_degraded_total", dimensions: [("step", bound.name)]).increment()
-                    stepLogger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
+                    MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: bound.name)) {
+                        logger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
+                    }
+                    skipped.append(index)
                     continue
                 }
-                await undo(passed, message, messageLogger)
+                await undo(before: index, skipping: skipped, message, internalID: internalID)
                 return decide(failure, step: bound, attempt: message.attempt)
             }
         }
@@ -123,25 +130,20 @@ public struct PipelineExecutor: MessageHandler {
         }
     }
 
-    private func undo(_ passed: [Int], _ message: Message, _ messageLogger: Logger) async {
-        for index in passed.reversed() {
-            var stepLogger = messageLogger
-            stepLogger[metadataKey: "step"] = .string(steps[index].name)
-            let context = StepContext(stepName: steps[index].name, logger: stepLogger, workerID: workerID, clock: clock)
-            await steps[index].step.undo(message, context)
+    /// Undoes, last first, the steps before `end` that passed.
+    private func undo(before end: Int, skipping skipped: [Int], _ message: Message, internalID: String?) async {
+        for index in (0..<end).reversed() where !skipped.contains(index) {
+            let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock)
+            await MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: steps[index].name)) {
+                await steps[index].step.undo(message, context)
+            }
         }
     }
 
-    private func record(_ decision: Decision, logger: Logger) {
-        let step: String
-        switch decision {
-        case .ack(.completed): step = "pipeline"
-        case .ack(.finished(let name, _)), .ack(.dropped(let name, _)): step = name
-        case .retry(_, _, let name, _), .deadLetter(let name, _), .requeue(_, let name, _, _): step = name
-        }
+    /// Counts and logs the decision (the task-local log context names the deciding step).
+    private func record(_ decision: Decision) {
+        let step = decision.stepName ?? "pipeline"
         (outcomeCounters[step]?[decision.outcomeName] ?? Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", decision.outcomeName)])).increment()
-        var logger = logger
-        logger[metadataKey: "step"] = .string(step)
         switch decision {
         case .ack(.completed):
             logger.info("message completed")

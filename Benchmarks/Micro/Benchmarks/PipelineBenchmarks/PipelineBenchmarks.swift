@@ -28,12 +28,29 @@ private func executor(keeping steps: Set<String>) async throws -> PipelineExecut
     return try await PipelineAssembler(registry: registry, workerID: "bench", logger: logger).assemble(definition).executor
 }
 
+/// A step that does nothing, so a benchmark sees only the runtime's own cost.
+private struct PassStep: Step {
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome { .next }
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal, .throughput], maxDuration: .seconds(5))
 
     Benchmark("YAML load + validation of the shipped pipeline") { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).load(path: pipelinePath, variant: "staging"))
+        }
+    }
+
+    // The runtime alone: messages are parsed before the measurement starts, the steps do nothing.
+    Benchmark("message: executor alone, two pass-through steps", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let shipped = try await executor(keeping: ["validate", "transform"])
+        let executor = PipelineExecutor(pipelineName: shipped.pipelineName, steps: shipped.steps.map { BoundStep(definition: $0.definition, step: PassStep(), irreversible: false) },
+                                        retry: shipped.retry, workerID: "bench", logger: shipped.logger)
+        var messages = bodies(benchmark.scaledIterations.count, prefix: "pass").map { Message(body: $0) }
+        benchmark.startMeasurement()
+        for index in messages.indices {
+            blackHole(await executor.process(&messages[index]))
         }
     }
 
