@@ -1,0 +1,179 @@
+import AMQPClient
+import Foundation
+
+/// What is measured: the release worker or the bare loop.
+enum Subject: String {
+    case worker
+    case baseline = "bare loop"
+}
+
+/// One drain: N messages already queued, P processes consuming them.
+struct DrainResult {
+    var throughput: Double
+    var peakMB: Double
+    var cpuPerThousand: Double
+    /// Resident memory of the first process when 10 % and all of the messages had been sent.
+    var residentEarlyMB: Double
+    var residentEndMB: Double
+}
+
+/// Latency at a fixed publish rate: publish time to arrival at the stand-in.
+struct LatencyResult {
+    var p50: Double
+    var p99: Double
+    var max: Double
+}
+
+/// Runs subjects against the local RabbitMQ and Redis and the in-process stand-in.
+@MainActor
+final class Bench {
+    let options: Options
+    let standIn: StandIn
+    let apiURL: String
+    let publisher: AMQPPublisher
+    let folder: URL
+    private var nextNumber = 0
+
+    init(options: Options, standIn: StandIn, apiURL: String, publisher: AMQPPublisher) throws {
+        self.options = options
+        self.standIn = standIn
+        self.apiURL = apiURL
+        self.publisher = publisher
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try String(contentsOfFile: "pipelines/outbound.yaml", encoding: .utf8).write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    /// A workload whose recipients no earlier run used.
+    func workload(count: Int, prefix: String) -> Workload {
+        let workload = Workload(count: count, prefix: prefix, firstNumber: nextNumber)
+        nextNumber += workload.unique + 1
+        return workload
+    }
+
+    /// Declares a fresh queue, publishes `workload` to it, and returns its name.
+    func queue(with workload: Workload, label: String) async throws -> String {
+        let queue = "bench.\(label).\(UUID().uuidString.prefix(6))"
+        try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        try await publish(workload.bodies[...], to: queue, publisher)
+        return queue
+    }
+
+    func deleteQueues(_ queue: String) async {
+        for suffix in ["", ".dead", ".retry.1", ".retry.2", ".retry.3", ".retry.4"] { try? await publisher.delete(queue + suffix) }
+    }
+
+    /// Starts `processes` copies of `subject` on `queue`, each with `concurrency` messages in flight.
+    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1) throws -> [pid_t] {
+        try (0..<processes).map { index in
+            let log = folder.appendingPathComponent("\(queue)-\(index).log").path
+            switch subject {
+            case .worker:
+                let variant = "c\(concurrency)"
+                let variantFile = folder.appendingPathComponent("outbound.\(variant).yaml")
+                try """
+                    source:
+                      with: { prefetch: \(concurrency * 2), concurrency: \(concurrency) }
+                    resources:
+                      whatsapp:
+                        with: { max_connections: 64 }
+                    """.write(to: variantFile, atomically: true, encoding: .utf8)
+                return try spawn([options.worker, "run"], environment: [
+                    "PIPELINE_FILE": folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": variant,
+                    "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(options.redisPort),
+                    "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055",
+                    "HEALTH_PORT": String(Int.random(in: 20000...29999)), "LOG_LEVEL": options.logLevel, "LOG_FORMAT": "json",
+                ], log: log)
+            case .baseline:
+                return try spawn([options.baseline, "--queue", queue, "--rabbitmq-url", options.rabbitURL, "--redis-port", String(options.redisPort),
+                                  "--api-url", apiURL, "--concurrency", String(concurrency), "--prefetch", String(concurrency * 2)], environment: [:], log: log)
+            }
+        }
+    }
+
+    /// Waits until every distinct message of `workload` reached the stand-in and `queue` is empty;
+    /// throughput runs from the first request to the last.
+    func drain(_ workload: Workload, queue: String, pids: [pid_t], timeout: Duration = .seconds(1800)) async throws -> DrainResult {
+        let started = ContinuousClock.now
+        var drainedAt: UInt64 = 0
+        var residentEarly = 0
+        while ContinuousClock.now - started < timeout {
+            let count = standIn.count
+            if residentEarly == 0, count >= workload.unique / 10, let pid = pids.first { residentEarly = ProcessUsage(pid).residentKB }
+            if count >= workload.unique, (try? await publisher.messageCount(queue)) == 0 {
+                drainedAt = DispatchTime.now().uptimeNanoseconds
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        guard drainedAt > 0 else { throw BenchFailure("\(queue) not drained within \(timeout): \(standIn.count) of \(workload.unique) requests") }
+        let arrivals = standIn.snapshot
+        let first = arrivals.map(\.1).min() ?? 0
+        let seconds = Double(max(drainedAt, arrivals.map(\.1).max() ?? 0) - first) / 1e9
+        let usages = pids.map(ProcessUsage.init)
+        return DrainResult(
+            throughput: Double(workload.bodies.count) / seconds,
+            peakMB: Double(usages.map(\.peakKB).max() ?? 0) / 1024,
+            cpuPerThousand: usages.map(\.cpuSeconds).reduce(0, +) / Double(workload.bodies.count) * 1000,
+            residentEarlyMB: Double(residentEarly) / 1024,
+            residentEndMB: Double(usages.first?.residentKB ?? 0) / 1024
+        )
+    }
+
+    /// Publishes at `rate` messages a second for the configured seconds and measures
+    /// publish-to-stand-in latency of the subject already consuming `queue`.
+    func latency(queue: String, rate: Double, prefix: String) async throws -> LatencyResult {
+        standIn.reset()
+        let paced = workload(count: Int(rate) * options.latencySeconds, prefix: prefix)
+        var sentAt: [Int: UInt64] = [:]
+        let tick = 0.01
+        let perTick = max(1, Int(rate * tick))
+        var index = 0
+        let phaseStart = ContinuousClock.now
+        while index < paced.bodies.count {
+            let end = min(index + perTick, paced.bodies.count)
+            let now = DispatchTime.now().uptimeNanoseconds
+            for position in index..<end where sentAt[paced.numbers[position]] == nil { sentAt[paced.numbers[position]] = now }
+            try await publish(paced.bodies[index..<end], to: queue, publisher)
+            index = end
+            let due = phaseStart + .milliseconds(Int(Double(index / perTick) * tick * 1000))
+            if ContinuousClock.now < due { try await Task.sleep(until: due, clock: .continuous) }
+        }
+        let waitStart = ContinuousClock.now
+        while standIn.count < paced.unique, ContinuousClock.now - waitStart < .seconds(60) { try await Task.sleep(for: .milliseconds(20)) }
+        let latencies = standIn.snapshot.compactMap { number, arrived in sentAt[number].map { Double(arrived &- $0) / 1e6 } }.sorted()
+        return LatencyResult(p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.last ?? 0)
+    }
+
+    /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.
+    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, label: String) async throws -> DrainResult {
+        let load = workload(count: count, prefix: "\(label)-\(UUID().uuidString.prefix(6))")
+        let queue = try await queue(with: load, label: label)
+        standIn.reset()
+        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes)
+        let result: DrainResult
+        do {
+            result = try await drain(load, queue: queue, pids: pids)
+        } catch {
+            pids.forEach(stop)
+            throw error
+        }
+        pids.forEach(stop)
+        await deleteQueues(queue)
+        return result
+    }
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p))]
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}

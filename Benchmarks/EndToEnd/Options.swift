@@ -1,0 +1,49 @@
+/// Command-line options of bench-e2e.
+struct Options {
+    enum Mode: String {
+        /// Worker against the bare loop, A B A B: throughput, latency, memory, CPU.
+        case compare
+        /// Throughput by concurrency, by process count, and with 10k vs 1M messages queued.
+        case scaling
+    }
+
+    var mode = Mode.compare
+    var messages = 50_000
+    var rounds = 3
+    var concurrency = 32
+    var latencySeconds = 10
+    /// Messages for each point of the concurrency and process series (scaling mode).
+    var seriesMessages = 20_000
+    /// The large queue of the flat-cost check (scaling mode).
+    var largeQueue = 1_000_000
+    var worker = ".build/release/outbound-worker"
+    var baseline = ".build/release/bench-baseline"
+    var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
+    var redisPort = 16379
+    var logLevel = "info"
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.makeIterator()
+        while let name = iterator.next() {
+            if name == "--scaling" {
+                mode = .scaling
+                continue
+            }
+            let value = iterator.next() ?? ""
+            switch name {
+            case "--messages": messages = Int(value) ?? messages
+            case "--rounds": rounds = Int(value) ?? rounds
+            case "--concurrency": concurrency = Int(value) ?? concurrency
+            case "--latency-seconds": latencySeconds = Int(value) ?? latencySeconds
+            case "--series-messages": seriesMessages = Int(value) ?? seriesMessages
+            case "--large-queue": largeQueue = Int(value) ?? largeQueue
+            case "--worker": worker = value
+            case "--baseline": baseline = value
+            case "--rabbitmq-url": rabbitURL = value
+            case "--redis-port": redisPort = Int(value) ?? redisPort
+            case "--log-level": logLevel = value
+            default: print("unknown option \(name)")
+            }
+        }
+    }
+}
