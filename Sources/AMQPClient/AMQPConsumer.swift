@@ -16,10 +16,10 @@ public enum AMQPConsumerEvent: Sendable {
 /// through `events` at once, and acks queued by Swift tasks wake it at once.
 /// On a broken connection it reconnects with backoff (trying each URL in turn);
 /// acks for deliveries of an older connection are dropped, since the broker
-/// redelivers those messages.
+/// redelivers those messages. Acks queued together are coalesced (`AckCoalescer`).
 public final class AMQPConsumer: @unchecked Sendable {
     private enum Command {
-        case ack(UInt64, generation: Int, multiple: Bool)
+        case ack(UInt64, generation: Int)
         case nack(UInt64, generation: Int, requeue: Bool)
         case pause
         case resume
@@ -42,12 +42,15 @@ public final class AMQPConsumer: @unchecked Sendable {
     private let logger: Logger
     private let wakeFD: Int32
     private let commands = Mutex<[Command]>([])
+    /// Whether the eventfd was written since the thread last took the commands (one wake-up suffices).
+    private let wakePending = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private let state = Mutex(Status())
     // Used only on the consumer thread.
     private var generation = 0
     private var paused = false
     private var consumerTag = ""
+    private var acks = AckCoalescer()
 
     public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), logger: Logger) {
         (events, continuation) = AsyncStream.makeStream(of: AMQPConsumerEvent.self)
@@ -73,9 +76,9 @@ public final class AMQPConsumer: @unchecked Sendable {
 
     public var status: Status { state.withLock { $0 } }
 
-    /// Acknowledges a delivery (and, with `multiple`, every earlier one of its connection).
-    public func ack(_ delivery: AMQPDelivery, multiple: Bool = false) {
-        submit(.ack(delivery.deliveryTag, generation: delivery.connectionGeneration, multiple: multiple))
+    /// Acknowledges a delivery.
+    public func ack(_ delivery: AMQPDelivery) {
+        submit(.ack(delivery.deliveryTag, generation: delivery.connectionGeneration))
     }
 
     /// Rejects a delivery; with `requeue` the broker delivers it again.
@@ -89,7 +92,8 @@ public final class AMQPConsumer: @unchecked Sendable {
     /// Receives deliveries again after `pause`.
     public func resume() { submit(.resume) }
 
-    /// Closes the connection (unacknowledged deliveries return to the queue) and ends `events`.
+    /// Sends the acks already queued, closes the connection (unacknowledged deliveries
+    /// return to the queue) and ends `events`.
     public func stop() {
         stopping.store(true, ordering: .releasing)
         wake()
@@ -97,7 +101,7 @@ public final class AMQPConsumer: @unchecked Sendable {
 
     private func submit(_ command: Command) {
         commands.withLock { $0.append(command) }
-        wake()
+        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) { wake() }
     }
 
     private func wake() {
@@ -113,6 +117,7 @@ public final class AMQPConsumer: @unchecked Sendable {
             do {
                 let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
                 generation += 1
+                acks = AckCoalescer()
                 commands.withLock { $0.removeAll { if case .ack = $0 { true } else if case .nack = $0 { true } else { false } } }
                 try startConsuming(session, qos: true)
                 state.withLock { $0 = Status(connected: true, consuming: !paused, lastError: nil) }
@@ -148,10 +153,7 @@ public final class AMQPConsumer: @unchecked Sendable {
         let socket = amqp_get_sockfd(session.state)
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         while !isStopping {
-            try execute(commands.withLock { pending in
-                defer { pending.removeAll() }
-                return pending
-            }, session)
+            try execute(takeCommands(), session)
             if amqp_data_in_buffer(session.state) == 0, amqp_frames_enqueued(session.state) == 0 {
                 var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
                 _ = poll(&fds, 2, 1000)
@@ -180,6 +182,16 @@ public final class AMQPConsumer: @unchecked Sendable {
                 throw AMQPSession.error(reply, "consume")
             }
         }
+        // Acks queued before the stop still reach the broker, so those messages are not delivered again.
+        try execute(takeCommands(), session)
+    }
+
+    private func takeCommands() -> [Command] {
+        wakePending.store(false, ordering: .releasing)
+        return commands.withLock { pending in
+            defer { pending.removeAll() }
+            return pending
+        }
     }
 
     private func handleUnexpectedFrame(_ session: AMQPSession) throws(AMQPError) {
@@ -204,15 +216,17 @@ public final class AMQPConsumer: @unchecked Sendable {
     }
 
     private func execute(_ batch: [Command], _ session: AMQPSession) throws(AMQPError) {
+        var acked: [UInt64] = []
         for command in batch {
             var status = AMQP_STATUS_OK.rawValue
             switch command {
-            case .ack(let tag, let generation, let multiple):
+            case .ack(let tag, let generation):
                 guard generation == self.generation else { continue }
-                status = amqp_basic_ack(session.state, AMQPSession.channel, tag, multiple ? 1 : 0)
+                acked.append(tag)
             case .nack(let tag, let generation, let requeue):
                 guard generation == self.generation else { continue }
                 status = amqp_basic_nack(session.state, AMQPSession.channel, tag, 0, requeue ? 1 : 0)
+                acks.settledIndividually(tag)
             case .pause:
                 guard !paused else { continue }
                 paused = true
@@ -227,13 +241,22 @@ public final class AMQPConsumer: @unchecked Sendable {
                 state.withLock { $0.consuming = true }
             }
             if status != AMQP_STATUS_OK.rawValue {
+                throw .connection("nack: \(String(cString: amqp_error_string2(status)))")
+            }
+        }
+        guard !acked.isEmpty else { return }
+        let frames = acks.acknowledge(acked)
+        for frame in frames {
+            let status = amqp_basic_ack(session.state, AMQPSession.channel, frame.tag, frame.multiple ? 1 : 0)
+            if status != AMQP_STATUS_OK.rawValue {
                 throw .connection("ack: \(String(cString: amqp_error_string2(status)))")
             }
         }
     }
 
     private func delivery(from envelope: amqp_envelope_t) -> AMQPDelivery {
-        AMQPDelivery(
+        acks.delivered(envelope.delivery_tag)
+        return AMQPDelivery(
             deliveryTag: envelope.delivery_tag,
             connectionGeneration: generation,
             redelivered: envelope.redelivered != 0,
