@@ -15,6 +15,18 @@ struct DrainResult {
     /// Resident memory of the first process when 10 % and all of the messages had been sent.
     var residentEarlyMB: Double
     var residentEndMB: Double
+    /// CPU milliseconds per message during the drain, by process: where the machine's time went.
+    var cpuShare: CPUShare
+}
+
+/// CPU per message of each process on the machine during a drain (ms).
+struct CPUShare {
+    var subject = 0.0
+    var broker = 0.0
+    var redis = 0.0
+    /// This process: the stand-in answering requests, and polling.
+    var standIn = 0.0
+    var total: Double { subject + broker + redis + standIn }
 }
 
 /// Latency at a fixed publish rate: publish time to arrival at the stand-in.
@@ -95,6 +107,7 @@ final class Bench {
     /// throughput runs from the first request to the last.
     func drain(_ workload: Workload, queue: String, pids: [pid_t], timeout: Duration = .seconds(1800)) async throws -> DrainResult {
         let started = ContinuousClock.now
+        let servicesBefore = serviceCPU()
         var drainedAt: UInt64 = 0
         var residentEarly = 0
         while ContinuousClock.now - started < timeout {
@@ -111,13 +124,25 @@ final class Bench {
         let first = arrivals.map(\.1).min() ?? 0
         let seconds = Double(max(drainedAt, arrivals.map(\.1).max() ?? 0) - first) / 1e9
         let usages = pids.map(ProcessUsage.init)
+        let servicesAfter = serviceCPU()
+        let perMessage = 1000 / Double(workload.bodies.count)
+        let share = CPUShare(subject: usages.map(\.cpuSeconds).reduce(0, +) * perMessage,
+                             broker: (servicesAfter.broker - servicesBefore.broker) * perMessage,
+                             redis: (servicesAfter.redis - servicesBefore.redis) * perMessage,
+                             standIn: (servicesAfter.standIn - servicesBefore.standIn) * perMessage)
         return DrainResult(
             throughput: Double(workload.bodies.count) / seconds,
             peakMB: Double(usages.map(\.peakKB).max() ?? 0) / 1024,
             cpuPerThousand: usages.map(\.cpuSeconds).reduce(0, +) / Double(workload.bodies.count) * 1000,
             residentEarlyMB: Double(residentEarly) / 1024,
-            residentEndMB: Double(usages.first?.residentKB ?? 0) / 1024
+            residentEndMB: Double(usages.first?.residentKB ?? 0) / 1024,
+            cpuShare: share
         )
+    }
+
+    /// CPU seconds used so far by the broker, Redis and this process.
+    private func serviceCPU() -> (broker: Double, redis: Double, standIn: Double) {
+        (options.brokerPID.map { ProcessUsage($0).cpuSeconds } ?? 0, options.redisPID.map { ProcessUsage($0).cpuSeconds } ?? 0, ProcessUsage(getpid()).cpuSeconds)
     }
 
     /// Publishes at `rate` messages a second for the configured seconds and measures

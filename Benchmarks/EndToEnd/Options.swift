@@ -1,3 +1,5 @@
+import Foundation
+
 /// Command-line options of bench-e2e.
 struct Options {
     enum Mode: String {
@@ -21,6 +23,9 @@ struct Options {
     var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
     var redisPort = 16379
     var logLevel = "info"
+    /// The broker's and Redis's processes, to account for their CPU during drains (optional).
+    var brokerPID: pid_t?
+    var redisPID: pid_t?
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -42,6 +47,8 @@ struct Options {
             case "--rabbitmq-url": rabbitURL = value
             case "--redis-port": redisPort = Int(value) ?? redisPort
             case "--log-level": logLevel = value
+            case "--broker-pid": brokerPID = pid_t(value)
+            case "--redis-pid": redisPID = pid_t(value)
             default: print("unknown option \(name)")
             }
         }

@@ -71,6 +71,15 @@ func compare() async throws {
     print(row("latency max at half rate (ms)", "%.1f") { latencies[$0, default: []].map(\.max) })
     print(row("peak RSS (MiB)", "%.1f") { footprints[$0, default: []].map(\.peakMB) })
     print(row("CPU seconds per 1,000 messages", "%.3f") { footprints[$0, default: []].map(\.cpuPerThousand) })
+    guard options.brokerPID != nil, options.redisPID != nil else { return }
+    print("\nwhere the 2 cores went during the drains (CPU ms per message, medians)\n")
+    print("| process | worker runs | bare-loop runs |\n|---|---|---|")
+    let shares: [(String, (CPUShare) -> Double)] = [("the subject", \.subject), ("RabbitMQ", \.broker), ("Redis", \.redis), ("stand-in and bench process", \.standIn), ("total", \.total)]
+    for (name, value) in shares {
+        let worker = median(drains[Subject.worker.rawValue, default: []].map { value($0.cpuShare) })
+        let baseline = median(drains[Subject.baseline.rawValue, default: []].map { value($0.cpuShare) })
+        print(String(format: "| %@ | %.3f | %.3f |", name, worker, baseline))
+    }
 }
 
 @MainActor
