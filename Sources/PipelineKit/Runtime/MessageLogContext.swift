@@ -23,4 +23,14 @@ public struct MessageLogContext: Sendable {
         if let step = context.step { metadata["step"] = .string(step) }
         return metadata
     }
+
+    /// Runs `operation` with log lines naming `internalID` and `step`.
+    static func during<Result>(_ internalID: String?, step: String, _ operation: () async throws -> Result) async rethrows -> Result {
+        try await $current.withValue(MessageLogContext(internalID: internalID, step: step), operation: operation)
+    }
+
+    /// Runs `operation` with log lines naming `internalID` and `step`.
+    static func during<Result>(_ internalID: String?, step: String, _ operation: () throws -> Result) rethrows -> Result {
+        try $current.withValue(MessageLogContext(internalID: internalID, step: step), operation: operation)
+    }
 }

@@ -44,7 +44,7 @@ public struct PipelineExecutor: MessageHandler {
         defer { inFlight.decrement() }
         let internalID = message.internalID
         let decision = await runSteps(&message, internalID: internalID)
-        MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: decision.stepName ?? "pipeline")) {
+        MessageLogContext.during(internalID, step: decision.stepName ?? "pipeline") {
             record(decision)
         }
         return decision
@@ -63,7 +63,7 @@ public struct PipelineExecutor: MessageHandler {
             }
             let started = ContinuousClock.now
             do {
-                let outcome = try await MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: bound.name)) {
+                let outcome = try await MessageLogContext.during(internalID, step: bound.name) {
                     try await bound.step.run(&message, context)
                 }
                 stepTimers[index].recordInterval(since: started)
@@ -84,7 +84,7 @@ public struct PipelineExecutor: MessageHandler {
                 }
                 let failure = (error as? StepFailure) ?? StepFailure(.transient, String(describing: error))
                 if sent {
-                    MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: bound.name)) {
+                    MessageLogContext.during(internalID, step: bound.name) {
                         logger.error("step failed after the message was sent; acknowledged so it is not sent twice", metadata: ["error": "\(failure)"])
                     }
                     Counter(label: "outbound_step_errors_total", dimensions: [("step", bound.name), ("kind", failure.kind.rawValue)]).increment()
@@ -92,7 +92,7 @@ public struct PipelineExecutor: MessageHandler {
                 }
                 if failure.kind == .unavailable, bound.definition.degradation == .failOpen {
                     Counter(label: "outbound_degraded_total", dimensions: [("step", bound.name)]).increment()
-                    MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: bound.name)) {
+                    MessageLogContext.during(internalID, step: bound.name) {
                         logger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
                     }
                     skipped.append(index)
@@ -134,7 +134,7 @@ public struct PipelineExecutor: MessageHandler {
     private func undo(before end: Int, skipping skipped: [Int], _ message: Message, internalID: String?) async {
         for index in (0..<end).reversed() where !skipped.contains(index) {
             let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock)
-            await MessageLogContext.$current.withValue(MessageLogContext(internalID: internalID, step: steps[index].name)) {
+            await MessageLogContext.during(internalID, step: steps[index].name) {
                 await steps[index].step.undo(message, context)
             }
         }
