@@ -44,6 +44,8 @@ final class Bench {
     let apiURL: String
     let publisher: AMQPPublisher
     let folder: URL
+    /// Makes every message id of this run new to Redis, whatever earlier runs left there.
+    private let runID = UUID().uuidString.prefix(8)
     private var nextNumber = 0
 
     init(options: Options, standIn: StandIn, apiURL: String, publisher: AMQPPublisher) throws {
@@ -56,9 +58,9 @@ final class Bench {
         try String(contentsOfFile: "pipelines/outbound.yaml", encoding: .utf8).write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
     }
 
-    /// A workload whose recipients no earlier run used.
+    /// A workload whose ids and recipients no earlier workload used.
     func workload(count: Int, prefix: String) -> Workload {
-        let workload = Workload(count: count, prefix: prefix, firstNumber: nextNumber)
+        let workload = Workload(count: count, prefix: "\(runID)-\(prefix)", firstNumber: nextNumber)
         nextNumber += workload.unique + 1
         return workload
     }
@@ -167,12 +169,13 @@ final class Bench {
         let waitStart = ContinuousClock.now
         while standIn.count < paced.unique, ContinuousClock.now - waitStart < .seconds(60) { try await Task.sleep(for: .milliseconds(20)) }
         let latencies = standIn.snapshot.compactMap { number, arrived in sentAt[number].map { Double(arrived &- $0) / 1e6 } }.sorted()
+        guard latencies.count >= paced.unique else { throw BenchFailure("latency phase: \(latencies.count) of \(paced.unique) requests arrived within 60 s") }
         return LatencyResult(p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.last ?? 0)
     }
 
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.
     func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, label: String) async throws -> DrainResult {
-        let load = workload(count: count, prefix: "\(label)-\(UUID().uuidString.prefix(6))")
+        let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
         let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes)

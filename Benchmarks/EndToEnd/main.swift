@@ -41,7 +41,7 @@ func compare() async throws {
     for round in 1...options.rounds {
         for subject in [Subject.worker, .baseline] {
             let label = "r\(round)\(subject == .worker ? "w" : "b")"
-            let load = bench.workload(count: options.messages, prefix: "\(label)-\(UUID().uuidString.prefix(6))")
+            let load = bench.workload(count: options.messages, prefix: label)
             let queue = try await bench.queue(with: load, label: label)
             standIn.reset()
             let pids = try bench.start(subject, queue: queue, concurrency: options.concurrency)
