@@ -125,6 +125,8 @@ public final class AMQPConsumer: @unchecked Sendable {
                 backoff = .milliseconds(100)
                 try serve(session)
             } catch {
+                // A connection that breaks while stopping (flushing the last acks) needs no reconnect.
+                if isStopping { break }
                 state.withLock { $0 = Status(connected: false, consuming: false, lastError: error.description) }
                 continuation.yield(.disconnected(error.description))
                 logger.warning("rabbitmq consumer disconnected; reconnecting", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
