@@ -79,7 +79,7 @@ public final class CloudAPIStandInServer: Sendable {
     private func answer(_ request: Request, _ context: Context) async throws -> Response {
         let body = try await request.body.collect(upTo: 1 << 20)
         let bytes = Array(body.readableBytesView)
-        let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        let json = try? JSONValue(parsing: bytes)
         let number = recorded.withLock { list in
             list.append(Recorded(path: request.uri.path, authorization: request.headers[.authorization], body: bytes, json: json, clientPort: context.clientPort, receivedAt: Date()))
             return list.count

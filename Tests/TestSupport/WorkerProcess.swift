@@ -79,7 +79,7 @@ public final class WorkerProcess: @unchecked Sendable {
         request.method = .GET
         guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)),
               let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
-        return (Int(response.status.code), try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)))
+        return (Int(response.status.code), try? JSONValue(parsing: Array(body.readableBytesView)))
     }
 
     /// The raw text of a path (for /metrics).

@@ -1,49 +1,12 @@
-import Foundation
-
-/// Any JSON value, `Sendable` and `Codable`; object keys keep no order (output is sorted for stable bytes).
-public enum JSONValue: Sendable, Hashable, Codable {
+/// Any JSON value, `Sendable`; read with `init(parsing:)`, written with `JSONWriter`.
+/// Object keys keep no order (output is sorted for stable bytes).
+public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-
-    /// Tries the kinds in order of how often messages hold them: each failed attempt
-    /// costs a thrown DecodingError, so strings and objects must not pay for the rarer kinds.
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([String: JSONValue].self) {
-            self = .object(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else {
-            self = .array(try container.decode([JSONValue].self))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let value): try container.encode(value)
-        case .number(let value):
-            if value.rounded() == value, abs(value) < 1e15 {
-                try container.encode(Int64(value))
-            } else {
-                try container.encode(value)
-            }
-        case .string(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
-    }
 
     /// The member of an object, or nil.
     public subscript(key: String) -> JSONValue? {
