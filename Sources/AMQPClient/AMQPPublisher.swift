@@ -205,11 +205,15 @@ public final class AMQPPublisher: @unchecked Sendable {
         }
     }
 
+    /// The header that ties a returned (unroutable) message to its publish.
+    static let publishIDHeader = "x-publish-id"
+
     private func publishAndConfirm(_ publishes: [Request]) throws(AMQPError) {
         guard let session else { throw .connection("not connected") }
         let first = nextTag
         for request in publishes {
-            guard case .publish(let exchange, let routingKey, let body, let properties, _) = request else { continue }
+            guard case .publish(let exchange, let routingKey, let body, var properties, _) = request else { continue }
+            properties.headers[Self.publishIDHeader] = .string(String(nextTag))
             let arena = CArena()
             var rawProperties = arena.properties(properties)
             let status = amqp_basic_publish(session.state, AMQPSession.channel, arena.bytes(exchange), arena.bytes(routingKey), 1, 0, &rawProperties, arena.bytes(body))
@@ -217,7 +221,10 @@ public final class AMQPPublisher: @unchecked Sendable {
             nextTag += 1
         }
         var outcome = [UInt64: Result<Void, AMQPError>]()
-        var returned: String?
+        // Returned publishes by tag: the broker sends basic.return before the confirm of the same message.
+        var returned: [UInt64: String] = [:]
+        // A return whose publish cannot be told: every publish of the batch not yet confirmed counts as returned.
+        var unidentifiedReturn: String?
         let deadline = ContinuousClock.now + confirmTimeout
         while outcome.count < publishes.count {
             guard ContinuousClock.now < deadline else { throw .notConfirmed("no confirm within \(confirmTimeout)") }
@@ -237,17 +244,26 @@ public final class AMQPPublisher: @unchecked Sendable {
                     : { let nack = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee; return (nack.delivery_tag, nack.multiple != 0) }()
                 let range = multiple ? min(first, tag)...tag : tag...tag
                 for confirmed in range where confirmed >= first && confirmed < nextTag && outcome[confirmed] == nil {
-                    outcome[confirmed] = isAck ? .success(()) : .failure(.notConfirmed("the broker nacked the message"))
-                }
-                if let reason = returned {
-                    outcome[tag] = .failure(.notConfirmed("unroutable: \(reason)"))
-                    returned = nil
+                    if let reason = returned[confirmed] ?? unidentifiedReturn {
+                        outcome[confirmed] = .failure(.unroutable(reason))
+                    } else {
+                        outcome[confirmed] = isAck ? .success(()) : .failure(.notConfirmed("the broker nacked the message"))
+                    }
                 }
             case AMQPSession.Method.basicReturn:
+                let reason = method.decoded.map { decoded in
+                    let returnMethod = decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+                    return "\(returnMethod.reply_code) \(AMQPDecode.string(returnMethod.reply_text)) (routing key `\(AMQPDecode.string(returnMethod.routing_key))`)"
+                } ?? "no queue bound for the routing key"
                 var message = amqp_message_t()
-                _ = amqp_read_message(session.state, frame.channel, &message, 0)
+                let read = amqp_read_message(session.state, frame.channel, &message, 0)
+                if read.reply_type == AMQP_RESPONSE_NORMAL,
+                   let id = AMQPDecode.properties(message.properties).headers[Self.publishIDHeader]?.stringValue.flatMap(UInt64.init) {
+                    returned[id] = reason
+                } else {
+                    unidentifiedReturn = reason
+                }
                 amqp_destroy_message(&message)
-                returned = "no queue bound for the routing key"
             case AMQPSession.Method.connectionClose, AMQPSession.Method.channelClose:
                 let (code, text) = AMQPSession.serverClose(method) ?? (0, "closed")
                 throw .broker(code: code, text: text)

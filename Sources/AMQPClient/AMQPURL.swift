@@ -48,10 +48,22 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     case connection(String)
     /// The broker closed the channel or connection with an error (e.g. a queue argument mismatch).
     case broker(code: Int, text: String)
-    /// A publish was not confirmed (nacked or unroutable).
+    /// A publish was not confirmed (nacked, or no confirm in time).
     case notConfirmed(String)
+    /// A mandatory publish had no queue to go to (the broker returned it).
+    case unroutable(String)
     /// The client was closed.
     case closed
+
+    /// Whether trying the same again cannot succeed: a refusal by the broker (access, a missing
+    /// exchange, a precondition), no route, wrong credentials or configuration.
+    public var isPermanent: Bool {
+        switch self {
+        case .configuration, .authentication, .unroutable: true
+        case .broker(let code, _): [403, 404, 406, 530].contains(code)
+        case .connection, .notConfirmed, .closed: false
+        }
+    }
 
     public var description: String {
         switch self {
@@ -60,6 +72,7 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connection(let text): "connection: \(text)"
         case .broker(let code, let text): "broker error \(code): \(text)"
         case .notConfirmed(let text): "publish not confirmed: \(text)"
+        case .unroutable(let text): "publish returned unroutable: \(text)"
         case .closed: "client closed"
         }
     }
