@@ -9,7 +9,7 @@ let package = Package(
     products: [
         .executable(name: "outbound-worker", targets: ["OutboundWorker"]),
         .library(name: "PipelineKit", targets: ["PipelineKit"]),
-        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin"]),
+        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -38,6 +38,7 @@ let package = Package(
                 "Yams",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -45,8 +46,14 @@ let package = Package(
         // Plugins.
         .target(name: "ValidatePlugin", dependencies: ["PipelineKit"], path: "plugins/Validate", swiftSettings: strict),
         .target(
-            name: "IdempotencyPlugin",
+            name: "RedisPlugin",
             dependencies: ["PipelineKit", "RedisClient", .product(name: "Metrics", package: "swift-metrics")],
+            path: "plugins/Redis",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "IdempotencyPlugin",
+            dependencies: ["PipelineKit", "RedisPlugin", "RedisClient", .product(name: "Metrics", package: "swift-metrics")],
             path: "plugins/Idempotency",
             swiftSettings: strict
         ),
@@ -62,13 +69,13 @@ let package = Package(
             path: "plugins/WhatsApp",
             swiftSettings: strict
         ),
-        .target(name: "RabbitMQPlugin", dependencies: ["PipelineKit", "AMQPClient"], path: "plugins/RabbitMQ", swiftSettings: strict),
+        .target(name: "RabbitMQPlugin", dependencies: ["PipelineKit", "AMQPClient", .product(name: "Metrics", package: "swift-metrics")], path: "plugins/RabbitMQ", swiftSettings: strict),
 
         // The application: CLI commands, health server, wiring of built-ins.
         .target(
             name: "OutboundWorkerApp",
             dependencies: [
-                "PipelineKit", "ValidatePlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "AMQPClient",
+                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "AMQPClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -114,8 +121,8 @@ let package = Package(
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: ["AMQPClient", "RedisClient", "PipelineKit", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]
 )

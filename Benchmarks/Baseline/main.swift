@@ -41,7 +41,7 @@ struct Envelope: Decodable {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 var logger = Logger(label: "baseline")
 logger.logLevel = .error
-let consumer = AMQPConsumer(urls: [try AMQPURL(options.rabbitURL)], queue: options.queue, prefetch: options.prefetch, logger: logger)
+let (consumer, events) = AMQPConsumer.streaming(urls: [try AMQPURL(options.rabbitURL)], queue: options.queue, prefetch: options.prefetch, logger: logger)
 let redis = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: options.redisPort, poolSize: 4))
 var configuration = HTTPClient.Configuration()
 configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
@@ -72,7 +72,7 @@ let url = options.apiURL + "/v24.0/1055/messages"
 consumer.start()
 await withTaskGroup(of: Void.self) { group in
     var inFlight = 0
-    for await event in consumer.events {
+    for await event in events {
         guard case .delivery(let delivery) = event else { continue }
         while inFlight >= options.concurrency, await group.next() != nil { inFlight -= 1 }
         inFlight += 1

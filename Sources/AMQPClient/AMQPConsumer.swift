@@ -8,12 +8,14 @@ public enum AMQPConsumerEvent: Sendable {
     case delivery(AMQPDelivery)
     case connected(String)
     case disconnected(String)
+    /// After `stopIntake`: no delivery follows.
+    case intakeStopped
 }
 
 /// Consumes one queue on a connection owned by a dedicated thread.
 ///
-/// The thread waits in `poll` on the socket and an eventfd: deliveries go out
-/// through `events` at once, and acks queued by Swift tasks wake it at once.
+/// The thread waits in `poll` on the socket and an eventfd: deliveries go to the event
+/// handler at once (on the thread: it must not block), and acks queued by Swift tasks wake it at once.
 /// On a broken connection it reconnects with backoff (trying each URL in turn);
 /// acks for deliveries of an older connection are dropped, since the broker
 /// redelivers those messages. Acks queued together are coalesced (`AckCoalescer`).
@@ -23,6 +25,7 @@ public final class AMQPConsumer: @unchecked Sendable {
         case nack(UInt64, generation: Int, requeue: Bool)
         case pause
         case resume
+        case stopIntake
     }
 
     /// The consumer's state, for health checks.
@@ -32,8 +35,8 @@ public final class AMQPConsumer: @unchecked Sendable {
         public var lastError: String?
     }
 
-    public let events: AsyncStream<AMQPConsumerEvent>
-    private let continuation: AsyncStream<AMQPConsumerEvent>.Continuation
+    private let emit: @Sendable (AMQPConsumerEvent) -> Void
+    private let finished: @Sendable () -> Void
     private let urls: [AMQPURL]
     private let queue: String
     private let prefetch: Int
@@ -49,11 +52,15 @@ public final class AMQPConsumer: @unchecked Sendable {
     // Used only on the consumer thread.
     private var generation = 0
     private var paused = false
+    private var intakeStopped = false
     private var consumerTag = ""
     private var acks = AckCoalescer()
 
-    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), logger: Logger) {
-        (events, continuation) = AsyncStream.makeStream(of: AMQPConsumerEvent.self)
+    /// `events` receives deliveries and connection changes on the consumer's thread; `finished` is called once after `stop`.
+    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), logger: Logger,
+                events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
+        emit = events
+        self.finished = finished
         self.urls = urls
         self.queue = queue
         self.prefetch = prefetch
@@ -61,6 +68,14 @@ public final class AMQPConsumer: @unchecked Sendable {
         self.connectTimeout = connectTimeout
         self.logger = logger
         wakeFD = outbound_wakeup_fd()
+    }
+
+    /// A consumer whose events come as a stream (for callers that read them in one task).
+    public static func streaming(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, logger: Logger) -> (AMQPConsumer, AsyncStream<AMQPConsumerEvent>) {
+        let (stream, continuation) = AsyncStream.makeStream(of: AMQPConsumerEvent.self)
+        let consumer = AMQPConsumer(urls: urls, queue: queue, prefetch: prefetch, heartbeat: heartbeat, logger: logger,
+                                    events: { continuation.yield($0) }, finished: { continuation.finish() })
+        return (consumer, stream)
     }
 
     deinit {
@@ -92,6 +107,10 @@ public final class AMQPConsumer: @unchecked Sendable {
     /// Receives deliveries again after `pause`.
     public func resume() { submit(.resume) }
 
+    /// Stops receiving for good (basic.cancel) and reports `.intakeStopped`; deliveries that
+    /// still arrive go straight back to the queue. Acks keep working until `stop`.
+    public func stopIntake() { submit(.stopIntake) }
+
     /// Sends the acks already queued, closes the connection (unacknowledged deliveries
     /// return to the queue) and ends `events`.
     public func stop() {
@@ -114,6 +133,12 @@ public final class AMQPConsumer: @unchecked Sendable {
     private func runLoop() {
         var backoff = Duration.milliseconds(100)
         while !isStopping {
+            // Without a connection there is nothing to stop: intake ends here, acks of old deliveries are void anyway.
+            if takeStopIntake() { reportIntakeStopped() }
+            if intakeStopped {
+                sleepInterruptibly(.seconds(1))
+                continue
+            }
             do {
                 let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
                 generation += 1
@@ -121,21 +146,39 @@ public final class AMQPConsumer: @unchecked Sendable {
                 commands.withLock { $0.removeAll { if case .ack = $0 { true } else if case .nack = $0 { true } else { false } } }
                 try startConsuming(session, qos: true)
                 state.withLock { $0 = Status(connected: true, consuming: !paused, lastError: nil) }
-                continuation.yield(.connected(session.url.description))
+                emit(.connected(session.url.description))
                 backoff = .milliseconds(100)
                 try serve(session)
             } catch {
                 // A connection that breaks while stopping (flushing the last acks) needs no reconnect.
                 if isStopping { break }
                 state.withLock { $0 = Status(connected: false, consuming: false, lastError: error.description) }
-                continuation.yield(.disconnected(error.description))
+                if !intakeStopped { emit(.disconnected(error.description)) }
                 logger.warning("rabbitmq consumer disconnected; reconnecting", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
                 sleepInterruptibly(backoff)
                 backoff = min(backoff * 2, .seconds(10))
             }
         }
         state.withLock { $0 = Status(connected: false, consuming: false, lastError: "stopped") }
-        continuation.finish()
+        if !intakeStopped { reportIntakeStopped() }
+        finished()
+    }
+
+    /// Whether a `stopIntake` is queued (taken out of the queue, so it is handled once).
+    private func takeStopIntake() -> Bool {
+        commands.withLock { pending in
+            guard let index = pending.firstIndex(where: { if case .stopIntake = $0 { true } else { false } }) else { return false }
+            pending.remove(at: index)
+            return true
+        }
+    }
+
+    private func reportIntakeStopped() {
+        guard !intakeStopped else { return }
+        intakeStopped = true
+        paused = true
+        state.withLock { $0.consuming = false }
+        emit(.intakeStopped)
     }
 
     private func startConsuming(_ session: AMQPSession, qos: Bool) throws(AMQPError) {
@@ -170,7 +213,14 @@ public final class AMQPConsumer: @unchecked Sendable {
                 amqp_maybe_release_buffers(session.state)
                 let reply = amqp_consume_message(session.state, &envelope, &zero, 0)
                 if reply.reply_type == AMQP_RESPONSE_NORMAL {
-                    continuation.yield(.delivery(delivery(from: envelope)))
+                    if intakeStopped {
+                        // Arrived before the broker saw the cancel: straight back to the queue.
+                        acks.delivered(envelope.delivery_tag)
+                        acks.settledIndividually(envelope.delivery_tag)
+                        _ = amqp_basic_nack(session.state, AMQPSession.channel, envelope.delivery_tag, 0, 1)
+                    } else {
+                        emit(.delivery(delivery(from: envelope)))
+                    }
                     amqp_destroy_envelope(&envelope)
                     continue
                 }
@@ -237,10 +287,17 @@ public final class AMQPConsumer: @unchecked Sendable {
                 try session.checkReply("basic.cancel")
                 state.withLock { $0.consuming = false }
             case .resume:
-                guard paused else { continue }
+                guard paused, !intakeStopped else { continue }
                 paused = false
                 try startConsuming(session, qos: false)
                 state.withLock { $0.consuming = true }
+            case .stopIntake:
+                if !paused {
+                    let arena = CArena()
+                    _ = amqp_basic_cancel(session.state, AMQPSession.channel, arena.bytes(consumerTag))
+                    try session.checkReply("basic.cancel")
+                }
+                reportIntakeStopped()
             }
             if status != AMQP_STATUS_OK.rawValue {
                 throw .connection("nack: \(String(cString: amqp_error_string2(status)))")

@@ -23,6 +23,7 @@ final class EndToEndHarness: @unchecked Sendable {
             concurrency: 16
             drain_timeout: 10s
             pause: 1s
+            max_park: 2s
             retry: { max_attempts: 5, backoff: [300ms, 1s] }
         resources:
           whatsapp:
@@ -62,8 +63,22 @@ final class EndToEndHarness: @unchecked Sendable {
 
     func id(_ number: Int) -> String { "\(prefix)-\(number)" }
 
+    /// The recipient of message `number`: distinct per number.
+    func recipient(_ number: Int) -> String { "+5511\(String(format: "%09d", number))" }
+
     func textMessage(_ number: Int) -> [UInt8] {
-        Array(#"{"internalId":"\#(id(number))","to":"+5511\#(String(format: "%09d", number))","type":"text","text":{"body":"Message \#(number)"}}"#.utf8)
+        Array(#"{"internalId":"\#(id(number))","to":"\#(recipient(number))","type":"text","text":{"body":"Message \#(number)"}}"#.utf8)
+    }
+
+    /// A text message from `sender` (its `phoneNumberId`) to `to` (default: the number's own recipient), with more members in `extra`.
+    func message(_ number: Int, sender: String? = nil, to: String? = nil, extra: String = "") -> [UInt8] {
+        let from = sender.map { #","phoneNumberId":"\#($0)""# } ?? ""
+        return Array(#"{"internalId":"\#(id(number))","to":"\#(to ?? recipient(number))","type":"text","text":{"body":"Message \#(number)"}\#(from)\#(extra)}"#.utf8)
+    }
+
+    /// Replaces the test variant (the default one plus `extra` YAML).
+    func writeVariant(_ text: String) throws {
+        try text.write(to: folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
     }
 
     func publish(_ bodies: [[UInt8]]) async throws {

@@ -3,6 +3,7 @@ import IdempotencyPlugin
 import Logging
 import PipelineKit
 import RedisClient
+import RedisPlugin
 import Testing
 import TestSupport
 
@@ -18,8 +19,8 @@ import TestSupport
         return logger
     }()
 
-    static func store(port: Int = TestServices.redisPort, password: String? = nil, db: Int = 0, timeout: Duration = .milliseconds(250)) -> RedisIdempotencyStore {
-        RedisIdempotencyStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port, password: password, database: db, commandTimeout: timeout)), logger: logger)
+    static func store(port: Int = TestServices.redisPort, password: String? = nil, db: Int = 0, timeout: Duration = .milliseconds(250)) -> RedisStore {
+        RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port, password: password, database: db, commandTimeout: timeout)), logger: logger)
     }
 
     static func message(_ id: String) -> Message {
@@ -27,7 +28,7 @@ import TestSupport
     }
 
     static func context(_ worker: String = "worker-a", clock: any WallClock = SystemWallClock()) -> StepContext {
-        StepContext(stepName: "idempotency", logger: logger, workerID: worker, clock: clock)
+        StepContext(stepName: "idempotency", logger: logger, workerID: worker, clock: clock, flow: FlowControl(clock: clock, logger: logger))
     }
 
     static func step(_ store: any IdempotencyStore, ttl: Duration = .seconds(86_400), lease: Duration = .seconds(120), prefix: String) throws -> IdempotencyStep {
@@ -57,6 +58,63 @@ import TestSupport
             return
         }
         #expect(reason.contains("wamid.ABC"))
+    }
+
+    @Test func completionWritesTheWamidMappingWithTheKeysTTL() async throws {
+        let store = Self.store()
+        let prefix = uniqueName("wamid")
+        let step = try Self.step(store, ttl: .seconds(300), prefix: prefix)
+        var message = Self.message("w1")
+        #expect(try await step.run(&message, Self.context()) == .next)
+        let wamid = "wamid.\(UUID().uuidString)"
+        message.values[DeliveryReceiptKey.self] = wamid
+        let mark = MarkCompletedStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(300), keepTrying: false)
+        #expect(try await mark.run(&message, Self.context()) == .next)
+        let mapping = try #require(try await store.read("wamid:\(wamid)"))
+        #expect(mapping.value == "w1")
+        #expect(mapping.ttl.map { $0 <= .seconds(300) && $0 > .seconds(295) } == true)
+    }
+
+    /// Leases are judged by Redis's clock: a worker whose own clock runs ten minutes ahead
+    /// must still see a claim made a moment ago as in flight (judged by its own clock it would take it over).
+    @Test func aWorkerWithAFastClockDoesNotTakeOverAFreshClaim() async throws {
+        let prefix = uniqueName("skew")
+        let store = Self.store()
+        let step = try Self.step(store, lease: .seconds(120), prefix: prefix)
+        var first = Self.message("s1")
+        #expect(try await step.run(&first, Self.context("worker-a")) == .next)
+        let fast = ManualWallClock(start: Date().addingTimeInterval(600))
+        var second = Self.message("s1")
+        let outcome = try await step.run(&second, Self.context("worker-fast", clock: fast))
+        guard case .requeue(_, let reason) = outcome else {
+            Issue.record("a fresh claim must not be taken over by a worker with a fast clock, got \(outcome)")
+            return
+        }
+        #expect(reason.contains("worker-a"))
+    }
+
+    /// A worker stuck past its lease (Redis unreachable from it) may have its key taken over;
+    /// its completion then finds the other claim: counted and logged as a suspected double send, never silent.
+    @Test func aCompletionAfterATakeoverIsASuspectedDoubleSend() async throws {
+        let prefix = uniqueName("cas")
+        let store = Self.store()
+        let step = try Self.step(store, prefix: prefix)
+        var message = Self.message("c1")
+        #expect(try await step.run(&message, Self.context("worker-stuck")) == .next)
+        let takeover = KeyState.processing(owner: "worker-other", since: Date()).encoded()
+        try await store.set("\(prefix):c1", takeover, ttl: .seconds(3600))
+        let before = TestMetricsSystem.counter("outbound_suspected_double_sends_total")
+        message.values[DeliveryReceiptKey.self] = "wamid.stuck"
+        let mark = MarkCompletedStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(3600), keepTrying: false)
+        #expect(try await mark.run(&message, Self.context("worker-stuck")) == .next)
+        #expect(TestMetricsSystem.counter("outbound_suspected_double_sends_total") == before + 1)
+        #expect(try await store.read("\(prefix):c1")?.value.contains(#""wamid":"wamid.stuck""#) == true, "the send that happened is recorded")
+
+        var clean = Self.message("c2")
+        #expect(try await step.run(&clean, Self.context("worker-a")) == .next)
+        clean.values[DeliveryReceiptKey.self] = "wamid.clean"
+        #expect(try await mark.run(&clean, Self.context("worker-a")) == .next)
+        #expect(TestMetricsSystem.counter("outbound_suspected_double_sends_total") == before + 1, "a completion of its own claim is no suspect")
     }
 
     @Test func exactlyOneOfManyConcurrentClaimsProceeds() async throws {
@@ -135,7 +193,7 @@ import TestSupport
             ResolvedSetting(name: "connect_timeout", value: .duration(.seconds(1)), origin: .pluginDefault, location: nil, secrecy: .none),
             ResolvedSetting(name: "pool_size", value: .integer(2), origin: .pluginDefault, location: nil, secrecy: .none),
         ])
-        let store = try await RedisIdempotencyStore.connect(settings: settings, logger: Self.logger)
+        let store = try await RedisStore.connect(settings: settings, logger: Self.logger)
         try await store.set("db3-key", "value", ttl: .seconds(60))
         #expect(try redis.cli(["-n", "3", "get", "db3-key"]) == "value")
         #expect(try redis.cli(["-n", "0", "exists", "db3-key"]) == "0")
@@ -143,7 +201,7 @@ import TestSupport
         var wrong = settings.entries
         wrong[2].value = .string("wrong")
         do {
-            _ = try await RedisIdempotencyStore.connect(settings: Settings(wrong), logger: Self.logger)
+            _ = try await RedisStore.connect(settings: Settings(wrong), logger: Self.logger)
             Issue.record("a wrong password must fail at start")
         } catch let error as RedisError {
             #expect(error.description.contains("refused the credentials"))

@@ -30,7 +30,7 @@ import TestSupport
         let path = try temporaryPipeline { $0.replacingOccurrences(of: "lease: 2m,", with: "lease: 2m, tll: 60,") }
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(path):30:"), "\(result.output)")
+        #expect(result.output.contains("\(path):31:"), "\(result.output)")
         #expect(result.output.contains("error: unknown setting `tll` for step `idempotency` (idempotency); did you mean `ttl`?"))
     }
 
@@ -38,14 +38,14 @@ import TestSupport
         let path = try temporaryPipeline { $0.replacingOccurrences(of: "uses: dispatch", with: "uses: dispatchh") }
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(path):35:11: error: unknown step plugin `dispatchh`; did you mean `dispatch`?"), "\(result.output)")
+        #expect(result.output.contains("\(path):36:11: error: unknown step plugin `dispatchh`; did you mean `dispatch`?"), "\(result.output)")
     }
 
     @Test func unsetTokenIsReportedAtItsValue() throws {
         let result = try worker(["check"], ["WHATSAPP_ACCESS_TOKEN": ""])
         #expect(result.status == 1)
-        // `${WHATSAPP_ACCESS_TOKEN}` with an empty value is set-but-empty: the token setting must not be empty.
-        #expect(result.output.contains("pipelines/outbound.yaml:23:185: error:"), "\(result.output)")
+        // `${WHATSAPP_ACCESS_TOKEN}` with an empty value is set-but-empty: the resource then has no token at all.
+        #expect(result.output.contains("pipelines/outbound.yaml:24:185: error: resource `whatsapp` (whatsapp_cloud_api) needs `access_token` or `access_tokens`"), "\(result.output)")
     }
 
     @Test func severalProblemsAreReportedInOneRun() throws {
@@ -73,6 +73,60 @@ import TestSupport
         #expect(result.output.contains("lease 5s must exceed the timeout of resource `whatsapp` (10s)"), "\(result.output)")
         #expect(result.output.contains("ttl 1m must exceed the sum of all backoff delays (156s)"))
         #expect(result.output.contains("warning: step `idempotency`: key \"idempotency:outbound:{to}\" has no {internalId}"))
+    }
+
+    private func variant(_ yaml: String) throws -> (base: String, name: String) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("v-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let original = try String(contentsOf: TestServices.repository.appendingPathComponent("pipelines/outbound.yaml"), encoding: .utf8)
+        try original.write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
+        try yaml.write(to: folder.appendingPathComponent("outbound.broken.yaml"), atomically: true, encoding: .utf8)
+        return (folder.appendingPathComponent("outbound.yaml").path, folder.appendingPathComponent("outbound.broken.yaml").path)
+    }
+
+    @Test func aVariantWithoutTransformIsAnErrorAtTheStepThatNeedsIt() throws {
+        let (base, variantFile) = try variant("steps:\n  - name: transform\n    remove: true\n")
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(base):35:5: error: step `dispatch` (dispatch) needs `request`, which no earlier step provides (add a step that provides it before this one: `transform`)"), "\(result.output)")
+        _ = variantFile
+    }
+
+    @Test func markCompletedBeforeDispatchIsAnErrorAtItsLine() throws {
+        let (base, variantFile) = try variant("steps:\n  - name: mark_completed\n    remove: true\n  - name: mark_early\n    uses: mark_completed\n    after: idempotency\n")
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(variantFile):4:5: error: step `mark_early` (mark_completed) needs `receipt`, which no earlier step provides (step `dispatch` provides it, but comes later: move `mark_early` after it)"), "\(result.output)")
+    }
+
+    @Test func flowControlSettingsAreCheckedAtTheirLines() throws {
+        let (base, variantFile) = try variant("""
+            source:
+              with:
+                max_age: 0s
+                heartbeat: 500ms
+            resources:
+              whatsapp:
+                with:
+                  throughput: 0
+                  throughput_by_sender: { "123": 20, "abc": 10 }
+                  throughput_store: cache
+            """)
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 1)
+        let output = result.output
+        #expect(output.contains("\(variantFile):3:14: error: `max_age` of source `rabbitmq` must be more than 0"), "\(output)")
+        #expect(output.contains("\(variantFile):4:16: error: `heartbeat` of source `rabbitmq`: AMQP heartbeats are whole seconds"), "\(output)")
+        #expect(output.contains("\(variantFile):8:19: error: `throughput` of resource `whatsapp` (whatsapp_cloud_api): 0 is out of range 1…100000"), "\(output)")
+        #expect(output.contains("\(variantFile):9:42: error: `throughput_by_sender` of resource `whatsapp` (whatsapp_cloud_api): key \"abc\" is not a phone number id"), "\(output)")
+        #expect(output.contains("\(variantFile):10:25: error: `throughput_store` of resource `whatsapp`: no `redis` resource named `cache`"), "\(output)")
+    }
+
+    @Test func aDrainShorterThanASendIsAWarning() throws {
+        let (base, variantFile) = try variant("source:\n  with:\n    drain_timeout: 5s\n")
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 0, "a warning only")
+        #expect(result.output.contains("\(variantFile):3:20: warning: `drain_timeout` (5s) does not exceed the timeout of resource `whatsapp` (10s)"), "\(result.output)")
     }
 
     @Test func planExplainsOriginsAndHidesTheToken() throws {

@@ -4,14 +4,21 @@ import PipelineKit
 import Testing
 
 @Suite struct ExecutorTests {
-    private static let retry = RetryPolicy(maxAttempts: 3, backoff: [.seconds(1), .seconds(5)])
+    static let worker = WorkerConfiguration(pause: .seconds(5), retry: RetryPolicy(maxAttempts: 3, backoff: [.seconds(1), .seconds(5)]))
+    static let location = SourceLocation(file: "t", line: 1, column: 1)
+
+    static func bound(_ name: String, _ step: any Step, onError: ErrorPolicy = .deadLetter, degradation: DegradationPolicy = .failClosed, irreversible: Bool = false) -> BoundStep {
+        BoundStep(definition: StepDefinition(name: name, uses: name, settings: Settings(), onError: onError, degradation: degradation, location: location), step: step, irreversible: irreversible)
+    }
+
+    static func pipeline(_ steps: [BoundStep], clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "test")) -> PipelineExecutor {
+        PipelineExecutor(pipelineName: "t", steps: steps, worker: worker, workerID: "w", clock: clock, flow: FlowControl(clock: clock, logger: logger), logger: logger)
+    }
 
     private func executor(_ steps: [(String, ErrorPolicy, DegradationPolicy, Bool, @Sendable (Message) throws -> StepOutcome)], undo: Fixtures.UndoLog = Fixtures.UndoLog()) -> PipelineExecutor {
-        let bound = steps.map { name, onError, degradation, irreversible, outcome in
-            BoundStep(definition: StepDefinition(name: name, uses: name, settings: Settings(), onError: onError, degradation: degradation, location: SourceLocation(file: "t", line: 1, column: 1)),
-                      step: Fixtures.Recorder(outcome: outcome, undone: undo), irreversible: irreversible)
-        }
-        return PipelineExecutor(pipelineName: "t", steps: bound, retry: Self.retry, workerID: "w", logger: Logger(label: "test"))
+        Self.pipeline(steps.map { name, onError, degradation, irreversible, outcome in
+            Self.bound(name, Fixtures.Recorder(outcome: outcome, undone: undo), onError: onError, degradation: degradation, irreversible: irreversible)
+        })
     }
 
     private func run(_ executor: PipelineExecutor, attempt: Int = 1) async -> Decision {
@@ -32,7 +39,7 @@ import Testing
     @Test func requeueWithoutDelayUsesTheFirstBackoffAndUndoes() async {
         let undo = Fixtures.UndoLog()
         let decision = await run(executor([("claim", .deadLetter, .failClosed, false, { _ in .next }), ("wait", .deadLetter, .failClosed, false, { _ in .requeue(after: nil, reason: "in flight") })], undo: undo))
-        #expect(decision == .requeue(after: .seconds(1), step: "wait", reason: "in flight", pauseSource: false))
+        #expect(decision == .requeue(after: .seconds(1), step: "wait", reason: "in flight", pause: nil))
         #expect(undo.all == ["claim"])
     }
 
@@ -56,7 +63,7 @@ import Testing
         #expect(decision.outcomeName == outcome)
         #expect(decision.reason?.contains("boom") == true)
         #expect(undo.all == ["claim"], "a failure must release what earlier steps claimed")
-        if kind == .senderSide, case .requeue(_, _, _, let pause) = decision { #expect(pause) }
+        if kind == .senderSide, case .requeue(_, _, _, let pause) = decision { #expect(pause?.coversAll == true) }
     }
 
     @Test(arguments: [(DegradationPolicy.failOpen, "completed"), (.failClosed, "requeue")])
@@ -65,20 +72,20 @@ import Testing
         #expect(decision.outcomeName == outcome)
         if case .requeue(let after, _, _, let pause) = decision {
             #expect(after == .seconds(1))
-            #expect(!pause)
+            #expect(pause == nil)
         }
     }
 
     @Test func retryScheduleAndGivingUp() async {
         let failing = executor([("send", .retry, .failClosed, true, { _ in throw StepFailure(.transient, "503") })])
-        #expect(await run(failing, attempt: 1) == .retry(after: .seconds(1), attempt: 2, step: "send", reason: "503"))
-        #expect(await run(failing, attempt: 2) == .retry(after: .seconds(5), attempt: 3, step: "send", reason: "503"))
-        #expect(await run(failing, attempt: 3) == .deadLetter(step: "send", reason: "gave up after 3 attempts: 503"))
+        #expect(await run(failing, attempt: 1) == .retry(after: .seconds(1), attempt: 2, Failure(step: "send", reason: "503")))
+        #expect(await run(failing, attempt: 2) == .retry(after: .seconds(5), attempt: 3, Failure(step: "send", reason: "503")))
+        #expect(await run(failing, attempt: 3) == .deadLetter(Failure(step: "send", reason: "gave up after 3 attempts: 503")))
     }
 
     @Test func retryAfterExtendsTheDelay() async {
         let limited = executor([("send", .retry, .failClosed, true, { _ in throw StepFailure(.transient, "pair limit", retryAfter: .seconds(16)) })])
-        #expect(await run(limited) == .retry(after: .seconds(16), attempt: 2, step: "send", reason: "pair limit"))
+        #expect(await run(limited) == .retry(after: .seconds(16), attempt: 2, Failure(step: "send", reason: "pair limit")))
     }
 
     @Test func failureAfterAnIrreversibleStepIsAcknowledgedNotRetried() async {
@@ -105,19 +112,15 @@ import Testing
     @Test func cancellationRequeuesAndReleases() async throws {
         let undo = Fixtures.UndoLog()
         let started = Fixtures.UndoLog()
-        let location = SourceLocation(file: "t", line: 1, column: 1)
-        let steps = [
-            BoundStep(definition: StepDefinition(name: "claim", uses: "claim", settings: Settings(), onError: .deadLetter, degradation: .failClosed, location: location),
-                      step: Fixtures.Recorder(outcome: { _ in .next }, undone: undo), irreversible: false),
-            BoundStep(definition: StepDefinition(name: "send", uses: "send", settings: Settings(), onError: .retry, degradation: .failOpen, location: location),
-                      step: WaitForever(started: started), irreversible: true),
-        ]
-        let executor = PipelineExecutor(pipelineName: "t", steps: steps, retry: Self.retry, workerID: "w", logger: Logger(label: "test"))
+        let executor = Self.pipeline([
+            Self.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
+            Self.bound("send", WaitForever(started: started), onError: .retry, degradation: .failOpen, irreversible: true),
+        ])
         let task = Task { await run(executor) }
         while started.all.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
         task.cancel()
         let decision = await task.value
-        #expect(decision == .requeue(after: .zero, step: "send", reason: "worker shutting down", pauseSource: false))
+        #expect(decision == .requeue(after: .zero, step: "send", reason: "worker shutting down", pause: nil))
         #expect(undo.all == ["claim"])
     }
 
@@ -129,19 +132,14 @@ import Testing
             ("second", .deadLetter, .failClosed, false, { _ in .next }),
             ("send", .deadLetter, .failClosed, false, { _ in throw StepFailure(.permanent, "rejected") }),
         ], undo: undo))
-        #expect(decision == .deadLetter(step: "send", reason: "rejected"))
+        #expect(decision == .deadLetter(Failure(step: "send", reason: "rejected")))
         #expect(undo.all == ["second", "first"])
     }
 
     @Test func logLinesCarryTheMessageAndTheStep() async {
         let capture = LogCapture()
         let logger = Logger(label: "test") { _ in CapturingHandler(capture: capture) }
-        let location = SourceLocation(file: "t", line: 1, column: 1)
-        let steps = ["validate", "send"].map { name in
-            BoundStep(definition: StepDefinition(name: name, uses: name, settings: Settings(), onError: .deadLetter, degradation: .failClosed, location: location),
-                      step: LoggingStep(), irreversible: false)
-        }
-        let executor = PipelineExecutor(pipelineName: "t", steps: steps, retry: Self.retry, workerID: "w", logger: logger)
+        let executor = Self.pipeline(["validate", "send"].map { Self.bound($0, LoggingStep()) }, logger: logger)
         var message = Message(body: Array(#"{"internalId":"order-7"}"#.utf8))
         #expect(await executor.process(&message) == .ack(.completed))
         let lines = capture.lines

@@ -40,16 +40,17 @@ import TestSupport
         try await inspector.publish((0..<20).map { Array(#"{"n":\#($0)}"#.utf8) }, to: queue)
         var logger = Logger(label: "test.acks")
         logger.logLevel = .critical
-        let consumer = AMQPConsumer(urls: [try AMQPURL(TestServices.rabbitURL)], queue: queue, prefetch: 50, logger: logger)
+        let (consumer, events) = AMQPConsumer.streaming(urls: [try AMQPURL(TestServices.rabbitURL)], queue: queue, prefetch: 50, logger: logger)
         consumer.start()
         var deliveries: [AMQPDelivery] = []
-        for await event in consumer.events {
+        var iterator = events.makeAsyncIterator()
+        while let event = await iterator.next() {
             if case .delivery(let delivery) = event { deliveries.append(delivery) }
             if deliveries.count == 20 { break }
         }
         for delivery in deliveries.dropFirst().shuffled() { consumer.ack(delivery) }
         consumer.stop()
-        for await _ in consumer.events {}
+        while await iterator.next() != nil {}
         try await poll("the delivery in flight back in the queue") { try await inspector.depth(queue) == 1 }
         let returned = try await inspector.drain(queue, expecting: 1)
         #expect(returned.map(\.body) == [deliveries[0].body])

@@ -6,138 +6,217 @@ import Synchronization
 import Testing
 import TestSupport
 
-/// The `rabbitmq` source against the real broker of `scripts/test`.
+/// The `rabbitmq` source under the runtime's worker, against the real broker of `scripts/test`.
 @Suite(.serialized) struct RabbitMQSourceTests {
     @Test func tenThousandMessagesRoundTripOnce() async throws {
         let harness = try SourceHarness()
-        let source = try harness.source("prefetch: 64\nconcurrency: 32\n")
+        let step = RecordingStep()
+        let running = try harness.worker("prefetch: 64\nconcurrency: 32\n", step)
         try await harness.inspector.publish(bodies(10_000, prefix: "rt"), to: harness.queue)
-        let handler = RecordingHandler()
-        let running = RunningSource(source, handler)
-        try await poll("10,000 deliveries", timeout: .seconds(120)) { handler.all.count >= 10_000 }
+        try await poll("10,000 deliveries", timeout: .seconds(120)) { step.all.count >= 10_000 }
         try await poll("the queue to be empty and acknowledged") { try await harness.inspector.depth(harness.queue) == 0 }
         await running.stop()
-        #expect(handler.all.count == 10_000)
-        #expect(handler.distinctIDs.count == 10_000)
+        #expect(step.all.count == 10_000)
+        #expect(step.distinctIDs.count == 10_000)
         #expect(try await harness.inspector.depth(harness.queue) == 0, "every message acknowledged")
-        await harness.cleanUp(source)
+        await harness.cleanUp(running.source)
     }
 
     @Test func retriesWaitTheBackoffAndCountAttemptsThenDeadLetter() async throws {
         let harness = try SourceHarness()
-        let source = try harness.source("retry: { max_attempts: 3, backoff: [200ms] }\n")
-        let handler = RecordingHandler { message in
-            let id = message.internalID ?? ""
-            if id == "flaky", message.attempt < 3 {
-                return .retry(after: .milliseconds(200), attempt: message.attempt + 1, step: "dispatch", reason: "503")
-            }
-            if id == "doomed" {
-                return message.attempt < 3
-                    ? .retry(after: .milliseconds(200), attempt: message.attempt + 1, step: "dispatch", reason: "503")
-                    : .deadLetter(step: "dispatch", reason: "gave up after 3 attempts: 503")
-            }
-            return .ack(.completed)
+        let step = RecordingStep { message in
+            if message.internalID == "doomed" || message.attempt < 3 { throw StepFailure(.transient, "503", code: 131000) }
+            return .next
         }
-        let running = RunningSource(source, handler)
+        let running = try harness.worker("retry: { max_attempts: 3, backoff: [200ms] }\n", step)
         try await harness.inspector.publish([Array(#"{"internalId":"flaky"}"#.utf8), Array(#"{"internalId":"doomed"}"#.utf8)], to: harness.queue)
-        try await poll("three deliveries of each") { handler.all.filter { $0.id == "flaky" }.count == 3 && handler.all.filter { $0.id == "doomed" }.count == 3 }
-        let flaky = handler.all.filter { $0.id == "flaky" }
+        try await poll("three deliveries of each") { step.count("flaky") == 3 && step.count("doomed") == 3 }
+        let flaky = step.all.filter { $0.id == "flaky" }
         #expect(flaky.map(\.attempt) == [1, 2, 3])
         for (earlier, later) in zip(flaky, flaky.dropFirst()) {
             #expect(later.at - earlier.at >= .milliseconds(200), "retry came after \(later.at - earlier.at)")
         }
-        let dead = try await harness.inspector.drain(source.topology.deadQueue, expecting: 1)
+        let dead = try await harness.inspector.drain(running.source.topology.deadQueue, expecting: 1)
         await running.stop()
         let letter = try #require(dead.first)
         #expect(String(decoding: letter.body, as: UTF8.self) == #"{"internalId":"doomed"}"#)
-        #expect(letter.properties.headers["x-error-step"] == .string("dispatch"))
+        #expect(letter.properties.headers["x-error-step"] == .string("work"))
         #expect(letter.properties.headers["x-error"]?.stringValue?.contains("gave up after 3 attempts") == true)
         #expect(letter.properties.headers["x-attempts"]?.intValue == 3)
+        #expect(letter.properties.headers["x-error-code"]?.intValue == 131000)
+        #expect(letter.properties.headers["x-dead-lettered-at"]?.stringValue?.hasSuffix("Z") == true)
         #expect(letter.properties.contentType == "application/json")
         #expect(try await harness.inspector.depth(harness.queue) == 0)
-        await harness.cleanUp(source)
+        await harness.cleanUp(running.source)
     }
 
     @Test func requeueDoesNotUseAnAttemptAndHugeBodiesSurvive() async throws {
         let harness = try SourceHarness()
-        let source = try harness.source("retry: { max_attempts: 2, backoff: [100ms] }\n")
-        let handler = RecordingHandler { message in
-            if message.body.count > 100_000 { return .deadLetter(step: "validate", reason: "body is \(message.body.count) bytes, at most 65536") }
-            return message.attempt == 1 && (message.internalID == "held") && !message.body.isEmpty
-                ? .requeue(after: .milliseconds(100), step: "idempotency", reason: "in flight", pauseSource: false)
-                : .ack(.completed)
+        let requeued = Atomic<Bool>(false)
+        let step = RecordingStep { message in
+            if message.body.count > 100_000 { throw StepFailure(.invalid, "body is \(message.body.count) bytes, at most 65536") }
+            if message.internalID == "held", requeued.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                return .requeue(after: .milliseconds(100), reason: "in flight")
+            }
+            return .next
         }
-        let running = RunningSource(source, handler)
+        let running = try harness.worker("retry: { max_attempts: 2, backoff: [100ms] }\n", onError: .deadLetter, step)
         var huge = Array(#"{"internalId":"huge","pad":""#.utf8)
         huge += [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         huge += Array(#""}"#.utf8)
         try await harness.inspector.publish([Array(#"{"internalId":"held"}"#.utf8), huge, [0xFF, 0xFE, 0xFD]], to: harness.queue)
-        try await poll("held twice, huge and garbage once") { handler.all.filter { $0.id == "held" }.count >= 2 && handler.all.count >= 4 }
+        try await poll("held twice, huge and garbage once") { step.count("held") >= 2 && step.all.count >= 4 }
         // requeue republishes with the same attempt count: the second delivery is still attempt 1.
-        #expect(handler.all.filter { $0.id == "held" }.map(\.attempt) == [1, 1])
-        let dead = try await harness.inspector.drain(source.topology.deadQueue, expecting: 1)
+        #expect(step.all.filter { $0.id == "held" }.map(\.attempt) == [1, 1])
+        let dead = try await harness.inspector.drain(running.source.topology.deadQueue, expecting: 1)
         await running.stop()
         #expect(dead.first?.body.count == huge.count)
-        await harness.cleanUp(source)
+        await harness.cleanUp(running.source)
     }
 
     @Test func brokerRestartMidStreamLosesNothing() async throws {
         let harness = try SourceHarness()
-        let source = try harness.source("prefetch: 32\nconcurrency: 8\n")
-        try await harness.inspector.publish(bodies(3000, prefix: "restart"), to: harness.queue)
-        let handler = RecordingHandler { _ in
+        let step = RecordingStep { _ in
             try? await Task.sleep(for: .milliseconds(2))
-            return .ack(.completed)
+            return .next
         }
-        let running = RunningSource(source, handler)
-        try await poll("some progress") { handler.all.count >= 300 }
+        let running = try harness.worker("prefetch: 32\nconcurrency: 8\n", step)
+        try await harness.inspector.publish(bodies(3000, prefix: "restart"), to: harness.queue)
+        try await poll("some progress") { step.all.count >= 300 }
         try TestServices.services("restart", "rabbitmq")
-        try await poll("all 3000 ids after the restart", timeout: .seconds(120)) { handler.distinctIDs.count == 3000 }
+        try await poll("all 3000 ids after the restart", timeout: .seconds(120)) { step.distinctIDs.count == 3000 }
         try await poll("the queue drained") { try await harness.inspector.depth(harness.queue) == 0 }
         await running.stop()
-        #expect(handler.distinctIDs.count == 3000, "lost: \(3000 - handler.distinctIDs.count)")
-        await harness.cleanUp(source)
+        #expect(step.distinctIDs.count == 3000, "lost: \(3000 - step.distinctIDs.count)")
+        await harness.cleanUp(running.source)
     }
 
     @Test func deadLetterIsConfirmedBeforeTheOriginalIsAcknowledged() async throws {
         let harness = try SourceHarness()
-        let source = try harness.source()
         let brokerStopped = Atomic<Bool>(false)
-        let handler = RecordingHandler { message in
+        let step = RecordingStep { message in
             if message.internalID == "victim", brokerStopped.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
                 // The broker goes away between the decision and its publish + ack (once: the
                 // redelivery of the unacknowledged original must not stop it again).
                 try? TestServices.services("stop", "rabbitmq")
                 Task.detached { try? TestServices.services("start", "rabbitmq") }
             }
-            return .deadLetter(step: "validate", reason: "bad")
+            throw StepFailure(.invalid, "bad")
         }
-        let running = RunningSource(source, handler)
+        let running = try harness.worker(onError: .deadLetter, step)
         try await harness.inspector.publish([Array(#"{"internalId":"victim"}"#.utf8)], to: harness.queue)
         try await poll("the broker back and the message dead-lettered", timeout: .seconds(90)) {
-            try await harness.inspector.depth(source.topology.deadQueue) >= 1
+            try await harness.inspector.depth(running.source.topology.deadQueue) >= 1
         }
         try await poll("the original acknowledged or redelivered and handled", timeout: .seconds(60)) {
             (try? await harness.inspector.publisher.messageCount(harness.queue)) == 0
         }
         await running.stop()
-        let inDead = try await harness.inspector.publisher.messageCount(source.topology.deadQueue)
+        let inDead = try await harness.inspector.publisher.messageCount(running.source.topology.deadQueue)
         #expect(inDead >= 1, "the message is in the dead-letter queue, never gone")
-        #expect(handler.all.allSatisfy { $0.id == "victim" })
-        await harness.cleanUp(source)
+        #expect(step.all.allSatisfy { $0.id == "victim" })
+        await harness.cleanUp(running.source)
+    }
+
+    /// A copy keeps the original's properties, but `user_id` names the original publisher,
+    /// which the broker checks against the publishing connection: copied as it was, the worker's
+    /// dead letter was refused (406) and retried forever.
+    @Test func aCopyOfAMessageFromAnotherUserIsDeadLettered() async throws {
+        let harness = try SourceHarness()
+        let user = "copier-\(UUID().uuidString.prefix(6).lowercased())"
+        try TestServices.rabbitmqctl(["add_user", user, "copier-password"])
+        defer { try? TestServices.rabbitmqctl(["delete_user", user]) }
+        try TestServices.rabbitmqctl(["set_permissions", "-p", "/", user, ".*", ".*", ".*"])
+        let broker = try AMQPURL(TestServices.rabbitURL)
+        let step = RecordingStep { _ in throw StepFailure(.invalid, "bad") }
+        let running = try harness.worker(url: "amqp://\(user):copier-password@\(broker.host):\(broker.port)/%2F", onError: .deadLetter, step)
+        try await poll("the worker's queues declared") { (try? await harness.inspector.publisher.messageCount(running.source.topology.deadQueue)) != nil }
+        var properties = AMQPProperties.persistentJSON
+        properties.userID = "guest"
+        try await harness.inspector.publisher.publish(routingKey: harness.queue, body: Array(#"{"internalId":"from-guest"}"#.utf8), properties: properties)
+        let dead = try await harness.inspector.drain(running.source.topology.deadQueue, expecting: 1, timeout: .seconds(10))
+        await running.stop()
+        #expect(dead.count == 1, "the dead letter was published")
+        #expect(dead.first?.properties.headers["x-original-user-id"] == .string("guest"))
+        #expect(try await harness.inspector.depth(harness.queue) == 0)
+        await harness.cleanUp(running.source)
+    }
+
+    /// A copy that can never be published (no queue, and declaring is off) goes back to the
+    /// queue instead of being retried forever, and shutdown is not held up by it.
+    @Test func aCopyThatCanNeverBePublishedDoesNotHoldUpShutdown() async throws {
+        let harness = try SourceHarness()
+        try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: harness.queue))
+        let step = RecordingStep { _ in throw StepFailure(.invalid, "bad") }
+        let running = try harness.worker("declare: false\nconcurrency: 1\nprefetch: 10\ndrain_timeout: 20s\n", onError: .deadLetter, step)
+        try await harness.inspector.publish(bodies(5, prefix: "stuck"), to: harness.queue, declare: false)
+        try await poll("the first message tried") { step.all.count >= 2 }
+        let took = await running.stop()
+        #expect(took < .seconds(5), "shutdown took \(took)")
+        #expect(try await harness.inspector.depth(harness.queue) == 5, "every message back in the queue")
+        await harness.inspector.delete([harness.queue])
+    }
+
+    @Test func afterShutdownNothingNewStartsAndPrefetchedMessagesGoBack() async throws {
+        let harness = try SourceHarness()
+        let step = RecordingStep { _ in
+            try? await Task.sleep(for: .milliseconds(800))
+            return .next
+        }
+        let running = try harness.worker("concurrency: 2\nprefetch: 20\n", step)
+        try await harness.inspector.publish(bodies(20, prefix: "drain"), to: harness.queue)
+        try await poll("two started") { step.all.count >= 2 }
+        await running.stop()
+        #expect(step.all.count == 2, "started after shutdown: \(step.all.count - 2)")
+        #expect(try await harness.inspector.depth(harness.queue) == 18)
+        await harness.cleanUp(running.source)
+    }
+
+    @Test func waitingMessagesGoBackOnShutdownWithoutAnAttempt() async throws {
+        let harness = try SourceHarness()
+        let step = RecordingStep { _ in .wait(Wait(key: "sender", until: Date().addingTimeInterval(10), reason: .throughput)) }
+        let running = try harness.worker("concurrency: 4\nprefetch: 20\nmax_park: 30s\n", step)
+        try await harness.inspector.publish(bodies(10, prefix: "parked"), to: harness.queue)
+        try await poll("ten waiting") { step.all.count >= 10 }
+        let took = await running.stop()
+        #expect(took < .seconds(3), "shutdown took \(took)")
+        let back = try await harness.inspector.drain(harness.queue, expecting: 10)
+        #expect(back.count == 10)
+        #expect(back.allSatisfy { $0.properties.headers["x-attempts"] == nil }, "no attempt used")
+        await harness.cleanUp(running.source)
+    }
+
+    @Test func aWaitLongerThanMaxParkGoesRoundTheDelayQueuesWithoutAnAttempt() async throws {
+        let harness = try SourceHarness()
+        let deadline = Date().addingTimeInterval(1.5)
+        let due = ContinuousClock.now + .milliseconds(1500)
+        let step = RecordingStep { _ in
+            Date() < deadline ? .wait(Wait(key: "pair", until: deadline, reason: .pairHold)) : .next
+        }
+        let running = try harness.worker("max_park: 500ms\nretry: { backoff: [1s, 5s] }\n", step)
+        try await harness.inspector.publish(bodies(1, prefix: "long"), to: harness.queue)
+        try await poll("done", timeout: .seconds(10)) {
+            guard step.all.count >= 3, Date() > deadline else { return false }
+            return try await harness.inspector.depth(harness.queue) == 0
+        }
+        let seen = step.all
+        // Waited 1.5 s: too long for memory, so it went round the delay queue, came back a little early and spent the rest parked.
+        #expect(seen.count >= 3, "run on delivery, on its return and after the parked rest: \(seen.count)")
+        #expect(seen.allSatisfy { $0.attempt == 1 }, "no attempt used")
+        #expect((seen.last?.at ?? .now) >= due - .milliseconds(10), "sent when the wait ended, not before")
+        await running.stop()
+        await harness.cleanUp(running.source)
     }
 
     @Test func unreachableBrokerAndWrongPasswordAreReportedClearly() async throws {
         let harness = try SourceHarness()
-        let unreachable = try harness.source(url: "amqp://guest:guest@127.0.0.1:1/%2F")
-        let task = Task { try await unreachable.run(handler: { RecordingHandler() }) }
+        let unreachable = try harness.worker(url: "amqp://guest:guest@127.0.0.1:1/%2F", RecordingStep())
         try await Task.sleep(for: .milliseconds(300))
-        unreachable.beginShutdown()
-        task.cancel()
-        _ = await task.result
+        let took = await unreachable.stop()
+        #expect(took < .seconds(3), "a worker that never connected stops at once (took \(took))")
 
         let url = try AMQPURL(TestServices.rabbitURL)
-        let consumer = AMQPConsumer(urls: [try AMQPURL("amqp://guest:wrong-password@\(url.host):\(url.port)/%2F")], queue: harness.queue, prefetch: 1, logger: SourceHarness.logger)
+        let consumer = AMQPConsumer(urls: [try AMQPURL("amqp://guest:wrong-password@\(url.host):\(url.port)/%2F")], queue: harness.queue, prefetch: 1, logger: SourceHarness.logger, events: { _ in })
         consumer.start()
         try await poll("a login error") { consumer.status.lastError != nil }
         let error = consumer.status.lastError ?? ""
@@ -145,7 +224,7 @@ import TestSupport
         #expect(error.contains("login refused"), "\(error)")
         #expect(!error.contains("wrong-password"))
 
-        let refused = AMQPConsumer(urls: [try AMQPURL("amqp://guest:guest@127.0.0.1:1/%2F")], queue: harness.queue, prefetch: 1, logger: SourceHarness.logger)
+        let refused = AMQPConsumer(urls: [try AMQPURL("amqp://guest:guest@127.0.0.1:1/%2F")], queue: harness.queue, prefetch: 1, logger: SourceHarness.logger, events: { _ in })
         refused.start()
         try await poll("a connection error") { refused.status.lastError != nil }
         let refusal = refused.status.lastError ?? ""
@@ -155,28 +234,25 @@ import TestSupport
 
     @Test func aListOfBrokerURLsIsTriedInTurn() async throws {
         let harness = try SourceHarness()
-        let listed = try TestSupport.settings("url: [\"amqp://guest:guest@127.0.0.1:1/%2F\", \"\(TestServices.rabbitURL)\"]\nqueue: \(harness.queue)\n", schema: SourcePlugin.rabbitMQ.settings)
-        let failover = try RabbitMQSource(settings: listed, retry: RetryPolicy(), logger: SourceHarness.logger)
-        let handler = RecordingHandler()
-        let running = RunningSource(failover, handler)
+        let step = RecordingStep()
+        let running = try harness.worker("url: [\"amqp://guest:guest@127.0.0.1:1/%2F\", \"\(TestServices.rabbitURL)\"]\n", step)
         try await harness.inspector.publish(bodies(3, prefix: "failover"), to: harness.queue)
-        try await poll("deliveries through the second URL") { handler.all.count >= 3 }
+        try await poll("deliveries through the second URL") { step.all.count >= 3 }
         await running.stop()
-        await harness.cleanUp(failover)
+        await harness.cleanUp(running.source)
     }
 
     @Test func quorumQueuesAreDeclaredWithADeliveryLimit() async throws {
         let harness = try SourceHarness()
-        let source = try harness.source("queue_type: quorum\ndelivery_limit: 3\n")
-        let handler = RecordingHandler()
-        let running = RunningSource(source, handler)
-        try await poll("the source to declare its quorum queue") { await source.status().connected }
+        let step = RecordingStep()
+        let running = try harness.worker("queue_type: quorum\ndelivery_limit: 3\n", step)
+        try await poll("the source to declare its quorum queue") { running.source.status().connected }
         try await harness.inspector.publish(bodies(5, prefix: "quorum"), to: harness.queue, declare: false)
-        try await poll("5 deliveries from the quorum queue") { handler.all.count >= 5 }
+        try await poll("5 deliveries from the quorum queue") { step.all.count >= 5 }
         await running.stop()
         // Declaring it again as classic conflicts: proof that the broker made it a quorum queue.
         await #expect(throws: AMQPError.self) { try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: harness.queue)) }
-        await harness.cleanUp(source)
+        await harness.cleanUp(running.source)
     }
 
     @Test func urlsParseWithVhostsAndHidePasswords() throws {
@@ -200,9 +276,9 @@ import TestSupport
         #expect(topology.declarations[0].arguments["x-dead-letter-routing-key"] == .string("q.dead"))
         #expect(topology.declarations[1].arguments["x-message-ttl"] == .int(1200))
         #expect(topology.declarations[1].arguments["x-dead-letter-routing-key"] == .string("q"))
-        #expect(topology.route(delay: .seconds(1), random: 0).queue == "q.retry.1")
-        #expect(topology.route(delay: .seconds(1), random: 0.999).expirationMilliseconds <= 1200)
-        #expect(topology.route(delay: .seconds(3), random: 0) == ("q.retry.2", 3000))
-        #expect(topology.route(delay: .seconds(60), random: 0).queue == "q.retry.2")
+        #expect(topology.route(delay: .seconds(1)) == ("q.retry.1", 1000))
+        #expect(topology.route(delay: .milliseconds(1150)) == ("q.retry.1", 1150), "a jittered delay stays in its queue")
+        #expect(topology.route(delay: .seconds(3)) == ("q.retry.2", 3000))
+        #expect(topology.route(delay: .seconds(60)) == ("q.retry.2", 6000), "a wait beyond the longest queue comes back early")
     }
 }

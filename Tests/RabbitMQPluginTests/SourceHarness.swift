@@ -6,7 +6,8 @@ import RabbitMQPlugin
 import Synchronization
 import TestSupport
 
-/// Builds a `rabbitmq` source on a fresh queue of the test broker and records what it hands out.
+/// Builds a `rabbitmq` source on a fresh queue of the test broker and a worker that runs a
+/// one-step pipeline whose outcome is a function of the message; records every message seen.
 struct SourceHarness {
     let queue = uniqueName("test.source")
     let inspector: QueueInspector
@@ -22,10 +23,26 @@ struct SourceHarness {
     }()
 
     /// The source's settings from YAML, validated against the plugin's declaration.
+    func settings(_ yaml: String = "", url: String = TestServices.rabbitURL) throws -> Settings {
+        let location = yaml.hasPrefix("url:") ? "" : "url: \"\(url)\"\n"
+        return try TestSupport.settings(location + "queue: \(queue)\n" + yaml, schema: SourcePlugin.rabbitMQ.settings)
+    }
+
     func source(_ yaml: String = "", url: String = TestServices.rabbitURL) throws -> RabbitMQSource {
-        let settings = try TestSupport.settings("url: \"\(url)\"\nqueue: \(queue)\n" + yaml, schema: SourcePlugin.rabbitMQ.settings)
-        let retry = try RetryPolicy(settings: try settings.object("retry"))
-        return try RabbitMQSource(settings: settings, retry: retry, logger: Self.logger)
+        let settings = try settings(yaml, url: url)
+        return try RabbitMQSource(settings: settings, worker: WorkerConfiguration(settings: settings), logger: Self.logger)
+    }
+
+    /// A worker on a new source with `yaml` settings, running `step` (`on_error` as given).
+    func worker(_ yaml: String = "", url: String = TestServices.rabbitURL, onError: ErrorPolicy = .retry, _ step: RecordingStep) throws -> RunningWorker {
+        let settings = try settings(yaml, url: url)
+        let configuration = WorkerConfiguration(settings: settings)
+        let source = try RabbitMQSource(settings: settings, worker: configuration, logger: Self.logger)
+        let flow = FlowControl(logger: Self.logger)
+        let bound = BoundStep(definition: StepDefinition(name: "work", uses: "work", settings: Settings(), onError: onError, degradation: .failClosed,
+                                                         location: SourceLocation(file: "test", line: 1, column: 1)), step: step, irreversible: false)
+        let executor = PipelineExecutor(pipelineName: "test", steps: [bound], worker: configuration, workerID: "test", flow: flow, logger: Self.logger)
+        return RunningWorker(PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, logger: Self.logger), source: source)
     }
 
     func cleanUp(_ source: RabbitMQSource) async {
@@ -33,8 +50,8 @@ struct SourceHarness {
     }
 }
 
-/// A handler whose decision is a function of the message; it records every delivery.
-final class RecordingHandler: MessageHandler {
+/// A step whose outcome is a function of the message; it records every message it sees.
+final class RecordingStep: Step {
     struct Seen: Sendable {
         var id: String
         var attempt: Int
@@ -43,34 +60,46 @@ final class RecordingHandler: MessageHandler {
     }
 
     private let seen = Mutex<[Seen]>([])
-    private let decide: @Sendable (Message) async -> Decision
+    private let outcome: @Sendable (Message) async throws -> StepOutcome
 
-    init(_ decide: @escaping @Sendable (Message) async -> Decision = { _ in .ack(.completed) }) {
-        self.decide = decide
+    init(_ outcome: @escaping @Sendable (Message) async throws -> StepOutcome = { _ in .next }) {
+        self.outcome = outcome
     }
 
-    func handle(_ message: Message) async -> Decision {
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         seen.withLock { $0.append(Seen(id: message.internalID ?? "?", attempt: message.attempt, at: .now, bodySize: message.body.count)) }
-        return await decide(message)
+        return try await outcome(message)
     }
 
     var all: [Seen] { seen.withLock { $0 } }
     var distinctIDs: Set<String> { Set(all.map(\.id)) }
+    func count(_ id: String) -> Int { all.filter { $0.id == id }.count }
 }
 
-/// Runs a source in the background until `stop`.
-final class RunningSource: Sendable {
+/// A worker running in the background until `stop`.
+final class RunningWorker: Sendable {
+    let worker: PipelineWorker
     let source: RabbitMQSource
     private let task: Task<Void, any Error>
 
-    init(_ source: RabbitMQSource, _ handler: RecordingHandler) {
+    init(_ worker: PipelineWorker, source: RabbitMQSource) {
+        self.worker = worker
         self.source = source
-        task = Task { try await source.run(handler: { handler }) }
+        task = Task { try await worker.run() }
     }
 
-    func stop() async {
-        source.beginShutdown()
+    /// Begins the shutdown and waits for the worker to finish; returns how long that took.
+    @discardableResult
+    func stop() async -> Duration {
+        let started = ContinuousClock.now
+        worker.beginShutdown()
         _ = await task.result
+        return ContinuousClock.now - started
+    }
+
+    /// The worker's end, when it ended by itself (an error at start).
+    var result: Result<Void, any Error> {
+        get async { await task.result }
     }
 }
 

@@ -5,7 +5,8 @@ import PipelineKit
 import Synchronization
 
 /// A local HTTP server standing in for the WhatsApp Cloud API: records every
-/// request and answers as scripted (success, any error code, stalls, malformed bodies).
+/// request and answers as scripted (success, any error code, stalls, malformed bodies),
+/// and can enforce Meta's throughput limit per phone number (130429 beyond it).
 public final class CloudAPIStandInServer: Sendable {
     /// One request as received.
     public struct Recorded: Sendable {
@@ -16,6 +17,15 @@ public final class CloudAPIStandInServer: Sendable {
         /// The client's port: requests sharing one came over one kept-alive connection.
         public var clientPort: Int?
         public var receivedAt: Date
+        /// When it arrived, on the monotonic clock (for rates).
+        public var arrived: ContinuousClock.Instant
+        /// The error code it was answered with; nil for a success.
+        public var answeredCode: Int?
+
+        /// The sender phone number id of the path (`/v24.0/{id}/messages`).
+        public var sender: String { path.split(separator: "/").dropFirst().first.map(String.init) ?? "" }
+        public var recipient: String { json?["to"]?.stringValue ?? "?" }
+        public var succeeded: Bool { answeredCode == nil }
     }
 
     /// How to answer one request.
@@ -39,6 +49,8 @@ public final class CloudAPIStandInServer: Sendable {
     private let recorded = Mutex<[Recorded]>([])
     private let script = Mutex<@Sendable (Int, JSONValue?) -> Answer>({ _, _ in .success })
     private let task = Mutex<Task<Void, any Error>?>(nil)
+    /// Sends accepted per sender, for the throughput limit (arrival times within the last second).
+    private let accepted = Mutex<(limit: Int?, bySender: [String: [ContinuousClock.Instant]])>((nil, [:]))
 
     public init() {}
 
@@ -67,24 +79,73 @@ public final class CloudAPIStandInServer: Sendable {
         self.script.withLock { $0 = script }
     }
 
+    /// Answers 130429 to a sender's request when `perSecond` of its requests were accepted in the
+    /// second before it (a sliding window, as Meta counts); nil lifts the limit.
+    public func enforceThroughput(perSecond: Int?) {
+        accepted.withLock { $0 = (perSecond, [:]) }
+    }
+
     public var requests: [Recorded] { recorded.withLock { $0 } }
 
     /// The number of requests per recipient (`to`).
     public var countsByRecipient: [String: Int] {
         requests.reduce(into: [:]) { counts, request in
-            counts[request.json?["to"]?.stringValue ?? "?", default: 0] += 1
+            counts[request.recipient, default: 0] += 1
         }
+    }
+
+    /// The number of successful sends per recipient.
+    public var sentByRecipient: [String: Int] {
+        requests.filter(\.succeeded).reduce(into: [:]) { counts, request in
+            counts[request.recipient, default: 0] += 1
+        }
+    }
+
+    /// Requests answered with `code`.
+    public func answered(_ code: Int) -> Int {
+        requests.filter { $0.answeredCode == code }.count
+    }
+
+    /// The most requests of `sender` (all when nil) that arrived within any window of `window`.
+    public func mostInAnyWindow(_ window: Duration = .seconds(1), sender: String? = nil) -> Int {
+        let times = requests.filter { sender == nil || $0.sender == sender }.map(\.arrived).sorted()
+        var most = 0
+        var start = 0
+        for end in times.indices {
+            while times[end] - times[start] >= window { start += 1 }
+            most = max(most, end - start + 1)
+        }
+        return most
     }
 
     private func answer(_ request: Request, _ context: Context) async throws -> Response {
         let body = try await request.body.collect(upTo: 1 << 20)
         let bytes = Array(body.readableBytesView)
         let json = try? JSONValue(parsing: bytes)
+        let arrived = ContinuousClock.now
+        let path = request.uri.path
+        let sender = path.split(separator: "/").dropFirst().first.map(String.init) ?? ""
+        let overLimit = accepted.withLock { state -> Bool in
+            guard let limit = state.limit else { return false }
+            var times = state.bySender[sender, default: []]
+            times.removeAll { arrived - $0 >= .seconds(1) }
+            let over = times.count >= limit
+            if !over { times.append(arrived) }
+            state.bySender[sender] = times
+            return over
+        }
         let number = recorded.withLock { list in
-            list.append(Recorded(path: request.uri.path, authorization: request.headers[.authorization], body: bytes, json: json, clientPort: context.clientPort, receivedAt: Date()))
+            list.append(Recorded(path: path, authorization: request.headers[.authorization], body: bytes, json: json, clientPort: context.clientPort,
+                                 receivedAt: Date(), arrived: arrived, answeredCode: nil))
             return list.count
         }
-        let answer = script.withLock { $0 }(number, json)
+        let answer = overLimit ? .error(status: 400, code: 130429, message: "(#130429) Rate limit hit") : script.withLock { $0 }(number, json)
+        let code: Int? = switch answer {
+        case .success, .stall: nil
+        case .error(_, let code, _): code ?? 0
+        case .raw(let status, _): (200..<300).contains(status) ? nil : 0
+        }
+        if let code { recorded.withLock { $0[number - 1].answeredCode = code } }
         switch answer {
         case .success:
             return Self.json(200, #"{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.standin.\#(number)"}]}"#)

@@ -34,9 +34,9 @@ public final class QueueInspector: Sendable {
     }
 
     /// Publishes JSON bodies to a queue (declaring it as a classic queue unless told not to), confirmed.
-    public func publish(_ bodies: [[UInt8]], to queue: String, headers: AMQPTable = AMQPTable(), declare: Bool = true) async throws {
+    public func publish(_ bodies: [[UInt8]], to queue: String, headers: AMQPTable = AMQPTable(), properties base: AMQPProperties = .persistentJSON, declare: Bool = true) async throws {
         if declare { try await publisher.declare(AMQPQueueDeclaration(name: queue)) }
-        var withHeaders = AMQPProperties.persistentJSON
+        var withHeaders = base
         withHeaders.headers = headers
         let properties = withHeaders
         let batch = 500
@@ -56,13 +56,13 @@ public final class QueueInspector: Sendable {
     public func drain(_ queue: String, expecting count: Int, timeout: Duration = .seconds(20)) async throws -> [AMQPDelivery] {
         var logger = Logger(label: "test.drain")
         logger.logLevel = .critical
-        let consumer = AMQPConsumer(urls: [url], queue: queue, prefetch: 500, logger: logger)
+        let (consumer, events) = AMQPConsumer.streaming(urls: [url], queue: queue, prefetch: 500, logger: logger)
         consumer.start()
         defer { consumer.stop() }
         var deliveries: [AMQPDelivery] = []
         let collector = Task {
             var collected: [AMQPDelivery] = []
-            for await event in consumer.events {
+            for await event in events {
                 if case .delivery(let delivery) = event {
                     consumer.ack(delivery)
                     collected.append(delivery)

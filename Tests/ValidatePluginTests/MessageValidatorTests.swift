@@ -105,7 +105,7 @@ import ValidatePlugin
         switch Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &generator) {
         case 0: return .null
         case 1: return .bool(Bool.random(using: &generator))
-        case 2: return .number(Double(Int.random(in: -1_000_000...1_000_000, using: &generator)) / 7)
+        case 2: return .number(JSONNumber(Double(Int.random(in: -1_000_000...1_000_000, using: &generator)) / 7))
         case 3: return .string(String(repeating: ["a", "+", "é", "\u{0}", "9", " "].randomElement(using: &generator) ?? "a", count: Int.random(in: 0...5000, using: &generator)))
         case 4: return .string(["text", "+5511987654321", "", "en_US", "https://x"].randomElement(using: &generator) ?? "")
         case 5: return .array((0..<Int.random(in: 0...4, using: &generator)).map { _ in randomValue(depth: depth + 1, &generator) })

@@ -7,25 +7,38 @@ import TestSupport
 import WhatsAppPlugin
 
 @Suite struct ErrorClassificationTests {
-    @Test(arguments: [1, 2, 4, 80007, 130429, 131000, 131016, 131057, 133004])
+    @Test(arguments: [1, 2, 4, 80007, 131000, 131016, 131057, 133004])
     func transientCodes(code: Int) {
         #expect(CloudAPIErrorTable.classify(code: code, status: 400) == .transient)
     }
 
-    @Test(arguments: [100, 131008, 131009, 131026, 131047, 131051, 132000, 132001, 999_999])
+    @Test(arguments: [100, 131008, 131009, 131026, 131047, 131051, 132000, 132001])
     func permanentCodes(code: Int) {
         #expect(CloudAPIErrorTable.classify(code: code, status: 500) == .permanent)
+        #expect(CloudAPIErrorTable.classify(code: code, status: 400) == .permanent)
     }
 
-    @Test(arguments: [0, 190, 10, 200, 250, 299, 368, 131031])
-    func senderSideCodes(code: Int) {
-        #expect(CloudAPIErrorTable.classify(code: code, status: 401) == .senderSide)
+    @Test func anUnlistedCodeFollowsTheStatus() {
+        #expect(CloudAPIErrorTable.classify(code: 999_999, status: 500) == .transient)
+        #expect(CloudAPIErrorTable.classify(code: 999_999, status: 503) == .transient)
+        #expect(CloudAPIErrorTable.classify(code: 999_999, status: 429) == .transient)
+        #expect(CloudAPIErrorTable.classify(code: 999_999, status: 400) == .permanent)
+        #expect(CloudAPIErrorTable.classify(code: 999_999, status: 404) == .permanent)
     }
 
-    @Test func pairRateLimitWaitsFourToTheAttempt() {
+    @Test(arguments: [0, 190])
+    func tokenCodes(code: Int) {
+        #expect(CloudAPIErrorTable.classify(code: code, status: 401) == .tokenRejected)
+    }
+
+    @Test(arguments: [10, 200, 250, 299, 368, 131031])
+    func senderCodes(code: Int) {
+        #expect(CloudAPIErrorTable.classify(code: code, status: 403) == .senderRejected)
+    }
+
+    @Test func flowControlCodesAreNotFailures() {
+        #expect(CloudAPIErrorTable.classify(code: 130429, status: 400) == .throughputLimit)
         #expect(CloudAPIErrorTable.classify(code: 131056, status: 400) == .pairRateLimit)
-        #expect(StepFailure.cloudAPI(status: 400, error: CloudAPIErrorBody(code: 131056), attempt: 1).retryAfter == .seconds(1))
-        #expect(StepFailure.cloudAPI(status: 400, error: CloudAPIErrorBody(code: 131056), attempt: 3).retryAfter == .seconds(16))
     }
 
     @Test(arguments: [(500, CloudAPIErrorClass.transient), (503, .transient), (429, .transient), (400, .permanent), (404, .permanent), (401, .permanent)])
@@ -70,7 +83,7 @@ final class CapturedLogs: @unchecked Sendable {
         let server = CloudAPIStandInServer()
         let client = try client(try await server.start())
         defer { server.stop() }
-        let wamid = try await client.send(request, attempt: 1, logger: Logger(label: "t"))
+        let wamid = try await client.send(request, from: "1055", logger: Logger(label: "t"))
         #expect(wamid == "wamid.standin.1")
         let recorded = try #require(server.requests.first)
         #expect(recorded.path == "/v24.0/1055/messages")
@@ -83,17 +96,21 @@ final class CapturedLogs: @unchecked Sendable {
         let server = CloudAPIStandInServer()
         let client = try client(try await server.start())
         defer { server.stop() }
-        let cases: [(CloudAPIStandInServer.Answer, StepFailure.Kind, String)] = [
+        let cases: [(CloudAPIStandInServer.Answer, CloudAPIErrorClass, String)] = [
             (.error(status: 503, code: 131000, message: "Something went wrong"), .transient, "HTTP 503, code 131000: Something went wrong"),
             (.error(status: 400, code: 131026, message: "Message undeliverable"), .permanent, "HTTP 400, code 131026: Message undeliverable"),
-            (.error(status: 401, code: 190, message: "Error validating access token"), .senderSide, "code 190"),
+            (.error(status: 401, code: 190, message: "Error validating access token"), .tokenRejected, "code 190"),
+            (.error(status: 403, code: 200, message: "Permission denied"), .senderRejected, "code 200"),
             (.error(status: 500, code: 100, message: "Invalid parameter"), .permanent, "code 100"),
+            (.error(status: 500, code: 987_654, message: "Unknown"), .transient, "code 987654"),
+            (.error(status: 400, code: 130429, message: "Rate limit hit"), .throughputLimit, "code 130429"),
+            (.error(status: 400, code: 131056, message: "Pair rate limit hit"), .pairRateLimit, "code 131056"),
             (.raw(status: 502, body: "<html>bad gateway</html>"), .transient, "HTTP 502"),
         ]
         for (answer, kind, reason) in cases {
             server.answer { _, _ in answer }
             do {
-                _ = try await client.send(request, attempt: 1, logger: Logger(label: "t"))
+                _ = try await client.send(request, from: "1055", logger: Logger(label: "t"))
                 Issue.record("\(answer) should fail")
             } catch {
                 #expect(error.kind == kind, "\(answer)")
@@ -111,7 +128,7 @@ final class CapturedLogs: @unchecked Sendable {
         defer { server.stop() }
         let started = ContinuousClock.now
         do {
-            _ = try await client.send(request, attempt: 1, logger: Logger(label: "t"))
+            _ = try await client.send(request, from: "1055", logger: Logger(label: "t"))
             Issue.record("a stalled request must time out")
         } catch {
             #expect(error.kind == .transient)
@@ -126,7 +143,7 @@ final class CapturedLogs: @unchecked Sendable {
         let server = CloudAPIStandInServer()
         let client = try client(try await server.start())
         defer { server.stop() }
-        for _ in 0..<50 { _ = try await client.send(request, attempt: 1, logger: Logger(label: "t")) }
+        for _ in 0..<50 { _ = try await client.send(request, from: "1055", logger: Logger(label: "t")) }
         let ports = Set(server.requests.compactMap(\.clientPort))
         #expect(server.requests.count == 50)
         #expect(ports.count == 1, "50 sequential requests used \(ports.count) connections")
@@ -136,7 +153,7 @@ final class CapturedLogs: @unchecked Sendable {
     @Test func unreachableAPIIsTransient() async throws {
         let client = try client("http://127.0.0.1:1")
         do {
-            _ = try await client.send(request, attempt: 1, logger: Logger(label: "t"))
+            _ = try await client.send(request, from: "1055", logger: Logger(label: "t"))
             Issue.record("no server: must fail")
         } catch {
             #expect(error.kind == .transient)
@@ -148,7 +165,7 @@ final class CapturedLogs: @unchecked Sendable {
     @Test func dryRunSendsNothingAndNeverLogsTheToken() async throws {
         let logs = CapturedLogs()
         let client = try client("http://127.0.0.1:1", dryRun: true)
-        let wamid = try await client.send(request, attempt: 1, logger: logs.logger)
+        let wamid = try await client.send(request, from: "1055", logger: logs.logger)
         #expect(wamid.hasPrefix("wamid.dryrun."))
         #expect(logs.all.contains("dry run"))
         #expect(logs.all.contains("Bearer ***"))
@@ -156,11 +173,27 @@ final class CapturedLogs: @unchecked Sendable {
         #expect(!logs.all.contains("Hi"), "message bodies are never logged")
     }
 
-    @Test func aMissingSenderIsTheSendersProblem() async throws {
-        let client = try CloudAPIClient(settings: try settings("access_token: t\n", schema: CloudAPISettings.schema))
-        await #expect(throws: StepFailure(.senderSide, "no sender: set WHATSAPP_PHONE_NUMBER_ID (resource `phone_number_id`) or the message's phoneNumberId")) {
-            try await client.send(request, attempt: 1, logger: Logger(label: "t"))
+    @Test func aSenderWithoutATokenIsTheSendersProblem() async throws {
+        let client = try CloudAPIClient(settings: try settings("access_tokens: { \"42\": t }\n", schema: CloudAPISettings.schema))
+        do {
+            _ = try await client.send(request, from: "1055", logger: Logger(label: "t"))
+            Issue.record("no token: must fail")
+        } catch {
+            #expect(error.kind == .senderRejected)
+            #expect(error.reason.contains("no access token for sender 1055"))
         }
+        await client.shutdown()
+    }
+
+    @Test func eachSenderSendsWithItsOwnToken() async throws {
+        let server = CloudAPIStandInServer()
+        let base = try await server.start()
+        defer { server.stop() }
+        let client = try CloudAPIClient(settings: try settings("base_url: \"\(base)\"\naccess_token: shared\naccess_tokens: { \"42\": tenant-42 }\n", schema: CloudAPISettings.schema))
+        _ = try await client.send(request, from: "42", logger: Logger(label: "t"))
+        _ = try await client.send(request, from: "43", logger: Logger(label: "t"))
+        #expect(server.requests.map(\.authorization) == ["Bearer tenant-42", "Bearer shared"])
+        #expect(server.requests.map(\.path) == ["/v24.0/42/messages", "/v24.0/43/messages"])
         await client.shutdown()
     }
 }

@@ -1,4 +1,5 @@
 import PipelineKit
+import RedisPlugin
 
 extension StepPlugin {
     /// The `idempotency` step plugin.
@@ -15,6 +16,7 @@ extension StepPlugin {
         ]),
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
+        provides: ["claim"],
         check: IdempotencyRules.check,
         make: { context in
             let settings = context.settings
@@ -40,6 +42,7 @@ extension StepPlugin {
         ]),
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
+        requires: ["receipt"],
         make: { context in
             let own = context.settings
             guard let of = context.pipeline.step(named: try own.string("of")) else {
@@ -52,16 +55,6 @@ extension StepPlugin {
                 store: try context.resources.get(store, as: (any IdempotencyStore).self),
                 key: key, ttl: ttl, keepTrying: context.definition.degradation == .failClosed)
         }
-    )
-}
-
-extension ResourcePlugin {
-    /// The `redis` resource plugin (hiredis).
-    public static let redis = ResourcePlugin(
-        name: "redis",
-        summary: "Redis over hiredis: pooled, pipelined, with timeouts and reconnect",
-        settings: RedisSettings.schema,
-        make: { context in try await RedisIdempotencyStore.connect(settings: context.settings, logger: context.logger) }
     )
 }
 
@@ -81,6 +74,10 @@ enum IdempotencyRules {
         }
         if let slowest = timeouts.max(by: { $0.1 < $1.1 }), lease <= slowest.1 {
             diagnostics.append(.error(at: settings["lease"]?.location ?? step.location, "\(owner): lease \(DurationParser.format(lease)) must exceed the timeout of resource `\(slowest.0)` (\(DurationParser.format(slowest.1))), or a slow send is taken over and sent twice"))
+        }
+        let park = pipeline.worker.maxPark
+        if lease <= park {
+            diagnostics.append(.error(at: settings["lease"]?.location ?? step.location, "\(owner): lease \(DurationParser.format(lease)) must exceed the source's max_park (\(DurationParser.format(park))), or a message waiting in memory that long could be taken over and sent twice"))
         }
         if ttl <= lease {
             diagnostics.append(.error(at: settings["ttl"]?.location ?? step.location, "\(owner): ttl \(DurationParser.format(ttl)) must exceed lease \(DurationParser.format(lease))"))

@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import PipelineKit
+import RedisPlugin
 
 /// What the idempotency step claimed, for `undo` and `mark_completed`.
 public struct IdempotencyClaim: Sendable, Equatable {
@@ -17,7 +18,8 @@ public enum IdempotencyClaimKey: MessageValueKey {
 /// Step `idempotency`: claims `key` with `SET NX EX ttl` so each message is sent once.
 ///
 /// Completed → `on_duplicate`; processing younger than `lease` → `on_in_flight`;
-/// processing older than `lease` → taken over by compare-and-set.
+/// processing older than `lease` → taken over, in the same atomic script (the lease is
+/// judged by the store's clock, so clock skew between workers cannot cause a takeover).
 public struct IdempotencyStep: Step {
     public enum DuplicatePolicy: String, Sendable { case ack, deadLetter = "dead_letter" }
     public enum InFlightPolicy: String, Sendable { case requeue, ack }
@@ -40,51 +42,43 @@ public struct IdempotencyStep: Step {
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let key = try renderKey(key, message)
-        let now = context.clock.now()
-        let value = KeyState.processing(owner: context.workerID, since: now).encoded()
-        let existing: String?
+        let result: ClaimResult
         do {
-            existing = try await store.setIfAbsent(key, value, ttl: ttl)
+            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease)
         } catch {
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
-        guard let existing else {
+        switch result {
+        case .claimed(let value):
+            message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
+            return .next
+        case .completed(let existing):
+            Counter.duplicates.increment()
+            let wamid = KeyState.decode(existing)?.wamid.flatMap { $0.isEmpty ? nil : $0 }
+            message.values[DeliveryReceiptKey.self] = wamid
+            switch onDuplicate {
+            case .ack: return .finish("duplicate: \(key) completed\(wamid.map { " as \($0)" } ?? "")")
+            case .deadLetter: throw StepFailure(.permanent, "duplicate: \(key) already completed")
+            }
+        case .inFlight(let existing):
+            let owner = KeyState.decode(existing)?.owner ?? "another worker"
+            switch onInFlight {
+            case .requeue: return .requeue(after: nil, reason: "in flight: \(key) is being processed by \(owner)")
+            case .ack: return .finish("in flight: \(key) is being processed by \(owner)")
+            }
+        case .tookOver(let value, let previous):
+            Counter.takeovers.increment()
+            context.logger.warning("took over an idempotency key whose lease had expired (by Redis's clock)", metadata: ["previous_owner": .string(KeyState.decode(previous)?.owner ?? "unknown")])
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
             return .next
         }
-        let state = KeyState.decode(existing)
-        if let state, state.isCompleted {
-            Counter.duplicates.increment()
-            switch onDuplicate {
-            case .ack: return .finish("duplicate: \(key) completed\(state.wamid.map { " as \($0)" } ?? "")")
-            case .deadLetter: throw StepFailure(.permanent, "duplicate: \(key) already completed")
-            }
-        }
-        if let since = state?.sinceDate, now.timeIntervalSince(since) < lease.secondsDouble {
-            switch onInFlight {
-            case .requeue: return .requeue(after: nil, reason: "in flight: \(key) is being processed by \(state?.owner ?? "another worker")")
-            case .ack: return .finish("in flight: \(key) is being processed by \(state?.owner ?? "another worker")")
-            }
-        }
-        let tookOver: Bool
-        do {
-            tookOver = try await store.compareAndSet(key, expected: existing, new: value, ttl: ttl)
-        } catch {
-            throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
-        }
-        guard tookOver else {
-            return .requeue(after: nil, reason: "in flight: \(key) was just taken over by another worker")
-        }
-        context.logger.warning("took over an idempotency key whose lease had expired", metadata: ["previous_owner": .string(state?.owner ?? "unknown")])
-        message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
-        return .next
     }
 
     /// Releases the key, only while it still holds this claim's value.
     public func undo(_ message: Message, _ context: StepContext) async {
         guard let claim = message.values[IdempotencyClaimKey.self] else { return }
         do {
-            if try await store.deleteIfEqual(claim.key, expected: claim.value) == false {
+            if try await store.release(claim.key, claim: claim.value) == false {
                 context.logger.notice("idempotency key not released: another worker owns it now")
             }
         } catch {

@@ -1,9 +1,15 @@
+import Metrics
 import PipelineKit
+import RedisPlugin
 
-/// Step `mark_completed`: rewrites the key as completed with the wamid and resets its TTL.
+/// Step `mark_completed`: rewrites the key as completed with the wamid, resets its TTL, and
+/// writes `wamid:{wamid}` → internalId for statuses that come without the internalId.
 ///
-/// It never re-sends: under `fail_closed` it retries the write until the store answers
-/// (or the worker shuts down); under `fail_open` it gives up at once, and the runtime logs and acknowledges.
+/// The write checks that the key still holds this message's claim: if another worker took the
+/// key over meanwhile (this one was stuck past its lease), the message was probably sent twice,
+/// and that is logged and counted (`outbound_suspected_double_sends_total`), never silent.
+/// It never re-sends: under `fail_closed` it retries the write until the store answers (or
+/// the worker's drain ends); under `fail_open` it gives up at once, and the runtime logs and acknowledges.
 public struct MarkCompletedStep: Step {
     public var store: any IdempotencyStore
     public var key: KeyTemplate
@@ -18,18 +24,25 @@ public struct MarkCompletedStep: Step {
     }
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
-        let key = try message.values[IdempotencyClaimKey.self]?.key ?? renderKey(key, message)
-        let value = KeyState.completed(wamid: message.values[DeliveryReceiptKey.self] ?? "", at: context.clock.now()).encoded()
+        let claim = message.values[IdempotencyClaimKey.self]
+        let key = try claim?.key ?? renderKey(key, message)
+        let wamid = message.values[DeliveryReceiptKey.self] ?? ""
+        let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
+        let receipt = wamid.isEmpty ? nil : (key: "wamid:\(wamid)", value: message.internalID ?? "")
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                try await store.set(key, value, ttl: ttl)
+                if case .claimLost(let current) = try await store.complete(key, claim: claim?.value, value: value, ttl: ttl, receipt: receipt) {
+                    Counter.suspectedDoubleSends.increment()
+                    context.logger.error("suspected double send: the idempotency key was taken over while this message was being sent",
+                                         metadata: ["key": .string(key), "found_owner": .string(current.flatMap(KeyState.decode)?.owner ?? "none")])
+                }
                 return .next
             } catch {
                 guard keepTrying, !Task.isCancelled else { throw StepFailure(.unavailable, "idempotency store: \(error.reason)") }
                 context.logger.debug("completion not recorded yet; retrying", metadata: ["error": .string(error.reason)])
                 try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                delay = min(delay * 2, .seconds(1))
             }
         }
     }

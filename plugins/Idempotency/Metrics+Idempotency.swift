@@ -3,4 +3,8 @@ import Metrics
 extension Counter {
     /// Messages acknowledged because their key was already completed.
     static let duplicates = Counter(label: "outbound_duplicates_total")
+    /// Keys taken over from a worker whose lease had expired.
+    static let takeovers = Counter(label: "outbound_idempotency_takeovers_total")
+    /// Completions that found another worker's claim: the message was probably sent twice.
+    static let suspectedDoubleSends = Counter(label: "outbound_suspected_double_sends_total")
 }

@@ -10,7 +10,8 @@ public struct QueueTopology: Sendable, Equatable {
     public var type: QueueType
     public var deliveryLimit: Int
     public var retryDelays: [Duration]
-    /// Extra wait added at random to a retry, as a fraction of its delay; each delay queue caps at delay × (1 + jitter).
+    /// The runtime adds up to this fraction of a retry's delay at random: each delay queue holds
+    /// a message at most its delay × (1 + jitter).
     public var jitter: Double
 
     public init(queue: String, type: QueueType, deliveryLimit: Int, retryDelays: [Duration], jitter: Double) {
@@ -37,9 +38,8 @@ public struct QueueTopology: Sendable, Equatable {
         }
         var result = [AMQPQueueDeclaration(name: queue, arguments: source)]
         for (index, delay) in retryDelays.enumerated() {
-            let cap = Int64((Double(delay.milliseconds) * (1 + jitter)).rounded(.up))
             result.append(AMQPQueueDeclaration(name: retryQueue(index), arguments: [
-                "x-message-ttl": .int(max(cap, 1)),
+                "x-message-ttl": .int(cap(delay)),
                 "x-dead-letter-exchange": .string(""),
                 "x-dead-letter-routing-key": .string(queue),
             ]))
@@ -50,13 +50,15 @@ public struct QueueTopology: Sendable, Equatable {
         return result
     }
 
-    /// The delay queue for a wait of `delay` (the shortest that holds it) and the
-    /// jittered per-message expiration in milliseconds.
-    public func route(delay: Duration, random: Double) -> (queue: String, expirationMilliseconds: Int64) {
-        let index = retryDelays.firstIndex { $0 >= delay } ?? (retryDelays.count - 1)
-        let base = min(delay, retryDelays[index]).milliseconds
-        let cap = Int64((Double(retryDelays[index].milliseconds) * (1 + jitter)).rounded(.up))
-        let jittered = Int64((Double(base) * (1 + jitter * random)).rounded())
-        return (retryQueue(index), max(1, min(jittered, cap)))
+    /// The delay queue for a wait of `delay` (the shortest that holds it, else the longest)
+    /// and the per-message expiration in milliseconds (the wait, or what that queue holds at most).
+    public func route(delay: Duration) -> (queue: String, expirationMilliseconds: Int64) {
+        let wanted = max(1, delay.milliseconds)
+        let index = retryDelays.firstIndex { cap($0) >= wanted } ?? (retryDelays.count - 1)
+        return (retryQueue(index), min(wanted, cap(retryDelays[index])))
+    }
+
+    private func cap(_ delay: Duration) -> Int64 {
+        max(1, Int64((Double(delay.milliseconds) * (1 + jitter)).rounded(.up)))
     }
 }

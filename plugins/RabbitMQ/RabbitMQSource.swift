@@ -1,142 +1,201 @@
 import AMQPClient
 import Foundation
 import Logging
+import Metrics
 import PipelineKit
 import Synchronization
 
-/// The `rabbitmq` source: consumes the queue with at most `concurrency` messages in
-/// flight and carries out each decision, acknowledging a message only once its
-/// outcome is durable (retry and dead-letter copies are confirmed first).
+/// The `rabbitmq` source: a transport of deliveries from one queue, and of settlements back —
+/// a retry or dead-letter copy is confirmed by the broker before the original is acknowledged.
 public final class RabbitMQSource: Source {
-    private enum Event: Sendable {
-        case consumer(AMQPConsumerEvent)
-        case shutdown
-    }
-
-    private struct PauseState {
-        var reason: String?
-        var next: Duration
-        var until: ContinuousClock.Instant?
-    }
-
     public let topology: QueueTopology
+    public let events: AsyncStream<SourceEvent>
+    public var capacity: Int { settings.prefetch }
+    private let settings: RabbitMQSettings
     private let consumer: AMQPConsumer
     private let publisher: AMQPPublisher
-    private let concurrency: Int
-    private let declare: Bool
-    private let drainTimeout: Duration
-    private let firstPause: Duration
+    private let continuation: AsyncStream<SourceEvent>.Continuation
     private let logger: Logger
-    private let events: AsyncStream<Event>
-    private let eventSink: AsyncStream<Event>.Continuation
-    private let pause: Mutex<PauseState>
-    private let stopRequested = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+    private let consumerStarted = Atomic<Bool>(false)
+    private let settleFailures = Counter(label: "outbound_settle_failures_total")
 
-    public init(settings: Settings, retry: RetryPolicy, logger: Logger) throws {
-        var urls: [AMQPURL] = []
-        for text in try settings.strings("url") { urls.append(try AMQPURL(text)) }
-        let queue = try settings.string("queue")
-        topology = QueueTopology(queue: queue, type: QueueTopology.QueueType(rawValue: try settings.string("queue_type")) ?? .classic,
-                                 deliveryLimit: try settings.integer("delivery_limit"), retryDelays: retry.backoff, jitter: retry.jitter)
-        let heartbeat = Int(try settings.duration("heartbeat").components.seconds)
-        consumer = AMQPConsumer(urls: urls, queue: queue, prefetch: try settings.integer("prefetch"), heartbeat: heartbeat, logger: logger)
-        publisher = AMQPPublisher(urls: urls, heartbeat: heartbeat, logger: logger)
-        concurrency = try settings.integer("concurrency")
-        declare = try settings.boolean("declare")
-        drainTimeout = try settings.duration("drain_timeout")
-        firstPause = try settings.duration("pause")
-        pause = Mutex(PauseState(reason: nil, next: firstPause, until: nil))
+    public init(settings: Settings, worker: WorkerConfiguration, logger: Logger) throws {
+        let settings = try RabbitMQSettings(settings)
+        self.settings = settings
+        topology = settings.topology(worker)
         self.logger = logger
-        (events, eventSink) = AsyncStream.makeStream(of: Event.self)
+        let (events, continuation) = AsyncStream.makeStream(of: SourceEvent.self)
+        self.events = events
+        self.continuation = continuation
+        consumer = AMQPConsumer(urls: settings.urls, queue: settings.queue, prefetch: settings.prefetch, heartbeat: settings.heartbeat, logger: logger, events: { event in
+            switch event {
+            case .delivery(let delivery): continuation.yield(.delivery(Self.delivery(delivery)))
+            case .connected(let broker): continuation.yield(.connected(broker))
+            case .disconnected(let reason): continuation.yield(.disconnected(reason))
+            case .intakeStopped: continuation.yield(.intakeStopped)
+            }
+        }, finished: { continuation.finish() })
+        publisher = AMQPPublisher(urls: settings.urls, heartbeat: settings.heartbeat, logger: logger)
     }
 
-    public func beginShutdown() {
-        stopRequested.store(true, ordering: .relaxed)
-        eventSink.yield(.shutdown)
+    /// Headers that hold what steps carry with a message (`Message.carried`).
+    static let carriedPrefix = "x-carried-"
+
+    /// A delivery as the runtime sees it: attempts from `x-attempts`, first seen from the
+    /// `timestamp` property, else the `x-first-received` header of a copy, else now.
+    static func delivery(_ delivery: AMQPDelivery) -> Delivery {
+        let headers = delivery.properties.headers
+        let firstSeen = delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+            ?? headers["x-first-received"].flatMap(FirstReceived.date) ?? Date()
+        var carried: [String: String] = [:]
+        for (key, value) in headers.entries where key.hasPrefix(carriedPrefix) {
+            if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
+        }
+        return Delivery(body: delivery.body, attemptsMade: headers["x-attempts"]?.intValue ?? 0, firstSeen: firstSeen, carried: carried, receipt: delivery)
     }
 
-    public func status() async -> SourceStatus {
-        let consumerStatus = consumer.status
-        let reason = pause.withLock { $0.reason }
-        return SourceStatus(connected: consumerStatus.connected, consuming: consumerStatus.consuming, pausedReason: reason, error: consumerStatus.lastError)
-    }
-
-    public func run(handler: @escaping @Sendable () -> any MessageHandler) async throws {
+    public func start() async throws {
         publisher.start()
-        defer {
-            consumer.stop()
-            publisher.stop()
-        }
-        if declare { try await declareTopology() }
-        if stopRequested.load(ordering: .relaxed) { return }
+        if settings.declare { try await declareTopology() }
+        guard !stopping.load(ordering: .acquiring) else { return }
+        consumerStarted.store(true, ordering: .releasing)
         consumer.start()
-        let forward = Task { [consumer, eventSink] in
-            for await event in consumer.events { eventSink.yield(.consumer(event)) }
-        }
-        defer { forward.cancel() }
-        await withTaskGroup(of: Bool.self) { group in
-            var inFlight = 0
-            var shuttingDown = false
-            for await event in events {
-                switch event {
-                case .shutdown:
-                    shuttingDown = true
-                    consumer.pause()
-                case .consumer(.delivery(let delivery)):
-                    if shuttingDown || Task.isCancelled {
-                        consumer.nack(delivery, requeue: true)
-                        continue
-                    }
-                    while inFlight >= concurrency, await group.next() != nil {
-                        inFlight -= 1
-                    }
-                    inFlight += 1
-                    group.addTask {
-                        await self.process(delivery, handler())
-                        return false
-                    }
-                case .consumer(.connected(let broker)):
-                    logger.info("consuming", metadata: ["broker": .string(broker), "queue": .string(topology.queue)])
-                case .consumer(.disconnected(let reason)):
-                    logger.warning("rabbitmq connection lost; reconnecting", metadata: ["error": .string(reason)])
-                }
-                if shuttingDown || Task.isCancelled { break }
-            }
-            await drain(&group, inFlight: inFlight)
+    }
+
+    public func pause() { consumer.pause() }
+    public func resume() { consumer.resume() }
+
+    public func stopIntake() {
+        stopping.store(true, ordering: .releasing)
+        if consumerStarted.load(ordering: .acquiring) {
+            consumer.stopIntake()
+        } else {
+            continuation.yield(.intakeStopped)
         }
     }
 
-    /// Waits for in-flight messages up to the drain timeout; then cancels them (they requeue and release their keys).
-    /// Deliveries that arrived meanwhile return to the queue when the connection closes.
-    private func drain(_ group: inout TaskGroup<Bool>, inFlight: Int) async {
-        var remaining = inFlight
-        let timeout = drainTimeout
-        group.addTask {
-            try? await Task.sleep(for: timeout)
+    public func stop() async {
+        stopping.store(true, ordering: .releasing)
+        if consumerStarted.load(ordering: .acquiring) {
+            consumer.stop()
+        } else {
+            continuation.finish()
+        }
+        publisher.stop()
+    }
+
+    public func status() -> SourceStatus {
+        let consumerStatus = consumer.status
+        return SourceStatus(connected: consumerStatus.connected, consuming: consumerStatus.consuming, error: consumerStatus.lastError)
+    }
+
+    public func settle(_ delivery: Delivery, _ settlement: Settlement) async -> Bool {
+        guard let original = delivery.receipt as? AMQPDelivery else { return false }
+        switch settlement {
+        case .ack:
+            consumer.ack(original)
             return true
+        case .release:
+            consumer.nack(original, requeue: true)
+            return true
+        case .redeliver(let after, let attemptsMade, let carried):
+            let (queue, expiration) = topology.route(delay: after)
+            var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
+            properties.headers.entries.removeAll { $0.key.hasPrefix(Self.carriedPrefix) }
+            for (key, value) in carried.sorted(by: { $0.key < $1.key }) { properties.headers[Self.carriedPrefix + key] = .string(value) }
+            properties.headers["x-attempts"] = .int(Int64(attemptsMade))
+            properties.expiration = String(expiration)
+            return await publishThenAcknowledge(original, to: queue, properties)
+        case .deadLetter(let letter):
+            var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
+            properties.headers["x-error-step"] = .string(letter.step)
+            properties.headers["x-error"] = .string(String(letter.reason.prefix(2000)))
+            properties.headers["x-attempts"] = .int(Int64(letter.attemptsMade))
+            properties.headers["x-dead-lettered-at"] = .string(UTCTimestamp.format(Date()))
+            if let code = letter.code { properties.headers["x-error-code"] = .int(Int64(code)) }
+            return await publishThenAcknowledge(original, to: topology.deadQueue, properties)
         }
-        while remaining > 0, let isDeadline = await group.next() {
-            if isDeadline {
-                logger.warning("drain timeout reached; requeueing messages still in flight", metadata: ["timeout": "\(timeout)", "in_flight": "\(remaining)"])
-                break
+    }
+
+    /// The properties a copy carries: the original's, except `user_id`, which the broker checks
+    /// against the publishing connection's user (kept as the header `x-original-user-id`).
+    static func copyProperties(of delivery: AMQPDelivery, firstSeen: Date?) -> AMQPProperties {
+        var properties = delivery.properties
+        if let user = properties.userID {
+            properties.headers["x-original-user-id"] = .string(user)
+            properties.userID = nil
+        }
+        if properties.timestamp == nil, properties.headers["x-first-received"] == nil, let firstSeen {
+            properties.headers["x-first-received"] = .string(UTCTimestamp.format(firstSeen))
+        }
+        return properties
+    }
+
+    /// Publishes a copy until the broker confirms it, then acknowledges the original. A refusal
+    /// that retrying cannot cure (a property the broker rejects, no route) is tried once with
+    /// plain properties and once after declaring the queues again; then, or when the worker
+    /// stops, the original goes back to the queue. Returns whether the copy was confirmed.
+    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties) async -> Bool {
+        var properties = properties
+        var delay = Duration.milliseconds(100)
+        var simplified = false
+        var redeclared = false
+        while true {
+            do {
+                try await publisher.publish(routingKey: routingKey, body: original.body, properties: properties)
+                consumer.ack(original)
+                return true
+            } catch {
+                switch error {
+                case .broker(let code, _) where !simplified && (code == 406 || code == 403):
+                    logger.warning("the broker refused a copy's properties; publishing it with plain properties", metadata: ["queue": .string(routingKey), "error": "\(error)"])
+                    properties = Self.plainProperties(properties)
+                    simplified = true
+                    continue
+                case .unroutable where !redeclared && settings.declare:
+                    logger.warning("no queue for a copy; declaring the queues again", metadata: ["queue": .string(routingKey)])
+                    redeclared = true
+                    try? await declareQueuesOnce()
+                    continue
+                case .closed:
+                    return false
+                default:
+                    break
+                }
+                if error.isPermanent || Task.isCancelled {
+                    settleFailures.increment()
+                    logger.error("copy not published; the message goes back to the queue", metadata: ["queue": .string(routingKey), "error": "\(error)"])
+                    // Not straight back: a refusal that lasts would otherwise go round as fast as the broker answers.
+                    if !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
+                    consumer.nack(original, requeue: true)
+                    return false
+                }
+                logger.warning("copy to \(routingKey) not confirmed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
             }
-            remaining -= 1
         }
-        group.cancelAll()
-        await group.waitForAll()
+    }
+
+    /// The properties a broker never refuses: content type and encoding, delivery mode, timestamp, headers, ids.
+    private static func plainProperties(_ properties: AMQPProperties) -> AMQPProperties {
+        AMQPProperties(contentType: properties.contentType, contentEncoding: properties.contentEncoding, headers: properties.headers,
+                       deliveryMode: properties.deliveryMode, correlationID: properties.correlationID, expiration: properties.expiration,
+                       messageID: properties.messageID, timestamp: properties.timestamp)
     }
 
     private func declareTopology() async throws {
         var delay = Duration.milliseconds(200)
         while true {
             do {
-                for declaration in topology.declarations { try await publisher.declare(declaration) }
+                try await declareQueuesOnce()
                 return
             } catch {
                 if case .broker = error { throw error }
                 if case .authentication = error { throw error }
                 try Task.checkCancellation()
-                if stopRequested.load(ordering: .relaxed) { return }
+                if stopping.load(ordering: .acquiring) { return }
                 logger.warning("cannot declare queues yet; retrying", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(10))
@@ -144,94 +203,19 @@ public final class RabbitMQSource: Source {
         }
     }
 
-    private func process(_ delivery: AMQPDelivery, _ handler: any MessageHandler) async {
-        let made = delivery.properties.headers["x-attempts"]?.intValue ?? 0
-        let decision = await handler.handle(Message(body: delivery.body, attempt: made + 1))
-        switch decision {
-        case .ack(let reason):
-            if case .completed = reason { resetPause() }
-            consumer.ack(delivery)
-        case .retry(let after, let attempt, _, _):
-            await republish(delivery, after: after, attemptsMade: attempt - 1)
-        case .deadLetter(let step, let reason):
-            var properties = delivery.properties
-            properties.headers["x-error-step"] = .string(step)
-            properties.headers["x-error"] = .string(String(reason.prefix(2000)))
-            properties.headers["x-attempts"] = .int(Int64(made + 1))
-            if await publishDurably(routingKey: topology.deadQueue, delivery.body, properties) {
-                consumer.ack(delivery)
-            } else {
-                consumer.nack(delivery, requeue: true)
-            }
-        case .requeue(let after, _, let reason, let pauseSource):
-            if after == .zero {
-                consumer.nack(delivery, requeue: true)
-            } else {
-                await republish(delivery, after: after, attemptsMade: made)
-            }
-            if pauseSource { pauseConsumption(reason) }
-        }
+    private func declareQueuesOnce() async throws(AMQPError) {
+        for declaration in topology.declarations { try await publisher.declare(declaration) }
     }
+}
 
-    /// Publishes a copy to the delay queue for `after`, confirmed, then acknowledges the original.
-    private func republish(_ delivery: AMQPDelivery, after: Duration, attemptsMade: Int) async {
-        let (queue, expiration) = topology.route(delay: after, random: Double.random(in: 0..<1))
-        var properties = delivery.properties
-        properties.headers["x-attempts"] = .int(Int64(attemptsMade))
-        properties.expiration = String(expiration)
-        if await publishDurably(routingKey: queue, delivery.body, properties) {
-            consumer.ack(delivery)
-        } else {
-            consumer.nack(delivery, requeue: true)
+/// The `x-first-received` header: ISO 8601 text (written by this worker) or an AMQP timestamp.
+enum FirstReceived {
+    static func date(_ value: AMQPValue) -> Date? {
+        switch value {
+        case .timestamp(let seconds): return Date(timeIntervalSince1970: TimeInterval(seconds))
+        case .string(let text): return try? Date(text, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
+        default: return nil
         }
-    }
-
-    /// Publishes until confirmed; false only when the worker is shutting down first.
-    private func publishDurably(routingKey: String, _ body: [UInt8], _ properties: AMQPProperties) async -> Bool {
-        var delay = Duration.milliseconds(100)
-        while true {
-            do {
-                try await publisher.publish(routingKey: routingKey, body: body, properties: properties)
-                return true
-            } catch {
-                if Task.isCancelled { return false }
-                logger.warning("publish to \(routingKey) not confirmed; retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: delay)
-                if Task.isCancelled { return false }
-                delay = min(delay * 2, .seconds(5))
-            }
-        }
-    }
-
-    /// Pauses consumption after a sender-side failure (token, permissions), resuming after a backoff.
-    private func pauseConsumption(_ reason: String) {
-        let duration: Duration? = pause.withLock { state in
-            state.reason = reason
-            if let until = state.until, until > .now { return nil }
-            let duration = state.next
-            state.until = .now + duration
-            state.next = min(state.next * 2, .seconds(300))
-            return duration
-        }
-        guard let duration else { return }
-        logger.error("sender-side failure: consumption paused", metadata: ["reason": .string(reason), "pause": .string(DurationParser.format(duration))])
-        consumer.pause()
-        Task { [self] in
-            try? await Task.sleep(for: duration)
-            pause.withLock { $0.until = nil }
-            consumer.resume()
-        }
-    }
-
-    private func resetPause() {
-        let wasPaused = pause.withLock { state in
-            defer {
-                state.reason = nil
-                state.next = firstPause
-            }
-            return state.reason != nil
-        }
-        if wasPaused { logger.notice("sending works again; sender-side failure cleared") }
     }
 }
 
@@ -241,6 +225,7 @@ extension SourcePlugin {
         name: "rabbitmq",
         summary: "consumes a RabbitMQ queue (librabbitmq); retries through delay queues, dead letters to {queue}.dead",
         settings: RabbitMQSettings.schema,
-        make: { context in try RabbitMQSource(settings: context.settings, retry: context.retry, logger: context.logger) }
+        check: RabbitMQSettings.check,
+        make: { context in try RabbitMQSource(settings: context.settings, worker: context.worker, logger: context.logger) }
     )
 }

@@ -1,3 +1,4 @@
+import Foundation
 import PipelineKit
 
 /// Checks a message against schema v1 and the Cloud API's limits, collecting
@@ -6,7 +7,7 @@ public struct MessageValidator: Sendable {
     /// Bodies larger than this are refused before any field is read.
     public var maxBytes: Int
 
-    public init(maxBytes: Int = 65_536) {
+    public init(maxBytes: Int = 1 << 20) {
         self.maxBytes = maxBytes
     }
 
@@ -46,8 +47,16 @@ public struct MessageValidator: Sendable {
         }
         let replyTo = problems.optionalString(object, "replyTo", maxLength: 256)
         let phoneNumberID = problems.optionalString(object, "phoneNumberId", maxLength: 64)
-        if let phoneNumberID, phoneNumberID.isEmpty || !phoneNumberID.allSatisfy(\.isNumber) {
-            problems.add("phoneNumberId: must be the numeric id of a sender phone number")
+        if let phoneNumberID, MapKeys.digits.problem(phoneNumberID) != nil {
+            problems.add("phoneNumberId: must be the id of a sender phone number, 1–32 digits 0-9")
+        }
+        var expiresAt: Date?
+        if let value = object["expiresAt"], value != .null {
+            if let text = value.stringValue, let date = Self.instant(text) {
+                expiresAt = date
+            } else {
+                problems.add("expiresAt: must be an ISO 8601 instant such as 2026-12-01T10:00:00Z, found \(value.stringValue.map { "\"\($0.prefix(40))\"" } ?? value.kindName)")
+            }
         }
         if let metadata = object["metadata"], metadata.objectValue == nil, metadata != .null {
             problems.add("metadata: must be an object, found \(metadata.kindName)")
@@ -61,7 +70,14 @@ public struct MessageValidator: Sendable {
         content.validate(type: type, object: object)
         problems = content.problems
         guard let internalID, let to, let body = content.result else { return nil }
-        return OutboundMessage(internalID: internalID, to: to, type: type, content: body, replyTo: replyTo, phoneNumberID: phoneNumberID)
+        return OutboundMessage(internalID: internalID, to: to, type: type, content: body, replyTo: replyTo, phoneNumberID: phoneNumberID, expiresAt: expiresAt)
+    }
+
+    /// An ISO 8601 instant with a zone (`Z` or an offset), with or without fractional seconds.
+    static func instant(_ text: String) -> Date? {
+        let base = Date.ISO8601FormatStyle.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon).timeZone(separator: .colon)
+        return (try? Date(text, strategy: base)) ?? (try? Date(text, strategy: base.time(includingFractionalSeconds: true)))
+            ?? (try? Date(text, strategy: .iso8601))
     }
 
     static func isIDCharacter(_ scalar: Unicode.Scalar) -> Bool {

@@ -1,3 +1,4 @@
+import Foundation
 import PipelineKit
 
 /// A message request that passed schema v1 validation, ready to transform.
@@ -26,6 +27,8 @@ public struct OutboundMessage: Sendable, Equatable {
     public var content: Content
     public var replyTo: String?
     public var phoneNumberID: String?
+    /// Not to be sent after this.
+    public var expiresAt: Date?
 }
 
 /// Where the validate step leaves the validated request for later steps.

@@ -9,7 +9,9 @@ public struct ValidateStep: Step {
     }
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
-        message.values[ValidatedMessageKey.self] = try validator.validate(message)
+        let validated = try validator.validate(message)
+        message.values[ValidatedMessageKey.self] = validated
+        if let expiresAt = validated.expiresAt { message.notAfter = min(message.notAfter ?? expiresAt, expiresAt) }
         return .next
     }
 }
@@ -20,12 +22,13 @@ extension StepPlugin {
         name: "validate",
         summary: "checks each message against the outbound message schema v1 and the Cloud API limits",
         settings: SettingsSchema([
-            SettingSpec("max_bytes", .integer(256...16_777_216), default: .integer(65_536), "largest accepted message body in bytes"),
+            SettingSpec("max_body_bytes", .integer(256...Message.maximumParsedBytes), default: .integer(1 << 20), "largest accepted message body in bytes (bodies nested deeper than 64 levels are refused too)"),
         ]),
         defaultOnError: .deadLetter,
         guaranteedFields: ["internalId", "to", "type"],
+        provides: ["validated_message"],
         make: { context in
-            ValidateStep(validator: MessageValidator(maxBytes: try context.settings.integer("max_bytes")))
+            ValidateStep(validator: MessageValidator(maxBytes: try context.settings.integer("max_body_bytes")))
         }
     )
 }

@@ -9,67 +9,60 @@ import Synchronization
 
 /// The `whatsapp_cloud_api` resource: one shared async-http-client with a bounded keep-alive pool.
 public final class CloudAPIClient: CloudAPISender {
+    public let configuration: CloudAPIConfiguration
+    public let slotStore: (any SlotStore)?
     private let httpClient: HTTPClient?
-    private let baseURL: String
-    private let apiVersion: String
-    private let defaultPhoneNumberID: String?
-    private let authorization: String
-    private let timeout: Duration
     private let lastTransportError = Mutex<(String, ContinuousClock.Instant)?>(nil)
 
-    public init(settings: Settings) throws {
-        var base = try settings.string("base_url")
-        while base.hasSuffix("/") { base.removeLast() }
-        baseURL = base
-        apiVersion = try settings.string("api_version")
-        defaultPhoneNumberID = settings.optionalString("phone_number_id")
-        authorization = "Bearer \(try settings.string("access_token"))"
-        timeout = try settings.duration("timeout")
-        if try settings.boolean("dry_run") {
+    public init(settings: Settings, slotStore: (any SlotStore)? = nil) throws {
+        configuration = try CloudAPIConfiguration(settings: settings)
+        self.slotStore = slotStore
+        if configuration.dryRun {
             httpClient = nil
         } else {
-            var configuration = HTTPClient.Configuration()
-            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: try settings.integer("max_connections"))
-            configuration.timeout = .init(connect: .milliseconds(timeout.milliseconds), read: .milliseconds(timeout.milliseconds))
-            configuration.decompression = .disabled
-            httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            var http = HTTPClient.Configuration()
+            http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
+            let timeout = TimeAmount.milliseconds(configuration.timeout.milliseconds)
+            http.timeout = .init(connect: timeout, read: timeout)
+            http.decompression = .disabled
+            httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         }
     }
 
-    public func send(_ request: PreparedRequest, attempt: Int, logger: Logger) async throws(StepFailure) -> String {
-        guard let phoneNumberID = request.phoneNumberID ?? defaultPhoneNumberID else {
-            throw StepFailure(.senderSide, "no sender: set WHATSAPP_PHONE_NUMBER_ID (resource `phone_number_id`) or the message's phoneNumberId")
+    public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String {
+        guard let token = configuration.token(for: sender) else {
+            throw CloudAPIFailure(.senderRejected, status: nil, code: nil, reason: "no access token for sender \(sender): set `access_token` or `access_tokens.\(sender)`")
         }
-        let path = "/\(apiVersion)/\(phoneNumberID)/messages"
+        let path = "/\(configuration.apiVersion)/\(sender)/messages"
         guard let httpClient else {
             logger.info("dry run: request not sent", metadata: ["path": .string(path), "bytes": "\(request.body.count)", "authorization": "Bearer ***"])
             return "wamid.dryrun.\(UUID().uuidString.lowercased())"
         }
-        var httpRequest = HTTPClientRequest(url: baseURL + path)
+        var httpRequest = HTTPClientRequest(url: configuration.baseURL + path)
         httpRequest.method = .POST
-        httpRequest.headers.add(name: "Authorization", value: authorization)
+        httpRequest.headers.add(name: "Authorization", value: "Bearer \(token)")
         httpRequest.headers.add(name: "Content-Type", value: "application/json")
         httpRequest.body = .bytes(ByteBuffer(bytes: request.body))
         let status: Int
         let body: ByteBuffer
         do {
-            let response = try await httpClient.execute(httpRequest, timeout: .milliseconds(timeout.milliseconds))
+            let response = try await httpClient.execute(httpRequest, timeout: .milliseconds(configuration.timeout.milliseconds))
             status = Int(response.status.code)
             body = try await response.body.collect(upTo: 1 << 20)
         } catch {
-            let reason = Self.describe(error, timeout: timeout)
+            let reason = Self.describe(error, timeout: configuration.timeout)
             lastTransportError.withLock { $0 = (reason, .now) }
             Counter(label: "outbound_dispatch_total", dimensions: [("status", "none"), ("code", "transport")]).increment()
-            throw StepFailure(.transient, reason)
+            throw CloudAPIFailure(.transient, status: nil, code: nil, reason: reason)
         }
         lastTransportError.withLock { $0 = nil }
-        return try Self.interpret(status: status, body: Data(body.readableBytesView), attempt: attempt)
+        return try Self.interpret(status: status, body: Data(body.readableBytesView))
     }
 
     private static let sent = Counter(label: "outbound_dispatch_total", dimensions: [("status", "200"), ("code", "none")])
 
     /// Turns an HTTP answer into a wamid or a classified failure.
-    public static func interpret(status: Int, body: Data, attempt: Int) throws(StepFailure) -> String {
+    public static func interpret(status: Int, body: Data) throws(CloudAPIFailure) -> String {
         if (200..<300).contains(status) {
             (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
             let answer = try? JSONDecoder().decode(SentAnswer.self, from: body)
@@ -77,7 +70,7 @@ public final class CloudAPIClient: CloudAPISender {
         }
         let error = try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: body).error
         Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", error?.code.map(String.init) ?? "none")]).increment()
-        throw StepFailure.cloudAPI(status: status, error: error, attempt: attempt)
+        throw CloudAPIFailure.answer(status: status, error: error)
     }
 
     public func health() async -> HealthStatus {

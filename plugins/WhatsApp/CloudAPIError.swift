@@ -6,29 +6,67 @@ public enum CloudAPIErrorClass: String, Sendable, Equatable {
     case transient
     /// Dead-letter at once.
     case permanent
-    /// The sender's token or account: retry, pause consumption, report on /health.
-    case senderSide = "sender_side"
-    /// Rate limit for one sender–recipient pair: retry that message only, after 4^X seconds.
+    /// The sender's token (invalid, expired): every sender using that token pauses.
+    case tokenRejected = "token_rejected"
+    /// The sender itself (no permission for this phone number, account restricted): that sender pauses.
+    case senderRejected = "sender_rejected"
+    /// The sender's throughput was exceeded (130429): send again at its next slot, slower.
+    case throughputLimit = "throughput_limit"
+    /// The sender–recipient pair was limited (131056): hold the pair.
     case pairRateLimit = "pair_rate_limit"
 }
 
-/// The one table of Cloud API error codes (SPEC section 6).
+/// The one table of Cloud API error codes (SPEC sections 6 and 8).
 public enum CloudAPIErrorTable {
-    public static let transientCodes: Set<Int> = [1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004]
-    public static let senderSideCodes: Set<Int> = [0, 190, 10, 368, 131031]
-    public static let senderSideRanges: [ClosedRange<Int>] = [200...299]
+    public static let transientCodes: Set<Int> = [1, 2, 4, 80007, 131000, 131016, 131057, 133004]
+    public static let permanentCodes: Set<Int> = [100, 131008, 131009, 131026, 131047, 131051, 132000, 132001]
+    public static let tokenCodes: Set<Int> = [0, 190]
+    public static let senderCodes: Set<Int> = [10, 368, 131031]
+    public static let senderRanges: [ClosedRange<Int>] = [200...299]
+    public static let throughputCode = 130429
     public static let pairRateLimitCode = 131056
 
-    /// The class of a failure with `code` (if the body had one) and HTTP `status`.
+    /// The class of a failure with `code` (if the body had one) and HTTP `status`. A code not
+    /// listed is transient with a 5xx or 429 status and permanent with any other.
     public static func classify(code: Int?, status: Int) -> CloudAPIErrorClass {
         if let code {
+            if code == throughputCode { return .throughputLimit }
             if code == pairRateLimitCode { return .pairRateLimit }
             if transientCodes.contains(code) { return .transient }
-            if senderSideCodes.contains(code) || senderSideRanges.contains(where: { $0.contains(code) }) { return .senderSide }
-            return .permanent
+            if permanentCodes.contains(code) { return .permanent }
+            if tokenCodes.contains(code) { return .tokenRejected }
+            if senderCodes.contains(code) || senderRanges.contains(where: { $0.contains(code) }) { return .senderRejected }
         }
         return status >= 500 || status == 429 ? .transient : .permanent
     }
+}
+
+/// A failed send: what the Cloud API (or the transport) said, classified.
+public struct CloudAPIFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var kind: CloudAPIErrorClass
+    /// The HTTP status, nil when there was no answer (timeout, connection error).
+    public var status: Int?
+    public var code: Int?
+    public var reason: String
+
+    public init(_ kind: CloudAPIErrorClass, status: Int?, code: Int?, reason: String) {
+        self.kind = kind
+        self.status = status
+        self.code = code
+        self.reason = reason
+    }
+
+    /// The failure for an error answer.
+    public static func answer(status: Int, error: CloudAPIErrorBody?) -> CloudAPIFailure {
+        let code = error?.code
+        var reason = "HTTP \(status)"
+        if let code { reason += ", code \(code)" }
+        if let message = error?.message { reason += ": \(message.prefix(300))" }
+        if let details = error?.error_data?.details { reason += " (\(details.prefix(300)))" }
+        return CloudAPIFailure(CloudAPIErrorTable.classify(code: code, status: status), status: status, code: code, reason: reason)
+    }
+
+    public var description: String { reason }
 }
 
 /// The `error` object of a Cloud API error response.
@@ -55,25 +93,5 @@ public struct CloudAPIErrorBody: Sendable, Decodable, Equatable {
         self.error_subcode = error_subcode
         self.error_data = error_data
         self.fbtrace_id = fbtrace_id
-    }
-}
-
-extension StepFailure {
-    /// The failure for a Cloud API error answer; `attempt` sets the pair-rate-limit wait (4^(attempt-1) s).
-    public static func cloudAPI(status: Int, error: CloudAPIErrorBody?, attempt: Int) -> StepFailure {
-        let code = error?.code
-        var reason = "HTTP \(status)"
-        if let code { reason += ", code \(code)" }
-        if let message = error?.message { reason += ": \(message.prefix(300))" }
-        if let details = error?.error_data?.details { reason += " (\(details.prefix(300)))" }
-        switch CloudAPIErrorTable.classify(code: code, status: status) {
-        case .transient: return StepFailure(.transient, reason)
-        case .permanent: return StepFailure(.permanent, reason)
-        case .senderSide: return StepFailure(.senderSide, reason)
-        case .pairRateLimit:
-            let exponent = min(max(attempt - 1, 0), 6)
-            let wait = (0..<exponent).reduce(1) { value, _ in value * 4 }
-            return StepFailure(.transient, reason, retryAfter: .seconds(wait))
-        }
     }
 }

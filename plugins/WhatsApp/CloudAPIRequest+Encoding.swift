@@ -9,6 +9,7 @@ extension CloudAPIRequest {
         var writer = JSONWriter(capacity: 320)
         writer.beginObject()
         write("audio", audio, to: &writer)
+        writer.member("biz_opaque_callback_data", biz_opaque_callback_data)
         if let context {
             writer.key("context")
             writer.beginObject()

@@ -45,6 +45,8 @@ public struct CloudAPIRequest: Sendable, Equatable {
     public var messaging_product = "whatsapp"
     public var recipient_type = "individual"
     public var to: String
+    /// The message's `internalId`: Meta's status webhooks carry it back.
+    public var biz_opaque_callback_data: String?
     public var type: String
     public var context: Context?
     public var text: Text?
@@ -62,6 +64,7 @@ public struct CloudAPIRequest: Sendable, Equatable {
     /// Builds the request for a validated message.
     public init(_ message: OutboundMessage) {
         to = message.to
+        biz_opaque_callback_data = message.internalID
         type = message.type
         context = message.replyTo.map { Context(message_id: $0) }
         switch message.content {

@@ -1,8 +1,31 @@
+import Foundation
+import Metrics
 import PipelineKit
 
-/// Step `dispatch`: sends the prepared request and keeps the `wamid` for `mark_completed`.
+/// The send slot `dispatch` reserved for a message while it waits for it, kept with the
+/// message when it waits through the source (`Message.carried`), so its place is not lost.
+enum SendSlot {
+    static let carriedKey = "send-slot"
+
+    static func read(_ message: Message) -> Date? {
+        message.carried[carriedKey].flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
+    }
+
+    static func write(_ slot: Date?, _ message: inout Message) {
+        message.carried[carriedKey] = slot.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) }
+    }
+}
+
+/// Step `dispatch`: sends the prepared request at the rate WhatsApp allows and keeps the
+/// `wamid` for `mark_completed`.
+///
+/// Before sending it waits (without using an attempt) while the sender is paused, while the
+/// sender–recipient pair is held, and for the sender's next send slot. A `130429` answer
+/// slows the sender down and waits for its next slot; a `131056` holds the pair for 4^X s.
 public struct DispatchStep: Step {
     public let client: any CloudAPISender
+    /// Holds of a pair after consecutive `131056`s: 1 s, 4 s, 16 s, 64 s, 256 s.
+    public static let pairHold = EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256))
 
     public init(client: any CloudAPISender) {
         self.client = client
@@ -12,8 +35,69 @@ public struct DispatchStep: Step {
         guard let request = message.values[PreparedRequestKey.self] else {
             throw StepFailure(.permanent, "no request to send: the pipeline needs a `transform` step before `\(context.stepName)`")
         }
-        message.values[DeliveryReceiptKey.self] = try await client.send(request, attempt: message.attempt, logger: context.logger)
+        let configuration = client.configuration
+        guard let sender = configuration.sender(of: request) else {
+            throw StepFailure(.senderSide, "no sender: set WHATSAPP_PHONE_NUMBER_ID (resource `phone_number_id`) or the message's phoneNumberId",
+                              pauseScope: PauseScope(key: "sender:none", coversAll: false))
+        }
+        let flow = context.flow
+        let now = context.clock.now()
+        let scopes = configuration.pauseScopes(for: sender)
+        for scope in [scopes.token, scopes.sender] {
+            if let hold = flow.holds.held(scope.key, at: now) {
+                return .wait(Wait(key: scope.key, until: hold.until, reason: .paused))
+            }
+        }
+        let pair = "pair:\(sender):\(request.recipient)"
+        if let hold = flow.holds.held(pair, at: now) {
+            return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
+        }
+        let pacer = self.pacer(sender, flow)
+        // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new one keeps the pace.
+        let slot: Date
+        if let reserved = SendSlot.read(message), reserved.timeIntervalSince(now) > -SendPacer.staleness {
+            slot = reserved
+        } else {
+            slot = await pacer.reserve()
+        }
+        if slot.timeIntervalSince(context.clock.now()) > 0.001 {
+            SendSlot.write(slot, &message)
+            return .wait(Wait(key: pacer.key, until: slot, reason: .throughput))
+        }
+        SendSlot.write(nil, &message)
+        do {
+            message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
+        } catch {
+            switch error.kind {
+            case .throughputLimit:
+                Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "130429")]).increment()
+                pacer.slowDown()
+                let next = await pacer.reserve()
+                SendSlot.write(next, &message)
+                return .wait(Wait(key: pacer.key, until: next, reason: .throughput))
+            case .pairRateLimit:
+                Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()
+                let until = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
+                return .wait(Wait(key: pair, until: until, reason: .pairHold))
+            case .tokenRejected:
+                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token)
+            case .senderRejected:
+                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.sender)
+            case .transient:
+                throw StepFailure(.transient, error.reason, code: error.code)
+            case .permanent:
+                throw StepFailure(.permanent, error.reason, code: error.code)
+            }
+        }
+        pacer.speedUp()
+        flow.holds.clear(pair)
+        flow.holds.clear(scopes.sender.key)
+        flow.holds.clear(scopes.token.key)
         return .next
+    }
+
+    private func pacer(_ sender: String, _ flow: FlowControl) -> SendPacer {
+        flow.pacer(key: "throughput:\(sender)", label: sender, limit: client.configuration.limit(for: sender), store: client.slotStore)
     }
 }
 
@@ -21,24 +105,47 @@ extension StepPlugin {
     /// The `dispatch` step plugin.
     public static let dispatch = StepPlugin(
         name: "dispatch",
-        summary: "sends the request to the WhatsApp Cloud API and keeps the wamid",
+        summary: "sends the request to the WhatsApp Cloud API at each sender's pace and keeps the wamid",
         settings: SettingsSchema([
             SettingSpec("client", .resource(uses: "whatsapp_cloud_api"), default: .string("whatsapp"), "the `whatsapp_cloud_api` resource to send through"),
         ]),
         defaultOnError: .retry,
         irreversible: true,
+        provides: ["receipt"],
+        requires: ["request"],
+        check: DispatchRules.check,
         make: { context in
             DispatchStep(client: try context.resources.get(try context.settings.string("client"), as: (any CloudAPISender).self))
         }
     )
 }
 
+/// Rules across the dispatch step and the source (run by `check`).
+enum DispatchRules {
+    static func check(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
+        guard let client = step.settings.optionalString("client").flatMap(pipeline.resource(named:)),
+              case .duration(let timeout)? = client.settings["timeout"]?.value else { return [] }
+        let drain = pipeline.worker.drainTimeout
+        guard drain <= timeout else { return [] }
+        let location = pipeline.source.settings["drain_timeout"]?.location ?? pipeline.source.location
+        return [.warning(at: location, "`drain_timeout` (\(DurationParser.format(drain))) does not exceed the timeout of resource `\(client.name)` (\(DurationParser.format(timeout))): on SIGTERM a send in progress is waited for anyway, so shutdown can take longer than the drain timeout")]
+    }
+}
+
 extension ResourcePlugin {
     /// The `whatsapp_cloud_api` resource plugin.
     public static let whatsAppCloudAPI = ResourcePlugin(
         name: "whatsapp_cloud_api",
-        summary: "WhatsApp Cloud API client (async-http-client, keep-alive pool)",
+        summary: "WhatsApp Cloud API client (async-http-client, keep-alive pool), paced per sender",
         settings: CloudAPISettings.schema,
-        make: { context in try CloudAPIClient(settings: context.settings) }
+        check: CloudAPISettings.check,
+        make: { context in try CloudAPIClient(settings: context.settings, slotStore: context.slotStore) }
     )
+}
+
+extension ResourceBuildContext {
+    /// The `throughput_store` resource, when it names one that shares send slots.
+    public var slotStore: (any SlotStore)? {
+        settings.optionalString("throughput_store").flatMap { resources.optional($0, as: (any SlotStore).self) }
+    }
 }

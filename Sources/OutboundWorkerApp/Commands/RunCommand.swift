@@ -8,32 +8,38 @@ import ServiceLifecycle
 
 /// `run`: the worker, until SIGTERM/SIGINT.
 struct RunCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the worker until SIGTERM/SIGINT (SIGHUP reloads the pipeline).")
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the worker until SIGTERM/SIGINT (SIGHUP reloads the pipeline and .env).")
 
     @OptionGroup var options: PipelineOptions
 
     func run() async throws {
         let environment = ProcessEnvironment.load()
-        LoggingSetup.bootstrap(environment: environment)
+        let settings: ProcessSettings
+        do {
+            settings = try ProcessSettings(environment)
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitStatus.invalid
+        }
+        LoggingSetup.bootstrap(settings.logging)
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
         let logger = Logger(label: "outbound-worker")
 
         let file = options.file(environment)
         let variant = options.variant(environment)
-        let loader = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment)
-        let result = loader.load(path: file, variant: variant)
+        let result = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).load(path: file, variant: variant)
         printDiagnostics(result.diagnostics)
         guard let definition = result.definition else {
             logger.error("the pipeline has errors; not starting", metadata: ["file": .string(file)])
             throw ExitStatus.invalid
         }
-        let port = Int(environment["HEALTH_PORT"] ?? "") ?? 8080
-        if let problem = PortProbe.problem(port: port) {
-            logger.error("cannot start: HEALTH_PORT \(port) \(problem)")
+        if let problem = PortProbe.problem(port: settings.healthPort) {
+            logger.error("cannot start: HEALTH_PORT \(settings.healthPort) \(problem)")
             throw ExitStatus.cannotStart
         }
-        let assembler = PipelineAssembler(registry: BuiltinPlugins.registry, workerID: WorkerIdentity.make(), logger: logger)
+        let flow = FlowControl(logger: logger)
+        let assembler = PipelineAssembler(registry: BuiltinPlugins.registry, workerID: WorkerIdentity.make(), flow: flow, logger: logger)
         let pipeline: AssembledPipeline
         let source: any Source
         do {
@@ -44,17 +50,22 @@ struct RunCommand: AsyncParsableCommand {
             throw ExitStatus.cannotStart
         }
         let host = PipelineHost(pipeline)
+        let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, logger: logger)
         logger.info("starting", metadata: ["pipeline": .string(definition.name), "digest": .string(definition.digest), "worker_id": .string(assembler.workerID)])
-        let group = ServiceGroup(configuration: .init(
+        var configuration = ServiceGroupConfiguration(
             services: [
-                .init(service: HealthServer.application(port: port, source: source, host: host, metrics: metrics)),
-                .init(service: ReloadService(loader: loader, file: file, variant: variant, assembler: assembler, host: host, logger: logger)),
-                .init(service: WorkerService(source: source, host: host, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: HealthServer.application(port: settings.healthPort, worker: worker, host: host, metrics: metrics)),
+                .init(service: ReloadService(registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
+                                             assembler: assembler, host: host, logger: logger)),
+                .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        // Shutdown is bounded in every state: the drain, then a send in progress (its own timeout), then a margin.
+        configuration.maximumGracefulShutdownDuration = definition.worker.drainTimeout + Self.longestTimeout(of: definition) + .seconds(10)
+        configuration.maximumCancellationDuration = .seconds(5)
         do {
-            try await group.run()
+            try await ServiceGroup(configuration: configuration).run()
         } catch {
             logger.error("stopped on an error: \(error)")
             await host.shutdown()
@@ -62,6 +73,14 @@ struct RunCommand: AsyncParsableCommand {
         }
         await host.shutdown()
         logger.info("stopped")
+    }
+
+    /// The longest `timeout` setting of the pipeline's resources.
+    static func longestTimeout(of definition: PipelineDefinition) -> Duration {
+        definition.resources.compactMap { resource -> Duration? in
+            guard case .duration(let timeout)? = resource.settings["timeout"]?.value else { return nil }
+            return timeout
+        }.max() ?? .zero
     }
 }
 

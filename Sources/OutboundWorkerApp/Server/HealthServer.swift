@@ -1,26 +1,30 @@
 import Foundation
 import Hummingbird
+import Metrics
 import PipelineKit
 import Prometheus
 
 /// `/health`, `/ready` and `/metrics` on `HEALTH_PORT`.
 enum HealthServer {
-    static func application(port: Int, source: any Source, host: PipelineHost, metrics: PrometheusCollectorRegistry) -> some ApplicationProtocol {
+    static func application(port: Int, worker: PipelineWorker, host: PipelineHost, metrics: PrometheusCollectorRegistry) -> some ApplicationProtocol {
         let router = Router()
+        let oldestWaiting = Gauge(label: "outbound_oldest_waiting_seconds")
         router.get("health") { _, _ in
-            let report = await HealthReport.make(source: source, pipeline: host.pipeline)
+            let report = await HealthReport.make(worker: worker, pipeline: host.pipeline)
             return json(report.body, status: report.status == "down" ? .serviceUnavailable : .ok)
         }
         router.get("ready") { _, _ in
-            let status = await source.status()
-            if status.connected, status.consuming {
+            let status = worker.source.status()
+            let pause = worker.pauseReason
+            if status.connected, status.consuming, pause == nil {
                 return json(.object(["status": .string("ready")]), status: .ok)
             }
-            let reason = status.pausedReason.map { "paused: \($0)" } ?? status.error ?? (status.connected ? "not consuming" : "not connected to the broker")
+            let reason = pause.map { "paused: \($0)" } ?? status.error ?? (status.connected ? "not consuming" : "not connected to the broker")
             return json(.object(["status": .string("not_ready"), "reason": .string(reason)]), status: .serviceUnavailable)
         }
         router.get("metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            oldestWaiting.record(worker.oldestWait.secondsDouble)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
         }
         return Application(router: router, configuration: .init(address: .hostname("0.0.0.0", port: port), serverName: "outbound-worker"))
     }
@@ -30,19 +34,21 @@ enum HealthServer {
     }
 }
 
-/// The body of `/health`: the source's and each resource's state, and the pipeline in use.
+/// The body of `/health`: the source's and each resource's state, paused senders, and the pipeline in use.
 struct HealthReport {
     var status: String
     var body: JSONValue
 
-    static func make(source: any Source, pipeline: AssembledPipeline) async -> HealthReport {
-        let sourceStatus = await source.status()
+    static func make(worker: PipelineWorker, pipeline: AssembledPipeline) async -> HealthReport {
+        let sourceStatus = worker.source.status()
+        let pause = worker.pauseReason
         var checks: [String: JSONValue] = [:]
         var sourceCheck: [String: JSONValue] = ["status": .string(sourceStatus.connected ? "up" : "down")]
         if let error = sourceStatus.error, !sourceStatus.connected { sourceCheck["error"] = .string(error) }
-        if let reason = sourceStatus.pausedReason { sourceCheck["paused"] = .string(reason) }
+        if let pause { sourceCheck["paused"] = .string(pause) }
         checks[pipeline.definition.source.uses] = .object(sourceCheck)
-        var degraded = sourceStatus.pausedReason != nil
+        let paused = worker.flow.holds.active(.paused)
+        var degraded = pause != nil || !paused.isEmpty
         for resource in pipeline.definition.resources {
             guard let instance = pipeline.resources.byName[resource.name] else { continue }
             switch await instance.health() {
@@ -59,7 +65,12 @@ struct HealthReport {
             "checks": .object(checks),
             "pipeline": .object(["name": .string(pipeline.definition.name), "digest": .string(pipeline.definition.digest)]),
         ]
-        if let reason = sourceStatus.pausedReason { body["reason"] = .string("consumption paused: \(reason)") }
+        if !paused.isEmpty {
+            body["paused"] = .array(paused.map { hold in
+                .object(["scope": .string(hold.key), "reason": .string(hold.reason), "until": .string(UTCTimestamp.format(hold.until)), "pauses_in_a_row": .number(JSONNumber(hold.count))])
+            })
+        }
+        if let reason = pause ?? paused.first?.reason { body["reason"] = .string("\(pause != nil ? "consumption" : "sending") paused: \(reason)") }
         return HealthReport(status: status, body: .object(body))
     }
 }

@@ -5,7 +5,7 @@ import Synchronization
 /// Holds the pipeline new messages use. A reload swaps it; messages already in
 /// flight finish on the pipeline they started with, whose unused resources are
 /// shut down once the last of them is done.
-final class PipelineHost: Sendable {
+final class PipelineHost: PipelineProvider {
     /// One assembled pipeline and how many messages are using it.
     final class Slot: Sendable {
         let pipeline: AssembledPipeline
@@ -13,17 +13,6 @@ final class PipelineHost: Sendable {
 
         init(_ pipeline: AssembledPipeline) {
             self.pipeline = pipeline
-        }
-    }
-
-    /// Routes a message to a slot's executor, counting it while it runs.
-    struct CountingHandler: MessageHandler {
-        let slot: Slot
-
-        func handle(_ message: Message) async -> Decision {
-            slot.inFlight.add(1, ordering: .relaxed)
-            defer { slot.inFlight.subtract(1, ordering: .relaxed) }
-            return await slot.pipeline.executor.handle(message)
         }
     }
 
@@ -35,9 +24,12 @@ final class PipelineHost: Sendable {
 
     var pipeline: AssembledPipeline { current.withLock { $0.pipeline } }
 
-    /// The handler for the next message.
-    func handler() -> any MessageHandler {
-        CountingHandler(slot: current.withLock { $0 })
+    func checkout() -> (executor: PipelineExecutor, done: @Sendable () -> Void) {
+        let slot = current.withLock { slot in
+            slot.inFlight.add(1, ordering: .relaxed)
+            return slot
+        }
+        return (slot.pipeline.executor, { slot.inFlight.subtract(1, ordering: .relaxed) })
     }
 
     /// Makes `pipeline` current; returns once the previous one is idle and its unused resources are shut down.

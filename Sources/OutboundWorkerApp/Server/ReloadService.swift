@@ -3,10 +3,12 @@ import PipelineKit
 import ServiceLifecycle
 import UnixSignals
 
-/// Re-reads the pipeline on SIGHUP. A valid pipeline is used for new messages; an invalid
+/// Re-reads `.env` and the pipeline on SIGHUP. A valid pipeline is used for new messages; an invalid
 /// one is rejected with its errors logged in the `check` format, and the old one stays.
 struct ReloadService: Service {
-    let loader: PipelineLoader
+    let registry: PluginRegistry
+    /// Reads the environment anew (`.env` under the process environment) on each reload.
+    let environment: @Sendable () -> [String: String]
     let file: String
     let variant: String?
     let assembler: PipelineAssembler
@@ -23,7 +25,7 @@ struct ReloadService: Service {
     /// Loads, validates and swaps in the pipeline; logs what happened.
     func reload() async {
         logger.info("reloading pipeline", metadata: ["file": .string(file), "variant": .string(variant ?? "")])
-        let result = loader.load(path: file, variant: variant)
+        let result = PipelineLoader(registry: registry, environment: environment()).load(path: file, variant: variant)
         guard let definition = result.definition else {
             for diagnostic in result.diagnostics {
                 logger.error("\(diagnostic.description)")

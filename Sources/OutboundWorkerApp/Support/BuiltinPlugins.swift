@@ -1,6 +1,7 @@
 import IdempotencyPlugin
 import PipelineKit
 import RabbitMQPlugin
+import RedisPlugin
 import ValidatePlugin
 import WhatsAppPlugin
 
@@ -21,14 +22,16 @@ public enum BuiltinPlugins {
 
     /// The same plugins with no I/O: Redis and the Cloud API replaced by in-memory stand-ins
     /// with the same settings, and a source that cannot be started (for `outbound-worker test`).
-    public static func standInRegistry(store: MemoryIdempotencyStore, cloudAPI: StandInCloudAPI) -> PluginRegistry {
+    public static func standInRegistry(store: MemoryStore, cloudAPI: StandInLog) -> PluginRegistry {
         var registry = self.registry
-        registry.register(ResourcePlugin(name: "redis", summary: ResourcePlugin.redis.summary, settings: ResourcePlugin.redis.settings) { _ in store })
-        registry.register(ResourcePlugin(name: "whatsapp_cloud_api", summary: ResourcePlugin.whatsAppCloudAPI.summary, settings: ResourcePlugin.whatsAppCloudAPI.settings) { context in
-            cloudAPI.setTimeout(try context.settings.duration("timeout"))
-            return cloudAPI
+        let redis = ResourcePlugin.redis
+        registry.register(ResourcePlugin(name: redis.name, summary: redis.summary, settings: redis.settings, check: redis.check) { _ in store })
+        let whatsApp = ResourcePlugin.whatsAppCloudAPI
+        registry.register(ResourcePlugin(name: whatsApp.name, summary: whatsApp.summary, settings: whatsApp.settings, check: whatsApp.check) { context in
+            StandInCloudAPI(configuration: try CloudAPIConfiguration(settings: context.settings), slotStore: context.slotStore, clock: store.clock, log: cloudAPI)
         })
-        registry.register(SourcePlugin(name: "rabbitmq", summary: SourcePlugin.rabbitMQ.summary, settings: SourcePlugin.rabbitMQ.settings) { _ in
+        let rabbitMQ = SourcePlugin.rabbitMQ
+        registry.register(SourcePlugin(name: rabbitMQ.name, summary: rabbitMQ.summary, settings: rabbitMQ.settings, check: rabbitMQ.check) { _ in
             throw SettingsError(message: "pipeline tests run without a source")
         })
         return registry

@@ -86,16 +86,14 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-/// Sets up swift-log once, from `LOG_LEVEL` and `LOG_FORMAT`.
+/// Sets up swift-log once, from `LOG_LEVEL` and `LOG_FORMAT`; every line goes to standard output.
 public enum LoggingSetup {
-    public static func bootstrap(environment: [String: String]) {
-        let level = environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
-        let json = environment["LOG_FORMAT"]?.lowercased() != "text"
+    static func bootstrap(_ settings: ProcessSettings.Logging) {
         LoggingSystem.bootstrap({ label, provider in
-            var handler: any LogHandler = json
+            var handler: any LogHandler = settings.json
                 ? JSONLogHandler(label: label, metadataProvider: provider)
-                : StreamLogHandler.standardError(label: label, metadataProvider: provider)
-            handler.logLevel = level
+                : StreamLogHandler.standardOutput(label: label, metadataProvider: provider)
+            handler.logLevel = settings.level
             return handler
         }, metadataProvider: MessageLogContext.metadataProvider)
     }

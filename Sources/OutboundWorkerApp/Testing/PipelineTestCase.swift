@@ -18,6 +18,12 @@ struct PipelineTestCase {
         var attempts: Int?
         var delay: Duration?
         var key: KeyExpectation?
+        /// The reasons the message waited for, in order (`throughput`, `pair_hold`, `paused`).
+        var waited: [String]?
+        /// When each request went out, from the start of the case (by the virtual clock).
+        var sentAt: [Duration]?
+        /// How many requests the case made.
+        var requests: Int?
     }
 
     var name: String
@@ -29,12 +35,15 @@ struct PipelineTestCase {
     var redisAvailable: Bool
     /// A key state to write before the case, as another worker would have left it.
     var seedKey: String?
-    var script: StandInCloudAPI.Script
+    /// The Cloud API's answers to the case's first requests (later ones succeed).
+    var answers: [StandInCloudAPI.Answer]
+    /// How many copies of the input go through at once (internalIds suffixed -1, -2, …).
+    var copies: Int
     var expect: Expectation
 
-    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "expect"]
-    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key"]
-    static let outcomes = ["completed", "duplicate", "dead_letter", "retry", "requeue", "dropped"]
+    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "repeat", "expect"]
+    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key", "waited", "sent_at", "requests"]
+    static let outcomes = Decision.outcomeNames
 
     /// Parses a case, or reports every problem with its place.
     static func parse(_ node: ConfigNode, diagnostics: inout [Diagnostic]) -> PipelineTestCase? {
@@ -75,16 +84,15 @@ struct PipelineTestCase {
         if let seed = node["seed_key"] {
             if let text = seed.scalar, ["processing", "completed"].contains(text) { seedKey = text } else { fail(seed.location, "`seed_key` must be processing or completed") }
         }
-        var script = StandInCloudAPI.Script()
+        var answers: [StandInCloudAPI.Answer] = []
         if let whatsapp = node["whatsapp"] {
-            let keys = ["status", "error_code", "error_message", "delay"]
-            for entry in whatsapp.entries ?? [] where !keys.contains(entry.key) {
-                fail(entry.keyLocation, "unknown key `\(entry.key)` in `whatsapp`\(Suggestion.hint(for: entry.key, in: keys)) (known: \(keys.joined(separator: ", ")))")
+            for item in whatsapp.items ?? [whatsapp] {
+                answers.append(answer(item, &diagnostics))
             }
-            if let status = whatsapp["status"] { script.status = status.scalar.flatMap(Int.init) ?? { fail(status.location, "`status` must be an HTTP status"); return 200 }() }
-            if let code = whatsapp["error_code"] { script.errorCode = code.scalar.flatMap(Int.init) ?? { fail(code.location, "`error_code` must be a number"); return nil }() }
-            script.errorMessage = whatsapp["error_message"]?.scalar
-            script.delay = duration(whatsapp["delay"], "delay", &diagnostics)
+        }
+        var copies = 1
+        if let repeatNode = node["repeat"] {
+            if let value = repeatNode.scalar.flatMap(Int.init), (1...10_000).contains(value) { copies = value } else { fail(repeatNode.location, "`repeat` must be a whole number from 1 to 10000") }
         }
         guard let expectNode = node["expect"], let expectEntries = expectNode.entries else {
             fail(node["expect"]?.location ?? node.location, "case `\(name)` needs `expect` with at least `outcome`")
@@ -105,6 +113,16 @@ struct PipelineTestCase {
         expect.step = expectNode["step"]?.scalar
         if let attempts = expectNode["attempts"] { expect.attempts = attempts.scalar.flatMap(Int.init) ?? { fail(attempts.location, "`attempts` must be a number"); return nil }() }
         expect.delay = duration(expectNode["delay"], "delay", &diagnostics)
+        if let waited = expectNode["waited"] {
+            let reasons = (waited.items ?? [waited]).compactMap(\.scalar)
+            let known = [WaitReason.throughput, .pairHold, .paused].map(\.rawValue)
+            for reason in reasons where !known.contains(reason) { fail(waited.location, "`waited`: \(reason) is not one of \(known.joined(separator: ", "))") }
+            expect.waited = reasons
+        }
+        if let sentAt = expectNode["sent_at"] {
+            expect.sentAt = (sentAt.items ?? [sentAt]).compactMap { duration($0, "sent_at", &diagnostics) }
+        }
+        if let requests = expectNode["requests"] { expect.requests = requests.scalar.flatMap(Int.init) ?? { fail(requests.location, "`requests` must be a number"); return nil }() }
         if let key = expectNode["key"] {
             var expectation = KeyExpectation()
             expectation.status = key["status"]?.scalar
@@ -117,7 +135,25 @@ struct PipelineTestCase {
         }
         guard diagnostics.count == errorsBefore else { return nil }
         return PipelineTestCase(name: name, location: node.location, body: body, input: input, attempt: attempt, advance: advance,
-                                redisAvailable: redisAvailable, seedKey: seedKey, script: script, expect: expect)
+                                redisAvailable: redisAvailable, seedKey: seedKey, answers: answers, copies: copies, expect: expect)
+    }
+
+    /// One scripted Cloud API answer: `{ status, error_code, error_message, delay }`.
+    private static func answer(_ node: ConfigNode, _ diagnostics: inout [Diagnostic]) -> StandInCloudAPI.Answer {
+        var answer = StandInCloudAPI.Answer()
+        let keys = ["status", "error_code", "error_message", "delay"]
+        for entry in node.entries ?? [] where !keys.contains(entry.key) {
+            diagnostics.append(.error(at: entry.keyLocation, "unknown key `\(entry.key)` in `whatsapp`\(Suggestion.hint(for: entry.key, in: keys)) (known: \(keys.joined(separator: ", ")))"))
+        }
+        if let status = node["status"] {
+            if let value = status.scalar.flatMap(Int.init) { answer.status = value } else { diagnostics.append(.error(at: status.location, "`status` must be an HTTP status")) }
+        }
+        if let code = node["error_code"] {
+            if let value = code.scalar.flatMap(Int.init) { answer.errorCode = value } else { diagnostics.append(.error(at: code.location, "`error_code` must be a number")) }
+        }
+        answer.errorMessage = node["error_message"]?.scalar
+        answer.delay = duration(node["delay"], "delay", &diagnostics)
+        return answer
     }
 
     private static func duration(_ node: ConfigNode?, _ name: String, _ diagnostics: inout [Diagnostic]) -> Duration? {

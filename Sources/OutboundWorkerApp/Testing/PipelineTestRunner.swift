@@ -2,10 +2,11 @@ import Foundation
 import IdempotencyPlugin
 import Logging
 import PipelineKit
+import RedisPlugin
 import WhatsAppPlugin
 
-/// Runs pipeline test files: the real steps, in-memory Redis and Cloud API, a clock
-/// the cases advance, and the decisions recorded as the RabbitMQ source would carry them out.
+/// Runs pipeline test files: the real steps, in-memory Redis and Cloud API, a virtual clock
+/// that jumps to the end of each wait, and the decisions recorded as the runtime carries them out.
 struct PipelineTestRunner {
     struct CaseReport {
         var name: String
@@ -20,6 +21,12 @@ struct PipelineTestRunner {
         /// Problems that make the file unusable (it then fails as a whole).
         var errors: [Diagnostic]
         var passed: Bool { errors.isEmpty && cases.allSatisfy(\.passed) }
+    }
+
+    /// What one message of a case did.
+    struct MessageResult {
+        var decision: Decision
+        var waits: [Wait]
     }
 
     var environment: [String: String]
@@ -56,8 +63,8 @@ struct PipelineTestRunner {
         var variables = environment
         for entry in root["environment"]?.entries ?? [] { variables[entry.key] = entry.value.scalar ?? "" }
         let clock = ManualWallClock()
-        let store = MemoryIdempotencyStore(clock: clock)
-        let cloudAPI = StandInCloudAPI()
+        let store = MemoryStore(clock: clock)
+        let cloudAPI = StandInLog()
         let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: cloudAPI)
         let path = pipelinePath.hasPrefix("/") ? pipelinePath
             : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(pipelinePath).standardized.path
@@ -83,13 +90,19 @@ struct PipelineTestRunner {
                 try? await store.set(key, value.encoded(), ttl: .seconds(86_400))
             }
             store.setAvailable(testCase.redisAvailable)
-            cloudAPI.setScript(testCase.script)
-            let requestsBefore = cloudAPI.requests.count
-            var message = Message(body: testCase.body, attempt: testCase.attempt)
-            let decision = await assembled.executor.process(&message)
+            cloudAPI.script(testCase.answers)
+            let requestsBefore = cloudAPI.received.count
+            let started = clock.now()
+            let results = await runVirtually(bodies(of: testCase), attempt: testCase.attempt, executor: assembled.executor, clock: clock)
             store.setAvailable(true)
-            let sent = cloudAPI.requests.dropFirst(requestsBefore).last
-            var failures = TestExpectations.compare(testCase, decision: decision, sent: sent)
+            let received = Array(cloudAPI.received.dropFirst(requestsBefore))
+            var failures: [String] = []
+            for (index, result) in results.enumerated() {
+                let prefix = results.count > 1 ? "copy \(index + 1): " : ""
+                failures += TestExpectations.compare(testCase, result: result, sent: received.last?.request).map { prefix + $0 }
+                if results.count > 1, failures.count > 5 { break }
+            }
+            failures += TestExpectations.compareRequests(testCase.expect, received: received, since: started)
             if let expected = testCase.expect.key {
                 let key = keyTemplate?.render { testCase.input?[$0]?.stringValue }
                 failures += await TestExpectations.compareKey(expected, key: key, store: store)
@@ -98,5 +111,44 @@ struct PipelineTestRunner {
         }
         for resource in assembled.resources.byName.values { await resource.shutdown() }
         return report
+    }
+
+    /// The bodies of a case: the input, or `repeat` copies of it with distinct internalIds.
+    private func bodies(of testCase: PipelineTestCase) -> [[UInt8]] {
+        guard testCase.copies > 1, case .object(var members)? = testCase.input else { return [testCase.body] }
+        let id = members["internalId"]?.stringValue ?? "copy"
+        return (1...testCase.copies).map { number in
+            members["internalId"] = .string("\(id)-\(number)")
+            return JSONValue.object(members).encodedBytes()
+        }
+    }
+
+    /// Runs the messages as the worker would, all at once: each goes as far as it can; when
+    /// all wait, the clock jumps to the earliest wait's end and those due go on, earliest first.
+    private func runVirtually(_ bodies: [[UInt8]], attempt: Int, executor: PipelineExecutor, clock: ManualWallClock) async -> [MessageResult] {
+        var runs = bodies.map { PipelineRun(Message(body: $0, attempt: attempt)) }
+        var results = [MessageResult?](repeating: nil, count: runs.count)
+        var waiting: [(index: Int, until: Date)] = []
+        var ready = Array(runs.indices)
+        var rounds = 0
+        while !ready.isEmpty || !waiting.isEmpty, rounds < 100_000 {
+            rounds += 1
+            if ready.isEmpty {
+                let next = waiting.min { $0.until < $1.until }?.until ?? clock.now()
+                clock.advance(to: next)
+                ready = waiting.filter { $0.until <= next }.map(\.index)
+                waiting.removeAll { $0.until <= next }
+            }
+            let index = ready.removeFirst()
+            switch await executor.advance(&runs[index]) {
+            case .decided(let decision):
+                results[index] = MessageResult(decision: decision, waits: runs[index].waits)
+            case .waiting(let wait):
+                waiting.append((index, wait.until))
+            }
+        }
+        return results.enumerated().map { index, result in
+            result ?? MessageResult(decision: .requeue(after: .zero, step: "pipeline", reason: "still waiting after \(rounds) rounds", pause: nil), waits: runs[index].waits)
+        }
     }
 }

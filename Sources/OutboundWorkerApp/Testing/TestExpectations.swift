@@ -1,12 +1,14 @@
 import Foundation
 import IdempotencyPlugin
 import PipelineKit
+import RedisPlugin
 import WhatsAppPlugin
 
 /// Compares what a case expects with what the pipeline did, naming the first difference of each kind.
 enum TestExpectations {
-    static func compare(_ testCase: PipelineTestCase, decision: Decision, sent: PreparedRequest?) -> [String] {
+    static func compare(_ testCase: PipelineTestCase, result: PipelineTestRunner.MessageResult, sent: PreparedRequest?) -> [String] {
         let expect = testCase.expect
+        let decision = result.decision
         var failures: [String] = []
         let reason = decision.reason.map { " (\($0))" } ?? ""
         if let outcome = expect.outcome, outcome != decision.outcomeName {
@@ -39,6 +41,26 @@ enum TestExpectations {
         if let expected = expect.delay, expected != delay {
             failures.append("delay: expected \(DurationParser.format(expected)), got \(delay.map(DurationParser.format) ?? "none")")
         }
+        if let expected = expect.waited {
+            let waited = result.waits.map(\.reason.rawValue)
+            if waited != expected { failures.append("waited: expected [\(expected.joined(separator: ", "))], got [\(waited.joined(separator: ", "))]") }
+        }
+        return failures
+    }
+
+    /// The requests of the whole case: how many, and when each went out (within a millisecond).
+    static func compareRequests(_ expect: PipelineTestCase.Expectation, received: [StandInCloudAPI.Received], since start: Date) -> [String] {
+        var failures: [String] = []
+        if let expected = expect.requests, expected != received.count {
+            failures.append("requests: expected \(expected), got \(received.count)")
+        }
+        if let expected = expect.sentAt {
+            let actual = received.map { Duration.milliseconds(Int64(($0.at.timeIntervalSince(start) * 1000).rounded())) }
+            let matches = actual.count == expected.count && zip(actual, expected).allSatisfy { abs(($0 - $1).milliseconds) <= 1 }
+            if !matches {
+                failures.append("sent_at: expected [\(expected.map(DurationParser.format).joined(separator: ", "))], got [\(actual.map(DurationParser.format).joined(separator: ", "))]")
+            }
+        }
         return failures
     }
 
@@ -46,13 +68,13 @@ enum TestExpectations {
     static func details(of decision: Decision, attempt: Int) -> (step: String?, attempts: Int?, delay: Duration?) {
         switch decision {
         case .ack: (decision.stepName, nil, nil)
-        case .retry(let after, let next, _, _): (decision.stepName, next - 1, after)
+        case .retry(let after, let next, _): (decision.stepName, next - 1, after)
         case .deadLetter: (decision.stepName, attempt, nil)
-        case .requeue(let after, _, _, _): (decision.stepName, attempt - 1, after)
+        case .requeue(let after, _, _, _): (decision.stepName, attempt - 1, after == .zero ? nil : after)
         }
     }
 
-    static func compareKey(_ expected: PipelineTestCase.KeyExpectation, key: String?, store: MemoryIdempotencyStore) async -> [String] {
+    static func compareKey(_ expected: PipelineTestCase.KeyExpectation, key: String?, store: MemoryStore) async -> [String] {
         guard let key else { return ["key: the pipeline has no idempotency step, or the input lacks its key fields"] }
         let stored = try? await store.read(key)
         let state = stored.flatMap { try? JSONValue(parsing: Array($0.value.utf8)) }

@@ -12,8 +12,12 @@ extension ConfigNode {
             case "false", "False", "FALSE": return .bool(false)
             default: break
             }
+            let digits = text.hasPrefix("-") ? text.dropFirst() : Substring(text)
+            if !digits.isEmpty, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }), digits.first != "0" || digits.count == 1 {
+                return .number(JSONNumber(text: text))
+            }
             if let number = Double(text), text.first.map({ $0.isNumber || $0 == "-" || $0 == "+" || $0 == "." }) == true {
-                return .number(number)
+                return .number(JSONNumber(number))
             }
             return .string(text)
         case .sequence(let items):

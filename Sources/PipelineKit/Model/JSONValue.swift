@@ -3,7 +3,7 @@
 public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
-    case number(Double)
+    case number(JSONNumber)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
@@ -35,7 +35,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     public var numberValue: Double? {
-        if case .number(let value) = self { return value }
+        if case .number(let value) = self { return value.double }
         return nil
     }
 

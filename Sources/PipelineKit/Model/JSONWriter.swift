@@ -85,7 +85,9 @@ public struct JSONWriter: Sendable {
         switch value {
         case .null: null()
         case .bool(let flag): self.bool(flag)
-        case .number(let number): self.number(number)
+        case .number(let number):
+            separate()
+            bytes.append(contentsOf: number.text.utf8)
         case .string(let text): self.string(text)
         case .array(let items):
             beginArray()

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One message travelling through a pipeline: the delivered bytes, its parsed JSON,
 /// and typed values that steps hand to later steps.
 public struct Message: Sendable {
@@ -11,19 +13,40 @@ public struct Message: Sendable {
     public let parseError: String?
     /// Values set by steps for later steps (the validated request, the wamid, …).
     public var values: MessageValues
+    /// After this the message must not be sent: the runtime sets it from the source's `max_age`,
+    /// steps may bring it forward (a message's own `expiresAt`). Checked before every irreversible step.
+    public var notAfter: Date?
+    /// Short notes a step keeps with the message when it waits through the source (a send slot
+    /// it reserved): the source stores them with the copy and hands them back on its return.
+    public var carried: [String: String]
 
-    public init(body: [UInt8], attempt: Int = 1) {
+    public init(body: [UInt8], attempt: Int = 1, notAfter: Date? = nil, carried: [String: String] = [:]) {
         self.body = body
         self.attempt = attempt
+        self.notAfter = notAfter
+        self.carried = carried
         self.values = MessageValues()
-        do {
-            self.payload = try JSONValue(parsing: body)
-            self.parseError = nil
-        } catch {
-            self.payload = nil
-            self.parseError = "body is not valid JSON: \(error)"
+        if body.count > Self.maximumParsedBytes {
+            payload = nil
+            parseError = "body is \(body.count) bytes; bodies over \(Self.maximumParsedBytes) bytes are not read"
+        } else if let depth = JSONValue.nestingProblem(in: body, limit: Self.maximumNesting) {
+            payload = nil
+            parseError = depth
+        } else {
+            do {
+                payload = try JSONValue(parsing: body)
+                parseError = nil
+            } catch {
+                payload = nil
+                parseError = "body is not valid JSON: \(error)"
+            }
         }
     }
+
+    /// Bodies larger than this are not parsed at all (a step's own limit is lower).
+    public static let maximumParsedBytes = 16 << 20
+    /// Objects and arrays nested deeper than this make a body invalid.
+    public static let maximumNesting = 64
 
     /// A top-level string field of the payload (for key templates and log metadata).
     public func field(_ name: String) -> String? {

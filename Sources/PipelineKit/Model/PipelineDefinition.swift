@@ -1,4 +1,6 @@
-/// The source or a resource of a pipeline after validation.
+/// The source or a resource of a pipeline after validation. Two definitions are equal when
+/// their values are: where they were written does not matter (a reload that only moved
+/// lines or added a comment changes nothing).
 public struct ComponentDefinition: Sendable, Hashable {
     /// The resource's name under `resources:` (`source` for the source).
     public var name: String
@@ -12,9 +14,19 @@ public struct ComponentDefinition: Sendable, Hashable {
         self.settings = settings
         self.location = location
     }
+
+    public static func == (lhs: ComponentDefinition, rhs: ComponentDefinition) -> Bool {
+        lhs.name == rhs.name && lhs.uses == rhs.uses && lhs.settings == rhs.settings
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(uses)
+        hasher.combine(settings)
+    }
 }
 
-/// One step of a pipeline after validation, policies resolved.
+/// One step of a pipeline after validation, policies resolved; equal when the values are (see `ComponentDefinition`).
 public struct StepDefinition: Sendable, Hashable {
     public var name: String
     public var uses: String
@@ -37,28 +49,56 @@ public struct StepDefinition: Sendable, Hashable {
         self.degradationOrigin = degradationOrigin
         self.location = location
     }
+
+    public static func == (lhs: StepDefinition, rhs: StepDefinition) -> Bool {
+        lhs.name == rhs.name && lhs.uses == rhs.uses && lhs.settings == rhs.settings && lhs.onError == rhs.onError && lhs.degradation == rhs.degradation
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(uses)
+        hasher.combine(settings)
+        hasher.combine(onError)
+        hasher.combine(degradation)
+    }
 }
 
-/// A whole pipeline, variant merged, variables substituted, defaults filled and validated.
+/// A whole pipeline, variant merged, variables substituted, defaults filled and validated;
+/// equal to another when its values are (files and positions aside).
 public struct PipelineDefinition: Sendable, Hashable {
     public var version: Int
     public var name: String
     public var source: ComponentDefinition
     public var resources: [ComponentDefinition]
     public var steps: [StepDefinition]
-    public var retry: RetryPolicy
+    /// The runtime's settings, read from `source.with`.
+    public var worker: WorkerConfiguration
     /// The base file and, with a variant, the variant file.
     public var files: [String]
 
-    public init(version: Int, name: String, source: ComponentDefinition, resources: [ComponentDefinition], steps: [StepDefinition], retry: RetryPolicy, files: [String]) {
+    public init(version: Int, name: String, source: ComponentDefinition, resources: [ComponentDefinition], steps: [StepDefinition], worker: WorkerConfiguration, files: [String]) {
         self.version = version
         self.name = name
         self.source = source
         self.resources = resources
         self.steps = steps
-        self.retry = retry
+        self.worker = worker
         self.files = files
     }
+
+    public static func == (lhs: PipelineDefinition, rhs: PipelineDefinition) -> Bool {
+        lhs.version == rhs.version && lhs.name == rhs.name && lhs.source == rhs.source && lhs.resources == rhs.resources && lhs.steps == rhs.steps
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(source)
+        hasher.combine(resources)
+        hasher.combine(steps)
+    }
+
+    /// The retry policy (`source.with.retry`).
+    public var retry: RetryPolicy { worker.retry }
 
     public func resource(named name: String) -> ComponentDefinition? {
         resources.first { $0.name == name }

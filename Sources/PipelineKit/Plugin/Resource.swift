@@ -7,6 +7,13 @@ public enum HealthStatus: Sendable, Equatable {
 }
 
 /// A shared connection or client that steps use (a Redis pool, an HTTP client), named under `resources:`.
+///
+/// ```swift
+/// final class Clock: Resource {
+///     func health() async -> HealthStatus { .up }
+///     func shutdown() async {}
+/// }
+/// ```
 public protocol Resource: Sendable {
     /// A cheap liveness check for `/health`.
     func health() async -> HealthStatus
@@ -19,11 +26,14 @@ public struct ResourceBuildContext: Sendable {
     /// The resource's name under `resources:`.
     public var name: String
     public var settings: Settings
+    /// The resources built before this one: those it names in its settings among them.
+    public var resources: Resources
     public var logger: Logger
 
-    public init(name: String, settings: Settings, logger: Logger) {
+    public init(name: String, settings: Settings, resources: Resources = Resources(), logger: Logger) {
         self.name = name
         self.settings = settings
+        self.resources = resources
         self.logger = logger
     }
 }
@@ -33,12 +43,16 @@ public struct ResourcePlugin: Sendable {
     public var name: String
     public var summary: String
     public var settings: SettingsSchema
+    /// Rules across settings, run by `check` after every setting is valid.
+    public var check: (@Sendable (ComponentDefinition, PipelineDefinition) -> [Diagnostic])?
     public var make: @Sendable (ResourceBuildContext) async throws -> any Resource
 
-    public init(name: String, summary: String, settings: SettingsSchema, make: @escaping @Sendable (ResourceBuildContext) async throws -> any Resource) {
+    public init(name: String, summary: String, settings: SettingsSchema, check: (@Sendable (ComponentDefinition, PipelineDefinition) -> [Diagnostic])? = nil,
+                make: @escaping @Sendable (ResourceBuildContext) async throws -> any Resource) {
         self.name = name
         self.summary = summary
         self.settings = settings
+        self.check = check
         self.make = make
     }
 }
@@ -49,6 +63,11 @@ public struct Resources: Sendable {
 
     public init(_ byName: [String: any Resource] = [:]) {
         self.byName = byName
+    }
+
+    /// The resource called `name` if there is one of that type.
+    public func optional<R>(_ name: String, as type: R.Type) -> R? {
+        byName[name] as? R
     }
 
     /// The resource called `name`, as the type a step needs.

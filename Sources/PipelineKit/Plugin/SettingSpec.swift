@@ -20,6 +20,8 @@ public indirect enum SettingType: Sendable {
     case urlList
     /// A nested map with its own settings.
     case object(SettingsSchema)
+    /// A map from names the user chooses (checked by `keys`) to values of one type.
+    case map(keys: MapKeys, values: SettingType)
 
     /// A short name for messages and docs.
     public var displayName: String {
@@ -35,6 +37,32 @@ public indirect enum SettingType: Sendable {
         case .step(let uses): "name of a `\(uses)` step"
         case .urlList: "URL or list of URLs"
         case .object: "map"
+        case .map(let keys, let values): "map of \(keys.displayName) to \(values.displayName)"
+        }
+    }
+}
+
+/// What the keys of a `.map` setting may be.
+public enum MapKeys: Sendable {
+    /// Any name.
+    case any
+    /// ASCII digits only, 1–32 of them (a phone number id).
+    case digits
+
+    public var displayName: String {
+        switch self {
+        case .any: "names"
+        case .digits: "phone number ids"
+        }
+    }
+
+    /// Why `key` is not allowed, nil when it is.
+    public func problem(_ key: String) -> String? {
+        switch self {
+        case .any:
+            return nil
+        case .digits:
+            return key.utf8.count <= 32 && !key.isEmpty && key.utf8.allSatisfy({ (0x30...0x39).contains($0) }) ? nil : "is not a phone number id (1–32 digits 0-9)"
         }
     }
 }

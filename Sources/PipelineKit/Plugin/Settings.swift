@@ -61,6 +61,12 @@ public struct Settings: Sendable, Hashable {
         return Settings(entries)
     }
 
+    /// A `.map` setting's entries (empty when absent).
+    public func map(_ name: String) -> [ResolvedSetting] {
+        guard case .object(let entries)? = self[name]?.value else { return [] }
+        return entries
+    }
+
     public func keyTemplate(_ name: String) throws(SettingsError) -> KeyTemplate {
         let text = try string(name)
         do {

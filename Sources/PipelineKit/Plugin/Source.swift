@@ -1,65 +1,150 @@
+import Foundation
 import Logging
 
-/// Receives each message from a source and decides what becomes of it.
-public protocol MessageHandler: Sendable {
-    func handle(_ message: Message) async -> Decision
+/// One message as a source handed it out, until the runtime settles it.
+public struct Delivery: Sendable {
+    /// The body as delivered.
+    public var body: [UInt8]
+    /// Deliveries of this message that used an attempt before this one (0 on first delivery).
+    public var attemptsMade: Int
+    /// When the message first entered the system, if the source knows (`max_age` counts from it).
+    public var firstSeen: Date?
+    /// What steps noted on the message before it last went round the source (`Message.carried`).
+    public var carried: [String: String]
+    /// The source's own handle on the delivery, given back to it in `settle`.
+    public var receipt: any Sendable
+
+    public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], receipt: any Sendable) {
+        self.body = body
+        self.attemptsMade = attemptsMade
+        self.firstSeen = firstSeen
+        self.carried = carried
+        self.receipt = receipt
+    }
+}
+
+/// A message the runtime gives up on: where it failed and why.
+public struct DeadLetter: Sendable, Equatable {
+    public var step: String
+    public var reason: String
+    /// Deliveries made, this one included (`x-attempts`).
+    public var attemptsMade: Int
+    /// The error code of the system that refused the message, when it gave one.
+    public var code: Int?
+
+    public init(step: String, reason: String, attemptsMade: Int, code: Int? = nil) {
+        self.step = step
+        self.reason = reason
+        self.attemptsMade = attemptsMade
+        self.code = code
+    }
+}
+
+/// What becomes of a delivery; the source carries it out durably before it lets go of it.
+public enum Settlement: Sendable, Equatable {
+    /// Done: acknowledge.
+    case ack
+    /// Straight back to the source as it is (shutdown, a wait given up): no copy, no attempt used.
+    case release
+    /// Deliver a copy again after `after`, recording `attemptsMade` and `carried` on it, then acknowledge the original.
+    case redeliver(after: Duration, attemptsMade: Int, carried: [String: String] = [:])
+    /// Publish a copy where dead letters go, then acknowledge the original.
+    case deadLetter(DeadLetter)
+}
+
+/// What a source reports besides deliveries.
+public enum SourceEvent: Sendable {
+    case delivery(Delivery)
+    /// Connected (again) to `String` (a broker URL without its password, a listening address).
+    case connected(String)
+    case disconnected(String)
+    /// After `stopIntake`: no delivery follows this event.
+    case intakeStopped
 }
 
 /// What a source reports for `/health` and `/ready`.
 public struct SourceStatus: Sendable, Equatable {
-    /// Connected to its broker.
+    /// Connected to its broker (or listening).
     public var connected: Bool
     /// Receiving messages now.
     public var consuming: Bool
-    /// Why consumption is paused (e.g. the sender's token expired), if it is.
-    public var pausedReason: String?
     /// The last connection error, if not connected.
     public var error: String?
 
-    public init(connected: Bool, consuming: Bool, pausedReason: String? = nil, error: String? = nil) {
+    public init(connected: Bool, consuming: Bool, error: String? = nil) {
         self.connected = connected
         self.consuming = consuming
-        self.pausedReason = pausedReason
         self.error = error
     }
 }
 
-/// Where messages come from (a queue); turns decisions into broker actions.
+/// Where messages come from: a transport of deliveries and settlements. The runtime's
+/// `PipelineWorker` owns everything else (concurrency, attempts, waits, pauses, drain).
+///
+/// A source is built by its `SourcePlugin`; the runtime calls `start`, reads `events`
+/// until `.intakeStopped` (after its own `stopIntake`), settles every delivery, then `stop`s it:
+///
+/// ```swift
+/// try await source.start()
+/// for await event in source.events {
+///     guard case .delivery(let delivery) = event else { continue }
+///     _ = await source.settle(delivery, .ack)
+/// }
+/// ```
 public protocol Source: Sendable {
-    /// Consumes until `beginShutdown` (then drains in-flight messages) or cancellation,
-    /// handing every message to `handler` with at most the configured number in flight.
-    /// `handler` is asked again for each message, so a reload takes effect for new messages.
-    func run(handler: @escaping @Sendable () -> any MessageHandler) async throws
-    /// Stops taking messages; `run` returns once in-flight messages finished or the drain timeout passed.
-    func beginShutdown()
+    /// Deliveries and connection changes, from `start` until `stop`.
+    var events: AsyncStream<SourceEvent> { get }
+    /// How many deliveries the source hands out unsettled at most (e.g. the prefetch count):
+    /// the runtime never keeps more waiting than this.
+    var capacity: Int { get }
+    /// Connects and prepares (declares queues, binds a port); throws when it never can
+    /// (wrong credentials, a conflicting declaration), retries while the other side is down.
+    func start() async throws
+    /// Carries out a settlement; false when it could not and the delivery went back to the source instead.
+    func settle(_ delivery: Delivery, _ settlement: Settlement) async -> Bool
+    /// Stops receiving for a while (a sender-side failure); deliveries out stay settleable.
+    func pause()
+    /// Receives again after `pause`.
+    func resume()
+    /// Stops receiving for good; `events` then yields `.intakeStopped`.
+    func stopIntake()
+    /// Sends what is still pending (acknowledgements) and disconnects; `events` ends.
+    func stop() async
     /// Connection and consumption state.
-    func status() async -> SourceStatus
+    func status() -> SourceStatus
 }
 
 /// What a source plugin gets to build the source.
 public struct SourceBuildContext: Sendable {
     public var settings: Settings
-    public var retry: RetryPolicy
+    /// The runtime's settings read from the same `with:` (concurrency, retry, drain…).
+    public var worker: WorkerConfiguration
     public var logger: Logger
 
-    public init(settings: Settings, retry: RetryPolicy, logger: Logger) {
+    public init(settings: Settings, worker: WorkerConfiguration, logger: Logger) {
         self.settings = settings
-        self.retry = retry
+        self.worker = worker
         self.logger = logger
     }
 }
 
-/// A source kind (`source.uses`): its settings and how to build it.
+/// A source kind (`source.uses`): its settings and how to build it. The runtime's own
+/// settings (`WorkerConfiguration.settings`) are added to every source's schema.
 public struct SourcePlugin: Sendable {
     public var name: String
     public var summary: String
+    /// The source's own settings followed by the runtime's.
     public var settings: SettingsSchema
+    /// Rules across settings, run by `check` after every setting is valid.
+    public var check: (@Sendable (PipelineDefinition) -> [Diagnostic])?
     public var make: @Sendable (SourceBuildContext) async throws -> any Source
 
-    public init(name: String, summary: String, settings: SettingsSchema, make: @escaping @Sendable (SourceBuildContext) async throws -> any Source) {
+    public init(name: String, summary: String, settings: SettingsSchema, check: (@Sendable (PipelineDefinition) -> [Diagnostic])? = nil,
+                make: @escaping @Sendable (SourceBuildContext) async throws -> any Source) {
         self.name = name
         self.summary = summary
-        self.settings = settings
+        self.settings = SettingsSchema(settings.settings + WorkerConfiguration.settings.settings.filter { settings[$0.name] == nil })
+        self.check = check
         self.make = make
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// What a step tells the runtime after handling a message.
@@ -9,6 +10,38 @@ public enum StepOutcome: Sendable, Equatable {
     /// Stop here and try the message again later without using up an attempt
     /// (nil: after the first backoff delay).
     case requeue(after: Duration?, reason: String)
+    /// Not now: run this step again at `Wait.until`, without using up an attempt. The runtime
+    /// parks the message in memory (or, for long waits, sends it round the source again).
+    case wait(Wait)
+}
+
+/// "Not now, for this key, until then": a message waiting for its turn.
+public struct Wait: Sendable, Equatable {
+    /// What the message waits for (a sender's pace, a sender–recipient pair): waits are counted and fair by key.
+    public var key: String
+    public var until: Date
+    public var reason: WaitReason
+
+    public init(key: String, until: Date, reason: WaitReason) {
+        self.key = key
+        self.until = until
+        self.reason = reason
+    }
+}
+
+/// Why a message waits, for metrics (`outbound_messages_waiting{reason}`) and pipeline tests.
+public struct WaitReason: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// Its sender's send rate.
+    public static let throughput = WaitReason(rawValue: "throughput")
+    /// A hold on the sender–recipient pair after the receiving side limited it.
+    public static let pairHold = WaitReason(rawValue: "pair_hold")
+    /// Its sender is paused after a sender-side failure.
+    public static let paused = WaitReason(rawValue: "paused")
+
+    public var description: String { rawValue }
 }
 
 /// A step failed; the runtime applies the step's `on_error` or `degradation` policy.
@@ -16,12 +49,12 @@ public struct StepFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable {
         /// The message itself is wrong (schema, JSON): retrying cannot help.
         case invalid
-        /// May succeed later (timeouts, 5xx, rate limits).
+        /// May succeed later (timeouts, 5xx).
         case transient
         /// Will never succeed for this message.
         case permanent
         /// Not the message's fault: the sender's credentials or account (token expired, …).
-        /// The message is retried and consumption paused.
+        /// The message waits without using an attempt, and its `pauseScope` is paused.
         case senderSide = "sender_side"
         /// The step's resource is down or too slow: the `degradation` policy applies.
         case unavailable
@@ -29,16 +62,35 @@ public struct StepFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var kind: Kind
     public var reason: String
-    /// The least wait before trying again, when the failure says (e.g. a pair rate limit).
+    /// The least wait before trying again, when the failure says.
     public var retryAfter: Duration?
+    /// The error code of the system that refused, when it gave one (dead letters carry it as `x-error-code`).
+    public var code: Int?
+    /// For sender-side failures: what is paused (e.g. one sender's token).
+    public var pauseScope: PauseScope?
 
-    public init(_ kind: Kind, _ reason: String, retryAfter: Duration? = nil) {
+    public init(_ kind: Kind, _ reason: String, retryAfter: Duration? = nil, code: Int? = nil, pauseScope: PauseScope? = nil) {
         self.kind = kind
         self.reason = reason
         self.retryAfter = retryAfter
+        self.code = code
+        self.pauseScope = pauseScope
     }
 
     public var description: String { "\(kind.rawValue): \(reason)" }
+}
+
+/// What a sender-side failure pauses.
+public struct PauseScope: Sendable, Hashable {
+    /// The hold key steps check before they act (`FlowControl.holds`).
+    public var key: String
+    /// Whether every message of the pipeline is concerned: the source then stops consuming meanwhile.
+    public var coversAll: Bool
+
+    public init(key: String, coversAll: Bool) {
+        self.key = key
+        self.coversAll = coversAll
+    }
 }
 
 /// What a step sees besides the message.
@@ -51,22 +103,38 @@ public struct StepContext: Sendable {
     public var workerID: String
     /// The wall clock (replaceable in pipeline tests).
     public var clock: any WallClock
+    /// Pacing, holds and pauses shared by every message of this worker.
+    public var flow: FlowControl
 
-    public init(stepName: String, logger: Logger, workerID: String, clock: any WallClock) {
+    public init(stepName: String, logger: Logger, workerID: String, clock: any WallClock, flow: FlowControl) {
         self.stepName = stepName
         self.logger = logger
         self.workerID = workerID
         self.clock = clock
+        self.flow = flow
     }
 }
 
 /// One step of a pipeline, built by a `StepPlugin` from its settings.
+///
+/// A step reads the message, may leave typed values for later steps, and answers with an
+/// outcome or throws a `StepFailure`; the runtime turns that into an ack, a retry or a dead letter:
+///
+/// ```swift
+/// struct RequireRecipient: Step {
+///     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+///         guard message.field("to") != nil else { throw StepFailure(.invalid, "to: required") }
+///         return .next
+///     }
+/// }
+/// ```
 public protocol Step: Sendable {
     /// Handles the message: returns an outcome, or throws a `StepFailure`.
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome
 
-    /// Undoes what `run` claimed when a later step fails and the message will be tried
-    /// again or dead-lettered (e.g. releases an idempotency key). Default: nothing.
+    /// Undoes what `run` claimed when the message will not go on now: a later step failed, or
+    /// this step asked to wait and the wait was given up (e.g. releases an idempotency key,
+    /// gives back a send slot). Default: nothing.
     func undo(_ message: Message, _ context: StepContext) async
 }
 

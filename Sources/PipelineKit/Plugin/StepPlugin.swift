@@ -29,6 +29,10 @@ public struct StepPlugin: Sendable {
     public var irreversible: Bool
     /// Top-level string fields of the message this step guarantees to later steps (for key templates).
     public var guaranteedFields: [String]
+    /// What this step leaves for later steps (names of message values, e.g. `request`).
+    public var provides: [String]
+    /// What earlier steps must have left (`check` rejects a pipeline where no earlier step provides it).
+    public var requires: [String]
     /// Rules across settings and steps, run by `check` after every setting is valid.
     public var check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])?
     public var make: @Sendable (StepBuildContext) async throws -> any Step
@@ -41,6 +45,8 @@ public struct StepPlugin: Sendable {
         defaultDegradation: DegradationPolicy = .failClosed,
         irreversible: Bool = false,
         guaranteedFields: [String] = [],
+        provides: [String] = [],
+        requires: [String] = [],
         check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])? = nil,
         make: @escaping @Sendable (StepBuildContext) async throws -> any Step
     ) {
@@ -51,6 +57,8 @@ public struct StepPlugin: Sendable {
         self.defaultDegradation = defaultDegradation
         self.irreversible = irreversible
         self.guaranteedFields = guaranteedFields
+        self.provides = provides
+        self.requires = requires
         self.check = check
         self.make = make
     }

@@ -27,4 +27,9 @@ public final class ManualWallClock: WallClock, @unchecked Sendable {
     public func advance(by duration: Duration) {
         lock.withLock { current = current.addingTimeInterval(duration.secondsDouble) }
     }
+
+    /// Moves the clock to `date` if that is later than now.
+    public func advance(to date: Date) {
+        lock.withLock { current = max(current, date) }
+    }
 }

@@ -1,4 +1,22 @@
-/// What becomes of a message once the pipeline has handled it; the source carries it out.
+/// Where and why a message failed, as dead letters and outcome events report it.
+public struct Failure: Sendable, Equatable {
+    /// The step's `name`.
+    public var step: String
+    public var reason: String
+    /// The error code of the system that refused the message, when it gave one.
+    public var code: Int?
+    /// The message was too old to be sent (`expiresAt`, `max_age`).
+    public var expired: Bool
+
+    public init(step: String, reason: String, code: Int? = nil, expired: Bool = false) {
+        self.step = step
+        self.reason = reason
+        self.code = code
+        self.expired = expired
+    }
+}
+
+/// What becomes of a message once the pipeline has handled it; the runtime carries it out.
 public enum Decision: Sendable, Equatable {
     /// Why a message is acknowledged.
     public enum AckReason: Sendable, Equatable {
@@ -7,18 +25,18 @@ public enum Decision: Sendable, Equatable {
         /// A step found the work already done (e.g. a duplicate).
         case finished(step: String, reason: String)
         /// A failure under `on_error: drop`.
-        case dropped(step: String, reason: String)
+        case dropped(Failure)
     }
 
     /// Acknowledge the message: its outcome is final.
     case ack(AckReason)
     /// Deliver again after `after`, as delivery number `attempt`.
-    case retry(after: Duration, attempt: Int, step: String, reason: String)
+    case retry(after: Duration, attempt: Int, Failure)
     /// Publish to the dead-letter queue with the step and reason.
-    case deadLetter(step: String, reason: String)
-    /// Deliver again after `after` without using up an attempt; with `pauseSource`,
-    /// the source also stops consuming for a while (a sender-side failure).
-    case requeue(after: Duration, step: String, reason: String, pauseSource: Bool)
+    case deadLetter(Failure)
+    /// Deliver again after `after` without using up an attempt; with `pause`, that scope is
+    /// paused meanwhile (a sender-side failure).
+    case requeue(after: Duration, step: String, reason: String, pause: PauseScope?)
 
     /// A one-word name for metrics and pipeline tests.
     public var outcomeName: String {
@@ -27,17 +45,21 @@ public enum Decision: Sendable, Equatable {
         case .ack(.finished): "duplicate"
         case .ack(.dropped): "dropped"
         case .retry: "retry"
-        case .deadLetter: "dead_letter"
+        case .deadLetter(let failure): failure.expired ? "expired" : "dead_letter"
         case .requeue: "requeue"
         }
     }
+
+    /// Every outcome name, for metrics made up front.
+    public static let outcomeNames = ["completed", "duplicate", "dropped", "retry", "dead_letter", "expired", "requeue"]
 
     /// The step that decided; nil when every step passed.
     public var stepName: String? {
         switch self {
         case .ack(.completed): nil
-        case .ack(.finished(let step, _)), .ack(.dropped(let step, _)): step
-        case .retry(_, _, let step, _), .deadLetter(let step, _), .requeue(_, let step, _, _): step
+        case .ack(.finished(let step, _)): step
+        case .ack(.dropped(let failure)), .retry(_, _, let failure), .deadLetter(let failure): failure.step
+        case .requeue(_, let step, _, _): step
         }
     }
 
@@ -45,8 +67,16 @@ public enum Decision: Sendable, Equatable {
     public var reason: String? {
         switch self {
         case .ack(.completed): nil
-        case .ack(.finished(_, let reason)), .ack(.dropped(_, let reason)): reason
-        case .retry(_, _, _, let reason), .deadLetter(_, let reason), .requeue(_, _, let reason, _): reason
+        case .ack(.finished(_, let reason)), .requeue(_, _, let reason, _): reason
+        case .ack(.dropped(let failure)), .retry(_, _, let failure), .deadLetter(let failure): failure.reason
+        }
+    }
+
+    /// The failure, for outcomes that are one.
+    public var failure: Failure? {
+        switch self {
+        case .ack(.dropped(let failure)), .retry(_, _, let failure), .deadLetter(let failure): failure
+        case .ack(.completed), .ack(.finished), .requeue: nil
         }
     }
 }

@@ -2,142 +2,228 @@ import Foundation
 import Logging
 import Metrics
 
-/// Runs a message through the steps in order and turns step outcomes and the
-/// policies (`on_error`, `degradation`, retry) into one `Decision`.
+/// A message on its way through the steps: where it is and what it has done so far.
+public struct PipelineRun: Sendable {
+    public var message: Message
+    /// The next step to run.
+    var next = 0
+    /// Steps skipped under `fail_open` (nothing of theirs to undo).
+    var skipped: [Int] = []
+    /// The step that asked to wait and runs again next (it may hold something to give back).
+    var waitingAt: Int?
+    /// An irreversible step succeeded: nothing may send the message again.
+    public private(set) var sent = false
+    /// Every wait so far, in order.
+    public private(set) var waits: [Wait] = []
+
+    public init(_ message: Message) {
+        self.message = message
+    }
+
+    fileprivate mutating func passed(_ index: Int, irreversible: Bool) {
+        if irreversible { sent = true }
+        waitingAt = nil
+        next = index + 1
+    }
+
+    fileprivate mutating func waiting(at index: Int, _ wait: Wait) {
+        waitingAt = index
+        waits.append(wait)
+    }
+}
+
+/// Where a run stands after `advance`: decided, or waiting for its turn.
+public enum RunOutcome: Sendable, Equatable {
+    case decided(Decision)
+    case waiting(Wait)
+}
+
+/// Runs a message through the steps in order and turns step outcomes and the policies
+/// (`on_error`, `degradation`, retry, expiry, pauses) into one `Decision`. A step may ask to
+/// wait: `advance` then returns `.waiting` and the caller (`PipelineWorker`) calls it again
+/// when the time comes, or `abandon`s the run.
 ///
-/// It does no I/O of its own: steps do, and the source carries out the decision.
-public struct PipelineExecutor: MessageHandler {
+/// It does no I/O of its own: steps do, and the runtime carries out the decision.
+public struct PipelineExecutor: Sendable {
     public let pipelineName: String
     public let steps: [BoundStep]
-    public let retry: RetryPolicy
+    public let worker: WorkerConfiguration
     public let workerID: String
     public let clock: any WallClock
+    public let flow: FlowControl
     public let logger: Logger
     private let stepTimers: [Timer]
-    private let inFlight: Meter
     /// `outbound_messages_total` by deciding step and outcome, made once (not per message).
     private let outcomeCounters: [String: [String: Counter]]
 
-    public init(pipelineName: String, steps: [BoundStep], retry: RetryPolicy, workerID: String, clock: any WallClock = SystemWallClock(), logger: Logger) {
+    public init(pipelineName: String, steps: [BoundStep], worker: WorkerConfiguration, workerID: String, clock: any WallClock = SystemWallClock(), flow: FlowControl, logger: Logger) {
         self.pipelineName = pipelineName
         self.steps = steps
-        self.retry = retry
+        self.worker = worker
         self.workerID = workerID
         self.clock = clock
+        self.flow = flow
         self.logger = logger
         self.stepTimers = steps.map { Timer(label: "outbound_step_duration_seconds", dimensions: [("step", $0.name)], preferredDisplayUnit: .seconds) }
-        self.inFlight = Meter(label: "outbound_messages_in_flight")
-        let outcomes = ["completed", "duplicate", "dropped", "retry", "dead_letter", "requeue"]
         self.outcomeCounters = Dictionary(uniqueKeysWithValues: (["pipeline"] + steps.map(\.name)).map { step in
-            (step, Dictionary(uniqueKeysWithValues: outcomes.map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }))
+            (step, Dictionary(uniqueKeysWithValues: Decision.outcomeNames.map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }))
         })
     }
 
-    public func handle(_ message: Message) async -> Decision {
-        var message = message
-        return await process(&message)
-    }
+    public var retry: RetryPolicy { worker.retry }
 
-    /// Handles one message; `message` carries what the steps added (e.g. the request sent).
+    /// Handles one message to its decision, in one go: a wait is given up and becomes a requeue
+    /// after the wait (for callers without parking: benchmarks). `message` carries what the steps added.
     public func process(_ message: inout Message) async -> Decision {
-        inFlight.increment()
-        defer { inFlight.decrement() }
-        let internalID = message.internalID
-        let decision = await runSteps(&message, internalID: internalID)
-        MessageLogContext.during(internalID, step: decision.stepName ?? "pipeline") {
-            record(decision)
+        var run = PipelineRun(message)
+        defer { message = run.message }
+        switch await advance(&run) {
+        case .decided(let decision):
+            return decision
+        case .waiting(let wait):
+            await abandon(&run)
+            let step = run.waitingAt.map { steps[$0].name } ?? "pipeline"
+            return .requeue(after: .milliseconds(max(1, Int64(wait.until.timeIntervalSince(clock.now()) * 1000))), step: step, reason: "waiting: \(wait.reason)", pause: nil)
         }
-        return decision
     }
 
-    private func runSteps(_ message: inout Message, internalID: String?) async -> Decision {
-        // Every step before the current one passed, except those skipped under fail_open
-        // (rare: this stays empty, and unallocated, on the usual path).
-        var skipped: [Int] = []
-        var sent = false
-        for (index, bound) in steps.enumerated() {
-            let context = StepContext(stepName: bound.name, logger: logger, workerID: workerID, clock: clock)
-            if Task.isCancelled, !sent {
-                await undo(before: index, skipping: skipped, message, internalID: internalID)
-                return .requeue(after: .zero, step: bound.name, reason: "worker shutting down", pauseSource: false)
+    /// Runs the steps from where `run` stands until a decision or a wait.
+    /// `shield` says whether irreversible steps must run to their end even if the task is
+    /// cancelled meanwhile (the worker is draining: a send in progress is never cut off).
+    public func advance(_ run: inout PipelineRun, shield: Bool = false) async -> RunOutcome {
+        let internalID = run.message.internalID
+        while run.next < steps.count {
+            let index = run.next
+            let bound = steps[index]
+            let context = StepContext(stepName: bound.name, logger: logger, workerID: workerID, clock: clock, flow: flow)
+            if Task.isCancelled, !run.sent {
+                await undo(&run, before: index)
+                return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), internalID)
+            }
+            if bound.irreversible, !run.sent, let notAfter = run.message.notAfter, clock.now() > notAfter {
+                await undo(&run, before: index)
+                return decided(.deadLetter(Failure(step: bound.name, reason: "expired: not sent by \(UTCTimestamp.format(notAfter))", expired: true)), internalID)
             }
             let started = ContinuousClock.now
             do {
-                let outcome = try await MessageLogContext.during(internalID, step: bound.name) {
-                    try await bound.step.run(&message, context)
-                }
+                let outcome = try await perform(bound, &run.message, context, internalID: internalID, shielded: shield && bound.irreversible)
                 stepTimers[index].recordInterval(since: started)
                 switch outcome {
                 case .next:
-                    if bound.irreversible { sent = true }
+                    run.passed(index, irreversible: bound.irreversible)
                 case .finish(let reason):
-                    return .ack(.finished(step: bound.name, reason: reason))
+                    return decided(.ack(.finished(step: bound.name, reason: reason)), internalID)
                 case .requeue(let after, let reason):
-                    await undo(before: index, skipping: skipped, message, internalID: internalID)
-                    return .requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pauseSource: false)
+                    await undo(&run, before: index)
+                    return decided(.requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pause: nil), internalID)
+                case .wait(let wait):
+                    run.waiting(at: index, wait)
+                    return .waiting(wait)
                 }
             } catch {
                 stepTimers[index].recordInterval(since: started)
-                if Task.isCancelled, !sent {
-                    await undo(before: index, skipping: skipped, message, internalID: internalID)
-                    return .requeue(after: .zero, step: bound.name, reason: "worker shutting down", pauseSource: false)
+                if Task.isCancelled, !run.sent {
+                    await undo(&run, before: index)
+                    return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), internalID)
                 }
                 let failure = (error as? StepFailure) ?? StepFailure(.transient, String(describing: error))
-                if sent {
+                if run.sent {
                     MessageLogContext.during(internalID, step: bound.name) {
                         logger.error("step failed after the message was sent; acknowledged so it is not sent twice", metadata: ["error": "\(failure)"])
                     }
                     Counter(label: "outbound_step_errors_total", dimensions: [("step", bound.name), ("kind", failure.kind.rawValue)]).increment()
-                    return .ack(.completed)
+                    return decided(.ack(.completed), internalID)
                 }
                 if failure.kind == .unavailable, bound.definition.degradation == .failOpen {
                     Counter(label: "outbound_degraded_total", dimensions: [("step", bound.name)]).increment()
                     MessageLogContext.during(internalID, step: bound.name) {
                         logger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
                     }
-                    skipped.append(index)
+                    run.skipped.append(index)
+                    run.passed(index, irreversible: false)
                     continue
                 }
-                await undo(before: index, skipping: skipped, message, internalID: internalID)
-                return decide(failure, step: bound, attempt: message.attempt)
+                await undo(&run, before: index)
+                return decided(decide(failure, step: bound, attempt: run.message.attempt), internalID)
             }
         }
-        return .ack(.completed)
+        return decided(.ack(.completed), internalID)
     }
 
-    /// The decision for a failure of `step` on delivery `attempt`, before any undo.
+    /// Gives up a waiting run: undoes, last first, what its steps claimed (the waiting step's
+    /// own reservation included). The message then goes back to the source.
+    public func abandon(_ run: inout PipelineRun) async {
+        await undo(&run, before: run.next)
+    }
+
+    /// The decision for a failure of `step` on delivery `attempt`, after any undo.
     public func decide(_ failure: StepFailure, step: BoundStep, attempt: Int) -> Decision {
         let name = step.name
+        let reported = Failure(step: name, reason: failure.reason, code: failure.code)
         switch failure.kind {
         case .unavailable:
-            return .requeue(after: retry.delay(beforeAttempt: 2), step: name, reason: failure.reason, pauseSource: false)
+            return .requeue(after: retry.delay(beforeAttempt: 2), step: name, reason: failure.reason, pause: nil)
         case .senderSide:
-            return .requeue(after: retry.delay(beforeAttempt: 2), step: name, reason: failure.reason, pauseSource: true)
+            let scope = failure.pauseScope ?? PauseScope(key: "pipeline:\(pipelineName)", coversAll: true)
+            let policy = EscalationPolicy(first: worker.pause, factor: 2, cap: .seconds(300))
+            let until = flow.holds.hold(scope.key, policy: policy, kind: .paused, reason: failure.reason)
+            let wait = max(Duration.milliseconds(1), .milliseconds(Int64(until.timeIntervalSince(clock.now()) * 1000)))
+            return .requeue(after: wait, step: name, reason: failure.reason, pause: scope)
         case .invalid, .permanent, .transient:
             switch step.definition.onError {
             case .drop:
-                return .ack(.dropped(step: name, reason: failure.reason))
+                return .ack(.dropped(reported))
             case .deadLetter:
-                return .deadLetter(step: name, reason: failure.reason)
+                return .deadLetter(reported)
             case .retry:
-                guard failure.kind == .transient else { return .deadLetter(step: name, reason: failure.reason) }
+                guard failure.kind == .transient else { return .deadLetter(reported) }
                 guard attempt < retry.maxAttempts else {
-                    return .deadLetter(step: name, reason: "gave up after \(attempt) attempts: \(failure.reason)")
+                    return .deadLetter(Failure(step: name, reason: "gave up after \(attempt) attempts: \(failure.reason)", code: failure.code))
                 }
                 let delay = max(retry.delay(beforeAttempt: attempt + 1), failure.retryAfter ?? .zero)
-                return .retry(after: delay, attempt: attempt + 1, step: name, reason: failure.reason)
+                return .retry(after: delay, attempt: attempt + 1, reported)
             }
         }
     }
 
-    /// Undoes, last first, the steps before `end` that passed.
-    private func undo(before end: Int, skipping skipped: [Int], _ message: Message, internalID: String?) async {
-        for index in (0..<end).reversed() where !skipped.contains(index) {
-            let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock)
-            await MessageLogContext.during(internalID, step: steps[index].name) {
-                await steps[index].step.undo(message, context)
+    private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?, shielded: Bool) async throws -> StepOutcome {
+        guard shielded else {
+            return try await MessageLogContext.during(internalID, step: bound.name) {
+                try await bound.step.run(&message, context)
             }
         }
+        // Not cancelled with the worker's task: a send that has started runs to its own timeout.
+        let start = message
+        let step = bound.step
+        let task = Task {
+            var copy = start
+            let outcome = try await MessageLogContext.during(internalID, step: bound.name) { try await step.run(&copy, context) }
+            return (copy, outcome)
+        }
+        let (finished, outcome) = try await task.value
+        message = finished
+        return outcome
+    }
+
+    /// Undoes, last first, the steps before `end` that passed, and `end` itself when it is the step that waited.
+    private func undo(_ run: inout PipelineRun, before end: Int) async {
+        let last = run.waitingAt == end ? end : end - 1
+        guard last >= 0 else { return }
+        let internalID = run.message.internalID
+        for index in (0...last).reversed() where !run.skipped.contains(index) {
+            let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock, flow: flow)
+            await MessageLogContext.during(internalID, step: steps[index].name) {
+                await steps[index].step.undo(run.message, context)
+            }
+        }
+        run.waitingAt = nil
+    }
+
+    private func decided(_ decision: Decision, _ internalID: String?) -> RunOutcome {
+        MessageLogContext.during(internalID, step: decision.stepName ?? "pipeline") {
+            record(decision)
+        }
+        return .decided(decision)
     }
 
     /// Counts and logs the decision (the task-local log context names the deciding step).
@@ -149,14 +235,15 @@ public struct PipelineExecutor: MessageHandler {
             logger.info("message completed")
         case .ack(.finished(_, let reason)):
             logger.info("message acknowledged without sending", metadata: ["reason": .string(reason)])
-        case .ack(.dropped(_, let reason)):
-            logger.warning("message dropped", metadata: ["reason": .string(reason)])
-        case .retry(let after, let attempt, _, let reason):
-            logger.warning("message will be retried", metadata: ["reason": .string(reason), "attempt": "\(attempt)", "delay": .string(DurationParser.format(after))])
-        case .deadLetter(_, let reason):
-            logger.error("message dead-lettered", metadata: ["reason": .string(reason)])
+        case .ack(.dropped(let failure)):
+            logger.warning("message dropped", metadata: ["reason": .string(failure.reason)])
+        case .retry(let after, let attempt, let failure):
+            logger.warning("message will be retried", metadata: ["reason": .string(failure.reason), "attempt": "\(attempt)", "delay": .string(DurationParser.format(after))])
+        case .deadLetter(let failure):
+            Counter(label: "outbound_dead_letters_total", dimensions: [("step", failure.step), ("code", failure.code.map(String.init) ?? (failure.expired ? "expired" : "none"))]).increment()
+            logger.error(failure.expired ? "message expired; dead-lettered" : "message dead-lettered", metadata: ["reason": .string(failure.reason)])
         case .requeue(let after, _, let reason, let pause):
-            logger.warning(pause ? "message requeued; consumption paused" : "message requeued", metadata: ["reason": .string(reason), "delay": .string(DurationParser.format(after))])
+            logger.warning(pause == nil ? "message requeued" : "message requeued; sender paused", metadata: ["reason": .string(reason), "delay": .string(DurationParser.format(after))])
         }
     }
 }

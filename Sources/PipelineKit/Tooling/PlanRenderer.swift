@@ -37,6 +37,8 @@ public enum PlanRenderer {
     private static func renderEntries(_ entries: [ResolvedSetting], indent: String, explain: Bool, into lines: inout [String]) {
         for entry in entries {
             switch entry.value {
+            case .object(let children) where children.isEmpty:
+                lines.append(annotate("\(indent)\(entry.name): {}", entry.origin, explain))
             case .object(let children):
                 lines.append("\(indent)\(entry.name):")
                 renderEntries(children, indent: indent + "  ", explain: explain, into: &lines)

@@ -76,8 +76,8 @@ public enum SchemaGenerator {
         case .integer(let range):
             var integer: [String: JSONValue] = ["type": .string("integer")]
             if let range {
-                integer["minimum"] = .number(Double(range.lowerBound))
-                integer["maximum"] = .number(Double(range.upperBound))
+                integer["minimum"] = .number(JSONNumber(range.lowerBound))
+                integer["maximum"] = .number(JSONNumber(range.upperBound))
             }
             return .object(["anyOf": .array([.object(integer), .object(["type": .string("string"), "pattern": .string("^[0-9]+$|\\$\\{")])])])
         case .boolean:
@@ -92,6 +92,10 @@ public enum SchemaGenerator {
             return .object(["anyOf": .array([.object(["type": .string("string")]), .object(["type": .string("array"), "items": .object(["type": .string("string")])])])])
         case .object(let nested):
             return settingsSchema(nested, variable: variable)
+        case .map(let keys, let values):
+            var map: [String: JSONValue] = ["type": .string("object"), "additionalProperties": typeSchema(values, variable: variable)]
+            if case .digits = keys { map["propertyNames"] = .object(["pattern": .string("^[0-9]{1,32}$")]) }
+            return .object(map)
         }
     }
 }

@@ -85,20 +85,45 @@ public struct PipelineLoader: Sendable {
         let resources = readResources(tree, &diagnostics)
         let steps = readSteps(tree, resources: resources, &diagnostics)
 
-        var retry = RetryPolicy()
-        if let source, case .object(let retryEntries)? = source.settings["retry"]?.value {
-            if let policy = try? RetryPolicy(settings: Settings(retryEntries)) { retry = policy }
-        }
-        guard !diagnostics.hasErrors, let source else {
+        guard let source else {
             return Result(definition: nil, diagnostics: diagnostics)
         }
-        let definition = PipelineDefinition(version: version, name: name, source: source, resources: resources, steps: steps, retry: retry, files: files)
-        for step in steps {
-            if let check = registry.steps[step.uses]?.check {
-                diagnostics += check(step, definition)
+        let definition = PipelineDefinition(version: version, name: name, source: source, resources: resources, steps: steps,
+                                            worker: WorkerConfiguration(settings: source.settings), files: files)
+        // Rules on single parts are reported with the other problems; rules across steps only once every part is valid.
+        let partsValid = !diagnostics.hasErrors
+        diagnostics += WorkerConfiguration.check(source)
+        diagnostics += registry.sources[source.uses]?.check?(definition) ?? []
+        for resource in resources {
+            diagnostics += registry.resources[resource.uses]?.check?(resource, definition) ?? []
+        }
+        if partsValid {
+            diagnostics += checkDependencies(steps)
+            for step in steps {
+                if let check = registry.steps[step.uses]?.check {
+                    diagnostics += check(step, definition)
+                }
             }
         }
         return Result(definition: diagnostics.hasErrors ? nil : definition, diagnostics: diagnostics)
+    }
+
+    /// Every value a step requires must come from an earlier step (`StepPlugin.requires`/`provides`).
+    private func checkDependencies(_ steps: [StepDefinition]) -> [Diagnostic] {
+        var diagnostics: [Diagnostic] = []
+        var provided: [String: String] = [:]
+        for step in steps {
+            guard let plugin = registry.steps[step.uses] else { continue }
+            for value in plugin.requires where provided[value] == nil {
+                let givers = registry.steps.values.filter { $0.provides.contains(value) }.map { "`\($0.name)`" }.sorted()
+                let later = steps.drop { $0.name != step.name }.dropFirst().first { registry.steps[$0.uses]?.provides.contains(value) == true }
+                let hint = later.map { " (step `\($0.name)` provides it, but comes later: move `\(step.name)` after it)" }
+                    ?? (givers.isEmpty ? "" : " (add a step that provides it before this one: \(givers.joined(separator: ", ")))")
+                diagnostics.append(.error(at: step.location, "step `\(step.name)` (\(step.uses)) needs `\(value)`, which no earlier step provides\(hint)"))
+            }
+            for value in plugin.provides where provided[value] == nil { provided[value] = step.name }
+        }
+        return diagnostics
     }
 
     private func readVersion(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> Int {
@@ -179,6 +204,18 @@ public struct PipelineLoader: Sendable {
                   let plugin = registry.resources[uses] else { continue }
             let settings = SettingsResolver(owner: "\(owner) (\(uses))").resolve(entry.value["with"], schema: plugin.settings, at: entry.value.location, diagnostics: &diagnostics)
             resources.append(ComponentDefinition(name: entry.key, uses: uses, settings: settings, location: entry.value.location))
+        }
+        // A resource named by another must exist when it is written; a default that names none means none.
+        for resource in resources {
+            guard let schema = registry.resources[resource.uses]?.settings else { continue }
+            for setting in resource.settings.entries where setting.origin != .pluginDefault {
+                guard case .resource(let uses)? = schema[setting.name]?.type, case .string(let value) = setting.value else { continue }
+                let candidates = resources.filter { $0.uses == uses }.map(\.name)
+                if !candidates.contains(value) {
+                    let hint = candidates.isEmpty ? " (declare one under `resources:` with `uses: \(uses)`)" : Suggestion.hint(for: value, in: candidates) + " (known: \(candidates.joined(separator: ", ")))"
+                    diagnostics.append(.error(at: setting.location, "`\(setting.name)` of resource `\(resource.name)`: no `\(uses)` resource named `\(value)`\(hint)"))
+                }
+            }
         }
         return resources
     }

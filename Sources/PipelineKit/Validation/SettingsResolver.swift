@@ -121,6 +121,21 @@ public struct SettingsResolver {
         case .object(let schema):
             let nested = SettingsResolver(owner: "`\(spec.name)` of \(owner)")
             return .object(nested.resolve(node, schema: schema, at: node.location, diagnostics: &diagnostics).entries)
+        case .map(let keys, let valueType):
+            if case .null = node.value { return .object([]) }
+            guard let entries = node.entries else { return fail("expected a map, found \(node.kindName)") }
+            var resolved: [ResolvedSetting] = []
+            for entry in entries {
+                if let problem = keys.problem(entry.key) {
+                    diagnostics.append(.error(at: entry.keyLocation, "`\(spec.name)` of \(owner): key \(JSONWriter.quoted(entry.key)) \(problem)"))
+                    continue
+                }
+                let member = SettingSpec(entry.key, valueType, required: true, secrecy: spec.secrecy, spec.summary)
+                if let value = coerce(entry.value, to: member, diagnostics: &diagnostics) {
+                    resolved.append(ResolvedSetting(name: entry.key, value: value, origin: entry.value.origin, location: entry.value.location, secrecy: spec.secrecy))
+                }
+            }
+            return .object(resolved)
         }
     }
 

@@ -5,6 +5,7 @@ import Logging
 import OutboundWorkerApp
 import PipelineKit
 import RedisClient
+import RedisPlugin
 import WhatsAppPlugin
 
 /// The shipped pipeline, found from this package's folder.
@@ -17,8 +18,8 @@ private func bodies(_ count: Int, prefix: String) -> [[UInt8]] {
 
 /// The shipped pipeline with only the steps named, over in-memory Redis and a stand-in Cloud API.
 private func executor(keeping steps: Set<String>) async throws -> PipelineExecutor {
-    let store = MemoryIdempotencyStore(clock: SystemWallClock())
-    let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: StandInCloudAPI())
+    let store = MemoryStore(clock: SystemWallClock())
+    let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: StandInLog())
     guard var definition = PipelineLoader(registry: registry, environment: environment).load(path: pipelinePath).definition else {
         fatalError("the shipped pipeline does not load from \(FileManager.default.currentDirectoryPath)")
     }
@@ -46,7 +47,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("message: executor alone, two pass-through steps", configuration: .init(scalingFactor: .kilo)) { benchmark in
         let shipped = try await executor(keeping: ["validate", "transform"])
         let executor = PipelineExecutor(pipelineName: shipped.pipelineName, steps: shipped.steps.map { BoundStep(definition: $0.definition, step: PassStep(), irreversible: false) },
-                                        retry: shipped.retry, workerID: "bench", logger: shipped.logger)
+                                        worker: shipped.worker, workerID: "bench", flow: shipped.flow, logger: shipped.logger)
         var messages = bodies(benchmark.scaledIterations.count, prefix: "pass").map { Message(body: $0) }
         benchmark.startMeasurement()
         for index in messages.indices {
@@ -92,9 +93,9 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("redis: idempotency step claim (happy path)", configuration: .init(metrics: [.wallClock, .throughput], scalingFactor: .kilo)) { benchmark in
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        let store = RedisIdempotencyStore(client: RedisClient(configuration: configuration), logger: logger)
+        let store = RedisStore(client: RedisClient(configuration: configuration), logger: logger)
         let step = IdempotencyStep(store: store, key: try KeyTemplate("bench:{internalId}"), ttl: .seconds(60), lease: .seconds(30), onDuplicate: .ack, onInFlight: .requeue)
-        let context = StepContext(stepName: "idempotency", logger: logger, workerID: "bench", clock: SystemWallClock())
+        let context = StepContext(stepName: "idempotency", logger: logger, workerID: "bench", clock: SystemWallClock(), flow: FlowControl(logger: logger))
         var warmUp = Message(body: bodies(1, prefix: "warm-\(UUID().uuidString)")[0])
         _ = try await step.run(&warmUp, context)
         let messages = bodies(benchmark.scaledIterations.count, prefix: "claim-\(UUID().uuidString)").map { Message(body: $0) }

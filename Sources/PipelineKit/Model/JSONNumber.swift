@@ -1,0 +1,34 @@
+/// A JSON number that keeps its value exactly: integers of any size as written (an id beyond
+/// 2^53 stays that id), other numbers as the shortest text of their double.
+public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral {
+    /// The number as JSON text.
+    public let text: String
+
+    /// A number given by its JSON text (not checked: callers pass what a JSON parser accepted).
+    public init(text: String) {
+        self.text = text
+    }
+
+    public init(_ value: Int) {
+        text = String(value)
+    }
+
+    /// A double: integral values below 10^15 without a fraction (`3`, not `3.0`); not-finite values as `null`'s stand-in `0`.
+    public init(_ value: Double) {
+        if value.rounded() == value, abs(value) < 1e15 {
+            text = String(Int64(value))
+        } else if value.isFinite {
+            text = value.description
+        } else {
+            text = "0"
+        }
+    }
+
+    public init(integerLiteral value: Int) { self.init(value) }
+    public init(floatLiteral value: Double) { self.init(value) }
+
+    /// The value as a double (as near as a double gets).
+    public var double: Double { Double(text) ?? .nan }
+
+    public var description: String { text }
+}

@@ -1,0 +1,60 @@
+import Synchronization
+
+/// Counts running tasks and lets one caller wait until none runs (the drain on shutdown).
+final class ActivityTracker: Sendable {
+    private struct State {
+        var active = 0
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func begin() {
+        state.withLock { $0.active += 1 }
+    }
+
+    func end() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.active -= 1
+            guard state.active == 0 else { return [] }
+            defer { state.idleWaiters.removeAll() }
+            return state.idleWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    var active: Int { state.withLock { $0.active } }
+
+    /// Waits until nothing runs or `timeout` passes; whether it became idle.
+    func waitUntilIdle(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let idle = self.state.withLock { state -> Bool in
+                        if state.active == 0 { return true }
+                        state.idleWaiters.append(continuation)
+                        return false
+                    }
+                    if idle { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first {
+                // Unblock the idle waiter so the group can finish: it is resumed by `end` later otherwise.
+                let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                    defer { state.idleWaiters.removeAll() }
+                    return state.idleWaiters
+                }
+                waiters.forEach { $0.resume() }
+            }
+            await group.waitForAll()
+            return first
+        }
+    }
+}

@@ -1,0 +1,30 @@
+/// What became of one message: the decision and the message as the steps left it
+/// (its values carry what they found: the request sent, the receipt).
+public struct Outcome: Sendable {
+    public var decision: Decision
+    public var message: Message
+    /// An irreversible step (the send) succeeded.
+    public var sent: Bool
+
+    public init(decision: Decision, message: Message, sent: Bool) {
+        self.decision = decision
+        self.message = message
+        self.sent = sent
+    }
+
+    init(decision: Decision, run: PipelineRun) {
+        self.init(decision: decision, message: run.message, sent: run.sent)
+    }
+}
+
+/// Where outcomes are reported (outcome events) before the message is settled: when `record`
+/// throws, the message is not acknowledged but goes back to the source.
+///
+/// ```swift
+/// struct PrintingSink: OutcomeSink {
+///     func record(_ outcome: Outcome) async throws { print(outcome.decision.outcomeName) }
+/// }
+/// ```
+public protocol OutcomeSink: Sendable {
+    func record(_ outcome: Outcome) async throws
+}

@@ -1,0 +1,236 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+
+/// The worker loop: takes deliveries from a `Source`, runs each through the current pipeline
+/// with at most `concurrency` running at once, parks waiting messages, carries out each
+/// decision (attempts, jitter, pauses), and on graceful shutdown stops taking messages,
+/// returns those not started or waiting, and drains those running (cancelling them after
+/// `drain_timeout`; a send in progress always finishes).
+///
+/// ```swift
+/// let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, logger: logger)
+/// let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm], logger: logger)
+/// try await group.run()
+/// ```
+public final class PipelineWorker: Service, Sendable {
+    private struct PauseState {
+        var until: Date?
+        var reason: String?
+        var resumeTask: Task<Void, Never>?
+    }
+
+    public let source: any Source
+    public let configuration: WorkerConfiguration
+    public let flow: FlowControl
+    private let pipelines: any PipelineProvider
+    private let sink: (any OutcomeSink)?
+    private let logger: Logger
+    private let permits: Permits
+    private let shutdown = ShutdownSignal()
+    private let parking: Parking
+    private let running = ActivityTracker()
+    private let paused = Mutex(PauseState())
+    private let inFlight = Meter(label: "outbound_messages_in_flight")
+    private let pausedGauge = Gauge(label: "outbound_consumption_paused")
+    private let connectedGauge = Gauge(label: "outbound_source_connected")
+
+    public init(source: any Source, pipelines: any PipelineProvider, configuration: WorkerConfiguration, flow: FlowControl, sink: (any OutcomeSink)? = nil, logger: Logger) {
+        self.source = source
+        self.pipelines = pipelines
+        self.configuration = configuration
+        self.flow = flow
+        self.sink = sink
+        self.logger = logger
+        permits = Permits(configuration.concurrency)
+        // Room for `concurrency` new deliveries always stays, so waiting messages never stop intake.
+        let capacity = source.capacity > configuration.concurrency ? source.capacity - configuration.concurrency : max(1, source.capacity / 2)
+        parking = Parking(capacity: capacity, shutdown: shutdown)
+        pausedGauge.record(0)
+        connectedGauge.record(0)
+    }
+
+    /// Why consumption is paused, when it is (for `/health` and `/ready`).
+    public var pauseReason: String? {
+        paused.withLock { $0.until.map { $0 > flow.clock.now() } == true ? $0.reason : nil }
+    }
+
+    /// How long the longest-waiting parked message has waited.
+    public var oldestWait: Duration { parking.oldestWait }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await source.start()
+            await loop()
+            await source.stop()
+            logger.info("worker stopped")
+        } onGracefulShutdown: {
+            self.beginShutdown()
+        }
+    }
+
+    /// Stops taking messages: waiting and not-yet-started ones go back to the source, running ones drain.
+    public func beginShutdown() {
+        guard !shutdown.isRaised else { return }
+        logger.info("shutting down: no new messages, draining those in flight", metadata: ["in_flight": "\(running.active)"])
+        shutdown.raise()
+        permits.close()
+        paused.withLock { $0.resumeTask?.cancel() }
+        source.stopIntake()
+    }
+
+    private func loop() async {
+        await withDiscardingTaskGroup { group in
+            intake: for await event in source.events {
+                switch event {
+                case .delivery(let delivery):
+                    if shutdown.isRaised {
+                        _ = await source.settle(delivery, .release)
+                        continue
+                    }
+                    running.begin()
+                    group.addTask {
+                        await self.process(delivery)
+                        self.running.end()
+                    }
+                case .connected(let endpoint):
+                    connectedGauge.record(1)
+                    logger.info("consuming", metadata: ["from": .string(endpoint)])
+                case .disconnected(let reason):
+                    connectedGauge.record(0)
+                    logger.warning("source connection lost; reconnecting", metadata: ["error": .string(reason)])
+                case .intakeStopped:
+                    break intake
+                }
+            }
+            if running.active > 0, await !running.waitUntilIdle(timeout: configuration.drainTimeout) {
+                logger.warning("drain timeout reached; requeueing messages still in flight (a send in progress finishes first)",
+                               metadata: ["timeout": .string(DurationParser.format(configuration.drainTimeout)), "in_flight": "\(running.active)"])
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func process(_ delivery: Delivery) async {
+        guard await permits.acquire() else {
+            _ = await source.settle(delivery, .release)
+            return
+        }
+        let (executor, done) = pipelines.checkout()
+        defer { done() }
+        inFlight.increment()
+        var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried)
+        if let maxAge = configuration.maxAge {
+            message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
+        }
+        var run = PipelineRun(message)
+        while true {
+            switch await executor.advance(&run, shield: shutdown.isRaised) {
+            case .decided(let decision):
+                await carryOut(decision, of: delivery, run: run)
+                inFlight.decrement()
+                permits.release()
+                return
+            case .waiting(let wait):
+                inFlight.decrement()
+                permits.release()
+                guard await park(wait) else {
+                    await executor.abandon(&run)
+                    if shutdown.isRaised {
+                        _ = await source.settle(delivery, .release)
+                    } else {
+                        // Back a little before the wait ends, to spend the rest of it parked.
+                        let lead = min(configuration.maxPark.secondsDouble / 2, 0.5)
+                        let remaining = Duration.milliseconds(max(1, Int64((wait.until.timeIntervalSince(flow.clock.now()) - lead) * 1000)))
+                        MessageLogContext.during(run.message.internalID, step: "pipeline") {
+                            logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
+                        }
+                        _ = await source.settle(delivery, .redeliver(after: remaining, attemptsMade: delivery.attemptsMade, carried: run.message.carried))
+                    }
+                    return
+                }
+                inFlight.increment()
+            }
+        }
+    }
+
+    /// Parks the message until its wait ends and a permit is free; false when it must leave
+    /// memory instead (the wait is long, parking is full, or the worker is shutting down).
+    private func park(_ wait: Wait) async -> Bool {
+        let remaining = wait.until.timeIntervalSince(flow.clock.now())
+        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait) else { return false }
+        guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
+        return await permits.acquire()
+    }
+
+    /// Reports the outcome, then settles the delivery as the decision says.
+    private func carryOut(_ decision: Decision, of delivery: Delivery, run: PipelineRun) async {
+        if let sink {
+            do {
+                try await sink.record(Outcome(decision: decision, run: run))
+            } catch {
+                logger.error("outcome not recorded; the message goes back to the queue", metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
+                _ = await source.settle(delivery, .release)
+                return
+            }
+        }
+        let settlement: Settlement
+        switch decision {
+        case .ack:
+            settlement = .ack
+        case .retry(let after, let attempt, _):
+            settlement = .redeliver(after: jittered(after), attemptsMade: attempt - 1)
+        case .deadLetter(let failure):
+            settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
+        case .requeue(let after, _, let reason, let pause):
+            settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade)
+            if let pause, pause.coversAll { pauseSource(for: after, reason: reason) }
+        }
+        if await !source.settle(delivery, settlement) {
+            logger.warning("settlement not carried out; the message went back to the queue", metadata: ["outcome": .string(decision.outcomeName)])
+        }
+    }
+
+    private func jittered(_ delay: Duration) -> Duration {
+        let jitter = configuration.retry.jitter * Double.random(in: 0..<1)
+        return .milliseconds(Int64((Double(delay.milliseconds) * (1 + jitter)).rounded()))
+    }
+
+    /// Stops consumption for `duration` after a sender-side failure that concerns every message.
+    private func pauseSource(for duration: Duration, reason: String) {
+        let until = flow.clock.now().addingTimeInterval(duration.secondsDouble)
+        let start = paused.withLock { state -> Bool in
+            if let current = state.until, current >= until { return false }
+            let wasPaused = state.until.map { $0 > flow.clock.now() } ?? false
+            state.until = until
+            state.reason = reason
+            state.resumeTask?.cancel()
+            state.resumeTask = Task { [weak self] in
+                try? await Task.sleep(for: duration)
+                guard !Task.isCancelled else { return }
+                self?.resumeSource(after: until)
+            }
+            return !wasPaused
+        }
+        guard start, !shutdown.isRaised else { return }
+        logger.error("sender-side failure: consumption paused", metadata: ["reason": .string(reason), "pause": .string(DurationParser.format(duration))])
+        pausedGauge.record(1)
+        source.pause()
+    }
+
+    private func resumeSource(after until: Date) {
+        let resume = paused.withLock { state -> Bool in
+            guard state.until == until else { return false }
+            state.until = nil
+            state.reason = nil
+            state.resumeTask = nil
+            return true
+        }
+        guard resume, !shutdown.isRaised else { return }
+        logger.notice("consumption resumed after a pause")
+        pausedGauge.record(0)
+        source.resume()
+    }
+}

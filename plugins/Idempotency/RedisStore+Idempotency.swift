@@ -1,0 +1,123 @@
+import Foundation
+import PipelineKit
+import RedisClient
+import RedisPlugin
+
+/// Idempotency keys in Redis: one Lua script per operation, one round trip each.
+extension RedisStore: IdempotencyStore {
+    /// ISO 8601 from and to epoch milliseconds in Lua (Redis's Lua has no date library).
+    static let isoFunctions = """
+        local function iso(ms)
+          local s = math.floor(ms / 1000)
+          local days = math.floor(s / 86400)
+          local rem = s - days * 86400
+          local z = days + 719468
+          local era = math.floor(z / 146097)
+          local doe = z - era * 146097
+          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+          local mp = math.floor((5 * doy + 2) / 153)
+          local d = doy - math.floor((153 * mp + 2) / 5) + 1
+          local m = mp < 10 and mp + 3 or mp - 9
+          local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+          return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
+        end
+        local function epoch(text)
+          if type(text) ~= 'string' then return nil end
+          local y, m, d, hh, mm, ss, frac = string.match(text, '^(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)%.?(%d*)Z$')
+          if not y then return nil end
+          y = tonumber(y); m = tonumber(m); d = tonumber(d)
+          if m <= 2 then y = y - 1 end
+          local era = math.floor(y / 400)
+          local yoe = y - era * 400
+          local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+          local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+          local days = era * 146097 + doe - 719468
+          local ms = 0
+          if frac ~= '' then ms = math.floor(tonumber('0.' .. frac) * 1000 + 0.5) end
+          return (days * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)) * 1000 + ms
+        end
+        """
+
+    /// KEYS[1] the key; ARGV[1] owner, ARGV[2] ttl (s), ARGV[3] lease (ms). The lease is judged by Redis's clock.
+    /// Returns {1, value} claimed, {2, existing} completed, {3, existing} in flight, {4, value, previous} taken over.
+    static let claimScript = RedisScript(isoFunctions + "\n" + """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local value = '{"status":"processing","owner":' .. cjson.encode(ARGV[1]) .. ',"since":"' .. iso(now) .. '"}'
+        local existing = redis.call('GET', KEYS[1])
+        if not existing then
+          redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
+          return {1, value}
+        end
+        local ok, state = pcall(cjson.decode, existing)
+        if ok and type(state) == 'table' then
+          if state.status == 'completed' then return {2, existing} end
+          local since = epoch(state.since)
+          if since and now - since < tonumber(ARGV[3]) then return {3, existing} end
+        end
+        redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
+        return {4, value, existing}
+        """)
+
+    /// KEYS[1] the key, KEYS[2] the receipt key (optional); ARGV[1] the claim ('' for none), ARGV[2] the
+    /// completed value, ARGV[3] ttl (s), ARGV[4] the receipt's value. Returns {1} as claimed, {0, current} otherwise.
+    static let completeScript = RedisScript("""
+        local current = redis.call('GET', KEYS[1])
+        redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+        if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3]) end
+        if ARGV[1] == '' or current == ARGV[1] then return {1} end
+        return {0, current or ''}
+        """)
+
+    static let releaseScript = RedisScript("""
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """)
+
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration) async throws(StoreUnavailable) -> ClaimResult {
+        let reply = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.claimScript, keys: [key], arguments: [owner, Self.seconds(ttl), String(max(1, lease.milliseconds))])
+        }
+        guard case .array(let items) = reply, let kind = items.first?.integer, let value = items.dropFirst().first?.string else {
+            throw StoreUnavailable("unexpected answer to the claim script: \(reply)")
+        }
+        switch kind {
+        case 1: return .claimed(value: value)
+        case 2: return .completed(existing: value)
+        case 3: return .inFlight(existing: value)
+        default: return .tookOver(value: value, previous: items.dropFirst(2).first?.string ?? "")
+        }
+    }
+
+    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult {
+        let keys = [key] + (receipt.map { [$0.key] } ?? [])
+        let reply = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.completeScript, keys: keys, arguments: [claim ?? "", value, Self.seconds(ttl), receipt?.value ?? ""])
+        }
+        guard case .array(let items) = reply, let kind = items.first?.integer else { throw StoreUnavailable("unexpected answer to the completion script: \(reply)") }
+        if kind == 1 { return .asClaimed }
+        let current = items.dropFirst().first?.string
+        return .claimLost(current: current?.isEmpty == false ? current : nil)
+    }
+
+    public func release(_ key: String, claim: String) async throws(StoreUnavailable) -> Bool {
+        try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.releaseScript, keys: [key], arguments: [claim]).integer == 1
+        }
+    }
+
+    public func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) {
+        _ = try await perform { () async throws(RedisError) in
+            try await client.checked(["SET", key, value, "EX", Self.seconds(ttl)])
+        }
+    }
+
+    public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
+        try await perform { () async throws(RedisError) -> (value: String, ttl: Duration?)? in
+            guard let value = try await client.checked(["GET", key]).string else { return nil }
+            let ttl = try await client.checked(["TTL", key]).integer
+            return (value, ttl.flatMap { $0 >= 0 ? .seconds($0) : nil })
+        }
+    }
+}

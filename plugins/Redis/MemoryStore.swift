@@ -1,0 +1,55 @@
+import Foundation
+import PipelineKit
+import Synchronization
+
+/// An in-memory stand-in for the `redis` resource with Redis's semantics (TTLs against an
+/// injectable clock), for `outbound-worker test` and unit tests. It can be told to act down.
+/// Plugins add the same capabilities to it as to `RedisStore`, written against `atomically`.
+public final class MemoryStore: Resource {
+    /// One key's value and when it expires.
+    public struct Entry: Sendable {
+        public var value: String
+        public var expires: Date?
+
+        public init(value: String, expires: Date?) {
+            self.value = value
+            self.expires = expires
+        }
+    }
+
+    public let clock: any WallClock
+    private let entries = Mutex<[String: Entry]>([:])
+    private let down = Mutex(false)
+
+    public init(clock: any WallClock) {
+        self.clock = clock
+    }
+
+    /// Makes every operation fail as if the server were down (or brings it back).
+    public func setAvailable(_ available: Bool) {
+        down.withLock { $0 = !available }
+    }
+
+    /// Runs `body` on the live entries (expired ones removed) as one atomic step, like a Lua script.
+    public func atomically<T>(_ body: (inout [String: Entry], Date) -> T) throws(StoreUnavailable) -> T {
+        if down.withLock({ $0 }) { throw StoreUnavailable("redis unavailable (simulated)") }
+        let now = clock.now()
+        return entries.withLock { entries in
+            entries = entries.filter { $0.value.expires.map { $0 > now } ?? true }
+            return body(&entries, now)
+        }
+    }
+
+    public func health() async -> HealthStatus {
+        down.withLock { $0 } ? .down("in-memory store set down") : .up
+    }
+
+    public func shutdown() async {}
+}
+
+extension MemoryStore.Entry {
+    /// An entry that lives `ttl` from `now`.
+    public init(_ value: String, ttl: Duration, now: Date) {
+        self.init(value: value, expires: now.addingTimeInterval(ttl.secondsDouble))
+    }
+}

@@ -1,0 +1,99 @@
+import Logging
+import Metrics
+import PipelineKit
+import RedisClient
+import Synchronization
+
+/// The `redis` resource: a pooled hiredis client that steps use through the capabilities their
+/// plugins add to it (idempotency keys, send slots, status ledgers), each as Lua scripts.
+/// Logs an outage once when it starts and once when it ends.
+public final class RedisStore: Resource {
+    public let client: RedisClient
+    private let logger: Logger
+    private let failures = Mutex(0)
+    private let errors = Counter(label: "outbound_redis_errors_total")
+
+    public init(client: RedisClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Builds the store from `redis` settings and connects; a refused password or database is an error,
+    /// an unreachable server only a warning (the steps' degradation policy covers it).
+    public static func connect(settings: Settings, logger: Logger) async throws -> RedisStore {
+        let store = RedisStore(client: RedisClient(configuration: try RedisSettings.configuration(settings)), logger: logger)
+        do {
+            try await store.client.connect()
+        } catch let error where error.isAuthentication {
+            throw error
+        } catch {
+            logger.warning("redis is not reachable at start; steps apply their degradation policy until it is", metadata: ["error": "\(error)"])
+        }
+        return store
+    }
+
+    public func health() async -> HealthStatus {
+        do {
+            let reply = try await client.send(["PING"])
+            return reply == .status("PONG") ? .up : .down("unexpected PING answer")
+        } catch {
+            return .down(error.description)
+        }
+    }
+
+    public func shutdown() async {}
+
+    /// Runs commands, mapping errors to `StoreUnavailable` and logging outages once.
+    public func perform<T>(_ body: () async throws(RedisError) -> T) async throws(StoreUnavailable) -> T {
+        do {
+            let result = try await body()
+            let failed = failures.withLock { count in
+                defer { count = 0 }
+                return count
+            }
+            if failed > 0 { logger.notice("redis is available again", metadata: ["failed_commands": "\(failed)"]) }
+            return result
+        } catch {
+            errors.increment()
+            let first = failures.withLock { count in
+                count += 1
+                return count == 1
+            }
+            if first { logger.warning("redis unavailable", metadata: ["error": "\(error)"]) }
+            throw StoreUnavailable(error.description)
+        }
+    }
+
+    /// A TTL as the whole seconds `EX` takes (at least 1).
+    public static func seconds(_ ttl: Duration) -> String {
+        String(max(1, ttl.components.seconds))
+    }
+}
+
+/// The store did not answer (down, or slower than its command timeout).
+public struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+
+    public init(_ reason: String) {
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+}
+
+extension RedisError {
+    var isAuthentication: Bool {
+        if case .authentication = self { return true }
+        return false
+    }
+}
+
+extension ResourcePlugin {
+    /// The `redis` resource plugin (hiredis).
+    public static let redis = ResourcePlugin(
+        name: "redis",
+        summary: "Redis over hiredis: pooled, pipelined, with timeouts and reconnect",
+        settings: RedisSettings.schema,
+        make: { context in try await RedisStore.connect(settings: context.settings, logger: context.logger) }
+    )
+}
