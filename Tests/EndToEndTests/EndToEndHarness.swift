@@ -55,8 +55,8 @@ final class EndToEndHarness: @unchecked Sendable {
         ]
     }
 
-    func startWorker(extra: [String: String] = [:]) async throws -> WorkerProcess {
-        let worker = try WorkerProcess(environment: environment.merging(extra) { $1 }, healthPort: Int.random(in: 20000...29999))
+    func startWorker(extra: [String: String] = [:], directory: URL? = nil) async throws -> WorkerProcess {
+        let worker = try WorkerProcess(environment: environment.merging(extra) { $1 }, healthPort: Int.random(in: 20000...29999), directory: directory)
         try await worker.waitUntilReady()
         return worker
     }

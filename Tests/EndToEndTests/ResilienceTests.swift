@@ -72,6 +72,8 @@ import TestSupport
         #expect(try await first.waitForExit(timeout: .seconds(15)) == 0)
         #expect(ContinuousClock.now - stopped < .seconds(11), "within the drain timeout")
         #expect(first.log.contains("draining"))
+        let late = e2e.server.requests.filter { $0.arrived - stopped > .milliseconds(100) }.count
+        #expect(late == 0, "after SIGTERM nothing new starts: \(late) requests came later")
         let second = try await e2e.startWorker()
         try await poll("all 600 sent", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 600 }
         try await poll("queue drained") { try await e2e.inspector.depth(e2e.queue) == 0 }

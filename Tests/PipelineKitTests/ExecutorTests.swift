@@ -114,14 +114,105 @@ import Testing
         let started = Fixtures.UndoLog()
         let executor = Self.pipeline([
             Self.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
-            Self.bound("send", WaitForever(started: started), onError: .retry, degradation: .failOpen, irreversible: true),
+            Self.bound("slow", WaitForever(started: started), onError: .retry, degradation: .failOpen),
+            Self.bound("send", Fixtures.Recorder(outcome: { _ in .next }, undone: nil), irreversible: true),
         ])
         let task = Task { await run(executor) }
         while started.all.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
         task.cancel()
         let decision = await task.value
-        #expect(decision == .requeue(after: .zero, step: "send", reason: "worker shutting down", pause: nil))
+        #expect(decision == .requeue(after: .zero, step: "slow", reason: "worker shutting down", pause: nil))
         #expect(undo.all == ["claim"])
+    }
+
+    /// A send in progress when the worker's drain ends must not be cut off: the request may
+    /// already have reached the other side, and releasing the key would let a restart send it again.
+    @Test func anIrreversibleStepInProgressFinishesDespiteCancellation() async throws {
+        let undo = Fixtures.UndoLog()
+        let started = Fixtures.UndoLog()
+        let executor = Self.pipeline([
+            Self.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
+            Self.bound("send", SlowSend(started: started), onError: .retry, irreversible: true),
+            Self.bound("mark", Fixtures.Recorder(outcome: { _ in .next }, undone: nil)),
+        ])
+        let task = Task { await run(executor) }
+        while started.all.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        task.cancel()
+        let decision = await task.value
+        #expect(decision == .ack(.completed), "the send finished and the message is acknowledged")
+        #expect(undo.all.isEmpty, "nothing released after the send")
+    }
+
+    /// A send that takes 200 ms and ignores nothing: it would throw on cancellation.
+    struct SlowSend: Step {
+        let started: Fixtures.UndoLog
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            started.append(context.stepName)
+            try await Task.sleep(for: .milliseconds(200))
+            return .next
+        }
+    }
+
+    @Test func aWaitResumesAtTheStepThatWaitedAndAbandonGivesBackItsClaim() async throws {
+        let undo = Fixtures.UndoLog()
+        let runs = Fixtures.UndoLog()
+        let until = Date().addingTimeInterval(5)
+        let executor = Self.pipeline([
+            Self.bound("claim", Fixtures.Recorder(outcome: { _ in runs.append("claim"); return .next }, undone: undo)),
+            Self.bound("pace", Fixtures.Recorder(outcome: { message in
+                runs.append("pace")
+                return runs.all.filter { $0 == "pace" }.count == 1 ? .wait(Wait(key: "sender", until: until, reason: .throughput)) : .next
+            }, undone: undo)),
+        ])
+        var run = PipelineRun(Message(body: Array(#"{"internalId":"w"}"#.utf8)))
+        #expect(await executor.advance(&run) == .waiting(Wait(key: "sender", until: until, reason: .throughput)))
+        #expect(await executor.advance(&run) == .decided(.ack(.completed)))
+        #expect(runs.all == ["claim", "pace", "pace"], "resumed at the waiting step, earlier ones not run again")
+        #expect(run.waits.map(\.reason) == [.throughput])
+
+        var abandoned = PipelineRun(Message(body: Array(#"{"internalId":"w2"}"#.utf8)))
+        let other = Self.pipeline([
+            Self.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
+            Self.bound("pace", Fixtures.Recorder(outcome: { _ in .wait(Wait(key: "sender", until: until, reason: .throughput)) }, undone: undo)),
+        ])
+        _ = await other.advance(&abandoned)
+        await other.abandon(&abandoned)
+        #expect(undo.all == ["pace", "claim"], "the waiting step gives back what it reserved, then the claim")
+    }
+
+    @Test func anExpiredMessageIsNotSentButDeadLetteredAsExpired() async {
+        let undo = Fixtures.UndoLog()
+        let executor = Self.pipeline([
+            Self.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
+            Self.bound("send", Fixtures.Recorder(outcome: { _ in Issue.record("an expired message was sent"); return .next }, undone: nil), irreversible: true),
+        ])
+        var message = Message(body: Array(#"{"internalId":"old"}"#.utf8), notAfter: Date().addingTimeInterval(-1))
+        let decision = await executor.process(&message)
+        #expect(decision.outcomeName == "expired")
+        #expect(decision.stepName == "send")
+        #expect(decision.reason?.hasPrefix("expired") == true)
+        #expect(undo.all == ["claim"])
+    }
+
+    @Test func aSenderSideFailurePausesItsScopeAndCarriesTheCode() async {
+        let executor = Self.pipeline([
+            Self.bound("send", Fixtures.Recorder(outcome: { _ in
+                throw StepFailure(.senderSide, "code 10", code: 10, pauseScope: PauseScope(key: "sender:42", coversAll: false))
+            }, undone: nil), onError: .retry, irreversible: true),
+        ])
+        var message = Message(body: Array(#"{"internalId":"p"}"#.utf8))
+        let decision = await executor.process(&message)
+        guard case .requeue(let after, _, _, let pause) = decision else {
+            Issue.record("a sender-side failure waits: \(decision)")
+            return
+        }
+        #expect(after == .seconds(5), "the first pause")
+        #expect(pause == PauseScope(key: "sender:42", coversAll: false))
+        #expect(executor.flow.holds.held("sender:42", at: Date()) != nil, "the scope is held for later messages")
+        #expect(executor.flow.holds.held("sender:43", at: Date()) == nil)
+        var again = Message(body: Array(#"{"internalId":"p2"}"#.utf8))
+        guard case .requeue(let second, _, _, _) = await executor.process(&again) else { return }
+        #expect(second == .seconds(10), "pauses double while the failure lasts")
     }
 
     @Test func stepsSkippedUnderFailOpenAreNotUndoneAndOthersAreUndoneLastFirst() async {

@@ -47,7 +47,7 @@ public final class CloudAPIStandInServer: Sendable {
     }
 
     private let recorded = Mutex<[Recorded]>([])
-    private let script = Mutex<@Sendable (Int, JSONValue?) -> Answer>({ _, _ in .success })
+    private let script = Mutex<@Sendable (Int, Recorded) -> Answer>({ _, _ in .success })
     private let task = Mutex<Task<Void, any Error>?>(nil)
     /// Sends accepted per sender, for the throughput limit (arrival times within the last second).
     private let accepted = Mutex<(limit: Int?, bySender: [String: [ContinuousClock.Instant]])>((nil, [:]))
@@ -76,7 +76,12 @@ public final class CloudAPIStandInServer: Sendable {
 
     /// Sets how the following requests are answered: given the request number (from 1) and its JSON body.
     public func answer(with script: @escaping @Sendable (Int, JSONValue?) -> Answer) {
-        self.script.withLock { $0 = script }
+        self.script.withLock { $0 = { number, request in script(number, request.json) } }
+    }
+
+    /// Sets how the following requests are answered, given each request as recorded (path, sender, token…).
+    public func answerRequests(with script: @escaping @Sendable (Recorded) -> Answer) {
+        self.script.withLock { $0 = { _, request in script(request) } }
     }
 
     /// Answers 130429 to a sender's request when `perSecond` of its requests were accepted in the
@@ -134,12 +139,13 @@ public final class CloudAPIStandInServer: Sendable {
             state.bySender[sender] = times
             return over
         }
+        let entry = Recorded(path: path, authorization: request.headers[.authorization], body: bytes, json: json, clientPort: context.clientPort,
+                             receivedAt: Date(), arrived: arrived, answeredCode: nil)
         let number = recorded.withLock { list in
-            list.append(Recorded(path: path, authorization: request.headers[.authorization], body: bytes, json: json, clientPort: context.clientPort,
-                                 receivedAt: Date(), arrived: arrived, answeredCode: nil))
+            list.append(entry)
             return list.count
         }
-        let answer = overLimit ? .error(status: 400, code: 130429, message: "(#130429) Rate limit hit") : script.withLock { $0 }(number, json)
+        let answer = overLimit ? .error(status: 400, code: 130429, message: "(#130429) Rate limit hit") : script.withLock { $0 }(number, entry)
         let code: Int? = switch answer {
         case .success, .stall: nil
         case .error(_, let code, _): code ?? 0

@@ -10,8 +10,9 @@ public final class WorkerProcess: @unchecked Sendable {
     public let healthPort: Int
     private var exitStatus: Int32?
 
-    /// Starts the worker with `environment` over the test process's own.
-    public init(_ arguments: [String] = ["run"], environment: [String: String], healthPort: Int) throws {
+    /// Starts the worker with `environment` over the test process's own, in `directory` (default: the
+    /// repository). Standard error goes to the log too, unless `errorPath` names a file of its own.
+    public init(_ arguments: [String] = ["run"], environment: [String: String], healthPort: Int, directory: URL? = nil, errorPath: String? = nil) throws {
         self.healthPort = healthPort
         logPath = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).log").path
         var actions = posix_spawn_file_actions_t()
@@ -19,19 +20,24 @@ public final class WorkerProcess: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         var variables = ProcessInfo.processInfo.environment
         for name in ["PIPELINE_ENV", "PIPELINE_FILE", "IDEMPOTENCY_TTL_SECONDS"] { variables[name] = nil }
         variables.merge(environment) { $1 }
         variables["HEALTH_PORT"] = String(healthPort)
-        let argv = ([TestServices.executable] + arguments).map { strdup($0) } + [nil]
+        // `env -C` sets the working directory (glibc's addchdir is not visible from Swift).
+        let argv = (["/usr/bin/env", "-C", (directory ?? TestServices.repository).path, TestServices.executable] + arguments).map { strdup($0) } + [nil]
         let envp = variables.map { strdup("\($0)=\($1)") } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
         var pid = pid_t()
-        let spawned = posix_spawn(&pid, TestServices.executable, &actions, nil, argv, envp)
+        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, envp)
         guard spawned == 0 else { throw TestFailure("cannot start the worker: \(String(cString: strerror(spawned)))") }
         self.pid = pid
     }

@@ -77,6 +77,27 @@ import ValidatePlugin
         #expect(throws: StepFailure.self) { try small.validate(Message(body: body)) }
     }
 
+    @Test func theDefaultLimitIsOneMebibyteAndLargeMetadataPasses() throws {
+        let validator = MessageValidator()
+        let metadata = String(repeating: "m", count: 200_000)
+        let large = Array(#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"metadata":{"note":"\#(metadata)"}}"#.utf8)
+        #expect(try validator.validate(Message(body: large)).internalID == "a", "a valid message with 200 KB of metadata is valid")
+        let tooLarge = Array(#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"metadata":{"note":"\#(String(repeating: "m", count: 1 << 20))"}}"#.utf8)
+        #expect(throws: StepFailure(.invalid, "body is \(tooLarge.count) bytes, at most 1048576")) { try validator.validate(Message(body: tooLarge)) }
+    }
+
+    @Test func nestingDeeperThanSixtyFourLevelsIsInvalid() throws {
+        func nested(_ depth: Int) -> [UInt8] {
+            Array((#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"metadata":{"deep":"# + String(repeating: "[", count: depth - 2) + String(repeating: "]", count: depth - 2) + "}}").utf8)
+        }
+        #expect(try MessageValidator().validate(Message(body: nested(64))).internalID == "a", "64 levels, the object itself counted, are fine")
+        let deep = Message(body: nested(65))
+        #expect(deep.payload == nil)
+        #expect(throws: StepFailure(.invalid, "body nests objects and arrays deeper than 64 levels")) { try MessageValidator().validate(deep) }
+        let brackets = Message(body: Array(#"{"internalId":"a","text":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#.utf8))
+        #expect(brackets.payload != nil, "brackets inside strings do not count")
+    }
+
     /// 1,000 malformed messages of many shapes: each is rejected with a reason or accepted, never a crash.
     @Test func randomMalformedInputsNeverCrash() {
         var generator = SeededGenerator(seed: 42)

@@ -22,6 +22,11 @@ public struct QueueTopology: Sendable, Equatable {
         self.jitter = jitter
     }
 
+    /// The topology a `rabbitmq` source with these settings declares (the worker and `publish` share it).
+    public init(source settings: Settings, worker: WorkerConfiguration) throws {
+        self = try RabbitMQSettings(settings).topology(worker)
+    }
+
     public var deadQueue: String { "\(queue).dead" }
 
     /// `{queue}.retry.N`, N from 1, in order of delay.

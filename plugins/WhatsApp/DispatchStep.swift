@@ -77,8 +77,8 @@ public struct DispatchStep: Step {
                 return .wait(Wait(key: pacer.key, until: next, reason: .throughput))
             case .pairRateLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()
-                let until = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
-                return .wait(Wait(key: pair, until: until, reason: .pairHold))
+                let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
+                return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
             case .tokenRejected:
                 throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token)
             case .senderRejected:

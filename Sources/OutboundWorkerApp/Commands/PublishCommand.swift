@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PipelineKit
+import RabbitMQPlugin
 
 /// `publish`: sends JSON documents (one per file, or JSON Lines) to the source queue, confirmed.
 struct PublishCommand: AsyncParsableCommand {
@@ -13,20 +14,23 @@ struct PublishCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Publish each document as it is, even if it is not valid JSON (for tests of bad input).")
     var raw = false
 
+    @Option(name: .long, help: "Queue to publish to (default: the pipeline's source queue).")
+    var queue: String?
+
     @Argument(help: "Files to publish; `-` reads standard input.")
     var files: [String]
 
     func run() async throws {
         let environment = ProcessEnvironment.load()
-        let result = options.load(environment)
-        guard let definition = result.definition else {
-            printDiagnostics(result.diagnostics)
-            throw ExitStatus.invalid
-        }
-        let settings = definition.source.settings
+        // Only the source is read: publishing needs neither the Cloud API's token nor Redis.
+        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadSource(path: options.file(environment), variant: options.variant(environment))
+        printDiagnostics(loaded.diagnostics)
+        guard let source = loaded.source else { throw ExitStatus.invalid }
+        let settings = source.settings
         var urls: [AMQPURL] = []
         for text in try settings.strings("url") { urls.append(try AMQPURL(text)) }
-        let queue = try settings.string("queue")
+        let topology = try QueueTopology(source: settings, worker: loaded.worker)
+        let queue = self.queue ?? topology.queue
         var documents: [(String, [UInt8])] = []
         for file in files {
             for (index, document) in try Self.documents(in: file).enumerated() {
@@ -42,8 +46,9 @@ struct PublishCommand: AsyncParsableCommand {
         let publisher = AMQPPublisher(urls: urls, logger: logger)
         publisher.start()
         defer { publisher.stop() }
-        if try settings.boolean("declare") {
-            try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        if try settings.boolean("declare"), queue == topology.queue {
+            // The worker's own declarations: a quorum source queue is declared quorum, with its retry and dead queues.
+            for declaration in topology.declarations { try await publisher.declare(declaration) }
         }
         let batch = 500
         var published = 0

@@ -25,7 +25,7 @@ public struct EscalationPolicy: Sendable, Hashable {
 /// pair after `131056` (1 s, 4 s, … 256 s), a paused sender (5 s, 10 s, … 5 min).
 ///
 /// ```swift
-/// let until = holds.hold("pair:123:+5511…", policy: pairPolicy, kind: .pairHold, reason: "131056")
+/// let (until, _) = holds.hold("pair:123:+5511…", policy: pairPolicy, kind: .pairHold, reason: "131056")
 /// if let held = holds.held("pair:123:+5511…", at: now) { return .wait(Wait(key: …, until: held.until, reason: .pairHold)) }
 /// holds.clear("pair:123:+5511…")   // after the pair's first success
 /// ```
@@ -57,19 +57,20 @@ public final class EscalatingHolds: Sendable {
         self.clock = clock
     }
 
-    /// Holds `key` (again): the next length of `policy`, counted from now. Returns when it ends.
+    /// Holds `key` (again): the next length of `policy`, counted from now. Returns when it ends and how long it is.
     @discardableResult
-    public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String) -> Date {
+    public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String) -> (until: Date, length: Duration) {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
             let count = entries[key].map { $0.count + 1 } ?? 0
-            let until = now.addingTimeInterval(policy.length(count).secondsDouble)
+            let length = policy.length(count)
+            let until = now.addingTimeInterval(length.secondsDouble)
             // Forgotten once it ended and its escalation no longer matters.
             let forgetAt = until.addingTimeInterval(policy.cap.secondsDouble * 2)
             entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, forgetAt: forgetAt)
             any.store(true, ordering: .releasing)
-            return until
+            return (until, length)
         }
     }
 

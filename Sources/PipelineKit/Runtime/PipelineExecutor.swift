@@ -87,10 +87,10 @@ public struct PipelineExecutor: Sendable {
         }
     }
 
-    /// Runs the steps from where `run` stands until a decision or a wait.
-    /// `shield` says whether irreversible steps must run to their end even if the task is
-    /// cancelled meanwhile (the worker is draining: a send in progress is never cut off).
-    public func advance(_ run: inout PipelineRun, shield: Bool = false) async -> RunOutcome {
+    /// Runs the steps from where `run` stands until a decision or a wait. An irreversible step
+    /// runs to its end (its own timeout) even if the task is cancelled meanwhile: a send in
+    /// progress when the worker's drain ends is never cut off.
+    public func advance(_ run: inout PipelineRun) async -> RunOutcome {
         let internalID = run.message.internalID
         while run.next < steps.count {
             let index = run.next
@@ -106,7 +106,7 @@ public struct PipelineExecutor: Sendable {
             }
             let started = ContinuousClock.now
             do {
-                let outcome = try await perform(bound, &run.message, context, internalID: internalID, shielded: shield && bound.irreversible)
+                let outcome = try await perform(bound, &run.message, context, internalID: internalID)
                 stepTimers[index].recordInterval(since: started)
                 switch outcome {
                 case .next:
@@ -166,9 +166,8 @@ public struct PipelineExecutor: Sendable {
         case .senderSide:
             let scope = failure.pauseScope ?? PauseScope(key: "pipeline:\(pipelineName)", coversAll: true)
             let policy = EscalationPolicy(first: worker.pause, factor: 2, cap: .seconds(300))
-            let until = flow.holds.hold(scope.key, policy: policy, kind: .paused, reason: failure.reason)
-            let wait = max(Duration.milliseconds(1), .milliseconds(Int64(until.timeIntervalSince(clock.now()) * 1000)))
-            return .requeue(after: wait, step: name, reason: failure.reason, pause: scope)
+            let pause = flow.holds.hold(scope.key, policy: policy, kind: .paused, reason: failure.reason)
+            return .requeue(after: pause.length, step: name, reason: failure.reason, pause: scope)
         case .invalid, .permanent, .transient:
             switch step.definition.onError {
             case .drop:
@@ -186,16 +185,17 @@ public struct PipelineExecutor: Sendable {
         }
     }
 
-    private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?, shielded: Bool) async throws -> StepOutcome {
-        guard shielded else {
+    private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
+        guard bound.irreversible else {
             return try await MessageLogContext.during(internalID, step: bound.name) {
                 try await bound.step.run(&message, context)
             }
         }
         // Not cancelled with the worker's task: a send that has started runs to its own timeout.
+        // (An immediate task starts on this thread: no hop to another before the step's first await.)
         let start = message
         let step = bound.step
-        let task = Task {
+        let task = Task.immediate {
             var copy = start
             let outcome = try await MessageLogContext.during(internalID, step: bound.name) { try await step.run(&copy, context) }
             return (copy, outcome)

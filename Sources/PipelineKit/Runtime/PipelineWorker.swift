@@ -127,7 +127,7 @@ public final class PipelineWorker: Service, Sendable {
         }
         var run = PipelineRun(message)
         while true {
-            switch await executor.advance(&run, shield: shutdown.isRaised) {
+            switch await executor.advance(&run) {
             case .decided(let decision):
                 await carryOut(decision, of: delivery, run: run)
                 inFlight.decrement()

@@ -36,34 +36,58 @@ public struct PipelineLoader: Sendable {
 
     /// Loads `path`, merged with its `variant` when given.
     public func load(path: String, variant: String? = nil) -> Result {
+        switch merge(path: path, variant: variant) {
+        case .success(let (tree, files, diagnostics)): return validate(tree, files: files, diagnostics: diagnostics)
+        case .failure(let error): return Result(definition: nil, diagnostics: error.diagnostics)
+        }
+    }
+
+    /// Loads only the `source` of `path` (with its variant): for commands that use nothing else,
+    /// so variables only the other parts name need not be set.
+    public func loadSource(path: String, variant: String? = nil) -> (source: ComponentDefinition?, worker: WorkerConfiguration, diagnostics: [Diagnostic]) {
+        let tree: ConfigNode
+        var diagnostics: [Diagnostic]
+        switch merge(path: path, variant: variant) {
+        case .success(let (merged, _, mergeDiagnostics)):
+            tree = merged
+            diagnostics = mergeDiagnostics
+        case .failure(let error):
+            return (nil, WorkerConfiguration(), error.diagnostics)
+        }
+        guard let node = tree["source"] else {
+            return (nil, WorkerConfiguration(), diagnostics + [.error(at: tree.location, "missing `source` (where messages come from, e.g. `uses: rabbitmq`)")])
+        }
+        let (interpolated, interpolationDiagnostics) = Interpolator(environment: environment).interpolate(node)
+        diagnostics += interpolationDiagnostics
+        let source = readSource(ConfigNode(.mapping([ConfigEntry(key: "source", keyLocation: node.location, value: interpolated)]), at: tree.location), &diagnostics)
+        diagnostics += source.map(WorkerConfiguration.check) ?? []
+        guard let source, !diagnostics.hasErrors else { return (nil, WorkerConfiguration(), diagnostics) }
+        return (source, WorkerConfiguration(settings: source.settings), diagnostics)
+    }
+
+    /// The base file merged with its variant file, and the files read.
+    private func merge(path: String, variant: String?) -> Swift.Result<(ConfigNode, [String], [Diagnostic]), PipelineConfigurationError> {
         let base: ConfigNode
         do {
             base = try YAMLDocumentReader.read(path: path)
         } catch {
-            return Result(definition: nil, diagnostics: error.diagnostics)
+            return .failure(error)
         }
-        var files = [path]
-        var diagnostics: [Diagnostic] = []
-        var merged = base
-        if let variant, !variant.isEmpty {
-            let variantFile = Self.variantPath(base: path, variant: variant)
-            guard FileManager.default.fileExists(atPath: variantFile) else {
-                return Result(definition: nil, diagnostics: [.error(at: SourceLocation(file: variantFile, line: 1, column: 1), "variant `\(variant)` has no file (expected \(variantFile) beside \(path))")])
-            }
-            do {
-                let overlay = try YAMLDocumentReader.read(path: variantFile).mapOrigins { origin in
-                    if case .base(let location) = origin { return .variant(location) }
-                    return origin
-                }
-                let (result, mergeDiagnostics) = VariantMerger.merge(base: base, variant: overlay)
-                merged = result
-                diagnostics += mergeDiagnostics
-                files.append(variantFile)
-            } catch {
-                return Result(definition: nil, diagnostics: error.diagnostics)
-            }
+        guard let variant, !variant.isEmpty else { return .success((base, [path], [])) }
+        let variantFile = Self.variantPath(base: path, variant: variant)
+        guard FileManager.default.fileExists(atPath: variantFile) else {
+            return .failure(PipelineConfigurationError([.error(at: SourceLocation(file: variantFile, line: 1, column: 1), "variant `\(variant)` has no file (expected \(variantFile) beside \(path))")]))
         }
-        return validate(merged, files: files, diagnostics: diagnostics)
+        do {
+            let overlay = try YAMLDocumentReader.read(path: variantFile).mapOrigins { origin in
+                if case .base(let location) = origin { return .variant(location) }
+                return origin
+            }
+            let (result, mergeDiagnostics) = VariantMerger.merge(base: base, variant: overlay)
+            return .success((result, [path, variantFile], mergeDiagnostics))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Validates an already merged tree (used by `load` and by tests on in-memory YAML).
