@@ -9,7 +9,7 @@ let package = Package(
     products: [
         .executable(name: "outbound-worker", targets: ["OutboundWorker"]),
         .library(name: "PipelineKit", targets: ["PipelineKit"]),
-        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin"]),
+        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // C libraries through pkg-config.
@@ -70,12 +71,25 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "RabbitMQPlugin", dependencies: ["PipelineKit", "AMQPClient", .product(name: "Metrics", package: "swift-metrics")], path: "plugins/RabbitMQ", swiftSettings: strict),
+        .target(name: "EventsPlugin", dependencies: ["PipelineKit", "AMQPClient", .product(name: "Metrics", package: "swift-metrics")], path: "plugins/Events", swiftSettings: strict),
+        .target(
+            name: "WebhookPlugin",
+            dependencies: [
+                "PipelineKit", "RedisPlugin", "RedisClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "plugins/Webhook",
+            swiftSettings: strict
+        ),
 
         // The application: CLI commands, health server, wiring of built-ins.
         .target(
             name: "OutboundWorkerApp",
             dependencies: [
-                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "AMQPClient",
+                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "AMQPClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -97,7 +111,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench-e2e",
-            dependencies: ["AMQPClient", "PipelineKit", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["AMQPClient", "RedisClient", "PipelineKit", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/EndToEnd",
             swiftSettings: strict
         ),
@@ -120,7 +134,10 @@ let package = Package(
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "EndToEndTests", dependencies: ["AMQPClient", "RedisClient", "PipelineKit", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "EndToEndTests", dependencies: [
+            "AMQPClient", "RedisClient", "PipelineKit", "TestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),

@@ -3,6 +3,33 @@ import Foundation
 import Logging
 import Synchronization
 
+/// An exchange to declare, kept so it is declared again after a reconnect.
+public struct AMQPExchangeDeclaration: Sendable, Equatable {
+    public var name: String
+    /// `topic`, `direct`, `fanout`, `headers`.
+    public var type: String
+    public var durable: Bool
+
+    public init(name: String, type: String = "topic", durable: Bool = true) {
+        self.name = name
+        self.type = type
+        self.durable = durable
+    }
+}
+
+/// A binding of a queue to an exchange, kept so it is made again after a reconnect.
+public struct AMQPBinding: Sendable, Equatable {
+    public var queue: String
+    public var exchange: String
+    public var routingKey: String
+
+    public init(queue: String, exchange: String, routingKey: String) {
+        self.queue = queue
+        self.exchange = exchange
+        self.routingKey = routingKey
+    }
+}
+
 /// A queue to declare, kept so it is declared again after a reconnect.
 public struct AMQPQueueDeclaration: Sendable, Equatable {
     public var name: String
@@ -18,19 +45,36 @@ public struct AMQPQueueDeclaration: Sendable, Equatable {
 
 /// Publishes with publisher confirms, and runs queue RPCs, on a connection owned by a dedicated thread.
 ///
-/// `publish` returns once the broker has confirmed the message (mandatory: an
+/// `publish` returns once the broker has confirmed the message (mandatory by default: an
 /// unroutable message is an error, never silently dropped). Publishes made
 /// together are sent together and confirmed together.
 public final class AMQPPublisher: @unchecked Sendable {
+    /// Something declared, made again on every new connection.
+    private enum Declaration: Equatable {
+        case queue(AMQPQueueDeclaration)
+        case exchange(AMQPExchangeDeclaration)
+        case binding(AMQPBinding)
+    }
+
+    private struct Publish {
+        var exchange: String
+        var routingKey: String
+        var body: [UInt8]
+        var properties: AMQPProperties
+        var mandatory: Bool
+        var continuation: CheckedContinuation<Result<Void, AMQPError>, Never>
+    }
+
     private enum Request {
-        case publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties, CheckedContinuation<Result<Void, AMQPError>, Never>)
+        case publish(Publish)
         case declare(AMQPQueueDeclaration, passive: Bool, CheckedContinuation<Result<Int, AMQPError>, Never>)
+        case remember(Declaration, CheckedContinuation<Result<Int, AMQPError>, Never>)
         case delete(String, CheckedContinuation<Result<Int, AMQPError>, Never>)
 
         func fail(_ error: AMQPError) {
             switch self {
-            case .publish(_, _, _, _, let continuation): continuation.resume(returning: .failure(error))
-            case .declare(_, _, let continuation), .delete(_, let continuation): continuation.resume(returning: .failure(error))
+            case .publish(let publish): publish.continuation.resume(returning: .failure(error))
+            case .declare(_, _, let continuation), .remember(_, let continuation), .delete(_, let continuation): continuation.resume(returning: .failure(error))
             }
         }
     }
@@ -47,7 +91,7 @@ public final class AMQPPublisher: @unchecked Sendable {
     // Used only on the publisher thread.
     private var session: AMQPSession?
     private var nextTag: UInt64 = 1
-    private var declarations: [AMQPQueueDeclaration] = []
+    private var declarations: [Declaration] = []
     private var retryAt = ContinuousClock.now
     private var backoff = Duration.milliseconds(100)
 
@@ -66,11 +110,22 @@ public final class AMQPPublisher: @unchecked Sendable {
         thread.start()
     }
 
-    /// Publishes and waits for the broker's confirm.
-    public func publish(exchange: String = "", routingKey: String, body: [UInt8], properties: AMQPProperties) async throws(AMQPError) {
+    /// Publishes and waits for the broker's confirm. `mandatory`: a message no queue takes is
+    /// an error (`.unroutable`); without it, the broker drops such a message and confirms it.
+    public func publish(exchange: String = "", routingKey: String, body: [UInt8], properties: AMQPProperties, mandatory: Bool = true) async throws(AMQPError) {
         try await withCheckedContinuation { continuation in
-            submit(.publish(exchange: exchange, routingKey: routingKey, body: body, properties: properties, continuation))
+            submit(.publish(Publish(exchange: exchange, routingKey: routingKey, body: body, properties: properties, mandatory: mandatory, continuation: continuation)))
         }.get()
+    }
+
+    /// Declares an exchange (again after every reconnect).
+    public func declare(_ exchange: AMQPExchangeDeclaration) async throws(AMQPError) {
+        _ = try await withCheckedContinuation { continuation in submit(.remember(.exchange(exchange), continuation)) }.get()
+    }
+
+    /// Binds a queue to an exchange (again after every reconnect).
+    public func bind(_ binding: AMQPBinding) async throws(AMQPError) {
+        _ = try await withCheckedContinuation { continuation in submit(.remember(.binding(binding), continuation)) }.get()
     }
 
     /// Declares a durable queue (again after every reconnect). Returns its depth.
@@ -144,9 +199,7 @@ public final class AMQPPublisher: @unchecked Sendable {
             let fresh = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
             _ = amqp_confirm_select(fresh.state, AMQPSession.channel)
             try fresh.checkReply("confirm.select")
-            for declaration in declarations {
-                _ = try fresh.declareQueue(declaration.name, passive: false, durable: declaration.durable, arguments: declaration.arguments)
-            }
+            for declaration in declarations { _ = try apply(declaration, on: fresh) }
             session = fresh
             nextTag = 1
             backoff = .milliseconds(100)
@@ -194,14 +247,31 @@ public final class AMQPPublisher: @unchecked Sendable {
         case .declare(let declaration, let passive, let continuation):
             // A failure here (a broker error closes the channel) is answered by `process`, which then reconnects.
             let count = try session.declareQueue(declaration.name, passive: passive, durable: declaration.durable, arguments: declaration.arguments)
-            if !passive, !declarations.contains(declaration) { declarations.append(declaration) }
+            if !passive, !declarations.contains(.queue(declaration)) { declarations.append(.queue(declaration)) }
+            continuation.resume(returning: .success(count))
+        case .remember(let declaration, let continuation):
+            let count = try apply(declaration, on: session)
+            if !declarations.contains(declaration) { declarations.append(declaration) }
             continuation.resume(returning: .success(count))
         case .delete(let name, let continuation):
             try session.deleteQueue(name)
-            declarations.removeAll { $0.name == name }
+            declarations.removeAll { if case .queue(let queue) = $0 { queue.name == name } else if case .binding(let binding) = $0 { binding.queue == name } else { false } }
             continuation.resume(returning: .success(0))
         case .publish:
             return
+        }
+    }
+
+    private func apply(_ declaration: Declaration, on session: AMQPSession) throws(AMQPError) -> Int {
+        switch declaration {
+        case .queue(let queue):
+            return try session.declareQueue(queue.name, passive: false, durable: queue.durable, arguments: queue.arguments)
+        case .exchange(let exchange):
+            try session.declareExchange(exchange.name, type: exchange.type, durable: exchange.durable)
+            return 0
+        case .binding(let binding):
+            try session.bind(queue: binding.queue, exchange: binding.exchange, routingKey: binding.routingKey)
+            return 0
         }
     }
 
@@ -212,11 +282,13 @@ public final class AMQPPublisher: @unchecked Sendable {
         guard let session else { throw .connection("not connected") }
         let first = nextTag
         for request in publishes {
-            guard case .publish(let exchange, let routingKey, let body, var properties, _) = request else { continue }
+            guard case .publish(let publish) = request else { continue }
+            var properties = publish.properties
             properties.headers[Self.publishIDHeader] = .string(String(nextTag))
             let arena = CArena()
             var rawProperties = arena.properties(properties)
-            let status = amqp_basic_publish(session.state, AMQPSession.channel, arena.bytes(exchange), arena.bytes(routingKey), 1, 0, &rawProperties, arena.bytes(body))
+            let status = amqp_basic_publish(session.state, AMQPSession.channel, arena.bytes(publish.exchange), arena.bytes(publish.routingKey),
+                                            publish.mandatory ? 1 : 0, 0, &rawProperties, arena.bytes(publish.body))
             guard status == AMQP_STATUS_OK.rawValue else { throw .connection("publish: \(String(cString: amqp_error_string2(status)))") }
             nextTag += 1
         }
@@ -272,8 +344,8 @@ public final class AMQPPublisher: @unchecked Sendable {
             }
         }
         for (offset, request) in publishes.enumerated() {
-            guard case .publish(_, _, _, _, let continuation) = request else { continue }
-            continuation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(.notConfirmed("no confirm")))
+            guard case .publish(let publish) = request else { continue }
+            publish.continuation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(.notConfirmed("no confirm")))
         }
     }
 

@@ -133,6 +133,20 @@ final class AMQPSession {
         return Int(ok.pointee.message_count)
     }
 
+    func declareExchange(_ name: String, type: String, durable: Bool) throws(AMQPError) {
+        let arena = CArena()
+        guard amqp_exchange_declare(state, Self.channel, arena.bytes(name), arena.bytes(type), 0, durable ? 1 : 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil)) != nil else {
+            throw Self.error(amqp_get_rpc_reply(state), "declare exchange `\(name)`")
+        }
+    }
+
+    func bind(queue: String, exchange: String, routingKey: String) throws(AMQPError) {
+        let arena = CArena()
+        guard amqp_queue_bind(state, Self.channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_table_t(num_entries: 0, entries: nil)) != nil else {
+            throw Self.error(amqp_get_rpc_reply(state), "bind `\(queue)` to `\(exchange)`")
+        }
+    }
+
     func deleteQueue(_ name: String) throws(AMQPError) {
         let arena = CArena()
         guard amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0) != nil else {

@@ -11,6 +11,8 @@ public struct ValidateStep: Step {
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let validated = try validator.validate(message)
         message.values[ValidatedMessageKey.self] = validated
+        message.report("to", .string(validated.to))
+        if let sender = validated.phoneNumberID { message.report("phoneNumberId", .string(sender)) }
         if let expiresAt = validated.expiresAt { message.notAfter = min(message.notAfter ?? expiresAt, expiresAt) }
         return .next
     }

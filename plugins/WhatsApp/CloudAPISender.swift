@@ -25,6 +25,7 @@ public enum CloudAPISettings {
         SettingSpec("throughput", .integer(1...100_000), default: .integer(80), "messages per second per sender phone number (Meta's limit; paced at 95 % of it)"),
         SettingSpec("throughput_by_sender", .map(keys: .digits, values: .integer(1...100_000)), "a limit per sender phone number id, over `throughput`"),
         SettingSpec("throughput_store", .resource(uses: "redis"), default: .string("redis"), "the Redis resource through which every worker shares each sender's limit (none: each worker paces alone)"),
+        SettingSpec("pacing", .boolean, default: .boolean(true), "pace each sender at its throughput; false only where something else paces the requests"),
     ])
 
     /// Rules across the resource's settings.
@@ -50,6 +51,8 @@ public struct CloudAPIConfiguration: Sendable {
     public var dryRun: Bool
     public var throughput: Int
     public var throughputBySender: [String: Int]
+    /// Whether `dispatch` paces senders (130429 and 131056 are handled either way).
+    public var pacing: Bool
 
     public init(settings: Settings) throws {
         var base = try settings.string("base_url")
@@ -63,6 +66,7 @@ public struct CloudAPIConfiguration: Sendable {
         maxConnections = try settings.integer("max_connections")
         dryRun = try settings.boolean("dry_run")
         throughput = try settings.integer("throughput")
+        pacing = try settings.boolean("pacing")
         throughputBySender = Dictionary(settings.map("throughput_by_sender").compactMap { entry in
             if case .integer(let limit) = entry.value { (entry.name, limit) } else { nil }
         }, uniquingKeysWith: { $1 })

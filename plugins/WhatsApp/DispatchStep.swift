@@ -40,6 +40,7 @@ public struct DispatchStep: Step {
             throw StepFailure(.senderSide, "no sender: set WHATSAPP_PHONE_NUMBER_ID (resource `phone_number_id`) or the message's phoneNumberId",
                               pauseScope: PauseScope(key: "sender:none", coversAll: false))
         }
+        message.report("phoneNumberId", .string(sender))
         let flow = context.flow
         let now = context.clock.now()
         let scopes = configuration.pauseScopes(for: sender)
@@ -53,18 +54,20 @@ public struct DispatchStep: Step {
             return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
         }
         let pacer = self.pacer(sender, flow)
-        // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new one keeps the pace.
-        let slot: Date
-        if let reserved = SendSlot.read(message), reserved.timeIntervalSince(now) > -SendPacer.staleness {
-            slot = reserved
-        } else {
-            slot = await pacer.reserve()
+        if configuration.pacing {
+            // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new one keeps the pace.
+            let slot: Date
+            if let reserved = SendSlot.read(message), reserved.timeIntervalSince(now) > -SendPacer.staleness {
+                slot = reserved
+            } else {
+                slot = await pacer.reserve()
+            }
+            if slot.timeIntervalSince(context.clock.now()) > 0.001 {
+                SendSlot.write(slot, &message)
+                return .wait(Wait(key: pacer.key, until: slot, reason: .throughput))
+            }
+            SendSlot.write(nil, &message)
         }
-        if slot.timeIntervalSince(context.clock.now()) > 0.001 {
-            SendSlot.write(slot, &message)
-            return .wait(Wait(key: pacer.key, until: slot, reason: .throughput))
-        }
-        SendSlot.write(nil, &message)
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
         } catch {

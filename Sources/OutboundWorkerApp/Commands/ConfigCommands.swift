@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import EventsPlugin
 import PipelineKit
 
 /// `check`: validates the pipeline and its variant without connecting to anything.
@@ -40,17 +41,20 @@ struct PlanCommand: ParsableCommand {
 
 /// `schema`: prints the JSON Schema of the pipeline format.
 struct SchemaCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "schema", abstract: "Print the JSON Schema of the pipeline file format (for editors).")
+    static let configuration = CommandConfiguration(commandName: "schema", abstract: "Print the JSON Schema of the pipeline file format (for editors), or with --events of event bodies.")
 
     @Flag(name: .long, help: "Print the configuration reference as Markdown instead (the README's tables).")
     var markdown = false
+
+    @Flag(name: .long, help: "Print the JSON Schema of event bodies (outbound.*, delivery.*, webhook.*) instead.")
+    var events = false
 
     func run() throws {
         if markdown {
             print(ReferenceGenerator.markdown(for: BuiltinPlugins.registry), terminator: "")
             return
         }
-        let schema = SchemaGenerator.schema(for: BuiltinPlugins.registry)
+        let schema = events ? EventSchema.schema : SchemaGenerator.schema(for: BuiltinPlugins.registry)
         let data = try JSONSerialization.data(withJSONObject: try JSONSerialization.jsonObject(with: Data(schema.encodedBytes())), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))
     }

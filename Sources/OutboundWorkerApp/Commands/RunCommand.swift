@@ -34,27 +34,31 @@ struct RunCommand: AsyncParsableCommand {
             logger.error("the pipeline has errors; not starting", metadata: ["file": .string(file)])
             throw ExitStatus.invalid
         }
-        if let problem = PortProbe.problem(port: settings.healthPort) {
-            logger.error("cannot start: HEALTH_PORT \(settings.healthPort) \(problem)")
+        let healthPort = definition.healthPort ?? settings.healthPort
+        if let problem = PortProbe.problem(port: healthPort) {
+            logger.error("cannot start: \(definition.healthPort == nil ? "HEALTH_PORT" : "health.port") \(healthPort) \(problem)")
             throw ExitStatus.cannotStart
         }
         let flow = FlowControl(logger: logger)
         let assembler = PipelineAssembler(registry: BuiltinPlugins.registry, workerID: WorkerIdentity.make(), flow: flow, logger: logger)
         let pipeline: AssembledPipeline
         let source: any Source
+        let sink: (any OutcomeSink)?
         do {
             pipeline = try await assembler.assemble(definition)
             source = try await assembler.makeSource(definition)
+            sink = try await assembler.makeSink(definition)
+            try await sink?.start()
         } catch {
             logger.error("cannot start: \(error)")
             throw ExitStatus.cannotStart
         }
         let host = PipelineHost(pipeline)
-        let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, logger: logger)
+        let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, sink: sink, logger: logger)
         logger.info("starting", metadata: ["pipeline": .string(definition.name), "digest": .string(definition.digest), "worker_id": .string(assembler.workerID)])
         var configuration = ServiceGroupConfiguration(
             services: [
-                .init(service: HealthServer.application(port: settings.healthPort, worker: worker, host: host, metrics: metrics)),
+                .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics)),
                 .init(service: ReloadService(registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
                                              assembler: assembler, host: host, logger: logger)),
                 .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
@@ -68,9 +72,11 @@ struct RunCommand: AsyncParsableCommand {
             try await ServiceGroup(configuration: configuration).run()
         } catch {
             logger.error("stopped on an error: \(error)")
+            await sink?.shutdown()
             await host.shutdown()
             throw ExitStatus.cannotStart
         }
+        await sink?.shutdown()
         await host.shutdown()
         logger.info("stopped")
     }

@@ -1,8 +1,10 @@
+import EventsPlugin
 import IdempotencyPlugin
 import PipelineKit
 import RabbitMQPlugin
 import RedisPlugin
 import ValidatePlugin
+import WebhookPlugin
 import WhatsAppPlugin
 
 /// The plugins this executable ships, registered by name.
@@ -10,6 +12,8 @@ public enum BuiltinPlugins {
     public static var registry: PluginRegistry {
         var registry = PluginRegistry()
         registry.register(SourcePlugin.rabbitMQ)
+        registry.register(SourcePlugin.whatsAppWebhook)
+        registry.register(SinkPlugin.rabbitMQEvents)
         registry.register(ResourcePlugin.redis)
         registry.register(ResourcePlugin.whatsAppCloudAPI)
         registry.register(StepPlugin.validate)
@@ -17,6 +21,10 @@ public enum BuiltinPlugins {
         registry.register(StepPlugin.transform)
         registry.register(StepPlugin.dispatch)
         registry.register(StepPlugin.markCompleted)
+        registry.register(StepPlugin.webhookChanges)
+        registry.register(StepPlugin.correlateStatuses)
+        registry.register(StepPlugin.orderStatuses)
+        registry.register(StepPlugin.statusEvents)
         return registry
     }
 
@@ -30,10 +38,11 @@ public enum BuiltinPlugins {
         registry.register(ResourcePlugin(name: whatsApp.name, summary: whatsApp.summary, settings: whatsApp.settings, check: whatsApp.check) { context in
             StandInCloudAPI(configuration: try CloudAPIConfiguration(settings: context.settings), slotStore: context.slotStore, clock: store.clock, log: cloudAPI)
         })
-        let rabbitMQ = SourcePlugin.rabbitMQ
-        registry.register(SourcePlugin(name: rabbitMQ.name, summary: rabbitMQ.summary, settings: rabbitMQ.settings, check: rabbitMQ.check) { _ in
-            throw SettingsError(message: "pipeline tests run without a source")
-        })
+        for source in [SourcePlugin.rabbitMQ, .whatsAppWebhook] {
+            registry.register(SourcePlugin(name: source.name, summary: source.summary, settings: source.settings, check: source.check, admission: source.admission) { _ in
+                throw SettingsError(message: "pipeline tests run without a source")
+            })
+        }
         return registry
     }
 }

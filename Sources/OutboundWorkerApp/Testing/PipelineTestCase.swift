@@ -24,6 +24,10 @@ struct PipelineTestCase {
         var sentAt: [Duration]?
         /// How many requests the case made.
         var requests: Int?
+        /// What a source that answers its senders answered (an HTTP status).
+        var response: Int?
+        /// The events published, each a routing key and a subset of its body, in order.
+        var events: [(routingKey: String, body: JSONValue?)]?
     }
 
     var name: String
@@ -39,10 +43,15 @@ struct PipelineTestCase {
     var answers: [StandInCloudAPI.Answer]
     /// How many copies of the input go through at once (internalIds suffixed -1, -2, …).
     var copies: Int
+    /// For sources that check their input (a signed webhook): whether to make it authentic, and headers to add.
+    var signed: Bool
+    var headers: [String: String]
+    /// Keys to write to the store before the case (`wamid:…` → internalId, say).
+    var seed: [(key: String, value: String)]
     var expect: Expectation
 
-    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "repeat", "expect"]
-    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key", "waited", "sent_at", "requests"]
+    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "repeat", "signed", "headers", "seed", "expect"]
+    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key", "waited", "sent_at", "requests", "response", "events"]
     static let outcomes = Decision.outcomeNames
 
     /// Parses a case, or reports every problem with its place.
@@ -90,6 +99,13 @@ struct PipelineTestCase {
                 answers.append(answer(item, &diagnostics))
             }
         }
+        var signed = true
+        if let signedNode = node["signed"] {
+            if let flag = signedNode.jsonValue.boolValue { signed = flag } else { fail(signedNode.location, "`signed` must be true or false") }
+        }
+        var headers: [String: String] = [:]
+        for entry in node["headers"]?.entries ?? [] { headers[entry.key.lowercased()] = entry.value.scalar ?? "" }
+        let seed = (node["seed"]?.entries ?? []).map { (key: $0.key, value: $0.value.scalar ?? "") }
         var copies = 1
         if let repeatNode = node["repeat"] {
             if let value = repeatNode.scalar.flatMap(Int.init), (1...10_000).contains(value) { copies = value } else { fail(repeatNode.location, "`repeat` must be a whole number from 1 to 10000") }
@@ -123,6 +139,19 @@ struct PipelineTestCase {
             expect.sentAt = (sentAt.items ?? [sentAt]).compactMap { duration($0, "sent_at", &diagnostics) }
         }
         if let requests = expectNode["requests"] { expect.requests = requests.scalar.flatMap(Int.init) ?? { fail(requests.location, "`requests` must be a number"); return nil }() }
+        if let response = expectNode["response"] { expect.response = response.scalar.flatMap(Int.init) ?? { fail(response.location, "`response` must be an HTTP status"); return nil }() }
+        if let events = expectNode["events"] {
+            var expected: [(routingKey: String, body: JSONValue?)] = []
+            for item in events.items ?? [] {
+                guard let routingKey = item["routing_key"]?.scalar else {
+                    fail(item.location, "an expected event needs `routing_key` (and optionally `body`, a subset of the event)")
+                    continue
+                }
+                expected.append((routingKey, item["body"]?.jsonValue))
+            }
+            if events.items == nil { fail(events.location, "`events` must be a list") }
+            expect.events = expected
+        }
         if let key = expectNode["key"] {
             var expectation = KeyExpectation()
             expectation.status = key["status"]?.scalar
@@ -135,7 +164,7 @@ struct PipelineTestCase {
         }
         guard diagnostics.count == errorsBefore else { return nil }
         return PipelineTestCase(name: name, location: node.location, body: body, input: input, attempt: attempt, advance: advance,
-                                redisAvailable: redisAvailable, seedKey: seedKey, answers: answers, copies: copies, expect: expect)
+                                redisAvailable: redisAvailable, seedKey: seedKey, answers: answers, copies: copies, signed: signed, headers: headers, seed: seed, expect: expect)
     }
 
     /// One scripted Cloud API answer: `{ status, error_code, error_message, delay }`.

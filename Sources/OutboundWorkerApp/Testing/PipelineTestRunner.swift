@@ -27,6 +27,21 @@ struct PipelineTestRunner {
     struct MessageResult {
         var decision: Decision
         var waits: [Wait]
+        /// What the source answered (sources that answer their senders).
+        var response: Int?
+        /// The events the pipeline's sink would publish.
+        var events: [PreparedEvent] = []
+        /// The source refused the input before the pipeline.
+        var refused = false
+        /// The decision with the message as the steps left it.
+        var outcome: Outcome
+
+        init(decision: Decision, waits: [Wait], response: Int? = nil, outcome: Outcome? = nil) {
+            self.decision = decision
+            self.waits = waits
+            self.response = response
+            self.outcome = outcome ?? Outcome(decision: decision, message: Message(body: []), sent: false)
+        }
     }
 
     var environment: [String: String]
@@ -83,17 +98,41 @@ struct PipelineTestRunner {
             return report
         }
         let keyTemplate = definition.steps.first { $0.uses == "idempotency" }.flatMap { try? $0.settings.keyTemplate("key") }
+        let admission = registry.sources[definition.source.uses]?.admission
+        let sink = definition.events.flatMap { events in registry.sinks[events.uses].map { ($0, SinkBuildContext(settings: events.settings, pipelineName: definition.name, workerID: "pipeline-test", logger: logger)) } }
         for testCase in cases {
             if let advance = testCase.advance { clock.advance(by: advance) }
             if let seed = testCase.seedKey, let key = keyTemplate?.render({ testCase.input?[$0]?.stringValue }) {
                 let value = seed == "processing" ? KeyState.processing(owner: "another-worker", since: clock.now()) : KeyState.completed(wamid: "wamid.seeded", at: clock.now())
                 try? await store.set(key, value.encoded(), ttl: .seconds(86_400))
             }
+            for (key, value) in testCase.seed { try? await store.set(key, value, ttl: .seconds(86_400)) }
             store.setAvailable(testCase.redisAvailable)
             cloudAPI.script(testCase.answers)
             let requestsBefore = cloudAPI.received.count
             let started = clock.now()
-            let results = await runVirtually(bodies(of: testCase), attempt: testCase.attempt, executor: assembled.executor, clock: clock)
+            var results: [MessageResult] = []
+            for body in bodies(of: testCase) {
+                // A source that checks its input (a signature) may refuse it before the pipeline.
+                let headers = (testCase.signed ? admission?.authenticate(body, definition.source.settings) ?? [:] : [:]).merging(testCase.headers) { $1 }
+                if let admission, let refusal = admission.check(body, headers, definition.source.settings) {
+                    var refused = MessageResult(decision: .ack(.dropped(Failure(step: "source", reason: refusal.reason))), waits: [], response: refusal.status)
+                    refused.refused = true
+                    results.append(refused)
+                }
+            }
+            if results.isEmpty {
+                results = await runVirtually(bodies(of: testCase), attempt: testCase.attempt, executor: assembled.executor, clock: clock)
+                for index in results.indices {
+                    results[index].response = admission?.respond(results[index].decision)
+                }
+            }
+            if let (plugin, context) = sink {
+                // Input the source refused never reaches the pipeline, nor the sink.
+                for index in results.indices where !results[index].refused {
+                    results[index].events = plugin.render(results[index].outcome, context)
+                }
+            }
             store.setAvailable(true)
             let received = Array(cloudAPI.received.dropFirst(requestsBefore))
             var failures: [String] = []
@@ -142,13 +181,14 @@ struct PipelineTestRunner {
             let index = ready.removeFirst()
             switch await executor.advance(&runs[index]) {
             case .decided(let decision):
-                results[index] = MessageResult(decision: decision, waits: runs[index].waits)
+                results[index] = MessageResult(decision: decision, waits: runs[index].waits, outcome: Outcome(decision: decision, message: runs[index].message, sent: runs[index].sent))
             case .waiting(let wait):
                 waiting.append((index, wait.until))
             }
         }
         return results.enumerated().map { index, result in
-            result ?? MessageResult(decision: .requeue(after: .zero, step: "pipeline", reason: "still waiting after \(rounds) rounds", pause: nil), waits: runs[index].waits)
+            let stuck = Decision.requeue(after: .zero, step: "pipeline", reason: "still waiting after \(rounds) rounds", pause: nil)
+            return result ?? MessageResult(decision: stuck, waits: runs[index].waits, outcome: Outcome(decision: stuck, message: runs[index].message, sent: runs[index].sent))
         }
     }
 }

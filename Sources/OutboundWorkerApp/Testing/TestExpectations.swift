@@ -41,6 +41,23 @@ enum TestExpectations {
         if let expected = expect.delay, expected != delay {
             failures.append("delay: expected \(DurationParser.format(expected)), got \(delay.map(DurationParser.format) ?? "none")")
         }
+        if let expected = expect.response, expected != result.response {
+            failures.append("response: expected \(expected), got \(result.response.map(String.init) ?? "none")")
+        }
+        if let expected = expect.events {
+            let got = result.events
+            if got.count != expected.count {
+                failures.append("events: expected \(expected.count) (\(expected.map(\.routingKey).joined(separator: ", "))), got \(got.count) (\(got.map(\.routingKey).joined(separator: ", ")))")
+            } else {
+                for (index, (wanted, event)) in zip(expected, got).enumerated() {
+                    if wanted.routingKey != event.routingKey {
+                        failures.append("events[\(index)].routing_key: expected \(wanted.routingKey), got \(event.routingKey)")
+                    } else if let body = wanted.body, let difference = event.body.firstDifference(from: body, path: "events[\(index)].body") {
+                        failures.append("\(difference.path): expected \(difference.expected.encodedString()), got \(difference.actual?.encodedString() ?? "nothing")")
+                    }
+                }
+            }
+        }
         if let expected = expect.waited {
             let waited = result.waits.map(\.reason.rawValue)
             if waited != expected { failures.append("waited: expected [\(expected.joined(separator: ", "))], got [\(waited.joined(separator: ", "))]") }

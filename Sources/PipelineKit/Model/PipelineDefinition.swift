@@ -73,21 +73,29 @@ public struct PipelineDefinition: Sendable, Hashable {
     public var steps: [StepDefinition]
     /// The runtime's settings, read from `source.with`.
     public var worker: WorkerConfiguration
+    /// Where outcomes are reported (`events:`), when the pipeline has such a section.
+    public var events: ComponentDefinition?
+    /// The port of `/health`, `/ready` and `/metrics` (`health.port`), when the pipeline sets one.
+    public var healthPort: Int?
     /// The base file and, with a variant, the variant file.
     public var files: [String]
 
-    public init(version: Int, name: String, source: ComponentDefinition, resources: [ComponentDefinition], steps: [StepDefinition], worker: WorkerConfiguration, files: [String]) {
+    public init(version: Int, name: String, source: ComponentDefinition, resources: [ComponentDefinition], steps: [StepDefinition], worker: WorkerConfiguration,
+                events: ComponentDefinition? = nil, healthPort: Int? = nil, files: [String]) {
         self.version = version
         self.name = name
         self.source = source
         self.resources = resources
         self.steps = steps
         self.worker = worker
+        self.events = events
+        self.healthPort = healthPort
         self.files = files
     }
 
     public static func == (lhs: PipelineDefinition, rhs: PipelineDefinition) -> Bool {
         lhs.version == rhs.version && lhs.name == rhs.name && lhs.source == rhs.source && lhs.resources == rhs.resources && lhs.steps == rhs.steps
+            && lhs.events == rhs.events && lhs.healthPort == rhs.healthPort
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -10,6 +10,8 @@ public indirect enum SettingType: Sendable {
     case durationList
     /// One of the listed words.
     case choice([String])
+    /// A list of the listed words (each at most once).
+    case choiceList([String])
     /// A key pattern with `{field}` placeholders (see `KeyTemplate`).
     case keyTemplate
     /// The name of an entry under `resources:` whose `uses` is the given plugin.
@@ -32,6 +34,7 @@ public indirect enum SettingType: Sendable {
         case .duration: "duration"
         case .durationList: "list of durations"
         case .choice(let options): options.joined(separator: " | ")
+        case .choiceList(let options): "list of " + options.joined(separator: ", ")
         case .keyTemplate: "key template"
         case .resource(let uses): "name of a `\(uses)` resource"
         case .step(let uses): "name of a `\(uses)` step"

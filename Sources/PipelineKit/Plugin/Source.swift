@@ -128,6 +128,36 @@ public struct SourceBuildContext: Sendable {
     }
 }
 
+/// How a source that answers its senders (an HTTP endpoint) takes input, so `outbound-worker test`
+/// can exercise it without a network: what it refuses before the pipeline, how a test input is
+/// made authentic, and what it answers for an outcome.
+public struct SourceAdmission: Sendable {
+    /// Refused before the pipeline: the status answered and why.
+    public struct Refusal: Sendable, Equatable {
+        public var status: Int
+        public var reason: String
+
+        public init(status: Int, reason: String) {
+            self.status = status
+            self.reason = reason
+        }
+    }
+
+    /// Whether the source refuses `body` with `headers` (names lowercased).
+    public var check: @Sendable (_ body: [UInt8], _ headers: [String: String], _ settings: Settings) -> Refusal?
+    /// The headers that make `body` authentic (a signature).
+    public var authenticate: @Sendable (_ body: [UInt8], _ settings: Settings) -> [String: String]
+    /// The status answered once the pipeline decided.
+    public var respond: @Sendable (Decision) -> Int
+
+    public init(check: @escaping @Sendable ([UInt8], [String: String], Settings) -> Refusal?, authenticate: @escaping @Sendable ([UInt8], Settings) -> [String: String],
+                respond: @escaping @Sendable (Decision) -> Int) {
+        self.check = check
+        self.authenticate = authenticate
+        self.respond = respond
+    }
+}
+
 /// A source kind (`source.uses`): its settings and how to build it. The runtime's own
 /// settings (`WorkerConfiguration.settings`) are added to every source's schema.
 public struct SourcePlugin: Sendable {
@@ -137,14 +167,17 @@ public struct SourcePlugin: Sendable {
     public var settings: SettingsSchema
     /// Rules across settings, run by `check` after every setting is valid.
     public var check: (@Sendable (PipelineDefinition) -> [Diagnostic])?
+    /// For sources that answer their senders: how they take input (used by `outbound-worker test`).
+    public var admission: SourceAdmission?
     public var make: @Sendable (SourceBuildContext) async throws -> any Source
 
     public init(name: String, summary: String, settings: SettingsSchema, check: (@Sendable (PipelineDefinition) -> [Diagnostic])? = nil,
-                make: @escaping @Sendable (SourceBuildContext) async throws -> any Source) {
+                admission: SourceAdmission? = nil, make: @escaping @Sendable (SourceBuildContext) async throws -> any Source) {
         self.name = name
         self.summary = summary
         self.settings = SettingsSchema(settings.settings + WorkerConfiguration.settings.settings.filter { settings[$0.name] == nil })
         self.check = check
+        self.admission = admission
         self.make = make
     }
 }

@@ -26,5 +26,14 @@ public struct Outcome: Sendable {
 /// }
 /// ```
 public protocol OutcomeSink: Sendable {
+    /// Connects (declares what it publishes to); called once before the first outcome.
+    func start() async throws
     func record(_ outcome: Outcome) async throws
+    /// Disconnects, after the last outcome.
+    func shutdown() async
+}
+
+extension OutcomeSink {
+    public func start() async throws {}
+    public func shutdown() async {}
 }

@@ -61,6 +61,13 @@ public struct PipelineAssembler: Sendable {
         return try await plugin.make(SourceBuildContext(settings: definition.source.settings, worker: definition.worker, logger: logger))
     }
 
+    /// Builds the outcome sink of `definition` (`events:`), when it has one.
+    public func makeSink(_ definition: PipelineDefinition) async throws -> (any OutcomeSink)? {
+        guard let events = definition.events else { return nil }
+        guard let plugin = registry.sinks[events.uses] else { throw SettingsError(message: "no sink plugin `\(events.uses)`") }
+        return try await plugin.make(SinkBuildContext(settings: events.settings, pipelineName: definition.name, workerID: workerID, logger: logger))
+    }
+
     /// The resources `resource` names in its settings (a store it shares, …).
     private func dependencies(of resource: ComponentDefinition, in definition: PipelineDefinition) -> Set<String> {
         guard let schema = registry.resources[resource.uses]?.settings else { return [] }

@@ -195,14 +195,19 @@ public struct PipelineExecutor: Sendable {
         // (An immediate task starts on this thread: no hop to another before the step's first await.)
         let start = message
         let step = bound.step
-        let task = Task.immediate {
+        let task = Task.immediate { () async -> (Message, Result<StepOutcome, any Error>) in
             var copy = start
-            let outcome = try await MessageLogContext.during(internalID, step: bound.name) { try await step.run(&copy, context) }
-            return (copy, outcome)
+            do {
+                let outcome = try await MessageLogContext.during(internalID, step: bound.name) { try await step.run(&copy, context) }
+                return (copy, .success(outcome))
+            } catch {
+                // What the step noted before it failed (the sender it used) stays with the message.
+                return (copy, .failure(error))
+            }
         }
-        let (finished, outcome) = try await task.value
+        let (finished, result) = await task.value
         message = finished
-        return outcome
+        return try result.get()
     }
 
     /// Undoes, last first, the steps before `end` that passed, and `end` itself when it is the step that waited.

@@ -129,7 +129,7 @@ public final class PipelineWorker: Service, Sendable {
         while true {
             switch await executor.advance(&run) {
             case .decided(let decision):
-                await carryOut(decision, of: delivery, run: run)
+                await carryOut(decision, of: delivery, run: run, executor: executor)
                 inFlight.decrement()
                 permits.release()
                 return
@@ -166,12 +166,17 @@ public final class PipelineWorker: Service, Sendable {
     }
 
     /// Reports the outcome, then settles the delivery as the decision says.
-    private func carryOut(_ decision: Decision, of delivery: Delivery, run: PipelineRun) async {
+    private func carryOut(_ decision: Decision, of delivery: Delivery, run: PipelineRun, executor: PipelineExecutor) async {
         if let sink {
             do {
                 try await sink.record(Outcome(decision: decision, run: run))
             } catch {
                 logger.error("outcome not recorded; the message goes back to the queue", metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
+                // Nothing was sent: what the steps recorded (a status marked published) is undone, so the next delivery redoes it.
+                if case .ack = decision, !run.sent {
+                    var abandoned = run
+                    await executor.abandon(&abandoned)
+                }
                 _ = await source.settle(delivery, .release)
                 return
             }

@@ -10,6 +10,12 @@ public enum PlanRenderer {
         lines.append("source:")
         lines.append("  uses: \(pipeline.source.uses)")
         renderSettings(pipeline.source.settings, indent: "  ", explain: explain, into: &lines)
+        if let port = pipeline.healthPort { lines.append("health:\n  port: \(port)") }
+        if let events = pipeline.events {
+            lines.append("events:")
+            lines.append("  uses: \(events.uses)")
+            renderEntries(events.settings.entries, indent: "  ", explain: explain, into: &lines)
+        }
         lines.append("resources:")
         if pipeline.resources.isEmpty { lines[lines.count - 1] += " {}" }
         for resource in pipeline.resources {

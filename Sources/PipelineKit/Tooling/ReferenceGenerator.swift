@@ -6,6 +6,9 @@ public enum ReferenceGenerator {
         for plugin in registry.sources.values.sorted(by: { $0.name < $1.name }) {
             text += section("source `\(plugin.name)`", plugin.summary, plugin.settings)
         }
+        for plugin in registry.sinks.values.sorted(by: { $0.name < $1.name }) {
+            text += section("events sink `\(plugin.name)`", "\(plugin.summary); its settings go straight under `events:`", plugin.settings)
+        }
         for plugin in registry.resources.values.sorted(by: { $0.name < $1.name }) {
             text += section("resource `\(plugin.name)`", plugin.summary, plugin.settings)
         }

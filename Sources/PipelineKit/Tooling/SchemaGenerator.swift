@@ -50,8 +50,25 @@ public enum SchemaGenerator {
                 "source": component(sources.map(\.name), sources.map { ($0.name, $0.settings) }, required: []),
                 "resources": .object(["type": .string("object"), "additionalProperties": component(resources.map(\.name), resources.map { ($0.name, $0.settings) }, required: [])]),
                 "steps": .object(["type": .string("array"), "items": stepSchema]),
+                "events": events(registry, variable: variable),
+                "health": .object([
+                    "type": .string("object"), "additionalProperties": .bool(false),
+                    "properties": .object(["port": typeSchema(.integer(1...65535), variable: variable)]),
+                ]),
             ]),
         ])
+    }
+
+    /// `events:`: the sink's settings directly, with an optional `uses`.
+    static func events(_ registry: PluginRegistry, variable: JSONValue) -> JSONValue {
+        let sinks = registry.sinks.values.sorted { $0.name < $1.name }
+        let variants: [JSONValue] = sinks.map { sink in
+            guard case .object(var members) = settingsSchema(sink.settings, variable: variable), case .object(var properties)? = members["properties"] else { return .object([:]) }
+            properties["uses"] = .object(["const": .string(sink.name)])
+            members["properties"] = .object(properties)
+            return .object(members)
+        }
+        return variants.count == 1 ? variants[0] : .object(["anyOf": .array(variants)])
     }
 
     static func settingsSchema(_ schema: SettingsSchema, variable: JSONValue) -> JSONValue {
@@ -88,6 +105,8 @@ public enum SchemaGenerator {
             return .object(["type": .string("array"), "items": duration, "minItems": .number(1)])
         case .choice(let options):
             return .object(["anyOf": .array([.object(["enum": .array(options.map(JSONValue.string))]), variable])])
+        case .choiceList(let options):
+            return .object(["type": .string("array"), "items": .object(["anyOf": .array([.object(["enum": .array(options.map(JSONValue.string))]), variable])])])
         case .urlList:
             return .object(["anyOf": .array([.object(["type": .string("string")]), .object(["type": .string("array"), "items": .object(["type": .string("string")])])])])
         case .object(let nested):

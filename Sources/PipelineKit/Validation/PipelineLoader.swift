@@ -45,24 +45,36 @@ public struct PipelineLoader: Sendable {
     /// Loads only the `source` of `path` (with its variant): for commands that use nothing else,
     /// so variables only the other parts name need not be set.
     public func loadSource(path: String, variant: String? = nil) -> (source: ComponentDefinition?, worker: WorkerConfiguration, diagnostics: [Diagnostic]) {
-        let tree: ConfigNode
-        var diagnostics: [Diagnostic]
+        let (node, tree, diagnostics) = section("source", path: path, variant: variant)
+        guard let node, let tree else { return (nil, WorkerConfiguration(), diagnostics) }
+        var all = diagnostics
+        let source = readSource(ConfigNode(.mapping([ConfigEntry(key: "source", keyLocation: node.location, value: node)]), at: tree.location), &all)
+        all += source.map(WorkerConfiguration.check) ?? []
+        guard let source, !all.hasErrors else { return (nil, WorkerConfiguration(), all) }
+        return (source, WorkerConfiguration(settings: source.settings), all)
+    }
+
+    /// Loads only the `events` of `path` (with its variant), for commands that read the events.
+    public func loadEvents(path: String, variant: String? = nil) -> (events: ComponentDefinition?, diagnostics: [Diagnostic]) {
+        let (node, tree, diagnostics) = section("events", path: path, variant: variant)
+        guard let node, let tree else { return (nil, diagnostics) }
+        var all = diagnostics
+        let events = readEvents(ConfigNode(.mapping([ConfigEntry(key: "events", keyLocation: node.location, value: node)]), at: tree.location), &all)
+        return (all.hasErrors ? nil : events, all)
+    }
+
+    /// One top-level part of the merged pipeline, its variables substituted, and the whole tree.
+    private func section(_ name: String, path: String, variant: String?) -> (ConfigNode?, ConfigNode?, [Diagnostic]) {
         switch merge(path: path, variant: variant) {
-        case .success(let (merged, _, mergeDiagnostics)):
-            tree = merged
-            diagnostics = mergeDiagnostics
+        case .success(let (tree, _, diagnostics)):
+            guard let node = tree[name] else {
+                return (nil, nil, diagnostics + [.error(at: tree.location, "the pipeline has no `\(name)` section")])
+            }
+            let (interpolated, interpolationDiagnostics) = Interpolator(environment: environment).interpolate(node)
+            return (interpolated, tree, diagnostics + interpolationDiagnostics)
         case .failure(let error):
-            return (nil, WorkerConfiguration(), error.diagnostics)
+            return (nil, nil, error.diagnostics)
         }
-        guard let node = tree["source"] else {
-            return (nil, WorkerConfiguration(), diagnostics + [.error(at: tree.location, "missing `source` (where messages come from, e.g. `uses: rabbitmq`)")])
-        }
-        let (interpolated, interpolationDiagnostics) = Interpolator(environment: environment).interpolate(node)
-        diagnostics += interpolationDiagnostics
-        let source = readSource(ConfigNode(.mapping([ConfigEntry(key: "source", keyLocation: node.location, value: interpolated)]), at: tree.location), &diagnostics)
-        diagnostics += source.map(WorkerConfiguration.check) ?? []
-        guard let source, !diagnostics.hasErrors else { return (nil, WorkerConfiguration(), diagnostics) }
-        return (source, WorkerConfiguration(settings: source.settings), diagnostics)
     }
 
     /// The base file merged with its variant file, and the files read.
@@ -99,7 +111,7 @@ public struct PipelineLoader: Sendable {
             diagnostics.append(.error(at: tree.location, "a pipeline file must be a map with `version`, `name`, `source`, `resources` and `steps`, found \(tree.kindName)"))
             return Result(definition: nil, diagnostics: diagnostics)
         }
-        let topLevelKeys = ["version", "name", "source", "resources", "steps"]
+        let topLevelKeys = ["version", "name", "source", "resources", "steps", "events", "health"]
         for entry in entries where !topLevelKeys.contains(entry.key) {
             diagnostics.append(.error(at: entry.keyLocation, "unknown key `\(entry.key)`\(Suggestion.hint(for: entry.key, in: topLevelKeys)) (known: \(topLevelKeys.joined(separator: ", ")))"))
         }
@@ -108,12 +120,14 @@ public struct PipelineLoader: Sendable {
         let source = readSource(tree, &diagnostics)
         let resources = readResources(tree, &diagnostics)
         let steps = readSteps(tree, resources: resources, &diagnostics)
+        let events = readEvents(tree, &diagnostics)
+        let healthPort = readHealthPort(tree, &diagnostics)
 
         guard let source else {
             return Result(definition: nil, diagnostics: diagnostics)
         }
         let definition = PipelineDefinition(version: version, name: name, source: source, resources: resources, steps: steps,
-                                            worker: WorkerConfiguration(settings: source.settings), files: files)
+                                            worker: WorkerConfiguration(settings: source.settings), events: events, healthPort: healthPort, files: files)
         // Rules on single parts are reported with the other problems; rules across steps only once every part is valid.
         let partsValid = !diagnostics.hasErrors
         diagnostics += WorkerConfiguration.check(source)
@@ -211,6 +225,40 @@ public struct PipelineLoader: Sendable {
               let plugin = registry.sources[uses] else { return nil }
         let settings = SettingsResolver(owner: "source `\(uses)`").resolve(node["with"], schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
         return ComponentDefinition(name: "source", uses: uses, settings: settings, location: node.location)
+    }
+
+    /// `events:` — the sink's settings, with `uses:` naming the sink when more than one is known.
+    private func readEvents(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> ComponentDefinition? {
+        guard let node = tree["events"] else { return nil }
+        guard let entries = node.entries else {
+            diagnostics.append(.error(at: node.location, "`events` must be a map of the sink's settings, found \(node.kindName)"))
+            return nil
+        }
+        let known = registry.sinks.keys.sorted()
+        let uses: String?
+        if node["uses"] != nil {
+            uses = readUses(node, kind: "events sink", known: known, &diagnostics)
+        } else if known.count == 1 {
+            uses = known[0]
+        } else {
+            diagnostics.append(.error(at: node.location, "`events` needs `uses` (one of: \(known.joined(separator: ", ")))"))
+            uses = nil
+        }
+        guard let uses, let plugin = registry.sinks[uses] else { return nil }
+        let settingsNode = ConfigNode(.mapping(entries.filter { $0.key != "uses" }), at: node.location, origin: node.origin)
+        let settings = SettingsResolver(owner: "`events` (\(uses))").resolve(settingsNode, schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
+        return ComponentDefinition(name: "events", uses: uses, settings: settings, location: node.location)
+    }
+
+    /// `health: { port: … }` — where `/health`, `/ready` and `/metrics` listen for this pipeline.
+    private func readHealthPort(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> Int? {
+        guard let node = tree["health"] else { return nil }
+        guard checkKeys(node, allowed: ["port"], owner: "`health`", &diagnostics), let port = node["port"] else { return nil }
+        guard let text = port.scalar, let value = Int(text.trimmingWhitespace()), (1...65535).contains(value) else {
+            diagnostics.append(.error(at: port.location, "`health.port` must be a port number (1–65535), found \(port.scalar.map { "\"\($0)\"" } ?? port.kindName)"))
+            return nil
+        }
+        return value
     }
 
     private func readResources(_ tree: ConfigNode, _ diagnostics: inout [Diagnostic]) -> [ComponentDefinition] {

@@ -98,6 +98,17 @@ public struct SettingsResolver {
                 return fail("\"\(text)\" is not one of \(options.joined(separator: ", "))\(Suggestion.hint(for: text, in: options))")
             }
             return .string(text)
+        case .choiceList(let options):
+            let items = node.items ?? [node]
+            var words: [SettingValue] = []
+            for item in items {
+                guard let word = item.scalar, options.contains(word) else {
+                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): \(item.scalar.map { "\"\($0)\"" } ?? item.kindName) is not one of \(options.joined(separator: ", "))\(Suggestion.hint(for: item.scalar ?? "", in: options))"))
+                    continue
+                }
+                if !words.contains(.string(word)) { words.append(.string(word)) }
+            }
+            return .list(words)
         case .keyTemplate:
             guard let text else { return fail("expected a key template, found \(node.kindName)") }
             do {

@@ -1,0 +1,50 @@
+import AMQPClient
+import ArgumentParser
+import Foundation
+import Logging
+import PipelineKit
+
+/// `events`: prints the events of the pipeline's events exchange as they come, one JSON line each.
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Print the pipeline's outcome and status events as they are published (a queue of its own, bound to the events exchange).")
+
+    @OptionGroup var options: PipelineOptions
+
+    @Option(name: .long, help: "Binding key: outbound.#, delivery.read, webhook.# … (default: every event).")
+    var routingKey = "#"
+
+    @Option(name: .long, help: "Stop after this many events.")
+    var count: Int?
+
+    func run() async throws {
+        let environment = ProcessEnvironment.load()
+        // Only the events section is read: watching needs no Cloud API token.
+        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
+        printDiagnostics(loaded.diagnostics)
+        guard let events = loaded.events else { throw ExitStatus.invalid }
+        let urls = try events.settings.strings("url").map { try AMQPURL($0) }
+        let exchange = try events.settings.string("exchange")
+        var logger = Logger(label: "outbound-worker.events")
+        logger.logLevel = .error
+        let publisher = AMQPPublisher(urls: urls, logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        // A queue of this command's own, removed by the broker a minute after it is last used.
+        let queue = "outbound-worker.events.\(UUID().uuidString.prefix(8).lowercased())"
+        try await publisher.declare(AMQPExchangeDeclaration(name: exchange))
+        try await publisher.declare(AMQPQueueDeclaration(name: queue, durable: false, arguments: ["x-expires": .int(60_000)]))
+        try await publisher.bind(AMQPBinding(queue: queue, exchange: exchange, routingKey: routingKey))
+        FileHandle.standardError.write(Data("events of \(exchange) (\(routingKey)); Ctrl-C stops\n".utf8))
+        let (consumer, deliveries) = AMQPConsumer.streaming(urls: urls, queue: queue, prefetch: 100, logger: logger)
+        consumer.start()
+        defer { consumer.stop() }
+        var printed = 0
+        for await event in deliveries {
+            guard case .delivery(let delivery) = event else { continue }
+            FileHandle.standardOutput.write(Data("\(delivery.routingKey) ".utf8) + Data(delivery.body) + Data("\n".utf8))
+            consumer.ack(delivery)
+            printed += 1
+            if let count, printed >= count { break }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+/// What steps found out about a message that its outcome report carries (the recipient as
+/// sent, the sender used…), by name: the runtime and the sink know no message schema.
+public enum ReportedFieldsKey: MessageValueKey {
+    public typealias Value = [String: JSONValue]
+}
+
+/// Events steps prepared for the sink to publish instead of the outcome's own (a webhook's statuses).
+public enum PreparedEventsKey: MessageValueKey {
+    public typealias Value = [PreparedEvent]
+}
+
+/// One event to publish: its routing key and JSON body.
+public struct PreparedEvent: Sendable, Equatable {
+    public var routingKey: String
+    public var body: JSONValue
+
+    public init(routingKey: String, body: JSONValue) {
+        self.routingKey = routingKey
+        self.body = body
+    }
+}
+
+extension Message {
+    /// Records a field for the outcome report (`ReportedFieldsKey`).
+    public mutating func report(_ name: String, _ value: JSONValue) {
+        var fields = values[ReportedFieldsKey.self] ?? [:]
+        fields[name] = value
+        values[ReportedFieldsKey.self] = fields
+    }
+
+    /// The fields steps reported.
+    public var reported: [String: JSONValue] { values[ReportedFieldsKey.self] ?? [:] }
+}

@@ -1,0 +1,72 @@
+import PipelineKit
+
+/// The JSON Schema (2020-12) of event bodies (`outbound-worker schema --events`).
+public enum EventSchema {
+    public static var schema: JSONValue {
+        let nullableString = JSONValue.object(["type": .array([.string("string"), .string("null")])])
+        let instant = JSONValue.object(["type": .string("string"), "format": .string("date-time")])
+        let error = JSONValue.object([
+            "type": .string("object"),
+            "required": .array(["step", "code", "message"].map(JSONValue.string)),
+            "properties": .object([
+                "step": .object(["type": .string("string"), "description": .string("the step that failed (or found the message expired)")]),
+                "code": .object(["type": .array([.string("integer"), .string("null")]), "description": .string("the Cloud API error code, when it gave one")]),
+                "message": .object(["type": .string("string")]),
+            ]),
+        ])
+        let outbound = JSONValue.object([
+            "title": .string("outbound.<status>: the final outcome of one message"),
+            "type": .string("object"),
+            "required": .array(["event", "internalId", "status", "wamid", "to", "phoneNumberId", "attempt", "at", "pipeline", "worker", "metadata"].map(JSONValue.string)),
+            "properties": .object([
+                "event": .object(["enum": .array(["outbound.sent", "outbound.duplicate", "outbound.failed", "outbound.expired", "outbound.retrying"].map(JSONValue.string))]),
+                "internalId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("null when the message was not JSON")]),
+                "status": .object(["enum": .array(["sent", "duplicate", "failed", "expired", "retrying"].map(JSONValue.string))]),
+                "wamid": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the send's wamid; for a duplicate, the first send's when known")]),
+                "to": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the recipient as sent: + and digits")]),
+                "phoneNumberId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the sender used, the default included")]),
+                "attempt": .object(["type": .string("integer"), "minimum": .number(1)]),
+                "at": instant,
+                "pipeline": .object(["type": .string("string")]),
+                "worker": .object(["type": .string("string")]),
+                "metadata": .object(["type": .array([.string("object"), .string("null")]), "description": .string("the message's own metadata, as it was")]),
+                "error": error,
+            ]),
+            "if": .object(["properties": .object(["status": .object(["enum": .array(["failed", "expired"].map(JSONValue.string))])])]),
+            "then": .object(["required": .array([.string("error")])]),
+        ])
+        let delivery = JSONValue.object([
+            "title": .string("delivery.<status>: a status Meta reported for a sent message"),
+            "type": .string("object"),
+            "required": .array(["event", "internalId", "wamid", "status", "recipient", "at"].map(JSONValue.string)),
+            "properties": .object([
+                "event": .object(["type": .string("string"), "pattern": .string("^delivery\\.")]),
+                "internalId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("from biz_opaque_callback_data, else the wamid: mapping; null when unknown")]),
+                "wamid": .object(["type": .string("string")]),
+                "status": .object(["type": .string("string"), "description": .string("sent, delivered, read, failed, played, or what Meta sent")]),
+                "recipient": nullableString,
+                "at": instant,
+                "errors": .object(["type": .string("array")]),
+                "pricing": .object(["type": .string("object")]),
+                "conversation": .object(["type": .string("object")]),
+            ]),
+        ])
+        let webhook = JSONValue.object([
+            "title": .string("webhook.<field>: any other change of a webhook (inbound messages, template updates…)"),
+            "type": .string("object"),
+            "required": .array(["event", "field", "value", "at"].map(JSONValue.string)),
+            "properties": .object([
+                "event": .object(["type": .string("string"), "pattern": .string("^webhook\\.")]),
+                "field": .object(["type": .string("string")]),
+                "value": .object(["type": .string("object")]),
+                "at": instant,
+            ]),
+        ])
+        return .object([
+            "$schema": .string("https://json-schema.org/draft/2020-12/schema"),
+            "$id": .string("https://outbound-worker/events.schema.json"),
+            "title": .string("outbound-worker events (routing keys outbound.<status>, delivery.<status>, webhook.<field>)"),
+            "oneOf": .array([outbound, delivery, webhook]),
+        ])
+    }
+}

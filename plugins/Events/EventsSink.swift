@@ -1,0 +1,96 @@
+import AMQPClient
+import Foundation
+import Logging
+import Metrics
+import PipelineKit
+import Synchronization
+
+/// The `rabbitmq_events` sink: every final outcome, or the events the steps prepared, published
+/// persistent to a durable topic exchange and confirmed before the message is settled. Events of
+/// one message go out together and are confirmed together with those of other messages.
+final class EventsSink: OutcomeSink {
+    private let settings: EventsSettings
+    private let publisher: AMQPPublisher
+    private let context: SinkBuildContext
+    private let declared = Atomic<Bool>(false)
+    private let published = Counter(label: "outbound_events_published_total")
+    private let refused = Counter(label: "outbound_events_failed_total")
+
+    init(settings: EventsSettings, context: SinkBuildContext) {
+        self.settings = settings
+        self.context = context
+        publisher = AMQPPublisher(urls: settings.urls, logger: context.logger)
+    }
+
+    /// Starts the publisher and declares the exchange; a broker that is not up yet is no error
+    /// (the exchange is declared before the first event instead), a conflicting exchange is.
+    func start() async throws {
+        publisher.start()
+        do {
+            try await declareExchange()
+        } catch {
+            if case .broker = error { throw error }
+            if case .authentication = error { throw error }
+            context.logger.warning("events exchange not declared yet; it will be before the first event", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func declareExchange() async throws(AMQPError) {
+        guard !declared.load(ordering: .acquiring) else { return }
+        try await publisher.declare(AMQPExchangeDeclaration(name: settings.exchange))
+        declared.store(true, ordering: .releasing)
+    }
+
+    func record(_ outcome: Outcome) async throws {
+        let events = Self.events(of: outcome, settings, context)
+        guard !events.isEmpty else { return }
+        try await declareExchange()
+        let publisher = self.publisher
+        let exchange = settings.exchange
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for event in events {
+                    group.addTask {
+                        // Not mandatory: with no queue bound, the exchange drops events, as its owner decided.
+                        try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(),
+                                                    properties: .persistentJSON, mandatory: false)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            published.increment(by: Int64(events.count))
+        } catch {
+            refused.increment()
+            throw error
+        }
+    }
+
+    func shutdown() async {
+        publisher.stop()
+    }
+
+    /// The events steps prepared (when the message was taken), else the outcome's own event.
+    static func events(of outcome: Outcome, _ settings: EventsSettings, _ context: SinkBuildContext) -> [PreparedEvent] {
+        if let prepared = outcome.message.values[PreparedEventsKey.self] {
+            if case .ack = outcome.decision { return prepared }
+            return []
+        }
+        guard let status = OutboundEvent.status(of: outcome.decision, includeRetries: settings.includeRetries),
+              status == "retrying" || settings.statuses.contains(status) else { return [] }
+        let body = OutboundEvent.body(status: status, outcome: outcome, pipeline: context.pipelineName, worker: context.workerID, at: Date())
+        return [PreparedEvent(routingKey: "outbound.\(status)", body: body)]
+    }
+}
+
+extension SinkPlugin {
+    /// The `rabbitmq_events` sink plugin.
+    public static let rabbitMQEvents = SinkPlugin(
+        name: "rabbitmq_events",
+        summary: "outcome and status events, persistent on a durable topic exchange, confirmed before each message is settled",
+        settings: EventsSettings.schema,
+        render: { outcome, context in
+            (try? EventsSettings(context.settings)).map { EventsSink.events(of: outcome, $0, context) } ?? []
+        },
+        make: { context in EventsSink(settings: try EventsSettings(context.settings), context: context) }
+    )
+}

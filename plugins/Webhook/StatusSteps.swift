@@ -1,0 +1,126 @@
+import Foundation
+import Metrics
+import PipelineKit
+
+/// Step `webhook_changes`: parses the webhook body into statuses and other changes.
+struct WebhookChangesStep: Step {
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        guard let payload = message.payload, payload.objectValue != nil else {
+            throw StepFailure(.invalid, message.parseError ?? "a webhook body must be a JSON object")
+        }
+        message.values[WebhookBatchKey.self] = WebhookBatch(payload, receivedAt: context.clock.now())
+        return .next
+    }
+}
+
+/// Step `correlate_statuses`: the internalId of each status — `biz_opaque_callback_data` when
+/// it came with one, else the `wamid:` mapping `mark_completed` wrote.
+struct CorrelateStatusesStep: Step {
+    let ledger: any StatusLedger
+
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        guard var batch = message.values[WebhookBatchKey.self] else { return .next }
+        for index in batch.statuses.indices { batch.statuses[index].internalID = batch.statuses[index].callbackData.flatMap { $0.isEmpty ? nil : $0 } }
+        let unknown = batch.statuses.filter { $0.internalID == nil }.map(\.wamid)
+        message.values[WebhookBatchKey.self] = batch
+        guard !unknown.isEmpty else { return .next }
+        let found: [String: String]
+        do {
+            found = try await ledger.internalIDs(of: Array(Set(unknown)))
+        } catch {
+            throw StepFailure(.unavailable, "status ledger: \(error.reason)")
+        }
+        for index in batch.statuses.indices where batch.statuses[index].internalID == nil {
+            batch.statuses[index].internalID = found[batch.statuses[index].wamid]
+        }
+        message.values[WebhookBatchKey.self] = batch
+        return .next
+    }
+}
+
+/// The statuses `order_statuses` admitted for a message, taken back if its events are not published.
+enum AdmittedStatusesKey: MessageValueKey {
+    typealias Value = [(wamid: String, status: String, rank: Int)]
+}
+
+/// Step `order_statuses`: each (wamid, status) is published once, and statuses only move forward
+/// per wamid (sent < delivered < read < played; `failed` once, whatever came before).
+struct OrderStatusesStep: Step {
+    let ledger: any StatusLedger
+    let ttl: Duration
+    static let duplicates = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "duplicate")])
+    static let outOfOrder = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "out_of_order")])
+
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        guard var batch = message.values[WebhookBatchKey.self], !batch.statuses.isEmpty else { return .next }
+        let offered = batch.statuses.map { (wamid: $0.wamid, status: $0.status, rank: StatusRank.of($0.status)) }
+        let admissions: [StatusAdmission]
+        do {
+            admissions = try await ledger.admit(offered, ttl: ttl)
+        } catch {
+            throw StepFailure(.unavailable, "status ledger: \(error.reason)")
+        }
+        for (index, admission) in admissions.enumerated() {
+            switch admission {
+            case .publish: continue
+            case .duplicate: Self.duplicates.increment()
+            case .outOfOrder: Self.outOfOrder.increment()
+            }
+            batch.statuses[index].publish = false
+        }
+        message.values[WebhookBatchKey.self] = batch
+        message.values[AdmittedStatusesKey.self] = zip(offered, admissions).filter { $0.1 == .publish }.map(\.0)
+        return .next
+    }
+
+    /// The events were not published (the broker refused them): forget the statuses, so Meta's retry publishes them.
+    func undo(_ message: Message, _ context: StepContext) async {
+        guard let admitted = message.values[AdmittedStatusesKey.self], !admitted.isEmpty else { return }
+        do {
+            try await ledger.retract(admitted)
+        } catch {
+            context.logger.warning("statuses not taken back; Meta's retry will find them published", metadata: ["error": .string(error.reason)])
+        }
+    }
+}
+
+/// Step `status_events`: the events of the batch (`delivery.<status>`, `webhook.<field>`), for the sink.
+struct StatusEventsStep: Step {
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        message.values[PreparedEventsKey.self] = message.values[WebhookBatchKey.self]?.events ?? []
+        return .next
+    }
+}
+
+extension StepPlugin {
+    /// The `webhook_changes` step plugin.
+    public static let webhookChanges = StepPlugin(
+        name: "webhook_changes", summary: "parses a WhatsApp webhook body into statuses and other changes (status items without id or status are dropped and counted)",
+        settings: SettingsSchema([]), defaultOnError: .deadLetter, provides: ["webhook_batch"],
+        make: { _ in WebhookChangesStep() })
+
+    /// The `correlate_statuses` step plugin.
+    public static let correlateStatuses = StepPlugin(
+        name: "correlate_statuses", summary: "finds each status's internalId: biz_opaque_callback_data, else the wamid: mapping",
+        settings: SettingsSchema([SettingSpec("store", .resource(uses: "redis"), default: .string("redis"), "the `redis` resource holding the wamid: mappings")]),
+        defaultDegradation: .failOpen, provides: ["internal_ids"], requires: ["webhook_batch"],
+        make: { context in CorrelateStatusesStep(ledger: try context.resources.get(try context.settings.string("store"), as: (any StatusLedger).self)) })
+
+    /// The `order_statuses` step plugin.
+    public static let orderStatuses = StepPlugin(
+        name: "order_statuses", summary: "publishes each (wamid, status) once and only forward (sent < delivered < read < played; failed once)",
+        settings: SettingsSchema([
+            SettingSpec("store", .resource(uses: "redis"), default: .string("redis"), "the `redis` resource holding each wamid's statuses"),
+            SettingSpec("ttl", .duration, default: .duration(.seconds(7 * 86_400)), "how long a wamid's statuses are kept (Meta re-delivers for up to 7 days)"),
+        ]),
+        defaultDegradation: .failOpen, requires: ["webhook_batch"],
+        make: { context in
+            OrderStatusesStep(ledger: try context.resources.get(try context.settings.string("store"), as: (any StatusLedger).self), ttl: try context.settings.duration("ttl"))
+        })
+
+    /// The `status_events` step plugin.
+    public static let statusEvents = StepPlugin(
+        name: "status_events", summary: "turns the batch into delivery.<status> and webhook.<field> events for the events sink",
+        settings: SettingsSchema([]), requires: ["webhook_batch"],
+        make: { _ in StatusEventsStep() })
+}
