@@ -78,19 +78,21 @@ final class Bench {
     }
 
     /// Starts `processes` copies of `subject` on `queue`, each with `concurrency` messages in flight.
-    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1) throws -> [pid_t] {
+    /// The worker paces every sender (through Redis) at a limit far above any rate here, so pacing
+    /// costs what it costs but never binds; `pacing: false` turns it off.
+    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true) throws -> [pid_t] {
         try (0..<processes).map { index in
             let log = folder.appendingPathComponent("\(queue)-\(index).log").path
             switch subject {
             case .worker:
-                let variant = "c\(concurrency)"
+                let variant = "c\(concurrency)\(pacing ? "" : "unpaced")"
                 let variantFile = folder.appendingPathComponent("outbound.\(variant).yaml")
                 try """
                     source:
                       with: { prefetch: \(concurrency * 2), concurrency: \(concurrency) }
                     resources:
                       whatsapp:
-                        with: { max_connections: 64 }
+                        with: { max_connections: 64, throughput: 100000, pacing: \(pacing) }
                     """.write(to: variantFile, atomically: true, encoding: .utf8)
                 return try spawn([options.worker, "run"], environment: [
                     "PIPELINE_FILE": folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": variant,
@@ -174,11 +176,11 @@ final class Bench {
     }
 
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.
-    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, label: String) async throws -> DrainResult {
+    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, pacing: Bool = true, label: String) async throws -> DrainResult {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
-        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes)
+        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing)
         let result: DrainResult
         do {
             result = try await drain(load, queue: queue, pids: pids)

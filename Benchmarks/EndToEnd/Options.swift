@@ -7,6 +7,10 @@ struct Options {
         case compare
         /// Throughput by concurrency, by process count, and with 10k vs 1M messages queued.
         case scaling
+        /// The worker with pacing on (never binding) against pacing off, A B A B, and Redis commands per message.
+        case pacing
+        /// Two workers through restarts, a kill -9, SIGHUPs and transient failures (`scripts/soak`).
+        case soak
     }
 
     var mode = Mode.compare
@@ -18,6 +22,8 @@ struct Options {
     var seriesMessages = 20_000
     /// The large queue of the flat-cost check (scaling mode).
     var largeQueue = 1_000_000
+    /// The soak's time limit.
+    var soakMinutes = 20.0
     var worker = ".build/release/outbound-worker"
     var baseline = ".build/release/bench-baseline"
     var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
@@ -30,8 +36,8 @@ struct Options {
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
         while let name = iterator.next() {
-            if name == "--scaling" {
-                mode = .scaling
+            if let flagged = Mode(rawValue: String(name.dropFirst(2))), name.hasPrefix("--") {
+                mode = flagged
                 continue
             }
             let value = iterator.next() ?? ""
@@ -42,6 +48,7 @@ struct Options {
             case "--latency-seconds": latencySeconds = Int(value) ?? latencySeconds
             case "--series-messages": seriesMessages = Int(value) ?? seriesMessages
             case "--large-queue": largeQueue = Int(value) ?? largeQueue
+            case "--soak-minutes": soakMinutes = Double(value) ?? soakMinutes
             case "--worker": worker = value
             case "--baseline": baseline = value
             case "--rabbitmq-url": rabbitURL = value

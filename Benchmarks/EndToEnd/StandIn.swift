@@ -4,14 +4,30 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// The Cloud API stand-in: answers every POST with a wamid and records when each recipient's request arrived.
+/// The Cloud API stand-in: answers every POST with a wamid and records when each recipient's
+/// request arrived; for the soak it can fail one request in `failEvery` with a transient error.
 final class StandIn: Sendable {
     private struct To: Decodable { var to: String }
-    private let arrivals = Mutex<[(Int, UInt64)]>([])
+    private struct State {
+        var arrivals: [(Int, UInt64)] = []
+        var sent: [Int: Int] = [:]
+        var requests = 0
+        var failEvery: Int?
+        var failed = 0
+    }
 
-    func reset() { arrivals.withLock { $0.removeAll(keepingCapacity: true) } }
-    var snapshot: [(Int, UInt64)] { arrivals.withLock { $0 } }
-    var count: Int { arrivals.withLock { $0.count } }
+    private let state = Mutex(State())
+
+    func reset() { state.withLock { $0 = State(failEvery: $0.failEvery) } }
+    var snapshot: [(Int, UInt64)] { state.withLock { $0.arrivals } }
+    var count: Int { state.withLock { $0.arrivals.count } }
+    /// Successful sends by recipient number.
+    var sent: [Int: Int] { state.withLock { $0.sent } }
+    /// Requests answered with a transient failure.
+    var failed: Int { state.withLock { $0.failed } }
+
+    /// Fails every `n`th request with HTTP 503 and code 131000 (nil: none).
+    func fail(every n: Int?) { state.withLock { $0.failEvery = n } }
 
     /// Starts listening on a free loopback port; returns the port.
     func start() async throws -> Int {
@@ -19,8 +35,22 @@ final class StandIn: Sendable {
         router.post("/:version/:phone/messages") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 16)
             let now = DispatchTime.now().uptimeNanoseconds
-            if let to = try? JSONDecoder().decode(To.self, from: Data(body.readableBytesView)), let number = Int(to.to.dropFirst(6)) {
-                self.arrivals.withLock { $0.append((number, now)) }
+            let number = (try? JSONDecoder().decode(To.self, from: Data(body.readableBytesView))).flatMap { Int($0.to.dropFirst(6)) }
+            let fails = self.state.withLock { state -> Bool in
+                state.requests += 1
+                if let every = state.failEvery, state.requests % every == 0 {
+                    state.failed += 1
+                    return true
+                }
+                if let number {
+                    state.arrivals.append((number, now))
+                    state.sent[number, default: 0] += 1
+                }
+                return false
+            }
+            if fails {
+                return Response(status: .serviceUnavailable, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"(#131000) Something went wrong","code":131000}}"#)))
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"messaging_product":"whatsapp","messages":[{"id":"wamid.bench"}]}"#)))
         }

@@ -109,11 +109,43 @@ func scaling() async throws {
     }
 }
 
-measureStandInCapacity()
+/// Pacing on against off: what pacing costs when it never binds, and its Redis round trips.
+@MainActor
+func pacingCost() async throws {
+    let redis = RedisCommandCounter(port: options.redisPort)
+    print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; pacing on: throughput 100000/s per sender, slots through Redis")
+    var results: [Bool: [(drain: DrainResult, commands: Double, scripts: Double)]] = [:]
+    for round in 1...options.rounds {
+        for pacing in [false, true] {
+            let before = try await redis.calls()
+            let drain = try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, pacing: pacing, label: "pace\(round)\(pacing ? "on" : "off")")
+            let after = try await redis.calls()
+            let commands = Double(after.total - before.total) / Double(options.messages)
+            let scripts = Double(after.scripts - before.scripts) / Double(options.messages)
+            results[pacing, default: []].append((drain, commands, scripts))
+            print(String(format: "round %d pacing %-3@ %8.0f msg/s  CPU %.3f s/1000 msg  Redis %.3f commands/msg (%.3f scripts)", round, pacing ? "on" : "off",
+                         drain.throughput, drain.cpuPerThousand, commands, scripts))
+        }
+    }
+    func row(_ name: String, _ format: String, _ value: ((drain: DrainResult, commands: Double, scripts: Double)) -> Double) -> String {
+        let on = median(results[true, default: []].map(value))
+        let off = median(results[false, default: []].map(value))
+        return "| \(name) | \(String(format: format, on)) | \(String(format: format, off)) | \(ratio(on, off)) |"
+    }
+    print("\n| median of \(options.rounds) rounds | pacing on | pacing off | on / off |\n|---|---|---|---|")
+    print(row("drain throughput (msg/s)", "%.0f") { $0.drain.throughput })
+    print(row("worker CPU seconds per 1,000 messages", "%.3f") { $0.drain.cpuPerThousand })
+    print(row("Redis commands per message", "%.3f") { $0.commands })
+    print(row("of which Lua scripts (EVALSHA)", "%.3f") { $0.scripts })
+}
+
+if options.mode != .soak { measureStandInCapacity() }
 print("stand-in on \(apiURL)")
 switch options.mode {
 case .compare: try await compare()
 case .scaling: try await scaling()
+case .pacing: try await pacingCost()
+case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
 }
 publisher.stop()
 exit(0)

@@ -1,0 +1,241 @@
+import AMQPClient
+import Foundation
+import Logging
+
+/// The soak run (`scripts/soak`): two release workers drain a large queue while Redis restarts
+/// three times, the broker twice, one worker is killed with SIGKILL (and replaced), both get
+/// SIGHUPs, and the stand-in fails 2 % of requests transiently. Then every valid id must have
+/// been sent, duplicates stay within the killed worker's in-flight count, `.dead` holds only the
+/// deliberately invalid messages, and the workers' memory stays flat.
+@MainActor
+final class Soak {
+    /// One worker process and its memory over the run.
+    struct Worker {
+        var pid: pid_t
+        var name: String
+        var residentKB: [Int] = []
+    }
+
+    let bench: Bench
+    let options: Options
+    let standIn: StandIn
+    let queue: String
+    private let redis: SoakRedis
+    private var workers: [Worker] = []
+    private var events: [String] = []
+    private let started = ContinuousClock.now
+    private var ttlToggle = false
+
+    init(bench: Bench, options: Options, standIn: StandIn) throws {
+        self.bench = bench
+        self.options = options
+        self.standIn = standIn
+        queue = "soak.\(UUID().uuidString.prefix(6).lowercased())"
+        redis = try SoakRedis(port: options.redisPort + 15)
+    }
+
+    func run() async throws {
+        let count = options.messages
+        let invalidEvery = 200
+        try redis.start()
+        defer { redis.stop() }
+        try writeVariant()
+        standIn.reset()
+        standIn.fail(every: 50)
+        log("soak: \(count) messages (every \(invalidEvery)th invalid), 2 workers, stand-in failing 1 request in 50 with 503/131000, Redis with AOF on \(redis.port)")
+        try await bench.publisher.declare(AMQPQueueDeclaration(name: queue))
+        for index in 0..<2 { workers.append(try startWorker("worker-\(index + 1)")) }
+        let numbers = Array(0..<count)
+        let bodies = numbers.map { number in
+            number % invalidEvery == invalidEvery - 1
+                ? Array(#"{"internalId":"soak-\#(number)","to":"12","type":"text","text":{"body":"invalid on purpose"}}"#.utf8)
+                : Array(#"{"internalId":"soak-\#(number)","to":"+55119\#(String(format: "%08d", number))","type":"text","text":{"body":"Soak \#(number)"}}"#.utf8)
+        }
+        let valid = count - count / invalidEvery
+        try await publish(bodies[...], to: queue, bench.publisher)
+        log("published \(count) in \(ContinuousClock.now - started)")
+
+        // Disruptions, each when that share of the valid messages has been sent.
+        var plan: [(Double, String)] = [(0.10, "redis"), (0.20, "broker"), (0.30, "kill"), (0.45, "redis"), (0.60, "broker"), (0.75, "redis")]
+        plan += (1...20).map { (Double($0) * 0.04, "sighup") }
+        plan.sort { $0.0 < $1.0 }
+        var killedInFlight = 0
+        let deadline = ContinuousClock.now + .seconds(Int64(options.soakMinutes * 60))
+        while ContinuousClock.now < deadline {
+            sample()
+            let progress = Double(standIn.sent.count) / Double(valid)
+            while let next = plan.first, progress >= next.0 {
+                plan.removeFirst()
+                killedInFlight += try disrupt(next.1)
+            }
+            if standIn.sent.count >= valid, plan.isEmpty, (try? await bench.publisher.messageCount(queue)) == 0 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try await Task.sleep(for: .seconds(2))
+        sample()
+        let sent = standIn.sent
+        let missing = (0..<count).filter { $0 % invalidEvery != invalidEvery - 1 && sent[$0] == nil }
+        let duplicates = sent.values.reduce(0) { $0 + max(0, $1 - 1) }
+        let dead = try await bench.publisher.messageCount("\(queue).dead")
+        let deadSteps = try await deadLetterSteps(expecting: dead)
+        for worker in workers { stop(worker.pid) }
+        log("")
+        log("| soak, \(Date().formatted(.iso8601.year().month().day())) | figure |\n|---|---|")
+        log("| messages (of them invalid on purpose) | \(count) (\(count / invalidEvery)) |")
+        log("| run time, first publish to the last send | \(String(format: "%.0f s", (ContinuousClock.now - started).seconds)) |")
+        log("| disruptions | \(events.joined(separator: "; ")) |")
+        log("| transient failures answered by the stand-in | \(standIn.failed) |")
+        log("| valid ids not sent | \(missing.count)\(missing.isEmpty ? "" : ": \(missing.prefix(20))") |")
+        log("| duplicate sends (limit: the killed worker's \(killedInFlight) in flight) | \(duplicates) |")
+        log("| in .dead | \(dead), from steps \(deadSteps) |")
+        for worker in workers where worker.residentKB.count > 10 {
+            let tenth = worker.residentKB[worker.residentKB.count / 10]
+            log("| \(worker.name) RSS at 10 % / at the end / peak (MiB) | \(mb(tenth)) / \(mb(worker.residentKB.last ?? 0)) / \(mb(worker.residentKB.max() ?? 0)) |")
+        }
+        await bench.deleteQueues(queue)
+        let passed = missing.isEmpty && duplicates <= killedInFlight && dead == count / invalidEvery && deadSteps.keys.allSatisfy { $0 == "validate" }
+        log(passed ? "soak passed" : "SOAK FAILED")
+        if !passed { throw BenchFailure("soak failed") }
+    }
+
+    private func mb(_ kilobytes: Int) -> String { String(format: "%.1f", Double(kilobytes) / 1024) }
+
+    private func log(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Carries out one disruption; returns the in-flight count of a killed worker.
+    private func disrupt(_ kind: String) throws -> Int {
+        let at = String(format: "%.0f s", (ContinuousClock.now - started).seconds)
+        switch kind {
+        case "redis":
+            redis.stop()
+            try redis.start()
+            events.append("Redis restart at \(at)")
+        case "broker":
+            _ = try bench.runServices(["restart", "rabbitmq"])
+            events.append("broker restart at \(at)")
+        case "kill":
+            let victim = workers.removeFirst()
+            kill(victim.pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(victim.pid, &status, 0)
+            workers.append(victim)
+            workers[workers.count - 1].pid = -1
+            workers.append(try startWorker("worker-3 (replacement)"))
+            events.append("kill -9 of \(victim.name) at \(at)")
+            // What it held: its prefetch (deliveries unacknowledged), the most it can have sent without acknowledging.
+            return 64
+        default:
+            ttlToggle.toggle()
+            try writeVariant()
+            if let live = workers.filter({ $0.pid > 0 }).randomElement() { kill(live.pid, SIGHUP) }
+            if !events.contains(where: { $0.hasPrefix("20 SIGHUPs") }) { events.append("20 SIGHUPs (every 4 %)") }
+        }
+        log("\(at): \(kind)")
+        return 0
+    }
+
+    private func sample() {
+        for index in workers.indices where workers[index].pid > 0 {
+            workers[index].residentKB.append(ProcessUsage(workers[index].pid).residentKB)
+        }
+    }
+
+    private func writeVariant() throws {
+        try """
+            source:
+              with:
+                prefetch: 64
+                concurrency: 32
+                retry: { max_attempts: 6, backoff: [200ms, 1s, 3s] }
+            resources:
+              whatsapp:
+                with: { throughput: 100000 }
+            steps:
+              - name: idempotency
+                with: { ttl: \(ttlToggle ? 86_399 : 86_400) }
+            """.write(to: bench.folder.appendingPathComponent("outbound.soak.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    private func startWorker(_ name: String) throws -> Worker {
+        let pid = try spawn([options.worker, "run"], environment: [
+            "PIPELINE_FILE": bench.folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": "soak",
+            "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(redis.port),
+            "WHATSAPP_API_URL": bench.apiURL, "WHATSAPP_ACCESS_TOKEN": "soak", "WHATSAPP_PHONE_NUMBER_ID": "1055",
+            "HEALTH_PORT": String(Int.random(in: 20000...29999)), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
+        ], log: bench.folder.appendingPathComponent("\(name.prefix(8)).log").path)
+        return Worker(pid: pid, name: name)
+    }
+
+    /// The `x-error-step` of every dead letter, counted.
+    private func deadLetterSteps(expecting count: Int) async throws -> [String: Int] {
+        var logger = Logger(label: "soak")
+        logger.logLevel = .critical
+        let (consumer, events) = AMQPConsumer.streaming(urls: [try AMQPURL(options.rabbitURL)], queue: "\(queue).dead", prefetch: 500, logger: logger)
+        consumer.start()
+        defer { consumer.stop() }
+        var steps: [String: Int] = [:]
+        var seen = 0
+        let timer = Task { try await Task.sleep(for: .seconds(30)); consumer.stop() }
+        defer { timer.cancel() }
+        for await event in events {
+            guard case .delivery(let delivery) = event else { continue }
+            consumer.ack(delivery)
+            steps[delivery.properties.headers["x-error-step"]?.stringValue ?? "none", default: 0] += 1
+            seen += 1
+            if seen >= count { break }
+        }
+        return steps
+    }
+}
+
+/// A redis-server of the soak's own, appending to a log file, so a restart keeps the keys as production's would.
+struct SoakRedis {
+    let port: Int
+    let folder: URL
+
+    init(port: Int) throws {
+        self.port = port
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("soak-redis-\(port)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    func start() throws {
+        let pid = try spawn(["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", String(port), "--dir", folder.path, "--appendonly", "yes",
+                             "--appendfsync", "everysec", "--save", "", "--daemonize", "yes"], environment: [:], log: folder.appendingPathComponent("start.log").path)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        for _ in 0..<100 where !ping() { usleep(50_000) }
+    }
+
+    func stop() {
+        _ = try? spawnAndWait(["/usr/bin/redis-cli", "-p", String(port), "shutdown"])
+        for _ in 0..<100 where ping() { usleep(50_000) }
+    }
+
+    private func ping() -> Bool {
+        (try? spawnAndWait(["/usr/bin/redis-cli", "-p", String(port), "ping"]).contains("PONG")) ?? false
+    }
+}
+
+/// Runs a program to its end; returns its output.
+func spawnAndWait(_ arguments: [String], environment: [String: String] = [:]) throws -> String {
+    let log = FileManager.default.temporaryDirectory.appendingPathComponent("spawn-\(UUID().uuidString).log").path
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    let pid = try spawn(arguments, environment: environment, log: log)
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    return (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+extension Bench {
+    /// `scripts/services ARGUMENTS` for the test profile.
+    func runServices(_ arguments: [String]) throws -> String {
+        try spawnAndWait(["scripts/services"] + arguments, environment: ["SERVICES_PROFILE": "test"])
+    }
+}
