@@ -98,8 +98,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            plugins: ["BuildInfo"]
         ),
+        .plugin(name: "BuildInfo", capability: .buildTool(), path: "Plugins/BuildInfo"),
         .executableTarget(name: "OutboundWorker", dependencies: ["OutboundWorkerApp"], swiftSettings: strict),
 
         // Benchmarks run on demand by scripts/bench (not by the tests).

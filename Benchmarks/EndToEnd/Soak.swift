@@ -124,6 +124,7 @@ final class Soak {
             workers[workers.count - 1].pid = -1
             workers.append(try startWorker("worker-3 (replacement)"))
             events.append("kill -9 of \(victim.name) at \(at)")
+            log("\(at): kill -9 of \(victim.name)")
             // What it held: its prefetch (deliveries unacknowledged), the most it can have sent without acknowledging.
             return 64
         default:

@@ -178,5 +178,49 @@ import TestSupport
         try await worker.stop()
         await e2e.cleanUp()
     }
+
+    /// SIGHUP's default action ends a process: one that came while the worker was still starting
+    /// (connecting to Redis, say) killed it before its reload handler was installed.
+    @Test func aSighupWhileStartingDoesNotEndTheWorker() async throws {
+        let e2e = try await EndToEndHarness()
+        let silent = try SilentListener()
+        e2e.redisPort = silent.port
+        try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "resources:\n", with: "resources:\n  redis:\n    with: { command_timeout: 3s }\n"))
+        let worker = try WorkerProcess(environment: e2e.environment.merging(["REDIS_PASSWORD": "secret"]) { $1 }, healthPort: Int.random(in: 20000...29999))
+        // The worker is connecting to Redis, waiting for the answer to AUTH that never comes.
+        try await poll("the worker connecting to Redis") { silent.hasPendingConnection }
+        worker.signal(SIGHUP)
+        try await worker.waitUntilReady()
+        #expect(worker.log.contains(#""message":"starting""#), "\(worker.log.suffix(1500))")
+        try await worker.stop()
+        await e2e.cleanUp()
+    }
 }
 
+/// A TCP port on loopback whose connections the kernel completes and nobody ever answers.
+final class SilentListener: @unchecked Sendable {
+    let port: Int
+    private let socketFD: Int32
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        socketFD = descriptor
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && listen(descriptor, 16) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        guard bound else { throw TestFailure("cannot listen on loopback: \(String(cString: strerror(errno)))") }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(socketFD) }
+
+    /// Whether a connection waits to be accepted.
+    var hasPendingConnection: Bool {
+        var entry = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) > 0
+    }
+}

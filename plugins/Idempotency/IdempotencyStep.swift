@@ -38,6 +38,7 @@ public struct IdempotencyStep: Step {
         self.lease = lease
         self.onDuplicate = onDuplicate
         self.onInFlight = onInFlight
+        Counter.registerIdempotencySeries()
     }
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {

@@ -20,9 +20,12 @@ public struct KeyState: Decodable, Sendable, Equatable {
     var isCompleted: Bool { status == "completed" }
 
     /// When processing started, if readable.
-    var sinceDate: Date? {
-        since.flatMap { try? Date($0, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted)) }
-            ?? since.flatMap { try? Date($0, strategy: .iso8601) }
+    var sinceDate: Date? { since.flatMap(Self.date) }
+
+    /// A time this worker wrote (with fractional seconds) or any ISO 8601 time.
+    private static func date(_ text: String) -> Date? {
+        (try? Date(text, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted)))
+            ?? (try? Date(text, strategy: .iso8601))
     }
 
     /// The stored JSON text, members in declaration order (written directly: this runs twice per message).

@@ -7,4 +7,10 @@ extension Counter {
     static let takeovers = Counter(label: "outbound_idempotency_takeovers_total")
     /// Completions that found another worker's claim: the message was probably sent twice.
     static let suspectedDoubleSends = Counter(label: "outbound_suspected_double_sends_total")
+
+    /// Makes the series exist at 0 from the start: an alert on `increase` sees the first event only
+    /// if the series was scraped before it.
+    static func registerIdempotencySeries() {
+        _ = (duplicates, takeovers, suspectedDoubleSends)
+    }
 }

@@ -19,6 +19,7 @@ public final class RabbitMQSource: Source {
     private let stopping = Atomic<Bool>(false)
     private let consumerStarted = Atomic<Bool>(false)
     private let settleFailures = Counter(label: "outbound_settle_failures_total")
+    private let depthProbe = Mutex<Task<Void, Never>?>(nil)
 
     public init(settings: Settings, worker: WorkerConfiguration, logger: Logger) throws {
         let settings = try RabbitMQSettings(settings)
@@ -42,12 +43,13 @@ public final class RabbitMQSource: Source {
     /// Headers that hold what steps carry with a message (`Message.carried`).
     static let carriedPrefix = "x-carried-"
 
-    /// A delivery as the runtime sees it: attempts from `x-attempts`, first seen from the
-    /// `timestamp` property, else the `x-first-received` header of a copy, else now.
+    /// A delivery as the runtime sees it: attempts from `x-attempts`, first seen at its replay
+    /// (`x-replayed-at`), else from the `timestamp` property, else the `x-first-received` header of a copy, else now.
     static func delivery(_ delivery: AMQPDelivery) -> Delivery {
         let headers = delivery.properties.headers
-        let firstSeen = delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
-            ?? headers["x-first-received"].flatMap(FirstReceived.date) ?? Date()
+        let firstSeen = headers["x-replayed-at"].flatMap(HeaderTime.date)
+            ?? delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+            ?? headers["x-first-received"].flatMap(HeaderTime.date) ?? Date()
         var carried: [String: String] = [:]
         for (key, value) in headers.entries where key.hasPrefix(carriedPrefix) {
             if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
@@ -61,6 +63,27 @@ public final class RabbitMQSource: Source {
         guard !stopping.load(ordering: .acquiring) else { return }
         consumerStarted.store(true, ordering: .releasing)
         consumer.start()
+        depthProbe.withLock { $0 = Task { [publisher, topology] in await Self.reportDepth(of: topology, through: publisher) } }
+    }
+
+    /// How often `outbound_queue_messages` is read from the broker.
+    static let depthInterval = Duration.seconds(15)
+
+    /// Keeps `outbound_queue_messages{queue}` (messages ready in the source queue and in `.dead`) current until cancelled.
+    private static func reportDepth(of topology: QueueTopology, through publisher: AMQPPublisher) async {
+        var gauges = [topology.queue, topology.deadQueue].map { ($0, Gauge(label: "outbound_queue_messages", dimensions: [("queue", $0)])) }
+        while !Task.isCancelled, !gauges.isEmpty {
+            for (queue, gauge) in gauges {
+                do {
+                    gauge.record(try await publisher.messageCount(queue))
+                } catch {
+                    // A queue that does not exist (not declared by this worker) is not asked about again:
+                    // each 404 would close the publisher's channel.
+                    if case .broker(404, _) = error { gauges.removeAll { $0.0 == queue } }
+                }
+            }
+            try? await Task.sleep(for: depthInterval)
+        }
     }
 
     public func pause() { consumer.pause() }
@@ -77,6 +100,7 @@ public final class RabbitMQSource: Source {
 
     public func stop() async {
         stopping.store(true, ordering: .releasing)
+        depthProbe.withLock { $0?.cancel() }
         if consumerStarted.load(ordering: .acquiring) {
             consumer.stop()
         } else {
@@ -208,8 +232,8 @@ public final class RabbitMQSource: Source {
     }
 }
 
-/// The `x-first-received` header: ISO 8601 text (written by this worker) or an AMQP timestamp.
-enum FirstReceived {
+/// A time header (`x-first-received`, `x-dead-lettered-at`, `x-replayed-at`): ISO 8601 text (written by this worker) or an AMQP timestamp.
+enum HeaderTime {
     static func date(_ value: AMQPValue) -> Date? {
         switch value {
         case .timestamp(let seconds): return Date(timeIntervalSince1970: TimeInterval(seconds))

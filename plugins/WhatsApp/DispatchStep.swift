@@ -38,7 +38,7 @@ public struct DispatchStep: Step {
         let configuration = client.configuration
         guard let sender = configuration.sender(of: request) else {
             throw StepFailure(.senderSide, "no sender: set WHATSAPP_PHONE_NUMBER_ID (resource `phone_number_id`) or the message's phoneNumberId",
-                              pauseScope: PauseScope(key: "sender:none", coversAll: false))
+                              pauseScope: PauseScope(key: "sender:none", coversAll: false, cause: "no_sender"))
         }
         message.report("phoneNumberId", .string(sender))
         let flow = context.flow
@@ -83,15 +83,16 @@ public struct DispatchStep: Step {
                 let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
                 return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
             case .tokenRejected:
-                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token)
+                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token.because(error.kind.rawValue))
             case .senderRejected:
-                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.sender)
+                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.sender.because(error.kind.rawValue))
             case .transient:
                 throw StepFailure(.transient, error.reason, code: error.code)
             case .permanent:
                 throw StepFailure(.permanent, error.reason, code: error.code)
             }
         }
+        Counter(label: "outbound_sends_total", dimensions: [("sender", sender)]).increment()
         pacer.speedUp()
         flow.holds.clear(pair)
         flow.holds.clear(scopes.sender.key)

@@ -6,7 +6,9 @@ public struct RootCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "outbound-worker",
         abstract: "Sends WhatsApp messages from a RabbitMQ queue through a pipeline declared in YAML.",
-        subcommands: [RunCommand.self, CheckCommand.self, PlanCommand.self, TestCommand.self, SchemaCommand.self, PublishCommand.self, EventsCommand.self]
+        version: WorkerVersion.description,
+        subcommands: [RunCommand.self, CheckCommand.self, PlanCommand.self, TestCommand.self, SchemaCommand.self, PublishCommand.self,
+                      EventsCommand.self, ReplayCommand.self, StatusCommand.self]
     )
 
     public init() {}

@@ -13,6 +13,8 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var options: PipelineOptions
 
     func run() async throws {
+        // A reload asked for while the worker starts has nothing to reload yet; SIGHUP's default would end the process.
+        signal(SIGHUP, SIG_IGN)
         let environment = ProcessEnvironment.load()
         let settings: ProcessSettings
         do {

@@ -55,6 +55,8 @@ public struct PipelineExecutor: Sendable {
     private let stepTimers: [Timer]
     /// `outbound_messages_total` by deciding step and outcome, made once (not per message).
     private let outcomeCounters: [String: [String: Counter]]
+    /// `outbound_degraded_total` by step, made at start so the series exists at 0 (an alert on `increase` then sees the first).
+    private let degradedCounters: [String: Counter]
 
     public init(pipelineName: String, steps: [BoundStep], worker: WorkerConfiguration, workerID: String, clock: any WallClock = SystemWallClock(), flow: FlowControl, logger: Logger) {
         self.pipelineName = pipelineName
@@ -68,6 +70,7 @@ public struct PipelineExecutor: Sendable {
         self.outcomeCounters = Dictionary(uniqueKeysWithValues: (["pipeline"] + steps.map(\.name)).map { step in
             (step, Dictionary(uniqueKeysWithValues: Decision.outcomeNames.map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }))
         })
+        self.degradedCounters = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, Counter(label: "outbound_degraded_total", dimensions: [("step", $0.name)])) })
     }
 
     public var retry: RetryPolicy { worker.retry }
@@ -135,7 +138,7 @@ public struct PipelineExecutor: Sendable {
                     return decided(.ack(.completed), internalID)
                 }
                 if failure.kind == .unavailable, bound.definition.degradation == .failOpen {
-                    Counter(label: "outbound_degraded_total", dimensions: [("step", bound.name)]).increment()
+                    degradedCounters[bound.name]?.increment()
                     MessageLogContext.during(internalID, step: bound.name) {
                         logger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
                     }

@@ -19,6 +19,8 @@ public final class PipelineWorker: Service, Sendable {
     private struct PauseState {
         var until: Date?
         var reason: String?
+        /// The `reason` label of the gauge that is 1 meanwhile.
+        var cause: String?
         var resumeTask: Task<Void, Never>?
     }
 
@@ -34,7 +36,6 @@ public final class PipelineWorker: Service, Sendable {
     private let running = ActivityTracker()
     private let paused = Mutex(PauseState())
     private let inFlight = Meter(label: "outbound_messages_in_flight")
-    private let pausedGauge = Gauge(label: "outbound_consumption_paused")
     private let connectedGauge = Gauge(label: "outbound_source_connected")
 
     public init(source: any Source, pipelines: any PipelineProvider, configuration: WorkerConfiguration, flow: FlowControl, sink: (any OutcomeSink)? = nil, logger: Logger) {
@@ -48,7 +49,7 @@ public final class PipelineWorker: Service, Sendable {
         // Room for `concurrency` new deliveries always stays, so waiting messages never stop intake.
         let capacity = source.capacity > configuration.concurrency ? source.capacity - configuration.concurrency : max(1, source.capacity / 2)
         parking = Parking(capacity: capacity, shutdown: shutdown)
-        pausedGauge.record(0)
+        Self.pausedGauge("sender_side").record(0)
         connectedGauge.record(0)
     }
 
@@ -191,7 +192,7 @@ public final class PipelineWorker: Service, Sendable {
             settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
         case .requeue(let after, _, let reason, let pause):
             settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade)
-            if let pause, pause.coversAll { pauseSource(for: after, reason: reason) }
+            if let pause, pause.coversAll { pauseSource(for: after, reason: reason, cause: pause.cause) }
         }
         if await !source.settle(delivery, settlement) {
             logger.warning("settlement not carried out; the message went back to the queue", metadata: ["outcome": .string(decision.outcomeName)])
@@ -203,39 +204,46 @@ public final class PipelineWorker: Service, Sendable {
         return .milliseconds(Int64((Double(delay.milliseconds) * (1 + jitter)).rounded()))
     }
 
+    /// `outbound_consumption_paused{reason}`: 1 while consumption is paused for that cause.
+    private static func pausedGauge(_ cause: String) -> Gauge {
+        Gauge(label: "outbound_consumption_paused", dimensions: [("reason", cause)])
+    }
+
     /// Stops consumption for `duration` after a sender-side failure that concerns every message.
-    private func pauseSource(for duration: Duration, reason: String) {
+    private func pauseSource(for duration: Duration, reason: String, cause: String) {
         let until = flow.clock.now().addingTimeInterval(duration.secondsDouble)
-        let start = paused.withLock { state -> Bool in
-            if let current = state.until, current >= until { return false }
+        let (start, replacedCause) = paused.withLock { state -> (Bool, String?) in
+            if let current = state.until, current >= until { return (false, nil) }
             let wasPaused = state.until.map { $0 > flow.clock.now() } ?? false
+            let replaced = state.cause.flatMap { $0 == cause ? nil : $0 }
             state.until = until
             state.reason = reason
+            state.cause = cause
             state.resumeTask?.cancel()
             state.resumeTask = Task { [weak self] in
                 try? await Task.sleep(for: duration)
                 guard !Task.isCancelled else { return }
                 self?.resumeSource(after: until)
             }
-            return !wasPaused
+            return (!wasPaused, replaced)
         }
+        if let replacedCause { Self.pausedGauge(replacedCause).record(0) }
+        Self.pausedGauge(cause).record(1)
         guard start, !shutdown.isRaised else { return }
         logger.error("sender-side failure: consumption paused", metadata: ["reason": .string(reason), "pause": .string(DurationParser.format(duration))])
-        pausedGauge.record(1)
         source.pause()
     }
 
     private func resumeSource(after until: Date) {
-        let resume = paused.withLock { state -> Bool in
-            guard state.until == until else { return false }
-            state.until = nil
-            state.reason = nil
-            state.resumeTask = nil
-            return true
+        let (resumed, cause) = paused.withLock { state -> (Bool, String?) in
+            guard state.until == until else { return (false, nil) }
+            defer { state = PauseState() }
+            return (true, state.cause)
         }
-        guard resume, !shutdown.isRaised else { return }
+        guard resumed else { return }
+        if let cause { Self.pausedGauge(cause).record(0) }
+        guard !shutdown.isRaised else { return }
         logger.notice("consumption resumed after a pause")
-        pausedGauge.record(0)
         source.resume()
     }
 }

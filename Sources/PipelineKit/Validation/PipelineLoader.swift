@@ -63,6 +63,54 @@ public struct PipelineLoader: Sendable {
         return (all.hasErrors ? nil : events, all)
     }
 
+    /// What an operator command reads of a pipeline: the source, the steps of one plugin and the resources they name.
+    public struct StepsView: Sendable {
+        public var source: ComponentDefinition
+        public var worker: WorkerConfiguration
+        public var steps: [StepDefinition]
+        public var resources: [ComponentDefinition]
+    }
+
+    /// Loads the source, the steps that use `plugin` and the resources those steps name (with
+    /// their variant): variables only other parts name (a token, say) need not be set.
+    public func loadSteps(using plugin: String, path: String, variant: String? = nil) -> (view: StepsView?, diagnostics: [Diagnostic]) {
+        let tree: ConfigNode
+        var diagnostics: [Diagnostic]
+        switch merge(path: path, variant: variant) {
+        case .success(let (merged, _, mergeDiagnostics)): (tree, diagnostics) = (merged, mergeDiagnostics)
+        case .failure(let error): return (nil, error.diagnostics)
+        }
+        let interpolator = Interpolator(environment: environment)
+        func interpolated(_ node: ConfigNode) -> ConfigNode {
+            let (result, problems) = interpolator.interpolate(node)
+            diagnostics += problems
+            return result
+        }
+        let stepItems = (tree["steps"]?.items ?? []).filter { $0["uses"]?.scalar == plugin }.map(interpolated)
+        var named: Set<String> = []
+        if let schema = registry.steps[plugin]?.settings {
+            for item in stepItems {
+                for spec in schema.settings {
+                    guard case .resource = spec.type else { continue }
+                    if let name = item["with"]?[spec.name]?.scalar ?? spec.defaultValue?.yamlScalar { named.insert(name) }
+                }
+            }
+        }
+        let resourceEntries = (tree["resources"]?.entries ?? []).filter { named.contains($0.key) }
+            .map { ConfigEntry(key: $0.key, keyLocation: $0.keyLocation, value: interpolated($0.value)) }
+        var entries: [ConfigEntry] = []
+        if let source = tree["source"] { entries.append(ConfigEntry(key: "source", keyLocation: source.location, value: interpolated(source))) }
+        entries.append(ConfigEntry(key: "resources", keyLocation: tree.location, value: ConfigNode(.mapping(resourceEntries), at: tree.location)))
+        entries.append(ConfigEntry(key: "steps", keyLocation: tree.location, value: ConfigNode(.sequence(stepItems), at: tree.location)))
+        let reduced = ConfigNode(.mapping(entries), at: tree.location)
+        let source = readSource(reduced, &diagnostics)
+        diagnostics += source.map(WorkerConfiguration.check) ?? []
+        let resources = readResources(reduced, &diagnostics)
+        let steps = stepItems.isEmpty ? [] : readSteps(reduced, resources: resources, &diagnostics)
+        guard let source, !diagnostics.hasErrors else { return (nil, diagnostics) }
+        return (StepsView(source: source, worker: WorkerConfiguration(settings: source.settings), steps: steps, resources: resources), diagnostics)
+    }
+
     /// One top-level part of the merged pipeline, its variables substituted, and the whole tree.
     private func section(_ name: String, path: String, variant: String?) -> (ConfigNode?, ConfigNode?, [Diagnostic]) {
         switch merge(path: path, variant: variant) {

@@ -1,0 +1,146 @@
+import AMQPClient
+import Foundation
+import PipelineKit
+import RedisClient
+import Testing
+import TestSupport
+
+/// `replay` and `status`, run as the built executable against real RabbitMQ and Redis.
+@Suite(.serialized) struct OperatorToolsTests {
+    /// 30 letters of a permanent error and 20 of retries exhausted on a transient one: `replay
+    /// --code 131000` moves exactly the 20 (a dry run first moves nothing), and each is sent once.
+    @Test func replayMovesExactlyTheLettersOfOneCode() async throws {
+        let e2e = try await EndToEndHarness()
+        try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "retry: { max_attempts: 5, backoff: [300ms, 1s] }", with: "retry: { max_attempts: 2, backoff: [200ms] }"))
+        let permanent = 0..<30
+        let transient = 30..<50
+        e2e.server.answer { _, json in
+            let number = Int((json?["to"]?.stringValue ?? "").suffix(9)) ?? 0
+            return permanent.contains(number) ? .error(status: 400, code: 131026, message: "(#131026) Message undeliverable") : .error(status: 503, code: 131000, message: "(#131000) Something went wrong")
+        }
+        let worker = try await e2e.startWorker()
+        try await e2e.publish((0..<50).map(e2e.textMessage))
+        let dead = "\(e2e.queue).dead"
+        try await poll("50 dead letters") { try await e2e.inspector.depth(dead) == 50 }
+
+        let dry = try TestServices.run(TestServices.executable, ["replay", "--dry-run", "--code", "131000"], environment: e2e.environment)
+        #expect(dry.status == 0, "\(dry.output)")
+        let listed = dry.output.split(separator: "\n").filter { $0.hasPrefix("would move ") && $0.contains("code=131000") }
+        #expect(listed.count == 20, "the dry run lists the 20: \(dry.output)")
+        #expect(try await e2e.inspector.depth(dead) == 50, "a dry run moves nothing")
+        #expect(try await e2e.inspector.depth(e2e.queue) == 0)
+
+        let sentBefore = e2e.server.requests.count
+        e2e.server.answer { _, _ in .success }
+        let replay = try TestServices.run(TestServices.executable, ["replay", "--code", "131000"], environment: e2e.environment)
+        #expect(replay.status == 0, "\(replay.output)")
+        #expect(replay.output.contains("moved 20 of 50 dead letter(s)"), "\(replay.output)")
+        try await poll("the 20 sent after the replay") { e2e.server.requests.count - sentBefore >= 20 }
+        try await e2e.waitUntilDrained()
+        let after = e2e.server.requests.dropFirst(sentBefore)
+        let recipients = Dictionary(grouping: after, by: \.recipient).mapValues(\.count)
+        #expect(Set(recipients.keys) == Set(transient.map(e2e.recipient)), "exactly the transient ones are sent again")
+        #expect(recipients.values.allSatisfy { $0 == 1 }, "each once: \(recipients.filter { $0.value > 1 })")
+        #expect(try await e2e.inspector.depth(dead) == 30, "the 30 permanent letters stay")
+        let left = try await e2e.inspector.drain(dead, expecting: 30)
+        #expect(left.allSatisfy { $0.properties.headers["x-error-code"]?.intValue == 131026 })
+        try await worker.stop()
+        await e2e.cleanUp()
+    }
+
+    /// Ctrl-C, then `kill -9`, half-way through a replay: each letter ends in exactly one queue,
+    /// and the next run moves the rest — none left behind, none twice in the queue, each sent once.
+    @Test func anInterruptedOrKilledReplayMovesEachLetterOnce() async throws {
+        let e2e = try await EndToEndHarness()
+        let dead = "\(e2e.queue).dead"
+        // The source queue as the worker declares it; 20 letters to move among 6,000 others, spread out.
+        try await e2e.inspector.publish([], to: e2e.queue)
+        let filler: (Int) -> [UInt8] = { Array(#"{"internalId":"filler-\#($0)","to":"+15550000000","type":"text","text":{"body":"x"}}"#.utf8) }
+        for round in 0..<20 {
+            try await e2e.inspector.publish([e2e.textMessage(round)], to: dead,
+                                            headers: ["x-error-step": .string("dispatch"), "x-error": .string("HTTP 503, code 131000"), "x-error-code": .int(131000), "x-attempts": .int(5)])
+            try await e2e.inspector.publish((0..<300).map { filler(round * 300 + $0) }, to: dead,
+                                            headers: ["x-error-step": .string("dispatch"), "x-error": .string("HTTP 400, code 131026"), "x-error-code": .int(131026)])
+        }
+        #expect(try await e2e.inspector.depth(dead) == 6020)
+
+        func interruptedReplay(with signal: Int32) async throws -> Int {
+            let replay = try WorkerProcess(["replay", "--code", "131000"], environment: e2e.environment, healthPort: 0)
+            try await poll("the first letter moved", timeout: .seconds(20)) { replay.log.contains("moved ") }
+            replay.signal(signal)
+            let status = try await replay.waitForExit(timeout: .seconds(20))
+            if signal == SIGINT {
+                #expect(status == 130, "an interrupted replay says so: \(replay.log.suffix(500))")
+                #expect(replay.log.contains("run the same command again to move the rest"))
+            }
+            return replay.log.split(separator: "\n").filter { $0.hasPrefix("moved ") && $0.contains("code=131000") }.count
+        }
+        let firstMoved = try await interruptedReplay(with: SIGINT)
+        #expect(firstMoved > 0 && firstMoved < 20, "interrupted half-way: \(firstMoved)")
+        #expect(try await e2e.inspector.depth(e2e.queue) == firstMoved, "what it said it moved is in the queue")
+        #expect(try await e2e.inspector.depth(dead) == 6020 - firstMoved, "and nowhere else")
+        _ = try await interruptedReplay(with: SIGKILL)
+        let movedSoFar = try await e2e.inspector.depth(e2e.queue)
+        #expect(movedSoFar < 20, "killed half-way (if this fails, the replay finished before the kill): \(movedSoFar)")
+        #expect(try await e2e.inspector.depth(dead) + movedSoFar == 6020, "a kill at any point leaves each letter in one queue")
+
+        let rest = try TestServices.run(TestServices.executable, ["replay", "--code", "131000"], environment: e2e.environment)
+        #expect(rest.status == 0, "\(rest.output)")
+        #expect(rest.output.contains("moved \(20 - movedSoFar) of \(6020 - movedSoFar) dead letter(s)"), "\(rest.output.suffix(300))")
+        #expect(try await e2e.inspector.depth(dead) == 6000)
+        let moved = try await e2e.inspector.drain(e2e.queue, expecting: 20)
+        let ids = moved.compactMap { (try? JSONValue(parsing: $0.body))?["internalId"]?.stringValue }
+        #expect(Set(ids) == Set((0..<20).map(e2e.id)) && ids.count == 20, "each of the 20 once in the queue: \(ids.sorted())")
+        #expect(moved.allSatisfy { $0.properties.headers["x-attempts"] == nil && $0.properties.headers["x-replayed-from-error"]?.stringValue == "HTTP 503, code 131000" })
+
+        // Sent once each.
+        try await e2e.inspector.publish(moved.map(\.body), to: e2e.queue)
+        let worker = try await e2e.startWorker()
+        try await poll("the 20 sent") { (0..<20).allSatisfy { e2e.server.sentByRecipient[e2e.recipient($0)] != nil } }
+        try await e2e.waitUntilDrained()
+        #expect(e2e.server.requests.count == 20)
+        try await worker.stop()
+        await e2e.inspector.delete([dead])
+        await e2e.cleanUp()
+    }
+
+    /// `status` reads each state from real Redis: completed (with the wamid), processing (by whom,
+    /// since when), unknown; and counts the copies waiting in `.dead`.
+    @Test func statusTellsCompletedProcessingAndUnknown() async throws {
+        let e2e = try await EndToEndHarness()
+        let worker = try await e2e.startWorker()
+        try await e2e.publish([e2e.textMessage(1)])
+        let redis = e2e.redis()
+        try await e2e.waitUntilCompleted(e2e.id(1), using: redis)
+        try await worker.stop()
+        let since = UTCTimestamp.format(Date().addingTimeInterval(-42))
+        _ = try await redis.send(["SET", "idempotency:outbound:\(e2e.id(2))", #"{"status":"processing","owner":"worker-elsewhere","since":"\#(since)"}"#, "EX", "600"])
+        try await e2e.inspector.publish([e2e.textMessage(2)], to: "\(e2e.queue).dead",
+                                        headers: ["x-error-step": .string("dispatch"), "x-error": .string("gave up"), "x-error-code": .int(131000)])
+
+        let text = try TestServices.run(TestServices.executable, ["status", e2e.id(1), e2e.id(2), e2e.id(3)], environment: e2e.environment)
+        #expect(text.status == 0, "\(text.output)")
+        #expect(text.output.contains("idempotency:outbound:\(e2e.id(1)): completed at "), "\(text.output)")
+        #expect(text.output.contains(", wamid wamid.standin."), "\(text.output)")
+        #expect(text.output.contains("idempotency:outbound:\(e2e.id(2)): processing by worker-elsewhere since \(since)"), "\(text.output)")
+        #expect(text.output.contains("idempotency:outbound:\(e2e.id(3)): absent"), "\(text.output)")
+
+        let json = try TestServices.run(TestServices.executable, ["status", "--format", "json", e2e.id(1), e2e.id(2), e2e.id(3)], environment: e2e.environment)
+        #expect(json.status == 0, "\(json.output)")
+        // Standard error (diagnostics, if any) shares the output here: the JSON starts at its first line.
+        let document = json.output.range(of: "[\n").map { String(json.output[$0.lowerBound...]) } ?? json.output
+        let reports = try JSONValue(parsing: Array(document.utf8)).arrayValue ?? []
+        #expect(reports.count == 3)
+        #expect(reports.first?["state"]?.stringValue == "completed")
+        #expect(reports.first?["wamid"]?.stringValue?.hasPrefix("wamid.") == true)
+        #expect((reports.first?["ttl_seconds"]?.numberValue ?? 0) > 86_000, "the key's TTL")
+        #expect(reports.dropFirst().first?["state"]?.stringValue == "processing")
+        #expect(reports.dropFirst().first?["owner"]?.stringValue == "worker-elsewhere")
+        #expect((reports.dropFirst().first?["age_seconds"]?.numberValue ?? 0) >= 42)
+        #expect(reports.dropFirst().first?["dead_letters"]?["count"]?.numberValue == 1, "its copy in .dead")
+        #expect(reports.last?["state"]?.stringValue == "absent")
+        #expect(reports.last?["dead_letters"]?["count"]?.numberValue == 0)
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 1, "status reads .dead without consuming it")
+        await e2e.cleanUp()
+    }
+}

@@ -1,0 +1,95 @@
+import AMQPClient
+import Foundation
+import Synchronization
+
+/// Moves dead letters back to the source queue (`outbound-worker replay`).
+///
+/// Each move is one broker transaction — the copy's publish and the dead letter's ack commit
+/// together — so a replay interrupted or killed at any point has moved each message once or
+/// not at all, and running it again moves the rest. Letters that do not match stay in `.dead`,
+/// in their order (they are read unacknowledged and return when the connection closes).
+/// Only the letters present when it starts are looked at: a letter dead-lettered again while
+/// it runs waits for the next replay.
+public struct DeadLetterReplay: Sendable {
+    public var urls: [AMQPURL]
+    public var topology: QueueTopology
+    public var filter: DeadLetterFilter
+    /// At most this many letters are moved (or listed).
+    public var limit: Int?
+    /// List what would move, move nothing.
+    public var dryRun: Bool
+
+    public init(urls: [AMQPURL], topology: QueueTopology, filter: DeadLetterFilter, limit: Int?, dryRun: Bool) {
+        self.urls = urls
+        self.topology = topology
+        self.filter = filter
+        self.limit = limit
+        self.dryRun = dryRun
+    }
+
+    /// How a replay went.
+    public struct Outcome: Sendable, Equatable {
+        /// Letters in `.dead` when it started.
+        public var present = 0
+        public var scanned = 0
+        public var matched = 0
+        public var moved = 0
+        /// Stopped early by `shouldStop`.
+        public var interrupted = false
+    }
+
+    /// What the replay reports as it goes: each letter that matched (moved unless a dry run) and, every
+    /// 1,000 letters looked at, the running totals.
+    public enum Progress: Sendable {
+        case matched(DeadLetteredMessage)
+        case scanned(Outcome)
+    }
+
+    /// Runs the replay; `shouldStop` is asked before each letter (an interrupt ends it between two moves).
+    public func run(shouldStop: @escaping @Sendable () -> Bool = { false }, progress: @escaping @Sendable (Progress) -> Void) async throws -> Outcome {
+        try await AMQPTransferSession.run(urls: urls) { session in
+            // Checked first, so a missing source queue fails before anything moves.
+            _ = try session.messageCount(topology.queue)
+            var outcome = Outcome()
+            outcome.present = try session.messageCount(topology.deadQueue)
+            if !dryRun { try session.beginTransactions() }
+            while outcome.scanned < outcome.present, outcome.matched < (limit ?? .max) {
+                if shouldStop() {
+                    outcome.interrupted = true
+                    break
+                }
+                guard let message = try session.get(topology.deadQueue) else { break }
+                outcome.scanned += 1
+                let letter = DeadLetteredMessage(message)
+                if filter.matches(letter) {
+                    outcome.matched += 1
+                    if !dryRun {
+                        try move(letter, session)
+                        outcome.moved += 1
+                    }
+                    progress(.matched(letter))
+                }
+                if outcome.scanned % 1000 == 0 { progress(.scanned(outcome)) }
+            }
+            return outcome
+        }
+    }
+
+    private func move(_ letter: DeadLetteredMessage, _ session: AMQPTransferSession) throws {
+        try session.publish(routingKey: topology.queue, body: letter.message.body, properties: letter.replayProperties(at: Date()))
+        try session.ack(letter.message)
+        let returned = try session.commit()
+        guard returned.isEmpty else {
+            // The source queue vanished after the start: the letter goes back where it was.
+            try session.publish(routingKey: topology.deadQueue, body: letter.message.body, properties: letter.message.properties)
+            _ = try session.commit()
+            throw ReplayError(message: "the broker had no queue `\(topology.queue)` for a replayed copy (deleted while replaying?); that letter is back in `\(topology.deadQueue)`")
+        }
+    }
+}
+
+/// A replay that cannot go on.
+public struct ReplayError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
