@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
@@ -65,13 +66,14 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "plugins/WhatsApp",
             swiftSettings: strict
         ),
         .target(name: "RabbitMQPlugin", dependencies: ["PipelineKit", "AMQPClient", .product(name: "Metrics", package: "swift-metrics")], path: "plugins/RabbitMQ", swiftSettings: strict),
-        .target(name: "EventsPlugin", dependencies: ["PipelineKit", "AMQPClient", .product(name: "Metrics", package: "swift-metrics")], path: "plugins/Events", swiftSettings: strict),
+        .target(name: "EventsPlugin", dependencies: ["PipelineKit", "AMQPClient", "RabbitMQPlugin", .product(name: "Metrics", package: "swift-metrics")], path: "plugins/Events", swiftSettings: strict),
         .target(
             name: "WebhookPlugin",
             dependencies: [
@@ -107,13 +109,14 @@ let package = Package(
         // Benchmarks run on demand by scripts/bench (not by the tests).
         .executableTarget(
             name: "bench-baseline",
-            dependencies: ["AMQPClient", "RedisClient", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["AMQPClient", "RedisClient", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl")],
             path: "Benchmarks/Baseline",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "bench-e2e",
-            dependencies: ["AMQPClient", "RedisClient", "PipelineKit", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["AMQPClient", "RedisClient", "PipelineKit", "TestSupport", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/EndToEnd",
             swiftSettings: strict
         ),
@@ -124,6 +127,10 @@ let package = Package(
             dependencies: [
                 "PipelineKit", "AMQPClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

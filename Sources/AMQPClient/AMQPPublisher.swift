@@ -87,7 +87,7 @@ public final class AMQPPublisher: @unchecked Sendable {
     private let requests = Mutex<[Request]>([])
     private let signal = DispatchSemaphore(value: 0)
     private let stopping = Atomic<Bool>(false)
-    private let connectedState = Mutex<(Bool, String?)>((false, nil))
+    private let connectedState = Mutex<(Bool, AMQPError?)>((false, nil))
     // Used only on the publisher thread.
     private var session: AMQPSession?
     private var nextTag: UInt64 = 1
@@ -171,7 +171,7 @@ public final class AMQPPublisher: @unchecked Sendable {
                 return pending
             }
             guard ensureSession() else {
-                let error = AMQPError.connection(connectedState.withLock { $0.1 } ?? "not connected")
+                let error = Self.unreachable(connectedState.withLock { $0.1 })
                 batch.forEach { $0.fail(error) }
                 continue
             }
@@ -207,7 +207,7 @@ public final class AMQPPublisher: @unchecked Sendable {
             logger.info("rabbitmq publisher connected", metadata: ["broker": .string(fresh.url.description)])
             return true
         } catch {
-            connectedState.withLock { $0 = (false, error.description) }
+            connectedState.withLock { $0 = (false, error) }
             logger.warning("rabbitmq publisher cannot connect; retrying", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
             retryAt = .now + backoff
             backoff = min(backoff * 2, .seconds(10))
@@ -215,10 +215,19 @@ public final class AMQPPublisher: @unchecked Sendable {
         }
     }
 
+    /// What a request fails with while there is no connection: a refused login or TLS check as
+    /// it is (a caller starting up stops on it), anything else as a connection problem.
+    private static func unreachable(_ last: AMQPError?) -> AMQPError {
+        guard let last else { return .connection("not connected") }
+        if last.isRefusedIdentity { return last }
+        if case .connection = last { return last }
+        return .connection(last.description)
+    }
+
     private func drop(_ error: AMQPError) {
         logger.warning("rabbitmq publisher connection lost", metadata: ["error": "\(error)"])
         session = nil
-        connectedState.withLock { $0 = (false, error.description) }
+        connectedState.withLock { $0 = (false, error) }
     }
 
     private func process(_ batch: [Request]) throws(AMQPError) {

@@ -27,7 +27,7 @@ final class AMQPSession {
                 return
             } catch {
                 lastError = error
-                if case .authentication = error { throw error }
+                if error.isRefusedIdentity { throw error }
             }
         }
         throw lastError
@@ -42,29 +42,27 @@ final class AMQPSession {
     private static func open(_ url: AMQPURL, heartbeat: Int, connectTimeout: Duration) throws(AMQPError) -> (amqp_connection_state_t, AMQPURL) {
         guard let state = amqp_new_connection() else { throw .connection("cannot allocate a connection") }
         let socket: OpaquePointer?
-        if url.tls {
-            socket = amqp_ssl_socket_new(state)
-            if let socket {
-                for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"] where FileManager.default.fileExists(atPath: path) {
-                    _ = amqp_ssl_socket_set_cacert(socket, path)
-                    break
-                }
-                amqp_ssl_socket_set_verify_peer(socket, 1)
-                amqp_ssl_socket_set_verify_hostname(socket, 1)
-            }
-        } else {
-            socket = amqp_tcp_socket_new(state)
+        do {
+            socket = url.tls ? try tlsSocket(state, url.tlsOptions) : amqp_tcp_socket_new(state)
+        } catch {
+            amqp_destroy_connection(state)
+            throw error
         }
         guard let socket else {
             amqp_destroy_connection(state)
             throw .connection("cannot create a socket")
         }
-        let (seconds, attoseconds) = connectTimeout.components
-        var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        var timeout = Self.timeval(connectTimeout)
         let status = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &timeout)
         guard status == AMQP_STATUS_OK.rawValue else {
             amqp_destroy_connection(state)
-            throw .connection("cannot connect to \(url.host):\(url.port): \(String(cString: amqp_error_string2(status)))")
+            let reason = String(cString: amqp_error_string2(status))
+            // librabbitmq reports some failed handshakes as a plain socket error: if the port takes
+            // TCP, it was TLS that failed (a wrong CA, or no TLS on that port), not the network.
+            if url.tls, Self.tlsFailures.contains(status) || Self.acceptsTCP(url, connectTimeout: connectTimeout) {
+                throw .tls("TLS with \(url.host):\(url.port) failed: \(reason) (is `ca_file` the CA that signed the broker's certificate, and the host name in it?)")
+            }
+            throw .connection("cannot connect to \(url.host):\(url.port): \(reason)")
         }
         let login = outbound_amqp_login_plain(state, url.virtualHost, 0, 131_072, Int32(heartbeat), url.user, url.password)
         if login.reply_type != AMQP_RESPONSE_NORMAL {
@@ -82,6 +80,40 @@ final class AMQPSession {
             throw .connection("cannot open a channel: \(describe(reply))")
         }
         return (state, url)
+    }
+
+    /// librabbitmq's statuses for a handshake or certificate check that failed.
+    private static let tlsFailures: Set<Int32> = [
+        AMQP_STATUS_SSL_ERROR.rawValue, AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue,
+        AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue, AMQP_STATUS_SSL_CONNECTION_FAILED.rawValue,
+    ]
+
+    /// Whether `url`'s port accepts a plain TCP connection (closed again at once).
+    private static func acceptsTCP(_ url: AMQPURL, connectTimeout: Duration) -> Bool {
+        guard let probe = amqp_new_connection() else { return false }
+        defer { amqp_destroy_connection(probe) }
+        guard let socket = amqp_tcp_socket_new(probe) else { return false }
+        var timeout = timeval(connectTimeout)
+        return amqp_socket_open_noblock(socket, url.host, Int32(url.port), &timeout) == AMQP_STATUS_OK.rawValue
+    }
+
+    private static func timeval(_ duration: Duration) -> Foundation.timeval {
+        Foundation.timeval(tv_sec: Int(duration.components.seconds), tv_usec: Int(duration.components.attoseconds / 1_000_000_000_000))
+    }
+
+    /// An SSL socket that checks the broker against `options` (never a plain socket in its place).
+    private static func tlsSocket(_ state: amqp_connection_state_t, _ options: AMQPTLSOptions) throws(AMQPError) -> OpaquePointer? {
+        guard let socket = amqp_ssl_socket_new(state) else { return nil }
+        let caFile = options.caFile ?? AMQPTLSOptions.systemBundles.first { FileManager.default.fileExists(atPath: $0) }
+        if let caFile, amqp_ssl_socket_set_cacert(socket, caFile) != AMQP_STATUS_OK.rawValue {
+            throw .tls("cannot read the CA file \(caFile)")
+        }
+        if let certFile = options.certFile, let keyFile = options.keyFile, amqp_ssl_socket_set_key(socket, certFile, keyFile) != AMQP_STATUS_OK.rawValue {
+            throw .tls("cannot read the client certificate \(certFile) or its key \(keyFile)")
+        }
+        amqp_ssl_socket_set_verify_peer(socket, options.verify ? 1 : 0)
+        amqp_ssl_socket_set_verify_hostname(socket, options.verify ? 1 : 0)
+        return socket
     }
 
     /// Throws when the last RPC did not succeed.

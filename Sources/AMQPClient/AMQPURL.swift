@@ -8,6 +8,8 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
     public var user: String
     public var password: String
     public var virtualHost: String
+    /// For `amqps://`: how the broker is checked.
+    public var tlsOptions = AMQPTLSOptions()
 
     /// Parses a URL; the vhost is percent-decoded (`%2F` is `/`), an empty path is `/`.
     public init(_ text: String) throws(AMQPError) {
@@ -44,6 +46,8 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     case configuration(String)
     /// The broker refused the login.
     case authentication(String)
+    /// The TLS handshake or the certificate check failed (a wrong CA, host name or client certificate).
+    case tls(String)
     /// The connection could not be made or was lost.
     case connection(String)
     /// The broker closed the channel or connection with an error (e.g. a queue argument mismatch).
@@ -59,9 +63,18 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     /// exchange, a precondition), no route, wrong credentials or configuration.
     public var isPermanent: Bool {
         switch self {
-        case .configuration, .authentication, .unroutable: true
+        case .configuration, .authentication, .tls, .unroutable: true
         case .broker(let code, _): [403, 404, 406, 530].contains(code)
         case .connection, .notConfirmed, .closed: false
+        }
+    }
+
+    /// The login or the TLS check failed: another node or another try will not do better, so a
+    /// worker starting up stops with this error instead of retrying.
+    public var isRefusedIdentity: Bool {
+        switch self {
+        case .authentication, .tls: true
+        default: false
         }
     }
 
@@ -69,6 +82,7 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .configuration(let text): "configuration: \(text)"
         case .authentication(let text): "login refused: \(text)"
+        case .tls(let text): "tls: \(text)"
         case .connection(let text): "connection: \(text)"
         case .broker(let code, let text): "broker error \(code): \(text)"
         case .notConfirmed(let text): "publish not confirmed: \(text)"

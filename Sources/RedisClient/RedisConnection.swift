@@ -7,7 +7,9 @@ import Synchronization
 ///
 /// Commands submitted while the queue is busy are sent together as one pipeline:
 /// concurrent callers share round trips. A broken or timed-out context is freed
-/// and reconnected on a later command, with backoff.
+/// and reconnected on a later command, with backoff. With Sentinel, each connect asks a
+/// Sentinel where the master is and checks its `ROLE`; a `READONLY` answer (the server was
+/// demoted by a failover) drops the connection, so the next command finds the new master.
 final class RedisConnection: @unchecked Sendable {
     private struct Pending {
         var arguments: [[UInt8]]
@@ -24,6 +26,8 @@ final class RedisConnection: @unchecked Sendable {
     private let pending = Mutex(Queue())
     // Touched only on `queue`.
     private var context: UnsafeMutablePointer<redisContext>?
+    /// The server `context` is connected to.
+    private var address: RedisAddress?
     private var retryAt: ContinuousClock.Instant?
     private var backoff: Duration = .milliseconds(50)
 
@@ -95,6 +99,11 @@ final class RedisConnection: @unchecked Sendable {
             }
             let reply = Self.copy(raw.assumingMemoryBound(to: redisReply.self))
             freeReplyObject(raw)
+            if case .error(let message) = reply, message.hasPrefix("READONLY") {
+                broken = disconnect(reason: "\(address?.description ?? "the server") is a replica now (a failover?); finding the master again")
+                item.continuation.resume(returning: .failure(broken ?? .unavailable(message)))
+                continue
+            }
             item.continuation.resume(returning: .success(reply))
         }
     }
@@ -102,6 +111,7 @@ final class RedisConnection: @unchecked Sendable {
     private func disconnect(reason: String) -> RedisError {
         if let context { redisFree(context) }
         context = nil
+        address = nil
         retryAt = .now
         return .unavailable(reason)
     }
@@ -109,26 +119,36 @@ final class RedisConnection: @unchecked Sendable {
     private func ensureConnected(force: Bool) -> Result<Void, RedisError> {
         if context != nil { return .success(()) }
         if !force, let retryAt, ContinuousClock.now < retryAt {
-            return .failure(.unavailable("cannot connect to \(configuration.host):\(configuration.port); retrying"))
+            return .failure(.unavailable("cannot reach \(target); retrying"))
         }
-        guard let fresh = redisConnectWithTimeout(configuration.host, Int32(configuration.port), Self.timeval(configuration.connectTimeout)) else {
-            return scheduleRetry(.unavailable("cannot allocate a hiredis context"))
+        let server: RedisAddress
+        if let sentinel = configuration.sentinel {
+            switch SentinelLookup.master(sentinel, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) {
+            case .success(let master): server = master
+            case .failure(let error): return scheduleRetry(error)
+            }
+        } else {
+            server = RedisAddress(host: configuration.host, port: configuration.port)
         }
-        if fresh.pointee.err != 0 {
-            let reason = Self.errorText(fresh)
-            redisFree(fresh)
-            return scheduleRetry(.unavailable("cannot connect to \(configuration.host):\(configuration.port): \(reason)"))
+        let fresh: UnsafeMutablePointer<redisContext>
+        switch Self.open(server, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) {
+        case .success(let opened): fresh = opened
+        case .failure(let error): return scheduleRetry(error)
         }
-        redisSetTimeout(fresh, Self.timeval(configuration.commandTimeout))
         var setup: [[String]] = []
         if let password = configuration.password, !password.isEmpty { setup.append(["AUTH", password]) }
         if configuration.database != 0 { setup.append(["SELECT", String(configuration.database)]) }
+        // Sentinel's answer can be stale (a failover under way): only a master is used.
+        if configuration.sentinel != nil { setup.append(["ROLE"]) }
         for command in setup {
             switch Self.execute(fresh, command.map { Array($0.utf8) }) {
             case .success(.error(let message)):
                 redisFree(fresh)
-                let what = command[0] == "AUTH" ? "AUTH" : "SELECT \(configuration.database)"
-                return scheduleRetry(.authentication("\(what) failed at \(configuration.host):\(configuration.port): \(message)"))
+                let what = command[0] == "SELECT" ? "SELECT \(configuration.database)" : command[0]
+                return scheduleRetry(.authentication("\(what) failed at \(server): \(message)"))
+            case .success(.array(let role)) where command[0] == "ROLE" && role.first?.string != "master":
+                redisFree(fresh)
+                return scheduleRetry(.unavailable("\(server) is a \(role.first?.string ?? "server of unknown role"), not the master; asking Sentinel again"))
             case .failure(let error):
                 redisFree(fresh)
                 return scheduleRetry(error)
@@ -137,9 +157,30 @@ final class RedisConnection: @unchecked Sendable {
             }
         }
         context = fresh
+        address = server
         retryAt = nil
         backoff = .milliseconds(50)
         return .success(())
+    }
+
+    /// What this connection reaches, for messages.
+    private var target: String {
+        if let sentinel = configuration.sentinel { return "the master `\(sentinel.masterName)` (through Sentinel)" }
+        return "\(configuration.host):\(configuration.port)"
+    }
+
+    /// A connected context with the command timeout set.
+    static func open(_ server: RedisAddress, connectTimeout: Duration, commandTimeout: Duration) -> Result<UnsafeMutablePointer<redisContext>, RedisError> {
+        guard let fresh = redisConnectWithTimeout(server.host, Int32(server.port), timeval(connectTimeout)) else {
+            return .failure(.unavailable("cannot allocate a hiredis context"))
+        }
+        if fresh.pointee.err != 0 {
+            let reason = errorText(fresh)
+            redisFree(fresh)
+            return .failure(.unavailable("cannot connect to \(server): \(reason)"))
+        }
+        redisSetTimeout(fresh, timeval(commandTimeout))
+        return .success(fresh)
     }
 
     private func scheduleRetry(_ error: RedisError) -> Result<Void, RedisError> {
@@ -148,7 +189,7 @@ final class RedisConnection: @unchecked Sendable {
         return .failure(error)
     }
 
-    private static func execute(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> Result<RedisReply, RedisError> {
+    static func execute(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> Result<RedisReply, RedisError> {
         guard append(context, arguments) == REDIS_OK else { return .failure(.unavailable(errorText(context))) }
         var raw: UnsafeMutableRawPointer?
         guard redisGetReply(context, &raw) == REDIS_OK, let raw else { return .failure(.unavailable(errorText(context))) }
@@ -199,7 +240,7 @@ final class RedisConnection: @unchecked Sendable {
         }
     }
 
-    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+    static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
         let text = withUnsafeBytes(of: context.pointee.errstr) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
@@ -207,7 +248,7 @@ final class RedisConnection: @unchecked Sendable {
         return text.isEmpty ? "connection lost" : text
     }
 
-    private static func timeval(_ duration: Duration) -> Foundation.timeval {
+    static func timeval(_ duration: Duration) -> Foundation.timeval {
         let (seconds, attoseconds) = duration.components
         let microseconds = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
         return Foundation.timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))

@@ -39,25 +39,3 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
-
-/// Where and how to connect.
-public struct RedisConfiguration: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var password: String?
-    public var database: Int
-    public var connectTimeout: Duration
-    public var commandTimeout: Duration
-    public var poolSize: Int
-
-    public init(host: String = "localhost", port: Int = 6379, password: String? = nil, database: Int = 0,
-                connectTimeout: Duration = .seconds(1), commandTimeout: Duration = .milliseconds(250), poolSize: Int = 4) {
-        self.host = host
-        self.port = port
-        self.password = password
-        self.database = database
-        self.connectTimeout = connectTimeout
-        self.commandTimeout = commandTimeout
-        self.poolSize = max(1, poolSize)
-    }
-}

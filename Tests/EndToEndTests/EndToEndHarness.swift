@@ -33,21 +33,25 @@ final class EndToEndHarness: @unchecked Sendable {
             with: { lease: 3s }
         """
 
-    init() async throws {
-        inspector = try QueueInspector()
+    /// The brokers the worker and the inspector use (the test broker, or a cluster's nodes).
+    let brokers: [String]
+
+    init(brokers: [String] = [TestServices.rabbitURL], cloudAPI transport: StandInTransport = .plain) async throws {
+        self.brokers = brokers
+        inspector = try QueueInspector(urls: brokers)
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let base = try String(contentsOf: TestServices.repository.appendingPathComponent("pipelines/outbound.yaml"), encoding: .utf8)
         try base.write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
         try Self.variant.write(to: folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
-        baseURL = try await server.start()
+        baseURL = try await server.start(transport)
     }
 
     var pipelinePath: String { folder.appendingPathComponent("outbound.yaml").path }
 
     var environment: [String: String] {
         [
-            "RABBITMQ_URL": TestServices.rabbitURL, "OUTBOUND_QUEUE": queue,
+            "RABBITMQ_URL": brokers.joined(separator: ","), "OUTBOUND_QUEUE": queue,
             "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(redisPort),
             "WHATSAPP_API_URL": baseURL, "WHATSAPP_ACCESS_TOKEN": Self.token, "WHATSAPP_PHONE_NUMBER_ID": "1055",
             "LOG_FORMAT": "json", "LOG_LEVEL": "info",
@@ -56,7 +60,7 @@ final class EndToEndHarness: @unchecked Sendable {
     }
 
     func startWorker(extra: [String: String] = [:], directory: URL? = nil) async throws -> WorkerProcess {
-        let worker = try WorkerProcess(environment: environment.merging(extra) { $1 }, healthPort: Int.random(in: 20000...29999), directory: directory)
+        let worker = try WorkerProcess(environment: environment.merging(extra) { $1 }, healthPort: freePort(), directory: directory)
         try await worker.waitUntilReady()
         return worker
     }

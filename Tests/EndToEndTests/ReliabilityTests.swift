@@ -93,7 +93,7 @@ import TestSupport
                 after: idempotency
 
             """))
-        let worker = try WorkerProcess(environment: e2e.environment, healthPort: Int.random(in: 20000...29999))
+        let worker = try WorkerProcess(environment: e2e.environment, healthPort: freePort())
         #expect(try await worker.waitForExit(timeout: .seconds(20)) == 1)
         #expect(worker.log.contains("error: step `mark_early` (mark_completed) needs `receipt`, which no earlier step provides"), "\(worker.log.suffix(2000))")
         await e2e.cleanUp()
@@ -153,7 +153,7 @@ import TestSupport
             #expect(result.output.contains("error: \(name)=\(value)"), "the error names the variable: \(result.output.suffix(500))")
         }
         let errors = e2e.folder.appendingPathComponent("stderr.log").path
-        let text = try WorkerProcess(environment: e2e.environment.merging(["LOG_FORMAT": "text"]) { $1 }, healthPort: Int.random(in: 20000...29999), errorPath: errors)
+        let text = try WorkerProcess(environment: e2e.environment.merging(["LOG_FORMAT": "text"]) { $1 }, healthPort: freePort(), errorPath: errors)
         try await text.waitUntilReady()
         try await text.stop()
         #expect(text.log.contains("consuming"), "text log lines on standard output")
@@ -186,7 +186,7 @@ import TestSupport
         let silent = try SilentListener()
         e2e.redisPort = silent.port
         try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "resources:\n", with: "resources:\n  redis:\n    with: { command_timeout: 3s }\n"))
-        let worker = try WorkerProcess(environment: e2e.environment.merging(["REDIS_PASSWORD": "secret"]) { $1 }, healthPort: Int.random(in: 20000...29999))
+        let worker = try WorkerProcess(environment: e2e.environment.merging(["REDIS_PASSWORD": "secret"]) { $1 }, healthPort: freePort())
         // The worker is connecting to Redis, waiting for the answer to AUTH that never comes.
         try await poll("the worker connecting to Redis") { silent.hasPendingConnection }
         worker.signal(SIGHUP)

@@ -17,7 +17,7 @@ import TestSupport
     final class Statuses: @unchecked Sendable {
         let e2e: EndToEndHarness
         let events = EventsTests.EventQueue()
-        let webhookPort = Int.random(in: 20000...29999)
+        let webhookPort = freePort()
         var worker: WorkerProcess?
 
         init() async throws {
@@ -34,7 +34,7 @@ import TestSupport
         }
 
         func start() async throws {
-            let port = Int.random(in: 20000...29999)
+            let port = freePort()
             let process = try WorkerProcess(environment: environment.merging(["STATUSES_HEALTH_PORT": String(port)]) { $1 }, healthPort: port)
             try await process.waitUntilReady()
             worker = process

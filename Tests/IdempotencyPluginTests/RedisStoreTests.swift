@@ -210,6 +210,32 @@ import TestSupport
         }
     }
 
+    /// Through the Sentinels of the cluster profile: commands reach the master they name; a wrong
+    /// Sentinel password or an unknown master name is a clear error, not a hang.
+    @Test func sentinelLeadsToTheMasterAndNamesWhatIsWrong() async throws {
+        let sentinels = TestServices.sentinels.split(separator: ",").compactMap { item -> RedisAddress? in
+            let parts = item.split(separator: ":")
+            return parts.count == 2 ? Int(parts[1]).map { RedisAddress(host: String(parts[0]), port: $0) } : nil
+        }
+        func client(master: String = TestServices.sentinelMaster, password: String? = TestServices.sentinelPassword) -> RedisClient {
+            RedisClient(configuration: RedisConfiguration(host: "192.0.2.1", port: 1, sentinel: RedisSentinelConfiguration(sentinels: sentinels, masterName: master, password: password)))
+        }
+        let key = uniqueName("sentinel")
+        _ = try await client().send(["SET", key, "through-sentinel", "EX", "60"])
+        let master = try TestServices.run("redis-cli", ["-p", String(sentinels[0].port), "-a", TestServices.sentinelPassword, "--no-auth-warning",
+                                                        "sentinel", "get-master-addr-by-name", TestServices.sentinelMaster]).output.split(separator: "\n")
+        #expect(master.count == 2)
+        let onMaster = try TestServices.run("redis-cli", ["-p", String(master.last ?? ""), "get", key]).output
+        #expect(onMaster.contains("through-sentinel"), "written on the master Sentinel names (host and port of the configuration unused)")
+
+        await #expect { _ = try await client(password: "wrong").send(["PING"]) } throws: { error in
+            (error as? RedisError).map { $0.description.contains("sentinel_password") } ?? false
+        }
+        await #expect { _ = try await client(master: "no-such-master").send(["PING"]) } throws: { error in
+            (error as? RedisError).map { $0.description.contains("`no-such-master`") } ?? false
+        }
+    }
+
     @Test func outageFailOpenAndRecoveryInTheSameProcess() async throws {
         let redis = try ScratchRedis()
         try await redis.start()

@@ -30,7 +30,7 @@ import TestSupport
         let path = try temporaryPipeline { $0.replacingOccurrences(of: "lease: 2m,", with: "lease: 2m, tll: 60,") }
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(path):36:"), "\(result.output)")
+        #expect(result.output.contains("\(path):40:"), "\(result.output)")
         #expect(result.output.contains("error: unknown setting `tll` for step `idempotency` (idempotency); did you mean `ttl`?"))
     }
 
@@ -38,14 +38,14 @@ import TestSupport
         let path = try temporaryPipeline { $0.replacingOccurrences(of: "uses: dispatch", with: "uses: dispatchh") }
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(path):41:11: error: unknown step plugin `dispatchh`; did you mean `dispatch`?"), "\(result.output)")
+        #expect(result.output.contains("\(path):45:11: error: unknown step plugin `dispatchh`; did you mean `dispatch`?"), "\(result.output)")
     }
 
     @Test func unsetTokenIsReportedAtItsValue() throws {
         let result = try worker(["check"], ["WHATSAPP_ACCESS_TOKEN": ""])
         #expect(result.status == 1)
         // `${WHATSAPP_ACCESS_TOKEN}` with an empty value is set-but-empty: the resource then has no token at all.
-        #expect(result.output.contains("pipelines/outbound.yaml:29:185: error: resource `whatsapp` (whatsapp_cloud_api) needs `access_token` or `access_tokens`"), "\(result.output)")
+        #expect(result.output.contains("pipelines/outbound.yaml:32:185: error: resource `whatsapp` (whatsapp_cloud_api) needs `access_token` or `access_tokens`"), "\(result.output)")
     }
 
     @Test func severalProblemsAreReportedInOneRun() throws {
@@ -88,7 +88,7 @@ import TestSupport
         let (base, variantFile) = try variant("steps:\n  - name: transform\n    remove: true\n")
         let result = try worker(["check", "--pipeline", base, "--env", "broken"])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(base):40:5: error: step `dispatch` (dispatch) needs `request`, which no earlier step provides (add a step that provides it before this one: `transform`)"), "\(result.output)")
+        #expect(result.output.contains("\(base):44:5: error: step `dispatch` (dispatch) needs `request`, which no earlier step provides (add a step that provides it before this one: `transform`)"), "\(result.output)")
         _ = variantFile
     }
 
@@ -122,6 +122,30 @@ import TestSupport
         #expect(output.contains("\(variantFile):10:25: error: `throughput_store` of resource `whatsapp`: no `redis` resource named `cache`"), "\(output)")
     }
 
+    @Test func highAvailabilityAndTLSSettingsAreCheckedAtTheirLines() throws {
+        let (base, variantFile) = try variant("""
+            source:
+              with:
+                tls: { cert_file: /etc/client.pem }
+            resources:
+              redis:
+                with:
+                  sentinels: "10.0.0.1:26379, 10.0.0.2"
+              whatsapp:
+                with: { ca_file: "" }
+            """)
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 1)
+        let output = result.output
+        #expect(output.contains("\(variantFile):3:23: error: `tls` of source `rabbitmq`: `cert_file` and `key_file` go together"), "\(output)")
+        #expect(output.contains("warning: `tls` of source `rabbitmq` applies to `amqps://` URLs only"), "\(output)")
+        #expect(output.contains("\(variantFile):7:18: error: `sentinels` of resource `redis` (redis): expected host:port (e.g. 10.0.0.5:26379), found \"10.0.0.2\""), "\(output)")
+
+        let (otherBase, named) = try variant("resources:\n  redis:\n    with: { sentinels: [\"10.0.0.1:26379\"] }\n")
+        let unnamed = try worker(["check", "--pipeline", otherBase, "--env", "broken"])
+        #expect(unnamed.output.contains("\(named):3:24: error: resource `redis` (redis): `sentinels` needs `master_name`"), "\(unnamed.output)")
+    }
+
     @Test func aDrainShorterThanASendIsAWarning() throws {
         let (base, variantFile) = try variant("source:\n  with:\n    drain_timeout: 5s\n")
         let result = try worker(["check", "--pipeline", base, "--env", "broken"])
@@ -139,7 +163,7 @@ import TestSupport
         #expect(result.output.contains("ttl: 2h  # env IDEMPOTENCY_TTL_SECONDS (pipelines/outbound.staging.yaml:"))
         #expect(result.output.contains("prefetch: 32  # variant pipelines/outbound.staging.yaml:5:15"))
         #expect(result.output.contains("queue_type: classic  # default"))
-        #expect(result.output.contains("queue: whatsapp.outbound  # base pipelines/outbound.yaml:10:12"))
+        #expect(result.output.contains("queue: whatsapp.outbound  # base pipelines/outbound.yaml:11:12"))
     }
 
     @Test func usageErrorsExitTwo() throws {

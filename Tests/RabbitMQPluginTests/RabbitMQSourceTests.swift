@@ -255,6 +255,27 @@ import TestSupport
         await harness.cleanUp(running.source)
     }
 
+    /// v1 declared the retry queues classic even under `quorum`; now they are quorum queues. An
+    /// existing queue with the old arguments (406 on declare) is used as it is, with a warning,
+    /// instead of stopping the worker, and a retry through it still comes back.
+    @Test func aQueueDeclaredEarlierWithOtherArgumentsIsUsedAsItIs() async throws {
+        let harness = try SourceHarness()
+        let retryQueue = "\(harness.queue).retry.1"
+        try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: retryQueue, arguments: [
+            "x-message-ttl": .int(1000), "x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(harness.queue),
+        ]))
+        let step = RecordingStep { message in
+            if message.attempt == 1 { throw StepFailure(.transient, "503", code: 131000) }
+            return .next
+        }
+        let running = try harness.worker("queue_type: quorum\nretry: { max_attempts: 2, backoff: [200ms] }\n", step)
+        try await poll("the source to declare the rest") { running.source.status().connected }
+        try await harness.inspector.publish(bodies(3, prefix: "kept"), to: harness.queue, declare: false)
+        try await poll("3 messages back from the classic retry queue") { step.all.filter { $0.attempt == 2 }.count >= 3 }
+        await running.stop()
+        await harness.cleanUp(running.source)
+    }
+
     @Test func urlsParseWithVhostsAndHidePasswords() throws {
         let url = try AMQPURL("amqp://user:p%40ss@broker.example:5673/%2F")
         #expect(url.host == "broker.example")
@@ -276,6 +297,17 @@ import TestSupport
         #expect(topology.declarations[0].arguments["x-dead-letter-routing-key"] == .string("q.dead"))
         #expect(topology.declarations[1].arguments["x-message-ttl"] == .int(1200))
         #expect(topology.declarations[1].arguments["x-dead-letter-routing-key"] == .string("q"))
+        for declaration in topology.declarations {
+            #expect(declaration.arguments["x-queue-type"] == .string("quorum"), "\(declaration.name) is a quorum queue")
+        }
+        for declaration in topology.declarations.dropLast() {
+            #expect(declaration.arguments["x-dead-letter-strategy"] == .string("at-least-once"), "\(declaration.name) dead-letters at least once")
+            #expect(declaration.arguments["x-overflow"] == .string("reject-publish"))
+        }
+        let classic = QueueTopology(queue: "q", type: .classic, deliveryLimit: 7, retryDelays: [.seconds(1)], jitter: 0)
+        #expect(classic.declarations.allSatisfy { $0.arguments["x-queue-type"] == nil })
+        #expect(classic.declarations[0].arguments.entries.isEmpty, "a classic source queue has no arguments")
+        #expect(classic.declarations[1].arguments["x-dead-letter-strategy"] == nil)
         #expect(topology.route(delay: .seconds(1)) == ("q.retry.1", 1000))
         #expect(topology.route(delay: .milliseconds(1150)) == ("q.retry.1", 1150), "a jittered delay stays in its queue")
         #expect(topology.route(delay: .seconds(3)) == ("q.retry.2", 3000))

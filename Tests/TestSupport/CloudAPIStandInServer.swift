@@ -55,19 +55,19 @@ public final class CloudAPIStandInServer: Sendable {
     public init() {}
 
     /// Starts listening on a free loopback port; returns the base URL.
-    public func start() async throws -> String {
+    public func start(_ transport: StandInTransport = .plain) async throws -> String {
         let router = Router(context: Context.self)
         router.post("/:version/:phone/messages") { request, context in
             try await self.answer(request, context)
         }
         let (portStream, portSink) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { channel in
+        let app = Application(router: router, server: try transport.server(), configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { channel in
             portSink.yield(channel.localAddress?.port ?? 0)
         })
         task.withLock { $0 = Task { try await app.runService(gracefulShutdownSignals: []) } }
         var iterator = portStream.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else { throw TestFailure("stand-in did not start") }
-        return "http://127.0.0.1:\(port)"
+        return transport.baseURL(port: port)
     }
 
     public func stop() {

@@ -5,13 +5,14 @@ import Logging
 /// Looks into queues of the test broker: depth, and the messages of a queue with their headers.
 public final class QueueInspector: Sendable {
     public let publisher: AMQPPublisher
-    private let url: AMQPURL
+    private let urls: [AMQPURL]
 
-    public init() throws {
-        url = try AMQPURL(TestServices.rabbitURL)
+    /// An inspector of the test broker, or of the brokers at `urls` (a cluster's nodes, tried in turn).
+    public init(urls texts: [String] = [TestServices.rabbitURL]) throws {
+        urls = try texts.map { try AMQPURL($0) }
         var logger = Logger(label: "test.inspector")
         logger.logLevel = .critical
-        publisher = AMQPPublisher(urls: [url], logger: logger)
+        publisher = AMQPPublisher(urls: urls, logger: logger)
         publisher.start()
     }
 
@@ -56,7 +57,7 @@ public final class QueueInspector: Sendable {
     public func drain(_ queue: String, expecting count: Int, timeout: Duration = .seconds(20)) async throws -> [AMQPDelivery] {
         var logger = Logger(label: "test.drain")
         logger.logLevel = .critical
-        let (consumer, events) = AMQPConsumer.streaming(urls: [url], queue: queue, prefetch: 500, logger: logger)
+        let (consumer, events) = AMQPConsumer.streaming(urls: urls, queue: queue, prefetch: 500, logger: logger)
         consumer.start()
         defer { consumer.stop() }
         var deliveries: [AMQPDelivery] = []

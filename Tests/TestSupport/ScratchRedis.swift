@@ -10,7 +10,7 @@ public final class ScratchRedis: @unchecked Sendable {
     private let folder: URL
 
     public init(password: String? = nil) throws {
-        port = Int.random(in: 20000...29999)
+        port = freePort()
         self.password = password
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(port)-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -6,6 +6,33 @@ public enum TestServices {
     public static var redisPort: Int { Int(ProcessInfo.processInfo.environment["TEST_REDIS_PORT"] ?? "") ?? 16379 }
     public static var rabbitURL: String { ProcessInfo.processInfo.environment["TEST_RABBITMQ_URL"] ?? "amqp://guest:guest@127.0.0.1:25680/%2F" }
 
+    /// The test broker's TLS listener, and the folder of the test certificates `scripts/services` made
+    /// (`ca.pem`, `server.pem`/`.key`, `client.pem`/`.key`, and `other-ca.pem`, which signed nothing here).
+    public static var rabbitTLSURL: String { environment("TEST_RABBITMQ_TLS_URL") ?? "amqps://guest:guest@localhost:25681/%2F" }
+    public static var tlsDirectory: String { environment("TEST_TLS_DIR") ?? repository.appendingPathComponent(".run/test/tls").path }
+
+    /// The `cluster` profile (`scripts/services`, started by `scripts/test`): three RabbitMQ nodes
+    /// (comma-separated URLs, node i on the i-th), a Redis master and replica behind three Sentinels.
+    public static var clusterURLs: [String] {
+        (environment("TEST_CLUSTER_RABBITMQ_URL") ?? "amqp://guest:guest@127.0.0.1:25701/%2F,amqp://guest:guest@127.0.0.1:25702/%2F,amqp://guest:guest@127.0.0.1:25703/%2F")
+            .split(separator: ",").map(String.init)
+    }
+    public static var sentinels: String { environment("TEST_CLUSTER_REDIS_SENTINELS") ?? "127.0.0.1:26479,127.0.0.1:26480,127.0.0.1:26481" }
+    public static var sentinelMaster: String { environment("TEST_CLUSTER_REDIS_MASTER_NAME") ?? "outbound" }
+    public static var sentinelPassword: String { environment("TEST_CLUSTER_REDIS_SENTINEL_PASSWORD") ?? "sentinel-secret" }
+
+    private static func environment(_ name: String) -> String? {
+        ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Runs `scripts/services ARGUMENTS` for the cluster profile.
+    @discardableResult
+    public static func cluster(_ arguments: [String]) throws -> String {
+        let result = try run(repository.appendingPathComponent("scripts/services").path, arguments, environment: ["SERVICES_PROFILE": "cluster"])
+        guard result.status == 0 else { throw TestFailure("scripts/services \(arguments.joined(separator: " ")) (cluster) failed: \(result.output)") }
+        return result.output
+    }
+
     /// The repository root (for scripts and the built executable).
     public static var repository: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -79,6 +106,26 @@ public func poll(_ what: String, timeout: Duration = .seconds(30), _ condition: 
         try await Task.sleep(for: .milliseconds(20))
     }
     throw TestFailure("timed out after \(timeout) waiting for \(what)")
+}
+
+/// A loopback port nothing listens on now, for a worker's health server, a webhook or a scratch
+/// Redis: below the ephemeral range, and never one of the services' ports (25680–25713,
+/// 26479–26481 and friends are taken by the test and cluster profiles).
+public func freePort() -> Int {
+    while true {
+        let port = Int.random(in: 20000...29999)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return port }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        close(fd)
+        if bound == 0 { return port }
+    }
 }
 
 /// A name no other test uses (queues, keys).

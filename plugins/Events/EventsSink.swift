@@ -30,7 +30,7 @@ final class EventsSink: OutcomeSink {
             try await declareExchange()
         } catch {
             if case .broker = error { throw error }
-            if case .authentication = error { throw error }
+            if error.isRefusedIdentity { throw error }
             context.logger.warning("events exchange not declared yet; it will be before the first event", metadata: ["error": "\(error)"])
         }
     }

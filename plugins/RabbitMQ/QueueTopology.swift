@@ -1,4 +1,5 @@
 import AMQPClient
+import Logging
 import PipelineKit
 
 /// The queues of one source: the source queue, one delay queue per backoff step
@@ -32,27 +33,54 @@ public struct QueueTopology: Sendable, Equatable {
     /// `{queue}.retry.N`, N from 1, in order of delay.
     public func retryQueue(_ index: Int) -> String { "\(queue).retry.\(index + 1)" }
 
-    /// Every queue to declare, the source queue first.
+    /// Every queue to declare, the source queue first. Under `quorum` all of them are quorum
+    /// queues (a message waiting for its retry survives the loss of a node), and the ones that
+    /// dead-letter do so `at-least-once`: the broker keeps a message until the queue it moves
+    /// to has confirmed it (which needs `reject-publish` overflow; no length limit is set).
     public var declarations: [AMQPQueueDeclaration] {
         var source = AMQPTable()
         if type == .quorum {
-            source["x-queue-type"] = .string("quorum")
+            source = quorum(deadLetteringTo: deadQueue)
             source["x-delivery-limit"] = .int(Int64(deliveryLimit))
-            source["x-dead-letter-exchange"] = .string("")
-            source["x-dead-letter-routing-key"] = .string(deadQueue)
         }
         var result = [AMQPQueueDeclaration(name: queue, arguments: source)]
         for (index, delay) in retryDelays.enumerated() {
-            result.append(AMQPQueueDeclaration(name: retryQueue(index), arguments: [
-                "x-message-ttl": .int(cap(delay)),
+            var retry: AMQPTable = type == .quorum ? quorum(deadLetteringTo: queue) : [
                 "x-dead-letter-exchange": .string(""),
                 "x-dead-letter-routing-key": .string(queue),
-            ]))
+            ]
+            retry["x-message-ttl"] = .int(cap(delay))
+            result.append(AMQPQueueDeclaration(name: retryQueue(index), arguments: retry))
         }
-        var dead = AMQPTable()
-        if type == .quorum { dead["x-queue-type"] = .string("quorum") }
+        let dead: AMQPTable = type == .quorum ? ["x-queue-type": .string("quorum")] : [:]
         result.append(AMQPQueueDeclaration(name: deadQueue, arguments: dead))
         return result
+    }
+
+    /// A quorum queue whose dead letters go to `target` through the default exchange, at least once.
+    private func quorum(deadLetteringTo target: String) -> AMQPTable {
+        [
+            "x-queue-type": .string("quorum"),
+            "x-dead-letter-exchange": .string(""),
+            "x-dead-letter-routing-key": .string(target),
+            "x-dead-letter-strategy": .string("at-least-once"),
+            "x-overflow": .string("reject-publish"),
+        ]
+    }
+
+    /// Declares each queue; one that exists with other arguments (declared by an earlier version,
+    /// or by hand) is used as it is, with a warning, rather than stopping the worker: changing a
+    /// queue's arguments means deleting it, which only an operator can decide when it is empty.
+    public func declare(on publisher: AMQPPublisher, logger: Logger) async throws(AMQPError) {
+        for declaration in declarations {
+            do {
+                try await publisher.declare(declaration)
+            } catch .broker(code: 406, let text) {
+                _ = try await publisher.messageCount(declaration.name)
+                logger.warning("queue exists with other arguments than this pipeline declares; using it as it is (delete it when empty to have it declared anew)",
+                               metadata: ["queue": .string(declaration.name), "broker": .string(text)])
+            }
+        }
     }
 
     /// The delay queue for a wait of `delay` (the shortest that holds it, else the longest)

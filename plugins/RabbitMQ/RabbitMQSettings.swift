@@ -5,6 +5,7 @@ import PipelineKit
 struct RabbitMQSettings: Sendable {
     static let schema = SettingsSchema([
         SettingSpec("url", .urlList, default: .string("amqp://guest:guest@localhost:5672/%2F"), secrecy: .urlPassword, "broker URL, or a list tried in turn on connect and reconnect"),
+        BrokerConnection.tlsSetting,
         SettingSpec("queue", .string, default: .string("whatsapp.outbound"), "source queue; dead letters go to {queue}.dead"),
         SettingSpec("prefetch", .integer(1...65_535), default: .integer(64), "unacknowledged messages at most (basic.qos); waiting messages count against it"),
         SettingSpec("declare", .boolean, default: .boolean(true), "declare the queue, its retry queues and {queue}.dead"),
@@ -22,7 +23,7 @@ struct RabbitMQSettings: Sendable {
     var heartbeat: Int
 
     init(_ settings: Settings) throws {
-        urls = try settings.strings("url").map { try AMQPURL($0) }
+        urls = try BrokerConnection.urls(settings)
         queue = try settings.string("queue")
         prefetch = try settings.integer("prefetch")
         declare = try settings.boolean("declare")
@@ -38,7 +39,7 @@ struct RabbitMQSettings: Sendable {
     /// Rules `check` applies to the source's settings.
     static func check(_ pipeline: PipelineDefinition) -> [Diagnostic] {
         let source = pipeline.source
-        var diagnostics: [Diagnostic] = []
+        var diagnostics = BrokerConnection.check(source, owner: "source `rabbitmq`")
         if case .duration(let heartbeat)? = source.settings["heartbeat"]?.value, heartbeat != .zero, heartbeat.milliseconds % 1000 != 0 {
             diagnostics.append(.error(at: source.settings["heartbeat"]?.location ?? source.location, "`heartbeat` of source `rabbitmq`: AMQP heartbeats are whole seconds (write 1s or more, or 0 to turn them off), found \(DurationParser.format(heartbeat))"))
         }

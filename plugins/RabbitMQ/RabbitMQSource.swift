@@ -217,7 +217,7 @@ public final class RabbitMQSource: Source {
                 return
             } catch {
                 if case .broker = error { throw error }
-                if case .authentication = error { throw error }
+                if error.isRefusedIdentity { throw error }
                 try Task.checkCancellation()
                 if stopping.load(ordering: .acquiring) { return }
                 logger.warning("cannot declare queues yet; retrying", metadata: ["error": "\(error)"])
@@ -228,7 +228,7 @@ public final class RabbitMQSource: Source {
     }
 
     private func declareQueuesOnce() async throws(AMQPError) {
-        for declaration in topology.declarations { try await publisher.declare(declaration) }
+        try await topology.declare(on: publisher, logger: logger)
     }
 }
 

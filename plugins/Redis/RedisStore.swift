@@ -94,6 +94,7 @@ extension ResourcePlugin {
         name: "redis",
         summary: "Redis over hiredis: pooled, pipelined, with timeouts and reconnect",
         settings: RedisSettings.schema,
+        check: RedisSettings.check,
         make: { context in try await RedisStore.connect(settings: context.settings, logger: context.logger) }
     )
 }

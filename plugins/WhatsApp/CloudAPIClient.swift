@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import PipelineKit
 import Synchronization
 
@@ -25,6 +26,16 @@ public final class CloudAPIClient: CloudAPISender {
             let timeout = TimeAmount.milliseconds(configuration.timeout.milliseconds)
             http.timeout = .init(connect: timeout, read: timeout)
             http.decompression = .disabled
+            // HTTP/2 when the server offers it through ALPN (graph.facebook.com does), HTTP/1.1 otherwise.
+            http.httpVersion = .automatic
+            if let caFile = configuration.caFile {
+                guard FileManager.default.isReadableFile(atPath: caFile) else {
+                    throw SettingsError(message: "`ca_file` of whatsapp_cloud_api: cannot read \(caFile)")
+                }
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.trustRoots = .file(caFile)
+                http.tlsConfiguration = tls
+            }
             httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         }
     }

@@ -20,7 +20,8 @@ public enum CloudAPISettings {
         SettingSpec("access_token", .string, default: .string(""), secrecy: .secret, "bearer token of every sender without one of its own in `access_tokens`; never logged"),
         SettingSpec("access_tokens", .map(keys: .digits, values: .string), secrecy: .secret, "a token per sender phone number id (tenants); a sender-side failure then pauses only the senders of that token"),
         SettingSpec("timeout", .duration, default: .duration(.seconds(10)), "time limit of one request, connection included"),
-        SettingSpec("max_connections", .integer(1...1024), default: .integer(64), "keep-alive connections to the API at most"),
+        SettingSpec("max_connections", .integer(1...1024), default: .integer(64), "keep-alive HTTP/1.1 connections to the API at most (over HTTP/2, negotiated when the server offers it, one connection carries every request)"),
+        SettingSpec("ca_file", .string, default: .string(""), "PEM file of the CA to trust for `https://` (a private CA or a proxy); empty: the system's trust store"),
         SettingSpec("dry_run", .boolean, default: .boolean(false), "log each request and answer with a synthetic wamid, without any network"),
         SettingSpec("throughput", .integer(1...100_000), default: .integer(80), "messages per second per sender phone number (Meta's limit; paced at 95 % of it)"),
         SettingSpec("throughput_by_sender", .map(keys: .digits, values: .integer(1...100_000)), "a limit per sender phone number id, over `throughput`"),
@@ -51,6 +52,8 @@ public struct CloudAPIConfiguration: Sendable {
     public var dryRun: Bool
     public var throughput: Int
     public var throughputBySender: [String: Int]
+    /// A CA to trust for `https://` instead of the system's trust store.
+    public var caFile: String?
     /// Whether `dispatch` paces senders (130429 and 131056 are handled either way).
     public var pacing: Bool
 
@@ -64,6 +67,7 @@ public struct CloudAPIConfiguration: Sendable {
         accessTokens = Dictionary(settings.map("access_tokens").compactMap { entry in entry.value.yamlScalar.map { (entry.name, $0) } }, uniquingKeysWith: { $1 })
         timeout = try settings.duration("timeout")
         maxConnections = try settings.integer("max_connections")
+        caFile = settings.optionalString("ca_file")
         dryRun = try settings.boolean("dry_run")
         throughput = try settings.integer("throughput")
         pacing = try settings.boolean("pacing")

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PipelineKit
+import RabbitMQPlugin
 
 /// `events`: prints the events of the pipeline's events exchange as they come, one JSON line each.
 struct EventsCommand: AsyncParsableCommand {
@@ -22,7 +23,7 @@ struct EventsCommand: AsyncParsableCommand {
         let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
         printDiagnostics(loaded.diagnostics)
         guard let events = loaded.events else { throw ExitStatus.invalid }
-        let urls = try events.settings.strings("url").map { try AMQPURL($0) }
+        let urls = try BrokerConnection.urls(events.settings)
         let exchange = try events.settings.string("exchange")
         var logger = Logger(label: "outbound-worker.events")
         logger.logLevel = .error

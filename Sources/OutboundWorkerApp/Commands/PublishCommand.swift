@@ -27,8 +27,7 @@ struct PublishCommand: AsyncParsableCommand {
         printDiagnostics(loaded.diagnostics)
         guard let source = loaded.source else { throw ExitStatus.invalid }
         let settings = source.settings
-        var urls: [AMQPURL] = []
-        for text in try settings.strings("url") { urls.append(try AMQPURL(text)) }
+        let urls = try BrokerConnection.urls(settings)
         let topology = try QueueTopology(source: settings, worker: loaded.worker)
         let queue = self.queue ?? topology.queue
         var documents: [(String, [UInt8])] = []
@@ -48,7 +47,7 @@ struct PublishCommand: AsyncParsableCommand {
         defer { publisher.stop() }
         if try settings.boolean("declare"), queue == topology.queue {
             // The worker's own declarations: a quorum source queue is declared quorum, with its retry and dead queues.
-            for declaration in topology.declarations { try await publisher.declare(declaration) }
+            try await topology.declare(on: publisher, logger: logger)
         }
         let batch = 500
         var published = 0

@@ -47,7 +47,7 @@ struct ReplayCommand: AsyncParsableCommand {
         printDiagnostics(loaded.diagnostics)
         guard let source = loaded.source else { throw ExitStatus.invalid }
         let topology = try QueueTopology(source: source.settings, worker: loaded.worker)
-        let urls = try source.settings.strings("url").map { try AMQPURL($0) }
+        let urls = try BrokerConnection.urls(source.settings)
         let filter = DeadLetterFilter(steps: Set(step), codes: Set(code), since: since.flatMap(DurationParser.parse).map { Date() - TimeInterval($0.milliseconds) / 1000 })
         let replay = DeadLetterReplay(urls: urls, topology: topology, filter: filter, limit: limit, dryRun: dryRun)
 

@@ -44,18 +44,26 @@ struct RunCommand: AsyncParsableCommand {
         let flow = FlowControl(logger: logger)
         let assembler = PipelineAssembler(registry: BuiltinPlugins.registry, workerID: WorkerIdentity.make(), flow: flow, logger: logger)
         let pipeline: AssembledPipeline
-        let source: any Source
-        let sink: (any OutcomeSink)?
         do {
             pipeline = try await assembler.assemble(definition)
-            source = try await assembler.makeSource(definition)
-            sink = try await assembler.makeSink(definition)
-            try await sink?.start()
         } catch {
             logger.error("cannot start: \(error)")
             throw ExitStatus.cannotStart
         }
         let host = PipelineHost(pipeline)
+        let source: any Source
+        var sink: (any OutcomeSink)?
+        do {
+            source = try await assembler.makeSource(definition)
+            sink = try await assembler.makeSink(definition)
+            try await sink?.start()
+        } catch {
+            logger.error("cannot start: \(error)")
+            // What was made must close before the process ends (the Cloud API's HTTP client insists).
+            await sink?.shutdown()
+            await host.shutdown()
+            throw ExitStatus.cannotStart
+        }
         let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, sink: sink, logger: logger)
         logger.info("starting", metadata: ["pipeline": .string(definition.name), "digest": .string(definition.digest), "worker_id": .string(assembler.workerID)])
         var configuration = ServiceGroupConfiguration(

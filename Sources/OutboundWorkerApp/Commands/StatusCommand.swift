@@ -35,7 +35,7 @@ struct StatusCommand: AsyncParsableCommand {
         printDiagnostics(loaded.diagnostics)
         guard let view = loaded.view else { throw ExitStatus.invalid }
         let topology = try QueueTopology(source: view.source.settings, worker: view.worker)
-        let urls = try view.source.settings.strings("url").map { try AMQPURL($0) }
+        let urls = try BrokerConnection.urls(view.source.settings)
 
         var reports = ids.map { MessageStatus(internalId: $0, deadQueue: topology.deadQueue) }
         var complete = true

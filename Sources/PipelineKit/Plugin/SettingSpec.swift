@@ -18,8 +18,10 @@ public indirect enum SettingType: Sendable {
     case resource(uses: String)
     /// The name of an earlier step whose `uses` is the given plugin.
     case step(uses: String)
-    /// A URL, or a list of URLs tried in turn.
+    /// A URL, or a list of URLs tried in turn (a comma-separated string counts as a list).
     case urlList
+    /// `host:port`, or a list of them (a comma-separated string counts as a list).
+    case addressList
     /// A nested map with its own settings.
     case object(SettingsSchema)
     /// A map from names the user chooses (checked by `keys`) to values of one type.
@@ -39,6 +41,7 @@ public indirect enum SettingType: Sendable {
         case .resource(let uses): "name of a `\(uses)` resource"
         case .step(let uses): "name of a `\(uses)` step"
         case .urlList: "URL or list of URLs"
+        case .addressList: "host:port or list of them"
         case .object: "map"
         case .map(let keys, let values): "map of \(keys.displayName) to \(values.displayName)"
         }

@@ -26,9 +26,22 @@ public struct PipelineAssembler: Sendable {
 
     /// Builds `definition`. Resources of `reuse` whose definition and dependencies are unchanged
     /// are kept as they are (a reload does not reconnect what did not change).
+    ///
+    /// When a resource or step cannot be made, the resources this call built are shut down
+    /// again before the error is thrown (the reused ones stay with `previous`).
     public func assemble(_ definition: PipelineDefinition, reuse previous: AssembledPipeline? = nil) async throws -> AssembledPipeline {
         var resources: [String: any Resource] = [:]
         var rebuilt: Set<String> = []
+        do {
+            return try await assemble(definition, reuse: previous, into: &resources, rebuilt: &rebuilt)
+        } catch {
+            for name in rebuilt { await resources[name]?.shutdown() }
+            throw error
+        }
+    }
+
+    private func assemble(_ definition: PipelineDefinition, reuse previous: AssembledPipeline?, into resources: inout [String: any Resource],
+                          rebuilt: inout Set<String>) async throws -> AssembledPipeline {
         for resource in dependencyOrder(definition) {
             let dependencies = self.dependencies(of: resource, in: definition)
             if let previous, previous.definition.resource(named: resource.name) == resource, rebuilt.isDisjoint(with: dependencies),

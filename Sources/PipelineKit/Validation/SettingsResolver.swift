@@ -118,17 +118,30 @@ public struct SettingsResolver {
             }
             return .string(text)
         case .urlList:
-            let nodes = node.items ?? [node]
+            let texts = Self.listItems(node)
             var urls: [SettingValue] = []
-            for item in nodes {
-                guard let url = item.scalar, url.contains("://") else {
-                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): expected a URL such as amqp://user:password@host:5672/%2F, found \(item.scalar.map { "\"\(Self.maskPassword(in: $0))\"" } ?? item.kindName)"))
+            for (item, url) in texts {
+                guard let url, url.contains("://") else {
+                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): expected a URL such as amqp://user:password@host:5672/%2F, found \(url.map { "\"\(Self.maskPassword(in: $0))\"" } ?? item.kindName)"))
                     continue
                 }
                 urls.append(.string(url))
             }
-            if urls.isEmpty, nodes.isEmpty { return fail("give at least one URL") }
-            return node.items == nil ? urls.first : .list(urls)
+            if urls.isEmpty, texts.isEmpty { return fail("give at least one URL") }
+            return urls.count == 1 && node.items == nil ? urls.first : .list(urls)
+        case .addressList:
+            let texts = Self.listItems(node)
+            var addresses: [SettingValue] = []
+            for (item, address) in texts {
+                guard let address, HostPort(address) != nil else {
+                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): expected host:port (e.g. 10.0.0.5:26379), found \(address.map { "\"\($0)\"" } ?? item.kindName)"))
+                    continue
+                }
+                addresses.append(.string(address))
+            }
+            // Empty (an unset variable's default, say) means not used.
+            if addresses.isEmpty, texts.isEmpty { return spec.required ? fail("give at least one host:port") : nil }
+            return .list(addresses)
         case .object(let schema):
             let nested = SettingsResolver(owner: "`\(spec.name)` of \(owner)")
             return .object(nested.resolve(node, schema: schema, at: node.location, diagnostics: &diagnostics).entries)
@@ -148,6 +161,14 @@ public struct SettingsResolver {
             }
             return .object(resolved)
         }
+    }
+
+    /// A list's items, or a scalar's comma-separated parts (so one environment variable can hold a list),
+    /// each with the node to blame.
+    private static func listItems(_ node: ConfigNode) -> [(ConfigNode, String?)] {
+        if let items = node.items { return items.map { ($0, $0.scalar) } }
+        guard let text = node.scalar else { return [(node, nil)] }
+        return text.split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }.map { (node, $0) }
     }
 
     /// `scheme://user:***@host…`: the password of a URL hidden.
