@@ -6,6 +6,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
 import RedisClient
 
 struct Options {
@@ -15,6 +16,7 @@ struct Options {
     var apiURL = ""
     var concurrency = 32
     var prefetch = 64
+    var caFile = ""
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -27,6 +29,7 @@ struct Options {
             case "--api-url": apiURL = value
             case "--concurrency": concurrency = Int(value) ?? concurrency
             case "--prefetch": prefetch = Int(value) ?? prefetch
+            case "--ca-file": caFile = value
             default: break
             }
         }
@@ -45,6 +48,12 @@ let (consumer, events) = AMQPConsumer.streaming(urls: [try AMQPURL(options.rabbi
 let redis = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: options.redisPort, poolSize: 4))
 var configuration = HTTPClient.Configuration()
 configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+configuration.httpVersion = .automatic
+if !options.caFile.isEmpty {
+    var tls = TLSConfiguration.makeClientConfiguration()
+    tls.trustRoots = .file(options.caFile)
+    configuration.tlsConfiguration = tls
+}
 let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 let url = options.apiURL + "/v24.0/1055/messages"
 

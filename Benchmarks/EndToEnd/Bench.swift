@@ -1,5 +1,6 @@
 import AMQPClient
 import Foundation
+import TestSupport
 
 /// What is measured: the release worker or the bare loop.
 enum Subject: String {
@@ -29,6 +30,14 @@ struct CPUShare {
     var total: Double { subject + broker + redis + standIn }
 }
 
+/// A drain and a latency phase of one subject, with its peak memory and CPU over both.
+struct RunResult {
+    var drain: DrainResult
+    var latency: LatencyResult
+    var peakMB: Double
+    var cpuPerThousand: Double
+}
+
 /// Latency at a fixed publish rate: publish time to arrival at the stand-in.
 struct LatencyResult {
     var p50: Double
@@ -42,16 +51,19 @@ final class Bench {
     let options: Options
     let standIn: StandIn
     let apiURL: String
+    /// The CA the subjects trust for an `https://` stand-in.
+    let caFile: String?
     let publisher: AMQPPublisher
     let folder: URL
     /// Makes every message id of this run new to Redis, whatever earlier runs left there.
     private let runID = UUID().uuidString.prefix(8)
     private var nextNumber = 0
 
-    init(options: Options, standIn: StandIn, apiURL: String, publisher: AMQPPublisher) throws {
+    init(options: Options, standIn: StandIn, apiURL: String, caFile: String? = nil, publisher: AMQPPublisher) throws {
         self.options = options
         self.standIn = standIn
         self.apiURL = apiURL
+        self.caFile = caFile
         self.publisher = publisher
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -98,11 +110,13 @@ final class Bench {
                     "PIPELINE_FILE": folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": variant,
                     "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(options.redisPort),
                     "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055",
-                    "HEALTH_PORT": String(Int.random(in: 20000...29999)), "LOG_LEVEL": options.logLevel, "LOG_FORMAT": "json",
+                    "HEALTH_PORT": String(freePort()), "LOG_LEVEL": options.logLevel, "LOG_FORMAT": "json",
+                    "WHATSAPP_CA_FILE": caFile ?? "",
                 ], log: log)
             case .baseline:
                 return try spawn([options.baseline, "--queue", queue, "--rabbitmq-url", options.rabbitURL, "--redis-port", String(options.redisPort),
-                                  "--api-url", apiURL, "--concurrency", String(concurrency), "--prefetch", String(concurrency * 2)], environment: [:], log: log)
+                                  "--api-url", apiURL, "--concurrency", String(concurrency), "--prefetch", String(concurrency * 2),
+                                  "--ca-file", caFile ?? ""], environment: [:], log: log)
             }
         }
     }
@@ -173,6 +187,24 @@ final class Bench {
         let latencies = standIn.snapshot.compactMap { number, arrived in sentAt[number].map { Double(arrived &- $0) / 1e6 } }.sorted()
         guard latencies.count >= paced.unique else { throw BenchFailure("latency phase: \(latencies.count) of \(paced.unique) requests arrived within 60 s") }
         return LatencyResult(p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.last ?? 0)
+    }
+
+    /// One full run of `subject`: `count` messages drained, then latency at half the rate it drained
+    /// at; memory and CPU over both phases.
+    func measureRun(_ subject: Subject, count: Int, concurrency: Int, label: String) async throws -> RunResult {
+        let load = workload(count: count, prefix: label)
+        let queue = try await queue(with: load, label: label)
+        standIn.reset()
+        let pids = try start(subject, queue: queue, concurrency: concurrency)
+        defer { pids.forEach(stop) }
+        let drain = try await drain(load, queue: queue, pids: pids)
+        let rate = max(100, drain.throughput / 2)
+        let latency = try await latency(queue: queue, rate: rate, prefix: label + "L")
+        let usage = ProcessUsage(pids[0])
+        pids.forEach(stop)
+        await deleteQueues(queue)
+        return RunResult(drain: drain, latency: latency, peakMB: Double(usage.peakKB) / 1024,
+                         cpuPerThousand: usage.cpuSeconds / Double(count + Int(rate) * options.latencySeconds) * 1000)
     }
 
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.

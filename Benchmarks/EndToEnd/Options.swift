@@ -9,6 +9,9 @@ struct Options {
         case scaling
         /// The worker with pacing on (never binding) against pacing off, A B A B, and Redis commands per message.
         case pacing
+        /// Worker against the bare loop on each Cloud API transport (plain HTTP/1.1, TLS HTTP/1.1,
+        /// TLS HTTP/2), at concurrency 1, 8, 32 and 128.
+        case transports
         /// Two workers through restarts, a kill -9, SIGHUPs and transient failures (`scripts/soak`).
         case soak
     }
@@ -24,6 +27,9 @@ struct Options {
     var largeQueue = 1_000_000
     /// The soak's time limit.
     var soakMinutes = 20.0
+    /// The test certificates (`scripts/services` makes them in `.run/test/tls`), for the TLS transports.
+    var tlsDirectory = ".run/test/tls"
+    var concurrencies = [1, 8, 32, 128]
     var worker = ".build/release/outbound-worker"
     var baseline = ".build/release/bench-baseline"
     var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
@@ -49,6 +55,8 @@ struct Options {
             case "--series-messages": seriesMessages = Int(value) ?? seriesMessages
             case "--large-queue": largeQueue = Int(value) ?? largeQueue
             case "--soak-minutes": soakMinutes = Double(value) ?? soakMinutes
+            case "--tls-dir": tlsDirectory = value
+            case "--concurrencies": concurrencies = value.split(separator: ",").compactMap { Int($0) }
             case "--worker": worker = value
             case "--baseline": baseline = value
             case "--rabbitmq-url": rabbitURL = value

@@ -1,6 +1,7 @@
 import AMQPClient
 import Foundation
 import Logging
+import TestSupport
 
 /// The soak run (`scripts/soak`): two release workers drain a large queue while Redis restarts
 /// three times, the broker twice, one worker is killed with SIGKILL (and replaced), both get
@@ -164,7 +165,7 @@ final class Soak {
             "PIPELINE_FILE": bench.folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": "soak",
             "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(redis.port),
             "WHATSAPP_API_URL": bench.apiURL, "WHATSAPP_ACCESS_TOKEN": "soak", "WHATSAPP_PHONE_NUMBER_ID": "1055",
-            "HEALTH_PORT": String(Int.random(in: 20000...29999)), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
+            "HEALTH_PORT": String(freePort()), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
         ], log: bench.folder.appendingPathComponent("\(name.prefix(8)).log").path)
         return Worker(pid: pid, name: name)
     }

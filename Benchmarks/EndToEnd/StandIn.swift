@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Synchronization
+import TestSupport
 
 /// The Cloud API stand-in: answers every POST with a wamid and records when each recipient's
 /// request arrived; for the soak it can fail one request in `failEvery` with a transient error.
@@ -29,8 +30,8 @@ final class StandIn: Sendable {
     /// Fails every `n`th request with HTTP 503 and code 131000 (nil: none).
     func fail(every n: Int?) { state.withLock { $0.failEvery = n } }
 
-    /// Starts listening on a free loopback port; returns the port.
-    func start() async throws -> Int {
+    /// Starts listening on a free loopback port over `transport`; returns the base URL.
+    func start(_ transport: StandInTransport = .plain) async throws -> String {
         let router = Router()
         router.post("/:version/:phone/messages") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 16)
@@ -55,9 +56,10 @@ final class StandIn: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"messaging_product":"whatsapp","messages":[{"id":"wamid.bench"}]}"#)))
         }
         let (ports, sink) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { sink.yield($0.localAddress?.port ?? 0) }, logger: Logger(label: "standin"))
+        let app = Application(router: router, server: try transport.server(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { sink.yield($0.localAddress?.port ?? 0) }, logger: Logger(label: "standin"))
         Task { try await app.runService(gracefulShutdownSignals: []) }
         var iterator = ports.makeAsyncIterator()
-        return await iterator.next() ?? 0
+        return transport.baseURL(port: await iterator.next() ?? 0)
     }
 }

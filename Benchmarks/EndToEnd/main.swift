@@ -3,6 +3,8 @@
 //   default     A B A B rounds: throughput, latency at half rate, peak RSS, CPU; medians and ratios
 //   --scaling   throughput by concurrency and by process count (worker and bare loop),
 //               and with 10k vs 1M messages queued (cost per message and memory growth)
+//   --transports the same runs on each Cloud API transport (HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2)
+//               at concurrency 1, 8, 32, 128
 import AMQPClient
 import Foundation
 import Logging
@@ -11,14 +13,14 @@ let options = Options(Array(CommandLine.arguments.dropFirst()))
 var logger = Logger(label: "bench")
 logger.logLevel = .error
 let standIn = StandIn()
-let apiURL = "http://127.0.0.1:\(try await standIn.start())"
+let apiURL = try await standIn.start()
 let publisher = AMQPPublisher(urls: [try AMQPURL(options.rabbitURL)], logger: logger)
 publisher.start()
 let bench = try Bench(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher)
 
 /// The stand-in must not be the bottleneck: its own capacity under wrk.
 @MainActor
-func measureStandInCapacity() {
+func measureStandInCapacity(_ standIn: StandIn = standIn, at apiURL: String = apiURL) {
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { return print("wrk not installed: stand-in capacity not measured") }
     let log = bench.folder.appendingPathComponent("wrk.log").path
     guard let wrk = try? spawn(["/usr/bin/wrk", "-t2", "-c64", "-d5s", "-s", "Benchmarks/standin-post.lua", "\(apiURL)/v24.0/1055/messages"], environment: [:], log: log) else { return }
@@ -35,30 +37,18 @@ func ratio(_ worker: Double, _ baseline: Double) -> String { String(format: "%.2
 @MainActor
 func compare() async throws {
     print("\(options.messages) messages a run (10 % duplicates, 5 types), concurrency \(options.concurrency), \(options.rounds) rounds, worker LOG_LEVEL=\(options.logLevel)")
-    var drains: [String: [DrainResult]] = [:]
-    var latencies: [String: [LatencyResult]] = [:]
-    var footprints: [String: [(peakMB: Double, cpuPerThousand: Double)]] = [:]
+    var runs: [String: [RunResult]] = [:]
     for round in 1...options.rounds {
         for subject in [Subject.worker, .baseline] {
-            let label = "r\(round)\(subject == .worker ? "w" : "b")"
-            let load = bench.workload(count: options.messages, prefix: label)
-            let queue = try await bench.queue(with: load, label: label)
-            standIn.reset()
-            let pids = try bench.start(subject, queue: queue, concurrency: options.concurrency)
-            defer { pids.forEach(stop) }
-            let drain = try await bench.drain(load, queue: queue, pids: pids)
-            let latency = try await bench.latency(queue: queue, rate: max(100, drain.throughput / 2), prefix: label + "L")
-            let usage = ProcessUsage(pids[0])
-            let footprint = (peakMB: Double(usage.peakKB) / 1024, cpuPerThousand: usage.cpuSeconds / Double(options.messages + Int(drain.throughput / 2) * options.latencySeconds) * 1000)
-            drains[subject.rawValue, default: []].append(drain)
-            latencies[subject.rawValue, default: []].append(latency)
-            footprints[subject.rawValue, default: []].append(footprint)
+            let run = try await bench.measureRun(subject, count: options.messages, concurrency: options.concurrency, label: "r\(round)\(subject == .worker ? "w" : "b")")
+            runs[subject.rawValue, default: []].append(run)
             print(String(format: "round %d %-9@ %8.0f msg/s  p50 %6.1f ms  p99 %6.1f ms  max %7.1f ms  peak RSS %6.1f MiB  CPU %.3f s/1000 msg",
-                         round, subject.rawValue, drain.throughput, latency.p50, latency.p99, latency.max, footprint.peakMB, footprint.cpuPerThousand))
-            pids.forEach(stop)
-            await bench.deleteQueues(queue)
+                         round, subject.rawValue, run.drain.throughput, run.latency.p50, run.latency.p99, run.latency.max, run.peakMB, run.cpuPerThousand))
         }
     }
+    let drains = runs.mapValues { $0.map(\.drain) }
+    let latencies = runs.mapValues { $0.map(\.latency) }
+    let footprints = runs.mapValues { $0.map { (peakMB: $0.peakMB, cpuPerThousand: $0.cpuPerThousand) } }
     func row(_ name: String, _ format: String, _ value: (String) -> [Double]) -> String {
         let worker = median(value(Subject.worker.rawValue))
         let baseline = median(value(Subject.baseline.rawValue))
@@ -145,6 +135,7 @@ switch options.mode {
 case .compare: try await compare()
 case .scaling: try await scaling()
 case .pacing: try await pacingCost()
+case .transports: try await TransportMatrix(options: options, publisher: publisher).run()
 case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
 }
 publisher.stop()
