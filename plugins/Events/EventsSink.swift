@@ -47,16 +47,19 @@ final class EventsSink: OutcomeSink {
         try await declareExchange()
         let publisher = self.publisher
         let exchange = settings.exchange
+        // Not mandatory: with no queue bound, the exchange drops events, as its owner decided.
+        @Sendable func publish(_ event: PreparedEvent) async throws {
+            try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(), properties: .persistentJSON, mandatory: false)
+        }
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for event in events {
-                    group.addTask {
-                        // Not mandatory: with no queue bound, the exchange drops events, as its owner decided.
-                        try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(),
-                                                    properties: .persistentJSON, mandatory: false)
-                    }
+            if events.count == 1 {
+                // The common case, one outcome event: no child task to hop through.
+                try await publish(events[0])
+            } else {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for event in events { group.addTask { try await publish(event) } }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
             }
             published.increment(by: Int64(events.count))
         } catch {

@@ -92,7 +92,9 @@ public final class PipelineWorker: Service, Sendable {
                         continue
                     }
                     running.begin()
-                    group.addTask {
+                    // Immediate: the message starts on this thread, up to its first await (a
+                    // permit, or the first Redis call), instead of waiting for another to pick it up.
+                    group.addImmediateTask {
                         await self.process(delivery)
                         self.running.end()
                     }
