@@ -1,4 +1,5 @@
-// The bare I/O loop the worker is measured against: consume, SET NX EX, POST, SET, ack,
+// The bare I/O loop the worker is measured against: consume, SET NX EX, POST, SET, the
+// outcome event published and confirmed (SPEC 9: before the ack), ack — the I/O the job needs,
 // with the same libraries and concurrency, and no pipeline runtime, plugins, validation,
 // logging or metrics. Written for the benchmark only.
 import AMQPClient
@@ -17,6 +18,8 @@ struct Options {
     var concurrency = 32
     var prefetch = 64
     var caFile = ""
+    /// The exchange of the outcome events ("" publishes none).
+    var eventsExchange = "whatsapp.outbound.events"
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -30,6 +33,7 @@ struct Options {
             case "--concurrency": concurrency = Int(value) ?? concurrency
             case "--prefetch": prefetch = Int(value) ?? prefetch
             case "--ca-file": caFile = value
+            case "--events-exchange": eventsExchange = value
             default: break
             }
         }
@@ -56,6 +60,18 @@ if !options.caFile.isEmpty {
 }
 let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 let url = options.apiURL + "/v24.0/1055/messages"
+let eventsPublisher = AMQPPublisher(urls: [try AMQPURL(options.rabbitURL)], logger: logger)
+if !options.eventsExchange.isEmpty {
+    eventsPublisher.start()
+    try await eventsPublisher.declare(AMQPExchangeDeclaration(name: options.eventsExchange))
+}
+
+/// The outcome event, persistent and confirmed, before the ack (as the worker's events sink does).
+@Sendable func publishOutcome(_ status: String, of id: String) async {
+    guard !options.eventsExchange.isEmpty else { return }
+    try? await eventsPublisher.publish(exchange: options.eventsExchange, routingKey: "outbound.\(status)",
+                                       body: Array(#"{"status":"\#(status)","internalId":"\#(id)"}"#.utf8), properties: .persistentJSON, mandatory: false)
+}
 
 @Sendable func handle(_ delivery: AMQPDelivery) async {
     guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(delivery.body)) else {
@@ -75,6 +91,7 @@ let url = options.apiURL + "/v24.0/1055/messages"
         }
         _ = try? await redis.send(["SET", key, #"{"status":"completed"}"#, "EX", "86400"])
     }
+    await publishOutcome(claimed ? "sent" : "duplicate", of: envelope.internalId)
     consumer.ack(delivery)
 }
 
