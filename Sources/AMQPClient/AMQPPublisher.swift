@@ -93,6 +93,8 @@ public final class AMQPPublisher: @unchecked Sendable {
     private var nextTag: UInt64 = 1
     private var declarations: [Declaration] = []
     private var retryAt = ContinuousClock.now
+    private var hasConnected = false
+    private var tlsFailuresInARow = 0
     private var backoff = Duration.milliseconds(100)
 
     public init(urls: [AMQPURL], heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), confirmTimeout: Duration = .seconds(15), logger: Logger) {
@@ -171,7 +173,7 @@ public final class AMQPPublisher: @unchecked Sendable {
                 return pending
             }
             guard ensureSession() else {
-                let error = Self.unreachable(connectedState.withLock { $0.1 })
+                let error = connectedState.withLock { $0.1 } ?? .connection("not connected")
                 batch.forEach { $0.fail(error) }
                 continue
             }
@@ -203,11 +205,14 @@ public final class AMQPPublisher: @unchecked Sendable {
             session = fresh
             nextTag = 1
             backoff = .milliseconds(100)
+            hasConnected = true
+            tlsFailuresInARow = 0
             connectedState.withLock { $0 = (true, nil) }
             logger.info("rabbitmq publisher connected", metadata: ["broker": .string(fresh.url.description)])
             return true
         } catch {
-            connectedState.withLock { $0 = (false, error) }
+            if case .tls = error { tlsFailuresInARow += 1 } else { tlsFailuresInARow = 0 }
+            connectedState.withLock { $0 = (false, reported(error)) }
             logger.warning("rabbitmq publisher cannot connect; retrying", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
             retryAt = .now + backoff
             backoff = min(backoff * 2, .seconds(10))
@@ -215,19 +220,27 @@ public final class AMQPPublisher: @unchecked Sendable {
         }
     }
 
-    /// What a request fails with while there is no connection: a refused login or TLS check as
-    /// it is (a caller starting up stops on it), anything else as a connection problem.
-    private static func unreachable(_ last: AMQPError?) -> AMQPError {
-        guard let last else { return .connection("not connected") }
-        if last.isRefusedIdentity { return last }
-        if case .connection = last { return last }
-        return .connection(last.description)
+    /// What requests fail with while there is no connection, callers retrying anything but a
+    /// refusal: a refused login as it is; a failed TLS check as it is only before the first
+    /// connection and after `tlsFailuresBeforeRefusal` tries in a row (a handshake also breaks
+    /// for passing reasons: a node restarting, a load balancer without backends); anything else
+    /// as a connection problem.
+    private func reported(_ error: AMQPError) -> AMQPError {
+        switch error {
+        case .authentication, .connection: return error
+        case .tls where !hasConnected && tlsFailuresInARow >= Self.tlsFailuresBeforeRefusal: return error
+        default: return .connection(error.description)
+        }
     }
+
+    /// Connection attempts (each through every URL) whose TLS check failed, before a starting
+    /// caller is told the TLS setup is wrong.
+    static let tlsFailuresBeforeRefusal = 3
 
     private func drop(_ error: AMQPError) {
         logger.warning("rabbitmq publisher connection lost", metadata: ["error": "\(error)"])
         session = nil
-        connectedState.withLock { $0 = (false, error) }
+        connectedState.withLock { $0 = (false, reported(error)) }
     }
 
     private func process(_ batch: [Request]) throws(AMQPError) {

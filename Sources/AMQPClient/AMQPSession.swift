@@ -18,19 +18,23 @@ final class AMQPSession {
         static let basicCancel: amqp_method_number_t = 0x003C_001E
     }
 
-    /// Connects to the first URL that answers, logs in and opens channel 1.
+    /// Connects to the first URL that answers, logs in and opens channel 1. A refused login
+    /// stops at once; a failed TLS check moves on to the next URL like any connection failure,
+    /// and is what is thrown when no URL answered better.
     init(urls: [AMQPURL], heartbeat: Int, connectTimeout: Duration) throws(AMQPError) {
         var lastError = AMQPError.configuration("no broker URL given")
+        var tlsError: AMQPError?
         for url in urls {
             do {
                 (state, self.url) = try Self.open(url, heartbeat: heartbeat, connectTimeout: connectTimeout)
                 return
             } catch {
                 lastError = error
-                if error.isRefusedIdentity { throw error }
+                if case .authentication = error { throw error }
+                if case .tls = error { tlsError = error }
             }
         }
-        throw lastError
+        throw tlsError ?? lastError
     }
 
     deinit {

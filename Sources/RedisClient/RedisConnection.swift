@@ -121,19 +121,39 @@ final class RedisConnection: @unchecked Sendable {
         if !force, let retryAt, ContinuousClock.now < retryAt {
             return .failure(.unavailable("cannot reach \(target); retrying"))
         }
-        let server: RedisAddress
+        let candidates: [RedisAddress]
         if let sentinel = configuration.sentinel {
-            switch SentinelLookup.master(sentinel, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) {
-            case .success(let master): server = master
+            switch SentinelLookup.masters(sentinel, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) {
+            case .success(let masters): candidates = masters
             case .failure(let error): return scheduleRetry(error)
             }
         } else {
-            server = RedisAddress(host: configuration.host, port: configuration.port)
+            candidates = [RedisAddress(host: configuration.host, port: configuration.port)]
         }
+        // With Sentinel, a stale Sentinel may name a replica or a dead server: the next one named is tried.
+        var lastError = RedisError.unavailable("no master named")
+        for server in candidates {
+            switch connect(to: server) {
+            case .success(let fresh):
+                context = fresh
+                address = server
+                retryAt = nil
+                backoff = .milliseconds(50)
+                return .success(())
+            case .failure(let error):
+                if case .authentication = error { return scheduleRetry(error) }
+                lastError = error
+            }
+        }
+        return scheduleRetry(lastError)
+    }
+
+    /// A context on `server`, logged in, on the configured database, and (with Sentinel) a master.
+    private func connect(to server: RedisAddress) -> Result<UnsafeMutablePointer<redisContext>, RedisError> {
         let fresh: UnsafeMutablePointer<redisContext>
         switch Self.open(server, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) {
         case .success(let opened): fresh = opened
-        case .failure(let error): return scheduleRetry(error)
+        case .failure(let error): return .failure(error)
         }
         var setup: [[String]] = []
         if let password = configuration.password, !password.isEmpty { setup.append(["AUTH", password]) }
@@ -142,25 +162,24 @@ final class RedisConnection: @unchecked Sendable {
         if configuration.sentinel != nil { setup.append(["ROLE"]) }
         for command in setup {
             switch Self.execute(fresh, command.map { Array($0.utf8) }) {
+            case .success(.error) where command[0] == "ROLE":
+                // A user without ROLE (an ACL without @admin) cannot check; READONLY answers still tell a replica.
+                continue
             case .success(.error(let message)):
                 redisFree(fresh)
                 let what = command[0] == "SELECT" ? "SELECT \(configuration.database)" : command[0]
-                return scheduleRetry(.authentication("\(what) failed at \(server): \(message)"))
+                return .failure(.authentication("\(what) failed at \(server): \(message)"))
             case .success(.array(let role)) where command[0] == "ROLE" && role.first?.string != "master":
                 redisFree(fresh)
-                return scheduleRetry(.unavailable("\(server) is a \(role.first?.string ?? "server of unknown role"), not the master; asking Sentinel again"))
+                return .failure(.unavailable("\(server) is a \(role.first?.string ?? "server of unknown role"), not the master"))
             case .failure(let error):
                 redisFree(fresh)
-                return scheduleRetry(error)
+                return .failure(error)
             case .success:
                 continue
             }
         }
-        context = fresh
-        address = server
-        retryAt = nil
-        backoff = .milliseconds(50)
-        return .success(())
+        return .success(fresh)
     }
 
     /// What this connection reaches, for messages.

@@ -1,18 +1,30 @@
 import CHiredis
 
-/// Asks the Sentinels, in turn, where the master is (`SENTINEL get-master-addr-by-name`).
+/// Asks the Sentinels where the master is (`SENTINEL get-master-addr-by-name`).
 /// Blocking: called on a connection's own queue when it (re)connects.
 enum SentinelLookup {
-    static func master(_ sentinel: RedisSentinelConfiguration, connectTimeout: Duration, commandTimeout: Duration) -> Result<RedisAddress, RedisError> {
+    /// The masters the Sentinels name, the one most of them name first (a stale Sentinel, cut
+    /// off or just restarted, may still name the old master); fails when none answers.
+    static func masters(_ sentinel: RedisSentinelConfiguration, connectTimeout: Duration, commandTimeout: Duration) -> Result<[RedisAddress], RedisError> {
         var problems: [String] = []
-        for address in sentinel.sentinels {
+        var named: [(address: RedisAddress, votes: Int)] = []
+        asking: for address in sentinel.sentinels {
             switch ask(address, sentinel, connectTimeout: connectTimeout, commandTimeout: commandTimeout) {
-            case .success(let master): return .success(master)
-            case .failure(.authentication(let reason)): return .failure(.authentication(reason))
-            case .failure(let error): problems.append("\(address): \(error)")
+            case .success(let master):
+                if let index = named.firstIndex(where: { $0.address == master }) { named[index].votes += 1 } else { named.append((master, 1)) }
+                // Most of the Sentinels agree: no need to ask the rest (a dead one would cost `connect_timeout`).
+                if named.contains(where: { $0.votes > sentinel.sentinels.count / 2 }) { break asking }
+            case .failure(.authentication(let reason)):
+                return .failure(.authentication(reason))
+            case .failure(let error):
+                problems.append("\(address): \(error)")
             }
         }
-        return .failure(.unavailable("no Sentinel knows the master `\(sentinel.masterName)`: \(problems.joined(separator: "; "))"))
+        guard !named.isEmpty else {
+            return .failure(.unavailable("no Sentinel knows the master `\(sentinel.masterName)`: \(problems.joined(separator: "; "))"))
+        }
+        // A stable sort: equal votes keep the Sentinels' order.
+        return .success(named.enumerated().sorted { ($0.element.votes, -$0.offset) > ($1.element.votes, -$1.offset) }.map(\.element.address))
     }
 
     private static func ask(_ address: RedisAddress, _ sentinel: RedisSentinelConfiguration, connectTimeout: Duration, commandTimeout: Duration) -> Result<RedisAddress, RedisError> {

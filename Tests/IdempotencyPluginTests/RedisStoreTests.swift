@@ -236,6 +236,45 @@ import TestSupport
         }
     }
 
+    /// A Sentinel that names a replica as the master (stale: cut off, or restarted with an old
+    /// view) comes first in the list: the client goes where most Sentinels point instead of
+    /// retrying the replica for ever.
+    @Test func aStaleSentinelDoesNotKeepTheClientOnAReplica() async throws {
+        let real = TestServices.sentinels.split(separator: ",").compactMap { item -> RedisAddress? in
+            let parts = item.split(separator: ":")
+            return parts.count == 2 ? Int(parts[1]).map { RedisAddress(host: String(parts[0]), port: $0) } : nil
+        }
+        let answer = try TestServices.run("redis-cli", ["-p", String(real[0].port), "-a", TestServices.sentinelPassword, "--no-auth-warning",
+                                                        "sentinel", "replicas", TestServices.sentinelMaster]).output
+        let replica = try #require(answer.split(separator: "\n").firstIndex(of: "port").map { answer.split(separator: "\n")[$0 + 1] }.flatMap { Int($0) },
+                                   "a replica the Sentinels know: \(answer)")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("stale-sentinel-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let port = freePort()
+        try """
+            port \(port)
+            bind 127.0.0.1
+            daemonize yes
+            dir \(folder.path)
+            pidfile \(folder.path)/sentinel.pid
+            logfile \(folder.path)/sentinel.log
+            requirepass \(TestServices.sentinelPassword)
+            sentinel monitor \(TestServices.sentinelMaster) 127.0.0.1 \(replica) 1
+            """.write(to: folder.appendingPathComponent("sentinel.conf"), atomically: true, encoding: .utf8)
+        let started = try TestServices.run("redis-sentinel", [folder.appendingPathComponent("sentinel.conf").path])
+        #expect(started.status == 0, "\(started.output)")
+        defer { _ = try? TestServices.run("redis-cli", ["-p", String(port), "-a", TestServices.sentinelPassword, "--no-auth-warning", "shutdown"]) }
+        try await poll("the stale Sentinel up") {
+            (try TestServices.run("redis-cli", ["-p", String(port), "-a", TestServices.sentinelPassword, "--no-auth-warning",
+                                                "sentinel", "get-master-addr-by-name", TestServices.sentinelMaster]).output).contains("\(replica)")
+        }
+        let client = RedisClient(configuration: RedisConfiguration(host: "192.0.2.1", port: 1, sentinel: RedisSentinelConfiguration(
+            sentinels: [RedisAddress(host: "127.0.0.1", port: port)] + real, masterName: TestServices.sentinelMaster, password: TestServices.sentinelPassword)))
+        let key = uniqueName("stale")
+        _ = try await client.send(["SET", key, "on-the-master", "EX", "60"])
+        #expect(try await client.send(["GET", key]).string == "on-the-master")
+    }
+
     @Test func outageFailOpenAndRecoveryInTheSameProcess() async throws {
         let redis = try ScratchRedis()
         try await redis.start()

@@ -255,10 +255,27 @@ import TestSupport
         await harness.cleanUp(running.source)
     }
 
+    /// A source queue that exists with other arguments (here classic, the pipeline says quorum)
+    /// stops the start with the broker's 406: only retry queues are taken as they are.
+    @Test func aSourceQueueWithOtherArgumentsStopsTheStart() async throws {
+        let harness = try SourceHarness()
+        try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: harness.queue))
+        let source = try harness.source("queue_type: quorum\n")
+        await #expect(throws: AMQPError.broker(code: 406, text: "")) {
+            do {
+                try await source.start()
+            } catch AMQPError.broker(let code, _) {
+                throw AMQPError.broker(code: code, text: "")
+            }
+        }
+        await source.stop()
+        await harness.cleanUp(source)
+    }
+
     /// v1 declared the retry queues classic even under `quorum`; now they are quorum queues. An
-    /// existing queue with the old arguments (406 on declare) is used as it is, with a warning,
-    /// instead of stopping the worker, and a retry through it still comes back.
-    @Test func aQueueDeclaredEarlierWithOtherArgumentsIsUsedAsItIs() async throws {
+    /// existing retry queue with the old arguments (406 on declare) is used as it is, with a
+    /// warning, instead of stopping the worker, and a retry through it still comes back.
+    @Test func aRetryQueueDeclaredEarlierWithOtherArgumentsIsUsedAsItIs() async throws {
         let harness = try SourceHarness()
         let retryQueue = "\(harness.queue).retry.1"
         try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: retryQueue, arguments: [
@@ -300,10 +317,12 @@ import TestSupport
         for declaration in topology.declarations {
             #expect(declaration.arguments["x-queue-type"] == .string("quorum"), "\(declaration.name) is a quorum queue")
         }
-        for declaration in topology.declarations.dropLast() {
+        for declaration in topology.declarations.dropFirst().dropLast() {
             #expect(declaration.arguments["x-dead-letter-strategy"] == .string("at-least-once"), "\(declaration.name) dead-letters at least once")
             #expect(declaration.arguments["x-overflow"] == .string("reject-publish"))
         }
+        #expect(topology.declarations[0].arguments.entries.map(\.key).sorted() == ["x-dead-letter-exchange", "x-dead-letter-routing-key", "x-delivery-limit", "x-queue-type"],
+                "the source queue keeps v1's arguments: an upgrade redeclares it unchanged")
         let classic = QueueTopology(queue: "q", type: .classic, deliveryLimit: 7, retryDelays: [.seconds(1)], jitter: 0)
         #expect(classic.declarations.allSatisfy { $0.arguments["x-queue-type"] == nil })
         #expect(classic.declarations[0].arguments.entries.isEmpty, "a classic source queue has no arguments")

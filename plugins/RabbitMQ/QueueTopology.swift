@@ -34,14 +34,17 @@ public struct QueueTopology: Sendable, Equatable {
     public func retryQueue(_ index: Int) -> String { "\(queue).retry.\(index + 1)" }
 
     /// Every queue to declare, the source queue first. Under `quorum` all of them are quorum
-    /// queues (a message waiting for its retry survives the loss of a node), and the ones that
-    /// dead-letter do so `at-least-once`: the broker keeps a message until the queue it moves
-    /// to has confirmed it (which needs `reject-publish` overflow; no length limit is set).
+    /// queues (a message waiting for its retry survives the loss of a node), and the retry queues
+    /// dead-letter back `at-least-once`: the broker keeps a message until the source queue has
+    /// confirmed it (which needs `reject-publish` overflow; no length limit is set). The source
+    /// and dead queues keep the arguments v1 declared, so an upgrade redeclares them unchanged.
     public var declarations: [AMQPQueueDeclaration] {
         var source = AMQPTable()
         if type == .quorum {
-            source = quorum(deadLetteringTo: deadQueue)
+            source["x-queue-type"] = .string("quorum")
             source["x-delivery-limit"] = .int(Int64(deliveryLimit))
+            source["x-dead-letter-exchange"] = .string("")
+            source["x-dead-letter-routing-key"] = .string(deadQueue)
         }
         var result = [AMQPQueueDeclaration(name: queue, arguments: source)]
         for (index, delay) in retryDelays.enumerated() {
@@ -68,16 +71,17 @@ public struct QueueTopology: Sendable, Equatable {
         ]
     }
 
-    /// Declares each queue; one that exists with other arguments (declared by an earlier version,
-    /// or by hand) is used as it is, with a warning, rather than stopping the worker: changing a
+    /// Declares each queue. A retry queue that exists with other arguments (v1 declared them
+    /// classic) is used as it is, with a warning, rather than stopping the worker: changing a
     /// queue's arguments means deleting it, which only an operator can decide when it is empty.
+    /// The source and dead queues must match (a 406 there stops the start).
     public func declare(on publisher: AMQPPublisher, logger: Logger) async throws(AMQPError) {
         for declaration in declarations {
             do {
                 try await publisher.declare(declaration)
-            } catch .broker(code: 406, let text) {
+            } catch .broker(code: 406, let text) where declaration.name.hasPrefix("\(queue).retry.") {
                 _ = try await publisher.messageCount(declaration.name)
-                logger.warning("queue exists with other arguments than this pipeline declares; using it as it is (delete it when empty to have it declared anew)",
+                logger.warning("retry queue exists with other arguments than this pipeline declares (an earlier version's?); using it as it is — messages waiting there do not get its new guarantees (quorum: on every node) until it is deleted when empty and declared anew",
                                metadata: ["queue": .string(declaration.name), "broker": .string(text)])
             }
         }

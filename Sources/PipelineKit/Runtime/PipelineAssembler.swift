@@ -31,20 +31,21 @@ public struct PipelineAssembler: Sendable {
     /// again before the error is thrown (the reused ones stay with `previous`).
     public func assemble(_ definition: PipelineDefinition, reuse previous: AssembledPipeline? = nil) async throws -> AssembledPipeline {
         var resources: [String: any Resource] = [:]
-        var rebuilt: Set<String> = []
+        var rebuilt: [String] = []
         do {
             return try await assemble(definition, reuse: previous, into: &resources, rebuilt: &rebuilt)
         } catch {
-            for name in rebuilt { await resources[name]?.shutdown() }
+            // Dependents first: in the reverse of the order they were made.
+            for name in rebuilt.reversed() { await resources[name]?.shutdown() }
             throw error
         }
     }
 
     private func assemble(_ definition: PipelineDefinition, reuse previous: AssembledPipeline?, into resources: inout [String: any Resource],
-                          rebuilt: inout Set<String>) async throws -> AssembledPipeline {
+                          rebuilt: inout [String]) async throws -> AssembledPipeline {
         for resource in dependencyOrder(definition) {
             let dependencies = self.dependencies(of: resource, in: definition)
-            if let previous, previous.definition.resource(named: resource.name) == resource, rebuilt.isDisjoint(with: dependencies),
+            if let previous, previous.definition.resource(named: resource.name) == resource, dependencies.isDisjoint(with: rebuilt),
                let existing = previous.resources.byName[resource.name] {
                 resources[resource.name] = existing
                 continue
@@ -53,7 +54,7 @@ public struct PipelineAssembler: Sendable {
             var resourceLogger = logger
             resourceLogger[metadataKey: "resource"] = .string(resource.name)
             resources[resource.name] = try await plugin.make(ResourceBuildContext(name: resource.name, settings: resource.settings, resources: Resources(resources), logger: resourceLogger))
-            rebuilt.insert(resource.name)
+            rebuilt.append(resource.name)
         }
         let built = Resources(resources)
         var steps: [BoundStep] = []
