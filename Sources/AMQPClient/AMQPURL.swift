@@ -69,8 +69,9 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The login or the TLS check failed: another node or another try will not do better, so a
-    /// worker starting up stops with this error instead of retrying.
+    /// The login or the TLS check failed, so a worker starting up stops with this error instead
+    /// of retrying. (The publisher reports `.tls` only once it is definite: before its first
+    /// connection, after several attempts through every URL; later it is a connection problem.)
     public var isRefusedIdentity: Bool {
         switch self {
         case .authentication, .tls: true

@@ -153,6 +153,7 @@ actor DegradedWindow {
     var seconds: Double? {
         guard let first, let last else { return nil }
         let span = last - first
+        // One sampling interval more: the skips began up to 100 ms before the first rise was seen.
         return Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18 + 0.1
     }
 
