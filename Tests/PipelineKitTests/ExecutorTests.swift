@@ -99,6 +99,31 @@ import Testing
         #expect(undo.all.isEmpty, "the key must not be released after the message was sent")
     }
 
+    @Test(arguments: [StepOutcome.requeue(after: nil, reason: "in flight"), .wait(Wait(key: "k", until: Date().addingTimeInterval(5), reason: .throughput)), .finish("nothing to do")])
+    func aStepAfterTheSendCannotSendItAgain(outcome: StepOutcome) async {
+        let undo = Fixtures.UndoLog()
+        let decision = await run(executor([
+            ("claim", .deadLetter, .failClosed, false, { _ in .next }),
+            ("send", .retry, .failClosed, true, { _ in .next }),
+            ("late", .deadLetter, .failClosed, false, { _ in outcome }),
+        ], undo: undo))
+        #expect(decision == .ack(.completed))
+        #expect(undo.all.isEmpty, "the key must not be released after the message was sent")
+    }
+
+    @Test func advanceStopsAfterTheSendOnlyWhenStepsRemain() async {
+        typealias Spec = (String, ErrorPolicy, DegradationPolicy, Bool, @Sendable (Message) throws -> StepOutcome)
+        let steps: [Spec] = [("claim", .deadLetter, .failClosed, false, { _ in .next }), ("send", .retry, .failClosed, true, { _ in .next })]
+        let mark: Spec = ("mark", .deadLetter, .failClosed, false, { _ in .next })
+        var run = PipelineRun(Message(body: Array(#"{"internalId":"s"}"#.utf8)))
+        let withBookkeeping = executor(steps + [mark])
+        #expect(await withBookkeeping.advance(&run) == .sent)
+        #expect(run.sent)
+        #expect(await withBookkeeping.advance(&run) == .decided(.ack(.completed)))
+        var last = PipelineRun(Message(body: Array(#"{"internalId":"t"}"#.utf8)))
+        #expect(await executor(steps).advance(&last) == .decided(.ack(.completed)), "nothing after the send: decided at once")
+    }
+
     /// A step that waits until its task is cancelled.
     struct WaitForever: Step {
         let started: Fixtures.UndoLog

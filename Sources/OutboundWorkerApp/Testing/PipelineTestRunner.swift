@@ -167,6 +167,8 @@ struct PipelineTestRunner {
     private func runVirtually(_ bodies: [[UInt8]], attempt: Int, executor: PipelineExecutor, clock: ManualWallClock) async -> [MessageResult] {
         var runs = bodies.map { PipelineRun(Message(body: $0, attempt: attempt)) }
         var results = [MessageResult?](repeating: nil, count: runs.count)
+        // What the worker reports for a sent message: the message as it stood right after the send.
+        var reported = [Message?](repeating: nil, count: runs.count)
         var waiting: [(index: Int, until: Date)] = []
         var ready = Array(runs.indices)
         var rounds = 0
@@ -181,7 +183,10 @@ struct PipelineTestRunner {
             let index = ready.removeFirst()
             switch await executor.advance(&runs[index]) {
             case .decided(let decision):
-                results[index] = MessageResult(decision: decision, waits: runs[index].waits, outcome: Outcome(decision: decision, message: runs[index].message, sent: runs[index].sent))
+                results[index] = MessageResult(decision: decision, waits: runs[index].waits, outcome: Outcome(decision: decision, message: reported[index] ?? runs[index].message, sent: runs[index].sent))
+            case .sent:
+                reported[index] = runs[index].message
+                ready.insert(index, at: 0)
             case .waiting(let wait):
                 waiting.append((index, wait.until))
             }

@@ -32,10 +32,14 @@ public struct PipelineRun: Sendable {
     }
 }
 
-/// Where a run stands after `advance`: decided, or waiting for its turn.
+/// Where a run stands after `advance`: decided, waiting for its turn, or sent with steps left.
 public enum RunOutcome: Sendable, Equatable {
     case decided(Decision)
     case waiting(Wait)
+    /// The irreversible step (the send) succeeded and steps remain. The outcome is decided —
+    /// `.ack(.completed)`, whatever the steps after the send do — so the caller can report it now,
+    /// while it calls `advance` again to run the rest.
+    case sent
 }
 
 /// Runs a message through the steps in order and turns step outcomes and the policies
@@ -80,19 +84,26 @@ public struct PipelineExecutor: Sendable {
     public func process(_ message: inout Message) async -> Decision {
         var run = PipelineRun(message)
         defer { message = run.message }
-        switch await advance(&run) {
-        case .decided(let decision):
-            return decision
-        case .waiting(let wait):
-            await abandon(&run)
-            let step = run.waitingAt.map { steps[$0].name } ?? "pipeline"
-            return .requeue(after: .milliseconds(max(1, Int64(wait.until.timeIntervalSince(clock.now()) * 1000))), step: step, reason: "waiting: \(wait.reason)", pause: nil)
+        while true {
+            switch await advance(&run) {
+            case .decided(let decision):
+                return decision
+            case .sent:
+                continue
+            case .waiting(let wait):
+                await abandon(&run)
+                let step = run.waitingAt.map { steps[$0].name } ?? "pipeline"
+                return .requeue(after: .milliseconds(max(1, Int64(wait.until.timeIntervalSince(clock.now()) * 1000))), step: step, reason: "waiting: \(wait.reason)", pause: nil)
+            }
         }
     }
 
-    /// Runs the steps from where `run` stands until a decision or a wait. An irreversible step
-    /// runs to its end (its own timeout) even if the task is cancelled meanwhile: a send in
-    /// progress when the worker's drain ends is never cut off.
+    /// Runs the steps from where `run` stands until a decision, a wait, or the send with steps
+    /// left (`.sent`). An irreversible step runs to its end (its own timeout) even if the task is
+    /// cancelled meanwhile: a send in progress when the worker's drain ends is never cut off.
+    /// After the send, the outcome is `completed` whatever the later steps do: their failure is
+    /// logged, a `finish` ends the run, and a `requeue` or `wait` — which would send it again —
+    /// is refused with an error in the log.
     public func advance(_ run: inout PipelineRun) async -> RunOutcome {
         let internalID = run.message.internalID
         while run.next < steps.count {
@@ -113,13 +124,17 @@ public struct PipelineExecutor: Sendable {
                 stepTimers[index].recordInterval(since: started)
                 switch outcome {
                 case .next:
+                    let sends = bound.irreversible && !run.sent
                     run.passed(index, irreversible: bound.irreversible)
+                    if sends, run.next < steps.count { return .sent }
                 case .finish(let reason):
-                    return decided(.ack(.finished(step: bound.name, reason: reason)), internalID)
+                    return decided(.ack(run.sent ? .completed : .finished(step: bound.name, reason: reason)), internalID)
                 case .requeue(let after, let reason):
+                    if run.sent { return refusedAfterSend("requeue", step: bound.name, internalID) }
                     await undo(&run, before: index)
                     return decided(.requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pause: nil), internalID)
                 case .wait(let wait):
+                    if run.sent { return refusedAfterSend("wait", step: bound.name, internalID) }
                     run.waiting(at: index, wait)
                     return .waiting(wait)
                 }
@@ -225,6 +240,14 @@ public struct PipelineExecutor: Sendable {
             }
         }
         run.waitingAt = nil
+    }
+
+    /// A step after the send asked for what would send the message again: completed instead.
+    private func refusedAfterSend(_ request: String, step: String, _ internalID: String?) -> RunOutcome {
+        MessageLogContext.during(internalID, step: step) {
+            logger.error("step asked to \(request) after the message was sent; acknowledged so it is not sent twice")
+        }
+        return decided(.ack(.completed), internalID)
     }
 
     private func decided(_ decision: Decision, _ internalID: String?) -> RunOutcome {

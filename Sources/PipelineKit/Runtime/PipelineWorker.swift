@@ -132,7 +132,22 @@ public final class PipelineWorker: Service, Sendable {
         while true {
             switch await executor.advance(&run) {
             case .decided(let decision):
-                await carryOut(decision, of: delivery, run: run, executor: executor)
+                let reported = await report(decision, run: run, executor: executor)
+                await settle(delivery, as: decision, run: run, reported: reported)
+                inFlight.decrement()
+                permits.release()
+                return
+            case .sent:
+                // The outcome is decided (completed): it is reported while the steps after the
+                // send (bookkeeping) run, and the delivery is settled when both are done. The
+                // report starts on this thread, up to its first await (the broker's confirm).
+                let outcome = run
+                let reported = await withTaskGroup(of: Bool.self) { group in
+                    group.addImmediateTask { await self.report(.ack(.completed), run: outcome, executor: executor) }
+                    _ = await executor.advance(&run)
+                    return await group.next() ?? false
+                }
+                await settle(delivery, as: .ack(.completed), run: run, reported: reported)
                 inFlight.decrement()
                 permits.release()
                 return
@@ -168,21 +183,29 @@ public final class PipelineWorker: Service, Sendable {
         return await permits.acquire()
     }
 
-    /// Reports the outcome, then settles the delivery as the decision says.
-    private func carryOut(_ decision: Decision, of delivery: Delivery, run: PipelineRun, executor: PipelineExecutor) async {
-        if let sink {
-            do {
-                try await sink.record(Outcome(decision: decision, run: run))
-            } catch {
-                logger.error("outcome not recorded; the message goes back to the queue", metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
-                // Nothing was sent: what the steps recorded (a status marked published) is undone, so the next delivery redoes it.
-                if case .ack = decision, !run.sent {
-                    var abandoned = run
-                    await executor.abandon(&abandoned)
-                }
-                _ = await source.settle(delivery, .release)
-                return
+    /// Reports the outcome to the sink; false when it was not recorded (what the steps recorded
+    /// is then undone if nothing was sent, and the delivery must go back to the source).
+    private func report(_ decision: Decision, run: PipelineRun, executor: PipelineExecutor) async -> Bool {
+        guard let sink else { return true }
+        do {
+            try await sink.record(Outcome(decision: decision, run: run))
+            return true
+        } catch {
+            logger.error("outcome not recorded; the message goes back to the queue", metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
+            // Nothing was sent: what the steps recorded (a status marked published) is undone, so the next delivery redoes it.
+            if case .ack = decision, !run.sent {
+                var abandoned = run
+                await executor.abandon(&abandoned)
             }
+            return false
+        }
+    }
+
+    /// Settles the delivery as the decision says once its outcome is reported, else releases it.
+    private func settle(_ delivery: Delivery, as decision: Decision, run: PipelineRun, reported: Bool) async {
+        guard reported else {
+            _ = await source.settle(delivery, .release)
+            return
         }
         let settlement: Settlement
         switch decision {

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import PipelineKit
+import Synchronization
+import Testing
+
+/// The worker loop on an in-memory source: how it reports and settles what the executor decided.
+@Suite struct WorkerTests {
+    /// Hands out the deliveries it is given and records each settlement.
+    final class ScriptedSource: Source {
+        let events: AsyncStream<SourceEvent>
+        private let continuation: AsyncStream<SourceEvent>.Continuation
+        private let settled = Mutex<[Settlement]>([])
+
+        init() {
+            (events, continuation) = AsyncStream.makeStream()
+        }
+
+        var capacity: Int { 8 }
+        var settlements: [Settlement] { settled.withLock { $0 } }
+
+        func deliver(_ body: String) {
+            continuation.yield(.delivery(Delivery(body: Array(body.utf8), receipt: 0)))
+        }
+
+        func start() async throws {}
+        func settle(_ delivery: Delivery, _ settlement: Settlement) async -> Bool {
+            settled.withLock { $0.append(settlement) }
+            return true
+        }
+        func pause() {}
+        func resume() {}
+        func stopIntake() {
+            continuation.yield(.intakeStopped)
+        }
+        func stop() async {
+            continuation.finish()
+        }
+        func status() -> SourceStatus { SourceStatus(connected: true, consuming: true) }
+    }
+
+    /// Records what it is told; fails every report when `failing`.
+    final class RecordingSink: OutcomeSink {
+        private let outcomes = Mutex<[Outcome]>([])
+        let failing: Bool
+
+        init(failing: Bool = false) {
+            self.failing = failing
+        }
+
+        var recorded: [Outcome] { outcomes.withLock { $0 } }
+
+        func record(_ outcome: Outcome) async throws {
+            outcomes.withLock { $0.append(outcome) }
+            if failing { throw CancellationError() }
+        }
+    }
+
+    /// A step after the send that notes whether the outcome had been reported when it ran.
+    final class Bookkeeping: Step {
+        let sink: RecordingSink
+        let sawReport = Mutex<[Bool]>([])
+
+        init(sink: RecordingSink) {
+            self.sink = sink
+        }
+
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            // The report runs beside this step: give it up to 2 s to show up.
+            let deadline = ContinuousClock.now + .seconds(2)
+            while sink.recorded.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            let reported = !sink.recorded.isEmpty
+            sawReport.withLock { $0.append(reported) }
+            return .next
+        }
+    }
+
+    private func run(sink: RecordingSink, bookkeeping: Bookkeeping, undo: Fixtures.UndoLog) async throws -> ScriptedSource {
+        let logger = Logger(label: "test")
+        let source = ScriptedSource()
+        let steps = [
+            ExecutorTests.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
+            ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in .next }, undone: undo), irreversible: true),
+            ExecutorTests.bound("mark", bookkeeping),
+        ]
+        let configuration = WorkerConfiguration(concurrency: 2)
+        let flow = FlowControl(logger: logger)
+        let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
+        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, sink: sink, logger: logger)
+        let task = Task { try await worker.run() }
+        source.deliver(#"{"internalId":"a"}"#)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while source.settlements.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        worker.beginShutdown()
+        try await task.value
+        return source
+    }
+
+    @Test func theOutcomeOfASentMessageIsReportedWhileTheStepsAfterTheSendRun() async throws {
+        let sink = RecordingSink()
+        let bookkeeping = Bookkeeping(sink: sink)
+        let undo = Fixtures.UndoLog()
+        let source = try await run(sink: sink, bookkeeping: bookkeeping, undo: undo)
+        #expect(bookkeeping.sawReport.withLock { $0 } == [true], "the outcome is reported beside the steps after the send, not after them")
+        #expect(sink.recorded.map(\.decision) == [.ack(.completed)])
+        #expect(sink.recorded.first?.sent == true)
+        #expect(source.settlements == [.ack], "acknowledged once both are done")
+        #expect(undo.all.isEmpty)
+    }
+
+    @Test func aSentMessageWhoseOutcomeIsNotRecordedGoesBackWithItsClaimKept() async throws {
+        let sink = RecordingSink(failing: true)
+        let bookkeeping = Bookkeeping(sink: sink)
+        let undo = Fixtures.UndoLog()
+        let source = try await run(sink: sink, bookkeeping: bookkeeping, undo: undo)
+        #expect(bookkeeping.sawReport.withLock { $0.count } == 1, "the steps after the send still run")
+        #expect(source.settlements == [.release], "not acknowledged without its event")
+        #expect(undo.all.isEmpty, "sent: the claim stays, so the next delivery reports a duplicate instead of sending again")
+    }
+}
