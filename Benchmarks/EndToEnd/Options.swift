@@ -30,6 +30,8 @@ struct Options {
     /// The test certificates (`scripts/services` makes them in `.run/test/tls`), for the TLS transports.
     var tlsDirectory = ".run/test/tls"
     var concurrencies = [1, 8, 32, 128]
+    /// The transports of the transports mode: `plain`, `tls`, `h2` (all three unless given).
+    var transports = ["plain", "tls", "h2"]
     var worker = ".build/release/outbound-worker"
     var baseline = ".build/release/bench-baseline"
     var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
@@ -57,6 +59,7 @@ struct Options {
             case "--soak-minutes": soakMinutes = Double(value) ?? soakMinutes
             case "--tls-dir": tlsDirectory = value
             case "--concurrencies": concurrencies = value.split(separator: ",").compactMap { Int($0) }
+            case "--transports-only": transports = value.split(separator: ",").map(String.init)
             case "--worker": worker = value
             case "--baseline": baseline = value
             case "--rabbitmq-url": rabbitURL = value

@@ -12,11 +12,12 @@ struct TransportMatrix {
 
     func run() async throws {
         let tls = options.tlsDirectory
-        let transports: [StandInTransport] = [
-            .plain,
-            .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: false),
-            .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: true),
+        let all: [(String, StandInTransport)] = [
+            ("plain", .plain),
+            ("tls", .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: false)),
+            ("h2", .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: true)),
         ]
+        let transports = all.filter { options.transports.contains($0.0) }.map(\.1)
         let count = options.seriesMessages
         print("\(count) messages a run, then \(options.latencySeconds) s at half that rate; \(options.rounds) rounds a point, worker and bare loop in turns\n")
         print("| transport | concurrency | worker msg/s | bare msg/s | worker / bare | p50 / p99 worker (ms) | p50 / p99 bare (ms) | CPU s / 1,000 worker | CPU s / 1,000 bare | peak RSS worker / bare (MiB) |")

@@ -1,7 +1,9 @@
 import Foundation
 import Logging
 
-/// What a step tells the runtime after handling a message.
+/// What a step tells the runtime after handling a message. After an irreversible step (the
+/// send) has succeeded, the outcome is `completed` whatever later steps answer: `finish`
+/// ends the run, and `requeue` or `wait`, which would send the message again, are refused.
 public enum StepOutcome: Sendable, Equatable {
     /// Go on with the next step.
     case next
