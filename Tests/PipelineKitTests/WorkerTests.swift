@@ -39,19 +39,24 @@ import Testing
         func status() -> SourceStatus { SourceStatus(connected: true, consuming: true) }
     }
 
-    /// Records what it is told; fails every report when `failing`.
+    /// Records what it is told; fails every report when `failing`; while `held`, a report
+    /// does not return (a broker slow to confirm).
     final class RecordingSink: OutcomeSink {
         private let outcomes = Mutex<[Outcome]>([])
+        private let holding: Mutex<Bool>
         let failing: Bool
 
-        init(failing: Bool = false) {
+        init(failing: Bool = false, held: Bool = false) {
             self.failing = failing
+            holding = Mutex(held)
         }
 
         var recorded: [Outcome] { outcomes.withLock { $0 } }
+        func release() { holding.withLock { $0 = false } }
 
         func record(_ outcome: Outcome) async throws {
             outcomes.withLock { $0.append(outcome) }
+            while holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(2)) }
             if failing { throw CancellationError() }
         }
     }
@@ -75,7 +80,8 @@ import Testing
         }
     }
 
-    private func run(sink: RecordingSink, bookkeeping: Bookkeeping, undo: Fixtures.UndoLog) async throws -> ScriptedSource {
+    /// A worker with the steps claim, send (irreversible), `bookkeeping`, running on a scripted source.
+    private func start(sink: RecordingSink, bookkeeping: Bookkeeping, undo: Fixtures.UndoLog) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
         let logger = Logger(label: "test")
         let source = ScriptedSource()
         let steps = [
@@ -87,10 +93,19 @@ import Testing
         let flow = FlowControl(logger: logger)
         let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
         let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, sink: sink, logger: logger)
-        let task = Task { try await worker.run() }
-        source.deliver(#"{"internalId":"a"}"#)
+        return (source, worker, Task { try await worker.run() })
+    }
+
+    private static func poll(_ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
-        while source.settlements.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        while !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
+    }
+
+    /// Delivers one message and returns the source once it is settled and the worker stopped.
+    private func run(sink: RecordingSink, bookkeeping: Bookkeeping, undo: Fixtures.UndoLog) async throws -> ScriptedSource {
+        let (source, worker, task) = start(sink: sink, bookkeeping: bookkeeping, undo: undo)
+        source.deliver(#"{"internalId":"a"}"#)
+        try await Self.poll { !source.settlements.isEmpty }
         worker.beginShutdown()
         try await task.value
         return source
@@ -116,5 +131,22 @@ import Testing
         #expect(bookkeeping.sawReport.withLock { $0.count } == 1, "the steps after the send still run")
         #expect(source.settlements == [.release], "not acknowledged without its event")
         #expect(undo.all.isEmpty, "sent: the claim stays, so the next delivery reports a duplicate instead of sending again")
+    }
+
+    @Test func theDeliveryIsAcknowledgedOnlyOnceItsEventIsConfirmed() async throws {
+        let sink = RecordingSink(held: true)
+        let bookkeeping = Bookkeeping(sink: sink)
+        let (source, worker, task) = start(sink: sink, bookkeeping: bookkeeping, undo: Fixtures.UndoLog())
+        source.deliver(#"{"internalId":"b"}"#)
+        try await Self.poll { bookkeeping.sawReport.withLock { !$0.isEmpty } }
+        // The steps after the send are done and the report started, but it is not confirmed:
+        // an ack now would lose the event. Give a wrong ack time to happen.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(source.settlements.isEmpty, "settled before the event was confirmed")
+        sink.release()
+        try await Self.poll { !source.settlements.isEmpty }
+        #expect(source.settlements == [.ack])
+        worker.beginShutdown()
+        try await task.value
     }
 }

@@ -1,5 +1,6 @@
-/// What became of one message: the decision and the message as the steps left it
-/// (its values carry what they found: the request sent, the receipt).
+/// What became of one message: the decision and the message as the steps left it (its values
+/// carry what they found: the request sent, the receipt) — for a sent message, as it stood
+/// right after the send: its outcome is reported while the steps after the send still run.
 public struct Outcome: Sendable {
     public var decision: Decision
     public var message: Message

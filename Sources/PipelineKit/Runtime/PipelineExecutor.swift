@@ -134,7 +134,11 @@ public struct PipelineExecutor: Sendable {
                     await undo(&run, before: index)
                     return decided(.requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pause: nil), internalID)
                 case .wait(let wait):
-                    if run.sent { return refusedAfterSend("wait", step: bound.name, internalID) }
+                    if run.sent {
+                        // What the step reserved for its wait (a slot) is its own to give back; the claim stays.
+                        await MessageLogContext.during(internalID, step: bound.name) { await bound.step.undo(run.message, context) }
+                        return refusedAfterSend("wait", step: bound.name, internalID)
+                    }
                     run.waiting(at: index, wait)
                     return .waiting(wait)
                 }

@@ -144,7 +144,8 @@ public final class PipelineWorker: Service, Sendable {
                 let outcome = run
                 let reported = await withTaskGroup(of: Bool.self) { group in
                     group.addImmediateTask { await self.report(.ack(.completed), run: outcome, executor: executor) }
-                    _ = await executor.advance(&run)
+                    let rest = await executor.advance(&run)
+                    assert(rest == .decided(.ack(.completed)), "after the send the executor decides completed, got \(rest)")
                     return await group.next() ?? false
                 }
                 await settle(delivery, as: .ack(.completed), run: run, reported: reported)
