@@ -130,28 +130,15 @@ public final class PipelineWorker: Service, Sendable {
         }
         var run = PipelineRun(message)
         while true {
+            let decision: Decision
+            let reported: Bool
             switch await executor.advance(&run) {
-            case .decided(let decision):
-                let reported = await report(decision, run: run, executor: executor)
-                await settle(delivery, as: decision, run: run, reported: reported)
-                inFlight.decrement()
-                permits.release()
-                return
+            case .decided(let decided):
+                decision = decided
+                reported = await report(decided, run: run, executor: executor)
             case .sent:
-                // The outcome is decided (completed): it is reported while the steps after the
-                // send (bookkeeping) run, and the delivery is settled when both are done. The
-                // report starts on this thread, up to its first await (the broker's confirm).
-                let outcome = run
-                let reported = await withTaskGroup(of: Bool.self) { group in
-                    group.addImmediateTask { await self.report(.ack(.completed), run: outcome, executor: executor) }
-                    let rest = await executor.advance(&run)
-                    assert(rest == .decided(.ack(.completed)), "after the send the executor decides completed, got \(rest)")
-                    return await group.next() ?? false
-                }
-                await settle(delivery, as: .ack(.completed), run: run, reported: reported)
-                inFlight.decrement()
-                permits.release()
-                return
+                decision = .ack(.completed)
+                reported = await reportWhileFinishing(&run, executor: executor)
             case .waiting(let wait):
                 inFlight.decrement()
                 permits.release()
@@ -171,7 +158,25 @@ public final class PipelineWorker: Service, Sendable {
                     return
                 }
                 inFlight.increment()
+                continue
             }
+            await settle(delivery, as: decision, run: run, reported: reported)
+            inFlight.decrement()
+            permits.release()
+            return
+        }
+    }
+
+    /// After the send the outcome is decided (completed): it is reported while the steps after
+    /// the send (bookkeeping) run, and both are done when this returns. The report starts on
+    /// this thread, up to its first await (the broker's confirm). False: not reported.
+    private func reportWhileFinishing(_ run: inout PipelineRun, executor: PipelineExecutor) async -> Bool {
+        let sent = run
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addImmediateTask { await self.report(.ack(.completed), run: sent, executor: executor) }
+            let rest = await executor.advance(&run)
+            assert(rest == .decided(.ack(.completed)), "after the send the executor decides completed, got \(rest)")
+            return await group.next() ?? false
         }
     }
 
