@@ -44,8 +44,11 @@ import TestSupport
         let first = span("111"), second = span("222")
         print("two senders: first \(first.last - first.first), second \(second.last - second.first), the second started \(second.first - first.first) after the first; 130429: \(e2e.server.answered(130429))")
         #expect(second.first - first.first < .seconds(3), "the second sender starts while the first still has a backlog")
-        #expect(first.last - first.first < .milliseconds(11_250), "each at its own limit: 600 in 7.5 s, within 1.5 ×")
-        #expect(second.last - second.first < .milliseconds(11_250))
+        // Each at its own limit: 600 in 7.9 s at 95 % of 80/s. Sharing one limit would take 15.8 s
+        // each; runs here take 9–12 s (messages that do not fit in parking go round the delay
+        // queues, and some come back after their slot), so the bound is 1.75 × the ideal.
+        #expect(first.last - first.first < .milliseconds(13_800), "each at its own limit, not one shared: \(first.last - first.first)")
+        #expect(second.last - second.first < .milliseconds(13_800), "each at its own limit, not one shared: \(second.last - second.first)")
         #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         try await worker.stop()
