@@ -127,7 +127,15 @@ import TestSupport
         try await e2e.publish((0..<800).map(e2e.textMessage))
         try await poll("some sent") { e2e.server.requests.count >= 150 }
         try TestServices.services("restart", "rabbitmq")
-        try await poll("all 800 sent after the restart", timeout: .seconds(120)) { e2e.requestsByRecipient.count >= 800 }
+        do {
+            try await poll("all 800 sent after the restart", timeout: .seconds(120)) { e2e.requestsByRecipient.count >= 800 }
+        } catch {
+            // Seldom seen (twice in many runs) and not yet explained: say where the rest are.
+            let queued = (try? await e2e.inspector.depth(e2e.queue)) ?? -1
+            let dead = (try? await e2e.inspector.depth("\(e2e.queue).dead")) ?? -1
+            Issue.record("\(e2e.requestsByRecipient.count) of 800 sent; \(queued) ready in the queue, \(dead) dead; /ready \(await worker.get("/ready")?.status ?? 0); worker log: \(worker.log.suffix(3000))")
+            throw error
+        }
         try await poll("/ready again") { await worker.get("/ready")?.status == 200 }
         #expect(worker.log.contains("reconnecting"))
         try await worker.stop()
