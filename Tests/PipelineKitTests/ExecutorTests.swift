@@ -221,11 +221,12 @@ import Testing
     }
 
     @Test func aSenderSideFailurePausesItsScopeAndCarriesTheCode() async {
+        let clock = ManualWallClock()
         let executor = Self.pipeline([
             Self.bound("send", Fixtures.Recorder(outcome: { _ in
                 throw StepFailure(.senderSide, "code 10", code: 10, pauseScope: PauseScope(key: "sender:42", coversAll: false))
             }, undone: nil), onError: .retry, irreversible: true),
-        ])
+        ], clock: clock)
         var message = Message(body: Array(#"{"internalId":"p"}"#.utf8))
         let decision = await executor.process(&message)
         guard case .requeue(let after, _, _, let pause) = decision else {
@@ -234,10 +235,17 @@ import Testing
         }
         #expect(after == .seconds(5), "the first pause")
         #expect(pause == PauseScope(key: "sender:42", coversAll: false))
-        #expect(executor.flow.holds.held("sender:42", at: Date()) != nil, "the scope is held for later messages")
-        #expect(executor.flow.holds.held("sender:43", at: Date()) == nil)
-        var again = Message(body: Array(#"{"internalId":"p2"}"#.utf8))
-        guard case .requeue(let second, _, _, _) = await executor.process(&again) else { return }
+        #expect(executor.flow.holds.held("sender:42", at: clock.now()) != nil, "the scope is held for later messages")
+        #expect(executor.flow.holds.held("sender:43", at: clock.now()) == nil)
+        // A request that was under way when the pause began fails too: the same outage, the same pause.
+        clock.advance(by: .seconds(1))
+        var concurrent = Message(body: Array(#"{"internalId":"p2"}"#.utf8))
+        guard case .requeue(let sameOutage, _, _, _) = await executor.process(&concurrent) else { return }
+        #expect(sameOutage == .seconds(4), "what is left of the first pause, not a longer one")
+        // The probe after the pause fails: the pause doubles.
+        clock.advance(by: .seconds(4))
+        var probe = Message(body: Array(#"{"internalId":"p3"}"#.utf8))
+        guard case .requeue(let second, _, _, _) = await executor.process(&probe) else { return }
         #expect(second == .seconds(10), "pauses double while the failure lasts")
     }
 

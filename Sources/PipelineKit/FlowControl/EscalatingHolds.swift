@@ -21,8 +21,13 @@ public struct EscalationPolicy: Sendable, Hashable {
     }
 }
 
-/// Holds by key that grow each time they are renewed and reset when cleared: a sender–recipient
-/// pair after `131056` (1 s, 4 s, … 256 s), a paused sender (5 s, 10 s, … 5 min).
+/// Holds by key that grow with each outage and reset when cleared: a sender–recipient pair after
+/// `131056` (1 s, 4 s, … 256 s), a paused sender (5 s, 10 s, … 5 min).
+///
+/// A hold grows per outage, not per failure: failures while a key is held (requests that were
+/// under way when it began) leave it as it is. When it ends, one caller of `held` is let through
+/// to try (the probe) while the others go on waiting for its result, at most `probeWait`: the
+/// probe's success `clear`s the key, its failure holds it again, longer.
 ///
 /// ```swift
 /// let (until, _) = holds.hold("pair:123:+5511…", policy: pairPolicy, kind: .pairHold, reason: "131056")
@@ -46,6 +51,10 @@ public final class EscalatingHolds: Sendable {
         var kind: WaitReason
         var count: Int
         var forgetAt: Date
+        /// How long the others wait for a probe's result.
+        var probeWait: Duration
+        /// While a probe is out: until when the others wait for it.
+        var probeUntil: Date?
     }
 
     private let clock: any WallClock
@@ -57,29 +66,44 @@ public final class EscalatingHolds: Sendable {
         self.clock = clock
     }
 
-    /// Holds `key` (again): the next length of `policy`, counted from now. Returns when it ends and how long it is.
+    /// Holds `key` after a failure: the next length of `policy` from now if the key is not held
+    /// (its first failure, or its probe's), else the hold as it stands. Returns when it ends and
+    /// how long from now.
     @discardableResult
     public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String) -> (until: Date, length: Duration) {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
+            if let current = entries[key], current.until > now {
+                return (current.until, .milliseconds(Int64((current.until.timeIntervalSince(now) * 1000).rounded(.up))))
+            }
             let count = entries[key].map { $0.count + 1 } ?? 0
             let length = policy.length(count)
             let until = now.addingTimeInterval(length.secondsDouble)
             // Forgotten once it ended and its escalation no longer matters.
             let forgetAt = until.addingTimeInterval(policy.cap.secondsDouble * 2)
-            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, forgetAt: forgetAt)
+            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, forgetAt: forgetAt, probeWait: min(policy.first, .seconds(5)))
             any.store(true, ordering: .releasing)
             return (until, length)
         }
     }
 
-    /// The hold on `key` if it has not ended at `now`.
+    /// The hold on `key` if it has not ended at `now`. Once it has, and until the key is cleared
+    /// or held again, the first caller gets nil (it probes) and the others a hold until the probe
+    /// has had `probeWait` to answer.
     public func held(_ key: String, at now: Date) -> Hold? {
         guard any.load(ordering: .acquiring) else { return nil }
         return entries.withLock { entries in
-            guard let entry = entries[key], entry.until > now else { return nil }
-            return Hold(key: key, until: entry.until, reason: entry.reason, kind: entry.kind, count: entry.count + 1)
+            guard var entry = entries[key] else { return nil }
+            if entry.until > now {
+                return Hold(key: key, until: entry.until, reason: entry.reason, kind: entry.kind, count: entry.count + 1)
+            }
+            if let probeUntil = entry.probeUntil, probeUntil > now {
+                return Hold(key: key, until: probeUntil, reason: entry.reason, kind: entry.kind, count: entry.count + 1)
+            }
+            entry.probeUntil = now.addingTimeInterval(entry.probeWait.secondsDouble)
+            entries[key] = entry
+            return nil
         }
     }
 

@@ -1,0 +1,48 @@
+import Foundation
+import PipelineKit
+import Testing
+
+/// Holds grow per outage, not per failure, and one probe tries when a hold ends.
+@Suite struct EscalatingHoldsTests {
+    private let policy = EscalationPolicy(first: .seconds(5), factor: 2, cap: .seconds(300))
+
+    @Test func aBurstOfFailuresInOneOutageHoldsOnceNotOncePerFailure() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        var lengths: [Duration] = []
+        for _ in 0..<100 {
+            lengths.append(holds.hold("token:default", policy: policy, kind: .paused, reason: "190").length)
+        }
+        #expect(lengths.allSatisfy { $0 == .seconds(5) }, "100 concurrent failures are one outage: \(Set(lengths))")
+        #expect(holds.held("token:default", at: clock.now())?.count == 1)
+    }
+
+    @Test func whenAHoldEndsOneProbeGoesAndTheOthersWaitForItsResult() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        holds.hold("token:default", policy: policy, kind: .paused, reason: "190")
+        clock.advance(by: .seconds(5))
+        #expect(holds.held("token:default", at: clock.now()) == nil, "the first caller after the hold probes")
+        let waiting = holds.held("token:default", at: clock.now())
+        #expect(waiting != nil, "the others wait for the probe")
+        #expect(waiting?.until == clock.now().addingTimeInterval(5))
+        // The probe fails: the next pause is twice as long.
+        #expect(holds.hold("token:default", policy: policy, kind: .paused, reason: "190").length == .seconds(10))
+        clock.advance(by: .seconds(10))
+        #expect(holds.held("token:default", at: clock.now()) == nil, "the next probe")
+        // The probe succeeds: every message goes.
+        holds.clear("token:default")
+        #expect(holds.held("token:default", at: clock.now()) == nil)
+        #expect(holds.held("token:default", at: clock.now()) == nil)
+    }
+
+    @Test func aProbeThatNeverAnswersLetsAnotherTryAfterItsWait() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        holds.hold("sender:1", policy: policy, kind: .paused, reason: "10")
+        clock.advance(by: .seconds(5))
+        #expect(holds.held("sender:1", at: clock.now()) == nil)
+        clock.advance(by: .seconds(5))
+        #expect(holds.held("sender:1", at: clock.now()) == nil, "the first probe gave no answer in time: another probes")
+    }
+}
