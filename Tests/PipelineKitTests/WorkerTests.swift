@@ -39,15 +39,15 @@ import Testing
         func status() -> SourceStatus { SourceStatus(connected: true, consuming: true) }
     }
 
-    /// Records what it is told; fails every report when `failing`; while `held`, a report
-    /// does not return (a broker slow to confirm).
+    /// Records what it is told; refuses the first `refusals` reports (`Int.max`: every one);
+    /// while `held`, a report does not return (a broker slow to confirm).
     final class RecordingSink: OutcomeSink {
         private let outcomes = Mutex<[Outcome]>([])
         private let holding: Mutex<Bool>
-        let failing: Bool
+        private let refusalsLeft: Mutex<Int>
 
-        init(failing: Bool = false, held: Bool = false) {
-            self.failing = failing
+        init(refusals: Int = 0, held: Bool = false) {
+            refusalsLeft = Mutex(refusals)
             holding = Mutex(held)
         }
 
@@ -57,7 +57,11 @@ import Testing
         func record(_ outcome: Outcome) async throws {
             outcomes.withLock { $0.append(outcome) }
             while holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(2)) }
-            if failing { throw CancellationError() }
+            let refused = refusalsLeft.withLock { left in
+                defer { if left > 0 { left -= 1 } }
+                return left > 0
+            }
+            if refused { throw CancellationError() }
         }
     }
 
@@ -92,7 +96,8 @@ import Testing
         let configuration = WorkerConfiguration(concurrency: 2)
         let flow = FlowControl(logger: logger)
         let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
-        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, sink: sink, logger: logger)
+        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, sink: sink,
+                                    reportRetry: EscalationPolicy(first: .milliseconds(20), factor: 2, cap: .milliseconds(80)), logger: logger)
         return (source, worker, Task { try await worker.run() })
     }
 
@@ -123,14 +128,31 @@ import Testing
         #expect(undo.all.isEmpty)
     }
 
-    @Test func aSentMessageWhoseOutcomeIsNotRecordedGoesBackWithItsClaimKept() async throws {
-        let sink = RecordingSink(failing: true)
+    @Test func aRefusedOutcomeIsReportedAgainWhileTheWorkerKeepsTheDelivery() async throws {
+        let sink = RecordingSink(refusals: 3)
         let bookkeeping = Bookkeeping(sink: sink)
         let undo = Fixtures.UndoLog()
         let source = try await run(sink: sink, bookkeeping: bookkeeping, undo: undo)
-        #expect(bookkeeping.sawReport.withLock { $0.count } == 1, "the steps after the send still run")
+        #expect(sink.recorded.count == 4, "refused three times, then taken")
+        #expect(source.settlements == [.ack], "never back to the source while the sink refuses (each return would count toward a delivery limit)")
+        #expect(undo.all.isEmpty)
+    }
+
+    @Test func aMessageWhoseOutcomeIsStillRefusedAtShutdownGoesBackWithItsClaimKept() async throws {
+        let sink = RecordingSink(refusals: .max)
+        let bookkeeping = Bookkeeping(sink: sink)
+        let undo = Fixtures.UndoLog()
+        let (source, worker, task) = start(sink: sink, bookkeeping: bookkeeping, undo: undo)
+        source.deliver(#"{"internalId":"a"}"#)
+        try await Self.poll { sink.recorded.count >= 3 && worker.unreportedOutcomes?.count == 1 }
+        #expect(source.settlements.isEmpty, "held while its outcome is reported again")
+        #expect(worker.unreportedOutcomes?.count == 1)
+        worker.beginShutdown()
+        try await task.value
+        #expect(bookkeeping.sawReport.withLock { $0.count } == 1, "the steps after the send ran once")
         #expect(source.settlements == [.release], "not acknowledged without its event")
         #expect(undo.all.isEmpty, "sent: the claim stays, so the next delivery reports a duplicate instead of sending again")
+        #expect(worker.unreportedOutcomes == nil)
     }
 
     @Test func theDeliveryIsAcknowledgedOnlyOnceItsEventIsConfirmed() async throws {

@@ -48,7 +48,11 @@ struct HealthReport {
         if let pause { sourceCheck["paused"] = .string(pause) }
         checks[pipeline.definition.source.uses] = .object(sourceCheck)
         let paused = worker.flow.holds.active(.paused)
-        var degraded = pause != nil || !paused.isEmpty
+        let unreported = worker.unreportedOutcomes
+        var degraded = pause != nil || !paused.isEmpty || unreported != nil
+        if let unreported {
+            checks["events"] = .object(["status": .string("down"), "error": .string(unreported.reason), "messages_held": .number(JSONNumber(unreported.count))])
+        }
         for resource in pipeline.definition.resources {
             guard let instance = pipeline.resources.byName[resource.name] else { continue }
             switch await instance.health() {
@@ -70,7 +74,11 @@ struct HealthReport {
                 .object(["scope": .string(hold.key), "reason": .string(hold.reason), "until": .string(UTCTimestamp.format(hold.until)), "pauses_in_a_row": .number(JSONNumber(hold.count))])
             })
         }
-        if let reason = pause ?? paused.first?.reason { body["reason"] = .string("\(pause != nil ? "consumption" : "sending") paused: \(reason)") }
+        if let reason = pause ?? paused.first?.reason {
+            body["reason"] = .string("\(pause != nil ? "consumption" : "sending") paused: \(reason)")
+        } else if let unreported {
+            body["reason"] = .string("outcomes not recorded (\(unreported.count) messages held until they are): \(unreported.reason)")
+        }
         return HealthReport(status: status, body: .object(body))
     }
 }

@@ -33,13 +33,14 @@ final class Parking: Sendable {
         gauges.values.forEach { $0.record(0) }
     }
 
-    /// Takes a place for `wait` if there is one: the total under `capacity` and its key under a fair share.
+    /// Takes a place for `wait` if there is one: the total under `capacity` and its key under a fair share,
+    /// or in any case when `regardless` (a wait too short to send round the source).
     /// Returns the place's id, nil when the message must wait elsewhere.
-    func admit(_ wait: Wait) -> Int? {
+    func admit(_ wait: Wait, regardless: Bool = false) -> Int? {
         let (id, count) = state.withLock { state -> (Int?, Int) in
             let keys = state.byKey.count + (state.byKey[wait.key] == nil ? 1 : 0)
             let share = max(1, capacity / max(1, keys))
-            guard state.parked.count < capacity, state.byKey[wait.key, default: 0] < share else { return (nil, 0) }
+            guard regardless || (state.parked.count < capacity && state.byKey[wait.key, default: 0] < share) else { return (nil, 0) }
             let id = state.nextID
             state.nextID += 1
             state.parked[id] = Parked(key: wait.key, reason: wait.reason, since: .now)
@@ -54,28 +55,9 @@ final class Parking: Sendable {
     /// Waits in place `id` until `until` or shutdown, then gives the place up.
     func wait(_ id: Int, until: Date, clock: any WallClock) async -> Result {
         let delay = until.timeIntervalSince(clock.now())
-        let result: Result
-        if shutdown.isRaised {
-            result = .shutdown
-        } else if delay <= 0 {
-            result = .due
-        } else {
-            result = await withTaskGroup(of: Result.self) { group in
-                group.addTask {
-                    try? await Task.sleep(for: .nanoseconds(Int64(delay * 1e9)))
-                    return .due
-                }
-                group.addTask { [shutdown] in
-                    await shutdown.wait()
-                    return .shutdown
-                }
-                let first = await group.next() ?? .shutdown
-                group.cancelAll()
-                return first
-            }
-        }
+        let due = await shutdown.sleep(for: .nanoseconds(Int64(max(0, delay) * 1e9)))
         leave(id)
-        return shutdown.isRaised ? .shutdown : result
+        return due ? .due : .shutdown
     }
 
     /// How long the longest-waiting message has waited, zero when none waits.

@@ -35,11 +35,16 @@ public final class PipelineWorker: Service, Sendable {
     private let parking: Parking
     private let running = ActivityTracker()
     private let paused = Mutex(PauseState())
+    private let unreported = UnreportedOutcomes()
+    /// How long a refused outcome waits before it is reported again: 1 s, doubling, at most 30 s.
+    private let reportRetry: EscalationPolicy
     private let inFlight = Meter(label: "outbound_messages_in_flight")
     private let connectedGauge = Gauge(label: "outbound_source_connected")
 
-    public init(source: any Source, pipelines: any PipelineProvider, configuration: WorkerConfiguration, flow: FlowControl, sink: (any OutcomeSink)? = nil, logger: Logger) {
+    public init(source: any Source, pipelines: any PipelineProvider, configuration: WorkerConfiguration, flow: FlowControl, sink: (any OutcomeSink)? = nil,
+                reportRetry: EscalationPolicy = EscalationPolicy(first: .seconds(1), factor: 2, cap: .seconds(30)), logger: Logger) {
         self.source = source
+        self.reportRetry = reportRetry
         self.pipelines = pipelines
         self.configuration = configuration
         self.flow = flow
@@ -57,6 +62,10 @@ public final class PipelineWorker: Service, Sendable {
     public var pauseReason: String? {
         paused.withLock { $0.until.map { $0 > flow.clock.now() } == true ? $0.reason : nil }
     }
+
+    /// Why outcomes wait to be reported (the sink refused them) and how many messages hold on
+    /// to their delivery meanwhile; nil when none waits (for `/health`).
+    public var unreportedOutcomes: (count: Int, reason: String)? { unreported.current }
 
     /// How long the longest-waiting parked message has waited.
     public var oldestWait: Duration { parking.oldestWait }
@@ -135,7 +144,7 @@ public final class PipelineWorker: Service, Sendable {
             switch await executor.advance(&run) {
             case .decided(let decided):
                 decision = decided
-                reported = await report(decided, run: run, executor: executor)
+                reported = await report(decided, run: run)
             case .sent:
                 decision = .ack(.completed)
                 reported = await reportWhileFinishing(&run, executor: executor)
@@ -160,11 +169,42 @@ public final class PipelineWorker: Service, Sendable {
                 inFlight.increment()
                 continue
             }
-            await settle(delivery, as: decision, run: run, reported: reported)
-            inFlight.decrement()
-            permits.release()
+            if reported {
+                await settle(delivery, as: decision, run: run)
+                inFlight.decrement()
+                permits.release()
+            } else {
+                inFlight.decrement()
+                permits.release()
+                await reportAgain(decision, run: run, executor: executor, delivery: delivery)
+            }
             return
         }
+    }
+
+    /// The sink refused the outcome: the delivery stays with the worker (never back to the
+    /// source in a loop: each return would count toward a quorum queue's delivery limit) and the
+    /// outcome is reported again after 1 s, 2 s, … 30 s until it is taken. Its permit is free
+    /// meanwhile, so intake stops by itself once the source's capacity (prefetch) is held. On
+    /// shutdown the delivery goes back to the source (a sent message's claim stays: its next
+    /// delivery reports a duplicate with the first wamid).
+    private func reportAgain(_ decision: Decision, run: PipelineRun, executor: PipelineExecutor, delivery: Delivery) async {
+        unreported.begin()
+        defer { unreported.end() }
+        var refusals = 0
+        while await shutdown.sleep(for: reportRetry.length(refusals)) {
+            if await report(decision, run: run) {
+                await settle(delivery, as: decision, run: run)
+                return
+            }
+            refusals += 1
+        }
+        // Nothing was sent: what the steps recorded (a status marked published) is undone, so the next delivery redoes it.
+        if case .ack = decision, !run.sent {
+            var abandoned = run
+            await executor.abandon(&abandoned)
+        }
+        _ = await source.settle(delivery, .release)
     }
 
     /// After the send the outcome is decided (completed): it is reported while the steps after
@@ -173,7 +213,7 @@ public final class PipelineWorker: Service, Sendable {
     private func reportWhileFinishing(_ run: inout PipelineRun, executor: PipelineExecutor) async -> Bool {
         let sent = run
         return await withTaskGroup(of: Bool.self) { group in
-            group.addImmediateTask { await self.report(.ack(.completed), run: sent, executor: executor) }
+            group.addImmediateTask { await self.report(.ack(.completed), run: sent) }
             let rest = await executor.advance(&run)
             assert(rest == .decided(.ack(.completed)), "after the send the executor decides completed, got \(rest)")
             return await group.next() ?? false
@@ -184,35 +224,35 @@ public final class PipelineWorker: Service, Sendable {
     /// memory instead (the wait is long, parking is full, or the worker is shutting down).
     private func park(_ wait: Wait) async -> Bool {
         let remaining = wait.until.timeIntervalSince(flow.clock.now())
-        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait) else { return false }
+        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble,
+              let place = parking.admit(wait, regardless: remaining <= Self.shortestTripThroughTheSource) else { return false }
         guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
         return await permits.acquire()
     }
 
-    /// Reports the outcome to the sink; false when it was not recorded (what the steps recorded
-    /// is then undone if nothing was sent, and the delivery must go back to the source).
-    private func report(_ decision: Decision, run: PipelineRun, executor: PipelineExecutor) async -> Bool {
+    /// Waits shorter than this stay in memory even when parking is full: the source's delay queues
+    /// are no place for a wait of a few milliseconds.
+    static let shortestTripThroughTheSource: TimeInterval = 1
+
+    /// Reports the outcome to the sink; false when it was not recorded (the sink refused it).
+    private func report(_ decision: Decision, run: PipelineRun) async -> Bool {
         guard let sink else { return true }
         do {
             try await sink.record(Outcome(decision: decision, run: run))
             return true
         } catch {
-            logger.error("outcome not recorded; the message goes back to the queue", metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
-            // Nothing was sent: what the steps recorded (a status marked published) is undone, so the next delivery redoes it.
-            if case .ack = decision, !run.sent {
-                var abandoned = run
-                await executor.abandon(&abandoned)
+            // Logged as an error once per outage, not once per message and retry.
+            let level: Logger.Level = unreported.refused("\(error)") ? .error : .debug
+            MessageLogContext.during(run.message.internalID, step: "pipeline") {
+                logger.log(level: level, "outcome not recorded; the message stays here and its outcome is reported again with backoff",
+                           metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
             }
             return false
         }
     }
 
-    /// Settles the delivery as the decision says once its outcome is reported, else releases it.
-    private func settle(_ delivery: Delivery, as decision: Decision, run: PipelineRun, reported: Bool) async {
-        guard reported else {
-            _ = await source.settle(delivery, .release)
-            return
-        }
+    /// Settles the delivery as the decision says, once its outcome is reported.
+    private func settle(_ delivery: Delivery, as decision: Decision, run: PipelineRun) async {
         let settlement: Settlement
         switch decision {
         case .ack:

@@ -43,4 +43,24 @@ final class ShutdownSignal: Sendable {
             waiter?.resume()
         }
     }
+
+    /// Sleeps for `duration` unless the signal is raised (or the task cancelled) first: true when
+    /// the whole duration passed and the signal is still down.
+    func sleep(for duration: Duration) async -> Bool {
+        guard !isRaised else { return false }
+        guard duration > .zero else { return true }
+        let slept = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                (try? await Task.sleep(for: duration)) != nil
+            }
+            group.addTask {
+                await self.wait()
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        return slept && !isRaised
+    }
 }
