@@ -13,7 +13,7 @@ import TestSupport
         try await e2e.publish((0..<500).map(e2e.textMessage))
         try await poll("500 requests") { e2e.server.requests.count >= 500 }
         try await poll("queue drained") { try await e2e.inspector.depth(e2e.queue) == 0 }
-        try await Task.sleep(for: .milliseconds(300))
+        try await e2e.waitUntilFinished(500, by: [worker])
         #expect(e2e.server.requests.count == 500)
         #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 })
         for request in e2e.server.requests {
@@ -67,7 +67,7 @@ import TestSupport
         try await e2e.publish(ids.map(e2e.textMessage) + ids.map(e2e.textMessage) + ids.reversed().map(e2e.textMessage))
         try await poll("200 recipients served", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 200 }
         try await e2e.waitUntilDrained(timeout: .seconds(60))
-        try await Task.sleep(for: .milliseconds(500))
+        try await e2e.waitUntilFinished(600, by: [worker])
         #expect(e2e.server.requests.count == 200)
         #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 })
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
@@ -110,7 +110,7 @@ import TestSupport
         try await e2e.publish(twice + once + twice.reversed())
         try await poll("1500 recipients", timeout: .seconds(90)) { e2e.requestsByRecipient.count >= 1500 }
         try await e2e.waitUntilDrained(timeout: .seconds(60))
-        try await Task.sleep(for: .seconds(1))
+        try await e2e.waitUntilFinished(2000, by: workers)
         #expect(e2e.server.requests.count == 1500)
         for worker in workers {
             try await worker.stop()

@@ -101,6 +101,56 @@ final class EndToEndHarness: @unchecked Sendable {
         }
     }
 
+    /// How many messages `workers` have finished with (completed, duplicate, dropped, dead-lettered
+    /// or expired), from their `/metrics`: `outbound_messages_total` but for `retry` and `requeue`,
+    /// whose messages come back. Nil while one of them does not answer.
+    static func finished(by workers: [WorkerProcess]) async -> Int? {
+        var total = 0
+        for worker in workers {
+            guard let metrics = await worker.text("/metrics") else { return nil }
+            for line in metrics.split(separator: "\n") where line.hasPrefix("outbound_messages_total{")
+                && !line.contains(#"outcome="retry""#) && !line.contains(#"outcome="requeue""#) {
+                total += line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) } ?? 0
+            }
+        }
+        return total
+    }
+
+    /// Waits until `workers` have finished with at least `count` messages (each copy published, each
+    /// decided once): from then on nothing more is sent for them. An empty queue does not say that
+    /// (the last deliveries may still be in a worker's hands), and a fixed sleep after it only guesses.
+    func waitUntilFinished(_ count: Int, by workers: [WorkerProcess], timeout: Duration = .seconds(60)) async throws {
+        var finished: Int?
+        do {
+            try await poll("\(count) messages finished", timeout: timeout) {
+                finished = await Self.finished(by: workers)
+                return (finished ?? 0) >= count
+            }
+        } catch {
+            let seen = finished.map { String($0) } ?? "unknown (no /metrics)"
+            throw TestFailure("\(seen) of \(count) messages finished after \(timeout)")
+        }
+    }
+
+    /// Waits until the source queue and its delay queues hold no message, ready or unacknowledged:
+    /// everything acknowledged, nothing left in a worker's hands nor waiting for the broker to put it
+    /// back after a worker was stopped or killed. For counts after a restart, when no one worker has
+    /// seen every message. The test broker only (`rabbitmqctl`, about 0.7 s a look).
+    func waitUntilSettled(timeout: Duration = .seconds(60)) async throws {
+        let queues = [queue, "\(queue).retry.1", "\(queue).retry.2"]
+        var held: [String: Int] = [:]
+        do {
+            try await poll("nothing held in \(queue) and its delay queues", timeout: timeout) {
+                let counts = try TestServices.messagesIncludingUnacknowledged()
+                guard counts[queue] != nil else { throw TestFailure("rabbitmqctl list_queues does not list \(queue)") }
+                held = counts.filter { queues.contains($0.key) }
+                return held.values.allSatisfy { $0 == 0 }
+            }
+        } catch let failure as TestFailure where failure.description.hasPrefix("timed out") {
+            throw TestFailure("\(failure): ready and unacknowledged \(held)")
+        }
+    }
+
     /// Waits until the idempotency key of `id` is completed.
     func waitUntilCompleted(_ id: String, using redis: RedisClient) async throws {
         try await poll("key of \(id) completed") {

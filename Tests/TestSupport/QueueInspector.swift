@@ -34,6 +34,20 @@ public final class QueueInspector: Sendable {
         }
     }
 
+    /// The depth of `queue` once it reaches `expected`, or the last depth read when `timeout` passes
+    /// first. Use it for any count taken after a connection that held messages unacknowledged went
+    /// away (a consumer stopped, a worker or a `replay` stopped or killed, a `status` scan ended): the
+    /// broker puts those messages back a moment after it notices the close, not when the process is
+    /// gone, so one read right then races it. A lost or duplicated message still shows, as the depth returned.
+    public func depth(_ queue: String, settlingAt expected: Int, timeout: Duration = .seconds(10)) async throws -> Int {
+        var depth = -1
+        try? await poll("depth \(expected) of \(queue)", timeout: timeout) {
+            depth = try await self.depth(queue)
+            return depth == expected
+        }
+        return depth
+    }
+
     /// Publishes JSON bodies to a queue (declaring it as a classic queue unless told not to), confirmed.
     public func publish(_ bodies: [[UInt8]], to queue: String, headers: AMQPTable = AMQPTable(), properties base: AMQPProperties = .persistentJSON, declare: Bool = true) async throws {
         if declare { try await publisher.declare(AMQPQueueDeclaration(name: queue)) }
