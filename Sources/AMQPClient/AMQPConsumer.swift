@@ -18,15 +18,11 @@ public enum AMQPConsumerEvent: Sendable {
 /// handler at once (on the thread: it must not block), and acks queued by Swift tasks wake it at once.
 /// On a broken connection it reconnects with backoff (trying each URL in turn);
 /// acks for deliveries of an older connection are dropped, since the broker
-/// redelivers those messages. Acks queued together are coalesced (`AckCoalescer`).
+/// redelivers those messages, while a pause, resume or stopIntake not carried out
+/// on the lost connection is carried to the next (`ConsumerCommand`).
+/// Acks queued together are coalesced (`AckCoalescer`).
 public final class AMQPConsumer: @unchecked Sendable {
-    private enum Command {
-        case ack(UInt64, generation: Int)
-        case nack(UInt64, generation: Int, requeue: Bool)
-        case pause
-        case resume
-        case stopIntake
-    }
+    private typealias Command = ConsumerCommand
 
     /// The consumer's state, for health checks.
     public struct Status: Sendable, Equatable {
@@ -143,7 +139,13 @@ public final class AMQPConsumer: @unchecked Sendable {
                 let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
                 generation += 1
                 acks = AckCoalescer()
-                commands.withLock { $0.removeAll { if case .ack = $0 { true } else if case .nack = $0 { true } else { false } } }
+                // A pause, resume or stopIntake still queued (one a failed batch gave back, say) decides whether this connection consumes.
+                let wasPaused = paused
+                paused = commands.withLock { pending in
+                    let start = Command.carriedOver(pending, paused: wasPaused)
+                    pending = start.pending
+                    return start.paused
+                } || intakeStopped
                 try startConsuming(session, qos: true)
                 state.withLock { $0 = Status(connected: true, consuming: !paused, lastError: nil) }
                 emit(.connected(session.url.description))
@@ -189,7 +191,7 @@ public final class AMQPConsumer: @unchecked Sendable {
         guard !paused else { return }
         let arena = CArena()
         guard let ok = amqp_basic_consume(session.state, AMQPSession.channel, arena.bytes(queue), amqp_bytes_t(len: 0, bytes: nil), 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil)) else {
-            throw AMQPSession.error(amqp_get_rpc_reply(session.state), "consume `\(queue)`")
+            throw session.failure(amqp_get_rpc_reply(session.state), "consume `\(queue)`")
         }
         consumerTag = AMQPDecode.string(ok.pointee.consumer_tag)
     }
@@ -231,7 +233,7 @@ public final class AMQPConsumer: @unchecked Sendable {
                         continue
                     }
                 }
-                throw AMQPSession.error(reply, "consume")
+                throw session.failure(reply, "consume")
             }
         }
         // Acks queued before the stop still reach the broker, so those messages are not delivered again.
@@ -252,14 +254,13 @@ public final class AMQPConsumer: @unchecked Sendable {
         let status = amqp_simple_wait_frame_noblock(session.state, &frame, &zero)
         guard status == AMQP_STATUS_OK.rawValue else {
             if status == AMQP_STATUS_TIMEOUT.rawValue { return }
-            throw .connection(String(cString: amqp_error_string2(status)))
+            throw session.failure(status: status)
         }
         guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { return }
         let method = frame.payload.method
+        // A close is answered with close-ok here, so dropping the session sends the broker nothing it would ignore.
+        if let close = session.acceptClose(method) { throw close }
         switch method.id {
-        case AMQPSession.Method.connectionClose, AMQPSession.Method.channelClose:
-            let (code, text) = AMQPSession.serverClose(method) ?? (0, "closed")
-            throw .broker(code: code, text: text)
         case AMQPSession.Method.basicCancel:
             throw .connection("the broker cancelled the consumer of `\(queue)` (queue deleted?)")
         default:
@@ -267,49 +268,59 @@ public final class AMQPConsumer: @unchecked Sendable {
         }
     }
 
+    /// Carries out `batch` on `session`. When a command fails, it and the ones after it go back to
+    /// the front of the queue for the next connection (`Command.carriedOver`), and the error ends this one.
     private func execute(_ batch: [Command], _ session: AMQPSession) throws(AMQPError) {
         var acked: [UInt64] = []
-        for command in batch {
-            var status = AMQP_STATUS_OK.rawValue
-            switch command {
-            case .ack(let tag, let generation):
-                guard generation == self.generation else { continue }
-                acked.append(tag)
-            case .nack(let tag, let generation, let requeue):
-                guard generation == self.generation else { continue }
-                status = amqp_basic_nack(session.state, AMQPSession.channel, tag, 0, requeue ? 1 : 0)
-                acks.settledIndividually(tag)
-            case .pause:
-                guard !paused else { continue }
-                paused = true
-                let arena = CArena()
-                _ = amqp_basic_cancel(session.state, AMQPSession.channel, arena.bytes(consumerTag))
-                try session.checkReply("basic.cancel")
-                state.withLock { $0.consuming = false }
-            case .resume:
-                guard paused, !intakeStopped else { continue }
-                paused = false
-                try startConsuming(session, qos: false)
-                state.withLock { $0.consuming = true }
-            case .stopIntake:
-                if !paused {
-                    let arena = CArena()
-                    _ = amqp_basic_cancel(session.state, AMQPSession.channel, arena.bytes(consumerTag))
-                    try session.checkReply("basic.cancel")
-                }
-                reportIntakeStopped()
-            }
-            if status != AMQP_STATUS_OK.rawValue {
-                throw .connection("nack: \(String(cString: amqp_error_string2(status)))")
-            }
+        let failure = Command.run(batch, perform: { (command: Command) throws(AMQPError) in
+            try perform(command, session, acked: &acked)
+        }, flush: { () throws(AMQPError) in
+            try sendAcks(acked, session)
+        })
+        guard let failure else { return }
+        commands.withLock { $0.insert(contentsOf: failure.notCarriedOut, at: 0) }
+        throw failure.error
+    }
+
+    /// Carries out one command; acks of this connection are collected in `acked` for `sendAcks`.
+    private func perform(_ command: Command, _ session: AMQPSession, acked: inout [UInt64]) throws(AMQPError) {
+        switch command {
+        case .ack(let tag, let generation):
+            guard generation == self.generation else { return }
+            acked.append(tag)
+        case .nack(let tag, let generation, let requeue):
+            guard generation == self.generation else { return }
+            let status = amqp_basic_nack(session.state, AMQPSession.channel, tag, 0, requeue ? 1 : 0)
+            acks.settledIndividually(tag)
+            if status != AMQP_STATUS_OK.rawValue { throw session.failure(status: status, "nack") }
+        case .pause:
+            guard !paused else { return }
+            paused = true
+            try cancelConsuming(session)
+            state.withLock { $0.consuming = false }
+        case .resume:
+            guard paused, !intakeStopped else { return }
+            paused = false
+            try startConsuming(session, qos: false)
+            state.withLock { $0.consuming = true }
+        case .stopIntake:
+            if !paused { try cancelConsuming(session) }
+            reportIntakeStopped()
         }
+    }
+
+    private func cancelConsuming(_ session: AMQPSession) throws(AMQPError) {
+        let arena = CArena()
+        _ = amqp_basic_cancel(session.state, AMQPSession.channel, arena.bytes(consumerTag))
+        try session.checkReply("basic.cancel")
+    }
+
+    /// Sends `acked` as few frames as is safe (`AckCoalescer`).
+    private func sendAcks(_ acked: [UInt64], _ session: AMQPSession) throws(AMQPError) {
         guard !acked.isEmpty else { return }
-        let frames = acks.acknowledge(acked)
-        for frame in frames {
+        for frame in acks.acknowledge(acked) {
             let status = amqp_basic_ack(session.state, AMQPSession.channel, frame.tag, frame.multiple ? 1 : 0)
-            if status != AMQP_STATUS_OK.rawValue {
-                throw .connection("ack: \(String(cString: amqp_error_string2(status)))")
-            }
+            if status != AMQP_STATUS_OK.rawValue { throw session.failure(status: status, "ack") }
         }
     }
 

@@ -69,12 +69,12 @@ public final class AMQPPublisher: @unchecked Sendable {
         case publish(Publish)
         case declare(AMQPQueueDeclaration, passive: Bool, CheckedContinuation<Result<Int, AMQPError>, Never>)
         case remember(Declaration, CheckedContinuation<Result<Int, AMQPError>, Never>)
-        case delete(String, CheckedContinuation<Result<Int, AMQPError>, Never>)
+        case delete(String, ifEmpty: Bool, CheckedContinuation<Result<Int, AMQPError>, Never>)
 
         func fail(_ error: AMQPError) {
             switch self {
             case .publish(let publish): publish.continuation.resume(returning: .failure(error))
-            case .declare(_, _, let continuation), .remember(_, let continuation), .delete(_, let continuation): continuation.resume(returning: .failure(error))
+            case .declare(_, _, let continuation), .remember(_, let continuation), .delete(_, _, let continuation): continuation.resume(returning: .failure(error))
             }
         }
     }
@@ -145,9 +145,9 @@ public final class AMQPPublisher: @unchecked Sendable {
         }.get()
     }
 
-    /// Deletes a queue.
-    public func delete(_ queue: String) async throws(AMQPError) {
-        _ = try await withCheckedContinuation { continuation in submit(.delete(queue, continuation)) }.get()
+    /// Deletes a queue (`ifEmpty`: only if it holds no message, atomically on the broker; else a 406).
+    public func delete(_ queue: String, ifEmpty: Bool = false) async throws(AMQPError) {
+        _ = try await withCheckedContinuation { continuation in submit(.delete(queue, ifEmpty: ifEmpty, continuation)) }.get()
     }
 
     /// Closes the connection; pending requests fail with `.closed`.
@@ -275,8 +275,8 @@ public final class AMQPPublisher: @unchecked Sendable {
             let count = try apply(declaration, on: session)
             if !declarations.contains(declaration) { declarations.append(declaration) }
             continuation.resume(returning: .success(count))
-        case .delete(let name, let continuation):
-            try session.deleteQueue(name)
+        case .delete(let name, let ifEmpty, let continuation):
+            try session.deleteQueue(name, ifEmpty: ifEmpty)
             declarations.removeAll { if case .queue(let queue) = $0 { queue.name == name } else if case .binding(let binding) = $0 { binding.queue == name } else { false } }
             continuation.resume(returning: .success(0))
         case .publish:
@@ -311,7 +311,7 @@ public final class AMQPPublisher: @unchecked Sendable {
             var rawProperties = arena.properties(properties)
             let status = amqp_basic_publish(session.state, AMQPSession.channel, arena.bytes(publish.exchange), arena.bytes(publish.routingKey),
                                             publish.mandatory ? 1 : 0, 0, &rawProperties, arena.bytes(publish.body))
-            guard status == AMQP_STATUS_OK.rawValue else { throw .connection("publish: \(String(cString: amqp_error_string2(status)))") }
+            guard status == AMQP_STATUS_OK.rawValue else { throw session.failure(status: status, "publish") }
             nextTag += 1
         }
         var outcome = [UInt64: Result<Void, AMQPError>]()
@@ -326,7 +326,7 @@ public final class AMQPPublisher: @unchecked Sendable {
             var timeout = timeval(tv_sec: 1, tv_usec: 0)
             let status = amqp_simple_wait_frame_noblock(session.state, &frame, &timeout)
             if status == AMQP_STATUS_TIMEOUT.rawValue { continue }
-            guard status == AMQP_STATUS_OK.rawValue else { throw .connection(String(cString: amqp_error_string2(status))) }
+            guard status == AMQP_STATUS_OK.rawValue else { throw session.failure(status: status) }
             guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }
             let method = frame.payload.method
             switch method.id {
@@ -359,8 +359,8 @@ public final class AMQPPublisher: @unchecked Sendable {
                 }
                 amqp_destroy_message(&message)
             case AMQPSession.Method.connectionClose, AMQPSession.Method.channelClose:
-                let (code, text) = AMQPSession.serverClose(method) ?? (0, "closed")
-                throw .broker(code: code, text: text)
+                // Answered with close-ok, so dropping the session sends the broker nothing it would ignore.
+                throw session.acceptClose(method) ?? .broker(code: 0, text: "closed")
             default:
                 continue
             }
@@ -377,11 +377,10 @@ public final class AMQPPublisher: @unchecked Sendable {
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         let status = amqp_simple_wait_frame_noblock(session.state, &frame, &zero)
         guard status == AMQP_STATUS_OK.rawValue || status == AMQP_STATUS_TIMEOUT.rawValue else {
-            throw .connection(String(cString: amqp_error_string2(status)))
+            throw session.failure(status: status)
         }
-        if status == AMQP_STATUS_OK.rawValue, frame.frame_type == UInt8(AMQP_FRAME_METHOD),
-           let (code, text) = AMQPSession.serverClose(frame.payload.method) {
-            throw .broker(code: code, text: text)
+        if status == AMQP_STATUS_OK.rawValue, frame.frame_type == UInt8(AMQP_FRAME_METHOD), let close = session.acceptClose(frame.payload.method) {
+            throw close
         }
     }
 }

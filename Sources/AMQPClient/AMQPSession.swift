@@ -3,15 +3,31 @@ import Foundation
 
 /// One librabbitmq connection with channel 1 open. Not thread-safe: the thread
 /// that made it is the only one that uses it.
+///
+/// Whoever sees the broker close the connection or the channel hands the method to
+/// `acceptClose` (or a failed RPC to `failure`): the close is answered with its close-ok and
+/// remembered, so that releasing the session sends no RPC the broker would never answer.
 final class AMQPSession {
     let state: amqp_connection_state_t
     let url: AMQPURL
     static let channel: amqp_channel_t = 1
 
+    /// How long each RPC of a polite close may wait (librabbitmq's default is forever).
+    static let closeTimeout = Duration.seconds(2)
+
+    /// The broker closed the connection (and was answered): nothing more may be sent.
+    private var closedByBroker = false
+    /// The broker closed channel 1 (and was answered): closing skips channel.close.
+    private var channelClosedByBroker = false
+    /// The socket failed: closing sends nothing.
+    private var socketFailed = false
+
     /// Method ids (the header's macros are casts Swift does not import).
     enum Method {
         static let connectionClose: amqp_method_number_t = 0x000A_0032
+        static let connectionCloseOK: amqp_method_number_t = 0x000A_0033
         static let channelClose: amqp_method_number_t = 0x0014_0028
+        static let channelCloseOK: amqp_method_number_t = 0x0014_0029
         static let basicReturn: amqp_method_number_t = 0x003C_0032
         static let basicAck: amqp_method_number_t = 0x003C_0050
         static let basicNack: amqp_method_number_t = 0x003C_0078
@@ -38,8 +54,7 @@ final class AMQPSession {
     }
 
     deinit {
-        _ = amqp_channel_close(state, Self.channel, Int32(AMQP_REPLY_SUCCESS))
-        _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+        closePolitely()
         amqp_destroy_connection(state)
     }
 
@@ -124,10 +139,83 @@ final class AMQPSession {
     func checkReply(_ what: String) throws(AMQPError) {
         let reply = amqp_get_rpc_reply(state)
         guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
-        throw Self.error(reply, what)
+        throw failure(reply, what)
     }
 
-    static func error(_ reply: amqp_rpc_reply_t, _ what: String) -> AMQPError {
+    // MARK: Closing
+
+    /// Whether the broker still reads what this session sends.
+    private var canSend: Bool { !closedByBroker && !socketFailed && amqp_get_sockfd(state) >= 0 }
+
+    /// Closes channel and connection when the broker still listens, each RPC bounded by
+    /// `closeTimeout` (a timed-out RPC makes librabbitmq close the socket); after the broker's own
+    /// close or a failed socket it sends nothing, so releasing a session never waits on a broker
+    /// that ignores frames (RabbitMQ does that for 30 s after its connection.close).
+    private func closePolitely() {
+        guard canSend else { return }
+        var timeout = Self.timeval(Self.closeTimeout)
+        _ = amqp_set_rpc_timeout(state, &timeout)
+        if !channelClosedByBroker {
+            let reply = amqp_channel_close(state, Self.channel, Int32(AMQP_REPLY_SUCCESS))
+            if reply.reply_type != AMQP_RESPONSE_NORMAL { _ = failure(reply, "channel.close") }
+        }
+        guard canSend else { return }
+        _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+    }
+
+    /// Answers a connection.close or channel.close from the broker with its close-ok (until then
+    /// the broker reads nothing else) and remembers it for closing. Returns the error the close
+    /// stands for; nil, and nothing done, for any other method.
+    func acceptClose(_ method: amqp_method_t) -> AMQPError? {
+        guard method.id == Method.connectionClose || method.id == Method.channelClose else { return nil }
+        let (code, text) = Self.serverClose(method) ?? (0, "closed")
+        if method.id == Method.connectionClose {
+            if canSend {
+                var ok = amqp_connection_close_ok_t()
+                _ = amqp_send_method(state, 0, Method.connectionCloseOK, &ok)
+            }
+            closedByBroker = true
+        } else {
+            if canSend, !channelClosedByBroker {
+                var ok = amqp_channel_close_ok_t()
+                _ = amqp_send_method(state, Self.channel, Method.channelCloseOK, &ok)
+            }
+            channelClosedByBroker = true
+        }
+        return .broker(code: code, text: text)
+    }
+
+    /// The error a failed RPC stands for; a close from the broker is answered (`acceptClose`)
+    /// and a failed socket remembered on the way.
+    func failure(_ reply: amqp_rpc_reply_t, _ what: String) -> AMQPError {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_SERVER_EXCEPTION: _ = acceptClose(reply.reply)
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION: noteFailure(reply.library_error)
+        default: break
+        }
+        return Self.error(reply, what)
+    }
+
+    /// The error a failed librabbitmq call stands for (`what: reason`, or the reason alone);
+    /// a failed socket is remembered on the way.
+    func failure(status: Int32, _ what: String? = nil) -> AMQPError {
+        noteFailure(status)
+        let reason = String(cString: amqp_error_string2(status))
+        return .connection(what.map { "\($0): \(reason)" } ?? reason)
+    }
+
+    private func noteFailure(_ status: Int32) {
+        if Self.socketFailures.contains(status) { socketFailed = true }
+    }
+
+    /// librabbitmq's statuses after which the socket is gone (a timed-out RPC closes it too).
+    private static let socketFailures: Set<Int32> = [
+        AMQP_STATUS_CONNECTION_CLOSED.rawValue, AMQP_STATUS_SOCKET_ERROR.rawValue, AMQP_STATUS_SOCKET_CLOSED.rawValue,
+        AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue, AMQP_STATUS_TIMEOUT.rawValue, AMQP_STATUS_TCP_ERROR.rawValue,
+        AMQP_STATUS_SSL_ERROR.rawValue, AMQP_STATUS_SSL_CONNECTION_FAILED.rawValue,
+    ]
+
+    private static func error(_ reply: amqp_rpc_reply_t, _ what: String) -> AMQPError {
         if reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION, let (code, text) = serverClose(reply.reply) {
             return .broker(code: code, text: "\(what): \(text)")
         }
@@ -164,7 +252,7 @@ final class AMQPSession {
     func declareQueue(_ name: String, passive: Bool, durable: Bool, arguments: AMQPTable) throws(AMQPError) -> Int {
         let arena = CArena()
         guard let ok = amqp_queue_declare(state, Self.channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, 0, 0, arena.table(arguments)) else {
-            throw Self.error(amqp_get_rpc_reply(state), "declare queue `\(name)`")
+            throw failure(amqp_get_rpc_reply(state), "declare queue `\(name)`")
         }
         return Int(ok.pointee.message_count)
     }
@@ -172,21 +260,21 @@ final class AMQPSession {
     func declareExchange(_ name: String, type: String, durable: Bool) throws(AMQPError) {
         let arena = CArena()
         guard amqp_exchange_declare(state, Self.channel, arena.bytes(name), arena.bytes(type), 0, durable ? 1 : 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil)) != nil else {
-            throw Self.error(amqp_get_rpc_reply(state), "declare exchange `\(name)`")
+            throw failure(amqp_get_rpc_reply(state), "declare exchange `\(name)`")
         }
     }
 
     func bind(queue: String, exchange: String, routingKey: String) throws(AMQPError) {
         let arena = CArena()
         guard amqp_queue_bind(state, Self.channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_table_t(num_entries: 0, entries: nil)) != nil else {
-            throw Self.error(amqp_get_rpc_reply(state), "bind `\(queue)` to `\(exchange)`")
+            throw failure(amqp_get_rpc_reply(state), "bind `\(queue)` to `\(exchange)`")
         }
     }
 
-    func deleteQueue(_ name: String) throws(AMQPError) {
+    func deleteQueue(_ name: String, ifEmpty: Bool = false) throws(AMQPError) {
         let arena = CArena()
-        guard amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0) != nil else {
-            throw Self.error(amqp_get_rpc_reply(state), "delete queue `\(name)`")
+        guard amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, ifEmpty ? 1 : 0) != nil else {
+            throw failure(amqp_get_rpc_reply(state), "delete queue `\(name)`")
         }
     }
 }

@@ -58,12 +58,12 @@ public final class AMQPTransferSession {
     public func get(_ queue: String) throws(AMQPError) -> AMQPDelivery? {
         let arena = CArena()
         let reply = amqp_basic_get(session.state, AMQPSession.channel, arena.bytes(queue), 0)
-        guard reply.reply_type == AMQP_RESPONSE_NORMAL else { throw AMQPSession.error(reply, "get from `\(queue)`") }
+        guard reply.reply_type == AMQP_RESPONSE_NORMAL else { throw session.failure(reply, "get from `\(queue)`") }
         guard reply.reply.id == Self.getOK, let decoded = reply.reply.decoded else { return nil }
         let ok = decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
         var message = amqp_message_t()
         let read = amqp_read_message(session.state, AMQPSession.channel, &message, 0)
-        guard read.reply_type == AMQP_RESPONSE_NORMAL else { throw AMQPSession.error(read, "read a message of `\(queue)`") }
+        guard read.reply_type == AMQP_RESPONSE_NORMAL else { throw session.failure(read, "read a message of `\(queue)`") }
         defer { amqp_destroy_message(&message) }
         amqp_maybe_release_buffers(session.state)
         return AMQPDelivery(deliveryTag: ok.delivery_tag, connectionGeneration: 0, redelivered: ok.redelivered != 0,
@@ -73,7 +73,7 @@ public final class AMQPTransferSession {
 
     /// Puts the channel in transaction mode: publishes and acks take effect at `commit`.
     public func beginTransactions() throws(AMQPError) {
-        guard amqp_tx_select(session.state, AMQPSession.channel) != nil else { throw AMQPSession.error(amqp_get_rpc_reply(session.state), "tx.select") }
+        guard amqp_tx_select(session.state, AMQPSession.channel) != nil else { throw session.failure(amqp_get_rpc_reply(session.state), "tx.select") }
         transactional = true
     }
 
@@ -82,20 +82,20 @@ public final class AMQPTransferSession {
         let arena = CArena()
         var raw = arena.properties(properties)
         let status = amqp_basic_publish(session.state, AMQPSession.channel, arena.bytes(""), arena.bytes(routingKey), 1, 0, &raw, arena.bytes(body))
-        guard status == AMQP_STATUS_OK.rawValue else { throw .connection("publish: \(String(cString: amqp_error_string2(status)))") }
+        guard status == AMQP_STATUS_OK.rawValue else { throw session.failure(status: status, "publish") }
     }
 
     /// Acknowledges a message read with `get` (removes it from its queue, at `commit` in transaction mode).
     public func ack(_ message: AMQPDelivery) throws(AMQPError) {
         let status = amqp_basic_ack(session.state, AMQPSession.channel, message.deliveryTag, 0)
-        guard status == AMQP_STATUS_OK.rawValue else { throw .connection("ack: \(String(cString: amqp_error_string2(status)))") }
+        guard status == AMQP_STATUS_OK.rawValue else { throw session.failure(status: status, "ack") }
     }
 
     /// Commits the publishes and acks since the last commit. Returns the messages the broker
     /// returned as unroutable (their acks are committed too: the caller puts them back).
     public func commit() throws(AMQPError) -> [AMQPDelivery] {
         precondition(transactional, "commit without beginTransactions")
-        guard amqp_tx_commit(session.state, AMQPSession.channel) != nil else { throw AMQPSession.error(amqp_get_rpc_reply(session.state), "tx.commit") }
+        guard amqp_tx_commit(session.state, AMQPSession.channel) != nil else { throw session.failure(amqp_get_rpc_reply(session.state), "tx.commit") }
         // The broker sends each basic.return before commit-ok: librabbitmq queued them while waiting for it.
         var returned: [AMQPDelivery] = []
         while amqp_frames_enqueued(session.state) != 0 {

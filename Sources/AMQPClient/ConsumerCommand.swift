@@ -1,0 +1,54 @@
+/// A request to a consumer's thread, queued by any task and carried out on the consumer's connection.
+enum ConsumerCommand: Equatable, Sendable {
+    case ack(UInt64, generation: Int)
+    case nack(UInt64, generation: Int, requeue: Bool)
+    case pause
+    case resume
+    case stopIntake
+
+    /// A batch that failed: the error that ends the connection, and the commands not carried out.
+    struct Failure {
+        var error: AMQPError
+        /// The failed command and every one after it, in order, to be queued again in front of newer ones.
+        var notCarriedOut: [ConsumerCommand]
+    }
+
+    /// Carries out `batch` in order with `perform`, then `flush` (which sends the acks `perform`
+    /// held back to coalesce them). A failure ends the connection and so the batch: nothing after
+    /// the failed command is tried, and it comes back in the result instead of being lost.
+    static func run(_ batch: [ConsumerCommand], perform: (ConsumerCommand) throws(AMQPError) -> Void,
+                    flush: () throws(AMQPError) -> Void) -> Failure? {
+        for index in batch.indices {
+            do {
+                try perform(batch[index])
+            } catch {
+                return Failure(error: error, notCarriedOut: Array(batch[index...]))
+            }
+        }
+        do {
+            try flush()
+        } catch {
+            return Failure(error: error, notCarriedOut: batch.filter { if case .ack = $0 { true } else { false } })
+        }
+        return nil
+    }
+
+    /// What a new connection starts from, given the commands still queued (oldest first):
+    /// acks and nacks are dropped (they name deliveries of an older connection, which the broker
+    /// delivers again); the last pause or resume decides whether the connection consumes and is
+    /// used up; a stopIntake stays queued, to be carried out and reported on the new connection,
+    /// which meanwhile does not consume.
+    static func carriedOver(_ pending: [ConsumerCommand], paused: Bool) -> (pending: [ConsumerCommand], paused: Bool) {
+        var paused = paused
+        var kept: [ConsumerCommand] = []
+        for command in pending {
+            switch command {
+            case .ack, .nack: continue
+            case .pause: paused = true
+            case .resume: paused = false
+            case .stopIntake: kept.append(command)
+            }
+        }
+        return (kept, paused || !kept.isEmpty)
+    }
+}

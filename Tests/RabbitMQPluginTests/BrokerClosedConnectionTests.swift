@@ -1,0 +1,114 @@
+@testable import AMQPClient
+import Foundation
+import PipelineKit
+import RabbitMQPlugin
+import Testing
+import TestSupport
+
+/// A connection the broker closes is replaced at once, and consumer commands caught in a
+/// failing batch are carried to the next connection instead of being lost.
+@Suite(.serialized) struct BrokerClosedConnectionTests {
+    /// After its connection.close RabbitMQ reads nothing but close-ok for 30 s: a worker that sent
+    /// channel.close instead stopped consuming that long. Now it is back within the 5 s allowed,
+    /// and what it had settled is not delivered again.
+    @Test func aConnectionTheBrokerClosesIsReplacedWithinFiveSeconds() async throws {
+        let harness = try SourceHarness()
+        // The worker's own user, so the broker closes only the worker's connections.
+        let user = uniqueName("closed")
+        try TestServices.rabbitmqctl(["add_user", user, "closed-password"])
+        defer { try? TestServices.rabbitmqctl(["delete_user", user]) }
+        try TestServices.rabbitmqctl(["set_permissions", "-p", "/", user, ".*", ".*", ".*"])
+        let broker = try AMQPURL(TestServices.rabbitURL)
+        let step = RecordingStep()
+        let running = try harness.worker(url: "amqp://\(user):closed-password@\(broker.host):\(broker.port)/%2F", step)
+        do {
+            try await poll("the worker consuming") { running.source.status().consuming }
+            try await harness.inspector.publish([Array(#"{"internalId":"before"}"#.utf8)], to: harness.queue, declare: false)
+            try await poll("the message sent before the close handled") { step.count("before") == 1 }
+
+            try TestServices.rabbitmqctl(["close_all_user_connections", user, "closed by BrokerClosedConnectionTests"])
+            // Timed from the command's return (its Erlang VM takes most of a second to start, before it closes anything).
+            let closed = ContinuousClock.now
+            try await harness.inspector.publish([Array(#"{"internalId":"after"}"#.utf8)], to: harness.queue, declare: false)
+            try await poll("the message sent after the close handled", timeout: .seconds(5)) { step.count("after") >= 1 }
+            let took = ContinuousClock.now - closed
+            try await poll("the queue empty") { try await harness.inspector.depth(harness.queue) == 0 }
+            await running.stop()
+            #expect(took < .seconds(5), "consuming resumed \(took) after the close")
+            #expect(step.count("before") == 1, "a message settled before the close is not delivered again")
+            #expect(step.count("after") == 1)
+        } catch {
+            await running.stop()
+            throw error
+        }
+        await harness.cleanUp(running.source)
+    }
+
+    // MARK: A failing command batch
+
+    /// Runs `batch`, failing at the first command `fails` picks; returns what ran, whether the
+    /// acks were flushed, and the failure.
+    private func run(_ batch: [ConsumerCommand], failing fails: (ConsumerCommand) -> Bool)
+        -> (performed: [ConsumerCommand], flushed: Bool, failure: ConsumerCommand.Failure?) {
+        var performed: [ConsumerCommand] = []
+        var flushed = false
+        let failure = ConsumerCommand.run(batch, perform: { (command: ConsumerCommand) throws(AMQPError) in
+            if fails(command) { throw .connection("a socket error occurred") }
+            performed.append(command)
+        }, flush: { () throws(AMQPError) in
+            flushed = true
+        })
+        return (performed, flushed, failure)
+    }
+
+    @Test func aBatchThatSucceedsGivesNothingBack() {
+        let batch: [ConsumerCommand] = [.ack(1, generation: 1), .pause, .resume]
+        let outcome = run(batch) { _ in false }
+        #expect(outcome.performed == batch)
+        #expect(outcome.flushed)
+        #expect(outcome.failure == nil)
+    }
+
+    /// The commands after a failed one were lost with it: a lost `resume` left consumption paused
+    /// for good, a lost `stopIntake` turned SIGTERM into a forced exit.
+    @Test func aFailedCommandGivesBackItselfAndEveryCommandAfterIt() {
+        let batch: [ConsumerCommand] = [.ack(1, generation: 1), .nack(2, generation: 1, requeue: true), .resume, .stopIntake]
+        let outcome = run(batch) { if case .nack = $0 { true } else { false } }
+        #expect(outcome.performed == [.ack(1, generation: 1)])
+        #expect(!outcome.flushed, "nothing is tried on a connection that failed")
+        #expect(outcome.failure?.error == .connection("a socket error occurred"))
+        #expect(outcome.failure?.notCarriedOut == [.nack(2, generation: 1, requeue: true), .resume, .stopIntake])
+    }
+
+    @Test func aFailedFlushGivesBackTheAcks() {
+        let batch: [ConsumerCommand] = [.ack(1, generation: 1), .pause, .ack(2, generation: 1)]
+        var flushes = 0
+        let failure = ConsumerCommand.run(batch, perform: { (_: ConsumerCommand) throws(AMQPError) in }, flush: { () throws(AMQPError) in
+            flushes += 1
+            throw .connection("a socket error occurred")
+        })
+        #expect(flushes == 1)
+        #expect(failure?.notCarriedOut == [.ack(1, generation: 1), .ack(2, generation: 1)])
+    }
+
+    /// What a failed batch gave back, ahead of what was queued since, decides how the next
+    /// connection starts; acks and nacks of the old connection are void.
+    @Test func theCommandsGivenBackDecideHowTheNextConnectionStarts() {
+        let givenBack = run([.ack(1, generation: 1), .resume], failing: { $0 == .resume }).failure?.notCarriedOut ?? []
+        let resumed = ConsumerCommand.carriedOver(givenBack + [.ack(2, generation: 1)], paused: true)
+        #expect(resumed.paused == false, "a resume given back makes the next connection consume")
+        #expect(resumed.pending.isEmpty)
+
+        let paused = ConsumerCommand.carriedOver([.pause, .nack(3, generation: 1, requeue: false)], paused: false)
+        #expect(paused.paused, "a pause given back makes the next connection start paused")
+        #expect(paused.pending.isEmpty)
+
+        let stopping = ConsumerCommand.carriedOver([.stopIntake, .resume, .ack(4, generation: 1)], paused: false)
+        #expect(stopping.paused, "with a stopIntake queued the next connection does not consume")
+        #expect(stopping.pending == [.stopIntake], "the stopIntake stays queued, to be carried out and reported")
+
+        #expect(ConsumerCommand.carriedOver([.pause, .resume], paused: false).paused == false, "the last of pause and resume wins")
+        #expect(ConsumerCommand.carriedOver([.resume, .pause], paused: false).paused)
+        #expect(ConsumerCommand.carriedOver([], paused: true).paused, "with nothing queued the state stays as it was")
+    }
+}
