@@ -154,7 +154,7 @@ import TestSupport
         let took = await running.stop()
         #expect(took < .seconds(5), "shutdown took \(took)")
         // The broker requeues what the closed connection held a moment after the close.
-        let depth = try await settledDepth(of: harness.queue, expecting: 5, harness)
+        let depth = try await harness.inspector.depth(harness.queue, settlingAt: 5)
         #expect(depth == 5, "every message back in the queue (depth \(depth))")
         await harness.inspector.delete([harness.queue])
     }
@@ -170,7 +170,7 @@ import TestSupport
         try await poll("two started") { step.all.count >= 2 }
         await running.stop()
         #expect(step.all.count == 2, "started after shutdown: \(step.all.count - 2)")
-        let depth = try await settledDepth(of: harness.queue, expecting: 18, harness)
+        let depth = try await harness.inspector.depth(harness.queue, settlingAt: 18)
         #expect(depth == 18, "the prefetched messages back in the queue (depth \(depth))")
         await harness.cleanUp(running.source)
     }
@@ -275,24 +275,71 @@ import TestSupport
         await harness.cleanUp(source)
     }
 
-    /// v1 declared the retry queues classic even under `quorum`; now they are quorum queues. An
-    /// existing retry queue with the old arguments (406 on declare) is used as it is, with a
-    /// warning, instead of stopping the worker, and a retry through it still comes back.
-    @Test func aRetryQueueDeclaredEarlierWithOtherArgumentsIsUsedAsItIs() async throws {
+    /// Earlier versions declared classic retry queues, whose dead-lettering back to the source
+    /// is at most once. An empty one is replaced by a quorum queue that dead-letters at least once.
+    @Test func anEmptyClassicRetryQueueOfAnEarlierVersionIsReplaced() async throws {
         let harness = try SourceHarness()
         let retryQueue = "\(harness.queue).retry.1"
         try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: retryQueue, arguments: [
-            "x-message-ttl": .int(1000), "x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(harness.queue),
+            "x-message-ttl": .int(240), "x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(harness.queue),
         ]))
         let step = RecordingStep { message in
             if message.attempt == 1 { throw StepFailure(.transient, "503", code: 131000) }
             return .next
         }
-        let running = try harness.worker("queue_type: quorum\nretry: { max_attempts: 2, backoff: [200ms] }\n", step)
+        let running = try harness.worker("retry: { max_attempts: 2, backoff: [200ms] }\n", step)
+        try await poll("the source to declare its queues") { running.source.status().connected }
+        let declared = try #require(running.source.topology.declarations.first { $0.name == retryQueue })
+        // Declaring it with the new arguments is refused (406) unless it was replaced.
+        _ = try await harness.inspector.publisher.declare(declared)
+        try await harness.inspector.publish(bodies(3, prefix: "kept"), to: harness.queue, declare: false)
+        try await poll("3 messages back from the new retry queue") { step.all.filter { $0.attempt == 2 }.count >= 3 }
+        await running.stop()
+        await harness.cleanUp(running.source)
+    }
+
+    /// A classic retry queue that still holds messages is used as it is, with a warning, instead
+    /// of stopping the worker or losing what waits there; a retry through it still comes back.
+    @Test func aClassicRetryQueueThatHoldsMessagesIsUsedAsItIs() async throws {
+        let harness = try SourceHarness()
+        let retryQueue = "\(harness.queue).retry.1"
+        let old = AMQPQueueDeclaration(name: retryQueue, arguments: [
+            "x-message-ttl": .int(600_000), "x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(harness.queue),
+        ])
+        try await harness.inspector.publisher.declare(old)
+        // A copy waiting there when the worker starts (a classic queue expires from its head only:
+        // what comes later waits behind it, so it waits seconds, not minutes).
+        var waiting = AMQPProperties.persistentJSON
+        waiting.expiration = "4000"
+        try await harness.inspector.publish(bodies(1, prefix: "waiting"), to: retryQueue, properties: waiting, declare: false)
+        let step = RecordingStep { message in
+            if message.attempt == 1 { throw StepFailure(.transient, "503", code: 131000) }
+            return .next
+        }
+        let running = try harness.worker("retry: { max_attempts: 2, backoff: [200ms] }\n", step)
         try await poll("the source to declare the rest") { running.source.status().connected }
+        // Declaring it with the old arguments succeeds only if it was left as it was.
+        _ = try await harness.inspector.publisher.declare(old)
         try await harness.inspector.publish(bodies(3, prefix: "kept"), to: harness.queue, declare: false)
         try await poll("3 messages back from the classic retry queue") { step.all.filter { $0.attempt == 2 }.count >= 3 }
         await running.stop()
+        await harness.cleanUp(running.source)
+    }
+
+    /// A dead letter is kept until it is replayed or removed: the original's `expiration` is not copied.
+    @Test func aDeadLetterDoesNotInheritTheOriginalsExpiration() async throws {
+        let harness = try SourceHarness()
+        let running = try harness.worker(onError: .deadLetter, RecordingStep { _ in throw StepFailure(.invalid, "bad") })
+        try await poll("the source to declare its queues") { running.source.status().connected }
+        var properties = AMQPProperties.persistentJSON
+        properties.expiration = "3000"
+        try await harness.inspector.publish(bodies(3, prefix: "short-lived"), to: harness.queue, properties: properties, declare: false)
+        let dead = running.source.topology.deadQueue
+        try await poll("3 dead letters") { try await harness.inspector.depth(dead) == 3 }
+        await running.stop()
+        let letters = try await harness.inspector.drain(dead, expecting: 3)
+        #expect(letters.count == 3)
+        #expect(letters.allSatisfy { $0.properties.expiration == nil }, "a letter that expires vanishes from .dead")
         await harness.cleanUp(running.source)
     }
 
@@ -327,23 +374,14 @@ import TestSupport
         #expect(topology.declarations[0].arguments.entries.map(\.key).sorted() == ["x-dead-letter-exchange", "x-dead-letter-routing-key", "x-delivery-limit", "x-queue-type"],
                 "the source queue keeps v1's arguments: an upgrade redeclares it unchanged")
         let classic = QueueTopology(queue: "q", type: .classic, deliveryLimit: 7, retryDelays: [.seconds(1)], jitter: 0)
-        #expect(classic.declarations.allSatisfy { $0.arguments["x-queue-type"] == nil })
         #expect(classic.declarations[0].arguments.entries.isEmpty, "a classic source queue has no arguments")
-        #expect(classic.declarations[1].arguments["x-dead-letter-strategy"] == nil)
+        #expect(classic.declarations[2].arguments.entries.isEmpty, "nor has its dead queue")
+        #expect(classic.declarations[1].arguments["x-queue-type"] == .string("quorum"), "a classic source's retry queue is a quorum queue too")
+        #expect(classic.declarations[1].arguments["x-dead-letter-strategy"] == .string("at-least-once"), "every hop back to the source is at least once")
+        #expect(classic.declarations[1].arguments["x-overflow"] == .string("reject-publish"))
         #expect(topology.route(delay: .seconds(1)) == ("q.retry.1", 1000))
         #expect(topology.route(delay: .milliseconds(1150)) == ("q.retry.1", 1150), "a jittered delay stays in its queue")
         #expect(topology.route(delay: .seconds(3)) == ("q.retry.2", 3000))
         #expect(topology.route(delay: .seconds(60)) == ("q.retry.2", 6000), "a wait beyond the longest queue comes back early")
     }
-}
-
-/// The depth of `queue` once it reaches `expected`, or what it is after 10 s: after a consumer's
-/// connection closes, the broker puts back what it held a moment later, not at once.
-private func settledDepth(of queue: String, expecting expected: Int, _ harness: SourceHarness) async throws -> Int {
-    var depth = -1
-    try? await poll("depth \(expected) of \(queue)", timeout: .seconds(10)) {
-        depth = try await harness.inspector.depth(queue)
-        return depth == expected
-    }
-    return depth
 }

@@ -33,11 +33,13 @@ public struct QueueTopology: Sendable, Equatable {
     /// `{queue}.retry.N`, N from 1, in order of delay.
     public func retryQueue(_ index: Int) -> String { "\(queue).retry.\(index + 1)" }
 
-    /// Every queue to declare, the source queue first. Under `quorum` all of them are quorum
-    /// queues (a message waiting for its retry survives the loss of a node), and the retry queues
-    /// dead-letter back `at-least-once`: the broker keeps a message until the source queue has
-    /// confirmed it (which needs `reject-publish` overflow; no length limit is set). The source
-    /// and dead queues keep the arguments v1 declared, so an upgrade redeclares them unchanged.
+    /// Every queue to declare, the source queue first. The retry queues are quorum queues that
+    /// dead-letter back `at-least-once` whatever the source's type: the broker keeps a message
+    /// until the source queue has confirmed it (a classic queue's dead-lettering is at most once:
+    /// a broker killed meanwhile loses the message), which needs `reject-publish` overflow (no
+    /// length limit is set). Under `quorum` the source and dead queues are quorum queues too (a
+    /// node may be lost); otherwise they keep the arguments v1 declared, so an upgrade redeclares
+    /// them unchanged.
     public var declarations: [AMQPQueueDeclaration] {
         var source = AMQPTable()
         if type == .quorum {
@@ -48,10 +50,7 @@ public struct QueueTopology: Sendable, Equatable {
         }
         var result = [AMQPQueueDeclaration(name: queue, arguments: source)]
         for (index, delay) in retryDelays.enumerated() {
-            var retry: AMQPTable = type == .quorum ? quorum(deadLetteringTo: queue) : [
-                "x-dead-letter-exchange": .string(""),
-                "x-dead-letter-routing-key": .string(queue),
-            ]
+            var retry = quorum(deadLetteringTo: queue)
             retry["x-message-ttl"] = .int(cap(delay))
             result.append(AMQPQueueDeclaration(name: retryQueue(index), arguments: retry))
         }
@@ -71,19 +70,33 @@ public struct QueueTopology: Sendable, Equatable {
         ]
     }
 
-    /// Declares each queue. A retry queue that exists with other arguments (v1 declared them
-    /// classic) is used as it is, with a warning, rather than stopping the worker: changing a
-    /// queue's arguments means deleting it, which only an operator can decide when it is empty.
-    /// The source and dead queues must match (a 406 there stops the start).
+    /// Declares each queue. A retry queue that exists with other arguments (an earlier version
+    /// declared it classic) is replaced when it is empty — the broker deletes it only then, in one
+    /// step — and otherwise used as it is, with a warning that says what to do: its messages
+    /// return to the source within its delay, after which a restart replaces it. The source and
+    /// dead queues must match (a 406 there stops the start).
     public func declare(on publisher: AMQPPublisher, logger: Logger) async throws(AMQPError) {
         for declaration in declarations {
             do {
                 try await publisher.declare(declaration)
             } catch .broker(code: 406, let text) where declaration.name.hasPrefix("\(queue).retry.") {
-                _ = try await publisher.messageCount(declaration.name)
-                logger.warning("retry queue exists with other arguments than this pipeline declares (an earlier version's?); using it as it is — messages waiting there do not get its new guarantees (quorum: on every node) until it is deleted when empty and declared anew",
-                               metadata: ["queue": .string(declaration.name), "broker": .string(text)])
+                try await replace(declaration, refused: text, on: publisher, logger: logger)
             }
+        }
+    }
+
+    private func replace(_ declaration: AMQPQueueDeclaration, refused: String, on publisher: AMQPPublisher, logger: Logger) async throws(AMQPError) {
+        do {
+            try await publisher.delete(declaration.name, ifEmpty: true)
+            try await publisher.declare(declaration)
+            logger.notice("retry queue declared anew with at-least-once dead-lettering (it was empty)", metadata: ["queue": .string(declaration.name), "was": .string(refused)])
+        } catch .broker(code: 406, let text) {
+            let waiting = (try? await publisher.messageCount(declaration.name)) ?? 0
+            logger.warning("""
+                retry queue exists with other arguments than this pipeline declares (an earlier version's classic queue?) and holds \(waiting) messages; \
+                using it as it is: its messages return to the source at most once (a broker killed meanwhile loses them). \
+                They are back in the source within its delay: restart the worker then and it replaces the queue, or delete it when empty and restart
+                """, metadata: ["queue": .string(declaration.name), "broker": .string(text)])
         }
     }
 

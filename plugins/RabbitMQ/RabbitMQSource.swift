@@ -133,6 +133,8 @@ public final class RabbitMQSource: Source {
             return await publishThenAcknowledge(original, to: queue, properties)
         case .deadLetter(let letter):
             var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
+            // A letter stays until it is replayed or removed: the original's time to live is not its own.
+            properties.expiration = nil
             properties.headers["x-error-step"] = .string(letter.step)
             properties.headers["x-error"] = .string(String(letter.reason.prefix(2000)))
             properties.headers["x-attempts"] = .int(Int64(letter.attemptsMade))
