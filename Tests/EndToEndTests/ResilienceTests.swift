@@ -173,6 +173,53 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// Six 190 answers, then a working token: the six came from requests in flight at once, one
+    /// outage, so the sender pauses once (1 s in the test variant) and everything goes after one probe.
+    /// Before, each failure doubled the pause: 1, 2, 4, 8, 16, 32 s.
+    @Test func sixTokenFailuresInOneOutagePauseOnceAndEverythingGoesSoonAfter() async throws {
+        let e2e = try await EndToEndHarness()
+        // Slow enough that the six are in flight together, as a burst meets a token that just expired.
+        e2e.server.answer { number, _ in
+            number <= 6 ? .after(.milliseconds(300), .error(status: 401, code: 190, message: "Error validating access token: Session has expired")) : .success
+        }
+        let worker = try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "1000"])
+        let published = ContinuousClock.now
+        try await e2e.publish((0..<40).map(e2e.textMessage))
+        do {
+            try await poll("40 sent", timeout: .seconds(60)) { e2e.server.sentByRecipient.count == 40 }
+        } catch {
+            throw TestFailure("\(error): \(e2e.server.sentByRecipient.count) sent of \(e2e.server.requests.count) requests; log \(worker.logPath)")
+        }
+        let took = ContinuousClock.now - published
+        #expect(took < .seconds(15), "sent within a few seconds of the token working, not after a pause escalated per failure: \(took)")
+        try await e2e.waitUntilFinished(40, by: [worker])
+        #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 }, "each sent once")
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
+        try await worker.stop()
+        await e2e.cleanUp()
+    }
+
+    /// A token that stays rejected: a burst of failures escalates the pause once, then once per probe.
+    @Test func aBurstOfTokenFailuresEscalatesThePauseOncePerProbeNotOncePerMessage() async throws {
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { _, _ in .error(status: 401, code: 190, message: "Error validating access token: Session has expired") }
+        let worker = try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "1000"])
+        try await e2e.publish((0..<100).map(e2e.textMessage))
+        var pauses = 0
+        try await poll("the pause reported on /health") {
+            let paused = await worker.get("/health")?.body?["paused"]?.arrayValue?.first
+            pauses = paused?["pauses_in_a_row"]?.numberValue.map { Int($0) } ?? 0
+            return pauses > 0
+        }
+        // Probes come 1 s, then 2 s, then 4 s apart: within 2.5 s at most two more pauses.
+        try await Task.sleep(for: .milliseconds(2500))
+        let later = (await worker.get("/health")?.body?["paused"]?.arrayValue?.first?["pauses_in_a_row"]?.numberValue).map { Int($0) } ?? 0
+        #expect(later <= 3, "the pause escalated once per probe, not once per failing message: \(later) pauses after \(e2e.server.requests.count) requests")
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
+        try await worker.stop()
+        await e2e.cleanUp()
+    }
+
     @Test func aBusyHealthPortCannotStart() async throws {
         let e2e = try await EndToEndHarness()
         let first = try await e2e.startWorker()

@@ -1,4 +1,5 @@
 import Foundation
+import PipelineKit
 import Testing
 import TestSupport
 
@@ -55,6 +56,36 @@ import TestSupport
         } else {
             #expect(connections > 1, "HTTP/1.1: a connection per request in flight, found \(connections)")
         }
+        #expect(try await worker.stop() == 0)
+    }
+
+    /// A Cloud API certificate the worker does not trust is a configuration failure (SPEC 6): every
+    /// message waits, nothing is dead-lettered or counts an attempt, `/health` says what is wrong; the
+    /// CA put right and SIGHUP sends each message once. Before, each attempt waited the whole request
+    /// timeout and then retried, and after `max_attempts` the queue was dead-lettered.
+    @Test func anUntrustedCloudAPICertificatePausesUntilTheCAIsFixed() async throws {
+        let e2e = try await EndToEndHarness(cloudAPI: .tls(certificate: "\(Self.tls)/server.pem", key: "\(Self.tls)/server.key", http2: true))
+        defer { Task { await e2e.cleanUp() } }
+        let env = e2e.folder.appendingPathComponent(".env")
+        try "WHATSAPP_CA_FILE=\(Self.tls)/other-ca.pem\n".write(to: env, atomically: true, encoding: .utf8)
+        let worker = try await e2e.startWorker(directory: e2e.folder)
+        try await e2e.publish((0..<10).map(e2e.textMessage))
+        var health: JSONValue?
+        try await poll("/health says the certificate is not trusted") {
+            health = await worker.get("/health")?.body
+            return health?["reason"]?.stringValue?.contains("not trusted") == true
+        }
+        #expect(health?["status"]?.stringValue == "degraded")
+        // Past the 2 s request timeout and two backoff steps: an attempt-counting retry would have dead-lettered by now.
+        try await Task.sleep(for: .seconds(4))
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "nothing dead-lettered for a configuration failure")
+        #expect(e2e.server.requests.isEmpty, "no request got through")
+        try "WHATSAPP_CA_FILE=\(Self.tls)/ca.pem\n".write(to: env, atomically: true, encoding: .utf8)
+        worker.signal(SIGHUP)
+        try await poll("10 sent once the CA is right", timeout: .seconds(30)) { e2e.requestsByRecipient.count == 10 }
+        try await e2e.waitUntilDrained()
+        #expect(e2e.requestsByRecipient.values.allSatisfy { $0 == 1 }, "each sent once")
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         #expect(try await worker.stop() == 0)
     }
 

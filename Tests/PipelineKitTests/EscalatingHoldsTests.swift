@@ -45,4 +45,15 @@ import Testing
         clock.advance(by: .seconds(5))
         #expect(holds.held("sender:1", at: clock.now()) == nil, "the first probe gave no answer in time: another probes")
     }
+
+    @Test func clearingAKindEndsItsHoldsAndTheirEscalation() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        holds.hold("token:default", policy: policy, kind: .paused, reason: "190")
+        holds.hold("pair:1:+1", policy: policy, kind: .pairHold, reason: "131056")
+        #expect(holds.clear(kind: .paused) == ["token:default"])
+        #expect(holds.held("token:default", at: clock.now()) == nil)
+        #expect(holds.held("pair:1:+1", at: clock.now()) != nil, "other kinds stay")
+        #expect(holds.hold("token:default", policy: policy, kind: .paused, reason: "190").length == .seconds(5), "from the first length again")
+    }
 }

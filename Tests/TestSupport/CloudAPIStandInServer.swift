@@ -32,19 +32,38 @@ public final class CloudAPIStandInServer: Sendable {
     public enum Answer: Sendable {
         case success
         case error(status: Int, code: Int?, message: String)
+        /// Waits `Duration` after reading the request, then succeeds (a client with a shorter timeout has given up).
         case stall(Duration)
+        /// `body` as `application/json`, whatever it is.
         case raw(status: Int, body: String)
+        /// `body` as `text/html`: what a proxy or a wrong `base_url` answers.
+        case html(status: Int, body: String)
+        /// Reads the whole request, then closes the connection without answering (over HTTP/2, resets
+        /// the stream): the request counts as accepted, its answer lost.
+        case hangUp
+        /// A success whose answer breaks off: status 200 and its headers (a `Content-Length` for the
+        /// whole body), half of the body, then the connection closes (over HTTP/2, the stream is reset).
+        case cutOff
+        /// Waits `Duration` after reading the request, then answers as the other answer says (so
+        /// several requests are in flight at once when they fail).
+        indirect case after(Duration, Answer)
     }
 
     struct Context: RequestContext {
         var coreContext: CoreRequestContextStorage
         let clientPort: Int?
+        /// The request's channel (over HTTP/2, its stream's), to hang up on.
+        let channel: any Channel
 
         init(source: ApplicationRequestContextSource) {
             coreContext = .init(source: source)
             clientPort = source.channel.remoteAddress?.port
+            channel = source.channel
         }
     }
+
+    /// Ends a response that must not complete.
+    private struct HungUp: Error {}
 
     private let recorded = Mutex<[Recorded]>([])
     private let script = Mutex<@Sendable (Int, Recorded) -> Answer>({ _, _ in .success })
@@ -145,11 +164,15 @@ public final class CloudAPIStandInServer: Sendable {
             list.append(entry)
             return list.count
         }
-        let answer = overLimit ? .error(status: 400, code: 130429, message: "(#130429) Rate limit hit") : script.withLock { $0 }(number, entry)
+        var answer = overLimit ? .error(status: 400, code: 130429, message: "(#130429) Rate limit hit") : script.withLock { $0 }(number, entry)
+        while case .after(let delay, let then) = answer {
+            try await Task.sleep(for: delay)
+            answer = then
+        }
         let code: Int? = switch answer {
-        case .success, .stall: nil
+        case .success, .stall, .hangUp, .cutOff, .after: nil
         case .error(_, let code, _): code ?? 0
-        case .raw(let status, _): (200..<300).contains(status) ? nil : 0
+        case .raw(let status, _), .html(let status, _): (200..<300).contains(status) ? nil : 0
         }
         if let code { recorded.withLock { $0[number - 1].answeredCode = code } }
         switch answer {
@@ -163,6 +186,24 @@ public final class CloudAPIStandInServer: Sendable {
             return Self.json(200, #"{"messages":[{"id":"wamid.late.\#(number)"}]}"#)
         case .raw(let status, let body):
             return Self.json(status, body)
+        case .html(let status, let body):
+            return Response(status: .init(code: status), headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        case .hangUp:
+            try? await context.channel.close()
+            throw HungUp()
+        case .cutOff:
+            let body = Array(#"{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.standin.\#(number)"}]}"#.utf8)
+            let half = ByteBuffer(bytes: body.prefix(body.count / 2))
+            let channel = context.channel
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(contentLength: body.count) { writer in
+                try await writer.write(half)
+                // Let the head and the half reach the client before the connection closes.
+                try await Task.sleep(for: .milliseconds(100))
+                try? await channel.close()
+                throw HungUp()
+            })
+        case .after:
+            preconditionFailure("waited for above")
         }
     }
 

@@ -9,23 +9,64 @@ import PipelineKit
 import Synchronization
 
 /// The `whatsapp_cloud_api` resource: one shared async-http-client with a bounded keep-alive pool.
+///
+/// Each send ends one of four ways (SPEC 6, 13): an answer (a wamid, or an error classified by its
+/// code), *not sent* (`.transient`: the connection could not be opened or the request was not fully
+/// written), *in doubt* (`.inDoubt`: written, no complete answer), or sent with the wamid unknown
+/// (nil: a 2xx whose body could not be read). Which one is read from what async-http-client reported
+/// before the failure (`CloudAPIExchange`), not guessed from the error's type. Failures that concern
+/// every message — an untrusted certificate, a host name that does not resolve, something that is not
+/// the Cloud API answering — are `.configuration`, and `health()` reports them until the Cloud API answers.
 public final class CloudAPIClient: CloudAPISender {
     public let configuration: CloudAPIConfiguration
     public let slotStore: (any SlotStore)?
     private let httpClient: HTTPClient?
-    private let lastTransportError = Mutex<(String, ContinuousClock.Instant)?>(nil)
+    /// The API's host and port, for the words of a failure.
+    private let host: String
+    private let port: Int
+    /// Time to open a connection (TCP and TLS), and to wait for a free one: min(`timeout`, 5 s).
+    private let connectTimeout: Duration
+    private let problems = Mutex(Problems())
+
+    /// What `health()` reports.
+    private struct Problems {
+        /// The last transport failure (not sent, in doubt), reported for 30 s.
+        var transport: (reason: String, at: ContinuousClock.Instant)?
+        /// A configuration failure, reported until the Cloud API answers.
+        var configuration: String?
+    }
 
     public init(settings: Settings, slotStore: (any SlotStore)? = nil) throws {
         configuration = try CloudAPIConfiguration(settings: settings)
         self.slotStore = slotStore
+        let url = URL(string: configuration.baseURL)
+        host = url?.host ?? configuration.baseURL
+        port = url?.port ?? (url?.scheme == "http" ? 80 : 443)
+        // A connection that works opens in well under a second (TCP, then TLS). One that does not — SYNs
+        // dropped by a firewall, a TLS terminator that never answers — leaves the request *not sent*,
+        // safe to retry: it should fail soon rather than use up the whole `timeout`, which would then
+        // also be the time a TLS failure takes to show (SPEC 6). It also bounds a request's wait for
+        // a free connection when all `max_connections` are busy (async-http-client's
+        // `connectionDeadline` is now + this timeout).
+        connectTimeout = min(configuration.timeout, .seconds(5))
         if configuration.dryRun {
             httpClient = nil
         } else {
             var http = HTTPClient.Configuration()
             http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
-            let timeout = TimeAmount.milliseconds(configuration.timeout.milliseconds)
-            http.timeout = .init(connect: timeout, read: timeout)
+            // By default async-http-client retries a failed connect with backoff and fails the waiting
+            // requests only at their connect deadline, with the last error
+            // (`HTTPConnectionPool.HTTP1StateMachine.failedToCreateNewConnection`, `timeoutRequest`).
+            // Off, a failed connect (TLS rejected, DNS, refused) fails the requests waiting for a
+            // connection at once, with its own error: they are not sent, and the worker's retry and
+            // pause policies decide what next, not a hidden loop.
+            http.connectionPool.retryConnectionEstablishment = false
+            http.timeout = .init(connect: .milliseconds(connectTimeout.milliseconds), read: .milliseconds(configuration.timeout.milliseconds))
             http.decompression = .disabled
+            // A redirect is not the Cloud API (async-http-client would follow a 301/302 as a GET without the body).
+            http.redirectConfiguration = .disallow
+            // Network.framework (Apple platforms) would otherwise wait for connectivity until the deadline.
+            http.networkFrameworkWaitForConnectivity = false
             // HTTP/2 when the server offers it through ALPN (graph.facebook.com does), HTTP/1.1 otherwise.
             http.httpVersion = .automatic
             if let caFile = configuration.caFile {
@@ -40,7 +81,9 @@ public final class CloudAPIClient: CloudAPISender {
         }
     }
 
-    public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String {
+    /// Sends `request`; returns its wamid, or nil when the Cloud API accepted it (2xx) but its answer
+    /// could not be read — the wamid then comes with the message's first status (SPEC 13).
+    public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String? {
         guard let token = configuration.token(for: sender) else {
             throw CloudAPIFailure(.senderRejected, status: nil, code: nil, reason: "no access token for sender \(sender): set `access_token` or `access_tokens.\(sender)`")
         }
@@ -49,68 +92,173 @@ public final class CloudAPIClient: CloudAPISender {
             logger.info("dry run: request not sent", metadata: ["path": .string(path), "bytes": "\(request.body.count)", "authorization": "Bearer ***"])
             return "wamid.dryrun.\(UUID().uuidString.lowercased())"
         }
-        var httpRequest = HTTPClientRequest(url: configuration.baseURL + path)
-        httpRequest.method = .POST
-        httpRequest.headers.add(name: "Authorization", value: "Bearer \(token)")
-        httpRequest.headers.add(name: "Content-Type", value: "application/json")
-        httpRequest.body = .bytes(ByteBuffer(bytes: request.body))
-        let status: Int
-        let body: ByteBuffer
+        let httpRequest: HTTPClient.Request
         do {
-            let response = try await httpClient.execute(httpRequest, timeout: .milliseconds(configuration.timeout.milliseconds))
-            status = Int(response.status.code)
-            body = try await response.body.collect(upTo: 1 << 20)
+            httpRequest = try HTTPClient.Request(
+                url: configuration.baseURL + path, method: .POST,
+                headers: HTTPHeaders([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]),
+                body: .bytes(request.body))
         } catch {
-            let reason = Self.describe(error, timeout: configuration.timeout)
-            lastTransportError.withLock { $0 = (reason, .now) }
-            Counter(label: "outbound_dispatch_total", dimensions: [("status", "none"), ("code", "transport")]).increment()
-            throw CloudAPIFailure(.transient, status: nil, code: nil, reason: reason)
+            throw configurationFailure(CloudAPIFailure(.configuration, status: nil, code: nil, reason: "`base_url` \(configuration.baseURL) is not an http:// or https:// URL (\(error))"))
         }
-        lastTransportError.withLock { $0 = nil }
-        return try Self.interpret(status: status, body: Data(body.readableBytesView))
+        let exchange = CloudAPIExchange()
+        let task = httpClient.execute(request: httpRequest, delegate: exchange, deadline: .now() + .milliseconds(configuration.timeout.milliseconds))
+        let answer: CloudAPIExchange.Answer
+        do {
+            answer = try await withTaskCancellationHandler {
+                try await task.get()
+            } onCancel: {
+                task.cancel()
+            }
+        } catch {
+            return try transportFailure(error, exchange.progress, logger: logger)
+        }
+        let reading = answer.body.withUnsafeReadableBytes { body in
+            Self.read(status: answer.status, headers: answer.headers, body: body, truncated: answer.truncated)
+        }
+        switch reading {
+        case .sent(let wamid):
+            answered()
+            return wamid
+        case .failed(let failure) where failure.kind == .configuration:
+            throw configurationFailure(failure)
+        case .failed(let failure):
+            answered()
+            throw failure
+        }
+    }
+
+    /// A request that failed without a complete answer: sent with the wamid unknown (after a 2xx
+    /// head), an error answer cut off, in doubt (written, no answer), or not sent.
+    private func transportFailure(_ error: any Error, _ progress: CloudAPIExchange.Progress, logger: Logger) throws(CloudAPIFailure) -> String? {
+        let (what, timedOut) = TransportFailure.describe(error, timeout: configuration.timeout, connectTimeout: connectTimeout)
+        if let status = progress.status {
+            Self.count(status: String(status), code: "none")
+            answered()
+            if (200..<300).contains(status) {
+                logger.warning("sent, but the answer was cut off: the wamid comes with the first status", metadata: ["status": "\(status)", "error": .string(what)])
+                return nil
+            }
+            // The Cloud API answered an error, so it did not accept the message: safe to send again.
+            throw CloudAPIFailure(.transient, status: status, code: nil, reason: "HTTP \(status), answer cut off: \(what)")
+        }
+        if progress.written {
+            Self.count(status: "none", code: "in_doubt")
+            let reason = "in doubt: the request was sent, then \(what)\(timedOut ? " (timeout)" : "")"
+            problems.withLock { $0.transport = (reason, .now) }
+            throw CloudAPIFailure(.inDoubt, status: nil, code: nil, reason: reason)
+        }
+        if let problem = TransportFailure.configurationProblem(error, host: host, port: port) {
+            Self.count(status: "none", code: "configuration")
+            throw configurationFailure(CloudAPIFailure(.configuration, status: nil, code: nil, reason: problem))
+        }
+        Self.count(status: "none", code: "transport")
+        let reason = timedOut ? "timeout: \(what)" : "connection error: \(what)"
+        problems.withLock { $0.transport = (reason, .now) }
+        throw CloudAPIFailure(.transient, status: nil, code: nil, reason: reason)
+    }
+
+    /// Records a configuration failure for `health()` and returns it.
+    private func configurationFailure(_ failure: CloudAPIFailure) -> CloudAPIFailure {
+        problems.withLock { $0.configuration = failure.reason }
+        return failure
+    }
+
+    /// The Cloud API answered: whatever was wrong with reaching it is not any more.
+    private func answered() {
+        problems.withLock { problems in
+            if problems.transport != nil || problems.configuration != nil { problems = Problems() }
+        }
     }
 
     private static let sent = Counter(label: "outbound_dispatch_total", dimensions: [("status", "200"), ("code", "none")])
 
-    /// Turns an HTTP answer into a wamid or a classified failure.
-    public static func interpret(status: Int, body: Data) throws(CloudAPIFailure) -> String {
-        if (200..<300).contains(status) {
-            (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
-            let answer = try? JSONDecoder().decode(SentAnswer.self, from: body)
-            return answer?.messages?.first?.id ?? ""
+    private static func count(status: String, code: String) {
+        Counter(label: "outbound_dispatch_total", dimensions: [("status", status), ("code", code)]).increment()
+    }
+
+    /// Turns an HTTP answer into a wamid (nil: accepted, wamid unknown) or a classified failure.
+    public static func interpret(status: Int, body: Data, contentType: String? = nil) throws(CloudAPIFailure) -> String? {
+        var headers = HTTPHeaders()
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        let reading = body.withUnsafeBytes { read(status: status, headers: headers, body: $0, truncated: false) }
+        switch reading {
+        case .sent(let wamid): return wamid
+        case .failed(let failure): throw failure
         }
-        let error = try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: body).error
-        Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", error?.code.map(String.init) ?? "none")]).increment()
-        throw CloudAPIFailure.answer(status: status, error: error)
+    }
+
+    enum Reading {
+        case sent(String?)
+        case failed(CloudAPIFailure)
+    }
+
+    /// Reads a complete answer (SPEC 6): a 2xx is sent (its wamid, when its body has one); an error
+    /// with a Cloud API error object is classified by its code; without one, a 5xx or 429 is transient,
+    /// and anything else — an HTML page whatever the status, a 4xx, a redirect — is not the Cloud API:
+    /// a configuration failure.
+    static func read(status: Int, headers: HTTPHeaders, body: UnsafeRawBufferPointer, truncated: Bool) -> Reading {
+        let html = isHTML(headers: headers, body: body)
+        if (200..<300).contains(status), !html {
+            (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
+            return .sent(truncated ? nil : WamidReader.wamid(in: body))
+        }
+        let error = html ? nil : try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: Data(body)).error
+        count(status: String(status), code: error?.code.map(String.init) ?? "none")
+        if let error { return .failed(.answer(status: status, error: error)) }
+        if html {
+            return .failed(CloudAPIFailure(.configuration, status: status, code: nil, reason: "HTTP \(status) with an HTML page\(title(of: body)), not a Cloud API answer: check `base_url` (a proxy in the way?)"))
+        }
+        if status >= 500 || status == 429 { return .failed(.answer(status: status, error: nil)) }
+        let location = headers.first(name: "Location").map { " to \($0.prefix(200))" } ?? ""
+        let what = (300..<400).contains(status) ? "a redirect\(location)" : "no Cloud API error object in its body"
+        return .failed(CloudAPIFailure(.configuration, status: status, code: nil, reason: "HTTP \(status) with \(what), not a Cloud API answer: check `base_url` and `api_version`"))
+    }
+
+    /// An HTML page: said by its content type (`text/html`, `application/xhtml+xml`), or a body that
+    /// starts with `<`. Without allocating: this runs for every answer.
+    private static func isHTML(headers: HTTPHeaders, body: UnsafeRawBufferPointer) -> Bool {
+        if let type = headers.first(name: "Content-Type") {
+            // "html" anywhere, ASCII case-insensitively ("html" repeats no prefix of itself, so a
+            // mismatch restarts the match at most one byte back).
+            let html: UInt32 = 0x6C6D_7468  // "html", little end first
+            var matched: UInt32 = 0
+            for byte in type.utf8 {
+                let lower = UInt32(byte | 0x20)
+                if lower == (html >> (8 * matched)) & 0xFF {
+                    matched += 1
+                    if matched == 4 { return true }
+                } else {
+                    matched = lower == html & 0xFF ? 1 : 0
+                }
+            }
+        }
+        for byte in body {
+            switch byte {
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"): continue
+            default: return byte == UInt8(ascii: "<")
+            }
+        }
+        return false
+    }
+
+    /// ` ("…")` with the page's `<title>`, when it has one (at most 100 characters).
+    private static func title(of body: UnsafeRawBufferPointer) -> String {
+        let page = String(decoding: body.prefix(4096), as: UTF8.self)
+        guard let open = page.range(of: "<title>", options: .caseInsensitive),
+              let close = page.range(of: "</title>", options: .caseInsensitive, range: open.upperBound..<page.endIndex) else { return "" }
+        let title = page[open.upperBound..<close.lowerBound].split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        return title.isEmpty ? "" : " (\"\(title.prefix(100))\")"
     }
 
     public func health() async -> HealthStatus {
-        guard let (reason, when) = lastTransportError.withLock({ $0 }), ContinuousClock.now - when < .seconds(30) else { return .up }
+        let now = self.problems.withLock { $0 }
+        if let reason = now.configuration { return .down(reason) }
+        guard let (reason, when) = now.transport, ContinuousClock.now - when < .seconds(30) else { return .up }
         return .down(reason)
     }
 
     public func shutdown() async {
         try? await httpClient?.shutdown()
-    }
-
-    /// The part of a success answer the worker keeps: `messages[0].id`, the wamid.
-    private struct SentAnswer: Decodable {
-        struct SentMessage: Decodable {
-            var id: String?
-        }
-
-        var messages: [SentMessage]?
-    }
-
-    private static func describe(_ error: any Error, timeout: Duration) -> String {
-        if let error = error as? HTTPClientError {
-            switch error {
-            case .deadlineExceeded, .readTimeout, .connectTimeout:
-                return "timeout: no answer within \(DurationParser.format(timeout))"
-            default:
-                return "connection error: \(error)"
-            }
-        }
-        return "connection error: \(error)"
     }
 }

@@ -2,8 +2,17 @@ import PipelineKit
 
 /// How a Cloud API failure is handled, decided on `error.code` first and the HTTP status second.
 public enum CloudAPIErrorClass: String, Sendable, Equatable {
-    /// Retry with backoff.
+    /// Not sent (the connection could not be opened, or the request was not fully written), or an
+    /// answer that says to try again (5xx, 429, a transient code): retry with backoff.
     case transient
+    /// The request was fully written and no complete answer came (a read timeout, the connection
+    /// reset or closed, an HTTP/2 stream reset, the deadline): Meta may have accepted it, so it is
+    /// never simply sent again (SPEC 13).
+    case inDoubt = "in_doubt"
+    /// The Cloud API cannot be reached as configured: its TLS certificate is not trusted, its host name
+    /// does not resolve, or what answers is not the Cloud API (an HTML page, a 4xx without a Cloud API
+    /// error object). Concerns every message: pause with backoff, like a sender-side failure (SPEC 6).
+    case configuration
     /// Dead-letter at once.
     case permanent
     /// The sender's token (invalid, expired): every sender using that token pauses.

@@ -7,8 +7,10 @@ public protocol CloudAPISender: Resource {
     var configuration: CloudAPIConfiguration { get }
     /// Where send slots are shared with other workers, if anywhere.
     var slotStore: (any SlotStore)? { get }
-    /// Sends `request` from `sender` with that sender's token; throws a classified failure.
-    func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String
+    /// Sends `request` from `sender` with that sender's token; returns its wamid, or nil when the
+    /// Cloud API accepted it (2xx) but the answer could not be read (SPEC 13: the wamid comes with
+    /// the first status). Throws a classified failure (`.inDoubt` when it may have been accepted).
+    func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String?
 }
 
 /// The `whatsapp_cloud_api` resource's settings, shared by the real client and the stand-in.
@@ -89,6 +91,12 @@ public struct CloudAPIConfiguration: Sendable {
     /// Messages per second `sender` may send.
     public func limit(for sender: String) -> Double {
         Double(throughputBySender[sender] ?? throughput)
+    }
+
+    /// What pauses when the Cloud API cannot be reached as configured (an untrusted certificate,
+    /// a host that does not resolve, something else answering): every message, whatever its sender.
+    public var configurationScope: PauseScope {
+        PauseScope(key: "api:\(baseURL)", coversAll: true, cause: "configuration")
     }
 
     /// What pauses when `sender`'s token is rejected: every sender of that token (with one

@@ -31,6 +31,11 @@ public struct DispatchStep: Step {
         self.client = client
     }
 
+    /// Every outcome names the sender a message would have gone out with, the default one included.
+    public var reportedDefaults: [String: JSONValue] {
+        client.configuration.defaultSender.map { ["phoneNumberId": .string($0)] } ?? [:]
+    }
+
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard let request = message.values[PreparedRequestKey.self] else {
             throw StepFailure(.permanent, "no request to send: the pipeline needs a `transform` step before `\(context.stepName)`")
@@ -44,7 +49,7 @@ public struct DispatchStep: Step {
         let flow = context.flow
         let now = context.clock.now()
         let scopes = configuration.pauseScopes(for: sender)
-        for scope in [scopes.token, scopes.sender] {
+        for scope in [configuration.configurationScope, scopes.token, scopes.sender] {
             if let hold = flow.holds.held(scope.key, at: now) {
                 return .wait(Wait(key: scope.key, until: hold.until, reason: .paused))
             }
@@ -86,6 +91,10 @@ public struct DispatchStep: Step {
                 throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token.because(error.kind.rawValue))
             case .senderRejected:
                 throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.sender.because(error.kind.rawValue))
+            case .configuration:
+                throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: configuration.configurationScope)
+            case .inDoubt:
+                throw StepFailure(.inDoubt, error.reason)
             case .transient:
                 throw StepFailure(.transient, error.reason, code: error.code)
             case .permanent:
@@ -97,6 +106,7 @@ public struct DispatchStep: Step {
         flow.holds.clear(pair)
         flow.holds.clear(scopes.sender.key)
         flow.holds.clear(scopes.token.key)
+        flow.holds.clear(configuration.configurationScope.key)
         return .next
     }
 

@@ -42,7 +42,7 @@ public final class StandInCloudAPI: CloudAPISender {
         self.log = log
     }
 
-    public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String {
+    public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String? {
         let (answer, number) = log.take(Received(request: request, sender: sender, token: configuration.token(for: sender), at: clock.now()))
         if let delay = answer.delay {
             guard delay < configuration.timeout else {

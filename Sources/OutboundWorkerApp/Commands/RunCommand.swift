@@ -70,7 +70,7 @@ struct RunCommand: AsyncParsableCommand {
             services: [
                 .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics)),
                 .init(service: ReloadService(registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
-                                             assembler: assembler, host: host, logger: logger)),
+                                             assembler: assembler, host: host, worker: worker, logger: logger)),
                 .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

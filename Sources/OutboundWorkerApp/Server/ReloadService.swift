@@ -13,6 +13,8 @@ struct ReloadService: Service {
     let variant: String?
     let assembler: PipelineAssembler
     let host: PipelineHost
+    /// Its pauses end when the pipeline changes (a new token, a fixed CA): the next message probes at once.
+    let worker: PipelineWorker
     let logger: Logger
 
     func run() async throws {
@@ -46,6 +48,7 @@ struct ReloadService: Service {
             logger.info("pipeline reloaded", metadata: ["digest": .string(definition.digest), "previous_digest": .string(old.definition.digest),
                                                         "changed": .string(Self.changes(from: old.definition, to: definition).joined(separator: ", "))])
             await host.replace(with: assembled, logger: logger)
+            worker.endPauses()
         } catch {
             logger.error("reload rejected: cannot build the new pipeline; the previous pipeline stays in use", metadata: ["error": "\(error)"])
         }

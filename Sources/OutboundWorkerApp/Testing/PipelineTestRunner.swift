@@ -184,6 +184,8 @@ struct PipelineTestRunner {
             switch await executor.advance(&runs[index]) {
             case .decided(let decision):
                 results[index] = MessageResult(decision: decision, waits: runs[index].waits, outcome: Outcome(decision: decision, message: reported[index] ?? runs[index].message, sent: runs[index].sent))
+                // The in-memory source takes every settlement: an acknowledged message is settled at once.
+                if case .ack = decision { await executor.settled(runs[index]) }
             case .sent:
                 reported[index] = runs[index].message
                 ready.insert(index, at: 0)

@@ -116,6 +116,18 @@ public final class EscalatingHolds: Sendable {
         }
     }
 
+    /// Ends every hold of `kind` and resets its escalation; returns their keys.
+    @discardableResult
+    public func clear(kind: WaitReason) -> [String] {
+        guard any.load(ordering: .acquiring) else { return [] }
+        return entries.withLock { entries in
+            let keys = entries.filter { $0.value.kind == kind }.map(\.key)
+            for key in keys { entries[key] = nil }
+            if entries.isEmpty { any.store(false, ordering: .releasing) }
+            return keys.sorted()
+        }
+    }
+
     /// Every hold of `kind` that has not ended, soonest end first.
     public func active(_ kind: WaitReason) -> [Hold] {
         let now = clock.now()

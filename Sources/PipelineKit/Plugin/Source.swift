@@ -112,6 +112,15 @@ public protocol Source: Sendable {
     func stop() async
     /// Connection and consumption state.
     func status() -> SourceStatus
+    /// What the worker does with a delivery whose outcome the sink refused: true (a queue) keeps it
+    /// and reports the outcome again with backoff — handed back, it would come round again at
+    /// once and count toward the queue's delivery limit; false (an HTTP endpoint, whose caller
+    /// retries) hands it back at once (`.release`). Default: true.
+    var keepsDeliveriesWhileOutcomesAreRefused: Bool { get }
+}
+
+extension Source {
+    public var keepsDeliveriesWhileOutcomesAreRefused: Bool { true }
 }
 
 /// What a source plugin gets to build the source.

@@ -60,6 +60,10 @@ public struct StepFailure: Error, Sendable, Equatable, CustomStringConvertible {
         case senderSide = "sender_side"
         /// The step's resource is down or too slow: the `degradation` policy applies.
         case unavailable
+        /// An irreversible step may have taken effect though it failed (its request was written and
+        /// the answer lost): what the steps before it claimed is kept, never given back — a release
+        /// would let the message be sent again — and the message waits without using an attempt.
+        case inDoubt = "in_doubt"
     }
 
     public var kind: Kind
@@ -146,8 +150,22 @@ public protocol Step: Sendable {
     /// this step asked to wait and the wait was given up (e.g. releases an idempotency key,
     /// gives back a send slot). Default: nothing.
     func undo(_ message: Message, _ context: StepContext) async
+
+    /// Called once the message's outcome is durable — reported, and its delivery acknowledged —
+    /// for work that must not happen before (e.g. recording that a status was published: a crash
+    /// before the event's confirm must leave it unrecorded, so it is published again). Runs for
+    /// the steps that passed, in order; never for a message that goes back to the source. A crash
+    /// between the acknowledgement and this call skips it: keep it to what may be lost. Default: nothing.
+    func settled(_ message: Message, _ context: StepContext) async
+
+    /// Fields the outcome report carries for every message valid enough to pass a step, unless a
+    /// step reported its own (`Message.report`): e.g. the sender a message would have gone out
+    /// with, for a duplicate that never reached the send. Default: none.
+    var reportedDefaults: [String: JSONValue] { get }
 }
 
 extension Step {
     public func undo(_ message: Message, _ context: StepContext) async {}
+    public func settled(_ message: Message, _ context: StepContext) async {}
+    public var reportedDefaults: [String: JSONValue] { [:] }
 }

@@ -13,6 +13,8 @@ public struct PipelineRun: Sendable {
     var waitingAt: Int?
     /// An irreversible step succeeded: nothing may send the message again.
     public private(set) var sent = false
+    /// The steps' `reportedDefaults` were added (once a step passed: the message is valid enough).
+    var defaultsReported = false
     /// Every wait so far, in order.
     public private(set) var waits: [Wait] = []
 
@@ -61,6 +63,8 @@ public struct PipelineExecutor: Sendable {
     private let outcomeCounters: [String: [String: Counter]]
     /// `outbound_degraded_total` by step, made at start so the series exists at 0 (an alert on `increase` then sees the first).
     private let degradedCounters: [String: Counter]
+    /// Every step's `reportedDefaults`, the first step's winning.
+    private let reportedDefaults: [String: JSONValue]
 
     public init(pipelineName: String, steps: [BoundStep], worker: WorkerConfiguration, workerID: String, clock: any WallClock = SystemWallClock(), flow: FlowControl, logger: Logger) {
         self.pipelineName = pipelineName
@@ -75,6 +79,7 @@ public struct PipelineExecutor: Sendable {
             (step, Dictionary(uniqueKeysWithValues: Decision.outcomeNames.map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }))
         })
         self.degradedCounters = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, Counter(label: "outbound_degraded_total", dimensions: [("step", $0.name)])) })
+        self.reportedDefaults = steps.reduce(into: [:]) { defaults, bound in defaults.merge(bound.step.reportedDefaults) { first, _ in first } }
     }
 
     public var retry: RetryPolicy { worker.retry }
@@ -126,6 +131,7 @@ public struct PipelineExecutor: Sendable {
                 case .next:
                     let sends = bound.irreversible && !run.sent
                     run.passed(index, irreversible: bound.irreversible)
+                    if !run.defaultsReported { reportDefaults(&run) }
                     if sends, run.next < steps.count { return .sent }
                 case .finish(let reason):
                     return decided(.ack(run.sent ? .completed : .finished(step: bound.name, reason: reason)), internalID)
@@ -165,7 +171,12 @@ public struct PipelineExecutor: Sendable {
                     run.passed(index, irreversible: false)
                     continue
                 }
-                await undo(&run, before: index)
+                if failure.kind == .inDoubt {
+                    // What the steps before claimed (the idempotency key) is kept: it may have been sent.
+                    run.waitingAt = nil
+                } else {
+                    await undo(&run, before: index)
+                }
                 return decided(decide(failure, step: bound, attempt: run.message.attempt), internalID)
             }
         }
@@ -178,12 +189,23 @@ public struct PipelineExecutor: Sendable {
         await undo(&run, before: run.next)
     }
 
+    /// The message's outcome is durable (reported and acknowledged): tells the steps that passed, in order.
+    public func settled(_ run: PipelineRun) async {
+        let internalID = run.message.internalID
+        for index in 0..<min(run.next, steps.count) where !run.skipped.contains(index) {
+            let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock, flow: flow)
+            await MessageLogContext.during(internalID, step: steps[index].name) {
+                await steps[index].step.settled(run.message, context)
+            }
+        }
+    }
+
     /// The decision for a failure of `step` on delivery `attempt`, after any undo.
     public func decide(_ failure: StepFailure, step: BoundStep, attempt: Int) -> Decision {
         let name = step.name
         let reported = Failure(step: name, reason: failure.reason, code: failure.code)
         switch failure.kind {
-        case .unavailable:
+        case .unavailable, .inDoubt:
             return .requeue(after: retry.delay(beforeAttempt: 2), step: name, reason: failure.reason, pause: nil)
         case .senderSide:
             let scope = failure.pauseScope ?? PauseScope(key: "pipeline:\(pipelineName)", coversAll: true)
@@ -244,6 +266,13 @@ public struct PipelineExecutor: Sendable {
             }
         }
         run.waitingAt = nil
+    }
+
+    /// Adds the steps' `reportedDefaults` that no step reported itself.
+    private func reportDefaults(_ run: inout PipelineRun) {
+        run.defaultsReported = true
+        let reported = run.message.reported
+        for (name, value) in reportedDefaults where reported[name] == nil { run.message.report(name, value) }
     }
 
     /// A step after the send asked for what would send the message again: completed instead.

@@ -170,7 +170,7 @@ public final class PipelineWorker: Service, Sendable {
                 continue
             }
             if reported {
-                await settle(delivery, as: decision, run: run)
+                await settle(delivery, as: decision, run: run, executor: executor)
                 inFlight.decrement()
                 permits.release()
             } else {
@@ -186,15 +186,16 @@ public final class PipelineWorker: Service, Sendable {
     /// source in a loop: each return would count toward a quorum queue's delivery limit) and the
     /// outcome is reported again after 1 s, 2 s, … 30 s until it is taken. Its permit is free
     /// meanwhile, so intake stops by itself once the source's capacity (prefetch) is held. On
-    /// shutdown the delivery goes back to the source (a sent message's claim stays: its next
-    /// delivery reports a duplicate with the first wamid).
+    /// shutdown, or at once from a source whose caller retries (a webhook), the delivery goes back
+    /// to the source (a sent message's claim stays: its next delivery reports a duplicate with the
+    /// first wamid).
     private func reportAgain(_ decision: Decision, run: PipelineRun, executor: PipelineExecutor, delivery: Delivery) async {
         unreported.begin()
         defer { unreported.end() }
         var refusals = 0
-        while await shutdown.sleep(for: reportRetry.length(refusals)) {
+        while source.keepsDeliveriesWhileOutcomesAreRefused, await shutdown.sleep(for: reportRetry.length(refusals)) {
             if await report(decision, run: run) {
-                await settle(delivery, as: decision, run: run)
+                await settle(delivery, as: decision, run: run, executor: executor)
                 return
             }
             refusals += 1
@@ -251,8 +252,8 @@ public final class PipelineWorker: Service, Sendable {
         }
     }
 
-    /// Settles the delivery as the decision says, once its outcome is reported.
-    private func settle(_ delivery: Delivery, as decision: Decision, run: PipelineRun) async {
+    /// Settles the delivery as the decision says, once its outcome is reported; once acknowledged, the steps hear it.
+    private func settle(_ delivery: Delivery, as decision: Decision, run: PipelineRun, executor: PipelineExecutor) async {
         let settlement: Settlement
         switch decision {
         case .ack:
@@ -267,6 +268,8 @@ public final class PipelineWorker: Service, Sendable {
         }
         if await !source.settle(delivery, settlement) {
             logger.warning("settlement not carried out; the message went back to the queue", metadata: ["outcome": .string(decision.outcomeName)])
+        } else if settlement == .ack {
+            await executor.settled(run)
         }
     }
 
@@ -303,6 +306,17 @@ public final class PipelineWorker: Service, Sendable {
         guard start, !shutdown.isRaised else { return }
         logger.error("sender-side failure: consumption paused", metadata: ["reason": .string(reason), "pause": .string(DurationParser.format(duration))])
         source.pause()
+    }
+
+    /// Ends every pause now (a reload changed what failed: the token, the CA): sending and
+    /// consuming go on, and a failure that remains pauses again from its first length.
+    public func endPauses() {
+        let ended = flow.holds.clear(kind: .paused)
+        let until = paused.withLock { $0.until }
+        if let until { resumeSource(after: until) }
+        if !ended.isEmpty || until != nil {
+            logger.notice("pauses ended by a reload", metadata: ["scopes": .string(ended.joined(separator: ", "))])
+        }
     }
 
     private func resumeSource(after until: Date) {
