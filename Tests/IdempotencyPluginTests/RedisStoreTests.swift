@@ -323,4 +323,47 @@ import TestSupport
         await sleeper.value
         try await poll("redis to answer again") { (try? await store.set("after", "1", ttl: .seconds(10))) != nil }
     }
+
+    /// A claim that runs in Redis but whose answer misses `command_timeout` leaves the key
+    /// `processing` by this very worker. Its retry must take it over at once: under
+    /// `fail_closed` it otherwise requeued against itself for the whole lease (2 min in prod).
+    @Test func aClaimWhoseAnswerWasLostIsTakenOverByItsOwnRetry() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let store = Self.store(port: redis.port, timeout: .milliseconds(100))
+        let prefix = uniqueName("lost")
+        let step = try Self.step(store, prefix: prefix)
+        try await store.set("warm", "1", ttl: .seconds(10))
+        let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
+        // Claims until one is sent while the server sleeps: it runs when Redis wakes, its answer long given up.
+        var lost = false
+        let deadline = ContinuousClock.now + .seconds(3)
+        while !lost, ContinuousClock.now < deadline {
+            var message = Self.message("m1")
+            do {
+                _ = try await step.run(&message, Self.context())
+                await step.undo(message, Self.context())
+            } catch {
+                lost = true
+            }
+        }
+        #expect(lost, "a claim against a sleeping Redis must time out")
+        await sleeper.value
+        try await poll("the lost claim to have run") { (try? await store.read("\(prefix):m1"))?.value.contains(#""owner":"worker-a""#) == true }
+        var retry = Self.message("m1")
+        #expect(try await step.run(&retry, Self.context()) == .next, "the worker's own orphaned claim is taken over, not waited out")
+        // Another worker still sees it in flight, and so does a second copy while this one holds it.
+        var other = Self.message("m1")
+        guard case .requeue = try await step.run(&other, Self.context("worker-b")) else {
+            Issue.record("another worker must not take over a fresh claim")
+            return
+        }
+        var copy = Self.message("m1")
+        guard case .requeue = try await step.run(&copy, Self.context()) else {
+            Issue.record("a second copy must not take over the key its first copy holds")
+            return
+        }
+        await step.undo(retry, Self.context())
+    }
 }

@@ -44,11 +44,17 @@ public struct IdempotencyStep: Step {
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let key = try renderKey(key, message)
         let result: ClaimResult
+        let alone = LocalClaims.shared.begin(key)
         do {
-            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease)
+            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwn: alone)
         } catch {
+            // The claim may have been made with its answer lost: as nobody here holds the key, the
+            // next claim takes this worker's own `processing` value over.
+            LocalClaims.shared.end(key)
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
+        if case .completed = result { LocalClaims.shared.end(key) }
+        if case .inFlight = result { LocalClaims.shared.end(key) }
         switch result {
         case .claimed(let value):
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
@@ -78,6 +84,7 @@ public struct IdempotencyStep: Step {
     /// Releases the key, only while it still holds this claim's value.
     public func undo(_ message: Message, _ context: StepContext) async {
         guard let claim = message.values[IdempotencyClaimKey.self] else { return }
+        defer { LocalClaims.shared.end(claim.key) }
         do {
             if try await store.release(claim.key, claim: claim.value) == false {
                 context.logger.notice("idempotency key not released: another worker owns it now")

@@ -24,8 +24,10 @@ public enum CompletionResult: Sendable, Equatable {
 /// The store primitives the idempotency steps need; Redis in production, memory in `outbound-worker test`.
 /// Every operation is atomic, and leases are judged by the store's clock (never a worker's).
 public protocol IdempotencyStore: Resource {
-    /// Claims `key` for `owner`: sets it processing when absent, or when processing for longer than `lease`.
-    func claim(_ key: String, owner: String, ttl: Duration, lease: Duration) async throws(StoreUnavailable) -> ClaimResult
+    /// Claims `key` for `owner`: sets it processing when absent, when processing for longer than
+    /// `lease`, or — with `takeOverOwn` (no message of this worker holds the key) — when processing
+    /// by `owner` itself (a claim whose answer was lost).
+    func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwn: Bool) async throws(StoreUnavailable) -> ClaimResult
     /// Writes the completed `value` (and `receipt`, e.g. `wamid:…` → internalId) with `ttl`,
     /// checking that the key still held `claim`.
     func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult

@@ -13,7 +13,7 @@ public struct KeyState: Decodable, Sendable, Equatable {
         KeyState(status: "processing", owner: owner, since: UTCTimestamp.format(since))
     }
 
-    public static func completed(wamid: String, at: Date) -> KeyState {
+    public static func completed(wamid: String?, at: Date) -> KeyState {
         KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at))
     }
 
@@ -35,7 +35,13 @@ public struct KeyState: Decodable, Sendable, Equatable {
         writer.member("status", status)
         writer.member("owner", owner)
         writer.member("since", since)
-        writer.member("wamid", wamid)
+        if isCompleted, wamid == nil {
+            // Accepted, its wamid not known yet (the statuses pipeline fills it in): `null`, not absent.
+            writer.key("wamid")
+            writer.null()
+        } else {
+            writer.member("wamid", wamid)
+        }
         writer.member("completed_at", completed_at)
         writer.endObject()
         return writer.text

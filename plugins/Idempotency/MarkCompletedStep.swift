@@ -26,9 +26,11 @@ public struct MarkCompletedStep: Step {
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let claim = message.values[IdempotencyClaimKey.self]
         let key = try claim?.key ?? renderKey(key, message)
-        let wamid = message.values[DeliveryReceiptKey.self] ?? ""
+        defer { if let claim { LocalClaims.shared.end(claim.key) } }
+        // Nil when the Cloud API accepted the request but its answer could not be read (SPEC 13).
+        let wamid = message.values[DeliveryReceiptKey.self].flatMap { $0.isEmpty ? nil : $0 }
         let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
-        let receipt = wamid.isEmpty ? nil : (key: "wamid:\(wamid)", value: message.internalID ?? "")
+        let receipt = wamid.map { (key: "wamid:\($0)", value: message.internalID ?? "") }
         var delay = Duration.milliseconds(100)
         while true {
             do {

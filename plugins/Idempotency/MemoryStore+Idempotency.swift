@@ -4,7 +4,7 @@ import RedisPlugin
 
 /// Idempotency keys in memory, with the Redis scripts' semantics and the store's clock.
 extension MemoryStore: IdempotencyStore {
-    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration) async throws(StoreUnavailable) -> ClaimResult {
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwn: Bool) async throws(StoreUnavailable) -> ClaimResult {
         try atomically { entries, now in
             let value = KeyState.processing(owner: owner, since: now).encoded()
             guard let existing = entries[key]?.value else {
@@ -13,7 +13,8 @@ extension MemoryStore: IdempotencyStore {
             }
             if let state = KeyState.decode(existing) {
                 if state.isCompleted { return .completed(existing: existing) }
-                if let since = state.sinceDate, now.timeIntervalSince(since) < lease.secondsDouble { return .inFlight(existing: existing) }
+                let orphan = takeOverOwn && state.owner == owner
+                if !orphan, let since = state.sinceDate, now.timeIntervalSince(since) < lease.secondsDouble { return .inFlight(existing: existing) }
             }
             entries[key] = Entry(value, ttl: ttl, now: now)
             return .tookOver(value: value, previous: existing)

@@ -39,7 +39,8 @@ extension RedisStore: IdempotencyStore {
         end
         """
 
-    /// KEYS[1] the key; ARGV[1] owner, ARGV[2] ttl (s), ARGV[3] lease (ms). The lease is judged by Redis's clock.
+    /// KEYS[1] the key; ARGV[1] owner, ARGV[2] ttl (s), ARGV[3] lease (ms), ARGV[4] '1' to take over
+    /// the owner's own processing value (a claim whose answer was lost). The lease is judged by Redis's clock.
     /// Returns {1, value} claimed, {2, existing} completed, {3, existing} in flight, {4, value, previous} taken over.
     static let claimScript = RedisScript(isoFunctions + "\n" + """
         local t = redis.call('TIME')
@@ -54,7 +55,8 @@ extension RedisStore: IdempotencyStore {
         if ok and type(state) == 'table' then
           if state.status == 'completed' then return {2, existing} end
           local since = epoch(state.since)
-          if since and now - since < tonumber(ARGV[3]) then return {3, existing} end
+          local orphan = ARGV[4] == '1' and state.owner == ARGV[1]
+          if not orphan and since and now - since < tonumber(ARGV[3]) then return {3, existing} end
         end
         redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
         return {4, value, existing}
@@ -75,9 +77,9 @@ extension RedisStore: IdempotencyStore {
         return 0
         """)
 
-    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration) async throws(StoreUnavailable) -> ClaimResult {
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwn: Bool) async throws(StoreUnavailable) -> ClaimResult {
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.claimScript, keys: [key], arguments: [owner, Self.seconds(ttl), String(max(1, lease.milliseconds))])
+            try await client.evaluate(Self.claimScript, keys: [key], arguments: [owner, Self.seconds(ttl), String(max(1, lease.milliseconds)), takeOverOwn ? "1" : "0"])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer, let value = items.dropFirst().first?.string else {
             throw StoreUnavailable("unexpected answer to the claim script: \(reply)")
