@@ -33,9 +33,10 @@ import TestSupport
             ]) { $1 }
         }
 
-        func start() async throws {
+        /// Starts the worker, with `extra` over its environment.
+        func start(_ extra: [String: String] = [:]) async throws {
             let port = freePort()
-            let process = try WorkerProcess(environment: environment.merging(["STATUSES_HEALTH_PORT": String(port)]) { $1 }, healthPort: port)
+            let process = try WorkerProcess(environment: environment.merging(extra.merging(["STATUSES_HEALTH_PORT": String(port)]) { $1 }) { $1 }, healthPort: port)
             try await process.waitUntilReady()
             worker = process
         }
@@ -57,6 +58,13 @@ import TestSupport
         func get(_ query: String) async throws -> (Int, String) {
             let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url + "?" + query), timeout: .seconds(5))
             return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 16)))
+        }
+
+        /// A relay to the test broker that can stall (`HoldingProxy`), and the `RABBITMQ_URL` through it.
+        func stallableBroker() throws -> (proxy: HoldingProxy, url: String) {
+            let broker = try AMQPURL(TestServices.rabbitURL)
+            let proxy = try HoldingProxy(to: broker.port)
+            return (proxy, proxy.url(replacing: "\(broker.host):\(broker.port)", in: TestServices.rabbitURL))
         }
 
         func cleanUp() async throws {
@@ -140,6 +148,63 @@ import TestSupport
         print("a POST of 1,000 statuses answered in \(took)")
         #expect(took < .seconds(10), "well within Meta's timeout: \(took)")
         #expect(try await statuses.events.take(statuses.e2e.inspector, expecting: 1000).count == 1000)
+        try await statuses.cleanUp()
+    }
+
+    /// A crash after a status's event went out but before the broker confirmed it (SPEC 10: 200 only
+    /// once every event is confirmed; Meta retries otherwise): nothing counts as published before the
+    /// confirm, so Meta's retry publishes the status instead of dropping it as a duplicate.
+    @Test func aStatusCountsAsPublishedOnlyOnceItsEventIsConfirmed() async throws {
+        let statuses = try await Statuses()
+        let (proxy, url) = try statuses.stallableBroker()
+        defer { proxy.close() }
+        try await statuses.start(["RABBITMQ_URL": url])
+        let wamid = "\(uniqueName("crash")).1"
+        let body = Self.statuses([(wamid, "delivered", "order-crash")])
+        let redis = statuses.e2e.redis()
+        proxy.hold()
+        let interrupted = Task { try? await statuses.post(body) }
+        try await poll("the event published, its confirm awaited") { proxy.swallowed > 100 }
+        #expect(try await redis.send(["HEXISTS", "status:\(wamid)", "s:delivered"]).integer == 0, "not recorded as published before the broker confirmed")
+        statuses.worker?.signal(SIGKILL)
+        #expect(try await statuses.worker?.waitForExit(timeout: .seconds(10)) == 128 + SIGKILL)
+        #expect(await interrupted.value == nil, "the crash answered nothing: Meta delivers the POST again")
+        proxy.close()
+
+        try await statuses.start()
+        #expect(try await statuses.post(body) == 200, "Meta's retry")
+        let taken = try await statuses.events.take(statuses.e2e.inspector, expecting: 1)
+        #expect(taken.map(\.routingKey) == ["delivery.delivered"], "the status the crash interrupted is published, not dropped as a duplicate")
+        #expect(try await redis.send(["HEXISTS", "status:\(wamid)", "s:delivered"]).integer == 1, "recorded once confirmed, before the 200")
+        #expect(try await statuses.post(body) == 200)
+        let metrics = await statuses.worker?.text("/metrics") ?? ""
+        #expect(metrics.contains(#"outbound_webhook_statuses_dropped_total{reason="duplicate"} 1"#), "a copy after the 200 is a duplicate")
+        try await statuses.cleanUp()
+    }
+
+    /// SIGTERM while a POST waits for its event's confirm (SPEC 6): intake stops — a new POST is
+    /// answered 503 at once (Meta retries), not refused —, the waiting POST is answered when its
+    /// event fails, and the worker exits 0 within the drain timeout (20 s), not by a forced exit.
+    @Test func onSigtermEveryPostIsAnsweredAndTheWorkerExitsCleanly() async throws {
+        let statuses = try await Statuses()
+        let (proxy, url) = try statuses.stallableBroker()
+        defer { proxy.close() }
+        try await statuses.start(["RABBITMQ_URL": url])
+        let worker = try #require(statuses.worker)
+        proxy.hold()
+        let waiting = Task { try? await statuses.post(Self.statuses([("\(uniqueName("term")).1", "sent", "order-term")])) }
+        try await poll("a POST waits for its event's confirm") { proxy.swallowed > 100 }
+        let signalled = ContinuousClock.now
+        worker.signal(SIGTERM)
+        try await poll("intake stopped") { await worker.get("/ready")?.status == 503 }
+        let late = try? await statuses.post(Self.statuses([("\(uniqueName("late")).1", "sent", nil)]))
+        #expect(late == 503, "a POST after intake stopped is answered 503 at once, not refused nor left waiting")
+        // The broker connection drops: the waiting event is never confirmed.
+        proxy.close()
+        #expect(await waiting.value == 503, "the POST in flight at SIGTERM is answered 503")
+        let status = try await worker.waitForExit(timeout: .seconds(20))
+        #expect(status == 0, "a clean exit, not a forced one: \(worker.log.suffix(2000))")
+        #expect(ContinuousClock.now - signalled < .seconds(20), "within the drain timeout")
         try await statuses.cleanUp()
     }
 }

@@ -3,7 +3,7 @@ import PipelineKit
 import RedisClient
 import RedisPlugin
 
-/// What happened to a status offered to the ledger.
+/// What becomes of a status offered to the ledger.
 public enum StatusAdmission: Int, Sendable, Equatable {
     /// New and not behind a later status: publish it.
     case publish = 1
@@ -15,14 +15,20 @@ public enum StatusAdmission: Int, Sendable, Equatable {
 
 /// The state the status steps keep per wamid (Redis in production, memory in pipeline tests):
 /// which internalId a wamid belongs to, and which statuses of it were published.
+///
+/// Deciding and recording are apart: `check` only reads, and a status is `record`ed once its
+/// event is confirmed (`OrderStatusesStep.settled`), so a crash in between never leaves a status
+/// "published" that never went out. Two copies of one POST handled at the same moment may both
+/// publish (at least once); none is ever lost.
 public protocol StatusLedger: Resource {
     /// The internalIds of the wamids that `mark_completed` recorded (`wamid:{wamid}`).
     func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String]
-    /// Offers each (wamid, status) in order: a status is published once, and only while it moves
-    /// forward (`rank` above every rank published before; rank 0: no order, e.g. `failed`).
-    func admit(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable) -> [StatusAdmission]
-    /// Takes back admissions whose events were not published after all (Meta will deliver them again).
-    func retract(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable)
+    /// Whether each (wamid, status), in order, is to be published: once, and only while it moves
+    /// forward (`rank` above every rank published before it, in the ledger or earlier in the list;
+    /// rank 0: no order, e.g. `failed`). Reads only: nothing counts as published before `record`.
+    func check(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable) -> [StatusAdmission]
+    /// Records statuses as published (their events are confirmed), each wamid kept for `ttl`.
+    func record(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable)
 }
 
 /// The order statuses move in; others (failed, anything new) have none.
@@ -33,54 +39,45 @@ enum StatusRank {
 }
 
 extension RedisStore: StatusLedger {
-    /// KEYS: `status:{wamid}` per status; ARGV: status, rank pairs, then the ttl (s). Returns one admission per status.
-    static let admitScript = RedisScript("""
-        local ttl = ARGV[#ARGV]
+    /// KEYS: `status:{wamid}` per status; ARGV: status, rank pairs. Returns one admission per
+    /// status; writes nothing (a status seen earlier in the list counts as published).
+    static let checkScript = RedisScript("""
         local result = {}
+        local seen = {}
+        local tops = {}
         for i, key in ipairs(KEYS) do
           local status = ARGV[2 * i - 1]
           local rank = tonumber(ARGV[2 * i])
-          if redis.call('HSETNX', key, 's:' .. status, 1) == 0 then
+          local mark = key .. '|' .. status
+          if seen[mark] or redis.call('HEXISTS', key, 's:' .. status) == 1 then
             result[i] = 0
           else
-            local top = tonumber(redis.call('HGET', key, 'rank') or '0')
+            seen[mark] = true
+            local top = tops[key] or tonumber(redis.call('HGET', key, 'rank') or '0')
             if rank > 0 and rank <= top then
               result[i] = -1
             else
-              if rank > top then redis.call('HSET', key, 'rank', rank) end
+              if rank > top then top = rank end
               result[i] = 1
             end
-            redis.call('EXPIRE', key, ttl)
+            tops[key] = top
           end
         end
         return result
         """)
 
-    /// KEYS: `status:{wamid}`; ARGV: status, rank pairs. Forgets each status and, when the wamid's
-    /// rank is still the one this status set, lowers it to the highest rank still recorded.
-    static let retractScript = RedisScript("""
-        local ranks = {sent = 1, delivered = 2, read = 3, played = 4}
+    /// KEYS: `status:{wamid}` per status; ARGV: status, rank pairs, then the ttl (s). Marks each
+    /// status published and raises the wamid's rank to it.
+    static let recordScript = RedisScript("""
+        local ttl = ARGV[#ARGV]
         for i, key in ipairs(KEYS) do
-          local status = ARGV[2 * i - 1]
           local rank = tonumber(ARGV[2 * i])
-          redis.call('HDEL', key, 's:' .. status)
-          if rank > 0 and tonumber(redis.call('HGET', key, 'rank') or '0') == rank then
-            local top = 0
-            for name, value in pairs(ranks) do
-              if value < rank and redis.call('HEXISTS', key, 's:' .. name) == 1 and value > top then top = value end
-            end
-            redis.call('HSET', key, 'rank', top)
-          end
+          redis.call('HSET', key, 's:' .. ARGV[2 * i - 1], 1)
+          if rank > tonumber(redis.call('HGET', key, 'rank') or '0') then redis.call('HSET', key, 'rank', rank) end
+          redis.call('EXPIRE', key, ttl)
         end
         return 1
         """)
-
-    public func retract(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable) {
-        guard !statuses.isEmpty else { return }
-        _ = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.retractScript, keys: statuses.map { "status:\($0.wamid)" }, arguments: statuses.flatMap { [$0.status, String($0.rank)] })
-        }
-    }
 
     public func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String] {
         guard !wamids.isEmpty else { return [:] }
@@ -91,47 +88,57 @@ extension RedisStore: StatusLedger {
         return found
     }
 
-    public func admit(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable) -> [StatusAdmission] {
+    public func check(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable) -> [StatusAdmission] {
         guard !statuses.isEmpty else { return [] }
-        let arguments = statuses.flatMap { [$0.status, String($0.rank)] } + [Self.seconds(ttl)]
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.admitScript, keys: statuses.map { "status:\($0.wamid)" }, arguments: arguments)
+            try await client.evaluate(Self.checkScript, keys: statuses.map { "status:\($0.wamid)" }, arguments: statuses.flatMap { [$0.status, String($0.rank)] })
         }
         guard case .array(let items) = reply, items.count == statuses.count else { throw StoreUnavailable("unexpected answer to the status script: \(reply)") }
         return items.map { StatusAdmission(rawValue: $0.integer ?? 1) ?? .publish }
     }
+
+    public func record(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable) {
+        guard !statuses.isEmpty else { return }
+        let arguments = statuses.flatMap { [$0.status, String($0.rank)] } + [Self.seconds(ttl)]
+        _ = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.recordScript, keys: statuses.map { "status:\($0.wamid)" }, arguments: arguments)
+        }
+    }
 }
 
 extension MemoryStore: StatusLedger {
-    public func retract(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable) {
-        try atomically { entries, _ in
-            for item in statuses {
-                entries["status:\(item.wamid):s:\(item.status)"] = nil
-                let rankKey = "status:\(item.wamid):rank"
-                guard item.rank > 0, entries[rankKey]?.value == String(item.rank) else { continue }
-                let top = ["sent", "delivered", "read", "played"].filter { entries["status:\(item.wamid):s:\($0)"] != nil }.map(StatusRank.of).filter { $0 < item.rank }.max() ?? 0
-                entries[rankKey]?.value = String(top)
-            }
-        }
-    }
-
     public func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String] {
         try atomically { entries, _ in
             Dictionary(uniqueKeysWithValues: wamids.compactMap { wamid in entries["wamid:\(wamid)"].map { (wamid, $0.value) } })
         }
     }
 
-    public func admit(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable) -> [StatusAdmission] {
-        try atomically { entries, now in
-            statuses.map { item in
+    public func check(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable) -> [StatusAdmission] {
+        try atomically { entries, _ -> [StatusAdmission] in
+            var seen = Set<String>()
+            var tops: [String: Int] = [:]
+            return statuses.map { item -> StatusAdmission in
                 let seenKey = "status:\(item.wamid):s:\(item.status)"
-                let rankKey = "status:\(item.wamid):rank"
-                guard entries[seenKey] == nil else { return .duplicate }
-                entries[seenKey] = Entry("1", ttl: ttl, now: now)
-                let top = entries[rankKey].flatMap { Int($0.value) } ?? 0
-                if item.rank > 0, item.rank <= top { return .outOfOrder }
-                entries[rankKey] = Entry(String(max(top, item.rank)), ttl: ttl, now: now)
+                guard !seen.contains(seenKey), entries[seenKey] == nil else { return .duplicate }
+                seen.insert(seenKey)
+                let top = tops[item.wamid] ?? entries["status:\(item.wamid):rank"].flatMap { Int($0.value) } ?? 0
+                if item.rank > 0, item.rank <= top {
+                    tops[item.wamid] = top
+                    return .outOfOrder
+                }
+                tops[item.wamid] = max(top, item.rank)
                 return .publish
+            }
+        }
+    }
+
+    public func record(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable) {
+        try atomically { entries, now in
+            for item in statuses {
+                entries["status:\(item.wamid):s:\(item.status)"] = Entry("1", ttl: ttl, now: now)
+                let rankKey = "status:\(item.wamid):rank"
+                let top = entries[rankKey].flatMap { Int($0.value) } ?? 0
+                entries[rankKey] = Entry(String(max(top, item.rank)), ttl: ttl, now: now)
             }
         }
     }

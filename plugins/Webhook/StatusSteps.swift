@@ -38,13 +38,18 @@ struct CorrelateStatusesStep: Step {
     }
 }
 
-/// The statuses `order_statuses` admitted for a message, taken back if its events are not published.
+/// The statuses `order_statuses` let through for a message: recorded as published once it is settled.
 enum AdmittedStatusesKey: MessageValueKey {
     typealias Value = [(wamid: String, status: String, rank: Int)]
 }
 
 /// Step `order_statuses`: each (wamid, status) is published once, and statuses only move forward
 /// per wamid (sent < delivered < read < played; `failed` once, whatever came before).
+///
+/// The step only reads the ledger to decide; the statuses it lets through are recorded as
+/// published in `settled`, once their events are confirmed and the POST acknowledged. A crash
+/// before that records nothing, and Meta's retry publishes them (at least once; never lost).
+/// Two copies of one POST handled at the same moment may both publish.
 struct OrderStatusesStep: Step {
     let ledger: any StatusLedger
     let ttl: Duration
@@ -56,7 +61,7 @@ struct OrderStatusesStep: Step {
         let offered = batch.statuses.map { (wamid: $0.wamid, status: $0.status, rank: StatusRank.of($0.status)) }
         let admissions: [StatusAdmission]
         do {
-            admissions = try await ledger.admit(offered, ttl: ttl)
+            admissions = try await ledger.check(offered)
         } catch {
             throw StepFailure(.unavailable, "status ledger: \(error.reason)")
         }
@@ -68,18 +73,18 @@ struct OrderStatusesStep: Step {
             }
             batch.statuses[index].publish = false
         }
-        message.values[WebhookBatchKey.self] = batch
         message.values[AdmittedStatusesKey.self] = zip(offered, admissions).filter { $0.1 == .publish }.map(\.0)
+        message.values[WebhookBatchKey.self] = batch
         return .next
     }
 
-    /// The events were not published (the broker refused them): forget the statuses, so Meta's retry publishes them.
-    func undo(_ message: Message, _ context: StepContext) async {
+    /// The events are confirmed and the POST acknowledged: the statuses now count as published.
+    func settled(_ message: Message, _ context: StepContext) async {
         guard let admitted = message.values[AdmittedStatusesKey.self], !admitted.isEmpty else { return }
         do {
-            try await ledger.retract(admitted)
+            try await ledger.record(admitted, ttl: ttl)
         } catch {
-            context.logger.warning("statuses not taken back; Meta's retry will find them published", metadata: ["error": .string(error.reason)])
+            context.logger.warning("statuses published but not recorded; a redelivery publishes them again", metadata: ["error": .string(error.reason)])
         }
     }
 }

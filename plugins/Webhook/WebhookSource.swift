@@ -4,16 +4,40 @@ import Logging
 import Metrics
 import NIOCore
 import PipelineKit
+import ServiceLifecycle
 import Synchronization
 
 /// The `whatsapp_webhook` source: Meta's webhook callbacks over HTTP. A verification `GET`
 /// answers the challenge; a `POST` is checked (size → 413, signature → 401, a JSON object → 400)
 /// and becomes one delivery, answered 200 only once its outcome is settled — its events
 /// confirmed by the broker — and 503 otherwise, so Meta retries.
+///
+/// Shutdown: after `stopIntake` a POST is answered 503 at once (the server keeps listening while
+/// the runtime drains); `stop` answers 503 to any POST handed out that the runtime never settled,
+/// then stops the server gracefully — requests in progress are answered, idle connections closed.
 public final class WebhookSource: Source {
     /// The handler's wait for its delivery's settlement.
     struct Receipt: Sendable {
+        /// Names the POST among those handed out.
+        let id: String
         let answer: @Sendable (HTTPResponse.Status) -> Void
+    }
+
+    /// Whether POSTs become deliveries, and those handed out and not settled yet.
+    private struct Intake {
+        enum Phase { case starting, open, stopped }
+        var phase = Phase.starting
+        var paused = false
+        var unsettled: [String: Receipt] = [:]
+
+        var accepting: Bool { phase == .open && !paused }
+    }
+
+    /// The HTTP server: its own service group (not the worker's: it must go on answering while
+    /// the runtime drains) and the task that runs it.
+    private struct RunningServer {
+        let group: ServiceGroup
+        let task: Task<Void, any Error>
     }
 
     public let events: AsyncStream<SourceEvent>
@@ -22,9 +46,11 @@ public final class WebhookSource: Source {
     private let settings: WebhookSettings
     private let signature: WebhookSignature
     private let logger: Logger
-    private let accepting = Atomic<Bool>(false)
+    private let intake = Mutex(Intake())
     private let listening = Atomic<Bool>(false)
-    private let server = Mutex<Task<Void, any Error>?>(nil)
+    private let server = Mutex<RunningServer?>(nil)
+    /// How long `stop` waits for requests in progress (a client still sending its body) before it closes their connections.
+    static let quiesceTimeout = Duration.seconds(5)
 
     init(settings: WebhookSettings, worker: WorkerConfiguration, logger: Logger) {
         self.settings = settings
@@ -41,28 +67,32 @@ public final class WebhookSource: Source {
         let (started, startedSink) = AsyncStream.makeStream(of: Bool.self)
         let app = Application(router: router, configuration: .init(address: .hostname("0.0.0.0", port: settings.port), serverName: "outbound-worker-webhook"),
                               onServerRunning: { _ in startedSink.yield(true) }, logger: logger)
-        let task = Task {
-            do {
-                try await app.runService(gracefulShutdownSignals: [])
-            } catch {
-                startedSink.yield(false)
-                throw error
-            }
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
+        // Detached: a task made here would inherit the worker's graceful shutdown, and the server
+        // would stop listening at SIGTERM instead of answering 503 while the runtime drains.
+        let task = Task.detached {
+            defer { startedSink.finish() }
+            try await group.run()
         }
-        server.withLock { $0 = task }
+        server.withLock { $0 = RunningServer(group: group, task: task) }
         var iterator = started.makeAsyncIterator()
         guard await iterator.next() == true else {
             throw WebhookError("cannot listen on port \(settings.port): \((await task.result).failureDescription)")
         }
         listening.store(true, ordering: .releasing)
-        accepting.store(true, ordering: .releasing)
+        intake.withLock { state in
+            if state.phase == .starting { state.phase = .open }
+        }
         continuation.yield(.connected("http://0.0.0.0:\(settings.port)\(settings.path)"))
     }
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) async -> Bool {
         guard let receipt = delivery.receipt as? Receipt else { return false }
+        intake.withLock { _ = $0.unsettled.removeValue(forKey: receipt.id) }
         switch settlement {
-        case .ack, .deadLetter:
+        case .ack:
+            receipt.answer(.ok)
+        case .deadLetter:
             // A body nothing can be made of is not worth Meta's retries: taken, logged and counted by the runtime.
             receipt.answer(.ok)
         case .release, .redeliver:
@@ -72,25 +102,48 @@ public final class WebhookSource: Source {
         return true
     }
 
-    public func pause() { accepting.store(false, ordering: .releasing) }
-    public func resume() { accepting.store(true, ordering: .releasing) }
+    public func pause() { intake.withLock { $0.paused = true } }
+    public func resume() { intake.withLock { $0.paused = false } }
 
     public func stopIntake() {
-        accepting.store(false, ordering: .releasing)
-        continuation.yield(.intakeStopped)
+        // Under the lock `receive` hands deliveries out with: none follows `.intakeStopped`.
+        intake.withLock { state in
+            state.phase = .stopped
+            continuation.yield(.intakeStopped)
+        }
     }
 
     public func stop() async {
-        accepting.store(false, ordering: .releasing)
+        let unsettled = intake.withLock { state -> [Receipt] in
+            state.phase = .stopped
+            defer { state.unsettled = [:] }
+            return Array(state.unsettled.values)
+        }
+        // Handed out and never settled (the runtime stopped reading): Meta delivers them again.
+        for receipt in unsettled { receipt.answer(.serviceUnavailable) }
+        if !unsettled.isEmpty {
+            logger.warning("webhook POSTs the runtime did not settle were answered 503", metadata: ["count": "\(unsettled.count)"])
+        }
         listening.store(false, ordering: .releasing)
-        let task = server.withLock { $0 }
-        task?.cancel()
-        _ = await task?.result
+        if let server = server.withLock({ $0 }) {
+            // Every request taken is answered now: the server stops listening, writes those answers
+            // and closes its connections; one still sending its body is cut off after a while.
+            await server.group.triggerGracefulShutdown()
+            let deadline = Task {
+                try? await Task.sleep(for: Self.quiesceTimeout)
+                if !Task.isCancelled { server.task.cancel() }
+            }
+            _ = await server.task.result
+            deadline.cancel()
+        }
         continuation.finish()
     }
 
+    /// A POST whose events the broker refused is answered 503 at once: Meta delivers it again.
+    public var keepsDeliveriesWhileOutcomesAreRefused: Bool { false }
+
     public func status() -> SourceStatus {
-        SourceStatus(connected: listening.load(ordering: .acquiring), consuming: accepting.load(ordering: .acquiring))
+        SourceStatus(connected: listening.load(ordering: .acquiring), consuming: intake.withLock { $0.accepting })
     }
 
     /// `GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C` → C when T is the verify token.
@@ -119,13 +172,21 @@ public final class WebhookSource: Source {
             logger.warning("webhook POST refused", metadata: ["status": "\(refusal.status)", "reason": .string(refusal.reason)])
             return Response(status: HTTPResponse.Status(code: refusal.status))
         }
-        guard accepting.load(ordering: .acquiring) else { return Response(status: .serviceUnavailable) }
+        let id = UUID().uuidString
         let status = await withCheckedContinuation { (answer: CheckedContinuation<HTTPResponse.Status, Never>) in
             let once = Mutex(Optional(answer))
-            let receipt = Receipt { status in once.withLock { $0.take() }?.resume(returning: status) }
-            if case .dropped = continuation.yield(.delivery(Delivery(body: body, firstSeen: Date(), receipt: receipt))) {
-                receipt.answer(.serviceUnavailable)
+            let receipt = Receipt(id: id) { status in once.withLock { $0.take() }?.resume(returning: status) }
+            let delivery = Delivery(body: body, firstSeen: Date(), receipt: receipt)
+            // Checked and handed out under the lock `stopIntake` takes: a POST taken is read by the
+            // runtime (it comes before `.intakeStopped`), one after is answered 503 at once.
+            let handedOut = intake.withLock { state -> Bool in
+                guard state.accepting else { return false }
+                state.unsettled[id] = receipt
+                if case .enqueued = continuation.yield(.delivery(delivery)) { return true }
+                state.unsettled[id] = nil
+                return false
             }
+            if !handedOut { receipt.answer(.serviceUnavailable) }
         }
         return Response(status: status)
     }

@@ -1,0 +1,74 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import PipelineKit
+import Synchronization
+import Testing
+import TestSupport
+import WebhookPlugin
+
+/// The `whatsapp_webhook` source on its own, driven as `PipelineWorker` drives it: each POST
+/// handed out is answered — 200 or 503 — whatever the runtime does, and `stop` returns (SPEC 6:
+/// SIGTERM ends with exit 0, not a forced exit behind a request left waiting).
+@Suite struct WebhookSourceTests {
+    private final class Flag: Sendable {
+        private let value = Atomic<Bool>(false)
+        func raise() { value.store(true, ordering: .releasing) }
+        var isRaised: Bool { value.load(ordering: .acquiring) }
+    }
+
+    private let port = freePort()
+    private let configured: Settings
+
+    init() throws {
+        configured = try settings("port: \(port)\nverify_token: verify\napp_secret: unit-secret\n", schema: SourcePlugin.whatsAppWebhook.settings)
+    }
+
+    private func makeSource() async throws -> any Source {
+        var logger = Logger(label: "test.webhook")
+        logger.logLevel = .critical
+        return try await SourcePlugin.whatsAppWebhook.make(SourceBuildContext(settings: configured, worker: WorkerConfiguration(settings: configured), logger: logger))
+    }
+
+    /// POSTs a signed status webhook; returns the status answered.
+    private func post(_ wamid: String) async throws -> Int {
+        let body = Array(#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"\#(wamid)","status":"sent"}]}}]}]}"#.utf8)
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/webhooks/whatsapp")
+        request.method = .POST
+        for (name, value) in SourcePlugin.whatsAppWebhook.admission?.authenticate(body, configured) ?? [:] { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        return Int(try await HTTPClient.shared.execute(request, timeout: .seconds(20)).status.code)
+    }
+
+    @Test func everyPostHandedOutIsAnsweredAndStopReturns() async throws {
+        let source = try await makeSource()
+        try await source.start()
+        var events = source.events.makeAsyncIterator()
+        guard case .connected? = await events.next() else { throw TestFailure("no `.connected` first") }
+
+        // Settled as acknowledged: 200.
+        let acknowledged = Task { try await post("wamid.ack") }
+        guard case .delivery(let first)? = await events.next() else { throw TestFailure("the POST was not handed out") }
+        #expect(await source.settle(first, .ack))
+        #expect(try await acknowledged.value == 200)
+
+        // Handed out, then the runtime stops without settling it (its loop ended).
+        let forgotten = Task { try await post("wamid.forgotten") }
+        guard case .delivery? = await events.next() else { throw TestFailure("the POST was not handed out") }
+        source.stopIntake()
+        guard case .intakeStopped? = await events.next() else { throw TestFailure("no `.intakeStopped` after stopIntake") }
+        #expect(try await post("wamid.late") == 503, "after stopIntake a POST is answered 503 at once")
+        #expect(!source.status().consuming)
+
+        let stopped = Flag()
+        Task {
+            await source.stop()
+            stopped.raise()
+        }
+        try await poll("the source stops", timeout: .seconds(10)) { stopped.isRaised }
+        #expect(try await forgotten.value == 503, "a POST the runtime never settled is answered 503 when the source stops (Meta retries)")
+        #expect(await events.next() == nil, "events end with stop")
+        await #expect(throws: (any Error).self, "the server no longer listens") { try await post("wamid.after") }
+    }
+}
