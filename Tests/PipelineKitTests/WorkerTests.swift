@@ -171,28 +171,4 @@ import Testing
         worker.beginShutdown()
         try await task.value
     }
-
-    /// Parking holds `capacity − concurrency` (here 6): ten messages that each wait 300 ms for
-    /// one key overflow it. A wait that short stays in memory instead of going round the source's
-    /// delay queues with an expiration of a few milliseconds.
-    @Test func aShortWaitStaysInMemoryEvenWhenParkingIsFull() async throws {
-        let logger = Logger(label: "test")
-        let source = ScriptedSource()
-        let waited = Mutex<Set<String>>([])
-        let pacing = ExecutorTests.bound("pace", Fixtures.Recorder(outcome: { message in
-            let id = message.internalID ?? ""
-            let first = waited.withLock { $0.insert(id).inserted }
-            return first ? .wait(Wait(key: "throughput:1", until: Date().addingTimeInterval(0.3), reason: .throughput)) : .next
-        }, undone: nil))
-        let configuration = WorkerConfiguration(concurrency: 2)
-        let flow = FlowControl(logger: logger)
-        let executor = PipelineExecutor(pipelineName: "t", steps: [pacing], worker: configuration, workerID: "w", flow: flow, logger: logger)
-        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, logger: logger)
-        let task = Task { try await worker.run() }
-        for index in 0..<10 { source.deliver(#"{"internalId":"s\#(index)"}"#) }
-        try await Self.poll { source.settlements.count == 10 }
-        worker.beginShutdown()
-        try await task.value
-        #expect(source.settlements == Array(repeating: .ack, count: 10), "none went round the source for a 300 ms wait")
-    }
 }

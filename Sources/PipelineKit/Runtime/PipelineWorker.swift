@@ -225,15 +225,10 @@ public final class PipelineWorker: Service, Sendable {
     /// memory instead (the wait is long, parking is full, or the worker is shutting down).
     private func park(_ wait: Wait) async -> Bool {
         let remaining = wait.until.timeIntervalSince(flow.clock.now())
-        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble,
-              let place = parking.admit(wait, regardless: remaining <= Self.shortestTripThroughTheSource) else { return false }
+        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait) else { return false }
         guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
         return await permits.acquire()
     }
-
-    /// Waits shorter than this stay in memory even when parking is full: the source's delay queues
-    /// are no place for a wait of a few milliseconds.
-    static let shortestTripThroughTheSource: TimeInterval = 1
 
     /// Reports the outcome to the sink; false when it was not recorded (the sink refused it).
     private func report(_ decision: Decision, run: PipelineRun) async -> Bool {
