@@ -12,7 +12,8 @@ struct Options {
         /// Worker against the bare loop on each Cloud API transport (plain HTTP/1.1, TLS HTTP/1.1,
         /// TLS HTTP/2), at concurrency 1, 8, 32 and 128.
         case transports
-        /// Two workers through restarts, a kill -9, SIGHUPs and transient failures (`scripts/soak`).
+        /// Two workers through restarts, a kill -9, SIGHUPs and transient failures, refused events, a
+        /// broker-closed connection, a slow Redis and an untrusted certificate (`scripts/soak`).
         case soak
     }
 

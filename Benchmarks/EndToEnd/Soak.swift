@@ -5,15 +5,19 @@ import TestSupport
 
 /// The soak run (`scripts/soak`): two release workers drain a large queue while Redis restarts
 /// three times, the broker twice, one worker is killed with SIGKILL (and replaced), both get
-/// SIGHUPs, and the stand-in fails 2 % of requests transiently. Then every valid id must have
-/// been sent, duplicates stay within the killed worker's in-flight count, `.dead` holds only the
-/// deliberately invalid messages, and the workers' memory stays flat.
+/// SIGHUPs, and the stand-in fails 2 % of requests transiently; and, each for a while, outcome
+/// events are refused, the broker closes the connections, Redis answers slower than the
+/// workers' `command_timeout`, and the workers distrust the stand-in's certificate
+/// (SoakFaults.swift). Then every valid id must have been sent, duplicates stay within the
+/// killed worker's in-flight count, `.dead` holds only the deliberately invalid messages, each
+/// of those faults passed its own check, and the workers' memory stays flat.
 @MainActor
 final class Soak {
-    /// One worker process and its memory over the run.
+    /// One worker process, where it answers `/metrics`, and its memory over the run.
     struct Worker {
         var pid: pid_t
         var name: String
+        var healthPort: Int
         var residentKB: [Int] = []
     }
 
@@ -21,8 +25,19 @@ final class Soak {
     let options: Options
     let standIn: StandIn
     let queue: String
-    private let redis: SoakRedis
-    private var workers: [Worker] = []
+    /// The soak's own events exchange (`OUTBOUND_EVENTS_EXCHANGE`), the one the refusal binds to.
+    let eventsExchange = "soak.events"
+    /// The CA that signed the stand-in's certificate, and one that signed nothing.
+    let trustedCA: String
+    let untrustedCA: String
+    let redis: SoakRedis
+    var workers: [Worker] = []
+    /// The stand-in over TLS (HTTP/2, as graph.facebook.com): the workers' `WHATSAPP_API_URL`.
+    private var apiURL = ""
+    /// The `ca_file` the variant gives the workers for the stand-in.
+    var caFile: String
+    /// What the faults of SoakFaults.swift found.
+    var faults = FaultFigures()
     private var events: [String] = []
     private let started = ContinuousClock.now
     private var ttlToggle = false
@@ -33,6 +48,10 @@ final class Soak {
         self.standIn = standIn
         queue = "soak.\(UUID().uuidString.prefix(6).lowercased())"
         redis = try SoakRedis(port: options.redisPort + 15)
+        let tls = URL(fileURLWithPath: options.tlsDirectory)
+        trustedCA = tls.appendingPathComponent("ca.pem").path
+        untrustedCA = tls.appendingPathComponent("other-ca.pem").path
+        caFile = trustedCA
     }
 
     func run() async throws {
@@ -40,10 +59,12 @@ final class Soak {
         let invalidEvery = 200
         try redis.start()
         defer { redis.stop() }
+        let tls = URL(fileURLWithPath: options.tlsDirectory)
+        apiURL = try await standIn.start(.tls(certificate: tls.appendingPathComponent("server.pem").path, key: tls.appendingPathComponent("server.key").path, http2: true))
         try writeVariant()
         standIn.reset()
         standIn.fail(every: 50)
-        log("soak: \(count) messages (every \(invalidEvery)th invalid), 2 workers, stand-in failing 1 request in 50 with 503/131000, Redis with AOF on \(redis.port)")
+        log("soak: \(count) messages (every \(invalidEvery)th invalid), 2 workers, stand-in on \(apiURL) (TLS, HTTP/2) failing 1 request in 50 with 503/131000, Redis with AOF on \(redis.port), events to \(eventsExchange)")
         try await bench.publisher.declare(AMQPQueueDeclaration(name: queue))
         for index in 0..<2 { workers.append(try startWorker("worker-\(index + 1)")) }
         let numbers = Array(0..<count)
@@ -56,18 +77,19 @@ final class Soak {
         try await publish(bodies[...], to: queue, bench.publisher)
         log("published \(count) in \(ContinuousClock.now - started)")
 
-        // Disruptions, each when that share of the valid messages has been sent.
-        var plan: [(Double, String)] = [(0.10, "redis"), (0.20, "broker"), (0.30, "kill"), (0.45, "redis"), (0.60, "broker"), (0.75, "redis")]
+        // Disruptions, each when that share of the valid messages has been sent. The faults that
+        // last a while (SoakFaults.swift) hold the loop until they end: nothing else overlaps them.
+        var plan: [(Double, String)] = [(0.10, "redis"), (0.20, "broker"), (0.30, "kill"), (0.38, "events-refused"), (0.45, "redis"),
+                                        (0.52, "connections-closed"), (0.60, "broker"), (0.68, "redis-slow"), (0.75, "redis"), (0.88, "untrusted-ca")]
         plan += (1...20).map { (Double($0) * 0.04, "sighup") }
         plan.sort { $0.0 < $1.0 }
         var killedInFlight = 0
         let deadline = ContinuousClock.now + .seconds(Int64(options.soakMinutes * 60))
         while ContinuousClock.now < deadline {
             sample()
-            let progress = Double(standIn.sent.count) / Double(valid)
-            while let next = plan.first, progress >= next.0 {
+            while let next = plan.first, Double(standIn.sent.count) / Double(valid) >= next.0 {
                 plan.removeFirst()
-                killedInFlight += try disrupt(next.1)
+                killedInFlight += try await disrupt(next.1)
             }
             if standIn.sent.count >= valid, plan.isEmpty, (try? await bench.publisher.messageCount(queue)) == 0 { break }
             try await Task.sleep(for: .milliseconds(200))
@@ -91,26 +113,31 @@ final class Soak {
         log("| duplicate sends (limit: the killed worker's \(killedInFlight) in flight) | \(duplicates) |")
         // A dead letter whose original's ack a restart or the kill lost is dead-lettered again: a copy, not a loss.
         log("| in .dead | \(dead): \(deadIDs.count) distinct ids, \(deadIDs == invalidIDs ? "exactly the invalid ones" : "NOT the invalid ones"); by step \(deadSteps); copies (limit \(killedInFlight)): \(dead - deadIDs.count) |")
+        for row in faults.rows { log(row) }
         for worker in workers where worker.residentKB.count > 10 {
             let tenth = worker.residentKB[worker.residentKB.count / 10]
             log("| \(worker.name) RSS at 10 % / at the end / peak (MiB) | \(mb(tenth)) / \(mb(worker.residentKB.last ?? 0)) / \(mb(worker.residentKB.max() ?? 0)) |")
         }
         await bench.deleteQueues(queue)
+        for failure in faults.failures { log("fault check failed: \(failure)") }
         let passed = missing.isEmpty && duplicates <= killedInFlight && deadIDs == invalidIDs && dead - deadIDs.count <= killedInFlight
-            && deadSteps.keys.allSatisfy { $0 == "validate" }
+            && deadSteps.keys.allSatisfy { $0 == "validate" } && faults.failures.isEmpty
         log(passed ? "soak passed" : "SOAK FAILED")
         if !passed { throw BenchFailure("soak failed") }
     }
 
     private func mb(_ kilobytes: Int) -> String { String(format: "%.1f", Double(kilobytes) / 1024) }
 
-    private func log(_ line: String) {
+    func log(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
+    /// The time since the soak started, as the log and the disruptions give it.
+    var elapsed: String { String(format: "%.0f s", (ContinuousClock.now - started).seconds) }
+
     /// Carries out one disruption; returns the in-flight count of a killed worker.
-    private func disrupt(_ kind: String) throws -> Int {
-        let at = String(format: "%.0f s", (ContinuousClock.now - started).seconds)
+    private func disrupt(_ kind: String) async throws -> Int {
+        let at = elapsed
         switch kind {
         case "redis":
             redis.stop()
@@ -130,7 +157,27 @@ final class Soak {
             events.append("kill -9 of \(victim.name) at \(at)")
             log("\(at): kill -9 of \(victim.name)")
             // What it held: its prefetch (deliveries unacknowledged), the most it can have sent without acknowledging.
-            return 64
+            return Self.prefetch
+        case "events-refused":
+            let figures = await inject(kind) { try await self.refuseEvents(for: .seconds(8)) }
+            faults.eventsRefused = figures
+            events.append("events refused 8 s from \(at)")
+            return 0
+        case "connections-closed":
+            let figures = await inject(kind) { try await self.closeConnections() }
+            faults.connectionsClosed = figures
+            events.append("broker-closed connections at \(at)")
+            return 0
+        case "redis-slow":
+            let figures = await inject(kind) { try await self.slowRedis(for: .seconds(6)) }
+            faults.redisSlow = figures
+            events.append("Redis slow 6 s from \(at)")
+            return 0
+        case "untrusted-ca":
+            let figures = await inject(kind) { try await self.distrustStandIn(for: .seconds(6)) }
+            faults.untrustedCA = figures
+            events.append("untrusted CA 6 s from \(at)")
+            return 0
         default:
             ttlToggle.toggle()
             try writeVariant()
@@ -141,36 +188,54 @@ final class Soak {
         return 0
     }
 
+    /// Runs one of the faults that last a while. Its error fails the soak at the end rather than
+    /// stopping it here, with the workers still running.
+    private func inject<Figures>(_ kind: String, _ fault: () async throws -> Figures) async -> Figures? {
+        do {
+            return try await fault()
+        } catch {
+            log("\(elapsed): \(kind) failed: \(error)")
+            faults.errors.append("\(kind): \(error)")
+            return nil
+        }
+    }
+
     private func sample() {
         for index in workers.indices where workers[index].pid > 0 {
             workers[index].residentKB.append(ProcessUsage(workers[index].pid).residentKB)
         }
     }
 
-    private func writeVariant() throws {
+    /// Writes the soak's variant: its ttl toggles with the SIGHUPs, its `ca_file` with the untrusted-CA fault.
+    func writeVariant() throws {
         try """
             source:
               with:
-                prefetch: 64
+                prefetch: \(Self.prefetch)
                 concurrency: 32
                 retry: { max_attempts: 6, backoff: [200ms, 1s, 3s] }
             resources:
               whatsapp:
-                with: { throughput: 100000 }
+                with: { throughput: 100000, ca_file: "\(caFile)" }
             steps:
               - name: idempotency
                 with: { ttl: \(ttlToggle ? 86_399 : 86_400) }
             """.write(to: bench.folder.appendingPathComponent("outbound.soak.yaml"), atomically: true, encoding: .utf8)
     }
 
+    /// Each worker's deliveries unacknowledged at most (the variant's `prefetch`).
+    static let prefetch = 64
+
     private func startWorker(_ name: String) throws -> Worker {
+        let healthPort = freePort()
         let pid = try spawn([options.worker, "run"], environment: [
             "PIPELINE_FILE": bench.folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": "soak",
-            "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(redis.port),
-            "WHATSAPP_API_URL": bench.apiURL, "WHATSAPP_ACCESS_TOKEN": "soak", "WHATSAPP_PHONE_NUMBER_ID": "1055",
-            "HEALTH_PORT": String(freePort()), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
+            "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "OUTBOUND_EVENTS_EXCHANGE": eventsExchange,
+            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(redis.port),
+            "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "soak", "WHATSAPP_PHONE_NUMBER_ID": "1055",
+            "HEALTH_PORT": String(healthPort), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
         ], log: bench.folder.appendingPathComponent("\(name.prefix(8)).log").path)
-        return Worker(pid: pid, name: name)
+        return Worker(pid: pid, name: name, healthPort: healthPort)
     }
 
     /// The `x-error-step` of every dead letter, counted.
@@ -212,8 +277,10 @@ struct SoakRedis {
     }
 
     func start() throws {
+        // DEBUG from loopback: the slow-Redis fault sends DEBUG SLEEP.
         let pid = try spawn(["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", String(port), "--dir", folder.path, "--appendonly", "yes",
-                             "--appendfsync", "everysec", "--save", "", "--daemonize", "yes"], environment: [:], log: folder.appendingPathComponent("start.log").path)
+                             "--appendfsync", "everysec", "--save", "", "--enable-debug-command", "local", "--daemonize", "yes"],
+                            environment: [:], log: folder.appendingPathComponent("start.log").path)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         for _ in 0..<100 where !ping() { usleep(50_000) }
