@@ -46,7 +46,11 @@ public final class AMQPConsumer: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let state = Mutex(Status())
     // Used only on the consumer thread.
-    private var generation = 0
+    private var generation = 0 {
+        didSet { liveGeneration.store(generation, ordering: .releasing) }
+    }
+    /// `generation`, readable from any thread.
+    private let liveGeneration = Atomic<Int>(0)
     private var paused = false
     private var intakeStopped = false
     private var consumerTag = ""
@@ -95,6 +99,11 @@ public final class AMQPConsumer: @unchecked Sendable {
     /// Rejects a delivery; with `requeue` the broker delivers it again.
     public func nack(_ delivery: AMQPDelivery, requeue: Bool) {
         submit(.nack(delivery.deliveryTag, generation: delivery.connectionGeneration, requeue: requeue))
+    }
+
+    /// Whether `delivery` came on the connection in use now (else its ack is void: the broker hands it out again).
+    public func holds(_ delivery: AMQPDelivery) -> Bool {
+        delivery.connectionGeneration == liveGeneration.load(ordering: .acquiring)
     }
 
     /// Stops receiving deliveries (basic.cancel); unacknowledged ones can still be acknowledged.

@@ -41,6 +41,9 @@ public final class CloudAPIStandInServer: Sendable {
         /// Reads the whole request, then closes the connection without answering (over HTTP/2, resets
         /// the stream): the request counts as accepted, its answer lost.
         case hangUp
+        /// Reads the whole request, then closes the connection without answering: the answer lost and
+        /// the request not accepted (Meta never took it: no status follows).
+        case drop
         /// A success whose answer breaks off: status 200 and its headers (a `Content-Length` for the
         /// whole body), half of the body, then the connection closes (over HTTP/2, the stream is reset).
         case cutOff
@@ -65,9 +68,22 @@ public final class CloudAPIStandInServer: Sendable {
     /// Ends a response that must not complete.
     private struct HungUp: Error {}
 
+    /// A request the stand-in accepted, as Meta's status webhooks describe it.
+    public struct Accepted: Sendable {
+        public var wamid: String
+        /// Its `biz_opaque_callback_data` (the message's internalId).
+        public var callbackData: String?
+        public var recipient: String
+        public var sender: String
+    }
+
+    /// The code `answeredCode` holds for a request dropped without being accepted.
+    public static let droppedCode = -1
+
     private let recorded = Mutex<[Recorded]>([])
     private let script = Mutex<@Sendable (Int, Recorded) -> Answer>({ _, _ in .success })
     private let task = Mutex<Task<Void, any Error>?>(nil)
+    private let acceptedHandler = Mutex<(@Sendable (Accepted) -> Void)?>(nil)
     /// Sends accepted per sender, for the throughput limit (arrival times within the last second).
     private let accepted = Mutex<(limit: Int?, bySender: [String: [ContinuousClock.Instant]])>((nil, [:]))
 
@@ -91,6 +107,12 @@ public final class CloudAPIStandInServer: Sendable {
 
     public func stop() {
         task.withLock { $0?.cancel() }
+    }
+
+    /// Calls `handler` for every request accepted from now on (answered with success, or accepted with
+    /// its answer lost), as Meta would post statuses for it: the tests post them to the statuses pipeline.
+    public func onAccepted(_ handler: @escaping @Sendable (Accepted) -> Void) {
+        acceptedHandler.withLock { $0 = handler }
     }
 
     /// Sets how the following requests are answered: given the request number (from 1) and its JSON body.
@@ -171,24 +193,29 @@ public final class CloudAPIStandInServer: Sendable {
         }
         let code: Int? = switch answer {
         case .success, .stall, .hangUp, .cutOff, .after: nil
+        case .drop: Self.droppedCode
         case .error(_, let code, _): code ?? 0
         case .raw(let status, _), .html(let status, _): (200..<300).contains(status) ? nil : 0
         }
         if let code { recorded.withLock { $0[number - 1].answeredCode = code } }
+        let wamid = "wamid.standin.\(number)"
+        if code == nil, let handler = acceptedHandler.withLock({ $0 }) {
+            handler(Accepted(wamid: wamid, callbackData: json?["biz_opaque_callback_data"]?.stringValue, recipient: entry.recipient, sender: entry.sender))
+        }
         switch answer {
         case .success:
-            return Self.json(200, #"{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.standin.\#(number)"}]}"#)
+            return Self.json(200, #"{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"\#(wamid)"}]}"#)
         case .error(let status, let code, let message):
             let codeText = code.map(String.init) ?? "null"
             return Self.json(status, #"{"error":{"message":"\#(message)","type":"OAuthException","code":\#(codeText),"error_data":{"details":"\#(message)"},"fbtrace_id":"trace"}}"#)
         case .stall(let duration):
             try await Task.sleep(for: duration)
-            return Self.json(200, #"{"messages":[{"id":"wamid.late.\#(number)"}]}"#)
+            return Self.json(200, #"{"messages":[{"id":"\#(wamid)"}]}"#)
         case .raw(let status, let body):
             return Self.json(status, body)
         case .html(let status, let body):
             return Response(status: .init(code: status), headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: body)))
-        case .hangUp:
+        case .hangUp, .drop:
             try? await context.channel.close()
             throw HungUp()
         case .cutOff:

@@ -129,8 +129,8 @@ final class CapturedLogs: @unchecked Sendable {
         await client.shutdown()
     }
 
-    /// SPEC 6: without a code, a 5xx or 429 with an empty body or a JSON one is transient; an HTML page
-    /// (whatever the status), a 4xx without a Cloud API error object or a redirect is not the Cloud API
+    /// SPEC 6: without a code, a 5xx or 429 with an empty body or a JSON one is transient, a 413 permanent;
+    /// an HTML error page, a 4xx without a Cloud API error object or a redirect is not the Cloud API
     /// answering: a configuration failure, which `/health` reports until the Cloud API answers again.
     @Test func answersThatAreNotTheCloudAPIAreConfigurationFailures() async throws {
         let server = CloudAPIStandInServer()
@@ -142,7 +142,6 @@ final class CapturedLogs: @unchecked Sendable {
             (.html(status: 502, body: "<html><head><title>502 Bad Gateway</title></head><body>proxy</body></html>"), .configuration, ["HTTP 502", "HTML", "502 Bad Gateway"]),
             (.raw(status: 502, body: "  <html>bad gateway</html>"), .configuration, ["HTTP 502", "HTML"]),
             (.html(status: 429, body: "<html><body>slow down</body></html>"), .configuration, ["HTTP 429", "HTML"]),
-            (.html(status: 200, body: "<html><body>Welcome</body></html>"), .configuration, ["HTTP 200", "HTML"]),
             (.raw(status: 404, body: #"{"message":"no route"}"#), .configuration, ["HTTP 404", "no Cloud API error object"]),
             (.raw(status: 405, body: ""), .configuration, ["HTTP 405"]),
             (.raw(status: 301, body: ""), .configuration, ["HTTP 301", "redirect"]),
@@ -150,6 +149,7 @@ final class CapturedLogs: @unchecked Sendable {
             (.raw(status: 500, body: #"{"error":{"message":"Service temporarily unavailable"}}"#), .transient, ["HTTP 500", "Service temporarily unavailable"]),
             (.raw(status: 502, body: #"{"status":"bad gateway"}"#), .transient, ["HTTP 502"]),
             (.raw(status: 429, body: ""), .transient, ["HTTP 429"]),
+            (.raw(status: 413, body: "request entity too large"), .permanent, ["HTTP 413"]),
         ]
         for (answer, kind, words) in cases {
             server.answer { _, _ in answer }
@@ -160,6 +160,9 @@ final class CapturedLogs: @unchecked Sendable {
                 #expect(await client.health() == .down(error.reason), "health reports a configuration failure")
             }
         }
+        // Any 2xx is sent, even an HTML page (its wamid comes with the first status, SPEC 13).
+        server.answer { _, _ in .html(status: 200, body: "<html><body>Welcome</body></html>") }
+        #expect(try await client.send(request, from: "1055", logger: Logger(label: "t")) == nil)
         server.answer { _, _ in .success }
         #expect(try await client.send(request, from: "1055", logger: Logger(label: "t")) != nil)
         #expect(await client.health() == .up, "the Cloud API answered: nothing wrong any more")

@@ -32,10 +32,12 @@ enum OutboundEvent {
             "worker": .string(worker),
             "metadata": message.payload?["metadata"].flatMap { $0.objectValue != nil ? $0 : nil } ?? .null,
         ]
+        // A send in doubt settled by a delivery status (SPEC 13).
+        if let resolvedBy = reported["resolvedBy"] { body["resolvedBy"] = resolvedBy }
         if let failure = outcome.decision.failure, status != "sent", status != "duplicate" {
             body["error"] = .object([
                 "step": .string(failure.step),
-                "code": failure.code.map { .number(JSONNumber($0)) } ?? .null,
+                "code": failure.code.map { .number(JSONNumber($0)) } ?? failure.symbolicCode.map(JSONValue.string) ?? .null,
                 "message": .string(String(failure.reason.prefix(2000))),
             ])
         }

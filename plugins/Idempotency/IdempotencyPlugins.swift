@@ -26,7 +26,8 @@ extension StepPlugin {
                 ttl: try settings.duration("ttl"),
                 lease: try settings.duration("lease"),
                 onDuplicate: IdempotencyStep.DuplicatePolicy(rawValue: try settings.string("on_duplicate")) ?? .ack,
-                onInFlight: IdempotencyStep.InFlightPolicy(rawValue: try settings.string("on_in_flight")) ?? .requeue)
+                onInFlight: IdempotencyStep.InFlightPolicy(rawValue: try settings.string("on_in_flight")) ?? .requeue,
+                orphanAge: IdempotencyRules.slowestTimeout(in: context.pipeline).map { $0.1 + .seconds(1) })
         }
     )
 
@@ -60,6 +61,14 @@ extension StepPlugin {
 
 /// Rules across fields for the idempotency step (run by `check`).
 enum IdempotencyRules {
+    /// The resource with the longest `timeout` (a send takes at most that long).
+    static func slowestTimeout(in pipeline: PipelineDefinition) -> (String, Duration)? {
+        pipeline.resources.compactMap { resource -> (String, Duration)? in
+            guard case .duration(let timeout)? = resource.settings["timeout"]?.value else { return nil }
+            return (resource.name, timeout)
+        }.max { $0.1 < $1.1 }
+    }
+
     static func check(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
         var diagnostics: [Diagnostic] = []
         let settings = step.settings
@@ -68,11 +77,7 @@ enum IdempotencyRules {
             diagnostics.append(.warning(at: settings["key"]?.location ?? step.location, "\(owner): key \"\(key)\" has no {internalId}: distinct messages may share a key and be skipped as duplicates"))
         }
         guard let ttl = try? settings.duration("ttl"), let lease = try? settings.duration("lease") else { return diagnostics }
-        let timeouts = pipeline.resources.compactMap { resource -> (String, Duration)? in
-            guard case .duration(let timeout)? = resource.settings["timeout"]?.value else { return nil }
-            return (resource.name, timeout)
-        }
-        if let slowest = timeouts.max(by: { $0.1 < $1.1 }), lease <= slowest.1 {
+        if let slowest = slowestTimeout(in: pipeline), lease <= slowest.1 {
             diagnostics.append(.error(at: settings["lease"]?.location ?? step.location, "\(owner): lease \(DurationParser.format(lease)) must exceed the timeout of resource `\(slowest.0)` (\(DurationParser.format(slowest.1))), or a slow send is taken over and sent twice"))
         }
         let park = pipeline.worker.maxPark

@@ -30,15 +30,21 @@ public struct IdempotencyStep: Step {
     public var lease: Duration
     public var onDuplicate: DuplicatePolicy
     public var onInFlight: InFlightPolicy
+    /// How old this worker's own `processing` value must be, with no message of it holding the key, to
+    /// be taken over (`LocalClaims`): longer than a send that went on without its claim can take.
+    public var orphanAge: Duration
 
-    public init(store: any IdempotencyStore, key: KeyTemplate, ttl: Duration, lease: Duration, onDuplicate: DuplicatePolicy, onInFlight: InFlightPolicy) {
+    public init(store: any IdempotencyStore, key: KeyTemplate, ttl: Duration, lease: Duration, onDuplicate: DuplicatePolicy, onInFlight: InFlightPolicy,
+                orphanAge: Duration? = nil) {
         self.store = store
         self.key = key
         self.ttl = ttl
         self.lease = lease
         self.onDuplicate = onDuplicate
         self.onInFlight = onInFlight
+        self.orphanAge = min(lease, orphanAge ?? lease)
         Counter.registerIdempotencySeries()
+        InDoubtWaits.register()
     }
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
@@ -46,15 +52,18 @@ public struct IdempotencyStep: Step {
         let result: ClaimResult
         let alone = LocalClaims.shared.begin(key)
         do {
-            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwn: alone)
+            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone ? orphanAge : nil, inDoubt: context.inDoubt)
         } catch {
             // The claim may have been made with its answer lost: as nobody here holds the key, the
             // next claim takes this worker's own `processing` value over.
             LocalClaims.shared.end(key)
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
-        if case .completed = result { LocalClaims.shared.end(key) }
-        if case .inFlight = result { LocalClaims.shared.end(key) }
+        switch result {
+        case .claimed, .tookOver, .resending: break
+        case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
+        }
+        if let outcome = try await resolveInDoubt(result, key: key, &message, context) { return outcome }
         switch result {
         case .claimed(let value):
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
@@ -78,6 +87,8 @@ public struct IdempotencyStep: Step {
             context.logger.warning("took over an idempotency key whose lease had expired (by Redis's clock)", metadata: ["previous_owner": .string(KeyState.decode(previous)?.owner ?? "unknown")])
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
             return .next
+        case .inDoubt, .resending, .inDoubtExpired:
+            preconditionFailure("resolved by resolveInDoubt")
         }
     }
 

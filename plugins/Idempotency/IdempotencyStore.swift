@@ -11,6 +11,22 @@ public enum ClaimResult: Sendable, Equatable {
     case inFlight(existing: String)
     /// It was processing past its lease (its owner presumed dead): it now holds `value`.
     case tookOver(value: String, previous: String)
+    /// Its send is in doubt (SPEC 13) and the window has `remaining` to run: wait for a status.
+    case inDoubt(existing: String, remaining: Duration)
+    /// Its send was in doubt for the whole window and the policy resends: it now holds `value` (processing).
+    case resending(value: String, previous: String)
+    /// Its send was in doubt for the whole window and the policy dead-letters: it stays in doubt.
+    case inDoubtExpired(existing: String)
+}
+
+/// What marking a key in doubt found.
+public enum InDoubtMark: Sendable, Equatable {
+    /// The key held the claim (or nothing): it now holds `value` (`in_doubt`).
+    case marked(value: String)
+    /// A status settled it first (the statuses pipeline wrote it completed): it was sent.
+    case completed(existing: String)
+    /// Someone else's value (taken over meanwhile): left as it is.
+    case other(current: String)
 }
 
 /// What writing the completed state found.
@@ -25,9 +41,16 @@ public enum CompletionResult: Sendable, Equatable {
 /// Every operation is atomic, and leases are judged by the store's clock (never a worker's).
 public protocol IdempotencyStore: Resource {
     /// Claims `key` for `owner`: sets it processing when absent, when processing for longer than
-    /// `lease`, or — with `takeOverOwn` (no message of this worker holds the key) — when processing
-    /// by `owner` itself (a claim whose answer was lost).
-    func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwn: Bool) async throws(StoreUnavailable) -> ClaimResult
+    /// `lease`, or — with `takeOverOwnAfter` (no message of this worker holds the key) — when processing
+    /// by `owner` itself for at least that long (a claim whose answer was lost; the wait outlasts a
+    /// send that went on without its claim under `fail_open`).
+    /// A key `in_doubt` is never taken over by lease: within `inDoubt.window` (from its `since`, by
+    /// the store's clock) the claim says how long remains; after it, `inDoubt.decision` says whether
+    /// it is claimed again (resend) or stays (dead letter).
+    func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy) async throws(StoreUnavailable) -> ClaimResult
+    /// Rewrites the key `{"status":"in_doubt","owner","since","attempt"}` (keeping its TTL) when it
+    /// holds `claim` (or nothing: then with `ttl`).
+    func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark
     /// Writes the completed `value` (and `receipt`, e.g. `wamid:…` → internalId) with `ttl`,
     /// checking that the key still held `claim`.
     func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult

@@ -10,6 +10,8 @@ public struct KeyLookup: Sendable, Equatable {
         case processing(owner: String, since: String?, startedAt: Date?)
         /// `at` as the key holds it.
         case completed(wamid: String?, at: String?)
+        /// Its send is in doubt (SPEC 13) since `since`, after delivery `attempt`.
+        case inDoubt(owner: String, since: String?, startedAt: Date?, attempt: Int?)
         /// A value this worker did not write.
         case unreadable(String)
         /// Redis did not answer.
@@ -34,6 +36,9 @@ public struct KeyLookup: Sendable, Equatable {
             guard let state = KeyState.decode(value) else { return KeyLookup(key: key, state: .unreadable(value), ttl: ttl) }
             if state.isCompleted {
                 return KeyLookup(key: key, state: .completed(wamid: state.wamid, at: state.completed_at), ttl: ttl)
+            }
+            if state.isInDoubt {
+                return KeyLookup(key: key, state: .inDoubt(owner: state.owner ?? "?", since: state.since, startedAt: state.sinceDate, attempt: state.attempt), ttl: ttl)
             }
             return KeyLookup(key: key, state: .processing(owner: state.owner ?? "?", since: state.since, startedAt: state.sinceDate), ttl: ttl)
         } catch {

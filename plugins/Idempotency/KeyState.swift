@@ -8,6 +8,8 @@ public struct KeyState: Decodable, Sendable, Equatable {
     public var since: String?
     public var wamid: String?
     public var completed_at: String?
+    /// While `in_doubt`: the delivery whose send went in doubt.
+    public var attempt: Int?
 
     public static func processing(owner: String, since: Date) -> KeyState {
         KeyState(status: "processing", owner: owner, since: UTCTimestamp.format(since))
@@ -17,7 +19,12 @@ public struct KeyState: Decodable, Sendable, Equatable {
         KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at))
     }
 
+    public static func inDoubt(owner: String, since: Date, attempt: Int) -> KeyState {
+        KeyState(status: "in_doubt", owner: owner, since: UTCTimestamp.format(since), attempt: attempt)
+    }
+
     var isCompleted: Bool { status == "completed" }
+    var isInDoubt: Bool { status == "in_doubt" }
 
     /// When processing started, if readable.
     var sinceDate: Date? { since.flatMap(Self.date) }
@@ -43,11 +50,15 @@ public struct KeyState: Decodable, Sendable, Equatable {
             writer.member("wamid", wamid)
         }
         writer.member("completed_at", completed_at)
+        if let attempt {
+            writer.key("attempt")
+            writer.number(Double(attempt))
+        }
         writer.endObject()
         return writer.text
     }
 
-    static func decode(_ text: String) -> KeyState? {
+    public static func decode(_ text: String) -> KeyState? {
         try? JSONDecoder().decode(KeyState.self, from: Data(text.utf8))
     }
 }

@@ -26,7 +26,6 @@ public struct MarkCompletedStep: Step {
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let claim = message.values[IdempotencyClaimKey.self]
         let key = try claim?.key ?? renderKey(key, message)
-        defer { if let claim { LocalClaims.shared.end(claim.key) } }
         // Nil when the Cloud API accepted the request but its answer could not be read (SPEC 13).
         let wamid = message.values[DeliveryReceiptKey.self].flatMap { $0.isEmpty ? nil : $0 }
         let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
@@ -34,7 +33,10 @@ public struct MarkCompletedStep: Step {
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                if case .claimLost(let current) = try await store.complete(key, claim: claim?.value, value: value, ttl: ttl, receipt: receipt) {
+                let completion = try await store.complete(key, claim: claim?.value, value: value, ttl: ttl, receipt: receipt)
+                // Held here until written: a key left `processing` by a send whose completion failed is never this worker's orphan.
+                if let claim { LocalClaims.shared.end(claim.key) }
+                if case .claimLost(let current) = completion {
                     Counter.suspectedDoubleSends.increment()
                     context.logger.error("suspected double send: the idempotency key was taken over while this message was being sent",
                                          metadata: ["key": .string(key), "found_owner": .string(current.flatMap(KeyState.decode)?.owner ?? "none")])

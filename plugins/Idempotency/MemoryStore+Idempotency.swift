@@ -4,7 +4,7 @@ import RedisPlugin
 
 /// Idempotency keys in memory, with the Redis scripts' semantics and the store's clock.
 extension MemoryStore: IdempotencyStore {
-    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwn: Bool) async throws(StoreUnavailable) -> ClaimResult {
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy) async throws(StoreUnavailable) -> ClaimResult {
         try atomically { entries, now in
             let value = KeyState.processing(owner: owner, since: now).encoded()
             guard let existing = entries[key]?.value else {
@@ -13,7 +13,16 @@ extension MemoryStore: IdempotencyStore {
             }
             if let state = KeyState.decode(existing) {
                 if state.isCompleted { return .completed(existing: existing) }
-                let orphan = takeOverOwn && state.owner == owner
+                if state.isInDoubt {
+                    let elapsed = state.sinceDate.map { now.timeIntervalSince($0) } ?? 0
+                    let remaining = inDoubt.window.secondsDouble - elapsed
+                    if remaining > 0 { return .inDoubt(existing: existing, remaining: .milliseconds(Int64((remaining * 1000).rounded(.up)))) }
+                    guard inDoubt.decision == .resend else { return .inDoubtExpired(existing: existing) }
+                    entries[key]?.value = value
+                    return .resending(value: value, previous: existing)
+                }
+                let age = state.sinceDate.map { now.timeIntervalSince($0) } ?? 0
+                let orphan = takeOverOwnAfter.map { state.owner == owner && age >= $0.secondsDouble } ?? false
                 if !orphan, let since = state.sinceDate, now.timeIntervalSince(since) < lease.secondsDouble { return .inFlight(existing: existing) }
             }
             entries[key] = Entry(value, ttl: ttl, now: now)
@@ -21,12 +30,33 @@ extension MemoryStore: IdempotencyStore {
         }
     }
 
+    public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark {
+        try atomically { entries, now in
+            let value = KeyState.inDoubt(owner: owner, since: now, attempt: attempt).encoded()
+            guard let current = entries[key]?.value else {
+                entries[key] = Entry(value, ttl: ttl, now: now)
+                return .marked(value: value)
+            }
+            if current == claim {
+                entries[key]?.value = value
+                return .marked(value: value)
+            }
+            return KeyState.decode(current)?.isCompleted == true ? .completed(existing: current) : .other(current: current)
+        }
+    }
+
     public func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult {
         try atomically { entries, now in
             let current = entries[key]?.value
+            // Completed first by a delivery status (SPEC 13): this send's own when it names the same
+            // wamid, or when this send knows none (the status's wamid then stays).
+            let settled = current.flatMap(KeyState.decode).flatMap { $0.isCompleted ? $0 : nil }
+            let wamid = receipt.flatMap { $0.key.hasPrefix("wamid:") ? String($0.key.dropFirst("wamid:".count)) : nil }
+            if settled != nil, wamid == nil { return .asClaimed }
             entries[key] = Entry(value, ttl: ttl, now: now)
             if let receipt { entries[receipt.key] = Entry(receipt.value, ttl: ttl, now: now) }
-            return claim == nil || current == claim ? .asClaimed : .claimLost(current: current)
+            if claim == nil || current == claim { return .asClaimed }
+            return settled?.wamid == wamid ? .asClaimed : .claimLost(current: current)
         }
     }
 

@@ -39,9 +39,11 @@ extension RedisStore: IdempotencyStore {
         end
         """
 
-    /// KEYS[1] the key; ARGV[1] owner, ARGV[2] ttl (s), ARGV[3] lease (ms), ARGV[4] '1' to take over
-    /// the owner's own processing value (a claim whose answer was lost). The lease is judged by Redis's clock.
-    /// Returns {1, value} claimed, {2, existing} completed, {3, existing} in flight, {4, value, previous} taken over.
+    /// KEYS[1] the key; ARGV[1] owner, ARGV[2] ttl (s), ARGV[3] lease (ms), ARGV[4] the age (ms) after
+    /// which the owner's own processing value is taken over (a claim whose answer was lost; -1: never), ARGV[5] the in-doubt window
+    /// (ms), ARGV[6] '1' to resend after it. The lease and the window are judged by Redis's clock.
+    /// Returns {1, value} claimed, {2, existing} completed, {3, existing} in flight, {4, value, previous}
+    /// taken over, {5, existing, remaining ms} in doubt, {6, value, previous} resending, {7, existing} in doubt past its window.
     static let claimScript = RedisScript(isoFunctions + "\n" + """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -55,20 +57,54 @@ extension RedisStore: IdempotencyStore {
         if ok and type(state) == 'table' then
           if state.status == 'completed' then return {2, existing} end
           local since = epoch(state.since)
-          local orphan = ARGV[4] == '1' and state.owner == ARGV[1]
+          if state.status == 'in_doubt' then
+            local remaining = tonumber(ARGV[5]) - (now - (since or now))
+            if remaining > 0 then return {5, existing, remaining} end
+            if ARGV[6] ~= '1' then return {7, existing} end
+            redis.call('SET', KEYS[1], value, 'KEEPTTL')
+            return {6, value, existing}
+          end
+          local orphanAge = tonumber(ARGV[4])
+          local orphan = orphanAge >= 0 and state.owner == ARGV[1] and since and now - since >= orphanAge
           if not orphan and since and now - since < tonumber(ARGV[3]) then return {3, existing} end
         end
         redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
         return {4, value, existing}
         """)
 
+    /// KEYS[1] the key; ARGV[1] the claim, ARGV[2] owner, ARGV[3] attempt, ARGV[4] ttl (s) when the key is gone.
+    /// Returns {1, value} marked in doubt, {2, current} completed, {3, current} someone else's.
+    static let markInDoubtScript = RedisScript(isoFunctions + "\n" + """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local value = '{"status":"in_doubt","owner":' .. cjson.encode(ARGV[2]) .. ',"since":"' .. iso(now) .. '","attempt":' .. ARGV[3] .. '}'
+        local current = redis.call('GET', KEYS[1])
+        if not current then
+          redis.call('SET', KEYS[1], value, 'EX', ARGV[4])
+          return {1, value}
+        end
+        if current == ARGV[1] then
+          redis.call('SET', KEYS[1], value, 'KEEPTTL')
+          return {1, value}
+        end
+        if string.find(current, '"status":"completed"', 1, true) then return {2, current} end
+        return {3, current}
+        """)
+
     /// KEYS[1] the key, KEYS[2] the receipt key (optional); ARGV[1] the claim ('' for none), ARGV[2] the
-    /// completed value, ARGV[3] ttl (s), ARGV[4] the receipt's value. Returns {1} as claimed, {0, current} otherwise.
+    /// completed value, ARGV[3] ttl (s), ARGV[4] the receipt's value, ARGV[5] `"wamid":"…"` ('' for none).
+    /// Returns {1} as claimed, {0, current} otherwise.
+    /// A key a delivery status completed first (SPEC 13: the statuses pipeline settles keys still
+    /// `processing`) is this send's own when it names the same wamid, or when this send knows none
+    /// (ARGV[5] '': then the status's wamid stays).
     static let completeScript = RedisScript("""
         local current = redis.call('GET', KEYS[1])
+        local settled = current and string.find(current, '"status":"completed"', 1, true)
+        if settled and ARGV[5] == '' then return {1} end
         redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
         if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3]) end
         if ARGV[1] == '' or current == ARGV[1] then return {1} end
+        if settled and string.find(current, ARGV[5], 1, true) then return {1} end
         return {0, current or ''}
         """)
 
@@ -77,9 +113,11 @@ extension RedisStore: IdempotencyStore {
         return 0
         """)
 
-    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwn: Bool) async throws(StoreUnavailable) -> ClaimResult {
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy) async throws(StoreUnavailable) -> ClaimResult {
+        let arguments = [owner, Self.seconds(ttl), String(max(1, lease.milliseconds)), takeOverOwnAfter.map { String(max(0, $0.milliseconds)) } ?? "-1",
+                         String(max(0, inDoubt.window.milliseconds)), inDoubt.decision == .resend ? "1" : "0"]
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.claimScript, keys: [key], arguments: [owner, Self.seconds(ttl), String(max(1, lease.milliseconds)), takeOverOwn ? "1" : "0"])
+            try await client.evaluate(Self.claimScript, keys: [key], arguments: arguments)
         }
         guard case .array(let items) = reply, let kind = items.first?.integer, let value = items.dropFirst().first?.string else {
             throw StoreUnavailable("unexpected answer to the claim script: \(reply)")
@@ -88,19 +126,42 @@ extension RedisStore: IdempotencyStore {
         case 1: return .claimed(value: value)
         case 2: return .completed(existing: value)
         case 3: return .inFlight(existing: value)
+        case 5: return .inDoubt(existing: value, remaining: .milliseconds(items.dropFirst(2).first?.integer ?? 0))
+        case 6: return .resending(value: value, previous: items.dropFirst(2).first?.string ?? "")
+        case 7: return .inDoubtExpired(existing: value)
         default: return .tookOver(value: value, previous: items.dropFirst(2).first?.string ?? "")
+        }
+    }
+
+    public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark {
+        let reply = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.markInDoubtScript, keys: [key], arguments: [claim, owner, String(attempt), Self.seconds(ttl)])
+        }
+        guard case .array(let items) = reply, let kind = items.first?.integer, let value = items.dropFirst().first?.string else {
+            throw StoreUnavailable("unexpected answer to the in-doubt script: \(reply)")
+        }
+        switch kind {
+        case 1: return .marked(value: value)
+        case 2: return .completed(existing: value)
+        default: return .other(current: value)
         }
     }
 
     public func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult {
         let keys = [key] + (receipt.map { [$0.key] } ?? [])
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.completeScript, keys: keys, arguments: [claim ?? "", value, Self.seconds(ttl), receipt?.value ?? ""])
+            try await client.evaluate(Self.completeScript, keys: keys, arguments: [claim ?? "", value, Self.seconds(ttl), receipt?.value ?? "", Self.wamidMember(of: receipt)])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer else { throw StoreUnavailable("unexpected answer to the completion script: \(reply)") }
         if kind == 1 { return .asClaimed }
         let current = items.dropFirst().first?.string
         return .claimLost(current: current?.isEmpty == false ? current : nil)
+    }
+
+    /// `"wamid":"…"` as the completed value writes it, '' without a wamid (the receipt key is `wamid:{wamid}`).
+    private static func wamidMember(of receipt: (key: String, value: String)?) -> String {
+        guard let receipt, receipt.key.hasPrefix("wamid:") else { return "" }
+        return #""wamid":"# + JSONWriter.quoted(String(receipt.key.dropFirst("wamid:".count)))
     }
 
     public func release(_ key: String, claim: String) async throws(StoreUnavailable) -> Bool {

@@ -32,13 +32,16 @@ public struct DeadLetteredMessage: Sendable {
                                   "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-first-received"]
 
     /// The copy `replay` publishes to the source queue: attempts reset, the error kept as
-    /// `x-replayed-from-error`, and `x-replayed-at`, from which the source counts its age.
+    /// `x-replayed-from-error`, and `x-replayed-at`, from which the source counts its age. Steps
+    /// learn that an operator replayed it (`Message.carried[ReplayNote.carriedKey]`): a send left
+    /// in doubt is then sent again (SPEC 13).
     public func replayProperties(at now: Date) -> AMQPProperties {
         var properties = message.properties
         for name in Self.clearedOnReplay { properties.headers[name] = nil }
         properties.headers.entries.removeAll { $0.key.hasPrefix(RabbitMQSource.carriedPrefix) }
         if let error { properties.headers["x-replayed-from-error"] = .string(error) }
         properties.headers["x-replayed-at"] = .string(UTCTimestamp.format(now))
+        properties.headers[RabbitMQSource.carriedPrefix + ReplayNote.carriedKey] = .string(UTCTimestamp.format(now))
         properties.expiration = nil
         return properties
     }

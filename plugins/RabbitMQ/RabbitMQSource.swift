@@ -86,6 +86,10 @@ public final class RabbitMQSource: Source {
         }
     }
 
+    public func stillHolds(_ delivery: Delivery) -> Bool {
+        (delivery.receipt as? AMQPDelivery).map(consumer.holds) ?? false
+    }
+
     public func pause() { consumer.pause() }
     public func resume() { consumer.resume() }
 

@@ -14,15 +14,22 @@ struct WebhookChangesStep: Step {
 }
 
 /// Step `correlate_statuses`: the internalId of each status — `biz_opaque_callback_data` when
-/// it came with one, else the `wamid:` mapping `mark_completed` wrote.
+/// it came with one, else the `wamid:` mapping `mark_completed` wrote — and, for a status that
+/// names its internalId, the settlement of that send in the outbound pipeline's keys (SPEC 13: a
+/// key still processing or in doubt becomes completed with the status's wamid).
 struct CorrelateStatusesStep: Step {
     let ledger: any StatusLedger
+    let settlement: any SendSettlement
+    /// The outbound pipeline's idempotency key pattern (`{internalId}` its only field).
+    let idempotencyKey: KeyTemplate
+    static let settledSends = Counter(label: "outbound_webhook_sends_settled_total")
 
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard var batch = message.values[WebhookBatchKey.self] else { return .next }
         for index in batch.statuses.indices { batch.statuses[index].internalID = batch.statuses[index].callbackData.flatMap { $0.isEmpty ? nil : $0 } }
         let unknown = batch.statuses.filter { $0.internalID == nil }.map(\.wamid)
         message.values[WebhookBatchKey.self] = batch
+        try await settle(batch, context)
         guard !unknown.isEmpty else { return .next }
         let found: [String: String]
         do {
@@ -35,6 +42,23 @@ struct CorrelateStatusesStep: Step {
         }
         message.values[WebhookBatchKey.self] = batch
         return .next
+    }
+
+    /// Settles the sends the statuses name by their `biz_opaque_callback_data` (a status of any kind proves the send was accepted).
+    private func settle(_ batch: WebhookBatch, _ context: StepContext) async throws {
+        var seen = Set<String>()
+        let sends = batch.statuses.compactMap { status -> SettledSend? in
+            guard let internalID = status.internalID, seen.insert(internalID).inserted,
+                  let key = idempotencyKey.render({ $0 == "internalId" ? internalID : nil }) else { return nil }
+            return SettledSend(key: key, wamid: status.wamid, internalID: internalID)
+        }
+        guard !sends.isEmpty else { return }
+        do {
+            let settled = try await settlement.settle(sends, at: context.clock.now())
+            if settled > 0 { Self.settledSends.increment(by: Int64(settled)) }
+        } catch {
+            throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
+        }
     }
 }
 
@@ -107,9 +131,23 @@ extension StepPlugin {
     /// The `correlate_statuses` step plugin.
     public static let correlateStatuses = StepPlugin(
         name: "correlate_statuses", summary: "finds each status's internalId: biz_opaque_callback_data, else the wamid: mapping",
-        settings: SettingsSchema([SettingSpec("store", .resource(uses: "redis"), default: .string("redis"), "the `redis` resource holding the wamid: mappings")]),
+        settings: SettingsSchema([
+            SettingSpec("store", .resource(uses: "redis"), default: .string("redis"), "the `redis` resource holding the wamid: mappings and the outbound pipeline's idempotency keys"),
+            SettingSpec("idempotency_key", .keyTemplate, default: .string("idempotency:outbound:{internalId}"),
+                        "the outbound pipeline's idempotency key pattern: a status settles the send it names (SPEC 13); `{internalId}` its only field"),
+        ]),
         defaultDegradation: .failOpen, provides: ["internal_ids"], requires: ["webhook_batch"],
-        make: { context in CorrelateStatusesStep(ledger: try context.resources.get(try context.settings.string("store"), as: (any StatusLedger).self)) })
+        check: { step, _ in
+            guard let key = try? step.settings.keyTemplate("idempotency_key"), key.fields != ["internalId"] else { return [] }
+            return [.error(at: step.settings["idempotency_key"]?.location ?? step.location,
+                           "step `\(step.name)`: idempotency_key \"\(key)\" cannot match the outbound pipeline's keys from a status, which knows only the internalId: use `{internalId}` as its only field")]
+        },
+        make: { context in
+            let store = try context.settings.string("store")
+            return CorrelateStatusesStep(ledger: try context.resources.get(store, as: (any StatusLedger).self),
+                                         settlement: try context.resources.get(store, as: (any SendSettlement).self),
+                                         idempotencyKey: try context.settings.keyTemplate("idempotency_key"))
+        })
 
     /// The `order_statuses` step plugin.
     public static let orderStatuses = StepPlugin(

@@ -195,13 +195,14 @@ public final class CloudAPIClient: CloudAPISender {
 
     /// Reads a complete answer (SPEC 6): a 2xx is sent (its wamid, when its body has one); an error
     /// with a Cloud API error object is classified by its code; without one, a 5xx or 429 is transient,
-    /// and anything else — an HTML page whatever the status, a 4xx, a redirect — is not the Cloud API:
-    /// a configuration failure.
+    /// 413, 414 and 431 permanent, and anything else — an HTML error page, a 4xx, a redirect — is not
+    /// the Cloud API: a configuration failure.
     static func read(status: Int, headers: HTTPHeaders, body: UnsafeRawBufferPointer, truncated: Bool) -> Reading {
         let html = isHTML(headers: headers, body: body)
-        if (200..<300).contains(status), !html {
+        if (200..<300).contains(status) {
+            // Any 2xx is sent (SPEC 13), even one whose body is no Cloud API answer: the wamid then comes with the first status.
             (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
-            return .sent(truncated ? nil : WamidReader.wamid(in: body))
+            return .sent(truncated || html ? nil : WamidReader.wamid(in: body))
         }
         let error = html ? nil : try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: Data(body)).error
         count(status: String(status), code: error?.code.map(String.init) ?? "none")
@@ -210,6 +211,8 @@ public final class CloudAPIClient: CloudAPISender {
             return .failed(CloudAPIFailure(.configuration, status: status, code: nil, reason: "HTTP \(status) with an HTML page\(title(of: body)), not a Cloud API answer: check `base_url` (a proxy in the way?)"))
         }
         if status >= 500 || status == 429 { return .failed(.answer(status: status, error: nil)) }
+        // Too large a request, URI or header: this message's own fault, whoever answered.
+        if [413, 414, 431].contains(status) { return .failed(.answer(status: status, error: nil)) }
         let location = headers.first(name: "Location").map { " to \($0.prefix(200))" } ?? ""
         let what = (300..<400).contains(status) ? "a redirect\(location)" : "no Cloud API error object in its body"
         return .failed(CloudAPIFailure(.configuration, status: status, code: nil, reason: "HTTP \(status) with \(what), not a Cloud API answer: check `base_url` and `api_version`"))

@@ -24,11 +24,14 @@ enum SendSlot {
 /// slows the sender down and waits for its next slot; a `131056` holds the pair for 4^X s.
 public struct DispatchStep: Step {
     public let client: any CloudAPISender
+    /// What to do with a send whose answer was lost (`in_doubt_window`, `on_in_doubt`).
+    public let inDoubtPolicy: InDoubtPolicy?
     /// Holds of a pair after consecutive `131056`s: 1 s, 4 s, 16 s, 64 s, 256 s.
     public static let pairHold = EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256))
 
-    public init(client: any CloudAPISender) {
+    public init(client: any CloudAPISender, inDoubt: InDoubtPolicy = .standard) {
         self.client = client
+        self.inDoubtPolicy = inDoubt
     }
 
     /// Every outcome names the sender a message would have gone out with, the default one included.
@@ -49,14 +52,19 @@ public struct DispatchStep: Step {
         let flow = context.flow
         let now = context.clock.now()
         let scopes = configuration.pauseScopes(for: sender)
-        for scope in [configuration.configurationScope, scopes.token, scopes.sender] {
-            if let hold = flow.holds.held(scope.key, at: now) {
-                return .wait(Wait(key: scope.key, until: hold.until, reason: .paused))
-            }
-        }
         let pair = "pair:\(sender):\(request.recipient)"
-        if let hold = flow.holds.held(pair, at: now) {
-            return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
+        // A probe this message took and does not use (it waits for something else) goes to the next one.
+        var probes: [String] = []
+        func wait(_ key: String, _ until: Date, _ reason: WaitReason) -> StepOutcome {
+            probes.forEach(flow.holds.returnProbe)
+            return .wait(Wait(key: key, until: until, reason: reason))
+        }
+        for (key, reason) in [(configuration.configurationScope.key, WaitReason.paused), (scopes.token.key, .paused), (scopes.sender.key, .paused), (pair, .pairHold)] {
+            switch flow.holds.check(key, at: now) {
+            case .free: continue
+            case .probe: probes.append(key)
+            case .held(let hold): return wait(key, hold.until, reason)
+            }
         }
         let pacer = self.pacer(sender, flow)
         if configuration.pacing {
@@ -69,13 +77,21 @@ public struct DispatchStep: Step {
             }
             if slot.timeIntervalSince(context.clock.now()) > 0.001 {
                 SendSlot.write(slot, &message)
-                return .wait(Wait(key: pacer.key, until: slot, reason: .throughput))
+                return wait(pacer.key, slot, .throughput)
             }
             SendSlot.write(nil, &message)
         }
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
         } catch {
+            if error.status != nil, error.kind != .configuration {
+                // The Cloud API answered: it is reachable as configured, and unless it refused the sender, the sender and its token work.
+                flow.holds.clear(configuration.configurationScope.key)
+                if error.kind != .tokenRejected, error.kind != .senderRejected {
+                    flow.holds.clear(scopes.sender.key)
+                    flow.holds.clear(scopes.token.key)
+                }
+            }
             switch error.kind {
             case .throughputLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "130429")]).increment()
@@ -122,6 +138,8 @@ extension StepPlugin {
         summary: "sends the request to the WhatsApp Cloud API at each sender's pace and keeps the wamid",
         settings: SettingsSchema([
             SettingSpec("client", .resource(uses: "whatsapp_cloud_api"), default: .string("whatsapp"), "the `whatsapp_cloud_api` resource to send through"),
+            SettingSpec("in_doubt_window", .duration, default: .duration(.seconds(300)), "how long a send whose answer was lost waits for a status to settle it (SPEC 13)"),
+            SettingSpec("on_in_doubt", .choice(["resend", "dead_letter"]), default: .string("resend"), "after the window without a status: send once more, or dead-letter (never a second copy)"),
         ]),
         defaultOnError: .retry,
         irreversible: true,
@@ -129,7 +147,10 @@ extension StepPlugin {
         requires: ["request"],
         check: DispatchRules.check,
         make: { context in
-            DispatchStep(client: try context.resources.get(try context.settings.string("client"), as: (any CloudAPISender).self))
+            let settings = context.settings
+            let decision = InDoubtPolicy.Decision(rawValue: try settings.string("on_in_doubt")) ?? .resend
+            return DispatchStep(client: try context.resources.get(try settings.string("client"), as: (any CloudAPISender).self),
+                                inDoubt: InDoubtPolicy(window: try settings.duration("in_doubt_window"), decision: decision))
         }
     )
 }

@@ -32,12 +32,14 @@ final class PipelineHost: PipelineProvider {
         return (slot.pipeline.executor, { slot.inFlight.subtract(1, ordering: .relaxed) })
     }
 
-    /// Makes `pipeline` current; returns once the previous one is idle and its unused resources are shut down.
-    func replace(with pipeline: AssembledPipeline, logger: Logger) async {
+    /// Makes `pipeline` current and calls `swapped`; returns once the previous one is idle and its
+    /// unused resources are shut down.
+    func replace(with pipeline: AssembledPipeline, logger: Logger, swapped: () -> Void = {}) async {
         let previous = current.withLock { slot in
             defer { slot = Slot(pipeline) }
             return slot
         }
+        swapped()
         while previous.inFlight.load(ordering: .relaxed) > 0 {
             try? await Task.sleep(for: .milliseconds(50))
         }

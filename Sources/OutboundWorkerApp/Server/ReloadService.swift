@@ -47,8 +47,8 @@ struct ReloadService: Service {
             let assembled = try await assembler.assemble(definition, reuse: old)
             logger.info("pipeline reloaded", metadata: ["digest": .string(definition.digest), "previous_digest": .string(old.definition.digest),
                                                         "changed": .string(Self.changes(from: old.definition, to: definition).joined(separator: ", "))])
-            await host.replace(with: assembled, logger: logger)
-            worker.endPauses()
+            // The pauses end as soon as the new pipeline is in use, not once the old one has drained.
+            await host.replace(with: assembled, logger: logger) { worker.endPauses() }
         } catch {
             logger.error("reload rejected: cannot build the new pipeline; the previous pipeline stays in use", metadata: ["error": "\(error)"])
         }

@@ -22,11 +22,13 @@ struct MessageStatus: Encodable {
 
     var internalId: String
     var key: String?
-    /// absent, processing, completed, unreadable or unavailable.
+    /// absent, processing, in_doubt, completed, unreadable or unavailable.
     var state = "unknown"
     var owner: String?
     var since: String?
     var age_seconds: Int?
+    /// in_doubt: the delivery whose send went in doubt.
+    var attempt: Int?
     var wamid: String?
     var completed_at: String?
     var ttl_seconds: Int?
@@ -39,7 +41,7 @@ struct MessageStatus: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case internalId, key, state, owner, since, age_seconds, wamid, completed_at, ttl_seconds, detail
+        case internalId, key, state, owner, since, age_seconds, attempt, wamid, completed_at, ttl_seconds, detail
         case deadLetters = "dead_letters"
     }
 
@@ -52,6 +54,12 @@ struct MessageStatus: Encodable {
             state = "processing"
             self.owner = owner
             self.since = since
+            age_seconds = startedAt.map { Int(Date().timeIntervalSince($0)) }
+        case .inDoubt(let owner, let since, let startedAt, let attempt):
+            state = "in_doubt"
+            self.owner = owner
+            self.since = since
+            self.attempt = attempt
             age_seconds = startedAt.map { Int(Date().timeIntervalSince($0)) }
         case .completed(let wamid, let at):
             state = "completed"
@@ -77,7 +85,9 @@ struct MessageStatus: Encodable {
         switch state {
         case "absent": lines.append("  key   \(keyName)absent (never seen within its ttl, or released after a failure)")
         case "processing": lines.append("  key   \(keyName)processing by \(owner ?? "?") since \(since ?? "?")\(age_seconds.map { " (\($0)s ago)" } ?? "")")
-        case "completed": lines.append("  key   \(keyName)completed at \(completed_at ?? "?"), wamid \(wamid ?? "?")")
+        case "in_doubt":
+            lines.append("  key   \(keyName)in doubt since \(since ?? "?")\(age_seconds.map { " (\($0)s ago)" } ?? ""): sent by \(owner ?? "?") (attempt \(attempt.map(String.init) ?? "?")), its answer lost; waiting for a delivery status or the window")
+        case "completed": lines.append("  key   \(keyName)completed at \(completed_at ?? "?"), wamid \(wamid ?? "unknown yet (the first status brings it)")")
         case "unknown": break
         default: lines.append("  key   \(keyName)\(state): \(detail ?? "")")
         }

@@ -131,7 +131,7 @@ struct PipelineTestCase {
         expect.delay = duration(expectNode["delay"], "delay", &diagnostics)
         if let waited = expectNode["waited"] {
             let reasons = (waited.items ?? [waited]).compactMap(\.scalar)
-            let known = [WaitReason.throughput, .pairHold, .paused].map(\.rawValue)
+            let known = WaitReason.known.map(\.rawValue)
             for reason in reasons where !known.contains(reason) { fail(waited.location, "`waited`: \(reason) is not one of \(known.joined(separator: ", "))") }
             expect.waited = reasons
         }
@@ -155,8 +155,8 @@ struct PipelineTestCase {
         if let key = expectNode["key"] {
             var expectation = KeyExpectation()
             expectation.status = key["status"]?.scalar
-            if let status = expectation.status, !["completed", "processing", "absent"].contains(status) {
-                fail(key["status"]?.location ?? key.location, "`key.status` must be completed, processing or absent")
+            if let status = expectation.status, !["completed", "processing", "in_doubt", "absent"].contains(status) {
+                fail(key["status"]?.location ?? key.location, "`key.status` must be completed, processing, in_doubt or absent")
             }
             expectation.ttl = duration(key["ttl"], "key.ttl", &diagnostics)
             expectation.wamid = key["wamid"]?.scalar
@@ -167,10 +167,12 @@ struct PipelineTestCase {
                                 redisAvailable: redisAvailable, seedKey: seedKey, answers: answers, copies: copies, signed: signed, headers: headers, seed: seed, expect: expect)
     }
 
-    /// One scripted Cloud API answer: `{ status, error_code, error_message, delay }`.
+    /// One scripted Cloud API answer: `{ status, error_code, error_message, delay, lost, status_after }`
+    /// (`lost: accepted` or `not_accepted`: the answer never comes; `status_after`: when a delivery
+    /// status of an accepted request reaches the statuses pipeline, after the request).
     private static func answer(_ node: ConfigNode, _ diagnostics: inout [Diagnostic]) -> StandInCloudAPI.Answer {
         var answer = StandInCloudAPI.Answer()
-        let keys = ["status", "error_code", "error_message", "delay"]
+        let keys = ["status", "error_code", "error_message", "delay", "lost", "status_after"]
         for entry in node.entries ?? [] where !keys.contains(entry.key) {
             diagnostics.append(.error(at: entry.keyLocation, "unknown key `\(entry.key)` in `whatsapp`\(Suggestion.hint(for: entry.key, in: keys)) (known: \(keys.joined(separator: ", ")))"))
         }
@@ -182,6 +184,14 @@ struct PipelineTestCase {
         }
         answer.errorMessage = node["error_message"]?.scalar
         answer.delay = duration(node["delay"], "delay", &diagnostics)
+        if let lost = node["lost"] {
+            if let value = lost.scalar.flatMap(StandInCloudAPI.LostAnswer.init(rawValue:)) {
+                answer.lost = value
+            } else {
+                diagnostics.append(.error(at: lost.location, "`lost` must be `accepted` (Meta took it, the answer was lost) or `not_accepted`"))
+            }
+        }
+        answer.statusAfter = duration(node["status_after"], "status_after", &diagnostics)
         return answer
     }
 

@@ -3,6 +3,7 @@ import IdempotencyPlugin
 import Logging
 import PipelineKit
 import RedisPlugin
+import WebhookPlugin
 import WhatsAppPlugin
 
 /// Runs pipeline test files: the real steps, in-memory Redis and Cloud API, a virtual clock
@@ -122,7 +123,16 @@ struct PipelineTestRunner {
                 }
             }
             if results.isEmpty {
-                results = await runVirtually(bodies(of: testCase), attempt: testCase.attempt, executor: assembled.executor, clock: clock)
+                // Statuses of lost answers reach the statuses pipeline when the virtual clock passes them.
+                let settleDue: @Sendable () async -> Void = {
+                    let due = cloudAPI.statuses(dueBy: clock.now())
+                    guard !due.isEmpty, let keyTemplate else { return }
+                    let sends = due.compactMap { status in
+                        keyTemplate.render { $0 == "internalId" ? status.internalID : nil }.map { SettledSend(key: $0, wamid: status.wamid, internalID: status.internalID) }
+                    }
+                    _ = try? await store.settle(sends, at: clock.now())
+                }
+                results = await runVirtually(bodies(of: testCase), attempt: testCase.attempt, executor: assembled.executor, clock: clock, beforeEachStep: settleDue)
                 for index in results.indices {
                     results[index].response = admission?.respond(results[index].decision)
                 }
@@ -164,7 +174,8 @@ struct PipelineTestRunner {
 
     /// Runs the messages as the worker would, all at once: each goes as far as it can; when
     /// all wait, the clock jumps to the earliest wait's end and those due go on, earliest first.
-    private func runVirtually(_ bodies: [[UInt8]], attempt: Int, executor: PipelineExecutor, clock: ManualWallClock) async -> [MessageResult] {
+    private func runVirtually(_ bodies: [[UInt8]], attempt: Int, executor: PipelineExecutor, clock: ManualWallClock,
+                              beforeEachStep: @Sendable () async -> Void) async -> [MessageResult] {
         var runs = bodies.map { PipelineRun(Message(body: $0, attempt: attempt)) }
         var results = [MessageResult?](repeating: nil, count: runs.count)
         // What the worker reports for a sent message: the message as it stood right after the send.
@@ -181,6 +192,7 @@ struct PipelineTestRunner {
                 waiting.removeAll { $0.until <= next }
             }
             let index = ready.removeFirst()
+            await beforeEachStep()
             switch await executor.advance(&runs[index]) {
             case .decided(let decision):
                 results[index] = MessageResult(decision: decision, waits: runs[index].waits, outcome: Outcome(decision: decision, message: reported[index] ?? runs[index].message, sent: runs[index].sent))

@@ -88,22 +88,45 @@ public final class EscalatingHolds: Sendable {
         }
     }
 
-    /// The hold on `key` if it has not ended at `now`. Once it has, and until the key is cleared
-    /// or held again, the first caller gets nil (it probes) and the others a hold until the probe
-    /// has had `probeWait` to answer.
-    public func held(_ key: String, at now: Date) -> Hold? {
-        guard any.load(ordering: .acquiring) else { return nil }
+    /// What `check` finds for one key.
+    public enum Check: Sendable, Equatable {
+        /// Not held: go on.
+        case free
+        /// Held (or another caller probes): wait until then.
+        case held(Hold)
+        /// The hold has ended and this caller is the probe: go on, and `returnProbe` if it does not act after all.
+        case probe
+    }
+
+    /// The hold on `key` at `now`. Once it has ended, and until the key is cleared or held again, the
+    /// first caller probes and the others are held until the probe has had `probeWait` to answer.
+    public func check(_ key: String, at now: Date) -> Check {
+        guard any.load(ordering: .acquiring) else { return .free }
         return entries.withLock { entries in
-            guard var entry = entries[key] else { return nil }
+            guard var entry = entries[key] else { return .free }
             if entry.until > now {
-                return Hold(key: key, until: entry.until, reason: entry.reason, kind: entry.kind, count: entry.count + 1)
+                return .held(Hold(key: key, until: entry.until, reason: entry.reason, kind: entry.kind, count: entry.count + 1))
             }
             if let probeUntil = entry.probeUntil, probeUntil > now {
-                return Hold(key: key, until: probeUntil, reason: entry.reason, kind: entry.kind, count: entry.count + 1)
+                return .held(Hold(key: key, until: probeUntil, reason: entry.reason, kind: entry.kind, count: entry.count + 1))
             }
             entry.probeUntil = now.addingTimeInterval(entry.probeWait.secondsDouble)
             entries[key] = entry
-            return nil
+            return .probe
+        }
+    }
+
+    /// `check` for callers that act whenever they are not held (the probe included).
+    public func held(_ key: String, at now: Date) -> Hold? {
+        if case .held(let hold) = check(key, at: now) { return hold }
+        return nil
+    }
+
+    /// A probe of `key` did not act after all (it waits for something else): the next caller probes.
+    public func returnProbe(_ key: String) {
+        guard any.load(ordering: .acquiring) else { return }
+        entries.withLock { entries in
+            entries[key]?.probeUntil = nil
         }
     }
 

@@ -117,10 +117,14 @@ public protocol Source: Sendable {
     /// once and count toward the queue's delivery limit; false (an HTTP endpoint, whose caller
     /// retries) hands it back at once (`.release`). Default: true.
     var keepsDeliveriesWhileOutcomesAreRefused: Bool { get }
+    /// Whether `delivery` is still this worker's to settle: false once the connection it came on is
+    /// gone (the broker has handed it out again). Default: true.
+    func stillHolds(_ delivery: Delivery) -> Bool
 }
 
 extension Source {
     public var keepsDeliveriesWhileOutcomesAreRefused: Bool { true }
+    public func stillHolds(_ delivery: Delivery) -> Bool { true }
 }
 
 /// What a source plugin gets to build the source.

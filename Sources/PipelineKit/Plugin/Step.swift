@@ -15,6 +15,9 @@ public enum StepOutcome: Sendable, Equatable {
     /// Not now: run this step again at `Wait.until`, without using up an attempt. The runtime
     /// parks the message in memory (or, for long waits, sends it round the source again).
     case wait(Wait)
+    /// Stop here: the message was sent already, by an earlier attempt of its own whose outcome
+    /// was in doubt and is now settled (e.g. by a delivery status). It ends as sent (`completed`).
+    case alreadySent(String)
 }
 
 /// "Not now, for this key, until then": a message waiting for its turn.
@@ -42,6 +45,11 @@ public struct WaitReason: RawRepresentable, Sendable, Hashable, CustomStringConv
     public static let pairHold = WaitReason(rawValue: "pair_hold")
     /// Its sender is paused after a sender-side failure.
     public static let paused = WaitReason(rawValue: "paused")
+    /// Its send is in doubt (the answer was lost): waiting for a status to settle it, or for the window to end.
+    public static let inDoubt = WaitReason(rawValue: "in_doubt")
+
+    /// The reasons the runtime reports from the start (`outbound_messages_waiting{reason}` at 0).
+    public static let known: [WaitReason] = [.throughput, .pairHold, .paused, .inDoubt]
 
     public var description: String { rawValue }
 }
@@ -74,13 +82,16 @@ public struct StepFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: Int?
     /// For sender-side failures: what is paused (e.g. one sender's token).
     public var pauseScope: PauseScope?
+    /// A code that is not a number (`in_doubt`), for outcome events when `code` is nil.
+    public var symbolicCode: String?
 
-    public init(_ kind: Kind, _ reason: String, retryAfter: Duration? = nil, code: Int? = nil, pauseScope: PauseScope? = nil) {
+    public init(_ kind: Kind, _ reason: String, retryAfter: Duration? = nil, code: Int? = nil, pauseScope: PauseScope? = nil, symbolicCode: String? = nil) {
         self.kind = kind
         self.reason = reason
         self.retryAfter = retryAfter
         self.code = code
         self.pauseScope = pauseScope
+        self.symbolicCode = symbolicCode
     }
 
     public var description: String { "\(kind.rawValue): \(reason)" }
@@ -119,13 +130,16 @@ public struct StepContext: Sendable {
     public var clock: any WallClock
     /// Pacing, holds and pauses shared by every message of this worker.
     public var flow: FlowControl
+    /// What the pipeline's irreversible step says to do with a send in doubt (`Step.inDoubtPolicy`).
+    public var inDoubt: InDoubtPolicy
 
-    public init(stepName: String, logger: Logger, workerID: String, clock: any WallClock, flow: FlowControl) {
+    public init(stepName: String, logger: Logger, workerID: String, clock: any WallClock, flow: FlowControl, inDoubt: InDoubtPolicy = .standard) {
         self.stepName = stepName
         self.logger = logger
         self.workerID = workerID
         self.clock = clock
         self.flow = flow
+        self.inDoubt = inDoubt
     }
 }
 
@@ -151,6 +165,17 @@ public protocol Step: Sendable {
     /// gives back a send slot). Default: nothing.
     func undo(_ message: Message, _ context: StepContext) async
 
+    /// A later, irreversible step failed in doubt (its request written, the answer lost: it may
+    /// have taken effect). Instead of `undo`, a step that holds the message's claim keeps it and
+    /// records that the send is in doubt (e.g. the idempotency key becomes `in_doubt`), and returns
+    /// true: the runtime then runs the message again from this step, which waits for evidence
+    /// (`.wait` with `WaitReason.inDoubt`), ends it as sent (`.alreadySent`), lets it go on
+    /// (resend) or fails it, as `context.inDoubt` says. Default: false (nothing held).
+    func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool
+
+    /// What to do with a send of this (irreversible) step that ends in doubt; nil: the standard policy.
+    var inDoubtPolicy: InDoubtPolicy? { get }
+
     /// Called once the message's outcome is durable — reported, and its delivery acknowledged —
     /// for work that must not happen before (e.g. recording that a status was published: a crash
     /// before the event's confirm must leave it unrecorded, so it is published again). Runs for
@@ -167,5 +192,7 @@ public protocol Step: Sendable {
 extension Step {
     public func undo(_ message: Message, _ context: StepContext) async {}
     public func settled(_ message: Message, _ context: StepContext) async {}
+    public func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool { false }
+    public var inDoubtPolicy: InDoubtPolicy? { nil }
     public var reportedDefaults: [String: JSONValue] { [:] }
 }

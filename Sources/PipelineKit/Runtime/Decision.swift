@@ -7,12 +7,15 @@ public struct Failure: Sendable, Equatable {
     public var code: Int?
     /// The message was too old to be sent (`expiresAt`, `max_age`).
     public var expired: Bool
+    /// A code that is not a number (`in_doubt`), reported when `code` is nil.
+    public var symbolicCode: String?
 
-    public init(step: String, reason: String, code: Int? = nil, expired: Bool = false) {
+    public init(step: String, reason: String, code: Int? = nil, expired: Bool = false, symbolicCode: String? = nil) {
         self.step = step
         self.reason = reason
         self.code = code
         self.expired = expired
+        self.symbolicCode = symbolicCode
     }
 }
 
@@ -48,6 +51,11 @@ public enum Decision: Sendable, Equatable {
         case .deadLetter(let failure): failure.expired ? "expired" : "dead_letter"
         case .requeue: "requeue"
         }
+    }
+
+    /// A step found the work already done (`.ack(.finished)`).
+    public var isFinished: Bool {
+        if case .ack(.finished) = self { true } else { false }
     }
 
     /// Every outcome name, for metrics made up front.

@@ -29,7 +29,7 @@ final class Parking: Sendable {
     init(capacity: Int, shutdown: ShutdownSignal) {
         self.capacity = max(1, capacity)
         self.shutdown = shutdown
-        gauges = Dictionary(uniqueKeysWithValues: [WaitReason.throughput, .pairHold, .paused].map { ($0, Gauge(label: "outbound_messages_waiting", dimensions: [("reason", $0.rawValue)])) })
+        gauges = Dictionary(uniqueKeysWithValues: WaitReason.known.map { ($0, Gauge(label: "outbound_messages_waiting", dimensions: [("reason", $0.rawValue)])) })
         gauges.values.forEach { $0.record(0) }
     }
 

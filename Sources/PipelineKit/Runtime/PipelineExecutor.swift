@@ -28,6 +28,12 @@ public struct PipelineRun: Sendable {
         next = index + 1
     }
 
+    /// A step found the message sent by an earlier attempt of its own (a send in doubt, settled).
+    fileprivate mutating func settledAsSent() {
+        sent = true
+        waitingAt = nil
+    }
+
     fileprivate mutating func waiting(at index: Int, _ wait: Wait) {
         waitingAt = index
         waits.append(wait)
@@ -65,6 +71,8 @@ public struct PipelineExecutor: Sendable {
     private let degradedCounters: [String: Counter]
     /// Every step's `reportedDefaults`, the first step's winning.
     private let reportedDefaults: [String: JSONValue]
+    /// What the irreversible step says to do with a send in doubt (`StepContext.inDoubt`).
+    public let inDoubtPolicy: InDoubtPolicy
 
     public init(pipelineName: String, steps: [BoundStep], worker: WorkerConfiguration, workerID: String, clock: any WallClock = SystemWallClock(), flow: FlowControl, logger: Logger) {
         self.pipelineName = pipelineName
@@ -80,6 +88,7 @@ public struct PipelineExecutor: Sendable {
         })
         self.degradedCounters = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, Counter(label: "outbound_degraded_total", dimensions: [("step", $0.name)])) })
         self.reportedDefaults = steps.reduce(into: [:]) { defaults, bound in defaults.merge(bound.step.reportedDefaults) { first, _ in first } }
+        self.inDoubtPolicy = steps.first { $0.irreversible }?.step.inDoubtPolicy ?? .standard
     }
 
     public var retry: RetryPolicy { worker.retry }
@@ -114,7 +123,7 @@ public struct PipelineExecutor: Sendable {
         while run.next < steps.count {
             let index = run.next
             let bound = steps[index]
-            let context = StepContext(stepName: bound.name, logger: logger, workerID: workerID, clock: clock, flow: flow)
+            let context = self.context(index)
             if Task.isCancelled, !run.sent {
                 await undo(&run, before: index)
                 return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), internalID)
@@ -133,6 +142,9 @@ public struct PipelineExecutor: Sendable {
                     run.passed(index, irreversible: bound.irreversible)
                     if !run.defaultsReported { reportDefaults(&run) }
                     if sends, run.next < steps.count { return .sent }
+                case .alreadySent:
+                    run.settledAsSent()
+                    return decided(.ack(.completed), internalID)
                 case .finish(let reason):
                     return decided(.ack(run.sent ? .completed : .finished(step: bound.name, reason: reason)), internalID)
                 case .requeue(let after, let reason):
@@ -150,11 +162,21 @@ public struct PipelineExecutor: Sendable {
                 }
             } catch {
                 stepTimers[index].recordInterval(since: started)
+                let failure = (error as? StepFailure) ?? StepFailure(.transient, String(describing: error))
+                // In doubt comes first, even while the worker shuts down: a release would let it be sent again.
+                if failure.kind == .inDoubt, !run.sent, let holder = await holdInDoubt(&run, before: index) {
+                    let wait = Wait(key: "in_doubt", until: clock.now(), reason: .inDoubt)
+                    run.next = holder
+                    run.waiting(at: holder, wait)
+                    MessageLogContext.during(internalID, step: bound.name) {
+                        logger.warning("send in doubt: the request was written and its answer lost; waiting for a status to settle it", metadata: ["reason": .string(failure.reason)])
+                    }
+                    return .waiting(wait)
+                }
                 if Task.isCancelled, !run.sent {
                     await undo(&run, before: index)
                     return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), internalID)
                 }
-                let failure = (error as? StepFailure) ?? StepFailure(.transient, String(describing: error))
                 if run.sent {
                     MessageLogContext.during(internalID, step: bound.name) {
                         logger.error("step failed after the message was sent; acknowledged so it is not sent twice", metadata: ["error": "\(failure)"])
@@ -172,11 +194,11 @@ public struct PipelineExecutor: Sendable {
                     continue
                 }
                 if failure.kind == .inDoubt {
-                    // What the steps before claimed (the idempotency key) is kept: it may have been sent.
-                    run.waitingAt = nil
-                } else {
-                    await undo(&run, before: index)
+                    MessageLogContext.during(internalID, step: bound.name) {
+                        logger.error("send in doubt and no step holds the message's claim (no idempotency step?): retried like a transient failure", metadata: ["reason": .string(failure.reason)])
+                    }
                 }
+                await undo(&run, before: index)
                 return decided(decide(failure, step: bound, attempt: run.message.attempt), internalID)
             }
         }
@@ -189,11 +211,31 @@ public struct PipelineExecutor: Sendable {
         await undo(&run, before: run.next)
     }
 
+    /// The context step `index` runs in.
+    private func context(_ index: Int) -> StepContext {
+        StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock, flow: flow, inDoubt: inDoubtPolicy)
+    }
+
+    /// Asks the steps before `end` that passed, last first, to hold the message's claim in doubt;
+    /// the first step (lowest index) that holds it, nil when none does.
+    private func holdInDoubt(_ run: inout PipelineRun, before end: Int) async -> Int? {
+        var holder: Int?
+        let internalID = run.message.internalID
+        for index in (0..<end).reversed() where !run.skipped.contains(index) {
+            let context = self.context(index)
+            let holds = await MessageLogContext.during(internalID, step: steps[index].name) {
+                await steps[index].step.holdInDoubt(&run.message, context)
+            }
+            if holds { holder = index }
+        }
+        return holder
+    }
+
     /// The message's outcome is durable (reported and acknowledged): tells the steps that passed, in order.
     public func settled(_ run: PipelineRun) async {
         let internalID = run.message.internalID
         for index in 0..<min(run.next, steps.count) where !run.skipped.contains(index) {
-            let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock, flow: flow)
+            let context = self.context(index)
             await MessageLogContext.during(internalID, step: steps[index].name) {
                 await steps[index].step.settled(run.message, context)
             }
@@ -203,23 +245,23 @@ public struct PipelineExecutor: Sendable {
     /// The decision for a failure of `step` on delivery `attempt`, after any undo.
     public func decide(_ failure: StepFailure, step: BoundStep, attempt: Int) -> Decision {
         let name = step.name
-        let reported = Failure(step: name, reason: failure.reason, code: failure.code)
+        let reported = Failure(step: name, reason: failure.reason, code: failure.code, symbolicCode: failure.symbolicCode)
         switch failure.kind {
-        case .unavailable, .inDoubt:
+        case .unavailable:
             return .requeue(after: retry.delay(beforeAttempt: 2), step: name, reason: failure.reason, pause: nil)
         case .senderSide:
             let scope = failure.pauseScope ?? PauseScope(key: "pipeline:\(pipelineName)", coversAll: true)
             let policy = EscalationPolicy(first: worker.pause, factor: 2, cap: .seconds(300))
             let pause = flow.holds.hold(scope.key, policy: policy, kind: .paused, reason: failure.reason)
             return .requeue(after: pause.length, step: name, reason: failure.reason, pause: scope)
-        case .invalid, .permanent, .transient:
+        case .invalid, .permanent, .transient, .inDoubt:
             switch step.definition.onError {
             case .drop:
                 return .ack(.dropped(reported))
             case .deadLetter:
                 return .deadLetter(reported)
             case .retry:
-                guard failure.kind == .transient else { return .deadLetter(reported) }
+                guard failure.kind == .transient || failure.kind == .inDoubt else { return .deadLetter(reported) }
                 guard attempt < retry.maxAttempts else {
                     return .deadLetter(Failure(step: name, reason: "gave up after \(attempt) attempts: \(failure.reason)", code: failure.code))
                 }
@@ -260,7 +302,7 @@ public struct PipelineExecutor: Sendable {
         guard last >= 0 else { return }
         let internalID = run.message.internalID
         for index in (0...last).reversed() where !run.skipped.contains(index) {
-            let context = StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock, flow: flow)
+            let context = self.context(index)
             await MessageLogContext.during(internalID, step: steps[index].name) {
                 await steps[index].step.undo(run.message, context)
             }

@@ -194,14 +194,22 @@ public final class PipelineWorker: Service, Sendable {
         defer { unreported.end() }
         var refusals = 0
         while source.keepsDeliveriesWhileOutcomesAreRefused, await shutdown.sleep(for: reportRetry.length(refusals)) {
+            guard source.stillHolds(delivery) else {
+                // Its connection is gone and the broker has handed it out again: that delivery reports it (a sent one as a duplicate).
+                MessageLogContext.during(run.message.internalID, step: "pipeline") {
+                    logger.notice("outcome still not recorded and the delivery went back to the broker with its connection; its redelivery reports it")
+                }
+                return
+            }
             if await report(decision, run: run) {
                 await settle(delivery, as: decision, run: run, executor: executor)
                 return
             }
             refusals += 1
         }
-        // Nothing was sent: what the steps recorded (a status marked published) is undone, so the next delivery redoes it.
-        if case .ack = decision, !run.sent {
+        // Nothing was sent and nothing undone yet (a completed run without a send, a duplicate): what the
+        // steps recorded is undone, so the next delivery redoes it. A failure's run was undone when decided.
+        if !run.sent, decision == .ack(.completed) || decision.isFinished {
             var abandoned = run
             await executor.abandon(&abandoned)
         }
@@ -225,6 +233,8 @@ public final class PipelineWorker: Service, Sendable {
     /// memory instead (the wait is long, parking is full, or the worker is shutting down).
     private func park(_ wait: Wait) async -> Bool {
         let remaining = wait.until.timeIntervalSince(flow.clock.now())
+        // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
+        if remaining <= 0, !shutdown.isRaised { return await permits.acquire() }
         guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait) else { return false }
         guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
         return await permits.acquire()

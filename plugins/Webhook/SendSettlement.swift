@@ -1,0 +1,95 @@
+import Foundation
+import PipelineKit
+import RedisClient
+import RedisPlugin
+
+/// A send that a delivery status proves was accepted (SPEC 13): its idempotency key, the wamid
+/// the status carries and its internalId.
+public struct SettledSend: Sendable, Equatable {
+    public var key: String
+    public var wamid: String
+    public var internalID: String
+
+    public init(key: String, wamid: String, internalID: String) {
+        self.key = key
+        self.wamid = wamid
+        self.internalID = internalID
+    }
+}
+
+/// Where the statuses pipeline settles the outbound pipeline's sends: a key still `processing`
+/// (the status came before the worker's answer), `in_doubt` (the answer was lost) or `completed`
+/// without a wamid (the answer was unreadable) becomes `completed` with the status's wamid,
+/// keeping its TTL, and the `wamid:` mapping is written; other keys are left as they are.
+public protocol SendSettlement: Resource {
+    /// Settles each send; how many keys changed.
+    func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int
+}
+
+/// The completed value of an idempotency key (SPEC 6), as the outbound pipeline writes it.
+enum SettledValue {
+    static func completed(wamid: String, at: Date) -> String {
+        var writer = JSONWriter(capacity: 128)
+        writer.beginObject()
+        writer.member("status", "completed")
+        writer.member("wamid", wamid)
+        writer.member("completed_at", UTCTimestamp.format(at))
+        writer.endObject()
+        return writer.text
+    }
+
+    /// Whether a key holding `current` is settled by a status: processing, in doubt, or completed without a wamid.
+    static func unsettled(_ current: String) -> Bool {
+        guard let state = (try? JSONValue(parsing: Array(current.utf8)))?.objectValue, let status = state["status"]?.stringValue else { return false }
+        if status == "processing" || status == "in_doubt" { return true }
+        return status == "completed" && (state["wamid"]?.stringValue ?? "").isEmpty
+    }
+}
+
+extension RedisStore: SendSettlement {
+    /// KEYS: idempotency keys; ARGV: the completed value, the wamid and the internalId of each.
+    /// Returns how many keys were settled.
+    static let settleScript = RedisScript("""
+        local settled = 0
+        for i, key in ipairs(KEYS) do
+          local current = redis.call('GET', key)
+          if current then
+            local ok, state = pcall(cjson.decode, current)
+            if ok and type(state) == 'table' and (state.status == 'processing' or state.status == 'in_doubt'
+                or (state.status == 'completed' and (type(state.wamid) ~= 'string' or state.wamid == ''))) then
+              redis.call('SET', key, ARGV[3 * i - 2], 'KEEPTTL')
+              local ttl = redis.call('TTL', key)
+              if ttl > 0 then redis.call('SET', 'wamid:' .. ARGV[3 * i - 1], ARGV[3 * i], 'EX', ttl) end
+              settled = settled + 1
+            end
+          end
+        end
+        return settled
+        """)
+
+    public func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int {
+        guard !sends.isEmpty else { return 0 }
+        let arguments = sends.flatMap { [SettledValue.completed(wamid: $0.wamid, at: at), $0.wamid, $0.internalID] }
+        let reply = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.settleScript, keys: sends.map(\.key), arguments: arguments)
+        }
+        return reply.integer ?? 0
+    }
+}
+
+extension MemoryStore: SendSettlement {
+    public func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int {
+        try atomically { entries, now in
+            var settled = 0
+            for send in sends {
+                guard let current = entries[send.key], SettledValue.unsettled(current.value) else { continue }
+                entries[send.key]?.value = SettledValue.completed(wamid: send.wamid, at: at)
+                if let expires = current.expires, expires > now {
+                    entries["wamid:\(send.wamid)"] = Entry(value: send.internalID, expires: expires)
+                }
+                settled += 1
+            }
+            return settled
+        }
+    }
+}
