@@ -87,6 +87,12 @@ enum IdempotencyRules {
         if ttl <= lease {
             diagnostics.append(.error(at: settings["ttl"]?.location ?? step.location, "\(owner): ttl \(DurationParser.format(ttl)) must exceed lease \(DurationParser.format(lease))"))
         }
+        for dispatch in pipeline.steps where dispatch.uses == "dispatch" {
+            guard case .duration(let window)? = dispatch.settings["in_doubt_window"]?.value else { continue }
+            if ttl <= window {
+                diagnostics.append(.warning(at: settings["ttl"]?.location ?? step.location, "\(owner): ttl \(DurationParser.format(ttl)) does not exceed the in_doubt_window of step `\(dispatch.name)` (\(DurationParser.format(window))): a key in doubt can expire while its message waits (the message then holds it again and waits a new window)"))
+            }
+        }
         let retries = pipeline.retry.totalDelay
         if ttl <= retries {
             diagnostics.append(.error(at: settings["ttl"]?.location ?? step.location, "\(owner): ttl \(DurationParser.format(ttl)) must exceed the sum of all backoff delays (\(DurationParser.format(retries))), or a retried message can be sent twice"))

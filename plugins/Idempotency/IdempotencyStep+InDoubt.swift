@@ -15,54 +15,80 @@ extension IdempotencyStep {
     /// The send after this step went in doubt: the key becomes `in_doubt` (unless a status settled it
     /// first), and this step runs again to wait for the outcome. Nothing is given back: the claim
     /// leaves the message, so no `undo` can release the key of a message that may have been sent.
+    /// The note it leaves (`inDoubtNote`) holds the claim's value, so the next run can still mark that
+    /// claim — and only that one — if the store could not be written now.
     public func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool {
-        guard let claim = message.values[IdempotencyClaimKey.self] else { return false }
+        let claim = message.values[IdempotencyClaimKey.self]
+        guard let key = claim?.key ?? (try? renderKey(key, message)) else { return false }
+        // Without a claim (skipped under fail_open) the key is marked when absent; another's value stays.
+        let claimValue = claim?.value ?? ""
         message.values[IdempotencyClaimKey.self] = nil
-        message.carried[Self.inDoubtNote] = "1"
-        LocalClaims.shared.end(claim.key)
-        InDoubtWaits.shared.begin(claim.key)
-        await mark(claim.key, claim: claim.value, &message, context)
-        return true
+        if claim != nil { LocalClaims.shared.end(key) }
+        switch await mark(key, claim: claimValue, &message, context) {
+        case .other where claim == nil:
+            return false
+        default:
+            message.carried[Self.inDoubtNote] = claimValue.isEmpty ? "1" : claimValue
+            InDoubtWaits.shared.begin(key)
+            return true
+        }
     }
 
-    /// Rewrites the key `in_doubt`; a failure leaves it `processing` by this worker, which the next
-    /// run marks again (`resolveInDoubt`, `.inFlight`).
-    private func mark(_ key: String, claim: String, _ message: inout Message, _ context: StepContext) async {
+    /// Rewrites the key `in_doubt`; nil when the store is unavailable (the key then stays as it was,
+    /// and the next run marks it: `resolveInDoubt`, `.inFlight`).
+    @discardableResult
+    private func mark(_ key: String, claim: String, _ message: inout Message, _ context: StepContext) async -> InDoubtMark? {
         do {
-            switch try await store.markInDoubt(key, claim: claim, owner: context.workerID, attempt: message.attempt, ttl: ttl) {
-            case .marked, .completed: return
-            case .other(let current):
-                context.logger.warning("send in doubt, and its key holds another worker's value: left as it is", metadata: ["found": .string(KeyState.decode(current)?.status ?? "unreadable")])
+            let mark = try await store.markInDoubt(key, claim: claim, owner: context.workerID, attempt: message.attempt, ttl: ttl)
+            if case .other(let current) = mark {
+                context.logger.warning("send in doubt, and its key holds another value: left as it is", metadata: ["found": .string(KeyState.decode(current)?.status ?? "unreadable")])
             }
+            return mark
         } catch {
-            context.logger.warning("send in doubt, not recorded yet (the store is unavailable): the key stays processing, marked on the next try", metadata: ["error": .string(error.reason)])
+            context.logger.warning("send in doubt, not recorded yet (the store is unavailable): marked on the next look", metadata: ["error": .string(error.reason)])
+            return nil
         }
     }
 
     /// Claims a key left in doubt past its window for a resend, whatever the pipeline's `on_in_doubt`.
-    private func claimAgain(_ key: String, _ context: StepContext) async throws -> ClaimResult {
+    func claimAgain(_ key: String, _ context: StepContext) async throws -> ClaimResult {
+        _ = LocalClaims.shared.begin(key)
         do {
-            return try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: nil, inDoubt: InDoubtPolicy(window: .zero, decision: .resend))
+            let result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: nil, inDoubt: InDoubtPolicy(window: .zero, decision: .resend))
+            if case .resending = result {} else { LocalClaims.shared.end(key) }
+            return result
         } catch {
             LocalClaims.shared.end(key)
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
     }
 
+    /// Whether an operator replayed the message after its send went in doubt (a note older than the
+    /// doubt is from an earlier replay, and decides nothing now).
+    static func replayedAfter(_ existing: String, _ message: Message) -> Bool {
+        guard let replayed = message.carried[ReplayNote.carriedKey].flatMap(KeyState.date) else { return false }
+        guard let since = KeyState.decode(existing)?.sinceDate else { return true }
+        return replayed > since
+    }
+
+    /// Waits `delay` (at least a second) before this step looks at the key again.
+    static func lookAgain(_ key: String, in delay: Duration, _ context: StepContext) -> StepOutcome {
+        .wait(Wait(key: "in_doubt:\(key)", until: context.clock.now().addingTimeInterval(max(delay, .seconds(1)).secondsDouble), reason: .inDoubt))
+    }
+
     /// What the claim found, when it concerns a send in doubt (this message's own, or another copy's);
     /// nil to go on as usual.
     func resolveInDoubt(_ result: ClaimResult, key: String, _ message: inout Message, _ context: StepContext) async throws -> StepOutcome? {
-        let own = message.carried[Self.inDoubtNote] != nil
+        let note = message.carried[Self.inDoubtNote]
         switch result {
         case .inDoubt(let existing, let remaining):
             let state = KeyState.decode(existing)
             // Redelivered after its worker stopped (the same delivery as the one whose send is in doubt): it ends as that send would have.
-            if !own, state?.attempt == message.attempt { message.carried[Self.inDoubtNote] = "1" }
+            if note == nil, state?.attempt == message.attempt { message.carried[Self.inDoubtNote] = "1" }
             InDoubtWaits.shared.begin(key)
             let age = context.inDoubt.window - remaining
-            let nextLook = min(remaining, min(max(age / 4, .seconds(1)), .seconds(30)))
-            return .wait(Wait(key: "in_doubt:\(key)", until: context.clock.now().addingTimeInterval(nextLook.secondsDouble), reason: .inDoubt))
-        case .completed(let existing) where own:
+            return Self.lookAgain(key, in: min(remaining, min(max(age / 4, .seconds(1)), .seconds(30))), context)
+        case .completed(let existing) where note != nil:
             let wamid = KeyState.decode(existing)?.wamid.flatMap { $0.isEmpty ? nil : $0 }
             message.values[DeliveryReceiptKey.self] = wamid
             message.report("resolvedBy", .string("status"))
@@ -77,21 +103,20 @@ extension IdempotencyStep {
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
             InDoubtWaits.shared.end(key, resolution: "resent")
             return .next
-        case .inDoubtExpired where message.carried[ReplayNote.carriedKey] != nil:
-            // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.
-            _ = LocalClaims.shared.begin(key)
-            let replayed = try await claimAgain(key, context)
-            if case .resending = replayed {} else { LocalClaims.shared.end(key) }
-            return try await resolveInDoubt(replayed, key: key, &message, context)
         case .inDoubtExpired(let existing):
             let since = KeyState.decode(existing)?.since ?? "unknown"
             InDoubtWaits.shared.end(key, resolution: "dead_letter")
-            throw StepFailure(.permanent, "in doubt: no status within \(DurationParser.format(context.inDoubt.window)) of the send at \(since); not sent again (on_in_doubt: dead_letter): replay releases its key",
+            throw StepFailure(.permanent, "in doubt: no status within \(DurationParser.format(context.inDoubt.window)) of the send at \(since); not sent again (on_in_doubt: dead_letter): replay sends it again",
                               symbolicCode: "in_doubt")
-        case .inFlight(let existing) where own && KeyState.decode(existing)?.owner == context.workerID:
-            // Its send went in doubt while the store was unavailable: marked now, then waited for.
+        case .inFlight(let existing) where note != nil && note == existing:
+            // Its send went in doubt while the store was unavailable: its own claim, marked now, then waited for.
             await mark(key, claim: existing, &message, context)
-            return .wait(Wait(key: "in_doubt:\(key)", until: context.clock.now(), reason: .inDoubt))
+            return Self.lookAgain(key, in: .seconds(1), context)
+        case .claimed(let value) where note != nil, .tookOver(let value, _) where note != nil:
+            // Its key vanished (its TTL, an eviction) while its send was in doubt: held again, not sent blindly.
+            LocalClaims.shared.end(key)
+            await mark(key, claim: value, &message, context)
+            return Self.lookAgain(key, in: .seconds(1), context)
         case .claimed, .completed, .inFlight, .tookOver:
             return nil
         }
@@ -104,6 +129,8 @@ final class InDoubtWaits: Sendable {
     static let shared = InDoubtWaits()
 
     private let waiting = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Set while any waits, so `touch` costs one atomic load when none does.
+    private let any = Atomic<Bool>(false)
     private let gauge = Gauge(label: "outbound_in_doubt")
     private let resolutions = Dictionary(uniqueKeysWithValues: ["status", "resent", "dead_letter"].map {
         ($0, Counter(label: "outbound_in_doubt_total", dimensions: [("resolution", $0)]))
@@ -121,20 +148,29 @@ final class InDoubtWaits: Sendable {
     /// A message waits on `key` (again); one that left this worker (a shutdown, a trip through the
     /// source to another) is forgotten a minute after it was last seen.
     func begin(_ key: String) {
-        let now = ContinuousClock.now
-        gauge.record(waiting.withLock { waiting in
-            waiting[key] = now
-            waiting = waiting.filter { now - $0.value < .seconds(60) }
-            return waiting.count
-        })
+        update { $0[key] = ContinuousClock.now }
     }
 
     /// The send on `key` is settled (`status`), sent again (`resent`) or dead-lettered.
     func end(_ key: String, resolution: String) {
         resolutions[resolution]?.increment()
-        gauge.record(waiting.withLock { waiting in
-            waiting[key] = nil
+        update { $0[key] = nil }
+    }
+
+    /// Forgets the waits not seen for a minute (they left this worker); called for every claim, one atomic load when none waits.
+    func touch() {
+        guard any.load(ordering: .acquiring) else { return }
+        update { _ in }
+    }
+
+    private func update(_ change: (inout [String: ContinuousClock.Instant]) -> Void) {
+        let now = ContinuousClock.now
+        let count = waiting.withLock { waiting in
+            change(&waiting)
+            waiting = waiting.filter { now - $0.value < .seconds(60) }
             return waiting.count
-        })
+        }
+        any.store(count > 0, ordering: .releasing)
+        gauge.record(count)
     }
 }

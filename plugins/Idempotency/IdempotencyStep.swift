@@ -49,19 +49,28 @@ public struct IdempotencyStep: Step {
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let key = try renderKey(key, message)
-        let result: ClaimResult
+        InDoubtWaits.shared.touch()
+        // A message whose own send is in doubt never takes a processing value over: that may be its own unmarked claim.
+        let own = message.carried[Self.inDoubtNote] != nil
+        var result: ClaimResult
         let alone = LocalClaims.shared.begin(key)
         do {
-            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone ? orphanAge : nil, inDoubt: context.inDoubt)
+            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone && !own ? orphanAge : nil, inDoubt: context.inDoubt)
         } catch {
             // The claim may have been made with its answer lost: as nobody here holds the key, the
             // next claim takes this worker's own `processing` value over.
             LocalClaims.shared.end(key)
+            // In doubt, never on without the key (fail_open would send it again blindly): look again later.
+            if own { return Self.lookAgain(key, in: .seconds(1), context) }
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
         switch result {
         case .claimed, .tookOver, .resending: break
         case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
+        }
+        if case .inDoubtExpired(let existing) = result, Self.replayedAfter(existing, message) {
+            // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.
+            result = try await claimAgain(key, context)
         }
         if let outcome = try await resolveInDoubt(result, key: key, &message, context) { return outcome }
         switch result {
@@ -88,7 +97,8 @@ public struct IdempotencyStep: Step {
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
             return .next
         case .inDoubt, .resending, .inDoubtExpired:
-            preconditionFailure("resolved by resolveInDoubt")
+            // resolveInDoubt answers each of these; a requeue is the safe answer should it ever not.
+            return .requeue(after: nil, reason: "in doubt: \(key)")
         }
     }
 

@@ -30,7 +30,7 @@ public struct KeyState: Decodable, Sendable, Equatable {
     var sinceDate: Date? { since.flatMap(Self.date) }
 
     /// A time this worker wrote (with fractional seconds) or any ISO 8601 time.
-    private static func date(_ text: String) -> Date? {
+    static func date(_ text: String) -> Date? {
         (try? Date(text, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted)))
             ?? (try? Date(text, strategy: .iso8601))
     }

@@ -15,22 +15,32 @@ import Synchronization
 final class LocalClaims: Sendable {
     static let shared = LocalClaims()
 
-    private let holders = Mutex<[String: Int]>([:])
+    private struct Holding {
+        var count: Int
+        var since: ContinuousClock.Instant
+    }
+
+    private let holders = Mutex<[String: Holding]>([:])
+    /// A holding older than this is forgotten (a completion that never got written leaves one; its
+    /// key's lease decides by then): the table stays bounded through any Redis outage.
+    static let forgetAfter = Duration.seconds(1800)
 
     /// A message of this worker is about to claim `key`; true when no other one holds it (a
     /// `processing` value of this worker's, if the store has one, is then an orphan).
     func begin(_ key: String) -> Bool {
-        holders.withLock { holders in
-            holders[key, default: 0] += 1
-            return holders[key] == 1
+        let now = ContinuousClock.now
+        return holders.withLock { holders in
+            if holders.count > 10_000 { holders = holders.filter { now - $0.value.since < Self.forgetAfter } }
+            holders[key, default: Holding(count: 0, since: now)].count += 1
+            return holders[key]?.count == 1
         }
     }
 
     /// The message no longer holds `key` here (released, completed, found a duplicate, or its claim failed).
     func end(_ key: String) {
         holders.withLock { holders in
-            guard let count = holders[key] else { return }
-            holders[key] = count > 1 ? count - 1 : nil
+            guard let holding = holders[key] else { return }
+            if holding.count > 1 { holders[key]?.count -= 1 } else { holders[key] = nil }
         }
     }
 }

@@ -14,7 +14,7 @@ extension MemoryStore: IdempotencyStore {
             if let state = KeyState.decode(existing) {
                 if state.isCompleted { return .completed(existing: existing) }
                 if state.isInDoubt {
-                    let elapsed = state.sinceDate.map { now.timeIntervalSince($0) } ?? 0
+                    let elapsed = state.sinceDate.map { now.timeIntervalSince($0) } ?? inDoubt.window.secondsDouble
                     let remaining = inDoubt.window.secondsDouble - elapsed
                     if remaining > 0 { return .inDoubt(existing: existing, remaining: .milliseconds(Int64((remaining * 1000).rounded(.up)))) }
                     guard inDoubt.decision == .resend else { return .inDoubtExpired(existing: existing) }

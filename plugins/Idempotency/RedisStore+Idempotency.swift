@@ -58,7 +58,8 @@ extension RedisStore: IdempotencyStore {
           if state.status == 'completed' then return {2, existing} end
           local since = epoch(state.since)
           if state.status == 'in_doubt' then
-            local remaining = tonumber(ARGV[5]) - (now - (since or now))
+            -- A since that cannot be read counts as long past (never a wait without end).
+            local remaining = since and (tonumber(ARGV[5]) - (now - since)) or 0
             if remaining > 0 then return {5, existing, remaining} end
             if ARGV[6] ~= '1' then return {7, existing} end
             redis.call('SET', KEYS[1], value, 'KEEPTTL')

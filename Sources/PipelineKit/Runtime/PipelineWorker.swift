@@ -264,11 +264,11 @@ public final class PipelineWorker: Service, Sendable {
         case .ack:
             settlement = .ack
         case .retry(let after, let attempt, _):
-            settlement = .redeliver(after: jittered(after), attemptsMade: attempt - 1)
+            settlement = .redeliver(after: jittered(after), attemptsMade: attempt - 1, carried: run.message.carried)
         case .deadLetter(let failure):
             settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
         case .requeue(let after, _, let reason, let pause):
-            settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade)
+            settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried)
             if let pause, pause.coversAll { pauseSource(for: after, reason: reason, cause: pause.cause) }
         }
         if await !source.settle(delivery, settlement) {

@@ -1,0 +1,94 @@
+import Foundation
+import IdempotencyPlugin
+import Logging
+import PipelineKit
+import RedisPlugin
+import Testing
+import TestSupport
+
+/// The idempotency step's side of sends in doubt (SPEC 13), on the in-memory store and a clock
+/// the tests move: the edges an adversarial review found, each a way to send a message twice.
+@Suite struct InDoubtStepTests {
+    let clock = ManualWallClock()
+    let store: MemoryStore
+    let step: IdempotencyStep
+    let window = InDoubtPolicy(window: .seconds(300), decision: .deadLetter)
+
+    init() throws {
+        // Bootstrapped before any step makes its counters (they bind to the metrics system of the moment).
+        _ = TestMetricsSystem.shared
+        store = MemoryStore(clock: clock)
+        step = IdempotencyStep(store: store, key: try KeyTemplate("doubt:{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
+                               onDuplicate: .ack, onInFlight: .requeue, orphanAge: .seconds(11))
+    }
+
+    private func context(_ worker: String = "worker-a") -> StepContext {
+        var logger = Logger(label: "test.in-doubt")
+        logger.logLevel = .critical
+        return StepContext(stepName: "idempotency", logger: logger, workerID: worker, clock: clock, flow: FlowControl(clock: clock, logger: logger), inDoubt: window)
+    }
+
+    private func message(_ carried: [String: String] = [:]) -> Message {
+        Message(body: Array(#"{"internalId":"m1","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#.utf8), carried: carried)
+    }
+
+    /// A message whose send is in doubt, looking at its key while the store is down: under
+    /// `fail_open` the old code skipped the step and sent again.
+    @Test func aSendInDoubtNeverGoesOnWithoutItsKey() async throws {
+        var claimed = message()
+        #expect(try await step.run(&claimed, context()) == .next)
+        #expect(await step.holdInDoubt(&claimed, context()))
+        store.setAvailable(false)
+        let outcome = try await step.run(&claimed, context())
+        guard case .wait(let wait) = outcome else {
+            Issue.record("in doubt with the store down: it waits, never throws `unavailable` (fail_open would send it): \(outcome)")
+            return
+        }
+        #expect(wait.reason == .inDoubt)
+    }
+
+    /// The hold could not mark the key (store down), which stays `processing` by this worker; later
+    /// the store is back and the claim is older than the orphan age. The old code took it over and sent again.
+    @Test func anUnmarkedClaimOfASendInDoubtIsMarkedNotTakenOver() async throws {
+        var claimed = message()
+        #expect(try await step.run(&claimed, context()) == .next)
+        store.setAvailable(false)
+        #expect(await step.holdInDoubt(&claimed, context()))
+        store.setAvailable(true)
+        clock.advance(by: .seconds(30))
+        let outcome = try await step.run(&claimed, context())
+        guard case .wait(let wait) = outcome, wait.reason == .inDoubt else {
+            Issue.record("its own unmarked claim is marked in doubt and waited for, not taken over: \(outcome)")
+            return
+        }
+        #expect(try await store.read("doubt:m1")?.value.contains(#""status":"in_doubt""#) == true)
+    }
+
+    /// Two dead letters of one message in doubt, both replayed: the first is sent again, the second
+    /// finds the first's fresh claim. The old code hit a preconditionFailure (the whole worker crashed).
+    @Test func twoReplayedCopiesOfADeadLetteredSendInDoubtSendOnce() async throws {
+        let since = clock.now()
+        try await store.set("doubt:m1", KeyState.inDoubt(owner: "worker-x", since: since, attempt: 1).encoded(), ttl: .seconds(86_400))
+        clock.advance(by: .seconds(600))
+        let replayed = [ReplayNote.carriedKey: UTCTimestamp.format(clock.now())]
+        var first = message(replayed)
+        var second = message(replayed)
+        #expect(try await step.run(&first, context()) == .next, "replayed after its window: sent again")
+        let outcome = try await step.run(&second, context())
+        guard case .requeue = outcome else {
+            Issue.record("the second copy waits for the first: \(outcome)")
+            return
+        }
+    }
+
+    /// A replay note from before the doubt (the message was replayed once, sent, and went in doubt
+    /// again) decides nothing: `dead_letter` applies. The old code sent it again on every window.
+    @Test func aReplayOlderThanTheDoubtDoesNotSendItAgain() async throws {
+        let replayedAt = clock.now()
+        clock.advance(by: .seconds(60))
+        try await store.set("doubt:m1", KeyState.inDoubt(owner: "worker-x", since: clock.now(), attempt: 1).encoded(), ttl: .seconds(86_400))
+        clock.advance(by: .seconds(600))
+        var copy = message([ReplayNote.carriedKey: UTCTimestamp.format(replayedAt)])
+        await #expect(throws: StepFailure.self) { try await step.run(&copy, context()) }
+    }
+}
