@@ -222,7 +222,10 @@ public final class RabbitMQSource: Source {
                 try await declareQueuesOnce()
                 return
             } catch {
-                if case .broker = error { throw error }
+                // A declaration the broker refuses for what it says (406, 403…) stops the start; an error
+                // of the broker's own (541 INTERNAL_ERROR: a quorum queue that cannot start yet after a
+                // restart) is waited out like a broker that is not up.
+                if case .broker(let code, _) = error, code != 541 { throw error }
                 if error.isRefusedIdentity { throw error }
                 try Task.checkCancellation()
                 if stopping.load(ordering: .acquiring) { return }
