@@ -149,6 +149,7 @@ let package = Package(
         ], swiftSettings: strict),
         .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RedisPluginTests", dependencies: ["RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]
 )

@@ -53,7 +53,7 @@ import TestSupport
         let ttl = try #require(completed.ttl)
         #expect(ttl <= .seconds(120) && ttl > .seconds(115))
         var again = Self.message("m1")
-        guard case .finish(let reason) = try await step.run(&again, Self.context("worker-b")) else {
+        guard case .finish(_, let reason) = try await step.run(&again, Self.context("worker-b")) else {
             Issue.record("a completed key must be a duplicate")
             return
         }
@@ -306,7 +306,11 @@ import TestSupport
         defer { Task { try? await redis.stop() } }
         let store = Self.store(port: redis.port, timeout: .milliseconds(100))
         try await store.set("warm", "1", ttl: .seconds(10))
-        let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
+        // DEBUG SLEEP through a connection of its own, sent at once from its hiredis thread: a redis-cli
+        // process started from the cooperative pool could start seconds late on a busy 2-core machine
+        // (seen: no command timed out within 3 s because the sleep had not begun).
+        let sleeperClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redis.port, commandTimeout: .seconds(5), poolSize: 1))
+        let sleeper = Task { _ = try? await sleeperClient.send(["DEBUG", "SLEEP", "1"]) }
         // Commands succeed until the server falls asleep; the first one after that must time out.
         var timedOut = false
         let deadline = ContinuousClock.now + .seconds(3)

@@ -32,8 +32,15 @@ import Testing
     }
 
     @Test func finishStopsAndAcknowledges() async {
-        let decision = await run(executor([("dedup", .deadLetter, .failClosed, false, { _ in .finish("duplicate") }), ("send", .retry, .failClosed, true, { _ in Issue.record("ran after finish"); return .next })]))
-        #expect(decision == .ack(.finished(step: "dedup", reason: "duplicate")))
+        let decision = await run(executor([("dedup", .deadLetter, .failClosed, false, { _ in .finish(as: .duplicate, "duplicate") }), ("send", .retry, .failClosed, true, { _ in Issue.record("ran after finish"); return .next })]))
+        #expect(decision == .ack(.finished(step: "dedup", label: .duplicate, reason: "duplicate")))
+    }
+
+    @Test func aStepsOwnLabelNamesTheOutcome() async {
+        let decision = await run(executor([("check", .deadLetter, .failClosed, false, { _ in .finish(as: "suppressed", "opted out") }), ("send", .retry, .failClosed, true, { _ in Issue.record("ran after finish"); return .next })]))
+        #expect(decision == .ack(.finished(step: "check", label: "suppressed", reason: "opted out")))
+        #expect(decision.outcomeName == "suppressed")
+        #expect(decision.isFinished)
     }
 
     @Test func requeueWithoutDelayUsesTheFirstBackoffAndUndoes() async {
@@ -99,7 +106,7 @@ import Testing
         #expect(undo.all.isEmpty, "the key must not be released after the message was sent")
     }
 
-    @Test(arguments: [StepOutcome.requeue(after: nil, reason: "in flight"), .wait(Wait(key: "k", until: Date().addingTimeInterval(5), reason: .throughput)), .finish("nothing to do")])
+    @Test(arguments: [StepOutcome.requeue(after: nil, reason: "in flight"), .wait(Wait(key: "k", until: Date().addingTimeInterval(5), reason: .throughput)), .finish(as: "skipped", "nothing to do")])
     func aStepAfterTheSendCannotSendItAgain(outcome: StepOutcome) async {
         let undo = Fixtures.UndoLog()
         let decision = await run(executor([

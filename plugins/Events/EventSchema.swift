@@ -17,11 +17,12 @@ public enum EventSchema {
         let outbound = JSONValue.object([
             "title": .string("outbound.<status>: the final outcome of one message"),
             "type": .string("object"),
-            "required": .array(["event", "internalId", "status", "wamid", "to", "phoneNumberId", "attempt", "at", "pipeline", "worker", "metadata"].map(JSONValue.string)),
+            "required": .array(["event", "internalId", "status", "to", "phoneNumberId", "attempt", "at", "pipeline", "worker", "metadata"].map(JSONValue.string)),
             "properties": .object([
-                "event": .object(["enum": .array(["outbound.sent", "outbound.duplicate", "outbound.failed", "outbound.expired", "outbound.retrying"].map(JSONValue.string))]),
+                "event": .object(["type": .string("string"), "pattern": .string("^outbound\\.[a-z_]+$"), "description": .string("outbound.<status>")]),
                 "internalId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("null when the message was not JSON")]),
-                "status": .object(["enum": .array(["sent", "duplicate", "failed", "expired", "retrying"].map(JSONValue.string))]),
+                "status": .object(["type": .string("string"), "pattern": .string("^[a-z_]+$"),
+                                   "description": .string("sent, duplicate, failed, expired, retrying, or the outcome a step ended the message with (suppressed): such an event has no wamid")]),
                 "wamid": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the send's wamid; for a duplicate, the first send's when known")]),
                 "to": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the recipient as sent: + and digits")]),
                 "phoneNumberId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the sender used, the default included")]),
@@ -32,8 +33,16 @@ public enum EventSchema {
                 "metadata": .object(["type": .array([.string("object"), .string("null")]), "description": .string("the message's own metadata, as it was")]),
                 "error": error,
             ]),
-            "if": .object(["properties": .object(["status": .object(["enum": .array(["failed", "expired"].map(JSONValue.string))])])]),
-            "then": .object(["required": .array([.string("error")])]),
+            "allOf": .array([
+                .object([
+                    "if": .object(["properties": .object(["status": .object(["enum": .array(["failed", "expired"].map(JSONValue.string))])])]),
+                    "then": .object(["required": .array([.string("error")])]),
+                ]),
+                .object([
+                    "if": .object(["properties": .object(["status": .object(["enum": .array(["sent", "duplicate", "failed", "expired", "retrying"].map(JSONValue.string))])])]),
+                    "then": .object(["required": .array([.string("wamid")])]),
+                ]),
+            ]),
         ])
         let delivery = JSONValue.object([
             "title": .string("delivery.<status>: a status Meta reported for a sent message"),

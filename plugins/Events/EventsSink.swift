@@ -79,7 +79,7 @@ final class EventsSink: OutcomeSink {
             return []
         }
         guard let status = OutboundEvent.status(of: outcome.decision, includeRetries: settings.includeRetries),
-              status == "retrying" || settings.statuses.contains(status) else { return [] }
+              settings.publishes(status) else { return [] }
         let body = OutboundEvent.body(status: status, outcome: outcome, pipeline: context.pipelineName, worker: context.workerID, at: Date())
         return [PreparedEvent(routingKey: "outbound.\(status)", body: body)]
     }

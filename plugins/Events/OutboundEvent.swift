@@ -4,11 +4,12 @@ import PipelineKit
 /// The event of a message's final outcome (SPEC 9): `outbound.<status>` with what is known of
 /// the message — never a token, never the message body (only its `metadata`).
 enum OutboundEvent {
-    /// The status a decision reports, nil when it reports none (a requeue is not final).
+    /// The status a decision reports, nil when it reports none (a requeue is not final): one of
+    /// `EventsSettings.statuses`, `retrying`, or the label a step ended the message with.
     static func status(of decision: Decision, includeRetries: Bool) -> String? {
         switch decision {
         case .ack(.completed): "sent"
-        case .ack(.finished): "duplicate"
+        case .ack(.finished(_, let label, _)): label.rawValue
         case .ack(.dropped): "failed"
         case .deadLetter(let failure): failure.expired ? "expired" : "failed"
         case .retry: includeRetries ? "retrying" : nil
@@ -34,6 +35,8 @@ enum OutboundEvent {
         ]
         // A send in doubt settled by a delivery status (SPEC 13).
         if let resolvedBy = reported["resolvedBy"] { body["resolvedBy"] = resolvedBy }
+        // A step's own outcome (`suppressed`): nothing was sent, so no wamid (SPEC 9).
+        if case .ack(.finished(_, let label, _)) = outcome.decision, label != .duplicate { body["wamid"] = nil }
         if let failure = outcome.decision.failure, status != "sent", status != "duplicate" {
             body["error"] = .object([
                 "step": .string(failure.step),

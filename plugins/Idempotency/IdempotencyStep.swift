@@ -21,8 +21,8 @@ public enum IdempotencyClaimKey: MessageValueKey {
 /// processing older than `lease` → taken over, in the same atomic script (the lease is
 /// judged by the store's clock, so clock skew between workers cannot cause a takeover).
 public struct IdempotencyStep: Step {
-    public enum DuplicatePolicy: String, Sendable { case ack, deadLetter = "dead_letter" }
-    public enum InFlightPolicy: String, Sendable { case requeue, ack }
+    public enum DuplicatePolicy: String, Sendable, CaseIterable { case ack, deadLetter = "dead_letter" }
+    public enum InFlightPolicy: String, Sendable, CaseIterable { case requeue, ack }
 
     public var store: any IdempotencyStore
     public var key: KeyTemplate
@@ -82,14 +82,14 @@ public struct IdempotencyStep: Step {
             let wamid = KeyState.decode(existing)?.wamid.flatMap { $0.isEmpty ? nil : $0 }
             message.values[DeliveryReceiptKey.self] = wamid
             switch onDuplicate {
-            case .ack: return .finish("duplicate: \(key) completed\(wamid.map { " as \($0)" } ?? "")")
+            case .ack: return .finish(as: .duplicate, "duplicate: \(key) completed\(wamid.map { " as \($0)" } ?? "")")
             case .deadLetter: throw StepFailure(.permanent, "duplicate: \(key) already completed")
             }
         case .inFlight(let existing):
             let owner = KeyState.decode(existing)?.owner ?? "another worker"
             switch onInFlight {
             case .requeue: return .requeue(after: nil, reason: "in flight: \(key) is being processed by \(owner)")
-            case .ack: return .finish("in flight: \(key) is being processed by \(owner)")
+            case .ack: return .finish(as: .duplicate, "in flight: \(key) is being processed by \(owner)")
             }
         case .tookOver(let value, let previous):
             Counter.takeovers.increment()

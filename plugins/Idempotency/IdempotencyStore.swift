@@ -39,7 +39,7 @@ public enum CompletionResult: Sendable, Equatable {
 
 /// The store primitives the idempotency steps need; Redis in production, memory in `outbound-worker test`.
 /// Every operation is atomic, and leases are judged by the store's clock (never a worker's).
-public protocol IdempotencyStore: Resource {
+public protocol IdempotencyStore: KeyValueStore {
     /// Claims `key` for `owner`: sets it processing when absent, when processing for longer than
     /// `lease`, or — with `takeOverOwnAfter` (no message of this worker holds the key) — when processing
     /// by `owner` itself for at least that long (a claim whose answer was lost; the wait outlasts a
@@ -56,8 +56,4 @@ public protocol IdempotencyStore: Resource {
     func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult
     /// Deletes the key only while it still holds `claim`; whether it did.
     func release(_ key: String, claim: String) async throws(StoreUnavailable) -> Bool
-    /// Sets a value unconditionally (tests seed keys with it).
-    func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable)
-    /// The value and remaining TTL of a key, nil when absent.
-    func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)?
 }

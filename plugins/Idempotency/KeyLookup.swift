@@ -26,7 +26,7 @@ public struct KeyLookup: Sendable, Equatable {
     /// Reads the key of `internalId` from `store` as the `idempotency` step with `settings` writes it.
     /// Throws when the key pattern needs a field other than `internalId`.
     public static func read(internalId: String, settings: Settings, store: any Resource) async throws -> KeyLookup {
-        let template = try settings.keyTemplate("key")
+        let template = settings[IdempotencySettings.key]
         guard let key = template.render({ $0 == "internalId" ? internalId : nil }) else {
             throw SettingsError(message: "key pattern \"\(template)\" uses fields besides {internalId}: a key cannot be found from an id alone")
         }

@@ -67,15 +67,4 @@ extension MemoryStore: IdempotencyStore {
             return true
         }
     }
-
-    public func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) {
-        try atomically { entries, now in entries[key] = Entry(value, ttl: ttl, now: now) }
-    }
-
-    public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
-        try atomically { entries, now -> (value: String, ttl: Duration?)? in
-            guard let entry = entries[key] else { return nil }
-            return (entry.value, entry.expires.map { .seconds(Int64($0.timeIntervalSince(now).rounded(.down))) })
-        }
-    }
 }

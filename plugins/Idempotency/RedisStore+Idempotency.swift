@@ -170,18 +170,4 @@ extension RedisStore: IdempotencyStore {
             try await client.evaluate(Self.releaseScript, keys: [key], arguments: [claim]).integer == 1
         }
     }
-
-    public func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) {
-        _ = try await perform { () async throws(RedisError) in
-            try await client.checked(["SET", key, value, "EX", Self.seconds(ttl)])
-        }
-    }
-
-    public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
-        try await perform { () async throws(RedisError) -> (value: String, ttl: Duration?)? in
-            guard let value = try await client.checked(["GET", key]).string else { return nil }
-            let ttl = try await client.checked(["TTL", key]).integer
-            return (value, ttl.flatMap { $0 >= 0 ? .seconds($0) : nil })
-        }
-    }
 }

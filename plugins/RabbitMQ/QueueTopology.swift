@@ -5,7 +5,7 @@ import PipelineKit
 /// The queues of one source: the source queue, one delay queue per backoff step
 /// (dead-lettering back to the source queue when a message's time is up) and the dead-letter queue.
 public struct QueueTopology: Sendable, Equatable {
-    public enum QueueType: String, Sendable { case classic, quorum }
+    public enum QueueType: String, Sendable, CaseIterable { case classic, quorum }
 
     public var queue: String
     public var type: QueueType

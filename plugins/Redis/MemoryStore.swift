@@ -4,16 +4,25 @@ import Synchronization
 
 /// An in-memory stand-in for the `redis` resource with Redis's semantics (TTLs against an
 /// injectable clock), for `outbound-worker test` and unit tests. It can be told to act down.
-/// Plugins add the same capabilities to it as to `RedisStore`, written against `atomically`.
+/// It has the key-value capability (`KeyValueStore`); plugins with scripts of their own add the
+/// same capabilities to it as to `RedisStore`, written against `atomically`.
 public final class MemoryStore: Resource {
-    /// One key's value and when it expires.
+    /// One key's value and when it expires: a string, or a set's members (then `value` is empty).
     public struct Entry: Sendable {
         public var value: String
         public var expires: Date?
+        /// The members when the key holds a set.
+        public var members: Set<String>?
 
         public init(value: String, expires: Date?) {
             self.value = value
             self.expires = expires
+        }
+
+        /// A set that does not expire.
+        public init(members: Set<String>) {
+            self.init(value: "", expires: nil)
+            self.members = members
         }
     }
 

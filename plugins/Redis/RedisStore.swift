@@ -21,7 +21,7 @@ public final class RedisStore: Resource {
     /// Builds the store from `redis` settings and connects; a refused password or database is an error,
     /// an unreachable server only a warning (the steps' degradation policy covers it).
     public static func connect(settings: Settings, logger: Logger) async throws -> RedisStore {
-        let store = RedisStore(client: RedisClient(configuration: try RedisSettings.configuration(settings)), logger: logger)
+        let store = RedisStore(client: RedisClient(configuration: RedisSettings.configuration(settings)), logger: logger)
         do {
             try await store.client.connect()
         } catch let error where error.isAuthentication {

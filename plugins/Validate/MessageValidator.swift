@@ -58,6 +58,13 @@ public struct MessageValidator: Sendable {
                 problems.add("expiresAt: must be an ISO 8601 instant such as 2026-12-01T10:00:00Z, found \(value.stringValue.map { "\"\($0.prefix(40))\"" } ?? value.kindName)")
             }
         }
+        var category: MessageCategory?
+        if let value = object["category"], value != .null {
+            category = value.stringValue.flatMap(MessageCategory.init(rawValue:))
+            if category == nil {
+                problems.add("category: must be one of \(MessageCategory.allCases.map(\.rawValue).joined(separator: ", ")), found \(value.stringValue.map { "\"\($0.prefix(40))\"" } ?? value.kindName)")
+            }
+        }
         if let metadata = object["metadata"], metadata.objectValue == nil, metadata != .null {
             problems.add("metadata: must be an object, found \(metadata.kindName)")
         }
@@ -70,7 +77,7 @@ public struct MessageValidator: Sendable {
         content.validate(type: type, object: object)
         problems = content.problems
         guard let internalID, let to, let body = content.result else { return nil }
-        return OutboundMessage(internalID: internalID, to: to, type: type, content: body, replyTo: replyTo, phoneNumberID: phoneNumberID, expiresAt: expiresAt)
+        return OutboundMessage(internalID: internalID, to: to, type: type, content: body, replyTo: replyTo, phoneNumberID: phoneNumberID, expiresAt: expiresAt, category: category)
     }
 
     /// An ISO 8601 instant with a zone (`Z` or an offset), with or without fractional seconds.

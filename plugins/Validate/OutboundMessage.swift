@@ -29,6 +29,8 @@ public struct OutboundMessage: Sendable, Equatable {
     public var phoneNumberID: String?
     /// Not to be sent after this.
     public var expiresAt: Date?
+    /// The category the message names itself (`category`); nil: decided by its type and template.
+    public var category: MessageCategory?
 }
 
 /// Where the validate step leaves the validated request for later steps.

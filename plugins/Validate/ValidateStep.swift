@@ -4,6 +4,9 @@ import PipelineKit
 public struct ValidateStep: Step {
     public let validator: MessageValidator
 
+    static let maxBodyBytes = Setting.integer("max_body_bytes", 256...Message.maximumParsedBytes, default: 1 << 20,
+                                              "largest accepted message body in bytes (bodies nested deeper than 64 levels are refused too)")
+
     public init(validator: MessageValidator) {
         self.validator = validator
     }
@@ -23,14 +26,12 @@ extension StepPlugin {
     public static let validate = StepPlugin(
         name: "validate",
         summary: "checks each message against the outbound message schema v1 and the Cloud API limits",
-        settings: SettingsSchema([
-            SettingSpec("max_body_bytes", .integer(256...Message.maximumParsedBytes), default: .integer(1 << 20), "largest accepted message body in bytes (bodies nested deeper than 64 levels are refused too)"),
-        ]),
+        settings: SettingsSchema(ValidateStep.maxBodyBytes),
         defaultOnError: .deadLetter,
         guaranteedFields: ["internalId", "to", "type"],
         provides: ["validated_message"],
         make: { context in
-            ValidateStep(validator: MessageValidator(maxBytes: try context.settings.integer("max_body_bytes")))
+            ValidateStep(validator: MessageValidator(maxBytes: context.settings[ValidateStep.maxBodyBytes]))
         }
     )
 }

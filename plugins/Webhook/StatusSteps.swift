@@ -131,34 +131,29 @@ extension StepPlugin {
     /// The `correlate_statuses` step plugin.
     public static let correlateStatuses = StepPlugin(
         name: "correlate_statuses", summary: "finds each status's internalId: biz_opaque_callback_data, else the wamid: mapping",
-        settings: SettingsSchema([
-            SettingSpec("store", .resource(uses: "redis"), default: .string("redis"), "the `redis` resource holding the wamid: mappings and the outbound pipeline's idempotency keys"),
-            SettingSpec("idempotency_key", .keyTemplate, default: .string("idempotency:outbound:{internalId}"),
-                        "the outbound pipeline's idempotency key pattern: a status settles the send it names (SPEC 13); `{internalId}` its only field"),
-        ]),
+        settings: CorrelateStatusesSettings.schema,
         defaultDegradation: .failOpen, provides: ["internal_ids"], requires: ["webhook_batch"],
         check: { step, _ in
-            guard let key = try? step.settings.keyTemplate("idempotency_key"), key.fields != ["internalId"] else { return [] }
-            return [.error(at: step.settings["idempotency_key"]?.location ?? step.location,
+            let key = step.settings[CorrelateStatusesSettings.idempotencyKey]
+            guard key.fields != ["internalId"] else { return [] }
+            return [.error(at: step.settings.location(of: CorrelateStatusesSettings.idempotencyKey) ?? step.location,
                            "step `\(step.name)`: idempotency_key \"\(key)\" cannot match the outbound pipeline's keys from a status, which knows only the internalId: use `{internalId}` as its only field")]
         },
         make: { context in
-            let store = try context.settings.string("store")
+            let store = context.settings[CorrelateStatusesSettings.store]
             return CorrelateStatusesStep(ledger: try context.resources.get(store, as: (any StatusLedger).self),
                                          settlement: try context.resources.get(store, as: (any SendSettlement).self),
-                                         idempotencyKey: try context.settings.keyTemplate("idempotency_key"))
+                                         idempotencyKey: context.settings[CorrelateStatusesSettings.idempotencyKey])
         })
 
     /// The `order_statuses` step plugin.
     public static let orderStatuses = StepPlugin(
         name: "order_statuses", summary: "publishes each (wamid, status) once and only forward (sent < delivered < read < played; failed once)",
-        settings: SettingsSchema([
-            SettingSpec("store", .resource(uses: "redis"), default: .string("redis"), "the `redis` resource holding each wamid's statuses"),
-            SettingSpec("ttl", .duration, default: .duration(.seconds(7 * 86_400)), "how long a wamid's statuses are kept (Meta re-delivers for up to 7 days)"),
-        ]),
+        settings: OrderStatusesSettings.schema,
         defaultDegradation: .failOpen, requires: ["webhook_batch"],
         make: { context in
-            OrderStatusesStep(ledger: try context.resources.get(try context.settings.string("store"), as: (any StatusLedger).self), ttl: try context.settings.duration("ttl"))
+            OrderStatusesStep(ledger: try context.resources.get(context.settings[OrderStatusesSettings.store], as: (any StatusLedger).self),
+                              ttl: context.settings[OrderStatusesSettings.ttl])
         })
 
     /// The `status_events` step plugin.
@@ -166,4 +161,19 @@ extension StepPlugin {
         name: "status_events", summary: "turns the batch into delivery.<status> and webhook.<field> events for the events sink",
         settings: SettingsSchema([]), requires: ["webhook_batch"],
         make: { _ in StatusEventsStep() })
+}
+
+/// The settings of the `correlate_statuses` step.
+enum CorrelateStatusesSettings {
+    static let store = Setting.resource("store", uses: "redis", default: "redis", "the `redis` resource holding the wamid: mappings and the outbound pipeline's idempotency keys")
+    static let idempotencyKey = Setting.keyTemplate("idempotency_key", default: "idempotency:outbound:{internalId}",
+                                                    "the outbound pipeline's idempotency key pattern: a status settles the send it names (SPEC 13); `{internalId}` its only field")
+    static let schema = SettingsSchema(store, idempotencyKey)
+}
+
+/// The settings of the `order_statuses` step.
+enum OrderStatusesSettings {
+    static let store = Setting.resource("store", uses: "redis", default: "redis", "the `redis` resource holding each wamid's statuses")
+    static let ttl = Setting.duration("ttl", default: .seconds(7 * 86_400), "how long a wamid's statuses are kept (Meta re-delivers for up to 7 days)")
+    static let schema = SettingsSchema(store, ttl)
 }

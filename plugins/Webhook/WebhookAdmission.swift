@@ -26,11 +26,11 @@ enum WebhookAdmission {
 
     static let admission = SourceAdmission(
         check: { body, headers, settings in
-            guard let settings = try? WebhookSettings(settings) else { return SourceAdmission.Refusal(status: 500, reason: "the source's settings do not read") }
+            let settings = WebhookSettings(settings)
             return check(body, signatureHeader: headers["x-hub-signature-256"], settings: settings, signature: WebhookSignature(appSecret: settings.appSecret))
         },
         authenticate: { body, settings in
-            (try? WebhookSettings(settings)).map { ["x-hub-signature-256": WebhookSignature(appSecret: $0.appSecret).header(for: body)] } ?? [:]
+            ["x-hub-signature-256": WebhookSignature(appSecret: WebhookSettings(settings).appSecret).header(for: body)]
         },
         respond: status(for:)
     )

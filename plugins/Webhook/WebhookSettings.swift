@@ -2,13 +2,13 @@ import PipelineKit
 
 /// The settings of the `whatsapp_webhook` source, read once.
 struct WebhookSettings: Sendable {
-    static let schema = SettingsSchema([
-        SettingSpec("port", .integer(1...65535), default: .integer(8081), "port the webhook listens on"),
-        SettingSpec("path", .string, default: .string("/webhooks/whatsapp"), "path of the callback URL registered with Meta"),
-        SettingSpec("verify_token", .string, required: true, secrecy: .secret, "the token Meta's verification GET must carry"),
-        SettingSpec("app_secret", .string, required: true, secrecy: .secret, "the app secret that signs each POST (X-Hub-Signature-256)"),
-        SettingSpec("max_body_bytes", .integer(1024...16_777_216), default: .integer(1 << 20), "larger POSTs are refused with 413"),
-    ])
+    static let port = Setting.integer("port", 1...65535, default: 8081, "port the webhook listens on")
+    static let path = Setting.string("path", default: "/webhooks/whatsapp", "path of the callback URL registered with Meta")
+    static let verifyToken = Setting.requiredString("verify_token", secrecy: .secret, "the token Meta's verification GET must carry")
+    static let appSecret = Setting.requiredString("app_secret", secrecy: .secret, "the app secret that signs each POST (X-Hub-Signature-256)")
+    static let maxBodyBytes = Setting.integer("max_body_bytes", 1024...16_777_216, default: 1 << 20, "larger POSTs are refused with 413")
+
+    static let schema = SettingsSchema(port, path, verifyToken, appSecret, maxBodyBytes)
 
     var port: Int
     var path: String
@@ -16,12 +16,12 @@ struct WebhookSettings: Sendable {
     var appSecret: String
     var maxBodyBytes: Int
 
-    init(_ settings: Settings) throws {
-        port = try settings.integer("port")
-        path = try settings.string("path")
-        verifyToken = try settings.string("verify_token")
-        appSecret = try settings.string("app_secret")
-        maxBodyBytes = try settings.integer("max_body_bytes")
+    init(_ settings: Settings) {
+        port = settings[Self.port]
+        path = settings[Self.path]
+        verifyToken = settings[Self.verifyToken]
+        appSecret = settings[Self.appSecret]
+        maxBodyBytes = settings[Self.maxBodyBytes]
     }
 }
 
@@ -32,6 +32,6 @@ extension SourcePlugin {
         summary: "Meta's WhatsApp webhook over HTTP (Hummingbird): verification GET, signed POSTs answered 200 once their events are confirmed",
         settings: WebhookSettings.schema,
         admission: WebhookAdmission.admission,
-        make: { context in WebhookSource(settings: try WebhookSettings(context.settings), worker: context.worker, logger: context.logger) }
+        make: { context in WebhookSource(settings: WebhookSettings(context.settings), worker: context.worker, logger: context.logger) }
     )
 }

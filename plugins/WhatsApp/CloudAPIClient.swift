@@ -37,7 +37,7 @@ public final class CloudAPIClient: CloudAPISender {
     }
 
     public init(settings: Settings, slotStore: (any SlotStore)? = nil) throws {
-        configuration = try CloudAPIConfiguration(settings: settings)
+        configuration = CloudAPIConfiguration(settings: settings)
         self.slotStore = slotStore
         let url = URL(string: configuration.baseURL)
         host = url?.host ?? configuration.baseURL

@@ -1,5 +1,6 @@
 import Logging
 import PipelineKit
+import ValidatePlugin
 
 /// Sends prepared requests to the Cloud API (or a stand-in) and returns the `wamid`.
 public protocol CloudAPISender: Resource {
@@ -15,28 +16,43 @@ public protocol CloudAPISender: Resource {
 
 /// The `whatsapp_cloud_api` resource's settings, shared by the real client and the stand-in.
 public enum CloudAPISettings {
-    public static let schema = SettingsSchema([
-        SettingSpec("base_url", .string, default: .string("https://graph.facebook.com"), "Cloud API base URL"),
-        SettingSpec("api_version", .string, default: .string("v24.0"), "Graph API version (path segment)"),
-        SettingSpec("phone_number_id", .string, default: .string(""), "sender phone number id; a message's `phoneNumberId` overrides it"),
-        SettingSpec("access_token", .string, default: .string(""), secrecy: .secret, "bearer token of every sender without one of its own in `access_tokens`; never logged"),
-        SettingSpec("access_tokens", .map(keys: .digits, values: .string), secrecy: .secret, "a token per sender phone number id (tenants); a sender-side failure then pauses only the senders of that token"),
-        SettingSpec("timeout", .duration, default: .duration(.seconds(10)), "time limit of one request, connection included"),
-        SettingSpec("max_connections", .integer(1...1024), default: .integer(64), "keep-alive HTTP/1.1 connections to the API at most (over HTTP/2, negotiated when the server offers it, one connection carries every request)"),
-        SettingSpec("ca_file", .string, default: .string(""), "PEM file of the CA to trust for `https://` (a private CA or a proxy); empty: the system's trust store"),
-        SettingSpec("dry_run", .boolean, default: .boolean(false), "log each request and answer with a synthetic wamid, without any network"),
-        SettingSpec("throughput", .integer(1...100_000), default: .integer(80), "messages per second per sender phone number (Meta's limit; paced at 95 % of it)"),
-        SettingSpec("throughput_by_sender", .map(keys: .digits, values: .integer(1...100_000)), "a limit per sender phone number id, over `throughput`"),
-        SettingSpec("throughput_store", .resource(uses: "redis"), default: .string("redis"), "the Redis resource through which every worker shares each sender's limit (none: each worker paces alone)"),
-        SettingSpec("pacing", .boolean, default: .boolean(true), "pace each sender at its throughput; false only where something else paces the requests"),
-    ])
+    static let baseURL = Setting.string("base_url", default: "https://graph.facebook.com", "Cloud API base URL")
+    static let apiVersion = Setting.string("api_version", default: "v24.0", "Graph API version (path segment)")
+    static let phoneNumberID = Setting.optionalString("phone_number_id", default: "", "sender phone number id; a message's `phoneNumberId` overrides it")
+    static let accessToken = Setting.optionalString("access_token", default: "", secrecy: .secret, "bearer token of every sender without one of its own in `access_tokens`; never logged")
+    static let accessTokens = Setting.stringMap("access_tokens", keys: .digits, secrecy: .secret, "a token per sender phone number id (tenants); a sender-side failure then pauses only the senders of that token")
+    static let timeout = Setting.duration("timeout", default: .seconds(10), "time limit of one request, connection included")
+    static let maxConnections = Setting.integer("max_connections", 1...1024, default: 64, "keep-alive HTTP/1.1 connections to the API at most (over HTTP/2, negotiated when the server offers it, one connection carries every request)")
+    static let caFile = Setting.optionalString("ca_file", default: "", "PEM file of the CA to trust for `https://` (a private CA or a proxy); empty: the system's trust store")
+    static let dryRun = Setting.boolean("dry_run", default: false, "log each request and answer with a synthetic wamid, without any network")
+    static let throughput = Setting.integer("throughput", 1...100_000, default: 80, "messages per second per sender phone number (Meta's limit; paced at 95 % of it)")
+    static let throughputBySender = Setting<[String: Int]>(
+        spec: SettingSpec("throughput_by_sender", .map(keys: .digits, values: .integer(1...100_000)), "a limit per sender phone number id, over `throughput`")
+    ) { value in
+        guard case .object(let entries)? = value else { return [:] }
+        return Dictionary(entries.compactMap { entry in if case .integer(let limit) = entry.value { (entry.name, limit) } else { nil } }) { first, _ in first }
+    }
+    static let throughputStore = Setting.optionalResource("throughput_store", uses: "redis", default: "redis", "the Redis resource through which every worker shares each sender's limit (none: each worker paces alone)")
+    static let pacing = Setting.boolean("pacing", default: true, "pace each sender at its throughput; false only where something else paces the requests")
+    static let templateCategories = Setting<[String: MessageCategory]>(
+        spec: SettingSpec("template_categories", .map(keys: .any, values: .choice(MessageCategory.allCases.map(\.rawValue))),
+                          "each template's category (`{NAME: category}`: marketing, utility, authentication or service) for messages that name none; an unlisted template counts as marketing")
+    ) { value in
+        guard case .object(let entries)? = value else { return [:] }
+        return Dictionary(entries.compactMap { entry in
+            guard case .string(let word) = entry.value, let category = MessageCategory(rawValue: word) else { return nil }
+            return (entry.name, category)
+        }) { first, _ in first }
+    }
+
+    public static let schema = SettingsSchema(baseURL, apiVersion, phoneNumberID, accessToken, accessTokens, timeout, maxConnections, caFile, dryRun,
+                                              throughput, throughputBySender, throughputStore, pacing, templateCategories)
 
     /// Rules across the resource's settings.
     static func check(_ resource: ComponentDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
         let settings = resource.settings
-        let hasDefault = settings.optionalString("access_token") != nil
-        if !hasDefault, settings.map("access_tokens").isEmpty {
-            return [.error(at: settings["access_token"]?.location ?? resource.location, "resource `\(resource.name)` (whatsapp_cloud_api) needs `access_token` or `access_tokens`")]
+        if settings[accessToken] == nil, settings[accessTokens].isEmpty {
+            return [.error(at: settings.location(of: accessToken) ?? resource.location, "resource `\(resource.name)` (whatsapp_cloud_api) needs `access_token` or `access_tokens`")]
         }
         return []
     }
@@ -58,24 +74,41 @@ public struct CloudAPIConfiguration: Sendable {
     public var caFile: String?
     /// Whether `dispatch` paces senders (130429 and 131056 are handled either way).
     public var pacing: Bool
+    /// The Redis resource through which workers share each sender's limit, if any.
+    public var throughputStore: String?
+    /// Each template's category, for messages that do not name one.
+    public var templateCategories: [String: MessageCategory]
 
-    public init(settings: Settings) throws {
-        var base = try settings.string("base_url")
+    public init(settings: Settings) {
+        var base = settings[CloudAPISettings.baseURL]
         while base.hasSuffix("/") { base.removeLast() }
         baseURL = base
-        apiVersion = try settings.string("api_version")
-        defaultSender = settings.optionalString("phone_number_id")
-        accessToken = settings.optionalString("access_token")
-        accessTokens = Dictionary(settings.map("access_tokens").compactMap { entry in entry.value.yamlScalar.map { (entry.name, $0) } }, uniquingKeysWith: { $1 })
-        timeout = try settings.duration("timeout")
-        maxConnections = try settings.integer("max_connections")
-        caFile = settings.optionalString("ca_file")
-        dryRun = try settings.boolean("dry_run")
-        throughput = try settings.integer("throughput")
-        pacing = try settings.boolean("pacing")
-        throughputBySender = Dictionary(settings.map("throughput_by_sender").compactMap { entry in
-            if case .integer(let limit) = entry.value { (entry.name, limit) } else { nil }
-        }, uniquingKeysWith: { $1 })
+        apiVersion = settings[CloudAPISettings.apiVersion]
+        defaultSender = settings[CloudAPISettings.phoneNumberID]
+        accessToken = settings[CloudAPISettings.accessToken]
+        accessTokens = settings[CloudAPISettings.accessTokens]
+        timeout = settings[CloudAPISettings.timeout]
+        maxConnections = settings[CloudAPISettings.maxConnections]
+        caFile = settings[CloudAPISettings.caFile]
+        dryRun = settings[CloudAPISettings.dryRun]
+        throughput = settings[CloudAPISettings.throughput]
+        pacing = settings[CloudAPISettings.pacing]
+        throughputBySender = settings[CloudAPISettings.throughputBySender]
+        throughputStore = settings[CloudAPISettings.throughputStore]
+        templateCategories = settings[CloudAPISettings.templateCategories]
+    }
+
+    /// The category a message counts as (SPEC 4): its own `category`; else a template's from
+    /// `template_categories`, else marketing; `service` for every other type.
+    public func category(of message: OutboundMessage) -> MessageCategory {
+        if let category = message.category { return category }
+        guard case .template(let name, _, _) = message.content else { return .service }
+        return templateCategories[name] ?? .marketing
+    }
+
+    /// The sender a message goes out from: its own, else the resource's.
+    public func sender(of message: OutboundMessage) -> String? {
+        message.phoneNumberID ?? defaultSender
     }
 
     /// The sender a request goes out from: its own, else the resource's.

@@ -136,34 +136,44 @@ extension StepPlugin {
     public static let dispatch = StepPlugin(
         name: "dispatch",
         summary: "sends the request to the WhatsApp Cloud API at each sender's pace and keeps the wamid",
-        settings: SettingsSchema([
-            SettingSpec("client", .resource(uses: "whatsapp_cloud_api"), default: .string("whatsapp"), "the `whatsapp_cloud_api` resource to send through"),
-            SettingSpec("in_doubt_window", .duration, default: .duration(.seconds(300)), "how long a send whose answer was lost waits for a status to settle it (SPEC 13)"),
-            SettingSpec("on_in_doubt", .choice(["resend", "dead_letter"]), default: .string("resend"), "after the window without a status: send once more, or dead-letter (never a second copy)"),
-        ]),
+        settings: DispatchSettings.schema,
         defaultOnError: .retry,
         irreversible: true,
         provides: ["receipt"],
         requires: ["request"],
+        inDoubtPolicy: DispatchSettings.inDoubtPolicy,
         check: DispatchRules.check,
         make: { context in
-            let settings = context.settings
-            let decision = InDoubtPolicy.Decision(rawValue: try settings.string("on_in_doubt")) ?? .resend
-            return DispatchStep(client: try context.resources.get(try settings.string("client"), as: (any CloudAPISender).self),
-                                inDoubt: InDoubtPolicy(window: try settings.duration("in_doubt_window"), decision: decision))
+            DispatchStep(client: try context.resources.get(context.settings[DispatchSettings.client], as: (any CloudAPISender).self),
+                         inDoubt: DispatchSettings.inDoubtPolicy(context.settings))
         }
     )
+}
+
+/// The settings of the `dispatch` step.
+enum DispatchSettings {
+    static let client = Setting.resource("client", uses: "whatsapp_cloud_api", default: "whatsapp", "the `whatsapp_cloud_api` resource to send through")
+    static let inDoubtWindow = Setting.duration("in_doubt_window", default: InDoubtPolicy.standard.window,
+                                                "how long a send whose answer was lost waits for a status to settle it (SPEC 13)")
+    static let onInDoubt = Setting.choice("on_in_doubt", default: InDoubtPolicy.standard.decision,
+                                          "after the window without a status: send once more, or dead-letter (never a second copy)")
+
+    static let schema = SettingsSchema(client, inDoubtWindow, onInDoubt)
+
+    @Sendable static func inDoubtPolicy(_ settings: Settings) -> InDoubtPolicy {
+        InDoubtPolicy(window: settings[inDoubtWindow], decision: settings[onInDoubt])
+    }
 }
 
 /// Rules across the dispatch step and the source (run by `check`).
 enum DispatchRules {
     static func check(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
-        guard let client = step.settings.optionalString("client").flatMap(pipeline.resource(named:)),
-              case .duration(let timeout)? = client.settings["timeout"]?.value else { return [] }
+        let client = step.settings[DispatchSettings.client]
+        guard let timeout = pipeline.callTimeouts[client] else { return [] }
         let drain = pipeline.worker.drainTimeout
         guard drain <= timeout else { return [] }
-        let location = pipeline.source.settings["drain_timeout"]?.location ?? pipeline.source.location
-        return [.warning(at: location, "`drain_timeout` (\(DurationParser.format(drain))) does not exceed the timeout of resource `\(client.name)` (\(DurationParser.format(timeout))): on SIGTERM a send in progress is waited for anyway, so shutdown can take longer than the drain timeout")]
+        let location = pipeline.source.settings.location(of: WorkerConfiguration.drainTimeoutSetting) ?? pipeline.source.location
+        return [.warning(at: location, "`drain_timeout` (\(DurationParser.format(drain))) does not exceed the timeout of resource `\(client)` (\(DurationParser.format(timeout))): on SIGTERM a send in progress is waited for anyway, so shutdown can take longer than the drain timeout")]
     }
 }
 
@@ -173,6 +183,7 @@ extension ResourcePlugin {
         name: "whatsapp_cloud_api",
         summary: "WhatsApp Cloud API client (async-http-client, keep-alive pool), paced per sender",
         settings: CloudAPISettings.schema,
+        callTimeout: CloudAPISettings.timeout,
         check: CloudAPISettings.check,
         make: { context in try CloudAPIClient(settings: context.settings, slotStore: context.slotStore) }
     )
@@ -181,6 +192,6 @@ extension ResourcePlugin {
 extension ResourceBuildContext {
     /// The `throughput_store` resource, when it names one that shares send slots.
     public var slotStore: (any SlotStore)? {
-        settings.optionalString("throughput_store").flatMap { resources.optional($0, as: (any SlotStore).self) }
+        settings[CloudAPISettings.throughputStore].flatMap { resources.optional($0, as: (any SlotStore).self) }
     }
 }

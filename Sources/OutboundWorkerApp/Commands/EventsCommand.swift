@@ -1,5 +1,6 @@
 import AMQPClient
 import ArgumentParser
+import EventsPlugin
 import Foundation
 import Logging
 import PipelineKit
@@ -24,7 +25,7 @@ struct EventsCommand: AsyncParsableCommand {
         printDiagnostics(loaded.diagnostics)
         guard let events = loaded.events else { throw ExitStatus.invalid }
         let urls = try BrokerConnection.urls(events.settings)
-        let exchange = try events.settings.string("exchange")
+        let exchange = events.settings[EventsSettings.exchangeName]
         var logger = Logger(label: "outbound-worker.events")
         logger.logLevel = .error
         let publisher = AMQPPublisher(urls: urls, logger: logger)

@@ -45,7 +45,7 @@ struct PublishCommand: AsyncParsableCommand {
         let publisher = AMQPPublisher(urls: urls, logger: logger)
         publisher.start()
         defer { publisher.stop() }
-        if try settings.boolean("declare"), queue == topology.queue {
+        if settings[RabbitMQSettings.declareQueues], queue == topology.queue {
             // The worker's own declarations: a quorum source queue is declared quorum, with its retry and dead queues.
             try await topology.declare(on: publisher, logger: logger)
         }

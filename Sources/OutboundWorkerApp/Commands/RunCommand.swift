@@ -91,12 +91,9 @@ struct RunCommand: AsyncParsableCommand {
         logger.info("stopped")
     }
 
-    /// The longest `timeout` setting of the pipeline's resources.
+    /// The longest time limit of one call among the pipeline's resources.
     static func longestTimeout(of definition: PipelineDefinition) -> Duration {
-        definition.resources.compactMap { resource -> Duration? in
-            guard case .duration(let timeout)? = resource.settings["timeout"]?.value else { return nil }
-            return timeout
-        }.max() ?? .zero
+        definition.slowestCall?.timeout ?? .zero
     }
 }
 

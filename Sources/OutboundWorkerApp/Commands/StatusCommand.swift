@@ -40,7 +40,7 @@ struct StatusCommand: AsyncParsableCommand {
         var reports = ids.map { MessageStatus(internalId: $0, deadQueue: topology.deadQueue) }
         var complete = true
         if let step = view.steps.first {
-            let store = try await Self.store(for: step, in: view)
+            let store = try await ResourceMaker.make(step.settings[IdempotencySettings.store], for: step, in: view)
             for index in reports.indices {
                 let lookup = try await KeyLookup.read(internalId: reports[index].internalId, settings: step.settings, store: store)
                 reports[index].record(lookup)
@@ -69,16 +69,5 @@ struct StatusCommand: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(reports), as: UTF8.self))
         }
         if !complete { throw ExitStatus.cannotStart }
-    }
-
-    /// The idempotency step's store, built as the worker builds it.
-    private static func store(for step: StepDefinition, in view: PipelineLoader.StepsView) async throws -> any Resource {
-        let name = try step.settings.string("store")
-        guard let resource = view.resources.first(where: { $0.name == name }), let plugin = BuiltinPlugins.registry.resources[resource.uses] else {
-            throw ValidationError("no resource `\(name)` for step `\(step.name)`")
-        }
-        var logger = Logger(label: "outbound-worker.status")
-        logger.logLevel = .error
-        return try await plugin.make(ResourceBuildContext(name: name, settings: resource.settings, logger: logger))
     }
 }

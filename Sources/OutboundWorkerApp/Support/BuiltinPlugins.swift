@@ -32,16 +32,17 @@ public enum BuiltinPlugins {
     /// with the same settings, and a source that cannot be started (for `outbound-worker test`).
     public static func standInRegistry(store: MemoryStore, cloudAPI: StandInLog) -> PluginRegistry {
         var registry = self.registry
-        let redis = ResourcePlugin.redis
-        registry.register(ResourcePlugin(name: redis.name, summary: redis.summary, settings: redis.settings, check: redis.check) { _ in store })
-        let whatsApp = ResourcePlugin.whatsAppCloudAPI
-        registry.register(ResourcePlugin(name: whatsApp.name, summary: whatsApp.summary, settings: whatsApp.settings, check: whatsApp.check) { context in
-            StandInCloudAPI(configuration: try CloudAPIConfiguration(settings: context.settings), slotStore: context.slotStore, clock: store.clock, log: cloudAPI)
-        })
-        for source in [SourcePlugin.rabbitMQ, .whatsAppWebhook] {
-            registry.register(SourcePlugin(name: source.name, summary: source.summary, settings: source.settings, check: source.check, admission: source.admission) { _ in
-                throw SettingsError(message: "pipeline tests run without a source")
-            })
+        var redis = ResourcePlugin.redis
+        redis.make = { _ in store }
+        registry.register(redis)
+        var whatsApp = ResourcePlugin.whatsAppCloudAPI
+        whatsApp.make = { context in
+            StandInCloudAPI(configuration: CloudAPIConfiguration(settings: context.settings), slotStore: context.slotStore, clock: store.clock, log: cloudAPI)
+        }
+        registry.register(whatsApp)
+        for var source in [SourcePlugin.rabbitMQ, .whatsAppWebhook] {
+            source.make = { _ in throw SettingsError(message: "pipeline tests run without a source") }
+            registry.register(source)
         }
         return registry
     }

@@ -46,16 +46,21 @@ struct PipelineTestCase {
     /// For sources that check their input (a signed webhook): whether to make it authentic, and headers to add.
     var signed: Bool
     var headers: [String: String]
-    /// Keys to write to the store before the case (`wamid:…` → internalId, say).
-    var seed: [(key: String, value: String)]
+    /// Keys to write to the store before the case: a string (`wamid:…` → internalId, say) or a
+    /// list, written as a set's members (an opt-out list).
+    var seed: [(key: String, value: SeedValue)]
     var expect: Expectation
 
     static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "repeat", "signed", "headers", "seed", "expect"]
     static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key", "waited", "sent_at", "requests", "response", "events"]
-    static let outcomes = Decision.outcomeNames
+    /// What `seed` writes at a key.
+    enum SeedValue {
+        case string(String)
+        case members([String])
+    }
 
-    /// Parses a case, or reports every problem with its place.
-    static func parse(_ node: ConfigNode, diagnostics: inout [Diagnostic]) -> PipelineTestCase? {
+    /// Parses a case, or reports every problem with its place; `outcomes` are the names `expect.outcome` may take.
+    static func parse(_ node: ConfigNode, outcomes: [String], diagnostics: inout [Diagnostic]) -> PipelineTestCase? {
         let errorsBefore = diagnostics.count
         func fail(_ at: SourceLocation, _ message: String) { diagnostics.append(.error(at: at, message)) }
         guard let entries = node.entries else {
@@ -105,7 +110,9 @@ struct PipelineTestCase {
         }
         var headers: [String: String] = [:]
         for entry in node["headers"]?.entries ?? [] { headers[entry.key.lowercased()] = entry.value.scalar ?? "" }
-        let seed = (node["seed"]?.entries ?? []).map { (key: $0.key, value: $0.value.scalar ?? "") }
+        let seed = (node["seed"]?.entries ?? []).map { entry in
+            (key: entry.key, value: entry.value.items.map { SeedValue.members($0.map { $0.scalar ?? "" }) } ?? .string(entry.value.scalar ?? ""))
+        }
         var copies = 1
         if let repeatNode = node["repeat"] {
             if let value = repeatNode.scalar.flatMap(Int.init), (1...10_000).contains(value) { copies = value } else { fail(repeatNode.location, "`repeat` must be a whole number from 1 to 10000") }

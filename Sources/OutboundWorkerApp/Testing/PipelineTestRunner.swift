@@ -68,8 +68,13 @@ struct PipelineTestRunner {
             report.errors.append(.error(at: root.location, "missing `pipeline` (the pipeline file, relative to this file)"))
             return report
         }
+        let clock = ManualWallClock()
+        let store = MemoryStore(clock: clock)
+        let cloudAPI = StandInLog()
+        let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: cloudAPI)
+        let outcomes = Decision.outcomeNames + Set(registry.steps.values.flatMap(\.outcomes).map(\.rawValue)).sorted()
         var caseDiagnostics: [Diagnostic] = []
-        let cases = (root["cases"]?.items ?? []).compactMap { PipelineTestCase.parse($0, diagnostics: &caseDiagnostics) }
+        let cases = (root["cases"]?.items ?? []).compactMap { PipelineTestCase.parse($0, outcomes: outcomes, diagnostics: &caseDiagnostics) }
         report.errors += caseDiagnostics
         if root["cases"]?.items?.isEmpty ?? true {
             report.errors.append(.error(at: root["cases"]?.location ?? root.location, "`cases` must be a non-empty list"))
@@ -78,10 +83,6 @@ struct PipelineTestRunner {
 
         var variables = environment
         for entry in root["environment"]?.entries ?? [] { variables[entry.key] = entry.value.scalar ?? "" }
-        let clock = ManualWallClock()
-        let store = MemoryStore(clock: clock)
-        let cloudAPI = StandInLog()
-        let registry = BuiltinPlugins.standInRegistry(store: store, cloudAPI: cloudAPI)
         let path = pipelinePath.hasPrefix("/") ? pipelinePath
             : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(pipelinePath).standardized.path
         let loaded = PipelineLoader(registry: registry, environment: variables).load(path: path, variant: root["env"]?.scalar)
@@ -98,7 +99,7 @@ struct PipelineTestRunner {
             report.errors = [.error(at: pipelineNode.location, "cannot build the pipeline: \(error)")]
             return report
         }
-        let keyTemplate = definition.steps.first { $0.uses == "idempotency" }.flatMap { try? $0.settings.keyTemplate("key") }
+        let keyTemplate = definition.steps.first { $0.uses == "idempotency" }.map { $0.settings[IdempotencySettings.key] }
         let admission = registry.sources[definition.source.uses]?.admission
         let sink = definition.events.flatMap { events in registry.sinks[events.uses].map { ($0, SinkBuildContext(settings: events.settings, pipelineName: definition.name, workerID: "pipeline-test", logger: logger)) } }
         for testCase in cases {
@@ -107,7 +108,12 @@ struct PipelineTestRunner {
                 let value = seed == "processing" ? KeyState.processing(owner: "another-worker", since: clock.now()) : KeyState.completed(wamid: "wamid.seeded", at: clock.now())
                 try? await store.set(key, value.encoded(), ttl: .seconds(86_400))
             }
-            for (key, value) in testCase.seed { try? await store.set(key, value, ttl: .seconds(86_400)) }
+            for (key, value) in testCase.seed {
+                switch value {
+                case .string(let text): try? await store.set(key, text, ttl: .seconds(86_400))
+                case .members(let members): _ = try? await store.addMembers(members, to: key)
+                }
+            }
             store.setAvailable(testCase.redisAvailable)
             cloudAPI.script(testCase.answers)
             let requestsBefore = cloudAPI.received.count

@@ -36,6 +36,12 @@ public struct KeyTemplate: Sendable, Hashable, CustomStringConvertible {
         self.description = pattern
     }
 
+    /// A pattern of literal text only (no placeholders).
+    public init(literal text: String) {
+        parts = text.isEmpty ? [] : [.literal(text)]
+        description = text
+    }
+
     /// The field names used, in order.
     public var fields: [String] {
         parts.compactMap { if case .field(let name) = $0 { name } else { nil } }

@@ -79,6 +79,10 @@ public struct PipelineDefinition: Sendable, Hashable {
     public var healthPort: Int?
     /// The base file and, with a variant, the variant file.
     public var files: [String]
+    /// Each resource's time limit of one call, as its plugin declares it (`ResourcePlugin.callTimeout`).
+    public var callTimeouts: [String: Duration] = [:]
+    /// The irreversible step's policy for sends in doubt, as its plugin declares it (`StepPlugin.inDoubtPolicy`).
+    public var inDoubt: (step: String, policy: InDoubtPolicy)?
 
     public init(version: Int, name: String, source: ComponentDefinition, resources: [ComponentDefinition], steps: [StepDefinition], worker: WorkerConfiguration,
                 events: ComponentDefinition? = nil, healthPort: Int? = nil, files: [String]) {
@@ -103,6 +107,11 @@ public struct PipelineDefinition: Sendable, Hashable {
         hasher.combine(source)
         hasher.combine(resources)
         hasher.combine(steps)
+    }
+
+    /// The resource whose calls may take longest, and how long (a send takes at most that).
+    public var slowestCall: (resource: String, timeout: Duration)? {
+        callTimeouts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }.map { ($0.key, $0.value) }
     }
 
     /// The retry policy (`source.with.retry`).

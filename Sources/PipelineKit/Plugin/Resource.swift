@@ -43,15 +43,20 @@ public struct ResourcePlugin: Sendable {
     public var name: String
     public var summary: String
     public var settings: SettingsSchema
+    /// The setting that limits how long one call may take, if it has one: other plugins' rules use it
+    /// (`PipelineDefinition.callTimeouts`), e.g. a claim's lease must outlast the slowest send.
+    public var callTimeout: Setting<Duration>?
     /// Rules across settings, run by `check` after every setting is valid.
     public var check: (@Sendable (ComponentDefinition, PipelineDefinition) -> [Diagnostic])?
     public var make: @Sendable (ResourceBuildContext) async throws -> any Resource
 
-    public init(name: String, summary: String, settings: SettingsSchema, check: (@Sendable (ComponentDefinition, PipelineDefinition) -> [Diagnostic])? = nil,
+    public init(name: String, summary: String, settings: SettingsSchema, callTimeout: Setting<Duration>? = nil,
+                check: (@Sendable (ComponentDefinition, PipelineDefinition) -> [Diagnostic])? = nil,
                 make: @escaping @Sendable (ResourceBuildContext) async throws -> any Resource) {
         self.name = name
         self.summary = summary
         self.settings = settings
+        self.callTimeout = callTimeout
         self.check = check
         self.make = make
     }

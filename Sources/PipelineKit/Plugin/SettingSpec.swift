@@ -12,6 +12,8 @@ public indirect enum SettingType: Sendable {
     case choice([String])
     /// A list of the listed words (each at most once).
     case choiceList([String])
+    /// A list of strings (a single string counts as a list of one; a comma-separated string does not split).
+    case stringList
     /// A key pattern with `{field}` placeholders (see `KeyTemplate`).
     case keyTemplate
     /// The name of an entry under `resources:` whose `uses` is the given plugin.
@@ -37,6 +39,7 @@ public indirect enum SettingType: Sendable {
         case .durationList: "list of durations"
         case .choice(let options): options.joined(separator: " | ")
         case .choiceList(let options): "list of " + options.joined(separator: ", ")
+        case .stringList: "list of strings"
         case .keyTemplate: "key template"
         case .resource(let uses): "name of a `\(uses)` resource"
         case .step(let uses): "name of a `\(uses)` step"

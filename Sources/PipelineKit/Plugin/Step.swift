@@ -7,8 +7,9 @@ import Logging
 public enum StepOutcome: Sendable, Equatable {
     /// Go on with the next step.
     case next
-    /// Stop here and acknowledge: the message needs no further work (e.g. already sent).
-    case finish(String)
+    /// Stop here and acknowledge: the message needs no further work. `label` says why in metrics,
+    /// events and pipeline tests (`.duplicate`: it was sent already; a plugin's own, e.g. `suppressed`).
+    case finish(as: OutcomeLabel, String)
     /// Stop here and try the message again later without using up an attempt
     /// (nil: after the first backoff delay).
     case requeue(after: Duration?, reason: String)

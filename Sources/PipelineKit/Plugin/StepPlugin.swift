@@ -33,6 +33,12 @@ public struct StepPlugin: Sendable {
     public var provides: [String]
     /// What earlier steps must have left (`check` rejects a pipeline where no earlier step provides it).
     public var requires: [String]
+    /// For an irreversible step: its policy for sends in doubt, read from its settings (other
+    /// steps' rules see it as `PipelineDefinition.inDoubt`).
+    public var inDoubtPolicy: (@Sendable (Settings) -> InDoubtPolicy)?
+    /// The labels its steps may end a message with (`StepOutcome.finish(as:_:)`) besides `duplicate`:
+    /// counted from the start, accepted in pipeline tests, published as `outbound.<label>`.
+    public var outcomes: [OutcomeLabel]
     /// Rules across settings and steps, run by `check` after every setting is valid.
     public var check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])?
     public var make: @Sendable (StepBuildContext) async throws -> any Step
@@ -47,6 +53,8 @@ public struct StepPlugin: Sendable {
         guaranteedFields: [String] = [],
         provides: [String] = [],
         requires: [String] = [],
+        outcomes: [OutcomeLabel] = [],
+        inDoubtPolicy: (@Sendable (Settings) -> InDoubtPolicy)? = nil,
         check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])? = nil,
         make: @escaping @Sendable (StepBuildContext) async throws -> any Step
     ) {
@@ -59,6 +67,8 @@ public struct StepPlugin: Sendable {
         self.guaranteedFields = guaranteedFields
         self.provides = provides
         self.requires = requires
+        self.outcomes = outcomes
+        self.inDoubtPolicy = inDoubtPolicy
         self.check = check
         self.make = make
     }

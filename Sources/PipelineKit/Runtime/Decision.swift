@@ -25,8 +25,8 @@ public enum Decision: Sendable, Equatable {
     public enum AckReason: Sendable, Equatable {
         /// Every step passed (sent and marked).
         case completed
-        /// A step found the work already done (e.g. a duplicate).
-        case finished(step: String, reason: String)
+        /// A step ended the message without sending it: `label` says why (`duplicate`, `suppressed`, …).
+        case finished(step: String, label: OutcomeLabel, reason: String)
         /// A failure under `on_error: drop`.
         case dropped(Failure)
     }
@@ -45,7 +45,7 @@ public enum Decision: Sendable, Equatable {
     public var outcomeName: String {
         switch self {
         case .ack(.completed): "completed"
-        case .ack(.finished): "duplicate"
+        case .ack(.finished(_, let label, _)): label.rawValue
         case .ack(.dropped): "dropped"
         case .retry: "retry"
         case .deadLetter(let failure): failure.expired ? "expired" : "dead_letter"
@@ -53,19 +53,19 @@ public enum Decision: Sendable, Equatable {
         }
     }
 
-    /// A step found the work already done (`.ack(.finished)`).
+    /// A step ended the message without sending it (`.ack(.finished)`).
     public var isFinished: Bool {
         if case .ack(.finished) = self { true } else { false }
     }
 
-    /// Every outcome name, for metrics made up front.
+    /// The runtime's own outcome names, for metrics made up front (steps add their labels: `StepPlugin.outcomes`).
     public static let outcomeNames = ["completed", "duplicate", "dropped", "retry", "dead_letter", "expired", "requeue"]
 
     /// The step that decided; nil when every step passed.
     public var stepName: String? {
         switch self {
         case .ack(.completed): nil
-        case .ack(.finished(let step, _)): step
+        case .ack(.finished(let step, _, _)): step
         case .ack(.dropped(let failure)), .retry(_, _, let failure), .deadLetter(let failure): failure.step
         case .requeue(_, let step, _, _): step
         }
@@ -75,7 +75,7 @@ public enum Decision: Sendable, Equatable {
     public var reason: String? {
         switch self {
         case .ack(.completed): nil
-        case .ack(.finished(_, let reason)), .requeue(_, _, let reason, _): reason
+        case .ack(.finished(_, _, let reason)), .requeue(_, _, let reason, _): reason
         case .ack(.dropped(let failure)), .retry(_, _, let failure), .deadLetter(let failure): failure.reason
         }
     }

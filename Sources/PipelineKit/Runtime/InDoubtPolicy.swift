@@ -3,7 +3,7 @@
 /// that settles it as sent) for `window`, then `resend`s or is dead-lettered. Declared by the
 /// irreversible step (`Step.inDoubtPolicy`), applied by the step that holds the message's claim.
 public struct InDoubtPolicy: Sendable, Equatable {
-    public enum Decision: String, Sendable, Equatable {
+    public enum Decision: String, Sendable, Equatable, CaseIterable {
         /// No evidence within the window means it was not accepted: send it once more.
         case resend
         /// Never risk a second copy: dead-letter it (an operator replays it).

@@ -63,7 +63,7 @@ public struct PipelineAssembler: Sendable {
             var stepLogger = logger
             stepLogger[metadataKey: "step"] = .string(step.name)
             let made = try await plugin.make(StepBuildContext(definition: step, pipeline: definition, resources: built, logger: stepLogger))
-            steps.append(BoundStep(definition: step, step: made, irreversible: plugin.irreversible))
+            steps.append(BoundStep(definition: step, step: made, irreversible: plugin.irreversible, outcomes: plugin.outcomes))
         }
         let executor = PipelineExecutor(pipelineName: definition.name, steps: steps, worker: definition.worker, workerID: workerID, clock: clock, flow: flow, logger: logger)
         return AssembledPipeline(definition: definition, resources: built, executor: executor)

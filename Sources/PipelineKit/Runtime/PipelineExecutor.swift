@@ -84,7 +84,7 @@ public struct PipelineExecutor: Sendable {
         self.logger = logger
         self.stepTimers = steps.map { Timer(label: "outbound_step_duration_seconds", dimensions: [("step", $0.name)], preferredDisplayUnit: .seconds) }
         self.outcomeCounters = Dictionary(uniqueKeysWithValues: (["pipeline"] + steps.map(\.name)).map { step in
-            (step, Dictionary(uniqueKeysWithValues: Decision.outcomeNames.map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }))
+            (step, Dictionary(Self.outcomeNames(of: steps).map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }) { first, _ in first })
         })
         self.degradedCounters = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, Counter(label: "outbound_degraded_total", dimensions: [("step", $0.name)])) })
         self.reportedDefaults = steps.reduce(into: [:]) { defaults, bound in defaults.merge(bound.step.reportedDefaults) { first, _ in first } }
@@ -92,6 +92,11 @@ public struct PipelineExecutor: Sendable {
     }
 
     public var retry: RetryPolicy { worker.retry }
+
+    /// The runtime's outcome names and the labels the steps may end a message with.
+    static func outcomeNames(of steps: [BoundStep]) -> [String] {
+        Decision.outcomeNames + steps.flatMap(\.outcomes).map(\.rawValue).filter { !Decision.outcomeNames.contains($0) }
+    }
 
     /// Handles one message to its decision, in one go: a wait is given up and becomes a requeue
     /// after the wait (for callers without parking: benchmarks). `message` carries what the steps added.
@@ -145,8 +150,8 @@ public struct PipelineExecutor: Sendable {
                 case .alreadySent:
                     run.settledAsSent()
                     return decided(.ack(.completed), internalID)
-                case .finish(let reason):
-                    return decided(.ack(run.sent ? .completed : .finished(step: bound.name, reason: reason)), internalID)
+                case .finish(let label, let reason):
+                    return decided(.ack(run.sent ? .completed : .finished(step: bound.name, label: label, reason: reason)), internalID)
                 case .requeue(let after, let reason):
                     if run.sent { return refusedAfterSend("requeue", step: bound.name, internalID) }
                     await undo(&run, before: index)
@@ -339,7 +344,7 @@ public struct PipelineExecutor: Sendable {
         switch decision {
         case .ack(.completed):
             logger.info("message completed")
-        case .ack(.finished(_, let reason)):
+        case .ack(.finished(_, _, let reason)):
             logger.info("message acknowledged without sending", metadata: ["reason": .string(reason)])
         case .ack(.dropped(let failure)):
             logger.warning("message dropped", metadata: ["reason": .string(failure.reason)])

@@ -26,21 +26,21 @@ public struct RetryPolicy: Sendable, Hashable {
     /// Up to this fraction of the delay is added at random, to spread retries.
     public var jitter: Double
 
-    public init(maxAttempts: Int = 5, backoff: [Duration] = [.seconds(1), .seconds(5), .seconds(30), .seconds(120)], jitter: Double = 0.2) {
+    public init(maxAttempts: Int = Self.maxAttemptsSetting.defaultValue, backoff: [Duration] = Self.backoffSetting.defaultValue, jitter: Double = 0.2) {
         self.maxAttempts = max(1, maxAttempts)
         self.backoff = backoff.isEmpty ? [.seconds(1)] : backoff
         self.jitter = jitter
     }
 
+    public static let maxAttemptsSetting = Setting.integer("max_attempts", 1...1000, default: 5, "deliveries in all, the first included")
+    public static let backoffSetting = Setting.durations("backoff", default: [.seconds(1), .seconds(5), .seconds(30), .seconds(120)], "wait before attempt 2, 3, …; the last repeats")
+
     /// The settings a source embeds as `retry:`.
-    public static let settingsSchema = SettingsSchema([
-        SettingSpec("max_attempts", .integer(1...1000), default: .integer(5), "deliveries in all, the first included"),
-        SettingSpec("backoff", .durationList, default: .list([.duration(.seconds(1)), .duration(.seconds(5)), .duration(.seconds(30)), .duration(.seconds(120))]), "wait before attempt 2, 3, …; the last repeats"),
-    ])
+    public static let settingsSchema = SettingsSchema(maxAttemptsSetting, backoffSetting)
 
     /// Reads a policy from validated `retry:` settings.
-    public init(settings: Settings) throws(SettingsError) {
-        self.init(maxAttempts: try settings.integer("max_attempts"), backoff: try settings.durations("backoff"))
+    public init(settings: Settings) {
+        self.init(maxAttempts: settings[Self.maxAttemptsSetting], backoff: settings[Self.backoffSetting])
     }
 
     /// The delay before delivery `attempt` (2 = the first retry), without jitter.

@@ -12,7 +12,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var maxAge: Duration?
     public var retry: RetryPolicy
 
-    public init(concurrency: Int = 32, drainTimeout: Duration = .seconds(20), pause: Duration = .seconds(5), maxPark: Duration = .seconds(10),
+    public init(concurrency: Int = Self.concurrencySetting.defaultValue, drainTimeout: Duration = Self.drainTimeoutSetting.defaultValue,
+                pause: Duration = Self.pauseSetting.defaultValue, maxPark: Duration = Self.maxParkSetting.defaultValue,
                 maxAge: Duration? = nil, retry: RetryPolicy = RetryPolicy()) {
         self.concurrency = max(1, concurrency)
         self.drainTimeout = drainTimeout
@@ -22,32 +23,34 @@ public struct WorkerConfiguration: Sendable, Hashable {
         self.retry = retry
     }
 
+    public static let concurrencySetting = Setting.integer("concurrency", 1...4096, default: 32, "messages in flight at once")
+    public static let drainTimeoutSetting = Setting.duration("drain_timeout", default: .seconds(20),
+                                                      "on SIGTERM, how long in-flight messages may take before they are requeued (a send in progress always finishes)")
+    public static let pauseSetting = Setting.duration("pause", default: .seconds(5), "first pause after a sender-side failure; doubles up to 5m")
+    public static let maxParkSetting = Setting.duration("max_park", default: .seconds(10),
+                                                 "longest wait (pacing, a pair hold, a paused sender) kept in memory; longer ones go through the delay queues")
+    public static let maxAgeSetting = Setting.optionalDuration("max_age",
+                                                        "a message older than this when it is about to be sent is dead-lettered as expired; age counts from the message's timestamp, else from its first receipt")
+    public static let retrySetting = Setting.object("retry", RetryPolicy.settingsSchema, "retry policy")
+
     /// The settings every source takes (added to each source plugin's schema).
-    public static let settings = SettingsSchema([
-        SettingSpec("concurrency", .integer(1...4096), default: .integer(32), "messages in flight at once"),
-        SettingSpec("drain_timeout", .duration, default: .duration(.seconds(20)), "on SIGTERM, how long in-flight messages may take before they are requeued (a send in progress always finishes)"),
-        SettingSpec("pause", .duration, default: .duration(.seconds(5)), "first pause after a sender-side failure; doubles up to 5m"),
-        SettingSpec("max_park", .duration, default: .duration(.seconds(10)), "longest wait (pacing, a pair hold, a paused sender) kept in memory; longer ones go through the delay queues"),
-        SettingSpec("max_age", .duration, "a message older than this when it is about to be sent is dead-lettered as expired; age counts from the message's timestamp, else from its first receipt"),
-        SettingSpec("retry", .object(RetryPolicy.settingsSchema), "retry policy"),
-    ])
+    public static let settings = SettingsSchema(concurrencySetting, drainTimeoutSetting, pauseSetting, maxParkSetting, maxAgeSetting, retrySetting)
 
     /// Reads the configuration from validated source settings (defaults where absent).
     public init(settings: Settings) {
-        func duration(_ name: String, _ fallback: Duration) -> Duration { (try? settings.duration(name)) ?? fallback }
-        let retry = (try? settings.object("retry")).flatMap { try? RetryPolicy(settings: $0) } ?? RetryPolicy()
-        self.init(concurrency: (try? settings.integer("concurrency")) ?? 32, drainTimeout: duration("drain_timeout", .seconds(20)),
-                  pause: duration("pause", .seconds(5)), maxPark: duration("max_park", .seconds(10)),
-                  maxAge: try? settings.duration("max_age"), retry: retry)
+        self.init(concurrency: settings[Self.concurrencySetting], drainTimeout: settings[Self.drainTimeoutSetting], pause: settings[Self.pauseSetting],
+                  maxPark: settings[Self.maxParkSetting], maxAge: settings[Self.maxAgeSetting], retry: RetryPolicy(settings: settings[Self.retrySetting]))
     }
 
     /// Rules on the runtime's settings, run by `check`.
     static func check(_ source: ComponentDefinition) -> [Diagnostic] {
         var diagnostics: [Diagnostic] = []
-        for name in ["drain_timeout", "max_age", "max_park"] {
-            if case .duration(let value)? = source.settings[name]?.value, value <= .zero {
-                diagnostics.append(.error(at: source.settings[name]?.location ?? source.location, "`\(name)` of source `\(source.uses)` must be more than 0"))
-            }
+        let settings = source.settings
+        let durations: [(String, Duration?, SourceLocation?)] = [(drainTimeoutSetting.name, settings[drainTimeoutSetting], settings.location(of: drainTimeoutSetting)),
+                         (maxAgeSetting.name, settings[maxAgeSetting], settings.location(of: maxAgeSetting)),
+                         (maxParkSetting.name, settings[maxParkSetting], settings.location(of: maxParkSetting))]
+        for case let (name, value?, location) in durations where value <= .zero {
+            diagnostics.append(.error(at: location ?? source.location, "`\(name)` of source `\(source.uses)` must be more than 0"))
         }
         return diagnostics
     }

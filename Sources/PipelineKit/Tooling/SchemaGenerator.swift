@@ -107,7 +107,7 @@ public enum SchemaGenerator {
             return .object(["anyOf": .array([.object(["enum": .array(options.map(JSONValue.string))]), variable])])
         case .choiceList(let options):
             return .object(["type": .string("array"), "items": .object(["anyOf": .array([.object(["enum": .array(options.map(JSONValue.string))]), variable])])])
-        case .urlList, .addressList:
+        case .urlList, .addressList, .stringList:
             return .object(["anyOf": .array([.object(["type": .string("string")]), .object(["type": .string("array"), "items": .object(["type": .string("string")])])])])
         case .object(let nested):
             return settingsSchema(nested, variable: variable)

@@ -72,8 +72,9 @@ public struct PipelineLoader: Sendable {
     }
 
     /// Loads the source, the steps that use `plugin` and the resources those steps name (with
-    /// their variant): variables only other parts name (a token, say) need not be set.
-    public func loadSteps(using plugin: String, path: String, variant: String? = nil) -> (view: StepsView?, diagnostics: [Diagnostic]) {
+    /// their variant): variables only other parts name (a token, say) need not be set. With
+    /// `resources`, only the resources named by those settings of the steps are loaded.
+    public func loadSteps(using plugin: String, resources followed: [String]? = nil, path: String, variant: String? = nil) -> (view: StepsView?, diagnostics: [Diagnostic]) {
         let tree: ConfigNode
         var diagnostics: [Diagnostic]
         switch merge(path: path, variant: variant) {
@@ -91,7 +92,7 @@ public struct PipelineLoader: Sendable {
         if let schema = registry.steps[plugin]?.settings {
             for item in stepItems {
                 for spec in schema.settings {
-                    guard case .resource = spec.type else { continue }
+                    guard case .resource = spec.type, followed?.contains(spec.name) ?? true else { continue }
                     if let name = item["with"]?[spec.name]?.scalar ?? spec.defaultValue?.yamlScalar { named.insert(name) }
                 }
             }
@@ -174,8 +175,14 @@ public struct PipelineLoader: Sendable {
         guard let source else {
             return Result(definition: nil, diagnostics: diagnostics)
         }
-        let definition = PipelineDefinition(version: version, name: name, source: source, resources: resources, steps: steps,
+        var definition = PipelineDefinition(version: version, name: name, source: source, resources: resources, steps: steps,
                                             worker: WorkerConfiguration(settings: source.settings), events: events, healthPort: healthPort, files: files)
+        definition.callTimeouts = resources.reduce(into: [:]) { timeouts, resource in
+            if let timeout = registry.resources[resource.uses]?.callTimeout { timeouts[resource.name] = resource.settings[timeout] }
+        }
+        definition.inDoubt = steps.lazy.compactMap { step in
+            self.registry.steps[step.uses]?.inDoubtPolicy.map { (step: step.name, policy: $0(step.settings)) }
+        }.first
         // Rules on single parts are reported with the other problems; rules across steps only once every part is valid.
         let partsValid = !diagnostics.hasErrors
         diagnostics += WorkerConfiguration.check(source)

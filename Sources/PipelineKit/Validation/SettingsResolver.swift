@@ -109,6 +109,17 @@ public struct SettingsResolver {
                 if !words.contains(.string(word)) { words.append(.string(word)) }
             }
             return .list(words)
+        case .stringList:
+            let items = node.items ?? [node]
+            var texts: [SettingValue] = []
+            for item in items {
+                guard let text = item.scalar else {
+                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): expected a string, found \(item.kindName)"))
+                    continue
+                }
+                texts.append(.string(text))
+            }
+            return .list(texts)
         case .keyTemplate:
             guard let text else { return fail("expected a key template, found \(node.kindName)") }
             do {

@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+import PipelineKit
+import RedisClient
+import RedisPlugin
+import Testing
+import TestSupport
+
+/// The key-value capability behaves alike on the real redis-server of `scripts/test` and on the
+/// in-memory twin: the same cases run against both.
+struct KeyValueStoreTests {
+    enum Kind: String, CaseIterable, CustomTestStringConvertible {
+        case redis, memory
+        var testDescription: String { rawValue }
+    }
+
+    static func store(_ kind: Kind) -> any KeyValueStore {
+        switch kind {
+        case .redis:
+            var logger = Logger(label: "test.redis")
+            logger.logLevel = .critical
+            return RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: TestServices.redisPort)), logger: logger)
+        case .memory:
+            return MemoryStore(clock: SystemWallClock())
+        }
+    }
+
+    @Test(arguments: Kind.allCases) func setsAddRemoveAndAnswerMembership(_ kind: Kind) async throws {
+        let store = Self.store(kind)
+        let (a, b) = (uniqueName("kv-set-a"), uniqueName("kv-set-b"))
+        #expect(try await store.addMembers(["+1", "+2"], to: a) == 2)
+        #expect(try await store.addMembers(["+2", "+3"], to: a) == 1)
+        #expect(try await store.isMember("+2", ofEach: [a, b]) == [true, false])
+        #expect(try await store.isMember("+3", of: a))
+        #expect(try await store.members(of: a) == ["+1", "+2", "+3"])
+        #expect(try await store.removeMembers(["+1", "+9"], from: a) == 1)
+        #expect(try await store.members(of: a) == ["+2", "+3"])
+        #expect(try await store.members(of: b).isEmpty)
+        #expect(try await store.removeMembers(["+2", "+3"], from: a) == 2)
+        #expect(try await store.isMember("+2", ofEach: [a]) == [false])
+    }
+
+    @Test(arguments: Kind.allCases) func aLongListIsReadWhole(_ kind: Kind) async throws {
+        let store = Self.store(kind)
+        let key = uniqueName("kv-long")
+        let numbers = (0..<2_500).map { "+55\(10_000_000 + $0)" }
+        #expect(try await store.addMembers(numbers, to: key) == 2_500)
+        #expect(try await store.members(of: key) == numbers.sorted())
+    }
+
+    @Test(arguments: Kind.allCases) func stringsExpire(_ kind: Kind) async throws {
+        let store = Self.store(kind)
+        let key = uniqueName("kv-string")
+        #expect(try await store.read(key) == nil)
+        try await store.set(key, "v", ttl: .seconds(100))
+        let read = try #require(try await store.read(key))
+        #expect(read.value == "v")
+        #expect(try #require(read.ttl) <= .seconds(100))
+        #expect(try #require(read.ttl) >= .seconds(98))
+    }
+
+    @Test func aStoreThatIsDownSaysSo() async {
+        let memory = MemoryStore(clock: SystemWallClock())
+        memory.setAvailable(false)
+        await #expect(throws: StoreUnavailable.self) { try await memory.isMember("+1", ofEach: ["k"]) }
+        var logger = Logger(label: "test.redis")
+        logger.logLevel = .critical
+        let closed = RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: freePort(), connectTimeout: .milliseconds(200))), logger: logger)
+        await #expect(throws: StoreUnavailable.self) { try await closed.addMembers(["+1"], to: "k") }
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import PipelineKit
+
+/// The key-value capability in memory, with Redis's semantics (a set emptied is deleted).
+extension MemoryStore: KeyValueStore {
+    public func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) {
+        try atomically { entries, now in entries[key] = Entry(value, ttl: ttl, now: now) }
+    }
+
+    public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
+        try atomically { entries, now -> (value: String, ttl: Duration?)? in
+            guard let entry = entries[key], entry.members == nil else { return nil }
+            return (entry.value, entry.expires.map { .seconds(Int64($0.timeIntervalSince(now).rounded(.down))) })
+        }
+    }
+
+    public func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int {
+        try atomically { entries, _ in
+            var set = entries[key]?.members ?? []
+            let before = set.count
+            set.formUnion(members)
+            if !set.isEmpty { entries[key] = Entry(members: set) }
+            return set.count - before
+        }
+    }
+
+    public func removeMembers(_ members: [String], from key: String) async throws(StoreUnavailable) -> Int {
+        try atomically { entries, _ in
+            guard var set = entries[key]?.members else { return 0 }
+            let before = set.count
+            set.subtract(members)
+            entries[key] = set.isEmpty ? nil : Entry(members: set)
+            return before - set.count
+        }
+    }
+
+    public func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
+        try atomically { entries, _ in keys.map { entries[$0]?.members?.contains(member) ?? false } }
+    }
+
+    public func members(of key: String) async throws(StoreUnavailable) -> [String] {
+        try atomically { entries, _ in (entries[key]?.members ?? []).sorted() }
+    }
+}

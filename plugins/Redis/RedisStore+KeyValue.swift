@@ -1,0 +1,71 @@
+import PipelineKit
+import RedisClient
+
+/// The key-value capability on Redis: plain commands, one round trip each.
+extension RedisStore: KeyValueStore {
+    public func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) {
+        _ = try await perform { () async throws(RedisError) in
+            try await client.checked(["SET", key, value, "EX", Self.seconds(ttl)])
+        }
+    }
+
+    public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
+        try await perform { () async throws(RedisError) -> (value: String, ttl: Duration?)? in
+            guard let value = try await client.checked(["GET", key]).string else { return nil }
+            let ttl = try await client.checked(["TTL", key]).integer
+            return (value, ttl.flatMap { $0 >= 0 ? .seconds($0) : nil })
+        }
+    }
+
+    public func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int {
+        guard !members.isEmpty else { return 0 }
+        return try await perform { () async throws(RedisError) in
+            try await client.checked(["SADD", key] + members).integer ?? 0
+        }
+    }
+
+    public func removeMembers(_ members: [String], from key: String) async throws(StoreUnavailable) -> Int {
+        guard !members.isEmpty else { return 0 }
+        return try await perform { () async throws(RedisError) in
+            try await client.checked(["SREM", key] + members).integer ?? 0
+        }
+    }
+
+    /// One `SISMEMBER` per key, sent together (the client pipelines them on one round trip).
+    public func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
+        let client = self.client
+        return try await perform { () async throws(RedisError) -> [Bool] in
+            let answers = await withTaskGroup(of: (Int, Result<Bool, RedisError>).self) { group in
+                for (index, key) in keys.enumerated() {
+                    group.addTask {
+                        do throws(RedisError) {
+                            return (index, .success(try await client.checked(["SISMEMBER", key, member]).integer == 1))
+                        } catch {
+                            return (index, .failure(error))
+                        }
+                    }
+                }
+                var answers = [Result<Bool, RedisError>](repeating: .success(false), count: keys.count)
+                for await (index, answer) in group { answers[index] = answer }
+                return answers
+            }
+            return try answers.map { answer throws(RedisError) in try answer.get() }
+        }
+    }
+
+    public func members(of key: String) async throws(StoreUnavailable) -> [String] {
+        try await perform { () async throws(RedisError) -> [String] in
+            var cursor = "0"
+            var members: [String] = []
+            repeat {
+                let page = try await client.checked(["SSCAN", key, cursor, "COUNT", "1000"])
+                guard case .array(let parts) = page, parts.count == 2, let next = parts[0].string, case .array(let items) = parts[1] else {
+                    throw .server("unexpected SSCAN answer")
+                }
+                members += items.compactMap(\.string)
+                cursor = next
+            } while cursor != "0"
+            return Array(Set(members)).sorted()
+        }
+    }
+}
