@@ -20,6 +20,20 @@ import Testing
         #expect(definition.step(named: "send")?.onError == .retry)
     }
 
+    /// A command that needs one resource of a step loads only that one: the others (and the variables
+    /// only they use, a token say) are neither loaded nor checked.
+    @Test func loadingStepsFollowsOnlyTheResourcesAsked() throws {
+        let text = Fixtures.pipeline.replacingOccurrences(of: "password: \"${STORE_PASSWORD:-}\"", with: "password: \"${STORE_PASSWORD}\"")
+        let path = try Fixtures.folder(["p.yaml": text]) + "/p.yaml"
+        let loader = PipelineLoader(registry: Fixtures.registry, environment: [:])
+        let all = loader.loadSteps(using: "claim", path: path)
+        #expect(all.view == nil, "following every resource setting needs STORE_PASSWORD")
+        let none = loader.loadSteps(using: "claim", resources: [], path: path)
+        #expect(none.diagnostics.filter { $0.severity == .error }.isEmpty, "\(none.diagnostics)")
+        #expect(none.view?.steps.map(\.name) == ["claim"])
+        #expect(none.view?.resources.isEmpty == true)
+    }
+
     @Test func misspeltKeySuggestsTheRightOneAtItsPosition() {
         let text = Fixtures.pipeline.replacingOccurrences(of: "ttl: \"${TTL:-86400}\"", with: "tll: 60")
         let found = errors(text)

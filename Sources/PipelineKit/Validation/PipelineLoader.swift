@@ -107,7 +107,7 @@ public struct PipelineLoader: Sendable {
         let source = readSource(reduced, &diagnostics)
         diagnostics += source.map(WorkerConfiguration.check) ?? []
         let resources = readResources(reduced, &diagnostics)
-        let steps = stepItems.isEmpty ? [] : readSteps(reduced, resources: resources, &diagnostics)
+        let steps = stepItems.isEmpty ? [] : readSteps(reduced, resources: resources, following: followed, &diagnostics)
         guard let source, !diagnostics.hasErrors else { return (nil, diagnostics) }
         return (StepsView(source: source, worker: WorkerConfiguration(settings: source.settings), steps: steps, resources: resources), diagnostics)
     }
@@ -347,7 +347,8 @@ public struct PipelineLoader: Sendable {
         return resources
     }
 
-    private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], _ diagnostics: inout [Diagnostic]) -> [StepDefinition] {
+    /// `following`: only these resource settings name loaded resources (the others are not checked).
+    private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], following: [String]? = nil, _ diagnostics: inout [Diagnostic]) -> [StepDefinition] {
         guard let node = tree["steps"] else {
             diagnostics.append(.error(at: tree.location, "missing `steps` (the list of steps each message goes through)"))
             return []
@@ -376,7 +377,8 @@ public struct PipelineLoader: Sendable {
             let settings = SettingsResolver(owner: owner).resolve(item["with"], schema: plugin.settings, at: item.location, diagnostics: &diagnostics)
             let onError = readPolicy(item["on_error"], default: plugin.defaultOnError, owner: owner, &diagnostics)
             let degradation = readPolicy(item["degradation"], default: plugin.defaultDegradation, owner: owner, &diagnostics)
-            checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, earlierSteps: steps, knownFields: anyFieldGuarantee ? knownFields : nil, &diagnostics)
+            checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, following: following, earlierSteps: steps,
+                            knownFields: anyFieldGuarantee ? knownFields : nil, &diagnostics)
             steps.append(StepDefinition(name: name, uses: uses, settings: settings, onError: onError.0, degradation: degradation.0,
                                         onErrorOrigin: onError.1, degradationOrigin: degradation.1, location: item.location))
             if !plugin.guaranteedFields.isEmpty {
@@ -397,11 +399,12 @@ public struct PipelineLoader: Sendable {
         return (policy, node.origin)
     }
 
-    private func checkReferences(_ settings: Settings, schema: SettingsSchema, owner: String, resources: [ComponentDefinition], earlierSteps: [StepDefinition], knownFields: Set<String>?, _ diagnostics: inout [Diagnostic]) {
+    private func checkReferences(_ settings: Settings, schema: SettingsSchema, owner: String, resources: [ComponentDefinition], following: [String]?,
+                                 earlierSteps: [StepDefinition], knownFields: Set<String>?, _ diagnostics: inout [Diagnostic]) {
         for setting in settings.entries {
             guard let spec = schema[setting.name], case .string(let value) = setting.value else { continue }
             switch spec.type {
-            case .resource(let uses):
+            case .resource(let uses) where following?.contains(setting.name) ?? true:
                 let candidates = resources.filter { $0.uses == uses }.map(\.name)
                 if !candidates.contains(value) {
                     let hint = candidates.isEmpty ? " (declare one under `resources:` with `uses: \(uses)`)" : Suggestion.hint(for: value, in: candidates) + " (known: \(candidates.joined(separator: ", ")))"
