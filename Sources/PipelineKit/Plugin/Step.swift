@@ -157,6 +157,18 @@ public struct StepContext: Sendable {
 ///     }
 /// }
 /// ```
+///
+/// The rules every step lives by:
+/// - **Concurrency**: one instance serves up to `concurrency` messages at once, from any thread.
+///   Keep per-message state in `message.values` (typed keys, `MessageValueKey`), never in the step.
+/// - **Re-entry**: after `.wait`, and after an in-doubt hold, `run` is called again for the same
+///   message (its values as this run left them): do not count or claim twice.
+/// - **Undo**: when the message will not go on now (a later step failed, the outcome event was
+///   refused, the wait went round the queue), `undo` is called: give back exactly what this run took.
+/// - **Cancellation** (shutdown, drain timeout) reaches a step only before the pipeline's
+///   irreversible step has started; that step and the ones after it always finish.
+/// - **Failures** are `StepFailure`s: `.unavailable` for a store that is down (the step's
+///   `degradation` decides), `.invalid`/`.permanent` to dead-letter, `.transient` to retry.
 public protocol Step: Sendable {
     /// Handles the message: returns an outcome, or throws a `StepFailure`.
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome

@@ -18,6 +18,24 @@ public struct StepBuildContext: Sendable {
 }
 
 /// A step kind (`uses:` under `steps:`): its settings, its default policies and how to build it.
+///
+/// ```swift
+/// enum GreetSettings {
+///     static let greeting = Setting.string("greeting", default: "Hi", "what to say")
+///     static let schema = SettingsSchema(greeting)
+/// }
+///
+/// extension StepPlugin {
+///     static let greet = StepPlugin(
+///         name: "greet", summary: "prefixes text bodies", settings: GreetSettings.schema,
+///         requires: ["validated_message"],
+///         make: { context in GreetStep(greeting: context.settings[GreetSettings.greeting]) })
+/// }
+/// // registered once by the executable: registry.register(StepPlugin.greet)
+/// ```
+///
+/// `make` runs once per pipeline (again on reload); `check` runs at `outbound-worker check`,
+/// after every setting is valid, with the whole pipeline to judge rules across steps.
 public struct StepPlugin: Sendable {
     public var name: String
     public var summary: String
