@@ -9,7 +9,7 @@ let package = Package(
     products: [
         .executable(name: "outbound-worker", targets: ["OutboundWorker"]),
         .library(name: "PipelineKit", targets: ["PipelineKit"]),
-        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin"]),
+        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "SuppressPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -86,12 +86,18 @@ let package = Package(
             path: "plugins/Webhook",
             swiftSettings: strict
         ),
+        .target(
+            name: "SuppressPlugin",
+            dependencies: ["PipelineKit", "RedisPlugin", "ValidatePlugin", "WhatsAppPlugin", "WebhookPlugin", .product(name: "Metrics", package: "swift-metrics")],
+            path: "plugins/Suppress",
+            swiftSettings: strict
+        ),
 
         // The application: CLI commands, health server, wiring of built-ins.
         .target(
             name: "OutboundWorkerApp",
             dependencies: [
-                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "AMQPClient",
+                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "SuppressPlugin", "AMQPClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -149,6 +155,7 @@ let package = Package(
         ], swiftSettings: strict),
         .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "SuppressPluginTests", dependencies: ["SuppressPlugin", "RedisPlugin", "ValidatePlugin", "WhatsAppPlugin", "WebhookPlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisPluginTests", dependencies: ["RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]

@@ -71,11 +71,23 @@ public enum EventSchema {
                 "at": instant,
             ]),
         ])
+        let optOut = JSONValue.object([
+            "title": .string("optout.added / optout.removed: an opt-out list changed (SPEC 16)"),
+            "type": .string("object"),
+            "required": .array(["event", "recipient", "sender", "source", "at"].map(JSONValue.string)),
+            "properties": .object([
+                "event": .object(["enum": .array(["optout.added", "optout.removed"].map(JSONValue.string))]),
+                "recipient": .object(["type": .string("string"), "description": .string("+ and digits")]),
+                "sender": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the sender phone number id whose list changed; null: the list for all senders")]),
+                "source": .object(["enum": .array(["keyword", "cli", "131050"].map(JSONValue.string))]),
+                "at": instant,
+            ]),
+        ])
         return .object([
             "$schema": .string("https://json-schema.org/draft/2020-12/schema"),
             "$id": .string("https://outbound-worker/events.schema.json"),
-            "title": .string("outbound-worker events (routing keys outbound.<status>, delivery.<status>, webhook.<field>)"),
-            "oneOf": .array([outbound, delivery, webhook]),
+            "title": .string("outbound-worker events (routing keys outbound.<status>, delivery.<status>, webhook.<field>, optout.<change>)"),
+            "oneOf": .array([outbound, delivery, webhook, optOut]),
         ])
     }
 }

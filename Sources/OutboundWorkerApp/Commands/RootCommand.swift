@@ -8,7 +8,7 @@ public struct RootCommand: AsyncParsableCommand {
         abstract: "Sends WhatsApp messages from a RabbitMQ queue through a pipeline declared in YAML.",
         version: WorkerVersion.description,
         subcommands: [RunCommand.self, CheckCommand.self, PlanCommand.self, TestCommand.self, SchemaCommand.self, PublishCommand.self,
-                      EventsCommand.self, ReplayCommand.self, StatusCommand.self]
+                      EventsCommand.self, ReplayCommand.self, StatusCommand.self, OptOutCommand.self]
     )
 
     public init() {}

@@ -3,6 +3,7 @@ import IdempotencyPlugin
 import PipelineKit
 import RabbitMQPlugin
 import RedisPlugin
+import SuppressPlugin
 import ValidatePlugin
 import WebhookPlugin
 import WhatsAppPlugin
@@ -25,6 +26,8 @@ public enum BuiltinPlugins {
         registry.register(StepPlugin.correlateStatuses)
         registry.register(StepPlugin.orderStatuses)
         registry.register(StepPlugin.statusEvents)
+        registry.register(StepPlugin.suppress)
+        registry.register(StepPlugin.optOutKeywords)
         return registry
     }
 

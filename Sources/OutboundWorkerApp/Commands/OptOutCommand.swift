@@ -1,0 +1,146 @@
+import AMQPClient
+import ArgumentParser
+import EventsPlugin
+import Foundation
+import Logging
+import PipelineKit
+import RabbitMQPlugin
+import RedisPlugin
+import SuppressPlugin
+import ValidatePlugin
+
+/// `optout add|remove|check|list`: the opt-out lists of the pipeline's `suppress` step (SPEC 16).
+struct OptOutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "optout",
+        abstract: "Manages the opt-out lists of the pipeline's `suppress` step: per sender (--sender ID) or for all senders.",
+        subcommands: [Add.self, Remove.self, Check.self, List.self])
+
+    struct Lists: ParsableArguments {
+        @OptionGroup var options: PipelineOptions
+
+        @Option(name: .long, help: "The sender phone number id whose list is meant; without it, the list for all senders.")
+        var sender: String?
+
+        func validate() throws {
+            if let sender, MapKeys.digits.problem(sender) != nil { throw ValidationError("--sender \(sender): not a phone number id (1–32 digits)") }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Adds numbers to a list; each addition is an event optout.added (source cli).")
+        @OptionGroup var lists: Lists
+        @Argument(help: "Phone numbers (E.164: optional +, 8–15 digits).") var numbers: [String]
+
+        func run() async throws { try await OptOutCommand.change(add: true, numbers, lists) }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Removes numbers from a list; each removal is an event optout.removed (source cli).")
+        @OptionGroup var lists: Lists
+        @Argument(help: "Phone numbers.") var numbers: [String]
+
+        func run() async throws { try await OptOutCommand.change(add: false, numbers, lists) }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prints `+DIGITS listed` or `+DIGITS not listed` for each number.",
+            discussion: "With --sender: listed when on that sender's list or on the list for all senders (its marketing messages are suppressed).")
+        @OptionGroup var lists: Lists
+        @Argument(help: "Phone numbers.") var numbers: [String]
+
+        func run() async throws {
+            let normalised = try OptOutCommand.normalise(numbers)
+            let (list, store) = try await OptOutCommand.list(lists)
+            for number in normalised {
+                let listed = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await list.listing(number, sender: lists.sender) }
+                print("\(number) \(listed == nil ? "not listed" : "listed")")
+            }
+            await store.shutdown()
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Prints the numbers on a list, one per line.")
+        @OptionGroup var lists: Lists
+
+        func run() async throws {
+            let (list, store) = try await OptOutCommand.list(lists)
+            let numbers = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await list.numbers(sender: lists.sender) }
+            numbers.forEach { print($0) }
+            await store.shutdown()
+        }
+    }
+
+    /// `+digits` for each number, or a usage error naming the first that is not one.
+    static func normalise(_ numbers: [String]) throws -> [String] {
+        if numbers.isEmpty { throw ValidationError("give at least one phone number") }
+        return try numbers.map { number in
+            guard let normalised = MessageValidator.normalisePhone(number) else { throw ValidationError("\(number): not an E.164 number (optional +, then 8–15 digits)") }
+            return normalised
+        }
+    }
+
+    /// The opt-out lists of the pipeline's `suppress` step, through its store.
+    static func list(_ lists: Lists) async throws -> (OptOutList, any Resource) {
+        let environment = ProcessEnvironment.load()
+        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment)
+            .loadSteps(using: StepPlugin.suppress.name, resources: [SuppressSettings.store.name], path: lists.options.file(environment), variant: lists.options.variant(environment))
+        printDiagnostics(loaded.diagnostics)
+        guard let view = loaded.view else { throw ExitStatus.invalid }
+        guard let step = view.steps.first else { throw ValidationError("the pipeline has no `suppress` step: it has no opt-out lists") }
+        let store = try await ResourceMaker.make(step.settings[SuppressSettings.store], for: step, in: view)
+        guard let keyValue = store as? any KeyValueStore else { throw ValidationError("resource `\(step.settings[SuppressSettings.store])` holds no lists") }
+        return (OptOutList(store: keyValue, prefix: step.settings[SuppressSettings.prefix]), store)
+    }
+
+    /// Adds or removes each number, then publishes an event for each change (when the pipeline has events).
+    static func change(add: Bool, _ numbers: [String], _ lists: Lists) async throws {
+        let normalised = try normalise(numbers)
+        let (list, store) = try await list(lists)
+        var events: [PreparedEvent] = []
+        for number in normalised {
+            let changed = try await unavailableAsExit { () async throws(StoreUnavailable) in
+                add ? try await list.add(number, sender: lists.sender) : try await list.remove(number, sender: lists.sender)
+            }
+            print("\(number) \(changed ? (add ? "added" : "removed") : (add ? "already listed" : "not listed"))")
+            if changed { events.append(OptOutEvent.prepared(added: add, recipient: number, sender: lists.sender, source: .cli, at: Date())) }
+        }
+        await store.shutdown()
+        try await publish(events, lists.options)
+    }
+
+    /// Publishes the events to the pipeline's events exchange, confirmed; none without an `events:` section.
+    static func publish(_ events: [PreparedEvent], _ options: PipelineOptions) async throws {
+        guard !events.isEmpty else { return }
+        let environment = ProcessEnvironment.load()
+        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
+        guard let section = loaded.events else { return }
+        var logger = Logger(label: "outbound-worker.optout")
+        logger.logLevel = .error
+        let publisher = AMQPPublisher(urls: try BrokerConnection.urls(section.settings), logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        let exchange = section.settings[EventsSettings.exchangeName]
+        do {
+            try await publisher.declare(AMQPExchangeDeclaration(name: exchange))
+            for event in events {
+                try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(), properties: .persistentJSON, mandatory: false)
+            }
+        } catch {
+            FileHandle.standardError.write(Data("the lists changed, but their events were not published to \(exchange): \(error)\n".utf8))
+            throw ExitStatus.cannotStart
+        }
+    }
+
+    /// Runs a store call; an unavailable store ends the command with exit 3 and the reason.
+    static func unavailableAsExit<T>(_ body: () async throws(StoreUnavailable) -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            FileHandle.standardError.write(Data("opt-out lists unavailable: \(error.reason)\n".utf8))
+            throw ExitStatus.cannotStart
+        }
+    }
+}

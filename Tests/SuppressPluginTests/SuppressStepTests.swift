@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import PipelineKit
+import RedisPlugin
+@testable import SuppressPlugin
+import Testing
+import TestSupport
+import ValidatePlugin
+import WebhookPlugin
+import WhatsAppPlugin
+
+/// The `suppress` and `optout_keywords` steps on the in-memory store (the same capability as Redis:
+/// `KeyValueStoreTests` runs both).
+struct SuppressStepTests {
+    static let logger: Logger = {
+        var logger = Logger(label: "test.suppress")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    let clock = ManualWallClock()
+    let store: MemoryStore
+    let list: OptOutList
+
+    init() {
+        store = MemoryStore(clock: clock)
+        list = OptOutList(store: store)
+    }
+
+    func context() -> StepContext {
+        StepContext(stepName: "step", logger: Self.logger, workerID: "w", clock: clock, flow: FlowControl(clock: clock, logger: Self.logger))
+    }
+
+    /// The `suppress` step as a pipeline builds it, over this test's store and a stand-in whose default sender is 100.
+    func suppress(_ yaml: String = "{}") async throws -> any Step {
+        let cloudAPI = StandInCloudAPI(configuration: CloudAPIConfiguration(settings: try settings("access_token: t\nphone_number_id: \"100\"\ntemplate_categories: { order_update: utility }\n",
+                                                                                                   schema: CloudAPISettings.schema)),
+                                       slotStore: nil, clock: clock, log: StandInLog())
+        let definition = StepDefinition(name: "suppress", uses: "suppress", settings: try settings(yaml, schema: StepPlugin.suppress.settings),
+                                        onError: .deadLetter, degradation: .failClosed, location: SourceLocation(file: "t.yaml", line: 1, column: 1))
+        let pipeline = PipelineDefinition(version: 1, name: "t", source: ComponentDefinition(name: "source", uses: "rabbitmq", settings: Settings(), location: definition.location),
+                                          resources: [], steps: [definition], worker: WorkerConfiguration(), files: [])
+        return try await StepPlugin.suppress.make(StepBuildContext(definition: definition, pipeline: pipeline,
+                                                                   resources: Resources(["redis": store, "whatsapp": cloudAPI]), logger: Self.logger))
+    }
+
+    /// A message as `validate` leaves it.
+    func validated(_ json: String) throws -> Message {
+        var message = Message(body: Array(json.utf8))
+        message.values[ValidatedMessageKey.self] = try MessageValidator().validate(message)
+        return message
+    }
+
+    static let marketing = #"{"internalId":"m","to":"+5511933330001","type":"template","template":{"name":"spring_sale","language":"en_US"}}"#
+    static let utility = #"{"internalId":"u","to":"+5511933330001","type":"template","template":{"name":"order_update","language":"en_US"}}"#
+
+    @Test func aListedRecipientsMarketingEndsSuppressedAndItsUtilityGoesOn() async throws {
+        let step = try await suppress()
+        var message = try validated(Self.marketing)
+        #expect(try await step.run(&message, context()) == .next, "not listed yet")
+        #expect(try await list.add("+5511933330001", sender: "100"))
+        guard case .finish(let label, let reason) = try await step.run(&message, context()) else { Issue.record("not suppressed"); return }
+        #expect(label == .suppressed)
+        #expect(reason.contains("list of sender 100"))
+        var utility = try validated(Self.utility)
+        #expect(try await step.run(&utility, context()) == .next, "order_update is a utility template (template_categories)")
+    }
+
+    @Test func theListIsPerSenderAndTheListForAllSendersCoversEveryone() async throws {
+        let step = try await suppress()
+        #expect(try await list.add("+5511933330001", sender: "100"))
+        var fromAnother = try validated(#"{"internalId":"m","to":"+5511933330001","phoneNumberId":"200","type":"template","template":{"name":"spring_sale","language":"en_US"}}"#)
+        #expect(try await step.run(&fromAnother, context()) == .next)
+        #expect(try await list.add("+5511933330001", sender: nil))
+        guard case .finish(.suppressed, let reason) = try await step.run(&fromAnother, context()) else { Issue.record("not suppressed"); return }
+        #expect(reason.contains("all senders"))
+    }
+
+    @Test func theCategoriesSettingChoosesWhatIsSuppressed() async throws {
+        let step = try await suppress("categories: [marketing, utility]")
+        #expect(try await list.add("+5511933330001", sender: nil))
+        var utility = try validated(Self.utility)
+        guard case .finish(.suppressed, _) = try await step.run(&utility, context()) else { Issue.record("utility not suppressed"); return }
+        var text = try validated(#"{"internalId":"t","to":"+5511933330001","type":"text","text":{"body":"Hi"}}"#)
+        #expect(try await step.run(&text, context()) == .next, "a text is a service message")
+    }
+
+    @Test func aStoreThatIsDownIsUnavailableOnlyForWhatItWouldCheck() async throws {
+        let step = try await suppress()
+        store.setAvailable(false)
+        var marketing = try validated(Self.marketing)
+        await #expect(throws: StepFailure(.unavailable, "opt-out lists: redis unavailable (simulated)")) { try await step.run(&marketing, context()) }
+        var utility = try validated(Self.utility)
+        #expect(try await step.run(&utility, context()) == .next)
+    }
+
+    @Test(arguments: [("  stop. ", "STOP"), ("Unsubscribe!", "UNSUBSCRIBE"), ("parar", "PARAR"), ("¡Sair!", "SAIR"), ("stop it", "STOP IT")])
+    func keywordsAreTheWholeMessageInAnyCaseTrimmed(_ text: String, _ keyword: String) {
+        #expect(OptOutKeywordsStep.keyword(text) == keyword)
+    }
+
+    @Test func aStopChangesTheListAndItsUndoTakesTheChangeBack() async throws {
+        let step = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
+        func post(_ text: String) throws -> Message {
+            let body = #"{"entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"100"},"messages":[{"from":"5511933330001","type":"text","text":{"body":"\#(text)"}}]}}]}]}"#
+            var message = Message(body: Array(body.utf8))
+            message.values[WebhookBatchKey.self] = WebhookBatch(try #require(message.payload), receivedAt: clock.now())
+            return message
+        }
+        var stop = try post("STOP")
+        #expect(try await step.run(&stop, context()) == .next)
+        #expect(stop.values[PreparedEventsKey.self]?.map(\.routingKey) == ["optout.added"])
+        #expect(try await list.listing("+5511933330001", sender: "100") == .sender)
+        var again = try post("stop")
+        _ = try await step.run(&again, context())
+        #expect(again.values[PreparedEventsKey.self] == nil, "already listed: no change, no event")
+        await step.undo(again, context())
+        #expect(try await list.listing("+5511933330001", sender: "100") == .sender, "an undo takes back only what its own run changed")
+        await step.undo(stop, context())
+        #expect(try await list.listing("+5511933330001", sender: "100") == nil, "the refused run's addition is taken back, so Meta's retry makes it again")
+    }
+}

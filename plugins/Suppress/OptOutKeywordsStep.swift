@@ -1,0 +1,126 @@
+import Foundation
+import Metrics
+import PipelineKit
+import RedisPlugin
+import WebhookPlugin
+
+/// Step `optout_keywords` (statuses pipeline, SPEC 16): an inbound text that is one of the opt-out
+/// keywords adds its sender to the opt-out list of the business number it wrote to; one of the
+/// resume keywords removes it. Each change is an event (`optout.added` / `optout.removed`) beside
+/// the batch's others, so it comes after `status_events`.
+///
+/// The list changes when the step runs. If the events are then refused (the POST is answered 503
+/// and Meta sends it again), `undo` takes back exactly the changes this run made, so the retry makes
+/// them — and publishes their events — again.
+struct OptOutKeywordsStep: Step {
+    let list: OptOutList
+    let optOut: Set<String>
+    let resume: Set<String>
+    static let changes = Counter(label: "outbound_optout_changes_total", dimensions: [("source", "keyword")])
+
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        guard let batch = message.values[WebhookBatchKey.self] else { return .next }
+        var made: [OptOutChange] = []
+        var events: [PreparedEvent] = []
+        for request in Self.requests(in: batch, optOut: optOut, resume: resume) {
+            let changed: Bool
+            do {
+                changed = request.add
+                    ? try await list.add(request.recipient, sender: request.sender)
+                    : try await list.remove(request.recipient, sender: request.sender)
+            } catch {
+                message.values[OptOutChangesKey.self] = made
+                throw StepFailure(.unavailable, "opt-out lists: \(error.reason)")
+            }
+            guard changed else { continue }
+            made.append(request)
+            events.append(OptOutEvent.prepared(added: request.add, recipient: request.recipient, sender: request.sender, source: .keyword, at: context.clock.now()))
+        }
+        message.values[OptOutChangesKey.self] = made
+        if !events.isEmpty {
+            Self.changes.increment(by: Int64(events.count))
+            message.values[PreparedEventsKey.self] = (message.values[PreparedEventsKey.self] ?? []) + events
+        }
+        return .next
+    }
+
+    /// The events were refused (or a later step failed): the changes of this run are taken back.
+    func undo(_ message: Message, _ context: StepContext) async {
+        for change in message.values[OptOutChangesKey.self] ?? [] {
+            do {
+                _ = change.add ? try await list.remove(change.recipient, sender: change.sender) : try await list.add(change.recipient, sender: change.sender)
+            } catch {
+                context.logger.warning("an opt-out change whose event was not published could not be taken back", metadata: ["error": .string(error.reason)])
+            }
+        }
+    }
+
+    /// What the inbound texts of a batch ask for, in order: `+digits` of the writer, the business number written to.
+    static func requests(in batch: WebhookBatch, optOut: Set<String>, resume: Set<String>) -> [OptOutChange] {
+        batch.changes.filter { $0.field == "messages" }.flatMap { change -> [OptOutChange] in
+            let sender = change.value["metadata"]?["phone_number_id"]?.stringValue
+            return (change.value["messages"]?.arrayValue ?? []).compactMap { inbound in
+                guard inbound["type"]?.stringValue == "text", let body = inbound["text"]?["body"]?.stringValue,
+                      let from = inbound["from"]?.stringValue, let recipient = Self.number(from) else { return nil }
+                let word = keyword(body)
+                if optOut.contains(word) { return OptOutChange(recipient: recipient, sender: sender, add: true) }
+                if resume.contains(word) { return OptOutChange(recipient: recipient, sender: sender, add: false) }
+                return nil
+            }
+        }
+    }
+
+    /// The whole message as a keyword: upper case, surrounding whitespace and punctuation trimmed.
+    static func keyword(_ text: String) -> String {
+        text.trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters).union(.symbols)).uppercased()
+    }
+
+    /// Meta's `from` (digits, no `+`) as the `+digits` the lists hold.
+    static func number(_ from: String) -> String? {
+        let digits = from.hasPrefix("+") ? from.dropFirst() : Substring(from)
+        guard (8...15).contains(digits.count), digits.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
+        return "+" + digits
+    }
+}
+
+/// One change an inbound text asks for.
+struct OptOutChange: Sendable, Equatable {
+    var recipient: String
+    var sender: String?
+    var add: Bool
+}
+
+/// The changes a run of `optout_keywords` made (what `undo` takes back).
+enum OptOutChangesKey: MessageValueKey {
+    typealias Value = [OptOutChange]
+}
+
+/// The settings of the `optout_keywords` step.
+enum OptOutKeywordsSettings {
+    static let store = Setting.resource("store", uses: "redis", default: "redis", "the `redis` resource holding the opt-out lists")
+    static let prefix = Setting.string("prefix", default: "optout:", "what the lists' keys start with (as the `suppress` step's `prefix`)")
+    static let optOut = Setting.strings("optout_keywords", default: ["STOP", "UNSUBSCRIBE", "PARAR", "SAIR"],
+                                        "inbound texts that add their writer to the opt-out list of the number written to (the whole message, any case, punctuation trimmed)")
+    static let resume = Setting.strings("resume_keywords", default: ["START"], "inbound texts that take the writer off that list again")
+
+    static let schema = SettingsSchema(store, prefix, optOut, resume)
+}
+
+extension StepPlugin {
+    /// The `optout_keywords` step plugin.
+    public static let optOutKeywords = StepPlugin(
+        name: "optout_keywords",
+        summary: "inbound STOP / START (the keywords are settings) add or remove the writer on the opt-out list of the number written to",
+        settings: OptOutKeywordsSettings.schema,
+        defaultOnError: .deadLetter,
+        defaultDegradation: .failClosed,
+        requires: ["webhook_batch"],
+        make: { context in
+            let settings = context.settings
+            return OptOutKeywordsStep(
+                list: OptOutList(store: try context.resources.get(settings[OptOutKeywordsSettings.store], as: (any KeyValueStore).self), prefix: settings[OptOutKeywordsSettings.prefix]),
+                optOut: Set(settings[OptOutKeywordsSettings.optOut].map(OptOutKeywordsStep.keyword)),
+                resume: Set(settings[OptOutKeywordsSettings.resume].map(OptOutKeywordsStep.keyword)))
+        }
+    )
+}

@@ -1,0 +1,50 @@
+import PipelineKit
+import RedisPlugin
+
+/// The opt-out lists (SPEC 16) in a key-value store: one set of `+digits` numbers per sender
+/// phone number id (`optout:sender:{id}`) and one for every sender (`optout:all`).
+public struct OptOutList: Sendable {
+    public let store: any KeyValueStore
+    /// What every list's key starts with.
+    public let prefix: String
+
+    public init(store: any KeyValueStore, prefix: String = "optout:") {
+        self.store = store
+        self.prefix = prefix
+    }
+
+    /// The key of a sender's list; nil: the list for all senders.
+    public func key(sender: String?) -> String {
+        sender.map { "\(prefix)sender:\($0)" } ?? "\(prefix)all"
+    }
+
+    /// Adds `number` to the list of `sender` (nil: all senders); whether it was not on it yet.
+    public func add(_ number: String, sender: String?) async throws(StoreUnavailable) -> Bool {
+        try await store.addMembers([number], to: key(sender: sender)) == 1
+    }
+
+    /// Removes `number` from the list of `sender` (nil: all senders); whether it was on it.
+    public func remove(_ number: String, sender: String?) async throws(StoreUnavailable) -> Bool {
+        try await store.removeMembers([number], from: key(sender: sender)) == 1
+    }
+
+    /// The list that holds `number` for a message from `sender`: the sender's own, else the one for
+    /// all senders; nil when neither does. One round trip.
+    public func listing(_ number: String, sender: String?) async throws(StoreUnavailable) -> Listing? {
+        let keys = [sender.map { key(sender: $0) }, key(sender: nil)].compactMap { $0 }
+        let found = try await store.isMember(number, ofEach: keys)
+        if sender != nil, found.first == true { return .sender }
+        return found.last == true ? .allSenders : nil
+    }
+
+    /// The numbers on the list of `sender` (nil: all senders), sorted.
+    public func numbers(sender: String?) async throws(StoreUnavailable) -> [String] {
+        try await store.members(of: key(sender: sender))
+    }
+
+    /// Which list a number was found on.
+    public enum Listing: String, Sendable {
+        case sender
+        case allSenders = "all senders"
+    }
+}
