@@ -2,20 +2,6 @@ import Foundation
 import Metrics
 import PipelineKit
 
-/// The send slot `dispatch` reserved for a message while it waits for it, kept with the
-/// message when it waits through the source (`Message.carried`), so its place is not lost.
-enum SendSlot {
-    static let carriedKey = "send-slot"
-
-    static func read(_ message: Message) -> Date? {
-        message.carried[carriedKey].flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
-    }
-
-    static func write(_ slot: Date?, _ message: inout Message) {
-        message.carried[carriedKey] = slot.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) }
-    }
-}
-
 /// Step `dispatch`: sends the prepared request at the rate WhatsApp allows and keeps the
 /// `wamid` for `mark_completed`.
 ///
@@ -128,70 +114,5 @@ public struct DispatchStep: Step {
 
     private func pacer(_ sender: String, _ flow: FlowControl) -> SendPacer {
         flow.pacer(key: "throughput:\(sender)", label: sender, limit: client.configuration.limit(for: sender), store: client.slotStore)
-    }
-}
-
-extension StepPlugin {
-    /// The `dispatch` step plugin.
-    public static let dispatch = StepPlugin(
-        name: "dispatch",
-        summary: "sends the request to the WhatsApp Cloud API at each sender's pace and keeps the wamid",
-        settings: DispatchSettings.schema,
-        defaultOnError: .retry,
-        irreversible: true,
-        provides: ["receipt"],
-        requires: ["request"],
-        inDoubtPolicy: DispatchSettings.inDoubtPolicy,
-        check: DispatchRules.check,
-        make: { context in
-            DispatchStep(client: try context.resources.get(context.settings[DispatchSettings.client], as: (any CloudAPISender).self),
-                         inDoubt: DispatchSettings.inDoubtPolicy(context.settings))
-        }
-    )
-}
-
-/// The settings of the `dispatch` step.
-enum DispatchSettings {
-    static let client = Setting.resource("client", uses: "whatsapp_cloud_api", default: "whatsapp", "the `whatsapp_cloud_api` resource to send through")
-    static let inDoubtWindow = Setting.duration("in_doubt_window", default: InDoubtPolicy.standard.window,
-                                                "how long a send whose answer was lost waits for a status to settle it (SPEC 13)")
-    static let onInDoubt = Setting.choice("on_in_doubt", default: InDoubtPolicy.standard.decision,
-                                          "after the window without a status: send once more, or dead-letter (never a second copy)")
-
-    static let schema = SettingsSchema(client, inDoubtWindow, onInDoubt)
-
-    @Sendable static func inDoubtPolicy(_ settings: Settings) -> InDoubtPolicy {
-        InDoubtPolicy(window: settings[inDoubtWindow], decision: settings[onInDoubt])
-    }
-}
-
-/// Rules across the dispatch step and the source (run by `check`).
-enum DispatchRules {
-    static func check(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
-        let client = step.settings[DispatchSettings.client]
-        guard let timeout = pipeline.callTimeouts[client] else { return [] }
-        let drain = pipeline.worker.drainTimeout
-        guard drain <= timeout else { return [] }
-        let location = pipeline.source.settings.location(of: WorkerConfiguration.drainTimeoutSetting) ?? pipeline.source.location
-        return [.warning(at: location, "`drain_timeout` (\(DurationParser.format(drain))) does not exceed the timeout of resource `\(client)` (\(DurationParser.format(timeout))): on SIGTERM a send in progress is waited for anyway, so shutdown can take longer than the drain timeout")]
-    }
-}
-
-extension ResourcePlugin {
-    /// The `whatsapp_cloud_api` resource plugin.
-    public static let whatsAppCloudAPI = ResourcePlugin(
-        name: "whatsapp_cloud_api",
-        summary: "WhatsApp Cloud API client (async-http-client, keep-alive pool), paced per sender",
-        settings: CloudAPISettings.schema,
-        callTimeout: CloudAPISettings.timeout,
-        check: CloudAPISettings.check,
-        make: { context in try CloudAPIClient(settings: context.settings, slotStore: context.slotStore) }
-    )
-}
-
-extension ResourceBuildContext {
-    /// The `throughput_store` resource, when it names one that shares send slots.
-    public var slotStore: (any SlotStore)? {
-        settings[CloudAPISettings.throughputStore].flatMap { resources.optional($0, as: (any SlotStore).self) }
     }
 }

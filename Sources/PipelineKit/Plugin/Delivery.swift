@@ -1,0 +1,23 @@
+import Foundation
+
+/// One message as a source handed it out, until the runtime settles it.
+public struct Delivery: Sendable {
+    /// The body as delivered.
+    public var body: [UInt8]
+    /// Deliveries of this message that used an attempt before this one (0 on first delivery).
+    public var attemptsMade: Int
+    /// When the message first entered the system, if the source knows (`max_age` counts from it).
+    public var firstSeen: Date?
+    /// What steps noted on the message before it last went round the source (`Message.carried`).
+    public var carried: [String: String]
+    /// The source's own handle on the delivery, given back to it in `settle`.
+    public var receipt: any Sendable
+
+    public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], receipt: any Sendable) {
+        self.body = body
+        self.attemptsMade = attemptsMade
+        self.firstSeen = firstSeen
+        self.carried = carried
+        self.receipt = receipt
+    }
+}
