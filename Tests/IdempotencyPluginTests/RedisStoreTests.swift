@@ -328,6 +328,56 @@ import TestSupport
         try await poll("redis to answer again") { (try? await store.set("after", "1", ttl: .seconds(10))) != nil }
     }
 
+    /// A claim whose answer was lost, and whose message's retry then goes to another worker: that
+    /// worker sees the key `processing` by the first and, before, requeued it for the whole lease (seen
+    /// in the soak: one message stuck 2 minutes after Redis was slow). The first worker releases its
+    /// lost claim once it is older than a send can take, on its next claim that Redis answers.
+    @Test func aClaimWhoseAnswerWasLostIsReleasedForAnotherWorkersRetry() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let store = Self.store(port: redis.port, timeout: .milliseconds(100))
+        let prefix = uniqueName("lost-b")
+        let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
+                                   onDuplicate: .ack, onInFlight: .requeue, orphanAge: .milliseconds(400))
+        try await store.set("warm", "1", ttl: .seconds(10))
+        let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
+        var lost = false
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !lost, ContinuousClock.now < deadline {
+            var message = Self.message("m1")
+            do {
+                _ = try await step.run(&message, Self.context("worker-a"))
+                await step.undo(message, Self.context("worker-a"))
+            } catch {
+                lost = true
+            }
+        }
+        #expect(lost, "a claim against a sleeping Redis must time out")
+        await sleeper.value
+        try await poll("the lost claim to have run") { (try? await store.read("\(prefix):m1"))?.value.contains(#""owner":"worker-a""#) == true }
+        var early = Self.message("m1")
+        guard case .requeue = try await step.run(&early, Self.context("worker-b")) else {
+            Issue.record("a fresh claim of another worker is in flight")
+            return
+        }
+        // Worker A goes on with other messages; worker B's retry claims m1 well before the 120 s lease.
+        let lostAt = ContinuousClock.now
+        var number = 0
+        var retry = Self.message("m1")
+        try await poll("worker B's retry claims the key", timeout: .seconds(10)) {
+            number += 1
+            var other = Self.message("other-\(number)")
+            _ = try await step.run(&other, Self.context("worker-a"))
+            await step.undo(other, Self.context("worker-a"))
+            retry = Self.message("m1")
+            return try await step.run(&retry, Self.context("worker-b")) == .next
+        }
+        #expect(ContinuousClock.now - lostAt < .seconds(10))
+        #expect(try await store.read("\(prefix):m1")?.value.contains(#""owner":"worker-b""#) == true)
+        await step.undo(retry, Self.context("worker-b"))
+    }
+
     /// A claim that runs in Redis but whose answer misses `command_timeout` leaves the key
     /// `processing` by this very worker. Its retry must take it over at once: under
     /// `fail_closed` it otherwise requeued against itself for the whole lease (2 min in prod).

@@ -58,8 +58,11 @@ public struct IdempotencyStep: Step {
             result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone && !own ? orphanAge : nil, inDoubt: context.inDoubt)
         } catch {
             // The claim may have been made with its answer lost: as nobody here holds the key, the
-            // next claim takes this worker's own `processing` value over.
+            // next claim takes this worker's own `processing` value over; and so that another
+            // worker's retry need not wait out the lease, the value is released once a send
+            // without it would be over (`releaseLostClaims`).
             LocalClaims.shared.end(key)
+            LocalClaims.shared.lost(key, owner: context.workerID, releaseAfter: orphanAge)
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.
             if own { return Self.lookAgain(key, in: .seconds(1), context) }
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
@@ -68,6 +71,7 @@ public struct IdempotencyStep: Step {
         case .claimed, .tookOver, .resending: break
         case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
         }
+        await releaseLostClaims(context)
         if case .inDoubtExpired(let existing) = result, Self.replayedAfter(existing, message) {
             // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.
             result = try await claimAgain(key, context)
@@ -99,6 +103,29 @@ public struct IdempotencyStep: Step {
         case .inDoubt, .resending, .inDoubtExpired:
             // resolveInDoubt answers each of these; a requeue is the safe answer should it ever not.
             return .requeue(after: nil, reason: "in doubt: \(key)")
+        }
+    }
+
+    /// The store answers again: releases this worker's lost claims that are old enough and that no
+    /// message here holds (a claim of another message of this worker in between is held, or its
+    /// value is no longer this worker's processing one: either way it is left alone).
+    private func releaseLostClaims(_ context: StepContext) async {
+        for key in LocalClaims.shared.dueLost(owner: context.workerID) {
+            do {
+                switch try await store.releaseOrphan(key, owner: context.workerID, olderThan: orphanAge) {
+                case .released:
+                    Counter.lostClaimsReleased.increment()
+                    context.logger.notice("released this worker's claim whose answer was lost; another worker's retry can claim it", metadata: ["key": .string(key)])
+                    LocalClaims.shared.settleLost(key, owner: context.workerID)
+                case .notOrphaned:
+                    LocalClaims.shared.settleLost(key, owner: context.workerID)
+                case .tooYoung:
+                    LocalClaims.shared.settleLost(key, owner: context.workerID, retryAfter: .seconds(1))
+                }
+            } catch {
+                LocalClaims.shared.settleLost(key, owner: context.workerID, retryAfter: .seconds(1))
+                return
+            }
         }
     }
 

@@ -54,6 +54,19 @@ public protocol IdempotencyStore: KeyValueStore {
     /// Writes the completed `value` (and `receipt`, e.g. `wamid:…` → internalId) with `ttl`,
     /// checking that the key still held `claim`.
     func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult
+    /// Deletes the key while it is `owner`'s `processing` value older than `age` (by the store's
+    /// clock): the value of a claim whose answer was lost, which no message is sending.
+    func releaseOrphan(_ key: String, owner: String, olderThan age: Duration) async throws(StoreUnavailable) -> OrphanRelease
     /// Deletes the key only while it still holds `claim`; whether it did.
     func release(_ key: String, claim: String) async throws(StoreUnavailable) -> Bool
+}
+
+/// What `releaseOrphan` found.
+public enum OrphanRelease: Sendable, Equatable {
+    /// It was the owner's processing value, old enough: deleted.
+    case released
+    /// It is the owner's processing value, but younger than the age asked.
+    case tooYoung
+    /// Absent, or not the owner's processing value (completed, in doubt, another owner's): left as it is.
+    case notOrphaned
 }

@@ -20,7 +20,15 @@ final class LocalClaims: Sendable {
         var since: ContinuousClock.Instant
     }
 
+    /// A claim whose answer was lost: its key may hold `owner`'s `processing` value with nobody sending.
+    private struct Lost: Hashable {
+        var key: String
+        var owner: String
+    }
+
     private let holders = Mutex<[String: Holding]>([:])
+    /// Lost claims and when to try to release them next.
+    private let lost = Mutex<[Lost: ContinuousClock.Instant]>([:])
     /// A holding older than this is forgotten (a completion that never got written leaves one; its
     /// key's lease decides by then): the table stays bounded through any Redis outage.
     static let forgetAfter = Duration.seconds(1800)
@@ -33,6 +41,32 @@ final class LocalClaims: Sendable {
             if holders.count > 10_000 { holders = holders.filter { now - $0.value.since < Self.forgetAfter } }
             holders[key, default: Holding(count: 0, since: now)].count += 1
             return holders[key]?.count == 1
+        }
+    }
+
+    /// The claim of `key` by `owner` failed (its answer may have been lost after it ran): its value,
+    /// if any, is to be released once it is older than a send can take (`after`), so that another
+    /// worker's retry need not wait out the whole lease.
+    func lost(_ key: String, owner: String, releaseAfter after: Duration) {
+        let due = ContinuousClock.now + after
+        lost.withLock { lost in
+            if lost.count > 10_000 { lost.removeAll() }
+            lost[Lost(key: key, owner: owner)] = due
+        }
+    }
+
+    /// The lost claims of `owner` due for release and held by no message here.
+    func dueLost(owner: String) -> [String] {
+        let now = ContinuousClock.now
+        let keys = lost.withLock { lost in lost.filter { $0.key.owner == owner && $0.value <= now }.map(\.key.key) }
+        return holders.withLock { holders in keys.filter { holders[$0] == nil } }
+    }
+
+    /// The lost claim of `key` needs no more release (released, or no longer `owner`'s processing value);
+    /// with `retryAfter`, it is tried again then.
+    func settleLost(_ key: String, owner: String, retryAfter: Duration? = nil) {
+        lost.withLock { lost in
+            lost[Lost(key: key, owner: owner)] = retryAfter.map { ContinuousClock.now + $0 }
         }
     }
 

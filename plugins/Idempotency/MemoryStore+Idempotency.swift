@@ -60,6 +60,16 @@ extension MemoryStore: IdempotencyStore {
         }
     }
 
+    public func releaseOrphan(_ key: String, owner: String, olderThan age: Duration) async throws(StoreUnavailable) -> OrphanRelease {
+        try atomically { entries, now in
+            guard let existing = entries[key]?.value, let state = KeyState.decode(existing), state.status == "processing", state.owner == owner,
+                  let since = state.sinceDate else { return .notOrphaned }
+            guard now.timeIntervalSince(since) >= age.secondsDouble else { return .tooYoung }
+            entries[key] = nil
+            return .released
+        }
+    }
+
     public func release(_ key: String, claim: String) async throws(StoreUnavailable) -> Bool {
         try atomically { entries, _ in
             guard entries[key]?.value == claim else { return false }

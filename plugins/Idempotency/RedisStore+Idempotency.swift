@@ -165,6 +165,32 @@ extension RedisStore: IdempotencyStore {
         return #""wamid":"# + JSONWriter.quoted(String(receipt.key.dropFirst("wamid:".count)))
     }
 
+    /// KEYS[1] the key; ARGV[1] owner, ARGV[2] age (ms). Returns 1 released, 2 too young, 0 not orphaned.
+    static let releaseOrphanScript = RedisScript(isoFunctions + "\n" + """
+        local existing = redis.call('GET', KEYS[1])
+        if not existing then return 0 end
+        local ok, state = pcall(cjson.decode, existing)
+        if not ok or type(state) ~= 'table' or state.status ~= 'processing' or state.owner ~= ARGV[1] then return 0 end
+        local since = epoch(state.since)
+        if not since then return 0 end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        if now - since < tonumber(ARGV[2]) then return 2 end
+        redis.call('DEL', KEYS[1])
+        return 1
+        """)
+
+    public func releaseOrphan(_ key: String, owner: String, olderThan age: Duration) async throws(StoreUnavailable) -> OrphanRelease {
+        let answer = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.releaseOrphanScript, keys: [key], arguments: [owner, String(age.milliseconds)]).integer
+        }
+        switch answer {
+        case 1: return .released
+        case 2: return .tooYoung
+        default: return .notOrphaned
+        }
+    }
+
     public func release(_ key: String, claim: String) async throws(StoreUnavailable) -> Bool {
         try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.releaseScript, keys: [key], arguments: [claim]).integer == 1
