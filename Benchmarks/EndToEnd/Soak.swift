@@ -19,6 +19,9 @@ final class Soak {
         var name: String
         var healthPort: Int
         var residentKB: [Int] = []
+        /// Its health port has answered: its signal handlers are installed, a SIGHUP reloads it
+        /// (before that, SIGHUP's default action would end it).
+        var started = false
     }
 
     let bench: Bench
@@ -181,7 +184,7 @@ final class Soak {
         default:
             ttlToggle.toggle()
             try writeVariant()
-            if let live = workers.filter({ $0.pid > 0 }).randomElement() { kill(live.pid, SIGHUP) }
+            if let live = workers.indices.filter({ workers[$0].pid > 0 }).randomElement() { hangUp(live) }
             if !events.contains(where: { $0.hasPrefix("20 SIGHUPs") }) { events.append("20 SIGHUPs (every 4 %)") }
         }
         log("\(at): \(kind)")
@@ -221,6 +224,16 @@ final class Soak {
               - name: idempotency
                 with: { ttl: \(ttlToggle ? 86_399 : 86_400) }
             """.write(to: bench.folder.appendingPathComponent("outbound.soak.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    /// Sends a worker SIGHUP once it has started (a worker still starting reads the variant as it is now).
+    func hangUp(_ index: Int) {
+        guard workers[index].pid > 0 else { return }
+        if !workers[index].started {
+            let code = try? spawnAndWait(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:\(workers[index].healthPort)/health"])
+            workers[index].started = code.map { !$0.hasPrefix("000") && !$0.isEmpty } ?? false
+        }
+        if workers[index].started { kill(workers[index].pid, SIGHUP) }
     }
 
     /// Each worker's deliveries unacknowledged at most (the variant's `prefetch`).
@@ -277,6 +290,11 @@ struct SoakRedis {
     }
 
     func start() throws {
+        // A server left on the port by a soak that was killed would be used instead, with its keys.
+        if ping() {
+            _ = try? spawnAndWait(["/usr/bin/redis-cli", "-p", String(port), "shutdown", "nosave"])
+            for _ in 0..<100 where ping() { usleep(50_000) }
+        }
         // DEBUG from loopback: the slow-Redis fault sends DEBUG SLEEP.
         let pid = try spawn(["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", String(port), "--dir", folder.path, "--appendonly", "yes",
                              "--appendfsync", "everysec", "--save", "", "--enable-debug-command", "local", "--daemonize", "yes"],

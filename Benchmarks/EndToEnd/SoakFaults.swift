@@ -139,11 +139,15 @@ extension Soak {
         let copies = "\(queue).events-copies"
         // Gone by themselves a minute on, should the soak stop before deleting them.
         let expires = AMQPValue.int(60_000)
-        try await bench.publisher.declare(AMQPExchangeDeclaration(name: eventsExchange))
-        try await bench.publisher.declare(AMQPQueueDeclaration(name: refusing, arguments: ["x-max-length": .int(0), "x-overflow": .string("reject-publish"), "x-expires": expires]))
-        try await bench.publisher.declare(AMQPQueueDeclaration(name: copies, arguments: ["x-expires": expires]))
-        try await bench.publisher.bind(AMQPBinding(queue: refusing, exchange: eventsExchange, routingKey: "#"))
-        try await bench.publisher.bind(AMQPBinding(queue: copies, exchange: eventsExchange, routingKey: "#"))
+        // The broker may still be coming back from a restart moments ago: the declarations are retried for 30 s.
+        let publisher = bench.publisher
+        try await untilBrokerAnswers {
+            try await publisher.declare(AMQPExchangeDeclaration(name: self.eventsExchange))
+            try await publisher.declare(AMQPQueueDeclaration(name: refusing, arguments: ["x-max-length": .int(0), "x-overflow": .string("reject-publish"), "x-expires": expires]))
+            try await publisher.declare(AMQPQueueDeclaration(name: copies, arguments: ["x-expires": expires]))
+            try await publisher.bind(AMQPBinding(queue: refusing, exchange: self.eventsExchange, routingKey: "#"))
+            try await publisher.bind(AMQPBinding(queue: copies, exchange: self.eventsExchange, routingKey: "#"))
+        }
         log("\(elapsed): events refused for \(period)")
         let start = ContinuousClock.now
         var held: [Int] = []
@@ -274,10 +278,23 @@ extension Soak {
         return untrusted
     }
 
+    /// Runs `body` until it does not fail for want of a connection (a broker restarted moments ago), 30 s at most.
+    private func untilBrokerAnswers(_ body: () async throws -> Void) async throws {
+        let limit = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                return try await body()
+            } catch let error as AMQPError {
+                guard case .connection = error, ContinuousClock.now < limit else { throw error }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
     /// Writes the variant and sends every live worker a SIGHUP.
     private func reloadWorkers() throws {
         try writeVariant()
-        for worker in workers where worker.pid > 0 { kill(worker.pid, SIGHUP) }
+        for index in workers.indices { hangUp(index) }
     }
 
     /// The sum of a metric without labels over the live workers' `/metrics`; nil when one does not answer.
