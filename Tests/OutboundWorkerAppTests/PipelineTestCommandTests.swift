@@ -41,6 +41,31 @@ import TestSupport
         #expect(result.output.contains("0 passed, 2 failed"))
     }
 
+    /// `outbound-worker test` runs the production `PipelineWorker`: what the worker does between
+    /// the steps counts. `max_age` is the worker's (it sets the deadline from when the message was
+    /// taken): a message paced past it is dead-lettered as expired before its request. The old
+    /// virtual loop drove the executor alone and sent all three.
+    @Test func casesRunOnTheWorkerThatProductionRuns() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try String(contentsOfFile: pipeline, encoding: .utf8).write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
+        try "source:\n  with:\n    max_age: 1500ms\n".write(to: folder.appendingPathComponent("outbound.aged.yaml"), atomically: true, encoding: .utf8)
+        let path = folder.appendingPathComponent("case.yaml").path
+        try """
+            pipeline: outbound.yaml
+            env: aged
+            environment: { WHATSAPP_ACCESS_TOKEN: t, WHATSAPP_PHONE_NUMBER_ID: "1", WHATSAPP_THROUGHPUT: "1" }
+            cases:
+              - name: three at 0.95 a second, max_age 1.5 s - the third would go at 2.1 s
+                repeat: 3
+                input: { internalId: "aged", to: "+5511987654321", type: text, text: { body: "Hi" } }
+                expect: { requests: 2, sent_at: [0s, 1053ms] }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try TestServices.run(TestServices.executable, ["test", path])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("1 passed, 0 failed"))
+    }
+
     @Test func aBrokenTestFileIsAnErrorWithItsPosition() throws {
         let path = try write("""
             pipeline: \(pipeline)

@@ -70,14 +70,14 @@ public final class StandInCloudAPI: CloudAPISender {
         }
         if answer.lost != nil {
             // The client waits out its timeout; Meta's status may come meanwhile.
-            if let manual = clock as? ManualWallClock { manual.advance(by: configuration.timeout) } else { try? await Task.sleep(for: configuration.timeout) }
+            try? await clock.sleep(until: sentAt.addingTimeInterval(configuration.timeout.secondsDouble))
             throw CloudAPIFailure(.inDoubt, status: nil, code: nil, reason: "in doubt: the request was sent, then no answer within \(DurationParser.format(configuration.timeout)) (timeout)")
         }
         if let delay = answer.delay {
             guard delay < configuration.timeout else {
                 throw CloudAPIFailure(.transient, status: nil, code: nil, reason: "timeout: no answer within \(DurationParser.format(configuration.timeout))")
             }
-            if let manual = clock as? ManualWallClock { manual.advance(by: delay) } else { try? await Task.sleep(for: delay) }
+            try? await clock.sleep(until: sentAt.addingTimeInterval(delay.secondsDouble))
         }
         if (200..<300).contains(answer.status) {
             return try CloudAPIClient.interpret(status: answer.status, body: Data(#"{"messaging_product":"whatsapp","messages":[{"id":"wamid.test.\#(number)"}]}"#.utf8))

@@ -130,15 +130,15 @@ struct PipelineTestRunner {
             }
             if results.isEmpty {
                 // Statuses of lost answers reach the statuses pipeline when the virtual clock passes them.
-                let settleDue: @Sendable () async -> Void = {
-                    let due = cloudAPI.statuses(dueBy: clock.now())
+                let settleDue: @Sendable (Date) async -> Void = { now in
+                    let due = cloudAPI.statuses(dueBy: now)
                     guard !due.isEmpty, let keyTemplate else { return }
                     let sends = due.compactMap { status in
                         keyTemplate.render { $0 == "internalId" ? status.internalID : nil }.map { SettledSend(key: $0, wamid: status.wamid, internalID: status.internalID) }
                     }
-                    _ = try? await store.settle(sends, at: clock.now())
+                    _ = try? await store.settle(sends, at: now)
                 }
-                results = await runVirtually(bodies(of: testCase), attempt: testCase.attempt, executor: assembled.executor, clock: clock, beforeEachStep: settleDue)
+                results = await runOnWorker(bodies(of: testCase), attempt: testCase.attempt, assembled: assembled, clock: clock, logger: logger, settleDue: settleDue)
                 for index in results.indices {
                     results[index].response = admission?.respond(results[index].decision)
                 }
@@ -178,42 +178,53 @@ struct PipelineTestRunner {
         }
     }
 
-    /// Runs the messages as the worker would, all at once: each goes as far as it can; when
-    /// all wait, the clock jumps to the earliest wait's end and those due go on, earliest first.
-    private func runVirtually(_ bodies: [[UInt8]], attempt: Int, executor: PipelineExecutor, clock: ManualWallClock,
-                              beforeEachStep: @Sendable () async -> Void) async -> [MessageResult] {
-        var runs = bodies.map { PipelineRun(Message(body: $0, attempt: attempt)) }
-        var results = [MessageResult?](repeating: nil, count: runs.count)
-        // What the worker reports for a sent message: the message as it stood right after the send.
-        var reported = [Message?](repeating: nil, count: runs.count)
-        var waiting: [(index: Int, until: Date)] = []
-        var ready = Array(runs.indices)
-        var rounds = 0
-        while !ready.isEmpty || !waiting.isEmpty, rounds < 100_000 {
-            rounds += 1
-            if ready.isEmpty {
-                let next = waiting.min { $0.until < $1.until }?.until ?? clock.now()
-                clock.advance(to: next)
-                ready = waiting.filter { $0.until <= next }.map(\.index)
-                waiting.removeAll { $0.until <= next }
-            }
-            let index = ready.removeFirst()
-            await beforeEachStep()
-            switch await executor.advance(&runs[index]) {
-            case .decided(let decision):
-                results[index] = MessageResult(decision: decision, waits: runs[index].waits, outcome: Outcome(decision: decision, message: reported[index] ?? runs[index].message, sent: runs[index].sent))
-                // The in-memory source takes every settlement: an acknowledged message is settled at once.
-                if case .ack = decision { await executor.settled(runs[index]) }
-            case .sent:
-                reported[index] = runs[index].message
-                ready.insert(index, at: 0)
-            case .waiting(let wait):
-                waiting.append((index, wait.until))
-            }
+    /// Runs the messages on the production `PipelineWorker`, in a fixed order: each message is
+    /// handed out and goes as far as it can — until it is settled, or sleeps on the virtual clock (a
+    /// wait, a slow answer) — before the next; once every message in hand sleeps, the clock moves to
+    /// the earliest deadline (statuses due by then are settled first) and wakes that one sleeper.
+    /// Every wait stays in memory (`max_park` beyond any wait): a case ends at each message's decision.
+    private func runOnWorker(_ bodies: [[UInt8]], attempt: Int, assembled: AssembledPipeline, clock: ManualWallClock, logger: Logger,
+                             settleDue: @Sendable (Date) async -> Void) async -> [MessageResult] {
+        let source = TestSource()
+        let sink = FirstOutcomes()
+        var configuration = assembled.definition.worker
+        configuration.maxPark = .seconds(400 * 86_400)
+        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(assembled.executor), configuration: configuration,
+                                    flow: assembled.executor.flow, sink: sink, logger: logger)
+        let running = Task { try? await worker.run() }
+        var stuck = false
+        for (index, body) in bodies.enumerated() where !stuck {
+            await settleDue(clock.now())
+            source.deliver(body, index: index, attemptsMade: attempt - 1)
+            stuck = await !Self.untilQuiet(worker, clock, taken: index + 1)
         }
-        return results.enumerated().map { index, result in
-            let stuck = Decision.requeue(after: .zero, step: "pipeline", reason: "still waiting after \(rounds) rounds", pause: nil)
-            return result ?? MessageResult(decision: stuck, waits: runs[index].waits, outcome: Outcome(decision: stuck, message: runs[index].message, sent: runs[index].sent))
+        while !stuck, (0..<bodies.count).contains(where: { source.settlement(of: $0) == nil }), let next = clock.nextDeadline {
+            await settleDue(max(next, clock.now()))
+            clock.wakeEarliest()
+            stuck = await !Self.untilQuiet(worker, clock, taken: bodies.count)
         }
+        worker.beginShutdown()
+        await running.value
+        return bodies.map { body in
+            guard let outcome = sink.outcome(of: body) else {
+                let stuck = Decision.requeue(after: .zero, step: "pipeline", reason: "no decision: still waiting with nothing left to wake it", pause: nil)
+                return MessageResult(decision: stuck, waits: [], outcome: Outcome(decision: stuck, message: Message(body: body), sent: false))
+            }
+            return MessageResult(decision: outcome.decision, waits: outcome.waits, outcome: outcome)
+        }
+    }
+
+    /// Waits (in real time) until the worker has taken `taken` messages and every one it still
+    /// has sleeps on the clock; false when that does not happen within 10 s (a message blocked on
+    /// something the clock cannot wake).
+    private static func untilQuiet(_ worker: PipelineWorker, _ clock: ManualWallClock, taken: Int) async -> Bool {
+        let limit = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < limit {
+            let messages = worker.messages
+            if messages.taken >= taken, messages.active == clock.sleepers { return true }
+            await Task.yield()
+            try? await Task.sleep(for: .microseconds(200))
+        }
+        return false
     }
 }

@@ -4,13 +4,17 @@ import Synchronization
 final class ActivityTracker: Sendable {
     private struct State {
         var active = 0
+        var begun = 0
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
 
     func begin() {
-        state.withLock { $0.active += 1 }
+        state.withLock { state in
+            state.active += 1
+            state.begun += 1
+        }
     }
 
     func end() {
@@ -24,6 +28,9 @@ final class ActivityTracker: Sendable {
     }
 
     var active: Int { state.withLock { $0.active } }
+
+    /// Running now, and begun since the start.
+    var counts: (active: Int, begun: Int) { state.withLock { ($0.active, $0.begun) } }
 
     /// Waits until nothing runs or `timeout` passes; whether it became idle.
     func waitUntilIdle(timeout: Duration) async -> Bool {

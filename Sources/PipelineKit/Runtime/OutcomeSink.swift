@@ -6,15 +6,18 @@ public struct Outcome: Sendable {
     public var message: Message
     /// An irreversible step (the send) succeeded.
     public var sent: Bool
+    /// The waits the message went through on this delivery, in order.
+    public var waits: [Wait]
 
-    public init(decision: Decision, message: Message, sent: Bool) {
+    public init(decision: Decision, message: Message, sent: Bool, waits: [Wait] = []) {
         self.decision = decision
         self.message = message
         self.sent = sent
+        self.waits = waits
     }
 
     init(decision: Decision, run: PipelineRun) {
-        self.init(decision: decision, message: run.message, sent: run.sent)
+        self.init(decision: decision, message: run.message, sent: run.sent, waits: run.waits)
     }
 }
 

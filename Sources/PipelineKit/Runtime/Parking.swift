@@ -51,10 +51,9 @@ final class Parking: Sendable {
         return id
     }
 
-    /// Waits in place `id` until `until` or shutdown, then gives the place up.
+    /// Waits in place `id` until `until` on `clock` or shutdown, then gives the place up.
     func wait(_ id: Int, until: Date, clock: any WallClock) async -> Result {
-        let delay = until.timeIntervalSince(clock.now())
-        let due = await shutdown.sleep(for: .nanoseconds(Int64(max(0, delay) * 1e9)))
+        let due = await shutdown.sleep(until: until, on: clock)
         leave(id)
         return due ? .due : .shutdown
     }

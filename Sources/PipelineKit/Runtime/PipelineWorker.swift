@@ -67,6 +67,13 @@ public final class PipelineWorker: Service, Sendable {
     /// to their delivery meanwhile; nil when none waits (for `/health`).
     public var unreportedOutcomes: (count: Int, reason: String)? { unreported.current }
 
+    /// Messages taken from the source and not yet done with (running, parked, or waiting for
+    /// their outcome to be taken), and how many it has taken since it started.
+    public var messages: (active: Int, taken: Int) {
+        let counts = running.counts
+        return (counts.active, counts.begun)
+    }
+
     /// How long the longest-waiting parked message has waited.
     public var oldestWait: Duration { parking.oldestWait }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// A one-way flag that tasks can wait on: set once, when the worker begins to shut down.
@@ -47,11 +48,21 @@ final class ShutdownSignal: Sendable {
     /// Sleeps for `duration` unless the signal is raised (or the task cancelled) first: true when
     /// the whole duration passed and the signal is still down.
     func sleep(for duration: Duration) async -> Bool {
+        guard duration > .zero else { return !isRaised }
+        return await sleep { try await Task.sleep(for: duration) }
+    }
+
+    /// Sleeps on `clock` until `deadline` unless the signal is raised (or the task cancelled) first:
+    /// true when the deadline came and the signal is still down.
+    func sleep(until deadline: Date, on clock: any WallClock) async -> Bool {
+        await sleep { try await clock.sleep(until: deadline) }
+    }
+
+    private func sleep(_ nap: @escaping @Sendable () async throws -> Void) async -> Bool {
         guard !isRaised else { return false }
-        guard duration > .zero else { return true }
         let slept = await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                (try? await Task.sleep(for: duration)) != nil
+                (try? await nap()) != nil
             }
             group.addTask {
                 await self.wait()
