@@ -6,8 +6,9 @@ import RedisPlugin
 import WebhookPlugin
 import WhatsAppPlugin
 
-/// Runs pipeline test files: the real steps, in-memory Redis and Cloud API, a virtual clock
-/// that jumps to the end of each wait, and the decisions recorded as the runtime carries them out.
+/// Runs pipeline test files on the production `PipelineWorker`: the real steps and loop, in-memory
+/// Redis and Cloud API, a source that hands out each case's messages, and a virtual clock that
+/// moves to the earliest wait's end once every message in hand waits.
 struct PipelineTestRunner {
     struct CaseReport {
         var name: String
