@@ -328,16 +328,11 @@ import TestSupport
         try await poll("redis to answer again") { (try? await store.set("after", "1", ttl: .seconds(10))) != nil }
     }
 
-    /// A claim whose answer was lost, and whose message's retry then goes to another worker: that
-    /// worker sees the key `processing` by the first and, before, requeued it for the whole lease (seen
-    /// in the soak: one message stuck 2 minutes after Redis was slow). The first worker releases its
-    /// lost claim once it is older than a send can take, on its next claim that Redis answers.
-    @Test func aClaimWhoseAnswerWasLostIsReleasedForAnotherWorkersRetry() async throws {
-        let redis = try ScratchRedis()
-        try await redis.start()
-        defer { Task { try? await redis.stop() } }
+    /// Claims `id` as worker-a (orphan age 400 ms) until one claim is sent while the server sleeps:
+    /// it runs when Redis wakes, its answer long given up. Returns once the key holds that claim.
+    static func loseAClaim(of id: String, on redis: ScratchRedis) async throws -> (RedisStore, IdempotencyStep, String) {
         let store = Self.store(port: redis.port, timeout: .milliseconds(100))
-        let prefix = uniqueName("lost-b")
+        let prefix = uniqueName("lost")
         let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
                                    onDuplicate: .ack, onInFlight: .requeue, orphanAge: .milliseconds(400))
         try await store.set("warm", "1", ttl: .seconds(10))
@@ -345,7 +340,7 @@ import TestSupport
         var lost = false
         let deadline = ContinuousClock.now + .seconds(5)
         while !lost, ContinuousClock.now < deadline {
-            var message = Self.message("m1")
+            var message = Self.message(id)
             do {
                 _ = try await step.run(&message, Self.context("worker-a"))
                 await step.undo(message, Self.context("worker-a"))
@@ -355,7 +350,19 @@ import TestSupport
         }
         #expect(lost, "a claim against a sleeping Redis must time out")
         await sleeper.value
-        try await poll("the lost claim to have run") { (try? await store.read("\(prefix):m1"))?.value.contains(#""owner":"worker-a""#) == true }
+        try await poll("the lost claim to have run") { (try? await store.read("\(prefix):\(id)"))?.value.contains(#""owner":"worker-a""#) == true }
+        return (store, step, prefix)
+    }
+
+    /// A claim whose answer was lost, and whose message's retry then goes to another worker: that
+    /// worker sees the key `processing` by the first and, before, requeued it for the whole lease (seen
+    /// in the soak: one message stuck 2 minutes after Redis was slow). The first worker releases its
+    /// lost claim once it is older than a send can take, on its next claim that Redis answers.
+    @Test func aClaimWhoseAnswerWasLostIsReleasedForAnotherWorkersRetry() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let (store, step, prefix) = try await Self.loseAClaim(of: "m1", on: redis)
         var early = Self.message("m1")
         guard case .requeue = try await step.run(&early, Self.context("worker-b")) else {
             Issue.record("a fresh claim of another worker is in flight")
@@ -385,27 +392,7 @@ import TestSupport
         let redis = try ScratchRedis()
         try await redis.start()
         defer { Task { try? await redis.stop() } }
-        let store = Self.store(port: redis.port, timeout: .milliseconds(100))
-        let prefix = uniqueName("lost")
-        let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
-                                   onDuplicate: .ack, onInFlight: .requeue, orphanAge: .milliseconds(400))
-        try await store.set("warm", "1", ttl: .seconds(10))
-        let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
-        // Claims until one is sent while the server sleeps: it runs when Redis wakes, its answer long given up.
-        var lost = false
-        let deadline = ContinuousClock.now + .seconds(3)
-        while !lost, ContinuousClock.now < deadline {
-            var message = Self.message("m1")
-            do {
-                _ = try await step.run(&message, Self.context())
-                await step.undo(message, Self.context())
-            } catch {
-                lost = true
-            }
-        }
-        #expect(lost, "a claim against a sleeping Redis must time out")
-        await sleeper.value
-        try await poll("the lost claim to have run") { (try? await store.read("\(prefix):m1"))?.value.contains(#""owner":"worker-a""#) == true }
+        let (_, step, _) = try await Self.loseAClaim(of: "m1", on: redis)
         // Not at once (a send that went on without its claim under fail_open may still be under way),
         // but after `orphanAge` — never after the whole lease.
         var retry = Self.message("m1")
