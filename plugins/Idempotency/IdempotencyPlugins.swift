@@ -9,7 +9,7 @@ extension StepPlugin {
         settings: IdempotencySettings.schema,
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
-        provides: ["claim"],
+        provides: [.claim],
         check: IdempotencyRules.check,
         make: { context in
             let settings = context.settings
@@ -31,7 +31,7 @@ extension StepPlugin {
         settings: MarkCompletedSettings.schema,
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
-        requires: ["receipt"],
+        requires: [.receipt],
         make: { context in
             let own = context.settings
             guard let of = context.pipeline.step(named: own[MarkCompletedSettings.of]) else {

@@ -151,3 +151,8 @@ func renderKey(_ template: KeyTemplate, _ message: Message) throws(StepFailure) 
     }
     return key
 }
+
+extension StepValue {
+    /// The idempotency key `idempotency` holds for the message.
+    public static let claim = StepValue(IdempotencyClaimKey.self, "claim")
+}

@@ -29,6 +29,8 @@ final class LocalClaims: Sendable {
     private let holders = Mutex<[String: Holding]>([:])
     /// Lost claims and when to try to release them next.
     private let lost = Mutex<[Lost: ContinuousClock.Instant]>([:])
+    /// How many lost claims wait for release: the path of every claim reads only this when none does.
+    private let lostCount = Atomic<Int>(0)
     /// A holding older than this is forgotten (a completion that never got written leaves one; its
     /// key's lease decides by then): the table stays bounded through any Redis outage.
     static let forgetAfter = Duration.seconds(1800)
@@ -49,14 +51,17 @@ final class LocalClaims: Sendable {
     /// worker's retry need not wait out the whole lease.
     func lost(_ key: String, owner: String, releaseAfter after: Duration) {
         let due = ContinuousClock.now + after
-        lost.withLock { lost in
+        let count = lost.withLock { lost in
             if lost.count > 10_000 { lost.removeAll() }
             lost[Lost(key: key, owner: owner)] = due
+            return lost.count
         }
+        lostCount.store(count, ordering: .relaxed)
     }
 
     /// The lost claims of `owner` due for release and held by no message here.
     func dueLost(owner: String) -> [String] {
+        guard lostCount.load(ordering: .relaxed) > 0 else { return [] }
         let now = ContinuousClock.now
         let keys = lost.withLock { lost in lost.filter { $0.key.owner == owner && $0.value <= now }.map(\.key.key) }
         return holders.withLock { holders in keys.filter { holders[$0] == nil } }
@@ -65,9 +70,11 @@ final class LocalClaims: Sendable {
     /// The lost claim of `key` needs no more release (released, or no longer `owner`'s processing value);
     /// with `retryAfter`, it is tried again then.
     func settleLost(_ key: String, owner: String, retryAfter: Duration? = nil) {
-        lost.withLock { lost in
+        let count = lost.withLock { lost in
             lost[Lost(key: key, owner: owner)] = retryAfter.map { ContinuousClock.now + $0 }
+            return lost.count
         }
+        lostCount.store(count, ordering: .relaxed)
     }
 
     /// The message no longer holds `key` here (released, completed, found a duplicate, or its claim failed).

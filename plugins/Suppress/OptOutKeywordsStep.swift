@@ -114,7 +114,7 @@ extension StepPlugin {
         settings: OptOutKeywordsSettings.schema,
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
-        requires: ["webhook_batch"],
+        requires: [.webhookBatch],
         make: { context in
             let settings = context.settings
             return OptOutKeywordsStep(

@@ -61,7 +61,7 @@ extension StepPlugin {
         settings: SuppressSettings.schema,
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
-        requires: ["validated_message"],
+        requires: [.validatedMessage],
         outcomes: [.suppressed],
         make: { context in
             SuppressStep(list: try SuppressSettings.list(context.settings, context.resources),

@@ -37,3 +37,8 @@ public struct OutboundMessage: Sendable, Equatable {
 public enum ValidatedMessageKey: MessageValueKey {
     public typealias Value = OutboundMessage
 }
+
+extension StepValue {
+    /// The validated request `validate` leaves.
+    public static let validatedMessage = StepValue(ValidatedMessageKey.self, "validated_message")
+}

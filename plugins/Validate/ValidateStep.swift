@@ -29,7 +29,7 @@ extension StepPlugin {
         settings: SettingsSchema(ValidateStep.maxBodyBytes),
         defaultOnError: .deadLetter,
         guaranteedFields: ["internalId", "to", "type"],
-        provides: ["validated_message"],
+        provides: [.validatedMessage],
         make: { context in
             ValidateStep(validator: MessageValidator(maxBytes: context.settings[ValidateStep.maxBodyBytes]))
         }

@@ -99,3 +99,8 @@ public struct WebhookBatch: Sendable, Equatable {
 public enum WebhookBatchKey: MessageValueKey {
     public typealias Value = WebhookBatch
 }
+
+extension StepValue {
+    /// The parsed webhook body `webhook_changes` leaves for the status steps.
+    public static let webhookBatch = StepValue(WebhookBatchKey.self, "webhook_batch")
+}

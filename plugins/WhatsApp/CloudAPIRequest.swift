@@ -111,3 +111,8 @@ public struct PreparedRequest: Sendable, Equatable {
 public enum PreparedRequestKey: MessageValueKey {
     public typealias Value = PreparedRequest
 }
+
+extension StepValue {
+    /// The Cloud API request `transform` leaves for `dispatch`.
+    public static let request = StepValue(PreparedRequestKey.self, "request")
+}

@@ -8,8 +8,8 @@ extension StepPlugin {
         settings: DispatchSettings.schema,
         defaultOnError: .retry,
         irreversible: true,
-        provides: ["receipt"],
-        requires: ["request"],
+        provides: [.receipt],
+        requires: [.request],
         inDoubtPolicy: DispatchSettings.inDoubtPolicy,
         check: DispatchRules.check,
         make: { context in

@@ -22,8 +22,8 @@ extension StepPlugin {
         summary: "builds the WhatsApp Cloud API request body (snake_case, `to` normalised, `replyTo` as context, `biz_opaque_callback_data` = internalId)",
         settings: SettingsSchema([]),
         defaultOnError: .deadLetter,
-        provides: ["request"],
-        requires: ["validated_message"],
+        provides: [.request],
+        requires: [.validatedMessage],
         make: { _ in TransformStep() }
     )
 }

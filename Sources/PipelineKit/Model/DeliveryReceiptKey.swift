@@ -3,3 +3,8 @@
 public enum DeliveryReceiptKey: MessageValueKey {
     public typealias Value = String
 }
+
+extension StepValue {
+    /// The wamid of the send (`dispatch` leaves it; `mark_completed` needs it).
+    public static let receipt = StepValue(DeliveryReceiptKey.self, "receipt")
+}

@@ -28,7 +28,7 @@ public struct StepBuildContext: Sendable {
 /// extension StepPlugin {
 ///     static let greet = StepPlugin(
 ///         name: "greet", summary: "prefixes text bodies", settings: GreetSettings.schema,
-///         requires: ["validated_message"],
+///         requires: [.validatedMessage],
 ///         make: { context in GreetStep(greeting: context.settings[GreetSettings.greeting]) })
 /// }
 /// // registered once by the executable: registry.register(StepPlugin.greet)
@@ -48,9 +48,9 @@ public struct StepPlugin: Sendable {
     /// Top-level string fields of the message this step guarantees to later steps (for key templates).
     public var guaranteedFields: [String]
     /// What this step leaves for later steps (names of message values, e.g. `request`).
-    public var provides: [String]
+    public var provides: [StepValue]
     /// What earlier steps must have left (`check` rejects a pipeline where no earlier step provides it).
-    public var requires: [String]
+    public var requires: [StepValue]
     /// For an irreversible step: its policy for sends in doubt, read from its settings (other
     /// steps' rules see it as `PipelineDefinition.inDoubt`).
     public var inDoubtPolicy: (@Sendable (Settings) -> InDoubtPolicy)?
@@ -69,8 +69,8 @@ public struct StepPlugin: Sendable {
         defaultDegradation: DegradationPolicy = .failClosed,
         irreversible: Bool = false,
         guaranteedFields: [String] = [],
-        provides: [String] = [],
-        requires: [String] = [],
+        provides: [StepValue] = [],
+        requires: [StepValue] = [],
         outcomes: [OutcomeLabel] = [],
         inDoubtPolicy: (@Sendable (Settings) -> InDoubtPolicy)? = nil,
         check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])? = nil,

@@ -204,7 +204,7 @@ public struct PipelineLoader: Sendable {
     /// Every value a step requires must come from an earlier step (`StepPlugin.requires`/`provides`).
     private func checkDependencies(_ steps: [StepDefinition]) -> [Diagnostic] {
         var diagnostics: [Diagnostic] = []
-        var provided: [String: String] = [:]
+        var provided: [StepValue: String] = [:]
         for step in steps {
             guard let plugin = registry.steps[step.uses] else { continue }
             for value in plugin.requires where provided[value] == nil {
