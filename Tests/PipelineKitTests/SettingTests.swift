@@ -12,9 +12,8 @@ struct SettingTests {
     static let name = Setting.optionalString("name", default: "", "who")
     static let key = Setting.keyTemplate("key", default: "k:{internalId}", "where")
     static let words = Setting.strings("words", default: ["STOP"], "what")
-    static let limits = Setting<[String: Int]>(spec: SettingSpec("limits", .map(keys: .digits, values: .integer(1...10)), "per id")) { value in
-        guard case .object(let entries)? = value else { return [:] }
-        return Dictionary(uniqueKeysWithValues: entries.compactMap { entry in if case .integer(let limit) = entry.value { (entry.name, limit) } else { nil } })
+    static let limits = Setting.map("limits", keys: .digits, values: .integer(1...10), "per id") { value -> Int? in
+        if case .integer(let limit) = value { limit } else { nil }
     }
     static let schema = SettingsSchema(ttl, mode, modes, name, key, words, limits)
 

@@ -2,6 +2,7 @@ import Foundation
 import Metrics
 import PipelineKit
 import RedisPlugin
+import ValidatePlugin
 import WebhookPlugin
 
 /// Step `optout_keywords` (statuses pipeline, SPEC 16): an inbound text that is one of the opt-out
@@ -61,7 +62,7 @@ struct OptOutKeywordsStep: Step {
             let sender = change.value["metadata"]?["phone_number_id"]?.stringValue
             return (change.value["messages"]?.arrayValue ?? []).compactMap { inbound in
                 guard inbound["type"]?.stringValue == "text", let body = inbound["text"]?["body"]?.stringValue,
-                      let from = inbound["from"]?.stringValue, let recipient = Self.number(from) else { return nil }
+                      let from = inbound["from"]?.stringValue, let recipient = MessageValidator.normalisePhone(from) else { return nil }
                 let word = keyword(body)
                 if optOut.contains(word) { return OptOutChange(recipient: recipient, sender: sender, add: true) }
                 if resume.contains(word) { return OptOutChange(recipient: recipient, sender: sender, add: false) }
@@ -73,13 +74,6 @@ struct OptOutKeywordsStep: Step {
     /// The whole message as a keyword: upper case, surrounding whitespace and punctuation trimmed.
     static func keyword(_ text: String) -> String {
         text.trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters).union(.symbols)).uppercased()
-    }
-
-    /// Meta's `from` (digits, no `+`) as the `+digits` the lists hold.
-    static func number(_ from: String) -> String? {
-        let digits = from.hasPrefix("+") ? from.dropFirst() : Substring(from)
-        guard (8...15).contains(digits.count), digits.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
-        return "+" + digits
     }
 }
 
@@ -97,13 +91,12 @@ enum OptOutChangesKey: MessageValueKey {
 
 /// The settings of the `optout_keywords` step.
 enum OptOutKeywordsSettings {
-    static let store = Setting.resource("store", uses: "redis", default: "redis", "the `redis` resource holding the opt-out lists")
-    static let prefix = Setting.string("prefix", default: "optout:", "what the lists' keys start with (as the `suppress` step's `prefix`)")
     static let optOut = Setting.strings("optout_keywords", default: ["STOP", "UNSUBSCRIBE", "PARAR", "SAIR"],
                                         "inbound texts that add their writer to the opt-out list of the number written to (the whole message, any case, punctuation trimmed)")
     static let resume = Setting.strings("resume_keywords", default: ["START"], "inbound texts that take the writer off that list again")
 
-    static let schema = SettingsSchema(store, prefix, optOut, resume)
+    /// The lists as the `suppress` step names them: the same `store` and `prefix`.
+    static let schema = SettingsSchema(SuppressSettings.store, SuppressSettings.prefix, optOut, resume)
 }
 
 extension StepPlugin {
@@ -118,7 +111,7 @@ extension StepPlugin {
         make: { context in
             let settings = context.settings
             return OptOutKeywordsStep(
-                list: OptOutList(store: try context.resources.get(settings[OptOutKeywordsSettings.store], as: (any KeyValueStore).self), prefix: settings[OptOutKeywordsSettings.prefix]),
+                list: try SuppressSettings.list(settings, context.resources),
                 optOut: Set(settings[OptOutKeywordsSettings.optOut].map(OptOutKeywordsStep.keyword)),
                 resume: Set(settings[OptOutKeywordsSettings.resume].map(OptOutKeywordsStep.keyword)))
         }

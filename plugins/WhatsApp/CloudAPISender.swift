@@ -26,23 +26,17 @@ public enum CloudAPISettings {
     static let caFile = Setting.optionalString("ca_file", default: "", "PEM file of the CA to trust for `https://` (a private CA or a proxy); empty: the system's trust store")
     static let dryRun = Setting.boolean("dry_run", default: false, "log each request and answer with a synthetic wamid, without any network")
     static let throughput = Setting.integer("throughput", 1...100_000, default: 80, "messages per second per sender phone number (Meta's limit; paced at 95 % of it)")
-    static let throughputBySender = Setting<[String: Int]>(
-        spec: SettingSpec("throughput_by_sender", .map(keys: .digits, values: .integer(1...100_000)), "a limit per sender phone number id, over `throughput`")
-    ) { value in
-        guard case .object(let entries)? = value else { return [:] }
-        return Dictionary(entries.compactMap { entry in if case .integer(let limit) = entry.value { (entry.name, limit) } else { nil } }) { first, _ in first }
+    static let throughputBySender = Setting.map("throughput_by_sender", keys: .digits, values: .integer(1...100_000),
+                                                "a limit per sender phone number id, over `throughput`") { value -> Int? in
+        if case .integer(let limit) = value { limit } else { nil }
     }
     static let throughputStore = Setting.optionalResource("throughput_store", uses: "redis", default: "redis", "the Redis resource through which every worker shares each sender's limit (none: each worker paces alone)")
     static let pacing = Setting.boolean("pacing", default: true, "pace each sender at its throughput; false only where something else paces the requests")
-    static let templateCategories = Setting<[String: MessageCategory]>(
-        spec: SettingSpec("template_categories", .map(keys: .any, values: .choice(MessageCategory.allCases.map(\.rawValue))),
-                          "each template's category (`{NAME: category}`: marketing, utility, authentication or service) for messages that name none; an unlisted template counts as marketing")
-    ) { value in
-        guard case .object(let entries)? = value else { return [:] }
-        return Dictionary(entries.compactMap { entry in
-            guard case .string(let word) = entry.value, let category = MessageCategory(rawValue: word) else { return nil }
-            return (entry.name, category)
-        }) { first, _ in first }
+    static let templateCategories = Setting.map(
+        "template_categories", keys: .any, values: .choice(MessageCategory.allCases.map(\.rawValue)),
+        "each template's category (`{NAME: category}`: marketing, utility, authentication or service) for messages that name none; an unlisted template counts as marketing"
+    ) { value -> MessageCategory? in
+        if case .string(let word) = value { MessageCategory(rawValue: word) } else { nil }
     }
 
     public static let schema = SettingsSchema(baseURL, apiVersion, phoneNumberID, accessToken, accessTokens, timeout, maxConnections, caFile, dryRun,

@@ -181,13 +181,22 @@ extension Setting where Value == [String] {
     }
 }
 
+extension Setting {
+    /// A map from names (checked by `keys`) to values of `type`, each made typed by `element`
+    /// (validation has checked it against `type`); empty when absent.
+    public static func map<Element>(_ name: String, keys: MapKeys, values type: SettingType, secrecy: Secrecy = .none, _ summary: String,
+                                    element: @escaping @Sendable (SettingValue) -> Element?) -> Setting where Value == [String: Element] {
+        Setting(spec: SettingSpec(name, .map(keys: keys, values: type), secrecy: secrecy, summary)) {
+            guard case .object(let entries)? = $0 else { return [:] }
+            return Dictionary(entries.compactMap { entry in element(entry.value).map { (entry.name, $0) } }) { first, _ in first }
+        }
+    }
+}
+
 extension Setting where Value == [String: String] {
     /// A map from names (checked by `keys`) to strings; empty when absent.
     public static func stringMap(_ name: String, keys: MapKeys, secrecy: Secrecy = .none, _ summary: String) -> Setting {
-        Setting(spec: SettingSpec(name, .map(keys: keys, values: .string), secrecy: secrecy, summary)) {
-            guard case .object(let entries)? = $0 else { return [:] }
-            return Dictionary(entries.compactMap { entry in entry.value.string.map { (entry.name, $0) } }) { first, _ in first }
-        }
+        map(name, keys: keys, values: .string, secrecy: secrecy, summary) { $0.string }
     }
 }
 

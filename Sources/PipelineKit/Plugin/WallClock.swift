@@ -80,13 +80,8 @@ public final class ManualWallClock: WallClock {
 
     /// Moves the clock on by `duration`, waking every sleeper due by then.
     public func advance(by duration: Duration) {
-        advance(to: now().addingTimeInterval(duration.secondsDouble))
-    }
-
-    /// Moves the clock to `date` if that is later than now, waking every sleeper due by then.
-    public func advance(to date: Date) {
         let due = state.withLock { state -> [Sleeper] in
-            state.now = max(state.now, date)
+            state.now = state.now.addingTimeInterval(duration.secondsDouble)
             let now = state.now
             let ids = state.sleepers.filter { $0.value.deadline <= now }.map(\.key)
             return ids.compactMap { state.sleepers.removeValue(forKey: $0) }
