@@ -23,7 +23,7 @@ import Testing
 
     private func run(_ executor: PipelineExecutor, attempt: Int = 1) async -> Decision {
         var message = Message(body: Array(#"{"internalId":"a"}"#.utf8), attempt: attempt)
-        return await executor.process(&message)
+        return await executor.decision(for: &message)
     }
 
     @Test func allStepsPassedIsCompleted() async {
@@ -220,7 +220,7 @@ import Testing
             Self.bound("send", Fixtures.Recorder(outcome: { _ in Issue.record("an expired message was sent"); return .next }, undone: nil), irreversible: true),
         ])
         var message = Message(body: Array(#"{"internalId":"old"}"#.utf8), notAfter: Date().addingTimeInterval(-1))
-        let decision = await executor.process(&message)
+        let decision = await executor.decision(for: &message)
         #expect(decision.outcomeName == "expired")
         #expect(decision.stepName == "send")
         #expect(decision.reason?.hasPrefix("expired") == true)
@@ -235,7 +235,7 @@ import Testing
             }, undone: nil), onError: .retry, irreversible: true),
         ], clock: clock)
         var message = Message(body: Array(#"{"internalId":"p"}"#.utf8))
-        let decision = await executor.process(&message)
+        let decision = await executor.decision(for: &message)
         guard case .requeue(let after, _, _, let pause) = decision else {
             Issue.record("a sender-side failure waits: \(decision)")
             return
@@ -247,12 +247,12 @@ import Testing
         // A request that was under way when the pause began fails too: the same outage, the same pause.
         clock.advance(by: .seconds(1))
         var concurrent = Message(body: Array(#"{"internalId":"p2"}"#.utf8))
-        guard case .requeue(let sameOutage, _, _, _) = await executor.process(&concurrent) else { return }
+        guard case .requeue(let sameOutage, _, _, _) = await executor.decision(for: &concurrent) else { return }
         #expect(sameOutage == .seconds(4), "what is left of the first pause, not a longer one")
         // The probe after the pause fails: the pause doubles.
         clock.advance(by: .seconds(4))
         var probe = Message(body: Array(#"{"internalId":"p3"}"#.utf8))
-        guard case .requeue(let second, _, _, _) = await executor.process(&probe) else { return }
+        guard case .requeue(let second, _, _, _) = await executor.decision(for: &probe) else { return }
         #expect(second == .seconds(10), "pauses double while the failure lasts")
     }
 
@@ -273,7 +273,7 @@ import Testing
         let logger = Logger(label: "test") { _ in CapturingHandler(capture: capture) }
         let executor = Self.pipeline(["validate", "send"].map { Self.bound($0, LoggingStep()) }, logger: logger)
         var message = Message(body: Array(#"{"internalId":"order-7"}"#.utf8))
-        #expect(await executor.process(&message) == .ack(.completed))
+        #expect(await executor.decision(for: &message) == .ack(.completed))
         let lines = capture.lines
         #expect(lines.map(\.message) == ["working", "working", "message completed"])
         #expect(lines.map { $0.metadata["step"]?.description } == ["validate", "send", "pipeline"])

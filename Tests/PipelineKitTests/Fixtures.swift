@@ -1,5 +1,6 @@
 import Foundation
 import PipelineKit
+import Testing
 
 /// A registry of small test plugins with the shapes of the real ones.
 enum Fixtures {
@@ -100,5 +101,24 @@ enum Fixtures {
             try text.write(to: folder.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
         return folder.path
+    }
+}
+
+extension PipelineExecutor {
+    /// Runs a message through the steps to its decision, for steps that never wait (a wait is a test
+    /// failure: messages that wait are the worker's to park, `WorkerTests`). `message` carries what the steps added.
+    func decision(for message: inout Message) async -> Decision {
+        var run = PipelineRun(message)
+        defer { message = run.message }
+        while true {
+            switch await advance(&run) {
+            case .decided(let decision): return decision
+            case .sent: continue
+            case .waiting(let wait):
+                Issue.record("the message waits (\(wait.reason.rawValue)); only the worker parks messages")
+                await abandon(&run)
+                return .requeue(after: .zero, step: "pipeline", reason: "waiting", pause: nil)
+            }
+        }
     }
 }

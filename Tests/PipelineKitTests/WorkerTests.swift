@@ -11,6 +11,7 @@ import Testing
         let events: AsyncStream<SourceEvent>
         private let continuation: AsyncStream<SourceEvent>.Continuation
         private let settled = Mutex<[Settlement]>([])
+        private let flow = Mutex<[String]>([])
 
         init() {
             (events, continuation) = AsyncStream.makeStream()
@@ -18,6 +19,8 @@ import Testing
 
         var capacity: Int { 8 }
         var settlements: [Settlement] { settled.withLock { $0 } }
+        /// `pause` and `resume` calls, in order.
+        var consumption: [String] { flow.withLock { $0 } }
 
         func deliver(_ body: String) {
             continuation.yield(.delivery(Delivery(body: Array(body.utf8), receipt: 0)))
@@ -28,8 +31,8 @@ import Testing
             settled.withLock { $0.append(settlement) }
             return true
         }
-        func pause() {}
-        func resume() {}
+        func pause() { flow.withLock { $0.append("pause") } }
+        func resume() { flow.withLock { $0.append("resume") } }
         func stopIntake() {
             continuation.yield(.intakeStopped)
         }
@@ -101,7 +104,7 @@ import Testing
         return (source, worker, Task { try await worker.run() })
     }
 
-    private static func poll(_ condition: () -> Bool) async throws {
+    static func poll(_ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
         while !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
     }

@@ -216,13 +216,14 @@ struct PipelineTestRunner {
     }
 
     /// Waits (in real time) until the worker has taken `taken` messages and every one it still
-    /// has sleeps on the clock; false when that does not happen within 10 s (a message blocked on
-    /// something the clock cannot wake).
+    /// has sleeps on the clock (and, while consumption is paused, the task that ends the pause);
+    /// false when that does not happen within 10 s (a message blocked on something the clock cannot wake).
     private static func untilQuiet(_ worker: PipelineWorker, _ clock: ManualWallClock, taken: Int) async -> Bool {
         let limit = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < limit {
             let messages = worker.messages
-            if messages.taken >= taken, messages.active == clock.sleepers { return true }
+            let pauseEnd = worker.pauseReason == nil ? 0 : 1
+            if messages.taken >= taken, messages.active + pauseEnd == clock.sleepers { return true }
             await Task.yield()
             try? await Task.sleep(for: .microseconds(200))
         }

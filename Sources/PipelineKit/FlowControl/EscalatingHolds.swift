@@ -43,6 +43,8 @@ public final class EscalatingHolds: Sendable {
         public var kind: WaitReason
         /// Holds in a row since the key was last cleared, this one included.
         public var count: Int
+        /// The hold stops consumption (its scope covers every message): why (`PauseScope.cause`).
+        public var pausesSource: String?
     }
 
     private struct Entry {
@@ -50,11 +52,16 @@ public final class EscalatingHolds: Sendable {
         var reason: String
         var kind: WaitReason
         var count: Int
+        var pausesSource: String?
         var forgetAt: Date
         /// How long the others wait for a probe's result.
         var probeWait: Duration
         /// While a probe is out: until when the others wait for it.
         var probeUntil: Date?
+
+        func hold(_ key: String) -> Hold {
+            Hold(key: key, until: until, reason: reason, kind: kind, count: count + 1, pausesSource: pausesSource)
+        }
     }
 
     private let clock: any WallClock
@@ -69,8 +76,9 @@ public final class EscalatingHolds: Sendable {
     /// Holds `key` after a failure: the next length of `policy` from now if the key is not held
     /// (its first failure, or its probe's), else the hold as it stands. Returns when it ends and
     /// how long from now.
+    /// With `pausesSource` (a cause), the hold also stops consumption while it lasts (`pausingSource`).
     @discardableResult
-    public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String) -> (until: Date, length: Duration) {
+    public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String, pausesSource: String? = nil) -> (until: Date, length: Duration) {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
@@ -82,7 +90,7 @@ public final class EscalatingHolds: Sendable {
             let until = now.addingTimeInterval(length.secondsDouble)
             // Forgotten once it ended and its escalation no longer matters.
             let forgetAt = until.addingTimeInterval(policy.cap.secondsDouble * 2)
-            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, forgetAt: forgetAt, probeWait: min(policy.first, .seconds(5)))
+            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: pausesSource, forgetAt: forgetAt, probeWait: min(policy.first, .seconds(5)))
             any.store(true, ordering: .releasing)
             return (until, length)
         }
@@ -105,10 +113,12 @@ public final class EscalatingHolds: Sendable {
         return entries.withLock { entries in
             guard var entry = entries[key] else { return .free }
             if entry.until > now {
-                return .held(Hold(key: key, until: entry.until, reason: entry.reason, kind: entry.kind, count: entry.count + 1))
+                return .held(entry.hold(key))
             }
             if let probeUntil = entry.probeUntil, probeUntil > now {
-                return .held(Hold(key: key, until: probeUntil, reason: entry.reason, kind: entry.kind, count: entry.count + 1))
+                var hold = entry.hold(key)
+                hold.until = probeUntil
+                return .held(hold)
             }
             entry.probeUntil = now.addingTimeInterval(entry.probeWait.secondsDouble)
             entries[key] = entry
@@ -151,12 +161,29 @@ public final class EscalatingHolds: Sendable {
         }
     }
 
+    /// Pauses `scope` after a sender-side failure (`hold` with kind `.paused`): a scope that covers
+    /// every message stops consumption meanwhile.
+    @discardableResult
+    public func pause(_ scope: PauseScope, policy: EscalationPolicy, reason: String) -> (until: Date, length: Duration) {
+        hold(scope.key, policy: policy, kind: .paused, reason: reason, pausesSource: scope.coversAll ? scope.cause : nil)
+    }
+
     /// Every hold of `kind` that has not ended, soonest end first.
     public func active(_ kind: WaitReason) -> [Hold] {
+        active { $0.kind == kind }
+    }
+
+    /// Every hold that stops consumption and has not ended, soonest end first.
+    public var pausingSource: [Hold] {
+        active { $0.pausesSource != nil }
+    }
+
+    private func active(where included: (Entry) -> Bool) -> [Hold] {
+        guard any.load(ordering: .acquiring) else { return [] }
         let now = clock.now()
         return entries.withLock { entries in
-            entries.filter { $0.value.until > now && $0.value.kind == kind }
-                .map { Hold(key: $0.key, until: $0.value.until, reason: $0.value.reason, kind: kind, count: $0.value.count + 1) }
+            entries.filter { $0.value.until > now && included($0.value) }
+                .map { $0.value.hold($0.key) }
                 .sorted { $0.until < $1.until }
         }
     }

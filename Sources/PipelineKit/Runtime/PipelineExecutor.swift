@@ -52,8 +52,9 @@ public enum RunOutcome: Sendable, Equatable {
 
 /// Runs a message through the steps in order and turns step outcomes and the policies
 /// (`on_error`, `degradation`, retry, expiry, pauses) into one `Decision`. A step may ask to
-/// wait: `advance` then returns `.waiting` and the caller (`PipelineWorker`) calls it again
-/// when the time comes, or `abandon`s the run.
+/// wait: `advance` then returns `.waiting` and the caller (`PipelineWorker`, the one loop that
+/// drives it, in production and in `outbound-worker test`) calls it again when the time comes,
+/// or `abandon`s the run.
 ///
 /// It does no I/O of its own: steps do, and the runtime carries out the decision.
 public struct PipelineExecutor: Sendable {
@@ -96,25 +97,6 @@ public struct PipelineExecutor: Sendable {
     /// The runtime's outcome names and the labels the steps may end a message with.
     static func outcomeNames(of steps: [BoundStep]) -> [String] {
         Decision.outcomeNames + steps.flatMap(\.outcomes).map(\.rawValue).filter { !Decision.outcomeNames.contains($0) }
-    }
-
-    /// Handles one message to its decision, in one go: a wait is given up and becomes a requeue
-    /// after the wait (for callers without parking: benchmarks). `message` carries what the steps added.
-    public func process(_ message: inout Message) async -> Decision {
-        var run = PipelineRun(message)
-        defer { message = run.message }
-        while true {
-            switch await advance(&run) {
-            case .decided(let decision):
-                return decision
-            case .sent:
-                continue
-            case .waiting(let wait):
-                await abandon(&run)
-                let step = run.waitingAt.map { steps[$0].name } ?? "pipeline"
-                return .requeue(after: .milliseconds(max(1, Int64(wait.until.timeIntervalSince(clock.now()) * 1000))), step: step, reason: "waiting: \(wait.reason)", pause: nil)
-            }
-        }
     }
 
     /// Runs the steps from where `run` stands until a decision, a wait, or the send with steps
@@ -204,7 +186,7 @@ public struct PipelineExecutor: Sendable {
                     }
                 }
                 await undo(&run, before: index)
-                return decided(decide(failure, step: bound, attempt: run.message.attempt), internalID)
+                return decided(pausing(decide(failure, step: bound, attempt: run.message.attempt)), internalID)
             }
         }
         return decided(.ack(.completed), internalID)
@@ -247,7 +229,9 @@ public struct PipelineExecutor: Sendable {
         }
     }
 
-    /// The decision for a failure of `step` on delivery `attempt`, after any undo.
+    /// The decision for a failure of `step` on delivery `attempt`, after any undo. Pure: a
+    /// sender-side failure's decision names the scope to pause and its first length; `advance`
+    /// pauses it (`pausing`), which knows how long this outage has lasted.
     public func decide(_ failure: StepFailure, step: BoundStep, attempt: Int) -> Decision {
         let name = step.name
         let reported = Failure(step: name, reason: failure.reason, code: failure.code, symbolicCode: failure.symbolicCode)
@@ -256,9 +240,7 @@ public struct PipelineExecutor: Sendable {
             return .requeue(after: retry.delay(beforeAttempt: 2), step: name, reason: failure.reason, pause: nil)
         case .senderSide:
             let scope = failure.pauseScope ?? PauseScope(key: "pipeline:\(pipelineName)", coversAll: true)
-            let policy = EscalationPolicy(first: worker.pause, factor: 2, cap: .seconds(300))
-            let pause = flow.holds.hold(scope.key, policy: policy, kind: .paused, reason: failure.reason)
-            return .requeue(after: pause.length, step: name, reason: failure.reason, pause: scope)
+            return .requeue(after: pausePolicy.first, step: name, reason: failure.reason, pause: scope)
         case .invalid, .permanent, .transient, .inDoubt:
             switch step.definition.onError {
             case .drop:
@@ -274,6 +256,20 @@ public struct PipelineExecutor: Sendable {
                 return .retry(after: delay, attempt: attempt + 1, reported)
             }
         }
+    }
+
+    /// How long pauses last: `pause`, doubling while the failure lasts, at most 5 minutes.
+    private var pausePolicy: EscalationPolicy {
+        EscalationPolicy(first: worker.pause, factor: 2, cap: .seconds(300))
+    }
+
+    /// Holds the scope a decision pauses (`FlowControl.holds`, the one record of a pause: steps
+    /// wait on it, and a scope that covers every message stops consumption while it lasts); the
+    /// decision then waits as long as the hold: the next length of this outage, or what is left of it.
+    private func pausing(_ decision: Decision) -> Decision {
+        guard case .requeue(_, let step, let reason, let scope?) = decision else { return decision }
+        let pause = flow.holds.pause(scope, policy: pausePolicy, reason: reason)
+        return .requeue(after: pause.length, step: step, reason: reason, pause: scope)
     }
 
     private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {

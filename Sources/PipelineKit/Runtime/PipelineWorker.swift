@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
-import Synchronization
 
 /// The worker loop: takes deliveries from a `Source`, runs each through the current pipeline
 /// with at most `concurrency` running at once, parks waiting messages, carries out each
@@ -16,14 +15,6 @@ import Synchronization
 /// try await group.run()
 /// ```
 public final class PipelineWorker: Service, Sendable {
-    private struct PauseState {
-        var until: Date?
-        var reason: String?
-        /// The `reason` label of the gauge that is 1 meanwhile.
-        var cause: String?
-        var resumeTask: Task<Void, Never>?
-    }
-
     public let source: any Source
     public let configuration: WorkerConfiguration
     public let flow: FlowControl
@@ -34,7 +25,7 @@ public final class PipelineWorker: Service, Sendable {
     private let shutdown = ShutdownSignal()
     private let parking: Parking
     private let running = ActivityTracker()
-    private let paused = Mutex(PauseState())
+    private let pauses: SourcePauses
     private let unreported = UnreportedOutcomes()
     /// How long a refused outcome waits before it is reported again: 1 s, doubling, at most 30 s.
     private let reportRetry: EscalationPolicy
@@ -54,14 +45,12 @@ public final class PipelineWorker: Service, Sendable {
         // Room for `concurrency` new deliveries always stays, so waiting messages never stop intake.
         let capacity = source.capacity > configuration.concurrency ? source.capacity - configuration.concurrency : max(1, source.capacity / 2)
         parking = Parking(capacity: capacity, shutdown: shutdown)
-        Self.pausedGauge("sender_side").record(0)
+        pauses = SourcePauses(holds: flow.holds, source: source, clock: flow.clock, shutdown: shutdown, logger: logger)
         connectedGauge.record(0)
     }
 
     /// Why consumption is paused, when it is (for `/health` and `/ready`).
-    public var pauseReason: String? {
-        paused.withLock { $0.until.map { $0 > flow.clock.now() } == true ? $0.reason : nil }
-    }
+    public var pauseReason: String? { pauses.reason }
 
     /// Why outcomes wait to be reported (the sink refused them) and how many messages hold on
     /// to their delivery meanwhile; nil when none waits (for `/health`).
@@ -94,12 +83,13 @@ public final class PipelineWorker: Service, Sendable {
         logger.info("shutting down: no new messages, draining those in flight", metadata: ["in_flight": "\(running.active)"])
         shutdown.raise()
         permits.close()
-        paused.withLock { $0.resumeTask?.cancel() }
+        pauses.stop()
         source.stopIntake()
     }
 
     private func loop() async {
         await withDiscardingTaskGroup { group in
+            group.addTask { await self.pauses.follow() }
             intake: for await event in source.events {
                 switch event {
                 case .delivery(let delivery):
@@ -129,6 +119,7 @@ public final class PipelineWorker: Service, Sendable {
                                metadata: ["timeout": .string(DurationParser.format(configuration.drainTimeout)), "in_flight": "\(running.active)"])
                 group.cancelAll()
             }
+            pauses.stop()
         }
     }
 
@@ -274,9 +265,9 @@ public final class PipelineWorker: Service, Sendable {
             settlement = .redeliver(after: jittered(after), attemptsMade: attempt - 1, carried: run.message.carried)
         case .deadLetter(let failure):
             settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
-        case .requeue(let after, _, let reason, let pause):
+        case .requeue(let after, _, _, let pause):
             settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried)
-            if let pause, pause.coversAll { pauseSource(for: after, reason: reason, cause: pause.cause) }
+            if pause?.coversAll == true { pauses.changed() }
         }
         if await !source.settle(delivery, settlement) {
             logger.warning("settlement not carried out; the message went back to the queue", metadata: ["outcome": .string(decision.outcomeName)])
@@ -290,57 +281,13 @@ public final class PipelineWorker: Service, Sendable {
         return .milliseconds(Int64((Double(delay.milliseconds) * (1 + jitter)).rounded()))
     }
 
-    /// `outbound_consumption_paused{reason}`: 1 while consumption is paused for that cause.
-    private static func pausedGauge(_ cause: String) -> Gauge {
-        Gauge(label: "outbound_consumption_paused", dimensions: [("reason", cause)])
-    }
-
-    /// Stops consumption for `duration` after a sender-side failure that concerns every message.
-    private func pauseSource(for duration: Duration, reason: String, cause: String) {
-        let until = flow.clock.now().addingTimeInterval(duration.secondsDouble)
-        let (start, replacedCause) = paused.withLock { state -> (Bool, String?) in
-            if let current = state.until, current >= until { return (false, nil) }
-            let wasPaused = state.until.map { $0 > flow.clock.now() } ?? false
-            let replaced = state.cause.flatMap { $0 == cause ? nil : $0 }
-            state.until = until
-            state.reason = reason
-            state.cause = cause
-            state.resumeTask?.cancel()
-            state.resumeTask = Task { [weak self] in
-                try? await Task.sleep(for: duration)
-                guard !Task.isCancelled else { return }
-                self?.resumeSource(after: until)
-            }
-            return (!wasPaused, replaced)
-        }
-        if let replacedCause { Self.pausedGauge(replacedCause).record(0) }
-        Self.pausedGauge(cause).record(1)
-        guard start, !shutdown.isRaised else { return }
-        logger.error("sender-side failure: consumption paused", metadata: ["reason": .string(reason), "pause": .string(DurationParser.format(duration))])
-        source.pause()
-    }
-
     /// Ends every pause now (a reload changed what failed: the token, the CA): sending and
     /// consuming go on, and a failure that remains pauses again from its first length.
     public func endPauses() {
         let ended = flow.holds.clear(kind: .paused)
-        let until = paused.withLock { $0.until }
-        if let until { resumeSource(after: until) }
-        if !ended.isEmpty || until != nil {
+        pauses.changed()
+        if !ended.isEmpty {
             logger.notice("pauses ended by a reload", metadata: ["scopes": .string(ended.joined(separator: ", "))])
         }
-    }
-
-    private func resumeSource(after until: Date) {
-        let (resumed, cause) = paused.withLock { state -> (Bool, String?) in
-            guard state.until == until else { return (false, nil) }
-            defer { state = PauseState() }
-            return (true, state.cause)
-        }
-        guard resumed else { return }
-        if let cause { Self.pausedGauge(cause).record(0) }
-        guard !shutdown.isRaised else { return }
-        logger.notice("consumption resumed after a pause")
-        source.resume()
     }
 }
