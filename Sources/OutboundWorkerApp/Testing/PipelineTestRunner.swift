@@ -222,7 +222,7 @@ struct PipelineTestRunner {
         let limit = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < limit {
             let messages = worker.messages
-            let pauseEnd = worker.pauseReason == nil ? 0 : 1
+            let pauseEnd = worker.pauseEndSleeps ? 1 : 0
             if messages.taken >= taken, messages.active + pauseEnd == clock.sleepers { return true }
             await Task.yield()
             try? await Task.sleep(for: .microseconds(200))

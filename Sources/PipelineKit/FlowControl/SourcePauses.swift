@@ -25,6 +25,7 @@ final class SourcePauses: Sendable {
     private let state = Mutex(State())
     private let doorbell = Doorbell()
     private let stopped = Atomic<Bool>(false)
+    private let sleeping = Atomic<Bool>(false)
 
     init(holds: EscalatingHolds, source: any Source, clock: any WallClock, shutdown: ShutdownSignal, logger: Logger) {
         self.holds = holds
@@ -44,11 +45,16 @@ final class SourcePauses: Sendable {
         doorbell.ring()
     }
 
+    /// Whether the follower sleeps on the clock now (`outbound-worker test` counts the clock's sleepers).
+    var sleepsOnClock: Bool { sleeping.load(ordering: .acquiring) }
+
     /// Follows the holds until `stop`.
     func follow() async {
         while !stopped.load(ordering: .acquiring), !Task.isCancelled {
             if let end = apply() {
+                sleeping.store(true, ordering: .releasing)
                 await doorbell.wait(until: end, on: clock)
+                sleeping.store(false, ordering: .releasing)
             } else {
                 await doorbell.wait()
             }
@@ -61,32 +67,30 @@ final class SourcePauses: Sendable {
         doorbell.ring()
     }
 
-    /// Pauses or resumes the source and sets the gauges as the holds stand; when the last hold ends.
+    /// Pauses or resumes the source and sets the gauges as the holds stand; when the first hold
+    /// ends. Under the lock, so that two callers cannot tell the source in the wrong order.
     @discardableResult
     private func apply() -> Date? {
         let pauses = holds.pausingSource
         let causes = Set(pauses.compactMap(\.pausesSource))
-        let stopping = !shutdown.isRaised
-        let (begins, ends, shown) = state.withLock { state -> (Bool, Bool, Set<String>) in
-            let shown = state.shown
+        let shuttingDown = shutdown.isRaised
+        state.withLock { state in
+            for cause in causes.subtracting(state.shown) { Self.gauge(cause).record(1) }
+            for cause in state.shown.subtracting(causes) { Self.gauge(cause).record(0) }
             state.shown = causes
-            let begins = stopping && !pauses.isEmpty && !state.paused
-            let ends = stopping && pauses.isEmpty && state.paused
-            if begins || ends { state.paused = begins }
-            return (begins, ends, shown)
+            guard !shuttingDown else { return }
+            if !pauses.isEmpty, !state.paused, let last = pauses.last {
+                state.paused = true
+                logger.error("sender-side failure: consumption paused",
+                             metadata: ["reason": .string(last.reason), "pause": .string(DurationParser.format(.milliseconds(Int64(last.until.timeIntervalSince(clock.now()) * 1000))))])
+                source.pause()
+            } else if pauses.isEmpty, state.paused {
+                state.paused = false
+                logger.notice("consumption resumed after a pause")
+                source.resume()
+            }
         }
-        for cause in causes.subtracting(shown) { Self.gauge(cause).record(1) }
-        for cause in shown.subtracting(causes) { Self.gauge(cause).record(0) }
-        if begins, let last = pauses.last {
-            logger.error("sender-side failure: consumption paused",
-                         metadata: ["reason": .string(last.reason), "pause": .string(DurationParser.format(.milliseconds(Int64(last.until.timeIntervalSince(clock.now()) * 1000))))])
-            source.pause()
-        }
-        if ends {
-            logger.notice("consumption resumed after a pause")
-            source.resume()
-        }
-        return pauses.last?.until
+        return pauses.first?.until
     }
 
     /// `outbound_consumption_paused{reason}`: 1 while consumption is paused for that cause.

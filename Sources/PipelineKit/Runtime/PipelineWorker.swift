@@ -52,6 +52,9 @@ public final class PipelineWorker: Service, Sendable {
     /// Why consumption is paused, when it is (for `/health` and `/ready`).
     public var pauseReason: String? { pauses.reason }
 
+    /// Whether the task that ends a pause sleeps on the flow's clock now (for a driver of a manual clock).
+    public var pauseEndSleeps: Bool { pauses.sleepsOnClock }
+
     /// Why outcomes wait to be reported (the sink refused them) and how many messages hold on
     /// to their delivery meanwhile; nil when none waits (for `/health`).
     public var unreportedOutcomes: (count: Int, reason: String)? { unreported.current }
@@ -151,9 +154,11 @@ public final class PipelineWorker: Service, Sendable {
                 permits.release()
                 guard await park(wait) else {
                     await executor.abandon(&run)
-                    if shutdown.isRaised {
+                    if shutdown.isRaised, run.message.carried == delivery.carried {
                         _ = await source.settle(delivery, .release)
                     } else {
+                        // (Also at shutdown when the wait changed what the message carries — a
+                        // marketing retry's time — which a plain release would lose.)
                         // Back a little before the wait ends, to spend the rest of it parked.
                         let lead = min(configuration.maxPark.secondsDouble / 2, 0.5)
                         let remaining = Duration.milliseconds(max(1, Int64((wait.until.timeIntervalSince(flow.clock.now()) - lead) * 1000)))
