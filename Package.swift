@@ -9,7 +9,7 @@ let package = Package(
     products: [
         .executable(name: "outbound-worker", targets: ["OutboundWorker"]),
         .library(name: "PipelineKit", targets: ["PipelineKit"]),
-        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "SuppressPlugin"]),
+        .library(name: "OutboundWorkerKit", targets: ["OutboundWorkerApp", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "SuppressPlugin", "AccountLimitsPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "WhatsAppPlugin",
             dependencies: [
-                "PipelineKit", "ValidatePlugin",
+                "PipelineKit", "ValidatePlugin", "RedisPlugin", "RedisClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,12 +92,18 @@ let package = Package(
             path: "plugins/Suppress",
             swiftSettings: strict
         ),
+        .target(
+            name: "AccountLimitsPlugin",
+            dependencies: ["PipelineKit", "WhatsAppPlugin", "WebhookPlugin", .product(name: "Metrics", package: "swift-metrics")],
+            path: "plugins/AccountLimits",
+            swiftSettings: strict
+        ),
 
         // The application: CLI commands, health server, wiring of built-ins.
         .target(
             name: "OutboundWorkerApp",
             dependencies: [
-                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "SuppressPlugin", "AMQPClient",
+                "PipelineKit", "ValidatePlugin", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RabbitMQPlugin", "EventsPlugin", "WebhookPlugin", "SuppressPlugin", "AccountLimitsPlugin", "AMQPClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -131,7 +137,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "PipelineKit", "AMQPClient",
+                "PipelineKit", "AMQPClient", "RedisClient", "RedisPlugin",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -148,7 +154,7 @@ let package = Package(
         ),
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: [
             "AMQPClient", "RedisClient", "PipelineKit", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),

@@ -9,24 +9,27 @@ import TestSupport
 /// The key-value capability behaves alike on the real redis-server of `scripts/test` and on the
 /// in-memory twin: the same cases run against both.
 struct KeyValueStoreTests {
-    enum Kind: String, CaseIterable, CustomTestStringConvertible {
-        case redis, memory
-        var testDescription: String { rawValue }
+    typealias Kind = StoreKind
+
+    static func store(_ kind: Kind) throws -> any KeyValueStore {
+        try #require(kind.store(as: (any KeyValueStore).self))
     }
 
-    static func store(_ kind: Kind) -> any KeyValueStore {
-        switch kind {
-        case .redis:
-            var logger = Logger(label: "test.redis")
-            logger.logLevel = .critical
-            return RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: TestServices.redisPort)), logger: logger)
-        case .memory:
-            return MemoryStore(clock: SystemWallClock())
-        }
+    @Test(arguments: Kind.allCases) func keysAreDeletedAndFoundByPrefix(_ kind: Kind) async throws {
+        let store = try Self.store(kind)
+        let prefix = uniqueName("kv-scan") + ":*?["
+        try await store.set(prefix + "a", "1", ttl: .seconds(60))
+        try await store.set(prefix + "b", "2", ttl: .seconds(60))
+        try await store.set(prefix.dropLast(3) + "other", "3", ttl: .seconds(60))
+        #expect(try await store.keys(prefix: prefix) == [prefix + "a", prefix + "b"], "a prefix with glob characters matches itself only")
+        #expect(try await store.delete(prefix + "a"))
+        #expect(try await store.delete(prefix + "a") == false)
+        #expect(try await store.keys(prefix: prefix) == [prefix + "b"])
+        #expect(try await store.read(prefix + "b")?.value == "2")
     }
 
     @Test(arguments: Kind.allCases) func setsAddRemoveAndAnswerMembership(_ kind: Kind) async throws {
-        let store = Self.store(kind)
+        let store = try Self.store(kind)
         let (a, b) = (uniqueName("kv-set-a"), uniqueName("kv-set-b"))
         #expect(try await store.addMembers(["+1", "+2"], to: a) == 2)
         #expect(try await store.addMembers(["+2", "+3"], to: a) == 1)
@@ -41,7 +44,7 @@ struct KeyValueStoreTests {
     }
 
     @Test(arguments: Kind.allCases) func aLongListIsReadWhole(_ kind: Kind) async throws {
-        let store = Self.store(kind)
+        let store = try Self.store(kind)
         let key = uniqueName("kv-long")
         let numbers = (0..<2_500).map { "+55\(10_000_000 + $0)" }
         #expect(try await store.addMembers(numbers, to: key) == 2_500)
@@ -49,7 +52,7 @@ struct KeyValueStoreTests {
     }
 
     @Test(arguments: Kind.allCases) func stringsExpire(_ kind: Kind) async throws {
-        let store = Self.store(kind)
+        let store = try Self.store(kind)
         let key = uniqueName("kv-string")
         #expect(try await store.read(key) == nil)
         try await store.set(key, "v", ttl: .seconds(100))

@@ -83,6 +83,7 @@ public final class CloudAPIStandInServer: Sendable {
     private let recorded = Mutex<[Recorded]>([])
     private let script = Mutex<@Sendable (Int, Recorded) -> Answer>({ _, _ in .success })
     private let task = Mutex<Task<Void, any Error>?>(nil)
+    private let pausedTemplates = Mutex<Set<String>>([])
     private let acceptedHandler = Mutex<(@Sendable (Accepted) -> Void)?>(nil)
     /// Sends accepted per sender, for the throughput limit (arrival times within the last second).
     private let accepted = Mutex<(limit: Int?, bySender: [String: [ContinuousClock.Instant]])>((nil, [:]))
@@ -129,6 +130,15 @@ public final class CloudAPIStandInServer: Sendable {
     /// second before it (a sliding window, as Meta counts); nil lifts the limit.
     public func enforceThroughput(perSecond: Int?) {
         accepted.withLock { $0 = (perSecond, [:]) }
+    }
+
+    /// Refuses sends of template `name` with `132015` (paused), as Meta does, until `approveTemplate`.
+    public func pauseTemplate(_ name: String) {
+        _ = pausedTemplates.withLock { $0.insert(name) }
+    }
+
+    public func approveTemplate(_ name: String) {
+        _ = pausedTemplates.withLock { $0.remove(name) }
     }
 
     public var requests: [Recorded] { recorded.withLock { $0 } }
@@ -186,7 +196,14 @@ public final class CloudAPIStandInServer: Sendable {
             list.append(entry)
             return list.count
         }
-        var answer = overLimit ? .error(status: 400, code: 130429, message: "(#130429) Rate limit hit") : script.withLock { $0 }(number, entry)
+        let paused = json?["template"]?["name"]?.stringValue.map { name in pausedTemplates.withLock { $0.contains(name) } } ?? false
+        var answer: Answer = if overLimit {
+            .error(status: 400, code: 130429, message: "(#130429) Rate limit hit")
+        } else if paused {
+            .error(status: 400, code: 132015, message: "(#132015) Cannot send message as the template is paused due to low quality")
+        } else {
+            script.withLock { $0 }(number, entry)
+        }
         while case .after(let delay, let then) = answer {
             try await Task.sleep(for: delay)
             answer = then

@@ -18,6 +18,14 @@ import WhatsAppPlugin
         #expect(CloudAPIErrorTable.classify(code: code, status: 400) == .permanent)
     }
 
+    @Test func accountLimitCodesAreTheirOwnClasses() {
+        #expect(CloudAPIErrorTable.classify(code: 132015, status: 400) == .templatePaused)
+        #expect(CloudAPIErrorTable.classify(code: 132016, status: 400) == .templateDisabled)
+        #expect(CloudAPIErrorTable.classify(code: 131049, status: 400) == .marketingDeclined)
+        #expect(CloudAPIErrorTable.classify(code: 131050, status: 400) == .marketingStopped)
+        #expect(CloudAPIErrorTable.classify(code: 131048, status: 400) == .spamLimit)
+    }
+
     @Test func anUnlistedCodeFollowsTheStatus() {
         #expect(CloudAPIErrorTable.classify(code: 999_999, status: 500) == .transient)
         #expect(CloudAPIErrorTable.classify(code: 999_999, status: 503) == .transient)

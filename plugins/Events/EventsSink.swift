@@ -72,16 +72,18 @@ final class EventsSink: OutcomeSink {
         publisher.stop()
     }
 
-    /// The events steps prepared (when the message was taken), else the outcome's own event.
+    /// The events steps prepared (when the message was taken), else the outcome's own event; then
+    /// the events steps added beside it.
     static func events(of outcome: Outcome, _ settings: EventsSettings, _ context: SinkBuildContext) -> [PreparedEvent] {
+        let accompanying = outcome.message.values[AccompanyingEventsKey.self] ?? []
         if let prepared = outcome.message.values[PreparedEventsKey.self] {
-            if case .ack = outcome.decision { return prepared }
-            return []
+            if case .ack = outcome.decision { return prepared + accompanying }
+            return accompanying
         }
         guard let status = OutboundEvent.status(of: outcome.decision, includeRetries: settings.includeRetries),
-              settings.publishes(status) else { return [] }
+              settings.publishes(status) else { return accompanying }
         let body = OutboundEvent.body(status: status, outcome: outcome, pipeline: context.pipelineName, worker: context.workerID, at: Date())
-        return [PreparedEvent(routingKey: "outbound.\(status)", body: body)]
+        return [PreparedEvent(routingKey: "outbound.\(status)", body: body)] + accompanying
     }
 }
 

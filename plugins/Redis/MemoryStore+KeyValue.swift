@@ -9,9 +9,13 @@ extension MemoryStore: KeyValueStore {
 
     public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
         try atomically { entries, now -> (value: String, ttl: Duration?)? in
-            guard let entry = entries[key], entry.members == nil else { return nil }
+            guard let entry = entries[key], entry.members == nil, entry.scores == nil else { return nil }
             return (entry.value, entry.expires.map { .seconds(Int64($0.timeIntervalSince(now).rounded(.down))) })
         }
+    }
+
+    public func delete(_ key: String) async throws(StoreUnavailable) -> Bool {
+        try atomically { entries, _ in entries.removeValue(forKey: key) != nil }
     }
 
     public func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int {
@@ -40,5 +44,9 @@ extension MemoryStore: KeyValueStore {
 
     public func members(of key: String) async throws(StoreUnavailable) -> [String] {
         try atomically { entries, _ in (entries[key]?.members ?? []).sorted() }
+    }
+
+    public func keys(prefix: String) async throws(StoreUnavailable) -> [String] {
+        try atomically { entries, _ in entries.keys.filter { $0.hasPrefix(prefix) }.sorted() }
     }
 }

@@ -7,12 +7,15 @@ import Synchronization
 /// It has the key-value capability (`KeyValueStore`); plugins with scripts of their own add the
 /// same capabilities to it as to `RedisStore`, written against `atomically`.
 public final class MemoryStore: Resource {
-    /// One key's value and when it expires: a string, or a set's members (then `value` is empty).
+    /// One key's value and when it expires: a string, a set's members or a sorted set's scores
+    /// (then `value` is empty).
     public struct Entry: Sendable {
         public var value: String
         public var expires: Date?
         /// The members when the key holds a set.
         public var members: Set<String>?
+        /// The members and their scores when the key holds a sorted set.
+        public var scores: [String: Double]?
 
         public init(value: String, expires: Date?) {
             self.value = value
@@ -23,6 +26,12 @@ public final class MemoryStore: Resource {
         public init(members: Set<String>) {
             self.init(value: "", expires: nil)
             self.members = members
+        }
+
+        /// A sorted set that does not expire.
+        public init(scores: [String: Double]) {
+            self.init(value: "", expires: nil)
+            self.scores = scores
         }
     }
 

@@ -17,6 +17,12 @@ extension RedisStore: KeyValueStore {
         }
     }
 
+    public func delete(_ key: String) async throws(StoreUnavailable) -> Bool {
+        try await perform { () async throws(RedisError) in
+            try await client.checked(["DEL", key]).integer == 1
+        }
+    }
+
     public func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int {
         guard !members.isEmpty else { return 0 }
         return try await perform { () async throws(RedisError) in
@@ -54,18 +60,31 @@ extension RedisStore: KeyValueStore {
     }
 
     public func members(of key: String) async throws(StoreUnavailable) -> [String] {
+        try await scan(["SSCAN", key])
+    }
+
+    public func keys(prefix: String) async throws(StoreUnavailable) -> [String] {
+        let pattern = prefix.reduce(into: "") { pattern, character in
+            if "*?[]\\".contains(character) { pattern.append("\\") }
+            pattern.append(character)
+        } + "*"
+        return try await scan(["SCAN"], match: pattern)
+    }
+
+    /// Every item a `SCAN`-like command pages through (no long blocking call), sorted, each once.
+    private func scan(_ command: [String], match pattern: String? = nil) async throws(StoreUnavailable) -> [String] {
         try await perform { () async throws(RedisError) -> [String] in
             var cursor = "0"
-            var members: [String] = []
+            var items: Set<String> = []
             repeat {
-                let page = try await client.checked(["SSCAN", key, cursor, "COUNT", "1000"])
-                guard case .array(let parts) = page, parts.count == 2, let next = parts[0].string, case .array(let items) = parts[1] else {
-                    throw .server("unexpected SSCAN answer")
+                let page = try await client.checked(command + [cursor] + (pattern.map { ["MATCH", $0] } ?? []) + ["COUNT", "1000"])
+                guard case .array(let parts) = page, parts.count == 2, let next = parts[0].string, case .array(let found) = parts[1] else {
+                    throw .server("unexpected \(command[0]) answer")
                 }
-                members += items.compactMap(\.string)
+                items.formUnion(found.compactMap(\.string))
                 cursor = next
             } while cursor != "0"
-            return Array(Set(members)).sorted()
+            return items.sorted()
         }
     }
 }

@@ -70,17 +70,6 @@ public final class RedisStore: Resource {
     }
 }
 
-/// The store did not answer (down, or slower than its command timeout).
-public struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
-    public var reason: String
-
-    public init(_ reason: String) {
-        self.reason = reason
-    }
-
-    public var description: String { reason }
-}
-
 extension RedisError {
     var isAuthentication: Bool {
         if case .authentication = self { return true }

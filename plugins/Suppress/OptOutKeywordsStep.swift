@@ -4,6 +4,7 @@ import PipelineKit
 import RedisPlugin
 import ValidatePlugin
 import WebhookPlugin
+import WhatsAppPlugin
 
 /// Step `optout_keywords` (statuses pipeline, SPEC 16): an inbound text that is one of the opt-out
 /// keywords adds its sender to the opt-out list of the business number it wrote to; one of the

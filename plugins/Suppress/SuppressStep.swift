@@ -13,7 +13,12 @@ extension OutcomeLabel {
 /// recipient on its sender's opt-out list, or on the list for all senders, ends `suppressed` —
 /// acknowledged, no request, event `outbound.suppressed`. Other categories never touch the store.
 ///
-/// Stateless: one instance serves every message at once; it holds nothing to undo.
+/// The list is also where Meta's word goes: when `dispatch` is refused because the recipient
+/// stopped marketing messages (`131050`, SPEC 15), it notes them on the message
+/// (`MarketingStoppedKey`) and the run is undone, and this step's `undo` adds them to the list of
+/// the sender (the event `optout.added` with source `131050` goes with the dead letter's).
+///
+/// Stateless: one instance serves every message at once; it holds nothing else to undo.
 struct SuppressStep: Step {
     let list: OptOutList
     let client: any CloudAPISender
@@ -36,6 +41,18 @@ struct SuppressStep: Step {
         Self.suppressed.increment()
         return .finish(as: .suppressed, "\(validated.to) opted out (list of \(listing == .sender ? "sender \(sender ?? "?")" : "all senders")); \(category.rawValue) message not sent")
     }
+
+    func undo(_ message: Message, _ context: StepContext) async {
+        guard let stopped = message.values[MarketingStoppedKey.self] else { return }
+        do {
+            if try await list.add(stopped.recipient, sender: stopped.sender) { Self.refusals.increment() }
+        } catch {
+            context.logger.error("a recipient who stopped marketing messages (131050) could not be added to the opt-out list",
+                                 metadata: ["recipient": .string(stopped.recipient), "sender": .string(stopped.sender), "error": .string(error.reason)])
+        }
+    }
+
+    static let refusals = Counter(label: "outbound_optout_changes_total", dimensions: [("source", "131050")])
 }
 
 /// The settings of the `suppress` step (`outbound-worker optout` reads its store and prefix).
@@ -64,7 +81,8 @@ extension StepPlugin {
         requires: [.validatedMessage],
         outcomes: [.suppressed],
         make: { context in
-            SuppressStep(list: try SuppressSettings.list(context.settings, context.resources),
+            _ = SuppressStep.refusals  // exported at 0 from the start
+            return SuppressStep(list: try SuppressSettings.list(context.settings, context.resources),
                          client: try context.resources.get(context.settings[SuppressSettings.client], as: (any CloudAPISender).self),
                          categories: Set(context.settings[SuppressSettings.categories]))
         }

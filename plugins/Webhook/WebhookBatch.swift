@@ -24,6 +24,8 @@ public struct WebhookBatch: Sendable, Equatable {
     public struct Change: Sendable, Equatable {
         public var field: String
         public var value: JSONValue
+        /// The WhatsApp Business Account the change concerns (the entry's `id`).
+        public var account: String?
     }
 
     public var statuses: [Status] = []
@@ -35,10 +37,11 @@ public struct WebhookBatch: Sendable, Equatable {
     public init(_ payload: JSONValue, receivedAt: Date) {
         self.receivedAt = receivedAt
         for entry in payload["entry"]?.arrayValue ?? [] {
+            let account = entry["id"]?.stringValue
             for change in entry["changes"]?.arrayValue ?? [] {
                 let field = change["field"]?.stringValue ?? "unknown"
                 guard case .object(var value)? = change["value"] else {
-                    changes.append(Change(field: field, value: change["value"] ?? .null))
+                    changes.append(Change(field: field, value: change["value"] ?? .null, account: account))
                     continue
                 }
                 if let items = value.removeValue(forKey: "statuses")?.arrayValue {
@@ -53,9 +56,9 @@ public struct WebhookBatch: Sendable, Equatable {
                     }
                     // A change with statuses and other content (inbound messages) gives both kinds of event.
                     let rest = value.filter { $0.key != "messaging_product" && $0.key != "metadata" }
-                    if !rest.isEmpty { changes.append(Change(field: field, value: .object(value))) }
+                    if !rest.isEmpty { changes.append(Change(field: field, value: .object(value), account: account)) }
                 } else {
-                    changes.append(Change(field: field, value: .object(value)))
+                    changes.append(Change(field: field, value: .object(value), account: account))
                 }
             }
         }

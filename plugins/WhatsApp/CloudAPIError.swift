@@ -23,6 +23,16 @@ public enum CloudAPIErrorClass: String, Sendable, Equatable {
     case throughputLimit = "throughput_limit"
     /// The sender–recipient pair was limited (131056): hold the pair.
     case pairRateLimit = "pair_rate_limit"
+    /// The template is paused (132015): its messages wait for it (SPEC 15).
+    case templatePaused = "template_paused"
+    /// The template is disabled (132016): its messages are dead-lettered without a request.
+    case templateDisabled = "template_disabled"
+    /// Meta declined a marketing message to keep the user's experience healthy (131049): try once more much later.
+    case marketingDeclined = "marketing_declined"
+    /// The user stopped marketing messages (131050): dead letter, and an opt-out.
+    case marketingStopped = "marketing_stopped"
+    /// The sender sends too much marketing (131048): its marketing waits with backoff.
+    case spamLimit = "spam_limit"
 }
 
 /// The one table of Cloud API error codes (SPEC sections 6 and 8).
@@ -34,6 +44,10 @@ public enum CloudAPIErrorTable {
     public static let senderRanges: [ClosedRange<Int>] = [200...299]
     public static let throughputCode = 130429
     public static let pairRateLimitCode = 131056
+    /// The account limits of SPEC 15.
+    public static let accountLimitCodes: [Int: CloudAPIErrorClass] = [
+        132015: .templatePaused, 132016: .templateDisabled, 131049: .marketingDeclined, 131050: .marketingStopped, 131048: .spamLimit,
+    ]
 
     /// The class of a failure with `code` (if the body had one) and HTTP `status`. A code not
     /// listed is transient with a 5xx or 429 status and permanent with any other.
@@ -41,6 +55,7 @@ public enum CloudAPIErrorTable {
         if let code {
             if code == throughputCode { return .throughputLimit }
             if code == pairRateLimitCode { return .pairRateLimit }
+            if let limit = accountLimitCodes[code] { return limit }
             if transientCodes.contains(code) { return .transient }
             if permanentCodes.contains(code) { return .permanent }
             if tokenCodes.contains(code) { return .tokenRejected }

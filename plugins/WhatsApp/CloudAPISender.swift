@@ -40,13 +40,23 @@ public enum CloudAPISettings {
     }
 
     public static let schema = SettingsSchema(baseURL, apiVersion, phoneNumberID, accessToken, accessTokens, timeout, maxConnections, caFile, dryRun,
-                                              throughput, throughputBySender, throughputStore, pacing, templateCategories)
+                                              throughput, throughputBySender, throughputStore, pacing, templateCategories, Portfolio.setting)
 
     /// Rules across the resource's settings.
     static func check(_ resource: ComponentDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
         let settings = resource.settings
         if settings[accessToken] == nil, settings[accessTokens].isEmpty {
             return [.error(at: settings.location(of: accessToken) ?? resource.location, "resource `\(resource.name)` (whatsapp_cloud_api) needs `access_token` or `access_tokens`")]
+        }
+        var owner: [String: String] = [:]
+        for portfolio in Portfolio.all(settings) {
+            for sender in portfolio.senders.sorted() {
+                if let first = owner[sender] {
+                    return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location,
+                                   "sender \(sender) is in portfolios `\(first)` and `\(portfolio.name)`: a sender belongs to one business portfolio")]
+                }
+                owner[sender] = portfolio.name
+            }
         }
         return []
     }
@@ -72,6 +82,8 @@ public struct CloudAPIConfiguration: Sendable {
     public var throughputStore: String?
     /// Each template's category, for messages that do not name one.
     public var templateCategories: [String: MessageCategory]
+    /// Business portfolios whose senders share a messaging limit.
+    public var portfolios: [Portfolio]
 
     public init(settings: Settings) {
         var base = settings[CloudAPISettings.baseURL]
@@ -90,6 +102,12 @@ public struct CloudAPIConfiguration: Sendable {
         throughputBySender = settings[CloudAPISettings.throughputBySender]
         throughputStore = settings[CloudAPISettings.throughputStore]
         templateCategories = settings[CloudAPISettings.templateCategories]
+        portfolios = Portfolio.all(settings)
+    }
+
+    /// The portfolio `sender` belongs to, if any.
+    public func portfolio(of sender: String) -> Portfolio? {
+        portfolios.first { $0.senders.contains(sender) }
     }
 
     /// The category a message counts as (SPEC 4): its own `category`; else a template's from

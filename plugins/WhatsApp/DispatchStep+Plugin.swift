@@ -14,20 +14,34 @@ extension StepPlugin {
         check: DispatchRules.check,
         make: { context in
             DispatchStep(client: try context.resources.get(context.settings[DispatchSettings.client], as: (any CloudAPISender).self),
-                         inDoubt: DispatchSettings.inDoubtPolicy(context.settings))
+                         limits: DispatchSettings.limits(context), inDoubt: DispatchSettings.inDoubtPolicy(context.settings))
         }
     )
 }
 
-/// The settings of the `dispatch` step.
-enum DispatchSettings {
-    static let client = Setting.resource("client", uses: "whatsapp_cloud_api", default: "whatsapp", "the `whatsapp_cloud_api` resource to send through")
+/// The settings of the `dispatch` step (`outbound-worker limits` reads its store and client).
+public enum DispatchSettings {
+    public static let client = Setting.resource("client", uses: "whatsapp_cloud_api", default: "whatsapp", "the `whatsapp_cloud_api` resource to send through")
     static let inDoubtWindow = Setting.duration("in_doubt_window", default: InDoubtPolicy.standard.window,
                                                 "how long a send whose answer was lost waits for a status to settle it (SPEC 13)")
     static let onInDoubt = Setting.choice("on_in_doubt", default: InDoubtPolicy.standard.decision,
                                           "after the window without a status: send once more, or dead-letter (never a second copy)")
 
-    static let schema = SettingsSchema(client, inDoubtWindow, onInDoubt)
+    public static let store = Setting.optionalResource("store", uses: "redis", default: "redis",
+                                                "the Redis resource where every worker shares paused and disabled templates (with the statuses pipeline) and the portfolios' messaging limits (none: template states stay per worker, limits are not counted)")
+    static let marketingRetryAfter = Setting.duration("marketing_retry_after", default: .seconds(86_400),
+                                                      "how long a marketing message Meta declined for the user's marketing limit (131049) waits before it goes once more")
+
+    static let schema = SettingsSchema(client, inDoubtWindow, onInDoubt, store, marketingRetryAfter)
+
+    static func limits(_ context: StepBuildContext) -> AccountLimits {
+        let name = context.settings[store]
+        let values = name.flatMap { context.resources.optional($0, as: (any KeyValueStore).self) }
+        return AccountLimits(templates: TemplateStates(store: values),
+                             messaging: MessagingLimits(store: name.flatMap { context.resources.optional($0, as: (any MessagingLimitStore).self) },
+                                                        announced: AnnouncedLimits(store: values)),
+                             marketingRetryAfter: context.settings[marketingRetryAfter])
+    }
 
     @Sendable static func inDoubtPolicy(_ settings: Settings) -> InDoubtPolicy {
         InDoubtPolicy(window: settings[inDoubtWindow], decision: settings[onInDoubt])

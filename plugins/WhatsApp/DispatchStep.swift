@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import PipelineKit
+import ValidatePlugin
 
 /// Step `dispatch`: sends the prepared request at the rate WhatsApp allows and keeps the
 /// `wamid` for `mark_completed`.
@@ -10,13 +11,16 @@ import PipelineKit
 /// slows the sender down and waits for its next slot; a `131056` holds the pair for 4^X s.
 public struct DispatchStep: Step {
     public let client: any CloudAPISender
+    /// Paused and disabled templates, marketing limits (SPEC 15).
+    public let limits: AccountLimits
     /// What to do with a send whose answer was lost (`in_doubt_window`, `on_in_doubt`).
     public let inDoubtPolicy: InDoubtPolicy?
     /// Holds of a pair after consecutive `131056`s: 1 s, 4 s, 16 s, 64 s, 256 s.
     public static let pairHold = EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256))
 
-    public init(client: any CloudAPISender, inDoubt: InDoubtPolicy = .standard) {
+    public init(client: any CloudAPISender, limits: AccountLimits = AccountLimits(templates: TemplateStates(store: nil)), inDoubt: InDoubtPolicy = .standard) {
         self.client = client
+        self.limits = limits
         self.inDoubtPolicy = inDoubt
     }
 
@@ -45,12 +49,24 @@ public struct DispatchStep: Step {
             probes.forEach(flow.holds.returnProbe)
             return .wait(Wait(key: key, until: until, reason: reason))
         }
-        for (key, reason) in [(configuration.configurationScope.key, WaitReason.paused), (scopes.token.key, .paused), (scopes.sender.key, .paused), (pair, .pairHold)] {
+        let category = message.values[ValidatedMessageKey.self].map(configuration.category(of:))
+        var held = [(configuration.configurationScope.key, WaitReason.paused), (scopes.token.key, .paused), (scopes.sender.key, .paused), (pair, .pairHold)]
+        if category == .marketing { held.append((AccountLimits.spamKey(sender), .spamLimit)) }
+        for (key, reason) in held {
             switch flow.holds.check(key, at: now) {
             case .free: continue
             case .probe: probes.append(key)
             case .held(let hold): return wait(key, hold.until, reason)
             }
+        }
+        do {
+            if let limited = try await limits.beforeSending(&message, context) {
+                probes.forEach(flow.holds.returnProbe)
+                return limited
+            }
+        } catch {
+            probes.forEach(flow.holds.returnProbe)
+            throw error
         }
         let pacer = self.pacer(sender, flow)
         if configuration.pacing {
@@ -68,8 +84,19 @@ public struct DispatchStep: Step {
             SendSlot.write(nil, &message)
         }
         do {
+            if let limited = try await limits.takeUnit(&message, request, sender: sender, configuration, context) {
+                probes.forEach(flow.holds.returnProbe)
+                return limited
+            }
+        } catch {
+            probes.forEach(flow.holds.returnProbe)
+            throw error
+        }
+        do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
         } catch {
+            // Refused (an answer, not a lost one): the messaging-limit unit it took goes back.
+            if error.status != nil { await limits.giveBackUnit(&message, context) }
             if error.status != nil, error.kind != .configuration {
                 // The Cloud API answered: it is reachable as configured, and unless it refused the sender, the sender and its token work.
                 flow.holds.clear(configuration.configurationScope.key)
@@ -77,6 +104,9 @@ public struct DispatchStep: Step {
                     flow.holds.clear(scopes.sender.key)
                     flow.holds.clear(scopes.token.key)
                 }
+            }
+            if let limited = try await limits.answered(error, &message, request, sender: sender, context) {
+                return limited
             }
             switch error.kind {
             case .throughputLimit:
@@ -99,12 +129,13 @@ public struct DispatchStep: Step {
                 throw StepFailure(.inDoubt, error.reason)
             case .transient:
                 throw StepFailure(.transient, error.reason, code: error.code)
-            case .permanent:
+            case .permanent, .templatePaused, .templateDisabled, .marketingDeclined, .marketingStopped, .spamLimit:
                 throw StepFailure(.permanent, error.reason, code: error.code)
             }
         }
         Counter(label: "outbound_sends_total", dimensions: [("sender", sender)]).increment()
         pacer.speedUp()
+        if category == .marketing { flow.holds.clear(AccountLimits.spamKey(sender)) }
         flow.holds.clear(pair)
         flow.holds.clear(scopes.sender.key)
         flow.holds.clear(scopes.token.key)

@@ -8,6 +8,7 @@ import RabbitMQPlugin
 import RedisPlugin
 import SuppressPlugin
 import ValidatePlugin
+import WhatsAppPlugin
 
 /// `optout add|remove|check|list`: the opt-out lists of the pipeline's `suppress` step (SPEC 16).
 struct OptOutCommand: AsyncParsableCommand {

@@ -7,7 +7,7 @@ public struct RootCommand: AsyncParsableCommand {
         commandName: "outbound-worker",
         abstract: "Sends WhatsApp messages from a RabbitMQ queue through a pipeline declared in YAML.",
         version: WorkerVersion.description,
-        subcommands: [RunCommand.self, CheckCommand.self, PlanCommand.self, TestCommand.self, SchemaCommand.self, PublishCommand.self,
+        subcommands: [RunCommand.self, CheckCommand.self, PlanCommand.self, TestCommand.self, SchemaCommand.self, PublishCommand.self, LimitsCommand.self,
                       EventsCommand.self, ReplayCommand.self, StatusCommand.self, OptOutCommand.self]
     )
 

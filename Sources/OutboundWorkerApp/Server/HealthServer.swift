@@ -74,6 +74,12 @@ struct HealthReport {
                 .object(["scope": .string(hold.key), "reason": .string(hold.reason), "until": .string(UTCTimestamp.format(hold.until)), "pauses_in_a_row": .number(JSONNumber(hold.count))])
             })
         }
+        let templates = worker.flow.holds.active(.templatePaused)
+        if !templates.isEmpty {
+            body["templates_paused"] = .array(templates.map { hold in
+                .object(["template": .string(String(hold.key.dropFirst("template:".count))), "reason": .string(hold.reason), "until": .string(UTCTimestamp.format(hold.until))])
+            })
+        }
         if let reason = pause ?? paused.first?.reason {
             body["reason"] = .string("\(pause != nil ? "consumption" : "sending") paused: \(reason)")
         } else if let unreported {

@@ -1,3 +1,4 @@
+import AccountLimitsPlugin
 import EventsPlugin
 import IdempotencyPlugin
 import PipelineKit
@@ -27,6 +28,7 @@ public enum BuiltinPlugins {
         registry.register(StepPlugin.orderStatuses)
         registry.register(StepPlugin.statusEvents)
         registry.register(StepPlugin.suppress)
+        registry.register(StepPlugin.accountUpdates)
         registry.register(StepPlugin.optOutKeywords)
         return registry
     }

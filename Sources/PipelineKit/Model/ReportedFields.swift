@@ -9,6 +9,12 @@ public enum PreparedEventsKey: MessageValueKey {
     public typealias Value = [PreparedEvent]
 }
 
+/// Events a step adds beside the outcome's own, whatever the outcome (`optout.added` when the
+/// Cloud API says a recipient stopped marketing messages).
+public enum AccompanyingEventsKey: MessageValueKey {
+    public typealias Value = [PreparedEvent]
+}
+
 /// One event to publish: its routing key and JSON body.
 public struct PreparedEvent: Sendable, Equatable {
     public var routingKey: String

@@ -111,6 +111,15 @@ extension Setting where Value == Int {
     }
 }
 
+extension Setting where Value == Int? {
+    /// A whole number within `range`; nil when absent.
+    public static func optionalInteger(_ name: String, _ range: ClosedRange<Int>? = nil, _ summary: String) -> Setting {
+        Setting(spec: SettingSpec(name, .integer(range), summary)) {
+            if case .integer(let number)? = $0 { number } else { nil }
+        }
+    }
+}
+
 extension Setting where Value == Bool {
     public static func boolean(_ name: String, default value: Bool, _ summary: String) -> Setting {
         Setting(spec: SettingSpec(name, .boolean, default: .boolean(value), summary)) {

@@ -1,8 +1,7 @@
-import PipelineKit
-
-/// The general key-value capability of the `redis` resource and of its in-memory twin
-/// (`MemoryStore`): a Redis-backed feature written against it runs on Redis in production and in
-/// memory under `outbound-worker test`, without a store protocol of its own.
+/// The general key-value capability, a resource kind like `SlotStore`: the `redis` resource and
+/// its in-memory twin (`MemoryStore`) provide it, so a Redis-backed feature written against it
+/// runs on Redis in production and in memory under `outbound-worker test`, in any plugin,
+/// without a store protocol of its own.
 ///
 /// ```swift
 /// let store = try context.resources.get(context.settings[MySettings.store], as: (any KeyValueStore).self)
@@ -17,6 +16,9 @@ public protocol KeyValueStore: Resource {
     func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable)
     /// The value and remaining TTL of a string key, nil when absent.
     func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)?
+    /// Removes `key` (`DEL`); whether it existed.
+    @discardableResult
+    func delete(_ key: String) async throws(StoreUnavailable) -> Bool
     /// Adds members to the set at `key` (created without expiry); returns how many were new.
     @discardableResult
     func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int
@@ -27,6 +29,8 @@ public protocol KeyValueStore: Resource {
     func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool]
     /// Every member of the set at `key`, sorted (read in pages: no long blocking call).
     func members(of key: String) async throws(StoreUnavailable) -> [String]
+    /// Every key that starts with `prefix`, sorted (read in pages: no long blocking call; for operator tools, not per message).
+    func keys(prefix: String) async throws(StoreUnavailable) -> [String]
 }
 
 extension KeyValueStore {

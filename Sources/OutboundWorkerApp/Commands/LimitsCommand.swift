@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import PipelineKit
+import WhatsAppPlugin
+
+/// `limits`: what Meta's account limits leave (SPEC 15) — each business portfolio's messaging
+/// limit and how much of it the last 24 h used, and the templates Meta paused or disabled.
+struct LimitsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "limits",
+        abstract: "Prints each business portfolio's messaging limit and what is left of it, and the templates Meta paused or disabled.")
+
+    @OptionGroup var options: PipelineOptions
+
+    func run() async throws {
+        let environment = ProcessEnvironment.load()
+        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment)
+            .loadSteps(using: StepPlugin.dispatch.name, resources: [DispatchSettings.store.name, DispatchSettings.client.name],
+                       path: options.file(environment), variant: options.variant(environment))
+        printDiagnostics(loaded.diagnostics)
+        guard let view = loaded.view else { throw ExitStatus.invalid }
+        guard let step = view.steps.first else { throw ValidationError("the pipeline has no `dispatch` step") }
+        guard let client = view.resources.first(where: { $0.name == step.settings[DispatchSettings.client] }),
+              let storeName = step.settings[DispatchSettings.store] else {
+            throw ValidationError("`dispatch` names no `store`: limits and template states are not shared")
+        }
+        let resource = try await ResourceMaker.make(storeName, for: step, in: view)
+        guard let store = resource as? any KeyValueStore, let window = resource as? any MessagingLimitStore else {
+            throw ValidationError("resource `\(storeName)` keeps no limits")
+        }
+        let announced = AnnouncedLimits(store: store)
+        for portfolio in CloudAPIConfiguration(settings: client.settings).portfolios {
+            let senders = portfolio.senders.sorted().joined(separator: ", ")
+            guard let limit = await announced.limit(of: portfolio, at: Date()) else {
+                print("portfolio \(portfolio.name) (senders \(senders)): unlimited")
+                continue
+            }
+            let counted = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in
+                try await window.counted(MessagingLimits.key(portfolio.name), window: MessagingLimits.window)
+            }
+            let usable = MessagingLimits.allowed(of: limit)
+            print("portfolio \(portfolio.name) (senders \(senders)): \(counted) of \(limit) recipients in the last 24 h; \(max(0, usable - counted)) left (\(usable) usable without the urgent lane)")
+        }
+        let keys = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await store.keys(prefix: "template:") }
+        for key in keys {
+            let value = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await store.read(key)?.value }
+            let template = key.dropFirst("template:".count)
+            switch TemplateStates.decode(value) {
+            case .paused(let until)?: print("template \(template): paused until \(UTCTimestamp.format(until))")
+            case .disabled?: print("template \(template): disabled")
+            case nil: continue
+            }
+        }
+        await resource.shutdown()
+    }
+}

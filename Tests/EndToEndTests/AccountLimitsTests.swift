@@ -1,0 +1,77 @@
+import AMQPClient
+import Foundation
+import PipelineKit
+import Testing
+import TestSupport
+
+/// Meta's account limits end to end (SPEC 15): both shipped pipelines on real RabbitMQ and Redis,
+/// the stand-in refusing a paused template with `132015` as Meta does.
+@Suite(.serialized) struct AccountLimitsTests {
+    /// A `message_template_status_update` webhook for template `name` (en_US).
+    static func templateUpdate(_ event: String, name: String, title: String? = nil) -> String {
+        let info = title.map { #","other_info":{"title":"\#($0)","description":"quality"}"# } ?? ""
+        return #"{"object":"whatsapp_business_account","entry":[{"id":"1","time":1800000000,"changes":[{"field":"message_template_status_update","value":{"event":"\#(event)","message_template_id":1,"message_template_name":"\#(name)","message_template_language":"en_US","reason":"NONE"\#(info)}}]}]}"#
+    }
+
+    func template(_ e2e: EndToEndHarness, _ number: Int, name: String, category: String = "marketing") -> [UInt8] {
+        Array(#"{"internalId":"\#(e2e.id(number))","to":"\#(e2e.recipient(number))","type":"template","category":"\#(category)","template":{"name":"\#(name)","language":"en_US"}}"#.utf8)
+    }
+
+    /// The test variant's delay queues hold a wait at most ~1 s, so the campaign comes back every
+    /// second, finds its template paused (one read a second per worker) and waits again — with no
+    /// request — until the statuses pipeline records the approval.
+    @Test func aPausedTemplateWaitsWithoutARequestPerMessageUntilItIsApprovedWhileOtherTemplatesFlow() async throws {
+        let statuses = try await WebhookTests.Statuses()
+        let e2e = statuses.e2e
+        let outboundEvents = EventsTests.EventQueue()
+        try await outboundEvents.bind(e2e.inspector)
+        try await statuses.start()
+        // Templates of this run's own, so states left by other runs in the shared Redis do not matter.
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let paused = "campaign_\(suffix)", other = "order_\(suffix)"
+        e2e.server.pauseTemplate(paused)
+        let worker = try await e2e.startWorker(extra: ["OUTBOUND_EVENTS_EXCHANGE": outboundEvents.exchange])
+        let campaign = 200
+        try await e2e.publish((1...campaign).map { template(e2e, $0, name: paused) } + (1...10).map { template(e2e, campaign + $0, name: other, category: "utility") })
+
+        let others = try await outboundEvents.take(e2e.inspector, expecting: 10)
+        #expect(Set(others.compactMap { $0.body["internalId"]?.stringValue }) == Set((1...10).map { e2e.id(campaign + $0) }), "the other template's messages go meanwhile")
+        // The campaign goes round the delay queues, each time held without a request.
+        try await poll("the campaign held twice over") { await metricTotal(worker, "outbound_account_limit_waits_total") >= Double(2 * campaign) }
+        let refused = e2e.server.requests.filter { $0.json?["template"]?["name"]?.stringValue == paused }
+        // Paced at 80/s, the first answer is read before the next slot: a few refused requests, not one per message.
+        #expect(!refused.isEmpty && refused.count <= 3, "at most 3 refused requests of a paused template: \(refused.count)")
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "nothing dead-lettered")
+        let redis = e2e.redis()
+        let state = try await redis.send(["GET", "template:\(paused):en_US"]).string
+        #expect(state?.hasPrefix("paused:") == true, "shared with every worker: \(state ?? "nil")")
+        let limits = try TestServices.run(TestServices.executable, ["limits"], environment: e2e.environment)
+        #expect(limits.output.contains("template \(paused):en_US: paused until "), "`outbound-worker limits` shows it: \(limits.output)")
+
+        // Meta approves it again: the statuses pipeline records it and the campaign goes, each message once.
+        e2e.server.approveTemplate(paused)
+        #expect(try await statuses.post(Self.templateUpdate("APPROVED", name: paused)) == 200)
+        let approved = ContinuousClock.now
+        let sent = try await outboundEvents.take(e2e.inspector, expecting: campaign)
+        #expect(ContinuousClock.now - approved < .seconds(10), "all sent within 10 s of the approval")
+        #expect(Set(sent.compactMap { $0.body["internalId"]?.stringValue }) == Set((1...campaign).map { e2e.id($0) }))
+        #expect(sent.allSatisfy { $0.routingKey == "outbound.sent" })
+        let accepted = e2e.server.requests.filter { $0.succeeded && $0.json?["template"]?["name"]?.stringValue == paused }
+        #expect(accepted.count == campaign, "each sent once")
+        #expect(try await redis.send(["GET", "template:\(paused):en_US"]).string == nil)
+
+        // DISABLED: the next message of that template is dead-lettered without a request.
+        #expect(try await statuses.post(Self.templateUpdate("DISABLED", name: other)) == 200)
+        try await poll("disabled shared") { try await redis.send(["GET", "template:\(other):en_US"]).string == "disabled" }
+        let before = e2e.server.requests.count
+        try await e2e.publish([template(e2e, campaign + 11, name: other, category: "utility")])
+        let letters = try await e2e.inspector.drain("\(e2e.queue).dead", expecting: 1)
+        #expect(letters.first?.properties.headers["x-error"]?.stringValue?.hasPrefix("template disabled") == true)
+        #expect(letters.first?.properties.headers["x-error-code"] == .int(132016))
+        #expect(!e2e.server.requests.dropFirst(before).contains { $0.json?["template"]?["name"]?.stringValue == other }, "a disabled template's message draws no request")
+
+        try await worker.stop()
+        await e2e.inspector.delete([outboundEvents.queue])
+        try await statuses.cleanUp()
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import PipelineKit
+import RedisPlugin
+import Testing
+import WhatsAppPlugin
+
+/// Meta's `business_capability_update` limits over a portfolio's configured one.
+@Suite struct AnnouncedLimitsTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func metasWordsAndNumbersAreLimits() {
+        #expect(AnnouncedLimits.parse(.string("TIER_2K")) == 2000)
+        #expect(AnnouncedLimits.parse(.string("TIER_100K")) == 100_000)
+        #expect(AnnouncedLimits.parse(.string("TIER_UNLIMITED")) == -1)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(250))) == 250)
+        #expect(AnnouncedLimits.parse(.string("TIER_SOMETHING")) == nil)
+        #expect(AnnouncedLimits.parse(nil) == nil)
+    }
+
+    @Test func anAnnouncedLimitOfOneOfItsAccountsOverridesThePortfolios() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let statuses = AnnouncedLimits(store: store), worker = AnnouncedLimits(store: store)
+        let portfolio = Portfolio(name: "main", senders: ["1"], messagingLimit: 250, accounts: ["9001", "9002"])
+        #expect(await worker.limit(of: portfolio, at: now) == 250, "nothing announced: the configured limit")
+        try await statuses.announce(2000, account: "9002")
+        #expect(await worker.limit(of: portfolio, at: now.addingTimeInterval(0.5)) == 250, "a worker trusts its read for a second")
+        #expect(await worker.limit(of: portfolio, at: now.addingTimeInterval(1)) == 2000)
+        try await statuses.announce(-1, account: "9001")
+        #expect(await worker.limit(of: portfolio, at: now.addingTimeInterval(2)) == nil, "unlimited")
+        let other = Portfolio(name: "other", senders: ["2"], messagingLimit: 250, accounts: ["9003"])
+        #expect(await worker.limit(of: other, at: now.addingTimeInterval(2)) == 250, "another account's update is not this portfolio's")
+        store.setAvailable(false)
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 250, "a store that cannot be read leaves the configured limit")
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Metrics
+import PipelineKit
+import WebhookPlugin
+import WhatsAppPlugin
+
+/// Step `account_updates` (statuses pipeline, SPEC 15): Meta's account updates become the state
+/// every worker's `dispatch` reads.
+///
+/// - `message_template_status_update`: `PAUSED` pauses a template (`TemplateStates`; 3 h for a
+///   `FIRST_PAUSE`, 6 h for a `SECOND_PAUSE`, from the update), `DISABLED` disables it,
+///   `APPROVED`/`REINSTATED` lets it go again.
+/// - `business_capability_update`: a new messaging limit for the WhatsApp Business Account
+///   (`AnnouncedLimits`), which every portfolio listing that account in `accounts` then uses.
+///
+/// The changes are also published as the batch's `webhook.{field}` events, so this step comes
+/// after `status_events`. The state is written before the POST is answered: a store that is down
+/// fails the step (`fail_closed`: 503, and Meta sends the update again).
+struct AccountUpdatesStep: Step {
+    let templates: TemplateStates
+    let limits: AnnouncedLimits
+    static let updates = Counter(label: "outbound_account_updates_total")
+
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        guard let batch = message.values[WebhookBatchKey.self] else { return .next }
+        for change in batch.changes {
+            do {
+                switch change.field {
+                case "message_template_status_update":
+                    guard let update = TemplateUpdate(change.value, receivedAt: batch.receivedAt) else { continue }
+                    try await apply(update, now: context.clock.now())
+                    context.logger.notice("template status update", metadata: ["template": "\(update.name) (\(update.language))", "event": .string(update.event)])
+                case "business_capability_update":
+                    guard let account = change.account,
+                          let limit = AnnouncedLimits.parse(change.value["max_daily_conversations_per_business"]) ?? AnnouncedLimits.parse(change.value["max_daily_conversation_per_phone"])
+                    else { continue }
+                    try await limits.announce(limit, account: account)
+                    context.logger.notice("messaging limit update", metadata: ["account": .string(account), "limit": "\(limit < 0 ? "unlimited" : String(limit))"])
+                default:
+                    continue
+                }
+            } catch {
+                throw StepFailure(.unavailable, "account updates: \(error.reason)")
+            }
+            Self.updates.increment()
+        }
+        return .next
+    }
+
+    private func apply(_ update: TemplateUpdate, now: Date) async throws(StoreUnavailable) {
+        switch update.event {
+        case "PAUSED":
+            try await templates.pause(update.name, update.language, until: update.pauseEnds, at: now)
+        case "DISABLED":
+            try await templates.disable(update.name, update.language, at: now)
+        case "APPROVED", "REINSTATED":
+            try await templates.approve(update.name, update.language, at: now)
+        default:
+            break
+        }
+    }
+}
+
+/// One `message_template_status_update` change.
+struct TemplateUpdate: Equatable {
+    var event: String
+    var name: String
+    var language: String
+    /// When a pause ends: 6 h after the update for a `SECOND_PAUSE`, else 3 h.
+    var pauseEnds: Date
+
+    init?(_ value: JSONValue, receivedAt: Date) {
+        guard let event = value["event"]?.stringValue, let name = value["message_template_name"]?.stringValue,
+              let language = value["message_template_language"]?.stringValue else { return nil }
+        self.event = event.uppercased()
+        self.name = name
+        self.language = language
+        let hours: Double = value["other_info"]?["title"]?.stringValue == "SECOND_PAUSE" ? 6 : 3
+        pauseEnds = receivedAt.addingTimeInterval(hours * 3600)
+    }
+}
+
+/// The settings of the `account_updates` step.
+enum AccountUpdatesSettings {
+    static let store = Setting.resource("store", uses: "redis", default: "redis",
+                                        "the `redis` resource the outbound pipeline's `dispatch` reads template states and messaging limits from")
+    static let schema = SettingsSchema(store)
+}
+
+extension StepPlugin {
+    /// The `account_updates` step plugin.
+    public static let accountUpdates = StepPlugin(
+        name: "account_updates",
+        summary: "Meta's template status updates (paused, disabled, approved) and messaging-limit updates become the state every worker's `dispatch` reads",
+        settings: AccountUpdatesSettings.schema,
+        defaultOnError: .deadLetter,
+        defaultDegradation: .failClosed,
+        requires: [.webhookBatch],
+        make: { context in
+            let store = try context.resources.get(context.settings[AccountUpdatesSettings.store], as: (any KeyValueStore).self)
+            return AccountUpdatesStep(templates: TemplateStates(store: store), limits: AnnouncedLimits(store: store))
+        }
+    )
+}

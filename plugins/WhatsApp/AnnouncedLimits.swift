@@ -1,0 +1,74 @@
+import Foundation
+import PipelineKit
+import Synchronization
+
+/// Messaging limits Meta announced (`business_capability_update`, SPEC 15) per WhatsApp Business
+/// Account, shared through a key-value store: `msglimit:account:{id}` holds the limit (-1:
+/// unlimited). They override a portfolio's `messaging_limit`; each worker trusts what it read for
+/// a second.
+///
+/// ```swift
+/// let limits = AnnouncedLimits(store: store)
+/// try await limits.announce(10_000, account: "102290129340398")            // statuses pipeline
+/// let limit = await limits.limit(of: portfolio, at: now)                  // dispatch: nil is unlimited
+/// ```
+public final class AnnouncedLimits: Sendable {
+    private struct Remembered {
+        var limit: Int?
+        var readAt: Date
+    }
+
+    private let store: (any KeyValueStore)?
+    private let remembered = Mutex<[String: Remembered]>([:])
+    /// How long an announcement is kept without a newer one.
+    static let keptFor: Duration = .seconds(400 * 86_400)
+
+    public init(store: (any KeyValueStore)?) {
+        self.store = store
+    }
+
+    public static func key(account: String) -> String { "msglimit:account:\(account)" }
+
+    /// The limit of `portfolio` now: the one Meta announced for one of its accounts, else its
+    /// `messaging_limit`; nil: unlimited. A store that cannot be read leaves the configured one.
+    public func limit(of portfolio: Portfolio, at now: Date) async -> Int? {
+        for account in portfolio.accounts {
+            if let announced = await announced(account, at: now) { return announced < 0 ? nil : announced }
+        }
+        return portfolio.messagingLimit
+    }
+
+    /// Records Meta's new limit for `account` (-1: unlimited).
+    public func announce(_ limit: Int, account: String) async throws(StoreUnavailable) {
+        try await store?.set(Self.key(account: account), String(limit), ttl: Self.keptFor)
+    }
+
+    /// Meta's value: a number (-1: unlimited) or `TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`.
+    public static func parse(_ value: JSONValue?) -> Int? {
+        if let number = value?.numberValue { return Int(number) }
+        switch value?.stringValue {
+        case "TIER_250"?: return 250
+        case "TIER_1K"?: return 1000
+        case "TIER_2K"?: return 2000
+        case "TIER_10K"?: return 10_000
+        case "TIER_100K"?: return 100_000
+        case "TIER_UNLIMITED"?: return -1
+        case let text?: return Int(text)
+        case nil: return nil
+        }
+    }
+
+    private func announced(_ account: String, at now: Date) async -> Int? {
+        let key = Self.key(account: account)
+        if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < 1 { return known.limit }
+        guard let store else { return nil }
+        let limit: Int?
+        do {
+            limit = try await store.read(key).flatMap { Int($0.value) }
+        } catch {
+            return remembered.withLock { $0[key]?.limit }
+        }
+        remembered.withLock { $0[key] = Remembered(limit: limit, readAt: now) }
+        return limit
+    }
+}

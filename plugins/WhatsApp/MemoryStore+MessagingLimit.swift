@@ -1,0 +1,38 @@
+import Foundation
+import PipelineKit
+import RedisPlugin
+
+/// The messaging limit's window in memory, with the Redis script's semantics.
+extension MemoryStore: MessagingLimitStore {
+    public func take(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitTake {
+        try atomically { entries, now in
+            let ms = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+            var scores = (entries[key]?.scores ?? [:]).filter { $0.value > Double(ms - window.milliseconds) }
+            defer { entries[key] = scores.isEmpty ? nil : Entry(scores: scores) }
+            if scores[recipient] != nil {
+                scores[recipient] = Double(ms)
+                return .counted
+            }
+            if scores.count >= limit, let oldest = scores.values.min() {
+                return .full(until: Date(timeIntervalSince1970: (oldest + Double(window.milliseconds)) / 1000))
+            }
+            scores[recipient] = Double(ms)
+            return .taken(at: ms)
+        }
+    }
+
+    public func giveBack(_ key: String, recipient: String, takenAt at: Int64) async throws(StoreUnavailable) {
+        try atomically { entries, _ in
+            guard var scores = entries[key]?.scores, scores[recipient] == Double(at) else { return }
+            scores[recipient] = nil
+            entries[key] = scores.isEmpty ? nil : Entry(scores: scores)
+        }
+    }
+
+    public func counted(_ key: String, window: Duration) async throws(StoreUnavailable) -> Int {
+        try atomically { entries, now in
+            let since = now.timeIntervalSince1970 * 1000 - Double(window.milliseconds)
+            return (entries[key]?.scores ?? [:]).values.filter { $0 > since }.count
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import PipelineKit
+
+/// What taking a unit of a portfolio's messaging limit found.
+public enum MessagingLimitTake: Sendable, Equatable {
+    /// The recipient was sent a template in the last 24 h: no unit used.
+    case counted
+    /// A unit was taken for a new recipient, at `at` (epoch ms; `giveBack` needs it).
+    case taken(at: Int64)
+    /// The window is full: the oldest recipient leaves it then.
+    case full(until: Date)
+}
+
+/// Unique recipients per portfolio over a rolling window, shared by every worker (SPEC 15): one
+/// sorted set per portfolio, `msglimit:{portfolio}`, each recipient scored with their last
+/// template's time. Exact, not approximate: a recipient is counted once however often they are written to.
+public protocol MessagingLimitStore: Resource {
+    /// Counts `recipient` in `key`'s window: already counted, a unit taken (fewer than `limit`
+    /// counted), or full. Atomic across workers.
+    func take(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitTake
+    /// Gives a unit back (the Cloud API refused the message): only if `recipient`'s entry is still the one taken at `at`.
+    func giveBack(_ key: String, recipient: String, takenAt at: Int64) async throws(StoreUnavailable)
+    /// How many recipients the window of `key` counts now.
+    func counted(_ key: String, window: Duration) async throws(StoreUnavailable) -> Int
+}
+
+/// The portfolios' messaging limits as `dispatch` applies them.
+public struct MessagingLimits: Sendable {
+    public let store: (any MessagingLimitStore)?
+    /// Limits Meta announced, over the configured ones.
+    public let announced: AnnouncedLimits
+    /// Meta's window.
+    public static let window: Duration = .seconds(86_400)
+
+    public init(store: (any MessagingLimitStore)?, announced: AnnouncedLimits = AnnouncedLimits(store: nil)) {
+        self.store = store
+        self.announced = announced
+    }
+
+    public static func key(_ portfolio: String) -> String { "msglimit:\(portfolio)" }
+
+    /// What a pipeline without lanes may use of `limit`: the last 10 % is the urgent lane's.
+    public static func allowed(of limit: Int) -> Int {
+        max(1, Int((Double(limit) * 0.9).rounded(.down)))
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import PipelineKit
+import Synchronization
+
+/// Templates Meta paused or disabled (SPEC 15), shared by every worker and the statuses pipeline
+/// through a key-value store: `template:{name}:{language}` holds `paused:{end, epoch ms}`
+/// (expiring when the pause ends) or `disabled`; an approval deletes it. Each worker remembers what it read for one
+/// second, so a template's messages cost one read a second, and an update is in effect everywhere
+/// within that second; what this worker learns itself (a `132015` answer) is in effect at once,
+/// and stays so for this worker while the store cannot be read or could not be written.
+///
+/// ```swift
+/// let templates = TemplateStates(store: store)
+/// if case .paused(let until)? = try await templates.state(of: "order_update", "en_US", at: now) { … wait until then }
+/// try await templates.pause("order_update", "en_US", until: now.addingTimeInterval(3 * 3600), at: now)
+/// ```
+public final class TemplateStates: Sendable {
+    /// What Meta decided about a template.
+    public enum State: Sendable, Equatable {
+        /// Paused until then: its messages wait.
+        case paused(until: Date)
+        /// Disabled: its messages are dead-lettered without a request.
+        case disabled
+    }
+
+    /// How long a pause lasts when nothing says (the first pause: 3 h).
+    public static let defaultPause: Duration = .seconds(3 * 3600)
+    /// How long a disabled template stays so without an update.
+    static let disabledFor: Duration = .seconds(30 * 86_400)
+    /// How long a worker trusts what it read.
+    static let freshness: TimeInterval = 1
+
+    private struct Remembered {
+        var state: State?
+        var readAt: Date
+    }
+
+    private let store: (any KeyValueStore)?
+    private let remembered = Mutex<[String: Remembered]>([:])
+    /// What this worker learned itself and could not share (the store refused the write).
+    private let unshared = Mutex<[String: State]>([:])
+    /// When this worker first found each template paused in its current pause.
+    private let pausedSeen = Mutex<[String: Date]>([:])
+
+    /// Without a store, each worker knows only what it learned itself.
+    public init(store: (any KeyValueStore)?) {
+        self.store = store
+    }
+
+    /// The store key of a template (name + language).
+    public static func key(_ name: String, _ language: String) -> String {
+        "template:\(name):\(language)"
+    }
+
+    /// The template's state now; nil: approved (or never heard of).
+    public func state(of name: String, _ language: String, at now: Date) async throws(StoreUnavailable) -> State? {
+        let key = Self.key(name, language)
+        if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < Self.freshness {
+            return Self.current(known.state, at: now)
+        }
+        let own = unshared.withLock { $0[key] }.flatMap { Self.current($0, at: now) }
+        var state: State?
+        if let store {
+            do {
+                state = Self.decode(try await store.read(key)?.value) ?? own
+            } catch {
+                guard let own else { throw error }
+                state = own
+            }
+        } else {
+            state = remembered.withLock { $0[key]?.state }
+        }
+        remember(key, state, at: now)
+        let current = Self.current(state, at: now)
+        if current == nil { _ = pausedSeen.withLock { $0.removeValue(forKey: key) } }
+        return current
+    }
+
+    /// The template is paused until `until` (a `132015` answer, a `PAUSED` update).
+    public func pause(_ name: String, _ language: String, until: Date, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language)
+        remember(key, .paused(until: until), at: now)
+        let length = until.timeIntervalSince(now)
+        guard length >= 1 else { return }
+        try await share(key, .paused(until: until)) { store throws(StoreUnavailable) in
+            try await store.set(key, "paused:\(Int64((until.timeIntervalSince1970 * 1000).rounded()))", ttl: .seconds(Int64(length.rounded(.up))))
+        }
+    }
+
+    /// The template is disabled (a `132016` answer, a `DISABLED` update).
+    public func disable(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language)
+        remember(key, .disabled, at: now)
+        try await share(key, .disabled) { store throws(StoreUnavailable) in try await store.set(key, "disabled", ttl: Self.disabledFor) }
+    }
+
+    /// How long a message of a template paused since `since` waits before it looks again: a tenth
+    /// of how long the pause has lasted, at least 5 s and at most 2 min — an approval soon after a
+    /// pause is followed within seconds, while a long pause costs each waiting message one look
+    /// (and, beyond what parking holds, one round of the delay queues) every 2 min.
+    public static func lookAgain(pausedSince since: Date, at now: Date) -> Duration {
+        .milliseconds(Int64(min(max(now.timeIntervalSince(since) / 10, 5), 120) * 1000))
+    }
+
+    /// When this worker first found `key` paused in its current pause (now, the first time).
+    public func pausedSince(_ key: String, at now: Date) -> Date {
+        pausedSeen.withLock { seen in
+            if let since = seen[key] { return since }
+            if seen.count > 4096 { seen.removeAll() }
+            seen[key] = now
+            return now
+        }
+    }
+
+    /// The template may be sent again (an `APPROVED` or `REINSTATED` update).
+    public func approve(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language)
+        remember(key, nil, at: now)
+        _ = unshared.withLock { $0.removeValue(forKey: key) }
+        try await store?.delete(key)
+    }
+
+    /// Writes what this worker learned; kept as its own while the write fails.
+    private func share(_ key: String, _ state: State, _ write: (any KeyValueStore) async throws(StoreUnavailable) -> Void) async throws(StoreUnavailable) {
+        guard let store else { return }
+        do {
+            try await write(store)
+            _ = unshared.withLock { $0.removeValue(forKey: key) }
+        } catch {
+            unshared.withLock { $0[key] = state }
+            throw error
+        }
+    }
+
+    /// Every template this worker knows paused or disabled now (for `/health`).
+    public func known(at now: Date) -> [(template: String, state: State)] {
+        remembered.withLock { remembered in
+            remembered.compactMap { key, known in Self.current(known.state, at: now).map { (String(key.dropFirst("template:".count)), $0) } }
+        }.sorted { $0.template < $1.template }
+    }
+
+    private func remember(_ key: String, _ state: State?, at now: Date) {
+        remembered.withLock { remembered in
+            if remembered.count > 4096 { remembered = remembered.filter { now.timeIntervalSince($0.value.readAt) < Self.freshness } }
+            remembered[key] = Remembered(state: state, readAt: now)
+        }
+    }
+
+    private static func current(_ state: State?, at now: Date) -> State? {
+        if case .paused(let until)? = state, until <= now { return nil }
+        return state
+    }
+
+    /// `paused:{epoch milliseconds}` or `disabled`; anything else is no state.
+    public static func decode(_ value: String?) -> State? {
+        guard let value else { return nil }
+        if value == "disabled" { return .disabled }
+        guard value.hasPrefix("paused:"), let milliseconds = Double(value.dropFirst("paused:".count)) else { return nil }
+        return .paused(until: Date(timeIntervalSince1970: milliseconds / 1000))
+    }
+}
