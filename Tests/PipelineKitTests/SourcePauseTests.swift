@@ -15,14 +15,15 @@ import Testing
     private static let configuration = WorkerConfiguration(concurrency: 2, pause: .seconds(60))
 
     /// A worker on a manual clock whose only step fails sender-side for the whole pipeline.
-    private func start() -> (WorkerTests.ScriptedSource, PipelineWorker, FlowControl, ManualWallClock, Task<Void, any Error>) {
+    private func start(sink: (any OutcomeSink)? = nil) -> (WorkerTests.ScriptedSource, PipelineWorker, FlowControl, ManualWallClock, Task<Void, any Error>) {
         let logger = Logger(label: "test")
         let clock = ManualWallClock()
         let flow = FlowControl(clock: clock, logger: logger)
         let source = WorkerTests.ScriptedSource()
         let executor = PipelineExecutor(pipelineName: "t", steps: [ExecutorTests.bound("send", Refused(), irreversible: true)], worker: Self.configuration,
                                         workerID: "w", clock: clock, flow: flow, logger: logger)
-        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: Self.configuration, flow: flow, logger: logger)
+        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: Self.configuration, flow: flow, sink: sink,
+                                    reportRetry: EscalationPolicy(first: .milliseconds(20), factor: 1, cap: .milliseconds(20)), logger: logger)
         return (source, worker, flow, clock, Task { try await worker.run() })
     }
 
@@ -67,6 +68,17 @@ import Testing
         try await WorkerTests.poll { source.consumption.count == 3 }
         #expect(source.consumption == ["pause", "resume", "pause"])
         #expect(flow.holds.pausingSource.first?.count == 1)
+        worker.beginShutdown()
+        try await task.value
+    }
+
+    @Test func consumptionPausesWhenTheFailureIsDecidedNotOnceItsOutcomeIsRecorded() async throws {
+        let sink = WorkerTests.RecordingSink(refusals: .max)
+        let (source, worker, _, _, task) = start(sink: sink)
+        source.deliver(#"{"internalId":"a"}"#)
+        try await WorkerTests.poll { source.consumption == ["pause"] }
+        #expect(source.consumption == ["pause"], "paused while the outcome is still refused")
+        #expect(source.settlements.isEmpty)
         worker.beginShutdown()
         try await task.value
     }

@@ -32,6 +32,27 @@ import WhatsAppPlugin
         #expect(try await store.read(TemplateStates.key("promo", "en_US"))?.value == "disabled", "what other services read")
     }
 
+    @Test func aShorterPauseDoesNotCutALongerOneShort() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let worker = TemplateStates(store: store)
+        let second = start.addingTimeInterval(6 * 3600)
+        try await worker.pause("sale", "en_US", until: second, at: start)
+        try await worker.pause("sale", "en_US", until: start.addingTimeInterval(3 * 3600), at: start)
+        #expect(try await worker.state(of: "sale", "en_US", at: start) == .paused(until: second))
+        #expect(try await TemplateStates(store: store).state(of: "sale", "en_US", at: start) == .paused(until: second), "nor in the store")
+    }
+
+    @Test func whatAWorkerLearnedHoldsWhileTheStoreCannotBeRead() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let worker = TemplateStates(store: store)
+        store.setAvailable(false)
+        let until = start.addingTimeInterval(3600)
+        await #expect(throws: StoreUnavailable.self) { try await worker.pause("sale", "en_US", until: until, at: start) }
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(5)) == .paused(until: until), "not sent again past the second's trust")
+        store.setAvailable(true)
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(10)) == .paused(until: until), "an empty store does not undo what could not be shared")
+    }
+
     @Test func aStoreThatIsDownIsAnError() async throws {
         let store = MemoryStore(clock: SystemWallClock())
         store.setAvailable(false)

@@ -77,8 +77,10 @@ public final class TemplateStates: Sendable {
     }
 
     /// The template is paused until `until` (a `132015` answer, a `PAUSED` update).
+    /// A pause this worker knows to last longer (a `SECOND_PAUSE`) is not shortened.
     public func pause(_ name: String, _ language: String, until: Date, at now: Date) async throws(StoreUnavailable) {
         let key = Self.key(name, language)
+        if case .paused(let current)? = remembered.withLock({ $0[key]?.state }), current > until { return }
         remember(key, .paused(until: until), at: now)
         let length = until.timeIntervalSince(now)
         guard length >= 1 else { return }

@@ -145,6 +145,8 @@ public final class PipelineWorker: Service, Sendable {
             switch await executor.advance(&run) {
             case .decided(let decided):
                 decision = decided
+                // A pause of everything stops intake now, not once the outcome is reported (the sink may refuse it).
+                if case .requeue(_, _, _, let pause?) = decided, pause.coversAll { pauses.changed() }
                 reported = await report(decided, run: run)
             case .sent:
                 decision = .ack(.completed)
@@ -272,7 +274,7 @@ public final class PipelineWorker: Service, Sendable {
             settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
         case .requeue(let after, _, _, let pause):
             settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried)
-            if pause?.coversAll == true { pauses.changed() }
+            if pause?.coversAll == true { pauses.changed() }  // (again: a reload may have ended it meanwhile)
         }
         if await !source.settle(delivery, settlement) {
             logger.warning("settlement not carried out; the message went back to the queue", metadata: ["outcome": .string(decision.outcomeName)])
