@@ -74,4 +74,70 @@ import TestSupport
         await e2e.inspector.delete([outboundEvents.queue])
         try await statuses.cleanUp()
     }
+
+    /// A portfolio with `messaging_limit: 20` (18 usable without lanes) and a second sender outside
+    /// it; `marketing_retry_after: 2s`. The stand-in declines the first message to one recipient
+    /// with `131049`.
+    @Test func aPortfolioAtItsLimitHoldsNewRecipientsWhileCountedOnesFlowAndADeclinedMessageGoesOnceMore() async throws {
+        let e2e = try await EndToEndHarness()
+        let events = EventsTests.EventQueue()
+        try await events.bind(e2e.inspector)
+        // A portfolio and senders of this run's own: windows left in the shared Redis by other runs do not matter.
+        let portfolio = uniqueName("portfolio").replacingOccurrences(of: "-", with: "_")
+        let sender = String(UInt64.random(in: 100_000_000_000...999_999_999_999)), outside = String(UInt64.random(in: 100_000_000_000...999_999_999_999))
+        try """
+            source:
+              with: { prefetch: 64, concurrency: 16, drain_timeout: 10s, max_park: 2s, retry: { max_attempts: 5, backoff: [300ms, 1s] } }
+            resources:
+              whatsapp:
+                with: { timeout: 2s, portfolios: { \(portfolio): { senders: ["\(sender)"], messaging_limit: 20 } } }
+            steps:
+              - name: idempotency
+                with: { lease: 3s }
+              - name: dispatch
+                with: { marketing_retry_after: 2s }
+            """.write(to: e2e.folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
+        let declined = e2e.recipient(900)
+        e2e.server.answerRequests { request in
+            request.recipient == declined && !e2e.server.requests.dropLast().contains { $0.recipient == declined }
+                ? .error(status: 400, code: 131049, message: "(#131049) This message was not delivered to maintain healthy ecosystem engagement.")
+                : .success
+        }
+        let worker = try await e2e.startWorker(extra: ["OUTBOUND_EVENTS_EXCHANGE": events.exchange, "WHATSAPP_PHONE_NUMBER_ID": sender])
+        func template(_ number: Int, from: String? = nil) -> [UInt8] {
+            let extra = from.map { #","phoneNumberId":"\#($0)""# } ?? ""
+            return Array(#"{"internalId":"\#(e2e.id(number))-\#(UUID().uuidString.prefix(4))","to":"\#(e2e.recipient(number))","type":"template","template":{"name":"order_update","language":"en_US"}\#(extra)}"#.utf8)
+        }
+        // Ten recipients counted first.
+        try await e2e.publish((1...10).map { template($0) })
+        _ = try await events.take(e2e.inspector, expecting: 10)
+        // 20 new recipients, the ten counted ones again, a text to a new recipient, and the declined one from a sender outside the portfolio.
+        let declinedAt = ContinuousClock.now
+        try await e2e.publish((11...30).map { template($0) } + (1...10).map { template($0) } + [e2e.textMessage(800), template(900, from: outside)])
+        let sent = try await events.take(e2e.inspector, expecting: 10 + 8 + 1 + 1)
+        #expect(sent.allSatisfy { $0.routingKey == "outbound.sent" }, "\(sent.map(\.routingKey))")
+        let byRecipient = Dictionary(grouping: e2e.server.requests.filter(\.succeeded), by: \.recipient).mapValues(\.count)
+        #expect((1...10).allSatisfy { byRecipient[e2e.recipient($0)] == 2 }, "counted recipients cost no unit: each sent twice")
+        #expect((11...30).filter { byRecipient[e2e.recipient($0)] == 1 }.count == 8, "18 usable units: 10 counted + 8 new")
+        #expect(byRecipient[e2e.recipient(800)] == 1, "a text does not count")
+        let toDeclined = e2e.server.requests.filter { $0.recipient == declined }
+        #expect(toDeclined.count == 2, "declined once (131049), sent once more")
+        if toDeclined.count == 2 {
+            #expect(toDeclined[1].arrived - toDeclined[0].arrived >= .seconds(2), "not before marketing_retry_after")
+        }
+        #expect(ContinuousClock.now - declinedAt < .seconds(30))
+        try await poll("the others waiting for the limit") { await metricTotal(worker, "outbound_account_limit_waits_total") >= 12 }
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "nothing dead")
+        let limits = try TestServices.run(TestServices.executable, ["limits"], environment: e2e.environment.merging(["WHATSAPP_PHONE_NUMBER_ID": sender]) { $1 })
+        #expect(limits.output.contains("portfolio \(portfolio) (senders \(sender)): 18 of 20 recipients in the last 24 h; 0 left"), "\(limits.output)")
+
+        try await worker.stop()
+        // The twelve would wait a day: taken out of the delay queues, which stay (empty).
+        for queue in (1...2).map({ "\(e2e.queue).retry.\($0)" }) + [e2e.queue] {
+            let depth = try await e2e.inspector.depth(queue)
+            if depth > 0 { _ = try await e2e.inspector.drain(queue, expecting: depth) }
+        }
+        await e2e.inspector.delete([events.queue])
+        await e2e.cleanUp()
+    }
 }
