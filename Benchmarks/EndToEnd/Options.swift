@@ -15,6 +15,8 @@ struct Options {
         /// Two workers through restarts, a kill -9, SIGHUPs and transient failures, refused events, a
         /// broker-closed connection, a slow Redis and an untrusted certificate (`scripts/soak`).
         case soak
+        /// Redis memory per message on a Redis of its own (`scripts/bench redis-memory`).
+        case redisMemory = "redis-memory"
     }
 
     var mode = Mode.compare

@@ -19,6 +19,11 @@ final class StandIn: Sendable {
 
     private let state = Mutex(State())
 
+    /// A wamid of Meta's length and shape (`wamid.HBgL…`, 58 characters), distinct per request.
+    static func wamid(_ request: Int) -> String {
+        "wamid.HBgLNTUxMTk4NzY1NDMyMRUCABEYEj" + String(format: "%022X", request)
+    }
+
     func reset() { state.withLock { $0 = State(failEvery: $0.failEvery) } }
     var snapshot: [(Int, UInt64)] { state.withLock { $0.arrivals } }
     var count: Int { state.withLock { $0.arrivals.count } }
@@ -37,23 +42,23 @@ final class StandIn: Sendable {
             let body = try await request.body.collect(upTo: 1 << 16)
             let now = DispatchTime.now().uptimeNanoseconds
             let number = (try? JSONDecoder().decode(To.self, from: Data(body.readableBytesView))).flatMap { Int($0.to.dropFirst(6)) }
-            let fails = self.state.withLock { state -> Bool in
+            let (fails, request) = self.state.withLock { state -> (Bool, Int) in
                 state.requests += 1
                 if let every = state.failEvery, state.requests % every == 0 {
                     state.failed += 1
-                    return true
+                    return (true, state.requests)
                 }
                 if let number {
                     state.arrivals.append((number, now))
                     state.sent[number, default: 0] += 1
                 }
-                return false
+                return (false, state.requests)
             }
             if fails {
                 return Response(status: .serviceUnavailable, headers: [.contentType: "application/json"],
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"(#131000) Something went wrong","code":131000}}"#)))
             }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"messaging_product":"whatsapp","messages":[{"id":"wamid.bench"}]}"#)))
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"messaging_product":"whatsapp","messages":[{"id":"\#(Self.wamid(request))"}]}"#)))
         }
         let (ports, sink) = AsyncStream.makeStream(of: Int.self)
         let app = Application(router: router, server: try transport.server(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),

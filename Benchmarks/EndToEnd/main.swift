@@ -5,6 +5,7 @@
 //               and with 10k vs 1M messages queued (cost per message and memory growth)
 //   --transports the same runs on each Cloud API transport (HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2)
 //               at concurrency 1, 8, 32, 128
+//   --redis-memory  Redis memory per message on a Redis of its own, by kind of key
 import AMQPClient
 import Foundation
 import Logging
@@ -129,7 +130,7 @@ func pacingCost() async throws {
     print(row("of which Lua scripts (EVALSHA)", "%.3f") { $0.scripts })
 }
 
-if options.mode != .soak { measureStandInCapacity() }
+if options.mode != .soak, options.mode != .redisMemory { measureStandInCapacity() }
 print("stand-in on \(apiURL)")
 switch options.mode {
 case .compare: try await compare()
@@ -137,6 +138,7 @@ case .scaling: try await scaling()
 case .pacing: try await pacingCost()
 case .transports: try await TransportMatrix(options: options, publisher: publisher).run()
 case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
+case .redisMemory: try await RedisMemory(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher).run()
 }
 publisher.stop()
 exit(0)
