@@ -11,8 +11,23 @@ func spawn(_ arguments: [String], environment: [String: String], log: String) th
     let argv = arguments.map { strdup($0) } + [nil]
     let envp = variables.map { strdup($0) } + [nil]
     defer { (argv + envp).forEach { free($0) } }
+    // The child starts with no signal blocked and SIGTERM/SIGINT at their defaults: this process's
+    // threads may block or ignore them (its HTTP server's signal handling), and a child inheriting
+    // that would never stop on SIGTERM (a redis-server left running after the bench).
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var unblocked = sigset_t()
+    sigemptyset(&unblocked)
+    posix_spawnattr_setsigmask(&attributes, &unblocked)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    sigaddset(&defaults, SIGTERM)
+    sigaddset(&defaults, SIGINT)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     var pid = pid_t()
-    let status = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
+    let status = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
     guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EINVAL) }
     return pid
 }
