@@ -134,13 +134,6 @@ public final class TemplateStates: Sendable {
         }
     }
 
-    /// Every template this worker knows paused or disabled now (for `/health`).
-    public func known(at now: Date) -> [(template: String, state: State)] {
-        remembered.withLock { remembered in
-            remembered.compactMap { key, known in Self.current(known.state, at: now).map { (String(key.dropFirst("template:".count)), $0) } }
-        }.sorted { $0.template < $1.template }
-    }
-
     private func remember(_ key: String, _ state: State?, at now: Date) {
         remembered.withLock { remembered in
             if remembered.count > 4096 { remembered = remembered.filter { now.timeIntervalSince($0.value.readAt) < Self.freshness } }
