@@ -218,6 +218,25 @@ extension Setting where Value == Settings {
     }
 }
 
+extension Setting where Value == [Settings] {
+    /// A list of nested maps, each with its own declared settings; empty when absent.
+    public static func objects(_ name: String, _ schema: SettingsSchema, _ summary: String) -> Setting {
+        Setting(spec: SettingSpec(name, .objectList(schema), summary)) {
+            guard case .list(let items)? = $0 else { return [] }
+            return items.compactMap { if case .object(let entries) = $0 { Settings(entries) } else { nil } }
+        }
+    }
+}
+
+extension Setting where Value == Double {
+    /// A fraction above 0 and at most 1.
+    public static func fraction(_ name: String, default value: Double, _ summary: String) -> Setting {
+        Setting(spec: SettingSpec(name, .fraction, default: .number(value), summary)) {
+            if case .number(let number)? = $0 { number } else { value }
+        }
+    }
+}
+
 extension Setting where Value: RawRepresentable & CaseIterable, Value.RawValue == String {
     /// One of the cases of `Value` (their raw values are the words accepted).
     public static func choice(_ name: String, default value: Value, _ summary: String) -> Setting {

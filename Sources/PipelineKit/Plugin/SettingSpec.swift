@@ -24,8 +24,12 @@ public indirect enum SettingType: Sendable {
     case urlList
     /// `host:port`, or a list of them (a comma-separated string counts as a list).
     case addressList
+    /// A fraction: a number above 0 and at most 1.
+    case fraction
     /// A nested map with its own settings.
     case object(SettingsSchema)
+    /// A list of nested maps, each with the same settings.
+    case objectList(SettingsSchema)
     /// A map from names the user chooses (checked by `keys`) to values of one type.
     case map(keys: MapKeys, values: SettingType)
 
@@ -45,7 +49,9 @@ public indirect enum SettingType: Sendable {
         case .step(let uses): "name of a `\(uses)` step"
         case .urlList: "URL or list of URLs"
         case .addressList: "host:port or list of them"
+        case .fraction: "number in (0, 1]"
         case .object: "map"
+        case .objectList: "list of maps"
         case .map(let keys, let values): "map of \(keys.displayName) to \(values.displayName)"
         }
     }

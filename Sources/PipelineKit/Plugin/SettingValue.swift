@@ -4,6 +4,7 @@ public indirect enum SettingValue: Sendable, Hashable {
     case integer(Int)
     case boolean(Bool)
     case duration(Duration)
+    case number(Double)
     case list([SettingValue])
     case object([ResolvedSetting])
 
@@ -14,6 +15,7 @@ public indirect enum SettingValue: Sendable, Hashable {
         case .integer(let value): String(value)
         case .boolean(let value): value ? "true" : "false"
         case .duration(let value): DurationParser.format(value)
+        case .number(let value): value == value.rounded() ? String(Int(value)) : String(value)
         case .list, .object: nil
         }
     }

@@ -60,6 +60,9 @@ public enum PlanRenderer {
     /// The value as YAML with secrets hidden.
     static func displayed(_ value: SettingValue, _ secrecy: Secrecy) -> String {
         if case .list(let items) = value { return "[" + items.map { displayed($0, secrecy) }.joined(separator: ", ") + "]" }
+        if case .object(let entries) = value {
+            return "{" + entries.map { "\($0.name): \(displayed($0.value, $0.secrecy))" }.joined(separator: ", ") + "}"
+        }
         guard let text = value.yamlScalar else { return "" }
         switch (secrecy, value) {
         case (.secret, _):

@@ -33,6 +33,9 @@ public enum ReferenceGenerator {
             if case .object(let nested) = spec.type {
                 return rows(nested, prefix: name + ".")
             }
+            if case .objectList(let nested) = spec.type {
+                return ["| `\(name)` | list of maps | — | \(spec.summary) |"] + rows(nested, prefix: name + "[].")
+            }
             let defaultText: String
             if spec.required {
                 defaultText = "required"

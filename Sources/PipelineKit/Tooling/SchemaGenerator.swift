@@ -109,8 +109,12 @@ public enum SchemaGenerator {
             return .object(["type": .string("array"), "items": .object(["anyOf": .array([.object(["enum": .array(options.map(JSONValue.string))]), variable])])])
         case .urlList, .addressList, .stringList:
             return .object(["anyOf": .array([.object(["type": .string("string")]), .object(["type": .string("array"), "items": .object(["type": .string("string")])])])])
+        case .fraction:
+            return .object(["anyOf": .array([.object(["type": .string("number"), "exclusiveMinimum": .number(0), "maximum": .number(1)]), .object(["type": .string("string"), "pattern": .string("^[0-9.]+$|\\$\\{")])])])
         case .object(let nested):
             return settingsSchema(nested, variable: variable)
+        case .objectList(let nested):
+            return .object(["type": .string("array"), "items": settingsSchema(nested, variable: variable)])
         case .map(let keys, let values):
             var map: [String: JSONValue] = ["type": .string("object"), "additionalProperties": typeSchema(values, variable: variable)]
             if case .digits = keys { map["propertyNames"] = .object(["pattern": .string("^[0-9]{1,32}$")]) }

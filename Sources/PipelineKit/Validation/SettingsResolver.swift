@@ -153,9 +153,21 @@ public struct SettingsResolver {
             // Empty (an unset variable's default, say) means not used.
             if addresses.isEmpty, texts.isEmpty { return spec.required ? fail("give at least one host:port") : nil }
             return .list(addresses)
+        case .fraction:
+            guard let text else { return fail("expected a number above 0 and at most 1, found \(node.kindName)") }
+            guard let value = Double(text.trimmingWhitespace()), value > 0, value <= 1 else {
+                return fail("expected a number above 0 and at most 1 (such as 0.5), found \"\(text)\"")
+            }
+            return .number(value)
         case .object(let schema):
             let nested = SettingsResolver(owner: "`\(spec.name)` of \(owner)")
             return .object(nested.resolve(node, schema: schema, at: node.location, diagnostics: &diagnostics).entries)
+        case .objectList(let schema):
+            guard let items = node.items else { return fail("expected a list of maps, found \(node.kindName)") }
+            return .list(items.enumerated().map { index, item in
+                let nested = SettingsResolver(owner: "item \(index + 1) of `\(spec.name)` of \(owner)")
+                return .object(nested.resolve(item, schema: schema, at: item.location, diagnostics: &diagnostics).entries)
+            })
         case .map(let keys, let valueType):
             if case .null = node.value { return .object([]) }
             guard let entries = node.entries else { return fail("expected a map, found \(node.kindName)") }
