@@ -167,7 +167,7 @@ final class EndToEndHarness: @unchecked Sendable {
         // The retry queues stay (empty): quorum queues dead-lettering at least once that are deleted
         // shortly before a broker restart crashed RabbitMQ 3.10's dead-letter workers on recovery, after
         // which no such queue could be declared (541) until the next restart.
-        await inspector.delete([queue, "\(queue).dead"])
+        await inspector.delete([queue, "\(queue).urgent", "\(queue).bulk", "\(queue).dead"])
         try? FileManager.default.removeItem(at: folder)
     }
 }

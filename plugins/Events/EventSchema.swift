@@ -17,7 +17,7 @@ public enum EventSchema {
         let outbound = JSONValue.object([
             "title": .string("outbound.<status>: the final outcome of one message"),
             "type": .string("object"),
-            "required": .array(["event", "internalId", "status", "to", "phoneNumberId", "attempt", "at", "pipeline", "worker", "metadata"].map(JSONValue.string)),
+            "required": .array(["event", "internalId", "status", "to", "phoneNumberId", "attempt", "lane", "at", "pipeline", "worker", "metadata"].map(JSONValue.string)),
             "properties": .object([
                 "event": .object(["type": .string("string"), "pattern": .string("^outbound\\.[a-z_]+$"), "description": .string("outbound.<status>")]),
                 "internalId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("null when the message was not JSON")]),
@@ -27,6 +27,7 @@ public enum EventSchema {
                 "to": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the recipient as sent: + and digits")]),
                 "phoneNumberId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the sender used, the default included")]),
                 "attempt": .object(["type": .string("integer"), "minimum": .number(1)]),
+                "lane": .object(["type": .array([.string("string"), .string("null")]), "description": .string("the source lane it came from (SPEC 14); null when the source has no lanes")]),
                 "at": instant,
                 "pipeline": .object(["type": .string("string")]),
                 "worker": .object(["type": .string("string")]),

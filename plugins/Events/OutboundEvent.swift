@@ -28,6 +28,7 @@ enum OutboundEvent {
             "to": reported["to"] ?? .null,
             "phoneNumberId": reported["phoneNumberId"] ?? .null,
             "attempt": .number(JSONNumber(message.attempt)),
+            "lane": message.lane.map { .string($0.name) } ?? .null,
             "at": .string(UTCTimestamp.format(at)),
             "pipeline": .string(pipeline),
             "worker": .string(worker),

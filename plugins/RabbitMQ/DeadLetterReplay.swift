@@ -13,15 +13,18 @@ import Synchronization
 public struct DeadLetterReplay: Sendable {
     public var urls: [AMQPURL]
     public var topology: QueueTopology
+    /// The source's lanes: a letter goes back into its lane's queue.
+    public var lanes: [RabbitMQSettings.LaneQueue]
     public var filter: DeadLetterFilter
     /// At most this many letters are moved (or listed).
     public var limit: Int?
     /// List what would move, move nothing.
     public var dryRun: Bool
 
-    public init(urls: [AMQPURL], topology: QueueTopology, filter: DeadLetterFilter, limit: Int?, dryRun: Bool) {
+    public init(urls: [AMQPURL], topology: QueueTopology, lanes: [RabbitMQSettings.LaneQueue] = [], filter: DeadLetterFilter, limit: Int?, dryRun: Bool) {
         self.urls = urls
         self.topology = topology
+        self.lanes = lanes
         self.filter = filter
         self.limit = limit
         self.dryRun = dryRun
@@ -76,14 +79,15 @@ public struct DeadLetterReplay: Sendable {
     }
 
     private func move(_ letter: DeadLetteredMessage, _ session: AMQPTransferSession) throws {
-        try session.publish(routingKey: topology.queue, body: letter.message.body, properties: letter.replayProperties(at: Date()))
+        let queue = letter.replayQueue(in: topology, lanes: lanes)
+        try session.publish(routingKey: queue, body: letter.message.body, properties: letter.replayProperties(at: Date()))
         try session.ack(letter.message)
         let returned = try session.commit()
         guard returned.isEmpty else {
             // The source queue vanished after the start: the letter goes back where it was.
             try session.publish(routingKey: topology.deadQueue, body: letter.message.body, properties: letter.message.properties)
             _ = try session.commit()
-            throw ReplayError(message: "the broker had no queue `\(topology.queue)` for a replayed copy (deleted while replaying?); that letter is back in `\(topology.deadQueue)`")
+            throw ReplayError(message: "the broker had no queue `\(queue)` for a replayed copy (deleted while replaying?); that letter is back in `\(topology.deadQueue)`")
         }
     }
 }

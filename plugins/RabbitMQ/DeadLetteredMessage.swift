@@ -16,6 +16,13 @@ public struct DeadLetteredMessage: Sendable {
     public var deadLetteredAt: Date?
     /// The body's top-level `internalId`, when the body is JSON and has one.
     public var internalId: String?
+    /// `x-lane`: the lane it came from, when the source has lanes.
+    public var lane: String?
+    /// The queue the broker dead-lettered it from itself (a quorum queue's delivery limit), when it did.
+    public var brokerDeadLetteredFrom: String?
+
+    /// The header naming a letter's lane.
+    static let laneHeader = "x-lane"
 
     public init(_ message: AMQPDelivery) {
         self.message = message
@@ -25,10 +32,20 @@ public struct DeadLetteredMessage: Sendable {
         code = headers["x-error-code"]?.intValue
         deadLetteredAt = headers["x-dead-lettered-at"].flatMap(HeaderTime.date) ?? Self.latestDeath(headers)
         internalId = Self.internalId(in: message.body)
+        lane = headers[Self.laneHeader]?.stringValue
+        brokerDeadLetteredFrom = headers["x-first-death-queue"]?.stringValue
+    }
+
+    /// The queue a replay puts it back into: its lane's, else the queue the broker dead-lettered it
+    /// from when that is a lane's, else `topology.queue` (no lane, or a lane that is gone).
+    public func replayQueue(in topology: QueueTopology, lanes: [RabbitMQSettings.LaneQueue]) -> String {
+        if let lane, let queue = lanes.first(where: { $0.lane.name == lane })?.queue { return queue }
+        if let queue = brokerDeadLetteredFrom, topology.laneQueues.contains(queue) { return queue }
+        return topology.queue
     }
 
     /// Headers a replayed copy does not keep: its past attempts, errors and the state steps carried.
-    static let clearedOnReplay = ["x-attempts", "x-error", "x-error-step", "x-error-code", "x-dead-lettered-at", "x-death",
+    static let clearedOnReplay = ["x-attempts", "x-error", "x-error-step", "x-error-code", "x-dead-lettered-at", "x-death", laneHeader,
                                   "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-first-received"]
 
     /// The copy `replay` publishes to the source queue: attempts reset, the error kept as
@@ -51,6 +68,7 @@ public struct DeadLetteredMessage: Sendable {
         var parts = [internalId ?? "(no internalId)"]
         parts.append("step=\(step ?? "-")")
         if let code { parts.append("code=\(code)") }
+        if let lane { parts.append("lane=\(lane)") }
         if let deadLetteredAt { parts.append("at=\(UTCTimestamp.format(deadLetteredAt))") }
         if let error { parts.append("error=\"\(error.prefix(120))\"") }
         return parts.joined(separator: " ")

@@ -2,12 +2,16 @@ import AMQPClient
 import Logging
 import PipelineKit
 
-/// The queues of one source: the source queue, one delay queue per backoff step
-/// (dead-lettering back to the source queue when a message's time is up) and the dead-letter queue.
+/// The queues of one source: a queue per lane (one, `queue`, without lanes), one delay queue per
+/// backoff step for each of them (dead-lettering back to its lane's queue when a message's time is
+/// up) and one dead-letter queue, `{queue}.dead`, shared by every lane.
 public struct QueueTopology: Sendable, Equatable {
     public enum QueueType: String, Sendable, CaseIterable { case classic, quorum }
 
+    /// The source queue (with lanes, the normal lane's): `publish` without `--lane` and `replay` of a letter without a lane go here.
     public var queue: String
+    /// Every lane's queue, most urgent first (`[queue]` without lanes).
+    public var laneQueues: [String]
     public var type: QueueType
     public var deliveryLimit: Int
     public var retryDelays: [Duration]
@@ -15,8 +19,9 @@ public struct QueueTopology: Sendable, Equatable {
     /// a message at most its delay × (1 + jitter).
     public var jitter: Double
 
-    public init(queue: String, type: QueueType, deliveryLimit: Int, retryDelays: [Duration], jitter: Double) {
+    public init(queue: String, laneQueues: [String] = [], type: QueueType, deliveryLimit: Int, retryDelays: [Duration], jitter: Double) {
         self.queue = queue
+        self.laneQueues = laneQueues.isEmpty ? [queue] : laneQueues
         self.type = type
         self.deliveryLimit = deliveryLimit
         self.retryDelays = Array(Set(retryDelays)).sorted()
@@ -30,10 +35,10 @@ public struct QueueTopology: Sendable, Equatable {
 
     public var deadQueue: String { "\(queue).dead" }
 
-    /// `{queue}.retry.N`, N from 1, in order of delay.
-    public func retryQueue(_ index: Int) -> String { "\(queue).retry.\(index + 1)" }
+    /// `{lane queue}.retry.N`, N from 1, in order of delay.
+    public func retryQueue(_ index: Int, of laneQueue: String? = nil) -> String { "\(laneQueue ?? queue).retry.\(index + 1)" }
 
-    /// Every queue to declare, the source queue first. The retry queues are quorum queues that
+    /// Every queue to declare: each lane's queue followed by its retry queues, then `.dead`. The retry queues are quorum queues that
     /// dead-letter back `at-least-once` whatever the source's type: the broker keeps a message
     /// until the source queue has confirmed it (a classic queue's dead-lettering is at most once:
     /// a broker killed meanwhile loses the message), which needs `reject-publish` overflow (no
@@ -48,11 +53,14 @@ public struct QueueTopology: Sendable, Equatable {
             source["x-dead-letter-exchange"] = .string("")
             source["x-dead-letter-routing-key"] = .string(deadQueue)
         }
-        var result = [AMQPQueueDeclaration(name: queue, arguments: source)]
-        for (index, delay) in retryDelays.enumerated() {
-            var retry = quorum(deadLetteringTo: queue)
-            retry["x-message-ttl"] = .int(cap(delay))
-            result.append(AMQPQueueDeclaration(name: retryQueue(index), arguments: retry))
+        var result: [AMQPQueueDeclaration] = []
+        for laneQueue in laneQueues {
+            result.append(AMQPQueueDeclaration(name: laneQueue, arguments: source))
+            for (index, delay) in retryDelays.enumerated() {
+                var retry = quorum(deadLetteringTo: laneQueue)
+                retry["x-message-ttl"] = .int(cap(delay))
+                result.append(AMQPQueueDeclaration(name: retryQueue(index, of: laneQueue), arguments: retry))
+            }
         }
         let dead: AMQPTable = type == .quorum ? ["x-queue-type": .string("quorum")] : [:]
         result.append(AMQPQueueDeclaration(name: deadQueue, arguments: dead))
@@ -79,7 +87,7 @@ public struct QueueTopology: Sendable, Equatable {
         for declaration in declarations {
             do {
                 try await publisher.declare(declaration)
-            } catch .broker(code: 406, let text) where declaration.name.hasPrefix("\(queue).retry.") {
+            } catch .broker(code: 406, let text) where laneQueues.contains(where: { declaration.name.hasPrefix("\($0).retry.") }) {
                 try await replace(declaration, refused: text, on: publisher, logger: logger)
             }
         }
@@ -100,12 +108,12 @@ public struct QueueTopology: Sendable, Equatable {
         }
     }
 
-    /// The delay queue for a wait of `delay` (the shortest that holds it, else the longest)
-    /// and the per-message expiration in milliseconds (the wait, or what that queue holds at most).
-    public func route(delay: Duration) -> (queue: String, expirationMilliseconds: Int64) {
+    /// The delay queue of `laneQueue`'s lane for a wait of `delay` (the shortest that holds it, else
+    /// the longest) and the per-message expiration in milliseconds (the wait, or what that queue holds at most).
+    public func route(delay: Duration, laneQueue: String? = nil) -> (queue: String, expirationMilliseconds: Int64) {
         let wanted = max(1, delay.milliseconds)
         let index = retryDelays.firstIndex { cap($0) >= wanted } ?? (retryDelays.count - 1)
-        return (retryQueue(index), min(wanted, cap(retryDelays[index])))
+        return (retryQueue(index, of: laneQueue), min(wanted, cap(retryDelays[index])))
     }
 
     private func cap(_ delay: Duration) -> Int64 {

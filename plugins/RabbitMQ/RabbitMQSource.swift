@@ -5,14 +5,18 @@ import Metrics
 import PipelineKit
 import Synchronization
 
-/// The `rabbitmq` source: a transport of deliveries from one queue, and of settlements back —
-/// a retry or dead-letter copy is confirmed by the broker before the original is acknowledged.
+/// The `rabbitmq` source: a transport of deliveries from its queue — or from each lane's queue,
+/// one consumer (connection, prefetch) per lane, so a full lane never stops another — and of
+/// settlements back: a retry or dead-letter copy is confirmed by the broker before the original
+/// is acknowledged; a retry waits in its lane's retry queues, a dead letter names its lane (`x-lane`).
 public final class RabbitMQSource: Source {
     public let topology: QueueTopology
     public let events: AsyncStream<SourceEvent>
     public var capacity: Int { settings.prefetch }
+    public var lanes: [Lane] { settings.lanes.map(\.lane) }
     private let settings: RabbitMQSettings
-    private let consumer: AMQPConsumer
+    /// One per lane, by rank (one without lanes).
+    private let consumers: [AMQPConsumer]
     private let publisher: AMQPPublisher
     private let continuation: AsyncStream<SourceEvent>.Continuation
     private let logger: Logger
@@ -29,14 +33,25 @@ public final class RabbitMQSource: Source {
         let (events, continuation) = AsyncStream.makeStream(of: SourceEvent.self)
         self.events = events
         self.continuation = continuation
-        consumer = AMQPConsumer(urls: settings.urls, queue: settings.queue, prefetch: settings.prefetch, heartbeat: settings.heartbeat, logger: logger, events: { event in
-            switch event {
-            case .delivery(let delivery): continuation.yield(.delivery(Self.delivery(delivery)))
-            case .connected(let broker): continuation.yield(.connected(broker))
-            case .disconnected(let reason): continuation.yield(.disconnected(reason))
-            case .intakeStopped: continuation.yield(.intakeStopped)
-            }
-        }, finished: { continuation.finish() })
+        let lanes: [RabbitMQSettings.LaneQueue?] = settings.lanes.isEmpty ? [nil] : settings.lanes
+        // The source's intake stops, and its events end, once every lane's consumer's have.
+        let intakeStopped = Atomic<Int>(0)
+        let finished = Atomic<Int>(0)
+        consumers = lanes.map { lane in
+            var logger = logger
+            if let lane { logger[metadataKey: "lane"] = .string(lane.lane.name) }
+            return AMQPConsumer(urls: settings.urls, queue: lane?.queue ?? settings.queue, prefetch: settings.prefetch, heartbeat: settings.heartbeat, logger: logger, events: { event in
+                switch event {
+                case .delivery(let delivery): continuation.yield(.delivery(Self.delivery(delivery, lane: lane?.lane)))
+                case .connected(let broker): continuation.yield(.connected(broker))
+                case .disconnected(let reason): continuation.yield(.disconnected(reason))
+                case .intakeStopped:
+                    if intakeStopped.add(1, ordering: .acquiringAndReleasing).newValue == lanes.count { continuation.yield(.intakeStopped) }
+                }
+            }, finished: {
+                if finished.add(1, ordering: .acquiringAndReleasing).newValue == lanes.count { continuation.finish() }
+            })
+        }
         publisher = AMQPPublisher(urls: settings.urls, heartbeat: settings.heartbeat, logger: logger)
     }
 
@@ -45,7 +60,7 @@ public final class RabbitMQSource: Source {
 
     /// A delivery as the runtime sees it: attempts from `x-attempts`, first seen at its replay
     /// (`x-replayed-at`), else from the `timestamp` property, else the `x-first-received` header of a copy, else now.
-    static func delivery(_ delivery: AMQPDelivery) -> Delivery {
+    static func delivery(_ delivery: AMQPDelivery, lane: Lane? = nil) -> Delivery {
         let headers = delivery.properties.headers
         let firstSeen = headers["x-replayed-at"].flatMap(HeaderTime.date)
             ?? delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
@@ -54,7 +69,7 @@ public final class RabbitMQSource: Source {
         for (key, value) in headers.entries where key.hasPrefix(carriedPrefix) {
             if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
         }
-        return Delivery(body: delivery.body, attemptsMade: headers["x-attempts"]?.intValue ?? 0, firstSeen: firstSeen, carried: carried, receipt: delivery)
+        return Delivery(body: delivery.body, attemptsMade: headers["x-attempts"]?.intValue ?? 0, firstSeen: firstSeen, carried: carried, lane: lane, receipt: delivery)
     }
 
     public func start() async throws {
@@ -62,16 +77,16 @@ public final class RabbitMQSource: Source {
         if settings.declare { try await declareTopology() }
         guard !stopping.load(ordering: .acquiring) else { return }
         consumerStarted.store(true, ordering: .releasing)
-        consumer.start()
+        consumers.forEach { $0.start() }
         depthProbe.withLock { $0 = Task { [publisher, topology] in await Self.reportDepth(of: topology, through: publisher) } }
     }
 
     /// How often `outbound_queue_messages` is read from the broker.
     static let depthInterval = Duration.seconds(15)
 
-    /// Keeps `outbound_queue_messages{queue}` (messages ready in the source queue and in `.dead`) current until cancelled.
+    /// Keeps `outbound_queue_messages{queue}` (messages ready in each lane's queue and in `.dead`) current until cancelled.
     private static func reportDepth(of topology: QueueTopology, through publisher: AMQPPublisher) async {
-        var gauges = [topology.queue, topology.deadQueue].map { ($0, Gauge(label: "outbound_queue_messages", dimensions: [("queue", $0)])) }
+        var gauges = (topology.laneQueues + [topology.deadQueue]).map { ($0, Gauge(label: "outbound_queue_messages", dimensions: [("queue", $0)])) }
         while !Task.isCancelled, !gauges.isEmpty {
             for (queue, gauge) in gauges {
                 do {
@@ -86,17 +101,22 @@ public final class RabbitMQSource: Source {
         }
     }
 
-    public func stillHolds(_ delivery: Delivery) -> Bool {
-        (delivery.receipt as? AMQPDelivery).map(consumer.holds) ?? false
+    /// The consumer a delivery came from (its lane's).
+    private func consumer(of delivery: Delivery) -> AMQPConsumer {
+        consumers[min(delivery.lane?.rank ?? 0, consumers.count - 1)]
     }
 
-    public func pause() { consumer.pause() }
-    public func resume() { consumer.resume() }
+    public func stillHolds(_ delivery: Delivery) -> Bool {
+        (delivery.receipt as? AMQPDelivery).map(consumer(of: delivery).holds) ?? false
+    }
+
+    public func pause() { consumers.forEach { $0.pause() } }
+    public func resume() { consumers.forEach { $0.resume() } }
 
     public func stopIntake() {
         stopping.store(true, ordering: .releasing)
         if consumerStarted.load(ordering: .acquiring) {
-            consumer.stopIntake()
+            consumers.forEach { $0.stopIntake() }
         } else {
             continuation.yield(.intakeStopped)
         }
@@ -106,20 +126,22 @@ public final class RabbitMQSource: Source {
         stopping.store(true, ordering: .releasing)
         depthProbe.withLock { $0?.cancel() }
         if consumerStarted.load(ordering: .acquiring) {
-            consumer.stop()
+            consumers.forEach { $0.stop() }
         } else {
             continuation.finish()
         }
         publisher.stop()
     }
 
+    /// Connected and consuming when every lane's consumer is; the first error any of them has.
     public func status() -> SourceStatus {
-        let consumerStatus = consumer.status
-        return SourceStatus(connected: consumerStatus.connected, consuming: consumerStatus.consuming, error: consumerStatus.lastError)
+        let statuses = consumers.map(\.status)
+        return SourceStatus(connected: statuses.allSatisfy(\.connected), consuming: statuses.allSatisfy(\.consuming), error: statuses.lazy.compactMap(\.lastError).first)
     }
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) async -> Bool {
         guard let original = delivery.receipt as? AMQPDelivery else { return false }
+        let consumer = consumer(of: delivery)
         switch settlement {
         case .ack:
             consumer.ack(original)
@@ -128,13 +150,13 @@ public final class RabbitMQSource: Source {
             consumer.nack(original, requeue: true)
             return true
         case .redeliver(let after, let attemptsMade, let carried):
-            let (queue, expiration) = topology.route(delay: after)
+            let (queue, expiration) = topology.route(delay: after, laneQueue: delivery.lane.flatMap { settings.queue(ofLane: $0.name) })
             var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
             properties.headers.entries.removeAll { $0.key.hasPrefix(Self.carriedPrefix) }
             for (key, value) in carried.sorted(by: { $0.key < $1.key }) { properties.headers[Self.carriedPrefix + key] = .string(value) }
             properties.headers["x-attempts"] = .int(Int64(attemptsMade))
             properties.expiration = String(expiration)
-            return await publishThenAcknowledge(original, to: queue, properties)
+            return await publishThenAcknowledge(original, to: queue, properties, consumer)
         case .deadLetter(let letter):
             var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
             // A letter stays until it is replayed or removed: the original's time to live is not its own.
@@ -144,7 +166,8 @@ public final class RabbitMQSource: Source {
             properties.headers["x-attempts"] = .int(Int64(letter.attemptsMade))
             properties.headers["x-dead-lettered-at"] = .string(UTCTimestamp.format(Date()))
             if let code = letter.code { properties.headers["x-error-code"] = .int(Int64(code)) }
-            return await publishThenAcknowledge(original, to: topology.deadQueue, properties)
+            if let lane = delivery.lane { properties.headers[DeadLetteredMessage.laneHeader] = .string(lane.name) }
+            return await publishThenAcknowledge(original, to: topology.deadQueue, properties, consumer)
         }
     }
 
@@ -166,7 +189,7 @@ public final class RabbitMQSource: Source {
     /// that retrying cannot cure (a property the broker rejects, no route) is tried once with
     /// plain properties and once after declaring the queues again; then, or when the worker
     /// stops, the original goes back to the queue. Returns whether the copy was confirmed.
-    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties) async -> Bool {
+    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties, _ consumer: AMQPConsumer) async -> Bool {
         var properties = properties
         var delay = Duration.milliseconds(100)
         var simplified = false
@@ -256,7 +279,7 @@ extension SourcePlugin {
     /// The `rabbitmq` source plugin.
     public static let rabbitMQ = SourcePlugin(
         name: "rabbitmq",
-        summary: "consumes a RabbitMQ queue (librabbitmq); retries through delay queues, dead letters to {queue}.dead",
+        summary: "consumes a RabbitMQ queue, or one per priority lane (librabbitmq); retries through delay queues, dead letters to {queue}.dead",
         settings: RabbitMQSettings.schema,
         check: RabbitMQSettings.check,
         make: { context in try RabbitMQSource(settings: context.settings, worker: context.worker, logger: context.logger) }

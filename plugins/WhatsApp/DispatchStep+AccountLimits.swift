@@ -126,7 +126,7 @@ public struct AccountLimits: Sendable {
         let key = MessagingLimits.key(portfolio.name)
         let take: MessagingLimitTake
         do {
-            take = try await store.take(key, recipient: request.recipient, limit: MessagingLimits.allowed(of: limit), window: MessagingLimits.window)
+            take = try await store.take(key, recipient: request.recipient, limit: MessagingLimits.allowed(of: limit, lane: message.lane), window: MessagingLimits.window)
         } catch {
             throw StepFailure(.unavailable, "messaging limit of portfolio \(portfolio.name): \(error.reason)")
         }

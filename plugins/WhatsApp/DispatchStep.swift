@@ -7,8 +7,9 @@ import ValidatePlugin
 /// `wamid` for `mark_completed`.
 ///
 /// Before sending it waits (without using an attempt) while the sender is paused, while the
-/// sender–recipient pair is held, and for the sender's next send slot. A `130429` answer
-/// slows the sender down and waits for its next slot; a `131056` holds the pair for 4^X s.
+/// sender–recipient pair is held, and for its turn at the sender's send slots (the most urgent
+/// lane first, SPEC 14). A `130429` answer slows the sender down and waits for a turn again;
+/// a `131056` holds the pair for 4^X s.
 public struct DispatchStep: Step {
     public let client: any CloudAPISender
     /// Paused and disabled templates, marketing limits (SPEC 15).
@@ -43,10 +44,12 @@ public struct DispatchStep: Step {
         let now = context.clock.now()
         let scopes = configuration.pauseScopes(for: sender)
         let pair = "pair:\(sender):\(request.recipient)"
-        // A probe this message took and does not use (it waits for something else) goes to the next one.
+        // A probe this message took and does not use (it waits for something else) goes to the next
+        // one; so does its place in the sender's line when it waits for something else than its turn.
         var probes: [String] = []
         func wait(_ key: String, _ until: Date, _ reason: WaitReason) -> StepOutcome {
             probes.forEach(flow.holds.returnProbe)
+            if reason != .throughput { PacingPlace.stepAway(message) }
             return .wait(Wait(key: key, until: until, reason: reason))
         }
         let category = message.values[ValidatedMessageKey.self].map(configuration.category(of:))
@@ -62,6 +65,7 @@ public struct DispatchStep: Step {
         do {
             if let limited = try await limits.beforeSending(&message, context) {
                 probes.forEach(flow.holds.returnProbe)
+                PacingPlace.stepAway(message)
                 return limited
             }
         } catch {
@@ -70,12 +74,15 @@ public struct DispatchStep: Step {
         }
         let pacer = self.pacer(sender, flow)
         if configuration.pacing {
-            // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new one keeps the pace.
+            // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new turn keeps the pace.
             let slot: Date
             if let reserved = SendSlot.read(message), reserved.timeIntervalSince(now) > -SendPacer.staleness {
                 slot = reserved
             } else {
-                slot = await pacer.reserve()
+                switch await PacingPlace.take(&message, pacer) {
+                case .go(let granted): slot = granted
+                case .wait(let until): return wait(pacer.key, until, .throughput)
+                }
             }
             if slot.timeIntervalSince(context.clock.now()) > 0.001 {
                 SendSlot.write(slot, &message)
@@ -112,9 +119,13 @@ public struct DispatchStep: Step {
             case .throughputLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "130429")]).increment()
                 pacer.slowDown()
-                let next = await pacer.reserve()
-                SendSlot.write(next, &message)
-                return .wait(Wait(key: pacer.key, until: next, reason: .throughput))
+                switch await PacingPlace.take(&message, pacer) {
+                case .go(let next):
+                    SendSlot.write(next, &message)
+                    return .wait(Wait(key: pacer.key, until: next, reason: .throughput))
+                case .wait(let until):
+                    return .wait(Wait(key: pacer.key, until: until, reason: .throughput))
+                }
             case .pairRateLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()
                 let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
@@ -133,7 +144,7 @@ public struct DispatchStep: Step {
                 throw StepFailure(.permanent, error.reason, code: error.code)
             }
         }
-        Counter(label: "outbound_sends_total", dimensions: [("sender", sender)]).increment()
+        Counter(label: "outbound_sends_total", dimensions: [("sender", sender)] + (message.lane.map { [("lane", $0.name)] } ?? [])).increment()
         pacer.speedUp()
         if category == .marketing { flow.holds.clear(AccountLimits.spamKey(sender)) }
         flow.holds.clear(pair)
@@ -141,6 +152,11 @@ public struct DispatchStep: Step {
         flow.holds.clear(scopes.token.key)
         flow.holds.clear(configuration.configurationScope.key)
         return .next
+    }
+
+    /// The message leaves the worker (through the source, or to its end): its place in its sender's line steps away.
+    public func undo(_ message: Message, _ context: StepContext) async {
+        PacingPlace.stepAway(message)
     }
 
     private func pacer(_ sender: String, _ flow: FlowControl) -> SendPacer {

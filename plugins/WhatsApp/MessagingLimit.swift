@@ -39,8 +39,10 @@ public struct MessagingLimits: Sendable {
 
     public static func key(_ portfolio: String) -> String { "msglimit:\(portfolio)" }
 
-    /// What a pipeline without lanes may use of `limit`: the last 10 % is the urgent lane's.
-    public static func allowed(of limit: Int) -> Int {
-        max(1, Int((Double(limit) * 0.9).rounded(.down)))
+    /// What a message of `lane` may use of `limit`: all of it in the most urgent lane (`urgent`);
+    /// in the others, and without lanes, floor(0.9 × limit) — the last 10 % is kept for urgent messages.
+    public static func allowed(of limit: Int, lane: Lane? = nil) -> Int {
+        if lane?.rank == 0 { return limit }
+        return max(1, Int((Double(limit) * 0.9).rounded(.down)))
     }
 }

@@ -39,7 +39,7 @@ struct LimitsCommand: AsyncParsableCommand {
                 try await window.counted(MessagingLimits.key(portfolio.name), window: MessagingLimits.window)
             }
             let usable = MessagingLimits.allowed(of: limit)
-            print("portfolio \(portfolio.name) (senders \(senders)): \(counted) of \(limit) recipients in the last 24 h; \(max(0, usable - counted)) left (\(usable) usable without the urgent lane)")
+            print("portfolio \(portfolio.name) (senders \(senders)): \(counted) of \(limit) recipients in the last 24 h; \(max(0, usable - counted)) left (\(usable) usable outside the urgent lane, \(limit) in it)")
         }
         let keys = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await store.keys(prefix: "template:") }
         for key in keys {

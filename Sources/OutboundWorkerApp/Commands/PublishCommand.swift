@@ -17,6 +17,13 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Queue to publish to (default: the pipeline's source queue).")
     var queue: String?
 
+    @Option(name: .long, help: "Lane to publish to (its queue); default: the source queue.")
+    var lane: String?
+
+    func validate() throws {
+        if queue != nil, lane != nil { throw ValidationError("give --queue or --lane, not both") }
+    }
+
     @Argument(help: "Files to publish; `-` reads standard input.")
     var files: [String]
 
@@ -29,7 +36,7 @@ struct PublishCommand: AsyncParsableCommand {
         let settings = source.settings
         let urls = try BrokerConnection.urls(settings)
         let topology = try QueueTopology(source: settings, worker: loaded.worker)
-        let queue = self.queue ?? topology.queue
+        let queue = try self.queue ?? laneQueue(settings) ?? topology.queue
         var documents: [(String, [UInt8])] = []
         for file in files {
             for (index, document) in try Self.documents(in: file).enumerated() {
@@ -45,7 +52,7 @@ struct PublishCommand: AsyncParsableCommand {
         let publisher = AMQPPublisher(urls: urls, logger: logger)
         publisher.start()
         defer { publisher.stop() }
-        if settings[RabbitMQSettings.declareQueues], queue == topology.queue {
+        if settings[RabbitMQSettings.declareQueues], topology.laneQueues.contains(queue) {
             // The worker's own declarations: a quorum source queue is declared quorum, with its retry and dead queues.
             try await topology.declare(on: publisher, logger: logger)
         }
@@ -64,6 +71,18 @@ struct PublishCommand: AsyncParsableCommand {
         }
         if documents.count >= 5000 { FileHandle.standardError.write(Data("\n".utf8)) }
         print("published \(published) message(s) to \(queue)")
+    }
+
+    /// The queue of `--lane`, nil without it; exits 2, listing the lanes, for a lane the source does not have.
+    private func laneQueue(_ settings: Settings) throws -> String? {
+        guard let lane else { return nil }
+        let lanes = try RabbitMQSettings(settings).lanes
+        guard let queue = lanes.first(where: { $0.lane.name == lane })?.queue else {
+            let known = lanes.isEmpty ? "the pipeline's source has no lanes" : "lanes: " + lanes.map(\.lane.name).joined(separator: ", ")
+            FileHandle.standardError.write(Data("--lane \(lane): no such lane (\(known))\n".utf8))
+            throw ExitStatus.usage
+        }
+        return queue
     }
 
     /// A file's documents: the whole file when it is one JSON value, else one per non-empty line.

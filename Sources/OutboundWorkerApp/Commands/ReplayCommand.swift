@@ -49,7 +49,8 @@ struct ReplayCommand: AsyncParsableCommand {
         let topology = try QueueTopology(source: source.settings, worker: loaded.worker)
         let urls = try BrokerConnection.urls(source.settings)
         let filter = DeadLetterFilter(steps: Set(step), codes: Set(code), since: since.flatMap(DurationParser.parse).map { Date() - TimeInterval($0.milliseconds) / 1000 })
-        let replay = DeadLetterReplay(urls: urls, topology: topology, filter: filter, limit: limit, dryRun: dryRun)
+        let lanes = try RabbitMQSettings(source.settings).lanes
+        let replay = DeadLetterReplay(urls: urls, topology: topology, lanes: lanes, filter: filter, limit: limit, dryRun: dryRun)
 
         let interrupted = Atomic<Bool>(false)
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
@@ -76,7 +77,8 @@ struct ReplayCommand: AsyncParsableCommand {
             throw ExitStatus.cannotStart
         }
         let rest = outcome.present - outcome.moved
-        Self.say("\(verb) \(outcome.matched) of \(outcome.present) dead letter(s) from \(topology.deadQueue) to \(topology.queue); \(rest) stay in \(topology.deadQueue)")
+        let destination = lanes.isEmpty ? topology.queue : "their lanes' queues"
+        Self.say("\(verb) \(outcome.matched) of \(outcome.present) dead letter(s) from \(topology.deadQueue) to \(destination); \(rest) stay in \(topology.deadQueue)")
         if outcome.interrupted {
             Self.say("interrupted after \(outcome.scanned) of \(outcome.present) letters: run the same command again to move the rest")
             throw ExitCode(130)

@@ -11,6 +11,8 @@ struct MessageStatus: Encodable {
             var code: Int?
             var error: String?
             var dead_lettered_at: String?
+            /// The lane it came from (`x-lane`), when the source has lanes.
+            var lane: String?
         }
 
         var queue: String
@@ -76,7 +78,7 @@ struct MessageStatus: Encodable {
 
     mutating func record(_ letters: [DeadLetteredMessage]) {
         deadLetters.count = letters.count
-        deadLetters.copies = letters.map { DeadLetters.Copy(step: $0.step, code: $0.code, error: $0.error, dead_lettered_at: $0.deadLetteredAt.map(UTCTimestamp.format)) }
+        deadLetters.copies = letters.map { DeadLetters.Copy(step: $0.step, code: $0.code, error: $0.error, dead_lettered_at: $0.deadLetteredAt.map(UTCTimestamp.format), lane: $0.lane) }
     }
 
     var text: String {
@@ -95,7 +97,7 @@ struct MessageStatus: Encodable {
         if let count = deadLetters.count {
             lines.append("  dead  \(count) in \(deadLetters.queue)")
             for copy in deadLetters.copies {
-                lines.append("        step=\(copy.step ?? "-")\(copy.code.map { " code=\($0)" } ?? "") at=\(copy.dead_lettered_at ?? "?") \(copy.error.map { "\"\($0.prefix(120))\"" } ?? "")")
+                lines.append("        step=\(copy.step ?? "-")\(copy.code.map { " code=\($0)" } ?? "")\(copy.lane.map { " lane=\($0)" } ?? "") at=\(copy.dead_lettered_at ?? "?") \(copy.error.map { "\"\($0.prefix(120))\"" } ?? "")")
             }
         } else if let note = deadLetters.note {
             lines.append("  dead  \(deadLetters.queue): \(note)")

@@ -22,6 +22,8 @@ struct PipelineTestCase {
         var waited: [String]?
         /// When each request went out, from the start of the case (by the virtual clock).
         var sentAt: [Duration]?
+        /// The copies (numbered from 1, in the order they were handed out) in the order the Cloud API received them.
+        var sentOrder: [Int]?
         /// How many requests the case made.
         var requests: Int?
         /// What a source that answers its senders answered (an HTTP status).
@@ -43,6 +45,8 @@ struct PipelineTestCase {
     var answers: [StandInCloudAPI.Answer]
     /// How many copies of the input go through at once (internalIds suffixed -1, -2, …).
     var copies: Int
+    /// The lane of each copy (`lanes`; one name puts every copy in that lane); empty: no lane.
+    var lanes: [String]
     /// For sources that check their input (a signed webhook): whether to make it authentic, and headers to add.
     var signed: Bool
     var headers: [String: String]
@@ -51,8 +55,8 @@ struct PipelineTestCase {
     var seed: [(key: String, value: SeedValue)]
     var expect: Expectation
 
-    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "repeat", "signed", "headers", "seed", "expect"]
-    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key", "waited", "sent_at", "requests", "response", "events"]
+    static let caseKeys = ["name", "input", "input_raw", "attempt", "advance", "redis", "seed_key", "whatsapp", "repeat", "lanes", "signed", "headers", "seed", "expect"]
+    static let expectKeys = ["outcome", "request", "sent", "error", "step", "attempts", "delay", "key", "waited", "sent_at", "sent_order", "requests", "response", "events"]
     /// What `seed` writes at a key.
     enum SeedValue {
         case string(String)
@@ -117,6 +121,11 @@ struct PipelineTestCase {
         if let repeatNode = node["repeat"] {
             if let value = repeatNode.scalar.flatMap(Int.init), (1...10_000).contains(value) { copies = value } else { fail(repeatNode.location, "`repeat` must be a whole number from 1 to 10000") }
         }
+        var lanes: [String] = []
+        if let lanesNode = node["lanes"] {
+            lanes = (lanesNode.items ?? [lanesNode]).compactMap(\.scalar)
+            if lanes.count > 1, lanes.count != copies { fail(lanesNode.location, "`lanes` names one lane for every copy, or one for all: \(lanes.count) lanes for \(copies) copies") }
+        }
         guard let expectNode = node["expect"], let expectEntries = expectNode.entries else {
             fail(node["expect"]?.location ?? node.location, "case `\(name)` needs `expect` with at least `outcome`")
             return nil
@@ -145,6 +154,11 @@ struct PipelineTestCase {
         if let sentAt = expectNode["sent_at"] {
             expect.sentAt = (sentAt.items ?? [sentAt]).compactMap { duration($0, "sent_at", &diagnostics) }
         }
+        if let order = expectNode["sent_order"] {
+            expect.sentOrder = (order.items ?? [order]).compactMap { item in
+                item.scalar.flatMap(Int.init) ?? { fail(item.location, "`sent_order` lists copy numbers, from 1"); return nil }()
+            }
+        }
         if let requests = expectNode["requests"] { expect.requests = requests.scalar.flatMap(Int.init) ?? { fail(requests.location, "`requests` must be a number"); return nil }() }
         if let response = expectNode["response"] { expect.response = response.scalar.flatMap(Int.init) ?? { fail(response.location, "`response` must be an HTTP status"); return nil }() }
         if let events = expectNode["events"] {
@@ -171,7 +185,7 @@ struct PipelineTestCase {
         }
         guard diagnostics.count == errorsBefore else { return nil }
         return PipelineTestCase(name: name, location: node.location, body: body, input: input, attempt: attempt, advance: advance,
-                                redisAvailable: redisAvailable, seedKey: seedKey, answers: answers, copies: copies, signed: signed, headers: headers, seed: seed, expect: expect)
+                                redisAvailable: redisAvailable, seedKey: seedKey, answers: answers, copies: copies, lanes: lanes, signed: signed, headers: headers, seed: seed, expect: expect)
     }
 
     /// One scripted Cloud API answer: `{ status, error_code, error_message, delay, lost, status_after }`

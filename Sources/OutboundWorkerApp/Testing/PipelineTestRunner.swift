@@ -139,7 +139,14 @@ struct PipelineTestRunner {
                     }
                     _ = try? await store.settle(sends, at: now)
                 }
-                results = await runOnWorker(bodies(of: testCase), attempt: testCase.attempt, assembled: assembled, clock: clock, logger: logger, settleDue: settleDue)
+                let lanes = Self.lanes(of: testCase, in: definition)
+                guard lanes.allSatisfy({ $0 != nil }) || testCase.lanes.isEmpty else {
+                    let known = SourceLanes.of(definition).all.map(\.name)
+                    report.cases.append(CaseReport(name: testCase.name, location: testCase.location,
+                                                   failures: ["lanes: the pipeline's source has \(known.isEmpty ? "no lanes" : "the lanes " + known.joined(separator: ", ")), not \(testCase.lanes.joined(separator: ", "))"]))
+                    continue
+                }
+                results = await runOnWorker(bodies(of: testCase), lanes: lanes, attempt: testCase.attempt, assembled: assembled, clock: clock, logger: logger, settleDue: settleDue)
                 for index in results.indices {
                     results[index].response = admission?.respond(results[index].decision)
                 }
@@ -158,7 +165,7 @@ struct PipelineTestRunner {
                 failures += TestExpectations.compare(testCase, result: result, sent: received.last?.request).map { prefix + $0 }
                 if results.count > 1, failures.count > 5 { break }
             }
-            failures += TestExpectations.compareRequests(testCase.expect, received: received, since: started)
+            failures += TestExpectations.compareRequests(testCase.expect, received: received, since: started, copies: bodies(of: testCase))
             if let expected = testCase.expect.key {
                 let key = keyTemplate?.render { testCase.input?[$0]?.stringValue }
                 failures += await TestExpectations.compareKey(expected, key: key, store: store)
@@ -167,6 +174,14 @@ struct PipelineTestRunner {
         }
         for resource in assembled.resources.byName.values { await resource.shutdown() }
         return report
+    }
+
+    /// The lane of each copy of a case (nil: no lane, or one the source does not have).
+    private static func lanes(of testCase: PipelineTestCase, in definition: PipelineDefinition) -> [Lane?] {
+        let known = SourceLanes.of(definition).all
+        let names = testCase.lanes.count == 1 ? Array(repeating: testCase.lanes[0], count: testCase.copies) : testCase.lanes
+        guard !names.isEmpty else { return Array(repeating: nil, count: testCase.copies) }
+        return names.map { name in known.first { $0.name == name } }
     }
 
     /// The bodies of a case: the input, or `repeat` copies of it with distinct internalIds.
@@ -184,9 +199,9 @@ struct PipelineTestRunner {
     /// wait, a slow answer) — before the next; once every message in hand sleeps, the clock moves to
     /// the earliest deadline (statuses due by then are settled first) and wakes that one sleeper.
     /// Every wait stays in memory (`max_park` beyond any wait): a case ends at each message's decision.
-    private func runOnWorker(_ bodies: [[UInt8]], attempt: Int, assembled: AssembledPipeline, clock: ManualWallClock, logger: Logger,
+    private func runOnWorker(_ bodies: [[UInt8]], lanes: [Lane?], attempt: Int, assembled: AssembledPipeline, clock: ManualWallClock, logger: Logger,
                              settleDue: @Sendable (Date) async -> Void) async -> [MessageResult] {
-        let source = TestSource()
+        let source = TestSource(lanes: SourceLanes.of(assembled.definition))
         let sink = FirstOutcomes()
         var configuration = assembled.definition.worker
         configuration.maxPark = .seconds(400 * 86_400)
@@ -196,7 +211,7 @@ struct PipelineTestRunner {
         var stuck = false
         for (index, body) in bodies.enumerated() where !stuck {
             await settleDue(clock.now())
-            source.deliver(body, index: index, attemptsMade: attempt - 1)
+            source.deliver(body, index: index, attemptsMade: attempt - 1, lane: index < lanes.count ? lanes[index] : nil, at: clock.now())
             stuck = await !Self.untilQuiet(worker, clock, taken: index + 1)
         }
         while !stuck, (0..<bodies.count).contains(where: { source.settlement(of: $0) == nil }), let next = clock.nextDeadline {

@@ -66,8 +66,19 @@ enum TestExpectations {
     }
 
     /// The requests of the whole case: how many, and when each went out (within a millisecond).
-    static func compareRequests(_ expect: PipelineTestCase.Expectation, received: [StandInCloudAPI.Received], since start: Date) -> [String] {
+    static func compareRequests(_ expect: PipelineTestCase.Expectation, received: [StandInCloudAPI.Received], since start: Date, copies: [[UInt8]]) -> [String] {
         var failures: [String] = []
+        if let expected = expect.sentOrder {
+            // A copy is known by its internalId, which the request carries as biz_opaque_callback_data.
+            let ids = copies.map { (try? JSONValue(parsing: $0))?["internalId"]?.stringValue }
+            let actual = received.map { request in
+                let id = (try? JSONValue(parsing: request.request.body))?["biz_opaque_callback_data"]?.stringValue
+                return ids.firstIndex { $0 != nil && $0 == id }.map { $0 + 1 } ?? 0
+            }
+            if actual != expected {
+                failures.append("sent_order: expected \(expected.map(String.init).joined(separator: ", ")), got \(actual.map(String.init).joined(separator: ", "))")
+            }
+        }
         if let expected = expect.requests, expected != received.count {
             failures.append("requests: expected \(expected), got \(received.count)")
         }

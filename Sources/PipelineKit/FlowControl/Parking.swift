@@ -2,9 +2,10 @@ import Foundation
 import Metrics
 import Synchronization
 
-/// Where waiting messages spend their wait in memory: at most `capacity` of them, each key
-/// getting a fair share so one busy sender never takes every place. Counts them by reason
-/// (`outbound_messages_waiting{reason}`) and knows the oldest (`outbound_oldest_waiting_seconds`).
+/// Where waiting messages of one lane spend their wait in memory: at most `capacity` of them, each
+/// key getting a fair share so one busy sender never takes every place. Counts them by reason
+/// (`outbound_messages_waiting{reason, lane}`; no `lane` label for a source without lanes) and
+/// knows the oldest (`outbound_oldest_waiting_seconds`).
 final class Parking: Sendable {
     enum Result { case due, shutdown }
 
@@ -26,10 +27,13 @@ final class Parking: Sendable {
     private let shutdown: ShutdownSignal
     private let gauges: [WaitReason: Gauge]
 
-    init(capacity: Int, shutdown: ShutdownSignal) {
+    private let lane: Lane?
+
+    init(capacity: Int, lane: Lane?, shutdown: ShutdownSignal) {
         self.capacity = max(1, capacity)
         self.shutdown = shutdown
-        gauges = Dictionary(uniqueKeysWithValues: WaitReason.known.map { ($0, Gauge(label: "outbound_messages_waiting", dimensions: [("reason", $0.rawValue)])) })
+        self.lane = lane
+        gauges = Dictionary(uniqueKeysWithValues: WaitReason.known.map { ($0, Self.gauge($0, lane)) })
         gauges.values.forEach { $0.record(0) }
     }
 
@@ -78,6 +82,10 @@ final class Parking: Sendable {
     }
 
     private func gauge(_ reason: WaitReason) -> Gauge {
-        gauges[reason] ?? Gauge(label: "outbound_messages_waiting", dimensions: [("reason", reason.rawValue)])
+        gauges[reason] ?? Self.gauge(reason, lane)
+    }
+
+    private static func gauge(_ reason: WaitReason, _ lane: Lane?) -> Gauge {
+        Gauge(label: "outbound_messages_waiting", dimensions: [("reason", reason.rawValue)] + (lane.map { [("lane", $0.name)] } ?? []))
     }
 }

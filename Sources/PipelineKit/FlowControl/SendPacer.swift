@@ -3,40 +3,149 @@ import Logging
 import Metrics
 import Synchronization
 
-/// Paces one key (a sender) at its limit: a GCRA whose slots come, a few at a time, from a
-/// `SlotStore` shared by every worker, or from a local one while there is no store or it is down.
+/// Paces one key (a sender) at its limit and decides which of its waiting messages goes next: the
+/// most urgent lane first (within `max_share`), first come, first served within a lane (SPEC 14).
+///
+/// Slots come from a `SlotStore` shared by every worker (a GCRA), or from a local one while there
+/// is no store or it is down, and are reserved at most `horizon` before they are used: a slot held
+/// for a bulk message never holds an urgent one back by more than that, on any worker. A message
+/// takes a place in line (`ticket`) and asks for its turn (`take`): it goes (`.go(slot)`) or comes
+/// back at the time its turn is expected (`.wait(until:)`), keeping its place. A message that
+/// leaves the worker meanwhile (through a delay queue) steps `away`: its place counts for the
+/// expected turns of those behind it but does not hold the line, and it takes it up again when it
+/// asks with the same ticket (`Ticket.id`, carried with the message); a place not asked for
+/// soon after its expected turn is forgotten.
 ///
 /// It paces at 95 % of the limit, so network jitter never lets a one-second window pass the
 /// limit; `slowDown` halves the rate (at most once a second) when the other side says it was
 /// exceeded, `speedUp` wins 5 % of the limit back per second of successful sends.
 ///
 /// ```swift
-/// let slot = await pacer.reserve()          // the time this message may go out
-/// if slot > now { return .wait(Wait(key: pacer.key, until: slot, reason: .throughput)) }
+/// let ticket = pacer.ticket(lane: message.lane, order: message.firstSeen, id: message.carried["pacing-ticket"].flatMap(UInt64.init))
+/// switch await pacer.take(ticket) {
+/// case .go(let slot): send at `slot` (now, or within `horizon`)
+/// case .wait(let until): carry `ticket.id`, return .wait(Wait(key: pacer.key, until: until, reason: .throughput))
+/// }
+/// // the message leaves the worker before its turn: pacer.away(ticket)
 /// ```
 public final class SendPacer: Sendable {
     /// Fraction of the limit paced at.
     public static let headroom = 0.95
     /// A slot this far in the past may still be used (capacity not used yet, within one window's tolerance).
     public static let staleness: TimeInterval = 0.05
-    /// Slots taken from the store at once cover about this much time.
-    public static let batchWindow: TimeInterval = 0.1
+    /// A slot is reserved at most this long before it is used.
+    public static let horizon: TimeInterval = 0.1
+    /// `max_share` is measured over the sends of this long.
+    public static let shareWindow: TimeInterval = 5
+    /// Ticket ids: in order within a worker (first come, first served among messages that entered at
+    /// the same instant), from a random start so no two workers' ids meet.
+    private static let nextTicketID = Atomic<UInt64>(UInt64.random(in: 0...(UInt64.max / 2)))
+    /// A place whose message has not asked for its turn this long after it was expected to is forgotten.
+    static let abandonedAfter: TimeInterval = 2
+
+    /// A message's place in line, kept with the message while it waits for its turn.
+    public struct Ticket: Sendable, Hashable {
+        /// Names the place across a trip through the source (unique among every worker's places).
+        public let id: UInt64
+        fileprivate var rank: Int
+        fileprivate var maxShare: Double
+        fileprivate var order: Date
+
+        /// Lanes first (most urgent), then first come, first served.
+        fileprivate func precedes(_ other: Ticket) -> Bool {
+            (rank, order, id) < (other.rank, other.order, other.id)
+        }
+    }
+
+    /// The answer to `take`.
+    public enum Turn: Sendable, Equatable {
+        /// The message's slot: send at this time (now, or at most `horizon` ahead).
+        case go(Date)
+        /// Not its turn yet: ask again then, with the same ticket.
+        case wait(until: Date)
+    }
+
+    private struct Place {
+        var ticket: Ticket
+        /// When the message was last told to come back.
+        var due: Date
+        /// Whether its message is in this worker (not away through the source).
+        var present = true
+    }
 
     private struct State {
         var limit: Double
         var store: (any SlotStore)?
         var multiplier = 1.0
         var lastSlowdown: Date?
-        /// Slots taken from the store and not used yet, earliest first.
+        /// Slots taken from the store and not used yet, earliest first (none more than `horizon` ahead).
         var slots: [Date] = []
         var localNext: Date?
         var storeRetryAt: Date?
+        /// The store's horizon is full until then.
+        var storeFullUntil: Date?
         var fetching = false
-        var demand = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var places: [UInt64: Place] = [:]
+        /// Recent sends by lane rank, oldest first (for `max_share`).
+        var sends: [(at: Date, rank: Int)] = []
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
         var interval: TimeInterval { 1 / rate }
+
+        mutating func forget(before now: Date) {
+            let oldest = now.addingTimeInterval(-SendPacer.staleness)
+            if let fresh = slots.firstIndex(where: { $0 >= oldest }) {
+                slots.removeFirst(fresh)
+            } else {
+                slots.removeAll()
+            }
+            let abandoned = now.addingTimeInterval(-SendPacer.abandonedAfter)
+            if places.values.contains(where: { $0.due < abandoned }) { places = places.filter { $0.value.due >= abandoned } }
+            let window = now.addingTimeInterval(-SendPacer.shareWindow)
+            if let recent = sends.firstIndex(where: { $0.at >= window }) {
+                sends.removeFirst(recent)
+            } else {
+                sends.removeAll()
+            }
+        }
+
+        /// The place whose turn it is: the first present in line whose lane is within its
+        /// `max_share` (a lane past it waits while another lane has messages waiting).
+        func first() -> Ticket? {
+            var best: Ticket?
+            var bestCapped: Ticket?
+            let ranks = Set(places.values.map(\.ticket.rank))
+            for place in places.values where place.present {
+                let ticket = place.ticket
+                if ranks.count > 1, ticket.maxShare < 1, share(of: ticket.rank) > ticket.maxShare {
+                    if bestCapped.map(ticket.precedes) ?? true { bestCapped = ticket }
+                } else if best.map(ticket.precedes) ?? true {
+                    best = ticket
+                }
+            }
+            return best ?? bestCapped
+        }
+
+        /// `slot` goes to `ticket`: its place is freed and the send counted for its lane's share.
+        mutating func handOut(_ ticket: Ticket, _ slot: Date) -> Date {
+            places[ticket.id] = nil
+            sends.append((slot, ticket.rank))
+            return slot
+        }
+
+        func share(of rank: Int) -> Double {
+            guard !sends.isEmpty else { return 0 }
+            return Double(sends.count(where: { $0.rank == rank })) / Double(sends.count)
+        }
+
+        /// When `ticket`'s turn is expected: after the places ahead of it, one slot each.
+        func expectedTurn(of ticket: Ticket, now: Date) -> Date {
+            let ahead = places.values.count(where: { $0.ticket.precedes(ticket) })
+            if ahead < slots.count { return max(slots[ahead], now.addingTimeInterval(0.001)) }
+            let base = max(slots.last.map { $0.addingTimeInterval(interval) } ?? storeFullUntil ?? localNext ?? now, now)
+            return base.addingTimeInterval(Double(ahead - slots.count) * interval).addingTimeInterval(ahead > 0 ? 0 : 0.001)
+        }
     }
 
     /// The key paced (`throughput:{sender}`), also the key of waits for it.
@@ -66,41 +175,63 @@ public final class SendPacer: Sendable {
             state.limit = max(limit, 0.001)
             state.store = store
             state.slots.removeAll()
+            state.storeFullUntil = nil
             return true
         }
         if changed { rateGauge.record(rate) }
     }
 
-    /// Reserves the next send slot: the time the message may go out (now or earlier means at once).
-    public func reserve() async -> Date {
+    /// The place in line of a message of `lane` that entered the system at `order` (now when
+    /// unknown): the one it had when it carries its `id`, else a new one.
+    public func ticket(lane: Lane?, order: Date?, id: UInt64? = nil) -> Ticket {
+        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
+    }
+
+    /// The message leaves the worker before its turn (through the source, or to wait for something
+    /// else): its place counts for the turns behind it until it asks again, or is forgotten.
+    public func away(_ ticket: Ticket) {
+        state.withLock { $0.places[ticket.id]?.present = false }
+    }
+
+    /// The message's turn, or when to ask again.
+    public func take(_ ticket: Ticket) async -> Turn {
         while true {
-            enum Next { case slot(Date), fetch(any SlotStore, count: Int, interval: TimeInterval), waitForFetch }
+            enum Next { case turn(Turn), fetch(any SlotStore, count: Int, interval: TimeInterval), waitForFetch }
             let next: Next = state.withLock { state in
                 let now = clock.now()
-                let oldest = now.addingTimeInterval(-Self.staleness)
-                if let stale = state.slots.firstIndex(where: { $0 >= oldest }) {
-                    state.slots.removeFirst(stale)
-                } else {
-                    state.slots.removeAll()
+                state.forget(before: now)
+                state.places[ticket.id] = Place(ticket: ticket, due: now)
+                guard state.first()?.id == ticket.id else {
+                    let due = state.expectedTurn(of: ticket, now: now)
+                    state.places[ticket.id]?.due = due
+                    return .turn(.wait(until: due))
                 }
-                if !state.slots.isEmpty { return .slot(state.slots.removeFirst()) }
+                if !state.slots.isEmpty { return .turn(.go(state.handOut(ticket, state.slots.removeFirst()))) }
                 if let store = state.store, state.storeRetryAt.map({ now >= $0 }) ?? true {
+                    if let full = state.storeFullUntil, full > now {
+                        state.places[ticket.id]?.due = full
+                        return .turn(.wait(until: full))
+                    }
                     if state.fetching {
-                        state.demand += 1
                         return .waitForFetch
                     }
                     state.fetching = true
-                    let count = min(512, max(Int((state.rate * Self.batchWindow).rounded(.up)), state.demand + 1, 1))
-                    state.demand = 0
+                    let count = min(512, max(1, state.places.count))
                     return .fetch(store, count: count, interval: state.interval)
                 }
                 let slot = max(state.localNext ?? now, now)
+                // (A microsecond's leeway: the horizon's edge, reached by a wait, counts as within it.)
+                if slot.timeIntervalSince(now) > Self.horizon + 1e-6 {
+                    let due = slot.addingTimeInterval(-Self.horizon)
+                    state.places[ticket.id]?.due = due
+                    return .turn(.wait(until: due))
+                }
                 state.localNext = slot.addingTimeInterval(state.interval)
-                return .slot(slot)
+                return .turn(.go(state.handOut(ticket, slot)))
             }
             switch next {
-            case .slot(let slot):
-                return slot
+            case .turn(let turn):
+                return turn
             case .waitForFetch:
                 await withCheckedContinuation { continuation in
                     let resumeNow = state.withLock { state -> Bool in
@@ -117,9 +248,10 @@ public final class SendPacer: Sendable {
     }
 
     private func fetch(from store: any SlotStore, count: Int, interval: TimeInterval) async {
-        let result: Result<Duration, any Error>
+        let result: Result<SlotGrant, any Error>
         do {
-            result = .success(try await store.takeSlots(key: key, interval: .nanoseconds(Int64(interval * 1e9)), count: count))
+            result = .success(try await store.takeSlots(key: key, interval: .nanoseconds(Int64(interval * 1e9)), count: count,
+                                                        within: .nanoseconds(Int64(Self.horizon * 1e9))))
         } catch {
             result = .failure(error)
         }
@@ -128,15 +260,21 @@ public final class SendPacer: Sendable {
             var recovered = false
             var failedFirst = false
             switch result {
-            case .success(let first):
+            case .success(let grant):
                 recovered = state.storeRetryAt != nil
                 state.storeRetryAt = nil
-                let start = now.addingTimeInterval(first.secondsDouble)
-                let granted = (0..<count).map { start.addingTimeInterval(Double($0) * interval) }
-                state.slots = (state.slots + granted).sorted()
+                let start = now.addingTimeInterval(grant.first.secondsDouble)
+                if grant.count == 0 {
+                    state.storeFullUntil = start
+                } else {
+                    state.storeFullUntil = nil
+                    let granted = (0..<grant.count).map { start.addingTimeInterval(Double($0) * interval) }
+                    state.slots = (state.slots + granted).sorted()
+                }
             case .failure:
                 failedFirst = state.storeRetryAt == nil
                 state.storeRetryAt = now.addingTimeInterval(1)
+                state.storeFullUntil = nil
             }
             state.fetching = false
             defer { state.waiters.removeAll() }

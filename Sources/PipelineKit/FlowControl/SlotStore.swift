@@ -1,12 +1,26 @@
-/// Send slots shared by every worker of a pipeline (GCRA in Redis): a resource that can
-/// hand out the next `count` slots of a key, `interval` apart.
+/// Send slots shared by every worker of a pipeline (GCRA in Redis): a resource that hands out
+/// the next slots of a key, `interval` apart, but never one more than `horizon` ahead of its now —
+/// so no worker holds slots for later messages that a more urgent one, anywhere, would need.
 ///
 /// ```swift
-/// let first = try await store.takeSlots(key: "throughput:123", interval: .milliseconds(13), count: 8)
-/// // slots at now + first, now + first + 13 ms, … (7 more)
+/// let grant = try await store.takeSlots(key: "throughput:123", interval: .milliseconds(13), count: 8, within: .milliseconds(100))
+/// // grant.count slots at now + grant.first, + 13 ms, …; none (count 0): ask again in grant.first
 /// ```
 public protocol SlotStore: Resource {
-    /// Reserves `count` consecutive slots of `key` spaced `interval` apart; returns how far
-    /// from now (the store's now) the first one is (zero when the key is idle).
-    func takeSlots(key: String, interval: Duration, count: Int) async throws -> Duration
+    /// Reserves up to `count` consecutive slots of `key` spaced `interval` apart, all within
+    /// `horizon` of the store's now.
+    func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant
+}
+
+/// What `SlotStore.takeSlots` reserved.
+public struct SlotGrant: Sendable, Equatable {
+    /// How far from the store's now the first slot is; with no slot, how long until one fits the horizon.
+    public var first: Duration
+    /// Slots reserved (0: the horizon is full).
+    public var count: Int
+
+    public init(first: Duration, count: Int) {
+        self.first = first
+        self.count = count
+    }
 }

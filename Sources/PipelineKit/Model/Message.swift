@@ -19,9 +19,16 @@ public struct Message: Sendable {
     /// Short notes a step keeps with the message when it waits through the source (a send slot
     /// it reserved): the source stores them with the copy and hands them back on its return.
     public var carried: [String: String]
+    /// The source lane the message came from (nil: the source has no lanes).
+    public var lane: Lane?
+    /// When the message first entered the system, when the source knows: within a lane, a sender's
+    /// messages get their send slots in this order.
+    public var firstSeen: Date?
 
-    public init(body: [UInt8], attempt: Int = 1, notAfter: Date? = nil, carried: [String: String] = [:]) {
+    public init(body: [UInt8], attempt: Int = 1, notAfter: Date? = nil, carried: [String: String] = [:], lane: Lane? = nil, firstSeen: Date? = nil) {
         self.body = body
+        self.lane = lane
+        self.firstSeen = firstSeen
         self.attempt = attempt
         self.notAfter = notAfter
         self.carried = carried

@@ -10,11 +10,14 @@ public struct Delivery: Sendable {
     public var firstSeen: Date?
     /// What steps noted on the message before it last went round the source (`Message.carried`).
     public var carried: [String: String]
+    /// The lane it came from (nil: the source has no lanes).
+    public var lane: Lane?
     /// The source's own handle on the delivery, given back to it in `settle`.
     public var receipt: any Sendable
 
-    public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], receipt: any Sendable) {
+    public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], lane: Lane? = nil, receipt: any Sendable) {
         self.body = body
+        self.lane = lane
         self.attemptsMade = attemptsMade
         self.firstSeen = firstSeen
         self.carried = carried

@@ -14,9 +14,11 @@
 public protocol Source: Sendable {
     /// Deliveries and connection changes, from `start` until `stop`.
     var events: AsyncStream<SourceEvent> { get }
-    /// How many deliveries the source hands out unsettled at most (e.g. the prefetch count):
-    /// the runtime never keeps more waiting than this.
+    /// How many deliveries the source hands out unsettled at most (e.g. the prefetch count), per
+    /// lane when it has lanes: the runtime never keeps more of a lane waiting than this.
     var capacity: Int { get }
+    /// Its priority lanes, most urgent first (SPEC 14); empty: none. Default: none.
+    var lanes: [Lane] { get }
     /// Connects and prepares (declares queues, binds a port); throws when it never can
     /// (wrong credentials, a conflicting declaration), retries while the other side is down.
     func start() async throws
@@ -43,6 +45,7 @@ public protocol Source: Sendable {
 }
 
 extension Source {
+    public var lanes: [Lane] { [] }
     public var keepsDeliveriesWhileOutcomesAreRefused: Bool { true }
     public func stillHolds(_ delivery: Delivery) -> Bool { true }
 }

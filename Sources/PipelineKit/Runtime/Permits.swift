@@ -1,13 +1,25 @@
 import Synchronization
 
-/// Bounded concurrency: `acquire` waits (first come, first served) until one of `count`
-/// permits is free; `close` turns every waiter and later caller away (shutdown).
+/// Bounded concurrency: `acquire` waits until one of `count` permits is free; a freed permit goes
+/// to the most urgent lane waiting (lowest rank), first come, first served within a lane;
+/// `close` turns every waiter and later caller away (shutdown).
 final class Permits: Sendable {
+    private struct Waiter {
+        var id: Int
+        var rank: Int
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+
     private struct State {
         var available: Int
         var closed = false
-        var waiters: [(id: Int, continuation: CheckedContinuation<Bool, Never>)] = []
+        var waiters: [Waiter] = []
         var nextID = 0
+
+        /// The index of the waiter a freed permit goes to: the lowest rank, then the longest waiting.
+        var next: Int? {
+            waiters.indices.min { (waiters[$0].rank, waiters[$0].id) < (waiters[$1].rank, waiters[$1].id) }
+        }
     }
 
     private let state: Mutex<State>
@@ -16,8 +28,8 @@ final class Permits: Sendable {
         state = Mutex(State(available: max(1, count)))
     }
 
-    /// Takes a permit; false when closed (or the task is cancelled) first.
-    func acquire() async -> Bool {
+    /// Takes a permit for a message of lane `rank` (0 most urgent); false when closed (or the task is cancelled) first.
+    func acquire(rank: Int = 0) async -> Bool {
         let fast: Bool? = state.withLock { state in
             if state.closed { return false }
             if state.available > 0, state.waiters.isEmpty {
@@ -39,7 +51,7 @@ final class Permits: Sendable {
                         state.available -= 1
                         return true
                     }
-                    state.waiters.append((id, continuation))
+                    state.waiters.append(Waiter(id: id, rank: rank, continuation: continuation))
                     return nil
                 }
                 if let immediate { continuation.resume(returning: immediate) }
@@ -53,10 +65,10 @@ final class Permits: Sendable {
         }
     }
 
-    /// Returns a permit, handing it to the longest waiter if there is one.
+    /// Returns a permit, handing it to the most urgent waiter if there is one.
     func release() {
         let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            if !state.closed, !state.waiters.isEmpty { return state.waiters.removeFirst().continuation }
+            if !state.closed, let index = state.next { return state.waiters.remove(at: index).continuation }
             state.available += 1
             return nil
         }

@@ -23,7 +23,8 @@ public final class PipelineWorker: Service, Sendable {
     private let logger: Logger
     private let permits: Permits
     private let shutdown = ShutdownSignal()
-    private let parking: Parking
+    /// Parking per lane, by rank (one, rank 0, for a source without lanes).
+    private let parkings: [Parking]
     private let running = ActivityTracker()
     private let pauses: SourcePauses
     private let unreported = UnreportedOutcomes()
@@ -42,9 +43,10 @@ public final class PipelineWorker: Service, Sendable {
         self.sink = sink
         self.logger = logger
         permits = Permits(configuration.concurrency)
-        // Room for `concurrency` new deliveries always stays, so waiting messages never stop intake.
+        // Room for `concurrency` new deliveries of each lane always stays, so waiting messages never stop intake.
         let capacity = source.capacity > configuration.concurrency ? source.capacity - configuration.concurrency : max(1, source.capacity / 2)
-        parking = Parking(capacity: capacity, shutdown: shutdown)
+        let lanes: [Lane?] = source.lanes.isEmpty ? [nil] : source.lanes
+        parkings = lanes.map { [shutdown] in Parking(capacity: capacity, lane: $0, shutdown: shutdown) }
         pauses = SourcePauses(holds: flow.holds, source: source, clock: flow.clock, shutdown: shutdown, logger: logger)
         connectedGauge.record(0)
     }
@@ -67,7 +69,7 @@ public final class PipelineWorker: Service, Sendable {
     }
 
     /// How long the longest-waiting parked message has waited.
-    public var oldestWait: Duration { parking.oldestWait }
+    public var oldestWait: Duration { parkings.map(\.oldestWait).max() ?? .zero }
 
     public func run() async throws {
         try await withGracefulShutdownHandler {
@@ -127,14 +129,15 @@ public final class PipelineWorker: Service, Sendable {
     }
 
     private func process(_ delivery: Delivery) async {
-        guard await permits.acquire() else {
+        let rank = delivery.lane?.rank ?? 0
+        guard await permits.acquire(rank: rank) else {
             _ = await source.settle(delivery, .release)
             return
         }
         let (executor, done) = pipelines.checkout()
         defer { done() }
         inFlight.increment()
-        var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried)
+        var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
         if let maxAge = configuration.maxAge {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
         }
@@ -154,7 +157,7 @@ public final class PipelineWorker: Service, Sendable {
             case .waiting(let wait):
                 inFlight.decrement()
                 permits.release()
-                guard await park(wait) else {
+                guard await park(wait, rank: rank) else {
                     await executor.abandon(&run)
                     if shutdown.isRaised, run.message.carried == delivery.carried {
                         _ = await source.settle(delivery, .release)
@@ -236,13 +239,14 @@ public final class PipelineWorker: Service, Sendable {
 
     /// Parks the message until its wait ends and a permit is free; false when it must leave
     /// memory instead (the wait is long, parking is full, or the worker is shutting down).
-    private func park(_ wait: Wait) async -> Bool {
+    private func park(_ wait: Wait, rank: Int) async -> Bool {
         let remaining = wait.until.timeIntervalSince(flow.clock.now())
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
-        if remaining <= 0, !shutdown.isRaised { return await permits.acquire() }
+        if remaining <= 0, !shutdown.isRaised { return await permits.acquire(rank: rank) }
+        let parking = parkings[min(rank, parkings.count - 1)]
         guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait) else { return false }
         guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
-        return await permits.acquire()
+        return await permits.acquire(rank: rank)
     }
 
     /// Reports the outcome to the sink; false when it was not recorded (the sink refused it).

@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import PipelineKit
+import Synchronization
+import Testing
+
+/// Who gets a sender's next send slot (SPEC 14): the most urgent lane first, first come, first
+/// served within a lane, `max_share`, and no slot reserved more than 100 ms before it is used.
+@Suite struct SendPacerTests {
+    static let urgent = Lane(name: "urgent", rank: 0)
+    static let bulk = Lane(name: "bulk", rank: 2)
+
+    /// A pacer at 10 messages a second (one slot every 105.3 ms) on a clock that moves when told.
+    private func pacer(store: (any SlotStore)? = nil, clock: ManualWallClock = ManualWallClock()) -> (SendPacer, ManualWallClock) {
+        let flow = FlowControl(clock: clock, logger: Logger(label: "test"))
+        return (flow.pacer(key: "throughput:1", label: "1", limit: 10, store: store), clock)
+    }
+
+    /// Asks for `ticket`'s turn until it comes, moving the clock to each time it is told to come back.
+    private func turn(_ ticket: SendPacer.Ticket, _ pacer: SendPacer, _ clock: ManualWallClock) async -> Date {
+        while true {
+            switch await pacer.take(ticket) {
+            case .go(let slot): return slot
+            case .wait(let until): clock.advance(by: .nanoseconds(Int64(max(0, until.timeIntervalSince(clock.now())) * 1e9)))
+            }
+        }
+    }
+
+    @Test func anUrgentMessageGoesBeforeBulkMessagesThatCameFirst() async throws {
+        let (pacer, clock) = pacer()
+        let start = clock.now()
+        let first = pacer.ticket(lane: Self.bulk, order: start)
+        #expect(await pacer.take(first) == .go(start), "an idle sender's first message goes at once")
+        let bulk = pacer.ticket(lane: Self.bulk, order: start)
+        guard case .wait = await pacer.take(bulk) else { Issue.record("the next slot is more than 100 ms ahead: no turn yet"); return }
+        let urgent = pacer.ticket(lane: Self.urgent, order: start.addingTimeInterval(0.001))
+        let urgentSlot = await turn(urgent, pacer, clock)
+        let bulkSlot = await turn(bulk, pacer, clock)
+        #expect(urgentSlot < bulkSlot, "the urgent message takes the slot the bulk one was waiting for")
+        #expect(abs(urgentSlot.timeIntervalSince(start) - 1 / 9.5) < 0.002, "at the sender's next slot: \(urgentSlot.timeIntervalSince(start))")
+    }
+
+    @Test func withinALaneTheFirstComeGoesFirst() async throws {
+        let (pacer, clock) = pacer()
+        let start = clock.now()
+        let tickets = (0..<4).map { pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(Double($0) * 0.001)) }
+        var slots: [Date] = []
+        // Asked for in reverse order: the line, not the asking, decides.
+        for ticket in tickets.reversed() { _ = await pacer.take(ticket) }
+        for ticket in tickets { slots.append(await turn(ticket, pacer, clock)) }
+        #expect(slots == slots.sorted(), "slots in the order the messages came")
+    }
+
+    @Test func aMessageAwayDoesNotHoldTheLineAndTakesItsPlaceBackOnItsReturn() async throws {
+        let (pacer, clock) = pacer()
+        let start = clock.now()
+        _ = await pacer.take(pacer.ticket(lane: Self.bulk, order: start))
+        let away = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.001))
+        let present = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.002))
+        _ = await pacer.take(away)
+        _ = await pacer.take(present)
+        pacer.away(away)
+        let slot = await turn(present, pacer, clock)
+        #expect(slot.timeIntervalSince(start) < 0.2, "the next slot goes to the message that is here")
+        // Back with its ticket's id, it is first in line again, ahead of a later message.
+        let later = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.003))
+        _ = await pacer.take(later)
+        let back = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.001), id: away.id)
+        #expect(await turn(back, pacer, clock) < (await turn(later, pacer, clock)))
+    }
+
+    @Test func maxShareGivesTheOtherLaneItsShareWhileBothWait() async throws {
+        let (pacer, clock) = pacer()
+        let start = clock.now()
+        let cappedUrgent = Lane(name: "urgent", rank: 0, maxShare: 0.5)
+        var line = (0..<4).map { ("urgent", pacer.ticket(lane: cappedUrgent, order: start.addingTimeInterval(Double($0) * 0.001))) }
+            + (0..<4).map { ("bulk", pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.01 + Double($0) * 0.001))) }
+        var order: [String] = []
+        for _ in 0..<100 where !line.isEmpty {
+            var went = false
+            for (index, (lane, ticket)) in line.enumerated() {
+                if case .go = await pacer.take(ticket) {
+                    order.append(lane)
+                    line.remove(at: index)
+                    went = true
+                    break
+                }
+            }
+            if !went { clock.advance(by: .milliseconds(106)) }
+        }
+        #expect(order == ["urgent", "bulk", "urgent", "bulk", "urgent", "bulk", "urgent", "bulk"])
+    }
+
+    @Test func noSlotIsReservedMoreThan100MillisecondsBeforeItIsUsed() async throws {
+        let clock = ManualWallClock()
+        let store = CountingSlotStore(clock: clock)
+        let (pacer, _) = pacer(store: store, clock: clock)
+        let start = clock.now()
+        let tickets = (0..<20).map { pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(Double($0) * 0.001)) }
+        for ticket in tickets { _ = await pacer.take(ticket) }
+        var slots: [Date] = []
+        for ticket in tickets { slots.append(await turn(ticket, pacer, clock)) }
+        #expect(store.furthestAhead <= .milliseconds(100) + .microseconds(1), "reserved at most 100 ms ahead: \(store.furthestAhead)")
+        #expect(slots == slots.sorted())
+        let spacing = zip(slots.dropFirst(), slots).map { $0.timeIntervalSince($1) }
+        #expect(spacing.allSatisfy { abs($0 - 1 / 9.5) < 0.002 }, "one slot every 105 ms: \(spacing)")
+    }
+}
+
+/// A slot store on the test's clock: a GCRA like the Redis one, recording how far ahead of its
+/// now it ever granted a slot.
+private final class CountingSlotStore: SlotStore {
+    private let state = Mutex<(tat: Date?, furthest: Duration)>((nil, .zero))
+    private let clock: ManualWallClock
+
+    init(clock: ManualWallClock) {
+        self.clock = clock
+    }
+
+    var furthestAhead: Duration { state.withLock { $0.furthest } }
+
+    func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant {
+        let now = clock.now()
+        return state.withLock { state in
+            let tat = max(state.tat ?? now, now)
+            let room = now.addingTimeInterval(horizon.secondsDouble).timeIntervalSince(tat)
+            if room < -1e-6 { return SlotGrant(first: .nanoseconds(Int64(-room * 1e9)), count: 0) }
+            let granted = min(count, Int(max(0, room) / interval.secondsDouble) + 1)
+            let last = tat.addingTimeInterval(interval.secondsDouble * Double(granted - 1))
+            state.furthest = max(state.furthest, .nanoseconds(Int64(last.timeIntervalSince(now) * 1e9)))
+            state.tat = last.addingTimeInterval(interval.secondsDouble)
+            return SlotGrant(first: .nanoseconds(Int64(tat.timeIntervalSince(now) * 1e9)), count: granted)
+        }
+    }
+
+    func health() async -> HealthStatus { .up }
+    func shutdown() async {}
+}
