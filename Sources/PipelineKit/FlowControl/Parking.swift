@@ -37,13 +37,14 @@ final class Parking: Sendable {
         gauges.values.forEach { $0.record(0) }
     }
 
-    /// Takes a place for `wait` if there is one: the total under `capacity` and its key under a fair share.
-    /// Returns the place's id, nil when the message must wait elsewhere.
-    func admit(_ wait: Wait) -> Int? {
+    /// Takes a place for `wait` if there is one: the total under `capacity` and its key under a fair
+    /// share, or in any case when `beyondCapacity` (a short wait). Returns the place's id, nil when
+    /// the message must wait elsewhere.
+    func admit(_ wait: Wait, beyondCapacity: Bool = false) -> Int? {
         let (id, count) = state.withLock { state -> (Int?, Int) in
             let keys = state.byKey.count + (state.byKey[wait.key] == nil ? 1 : 0)
             let share = max(1, capacity / max(1, keys))
-            guard state.parked.count < capacity, state.byKey[wait.key, default: 0] < share else { return (nil, 0) }
+            guard beyondCapacity || (state.parked.count < capacity && state.byKey[wait.key, default: 0] < share) else { return (nil, 0) }
             let id = state.nextID
             state.nextID += 1
             state.parked[id] = Parked(key: wait.key, reason: wait.reason, since: .now)

@@ -139,12 +139,42 @@ public final class SendPacer: Sendable {
             return Double(sends.count(where: { $0.rank == rank })) / Double(sends.count)
         }
 
-        /// When `ticket`'s turn is expected: after the places ahead of it, one slot each.
+        /// When `ticket`'s turn is expected (it is not the first in line): after the places ahead of
+        /// it, one slot each, counting a lane capped by `max_share` for its share only; never sooner
+        /// than the next slot.
         func expectedTurn(of ticket: Ticket, now: Date) -> Date {
-            let ahead = places.values.count(where: { $0.ticket.precedes(ticket) })
-            if ahead < slots.count { return max(slots[ahead], now.addingTimeInterval(0.001)) }
-            let base = max(slots.last.map { $0.addingTimeInterval(interval) } ?? storeFullUntil ?? localNext ?? now, now)
-            return base.addingTimeInterval(Double(ahead - slots.count) * interval).addingTimeInterval(ahead > 0 ? 0 : 0.001)
+            let ahead = Int(placesAhead(of: ticket).rounded(.up))
+            let turn: Date
+            if ahead < slots.count {
+                turn = slots[ahead]
+            } else {
+                let base = max(slots.last.map { $0.addingTimeInterval(interval) } ?? storeFullUntil ?? localNext ?? now, now)
+                turn = base.addingTimeInterval(Double(ahead - slots.count) * interval)
+            }
+            return max(turn, now.addingTimeInterval(slots.isEmpty ? interval : 0.001))
+        }
+
+        /// How many slots go to others before `ticket`'s: the places ahead of it in its lane; those
+        /// of more urgent lanes, or, for a lane capped by `max_share`, as many as its share leaves
+        /// them; and, when its own lane is capped while less urgent lanes wait, their share too.
+        private func placesAhead(of ticket: Ticket) -> Double {
+            var byRank: [Int: (count: Int, maxShare: Double)] = [:]
+            var own = 0
+            for place in places.values where place.ticket.id != ticket.id {
+                if place.ticket.rank == ticket.rank {
+                    if place.ticket.precedes(ticket) { own += 1 }
+                } else {
+                    byRank[place.ticket.rank, default: (0, place.ticket.maxShare)].count += 1
+                }
+            }
+            var ahead = Double(own)
+            for (rank, lane) in byRank where rank < ticket.rank {
+                ahead += lane.maxShare < 1 ? min(Double(lane.count), Double(own + 1) * lane.maxShare / (1 - lane.maxShare)) : Double(lane.count)
+            }
+            if ticket.maxShare < 1, byRank.keys.contains(where: { $0 > ticket.rank }) {
+                ahead += Double(own + 1) * (1 - ticket.maxShare) / ticket.maxShare
+            }
+            return ahead
         }
     }
 
@@ -216,15 +246,15 @@ public final class SendPacer: Sendable {
                         return .waitForFetch
                     }
                     state.fetching = true
-                    let count = min(512, max(1, state.places.count))
+                    // As many as there are messages here to use them: a slot nobody here takes is one no other worker gets.
+                    let count = min(512, max(1, state.places.values.count(where: \.present)))
                     return .fetch(store, count: count, interval: state.interval)
                 }
                 let slot = max(state.localNext ?? now, now)
-                // (A microsecond's leeway: the horizon's edge, reached by a wait, counts as within it.)
-                if slot.timeIntervalSince(now) > Self.horizon + 1e-6 {
-                    let due = slot.addingTimeInterval(-Self.horizon)
-                    state.places[ticket.id]?.due = due
-                    return .turn(.wait(until: due))
+                // Its turn comes when its slot does (a microsecond's leeway for a clock that a wait reached).
+                if slot.timeIntervalSince(now) > 1e-6 {
+                    state.places[ticket.id]?.due = slot
+                    return .turn(.wait(until: slot))
                 }
                 state.localNext = slot.addingTimeInterval(state.interval)
                 return .turn(.go(state.handOut(ticket, slot)))
@@ -265,7 +295,10 @@ public final class SendPacer: Sendable {
                 state.storeRetryAt = nil
                 let start = now.addingTimeInterval(grant.first.secondsDouble)
                 if grant.count == 0 {
-                    state.storeFullUntil = start
+                    // Asked again once the next slot is due, not as soon as one fits the horizon: then a
+                    // batch of slots up to the horizon is taken and used as each comes, so no message
+                    // waits in memory for a slot reserved ahead of it.
+                    state.storeFullUntil = start.addingTimeInterval(Self.horizon)
                 } else {
                     state.storeFullUntil = nil
                     let granted = (0..<grant.count).map { start.addingTimeInterval(Double($0) * interval) }

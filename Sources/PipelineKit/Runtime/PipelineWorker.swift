@@ -165,8 +165,7 @@ public final class PipelineWorker: Service, Sendable {
                         // (Also at shutdown when the wait changed what the message carries — a
                         // marketing retry's time — which a plain release would lose.)
                         // Back a little before the wait ends, to spend the rest of it parked.
-                        let lead = min(configuration.maxPark.secondsDouble / 2, 0.5)
-                        let remaining = Duration.milliseconds(max(1, Int64((wait.until.timeIntervalSince(flow.clock.now()) - lead) * 1000)))
+                        let remaining = Duration.milliseconds(max(1, Int64((wait.until.timeIntervalSince(flow.clock.now()) - sourceLead) * 1000)))
                         MessageLogContext.during(run.message.internalID, step: "pipeline") {
                             logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
                         }
@@ -244,10 +243,16 @@ public final class PipelineWorker: Service, Sendable {
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
         if remaining <= 0, !shutdown.isRaised { return await permits.acquire(rank: rank) }
         let parking = parkings[min(rank, parkings.count - 1)]
-        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait) else { return false }
+        // A wait shorter than a trip through the source would be spent there anyway (it comes back
+        // `sourceLead` early): it stays in memory even when parking is full, instead of going round at once.
+        let short = remaining <= sourceLead
+        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else { return false }
         guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
         return await permits.acquire(rank: rank)
     }
+
+    /// How long before its wait ends a message that waits through the source comes back, to spend the rest parked.
+    private var sourceLead: TimeInterval { min(configuration.maxPark.secondsDouble / 2, 0.5) }
 
     /// Reports the outcome to the sink; false when it was not recorded (the sink refused it).
     private func report(_ decision: Decision, run: PipelineRun) async -> Bool {
