@@ -10,11 +10,15 @@ import TestSupport
     /// Bulk messages queued before the urgent ones: enough for a backlog of 13 s at 80/s
     /// (`LANE_TEST_BULK` sets another figure, e.g. the 4,000 of the README's figures).
     static let bulk = Int(ProcessInfo.processInfo.environment["LANE_TEST_BULK"] ?? "") ?? 1000
+    /// The test variant with the shipped pipeline's delay queues (1 s … 2 min): a campaign's backlog
+    /// waits its turn in them (one trip each) instead of going round the test variant's 1 s queue.
+    static let shippedBackoff = EndToEndHarness.variant.replacingOccurrences(of: "backoff: [300ms, 1s]", with: "backoff: [1s, 5s, 30s, 2m]")
 
     @Test(arguments: [1, 3])
     func anUrgentMessageIsSentWithinASecondOfItsPublishBehindABulkCampaign(workers count: Int) async throws {
         let e2e = try await EndToEndHarness()
         e2e.server.enforceThroughput(perSecond: 80)
+        try e2e.writeVariant(Self.shippedBackoff)
         var workers: [WorkerProcess] = []
         for _ in 0..<count { workers.append(try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "80"])) }
         try await e2e.inspector.publish((0..<Self.bulk).map(e2e.textMessage), to: "\(e2e.queue).bulk")
@@ -48,6 +52,7 @@ import TestSupport
     @Test func anotherSendersNormalMessagesAreNotHeldBehindABulkCampaign() async throws {
         let e2e = try await EndToEndHarness()
         e2e.server.enforceThroughput(perSecond: 80)
+        try e2e.writeVariant(Self.shippedBackoff)
         let worker = try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "80"])
         try await e2e.inspector.publish((0..<Self.bulk).map { e2e.message($0, sender: "111") }, to: "\(e2e.queue).bulk")
         try await poll("the campaign going out", timeout: .seconds(30)) { e2e.server.requests.count >= 100 }

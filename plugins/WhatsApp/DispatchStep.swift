@@ -79,7 +79,7 @@ public struct DispatchStep: Step {
             if let reserved = SendSlot.read(message), reserved.timeIntervalSince(now) > -SendPacer.staleness {
                 slot = reserved
             } else {
-                switch await PacingPlace.take(&message, pacer) {
+                switch await PacingPlace.take(&message, pacer, now: context.clock.now()) {
                 case .go(let granted): slot = granted
                 case .wait(let until): return wait(pacer.key, until, .throughput)
                 }
@@ -119,7 +119,7 @@ public struct DispatchStep: Step {
             case .throughputLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "130429")]).increment()
                 pacer.slowDown()
-                switch await PacingPlace.take(&message, pacer) {
+                switch await PacingPlace.take(&message, pacer, now: context.clock.now()) {
                 case .go(let next):
                     SendSlot.write(next, &message)
                     return .wait(Wait(key: pacer.key, until: next, reason: .throughput))

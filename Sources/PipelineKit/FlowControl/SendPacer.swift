@@ -21,7 +21,7 @@ import Synchronization
 /// exceeded, `speedUp` wins 5 % of the limit back per second of successful sends.
 ///
 /// ```swift
-/// let ticket = pacer.ticket(lane: message.lane, order: message.firstSeen, id: message.carried["pacing-ticket"].flatMap(UInt64.init))
+/// let ticket = pacer.ticket(lane: message.lane, order: message.firstSeen, id: idCarriedByTheMessage)
 /// switch await pacer.take(ticket) {
 /// case .go(let slot): send at `slot` (now, or within `horizon`)
 /// case .wait(let until): carry `ticket.id`, return .wait(Wait(key: pacer.key, until: until, reason: .throughput))
@@ -48,6 +48,8 @@ public final class SendPacer: Sendable {
         /// Names the place across a trip through the source (unique among every worker's places).
         public let id: UInt64
         fileprivate var rank: Int
+        /// In the most urgent of several lanes.
+        fileprivate var urgent: Bool
         fileprivate var maxShare: Double
         fileprivate var order: Date
 
@@ -82,11 +84,12 @@ public final class SendPacer: Sendable {
         var slots: [Date] = []
         var localNext: Date?
         var storeRetryAt: Date?
-        /// The store's horizon is full until then.
+        /// The store's horizon has room for a slot again then (when it was found full).
         var storeFullUntil: Date?
         var fetching = false
         var waiters: [CheckedContinuation<Void, Never>] = []
         var places: [UInt64: Place] = [:]
+        var lastForgotten = Date.distantPast
         /// Recent sends by lane rank, oldest first (for `max_share`).
         var sends: [(at: Date, rank: Int)] = []
 
@@ -100,8 +103,12 @@ public final class SendPacer: Sendable {
             } else {
                 slots.removeAll()
             }
-            let abandoned = now.addingTimeInterval(-SendPacer.abandonedAfter)
-            if places.values.contains(where: { $0.due < abandoned }) { places = places.filter { $0.value.due >= abandoned } }
+            // Forgotten places are looked for a few times a second, not on every turn (the line may be long).
+            if now.timeIntervalSince(lastForgotten) >= 0.25 || now < lastForgotten {
+                lastForgotten = now
+                let abandoned = now.addingTimeInterval(-SendPacer.abandonedAfter)
+                places = places.filter { $0.value.due >= abandoned }
+            }
             let window = now.addingTimeInterval(-SendPacer.shareWindow)
             if let recent = sends.firstIndex(where: { $0.at >= window }) {
                 sends.removeFirst(recent)
@@ -148,7 +155,7 @@ public final class SendPacer: Sendable {
             if ahead < slots.count {
                 turn = slots[ahead]
             } else {
-                let base = max(slots.last.map { $0.addingTimeInterval(interval) } ?? storeFullUntil ?? localNext ?? now, now)
+                let base = max(slots.last.map { $0.addingTimeInterval(interval) } ?? storeFullUntil.map { $0.addingTimeInterval(SendPacer.horizon) } ?? localNext ?? now, now)
                 turn = base.addingTimeInterval(Double(ahead - slots.count) * interval)
             }
             return max(turn, now.addingTimeInterval(slots.isEmpty ? interval : 0.001))
@@ -214,7 +221,7 @@ public final class SendPacer: Sendable {
     /// The place in line of a message of `lane` that entered the system at `order` (now when
     /// unknown): the one it had when it carries its `id`, else a new one.
     public func ticket(lane: Lane?, order: Date?, id: UInt64? = nil) -> Ticket {
-        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
+        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, urgent: lane?.rank == 0, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
     }
 
     /// The message leaves the worker before its turn (through the source, or to wait for something
@@ -238,9 +245,12 @@ public final class SendPacer: Sendable {
                 }
                 if !state.slots.isEmpty { return .turn(.go(state.handOut(ticket, state.slots.removeFirst()))) }
                 if let store = state.store, state.storeRetryAt.map({ now >= $0 }) ?? true {
-                    if let full = state.storeFullUntil, full > now {
-                        state.places[ticket.id]?.due = full
-                        return .turn(.wait(until: full))
+                    // An urgent message asks as soon as a slot fits the horizon: across workers it comes before
+                    // the others, which ask once the next slot is due (then taking a batch and using each
+                    // slot as it comes, so no message waits in memory for a slot reserved ahead of it).
+                    if let room = state.storeFullUntil, case let asks = ticket.urgent ? room : room.addingTimeInterval(Self.horizon), asks > now {
+                        state.places[ticket.id]?.due = asks
+                        return .turn(.wait(until: asks))
                     }
                     if state.fetching {
                         return .waitForFetch
@@ -295,10 +305,7 @@ public final class SendPacer: Sendable {
                 state.storeRetryAt = nil
                 let start = now.addingTimeInterval(grant.first.secondsDouble)
                 if grant.count == 0 {
-                    // Asked again once the next slot is due, not as soon as one fits the horizon: then a
-                    // batch of slots up to the horizon is taken and used as each comes, so no message
-                    // waits in memory for a slot reserved ahead of it.
-                    state.storeFullUntil = start.addingTimeInterval(Self.horizon)
+                    state.storeFullUntil = start
                 } else {
                     state.storeFullUntil = nil
                     let granted = (0..<grant.count).map { start.addingTimeInterval(Double($0) * interval) }
