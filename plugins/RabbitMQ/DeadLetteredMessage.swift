@@ -36,11 +36,14 @@ public struct DeadLetteredMessage: Sendable {
         brokerDeadLetteredFrom = headers["x-first-death-queue"]?.stringValue
     }
 
-    /// The queue a replay puts it back into: its lane's, else the queue the broker dead-lettered it
-    /// from when that is a lane's, else `topology.queue` (no lane, or a lane that is gone).
+    /// The queue a replay puts it back into: its lane's, else the lane of the queue the broker
+    /// dead-lettered it from (a quorum queue's delivery limit writes no `x-lane`), else
+    /// `topology.queue` (no lane, or a lane that is gone).
     public func replayQueue(in topology: QueueTopology, lanes: [RabbitMQSettings.LaneQueue]) -> String {
         if let lane, let queue = lanes.first(where: { $0.lane.name == lane })?.queue { return queue }
-        if let queue = brokerDeadLetteredFrom, topology.laneQueues.contains(queue) { return queue }
+        if let queue = brokerDeadLetteredFrom, let lane = topology.laneQueues.first(where: { queue == $0 || queue.hasPrefix("\($0).retry.") }) {
+            return lane
+        }
         return topology.queue
     }
 

@@ -48,8 +48,9 @@ public final class SendPacer: Sendable {
         /// Names the place across a trip through the source (unique among every worker's places).
         public let id: UInt64
         fileprivate var rank: Int
-        /// In the most urgent of several lanes.
-        fileprivate var urgent: Bool
+        /// When its lane asks for slots the horizon has room for, as a fraction of the horizon: 0 for
+        /// the most urgent lane, ½ for the next, 1 for the rest and without lanes.
+        fileprivate var askDelay: Double
         fileprivate var maxShare: Double
         fileprivate var order: Date
 
@@ -90,6 +91,8 @@ public final class SendPacer: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
         var places: [UInt64: Place] = [:]
         var lastForgotten = Date.distantPast
+        /// The latest slot handed out: pacing alone (the store down) starts after it.
+        var lastSlot: Date?
         /// Recent sends by lane rank, oldest first (for `max_share`).
         var sends: [(at: Date, rank: Int)] = []
 
@@ -123,9 +126,17 @@ public final class SendPacer: Sendable {
             var best: Ticket?
             var bestCapped: Ticket?
             let ranks = Set(places.values.map(\.ticket.rank))
+            // Each lane's share, worked out once (not per place).
+            var shares: [Int: Double] = [:]
             for place in places.values where place.present {
                 let ticket = place.ticket
-                if ranks.count > 1, ticket.maxShare < 1, share(of: ticket.rank) > ticket.maxShare {
+                var capped = false
+                if ranks.count > 1, ticket.maxShare < 1 {
+                    let share = shares[ticket.rank] ?? share(of: ticket.rank)
+                    shares[ticket.rank] = share
+                    capped = share > ticket.maxShare
+                }
+                if capped {
                     if bestCapped.map(ticket.precedes) ?? true { bestCapped = ticket }
                 } else if best.map(ticket.precedes) ?? true {
                     best = ticket
@@ -134,10 +145,16 @@ public final class SendPacer: Sendable {
             return best ?? bestCapped
         }
 
-        /// `slot` goes to `ticket`: its place is freed and the send counted for its lane's share.
+        /// `slot` goes to `ticket`: its place is freed, and the send counted for its lane's share
+        /// while another lane has messages waiting (sends made alone do not count against a lane).
         mutating func handOut(_ ticket: Ticket, _ slot: Date) -> Date {
             places[ticket.id] = nil
-            sends.append((slot, ticket.rank))
+            lastSlot = max(lastSlot ?? slot, slot)
+            if places.values.contains(where: { $0.ticket.rank != ticket.rank }) {
+                sends.append((slot, ticket.rank))
+            } else {
+                sends.removeAll()
+            }
             return slot
         }
 
@@ -150,7 +167,7 @@ public final class SendPacer: Sendable {
         /// it, one slot each, counting a lane capped by `max_share` for its share only; never sooner
         /// than the next slot.
         func expectedTurn(of ticket: Ticket, now: Date) -> Date {
-            let ahead = Int(placesAhead(of: ticket).rounded(.up))
+            let ahead = Int(min(placesAhead(of: ticket), 1_000_000).rounded(.up))
             let turn: Date
             if ahead < slots.count {
                 turn = slots[ahead]
@@ -158,7 +175,8 @@ public final class SendPacer: Sendable {
                 let base = max(slots.last.map { $0.addingTimeInterval(interval) } ?? storeFullUntil.map { $0.addingTimeInterval(SendPacer.horizon) } ?? localNext ?? now, now)
                 turn = base.addingTimeInterval(Double(ahead - slots.count) * interval)
             }
-            return max(turn, now.addingTimeInterval(slots.isEmpty ? interval : 0.001))
+            // (At least a millisecond: at a high rate, a message behind would otherwise ask again at once, and again.)
+            return max(turn, now.addingTimeInterval(max(slots.isEmpty ? interval : 0, 0.001)))
         }
 
         /// How many slots go to others before `ticket`'s: the places ahead of it in its lane; those
@@ -221,7 +239,7 @@ public final class SendPacer: Sendable {
     /// The place in line of a message of `lane` that entered the system at `order` (now when
     /// unknown): the one it had when it carries its `id`, else a new one.
     public func ticket(lane: Lane?, order: Date?, id: UInt64? = nil) -> Ticket {
-        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, urgent: lane?.rank == 0, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
+        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, askDelay: lane.map { min(1, Double($0.rank) / 2) } ?? 1, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
     }
 
     /// The message leaves the worker before its turn (through the source, or to wait for something
@@ -239,16 +257,19 @@ public final class SendPacer: Sendable {
                 state.forget(before: now)
                 state.places[ticket.id] = Place(ticket: ticket, due: now)
                 guard state.first()?.id == ticket.id else {
+                    // While slots are being fetched, the line waits for them: its turns are known after.
+                    if state.fetching { return .waitForFetch }
                     let due = state.expectedTurn(of: ticket, now: now)
                     state.places[ticket.id]?.due = due
                     return .turn(.wait(until: due))
                 }
                 if !state.slots.isEmpty { return .turn(.go(state.handOut(ticket, state.slots.removeFirst()))) }
                 if let store = state.store, state.storeRetryAt.map({ now >= $0 }) ?? true {
-                    // An urgent message asks as soon as a slot fits the horizon: across workers it comes before
-                    // the others, which ask once the next slot is due (then taking a batch and using each
-                    // slot as it comes, so no message waits in memory for a slot reserved ahead of it).
-                    if let room = state.storeFullUntil, case let asks = ticket.urgent ? room : room.addingTimeInterval(Self.horizon), asks > now {
+                    // The most urgent lane asks as soon as a slot fits the horizon, the next a little later, and
+                    // so on: across workers the more urgent message comes first. The least urgent (and a
+                    // pipeline without lanes) asks once the next slot is due, then takes a batch and uses each
+                    // slot as it comes, so no message waits in memory for a slot reserved ahead of it.
+                    if let room = state.storeFullUntil, case let asks = room.addingTimeInterval(Self.horizon * ticket.askDelay), asks > now {
                         state.places[ticket.id]?.due = asks
                         return .turn(.wait(until: asks))
                     }
@@ -315,6 +336,8 @@ public final class SendPacer: Sendable {
                 failedFirst = state.storeRetryAt == nil
                 state.storeRetryAt = now.addingTimeInterval(1)
                 state.storeFullUntil = nil
+                // Slots the store granted may lie ahead: pacing alone goes on after them, not at once.
+                if let last = state.slots.last ?? state.lastSlot { state.localNext = max(state.localNext ?? last, last.addingTimeInterval(interval)) }
             }
             state.fetching = false
             defer { state.waiters.removeAll() }

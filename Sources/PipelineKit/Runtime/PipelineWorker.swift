@@ -110,7 +110,8 @@ public final class PipelineWorker: Service, Sendable {
                         self.running.end()
                     }
                 case .connected(let endpoint):
-                    connectedGauge.record(1)
+                    // (With lanes, every lane's consumer: 1 once all are connected.)
+                    connectedGauge.record(source.status().connected ? 1 : 0)
                     logger.info("consuming", metadata: ["from": .string(endpoint)])
                 case .disconnected(let reason):
                     connectedGauge.record(0)
