@@ -10,6 +10,9 @@ import TestSupport
     /// Bulk messages queued before the urgent ones: enough for a backlog of 13 s at 80/s
     /// (`LANE_TEST_BULK` sets another figure, e.g. the 4,000 of the README's figures).
     static let bulk = Int(ProcessInfo.processInfo.environment["LANE_TEST_BULK"] ?? "") ?? 1000
+    /// Time enough for `messages` of one sender at 80/s, with room for a loaded machine.
+    static func timeout(_ messages: Int) -> Duration { .seconds(messages / 40 + 30) }
+
     /// The test variant with the shipped pipeline's delay queues (1 s … 2 min): a campaign's backlog
     /// waits its turn in them (one trip each) instead of going round the test variant's 1 s queue.
     static let shippedBackoff = EndToEndHarness.variant.replacingOccurrences(of: "backoff: [300ms, 1s]", with: "backoff: [1s, 5s, 30s, 2m]")
@@ -31,7 +34,7 @@ import TestSupport
             try await Task.sleep(for: .milliseconds(250))
         }
         let total = Self.bulk + 20
-        try await poll("\(total) sent", timeout: .seconds(90)) { e2e.server.sentByRecipient.count >= total }
+        try await poll("\(total) sent", timeout: Self.timeout(total)) { e2e.server.sentByRecipient.count >= total }
         try await e2e.waitUntilFinished(total, by: workers, timeout: .seconds(30))
         let sent = e2e.server.requests.filter(\.succeeded)
         let latencies = published.compactMap { recipient, at in sent.first { $0.recipient == recipient }.map { $0.arrived - at } }.sorted()
@@ -64,7 +67,7 @@ import TestSupport
         print("sender 222's 50 normal messages all sent \(last - start) after their publish, \(campaignLeft) of the campaign still to go")
         #expect(last - start <= .seconds(3), "another sender's messages within 3 s of their publish: \(last - start)")
         #expect(campaignLeft > 0, "the campaign still had a backlog then")
-        try await e2e.waitUntilFinished(Self.bulk + 50, by: [worker], timeout: .seconds(60))
+        try await e2e.waitUntilFinished(Self.bulk + 50, by: [worker], timeout: Self.timeout(Self.bulk))
         #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         try await worker.stop()
@@ -115,12 +118,12 @@ import TestSupport
                   - { name: normal, queue: "${OUTBOUND_QUEUE}" }
                   - { name: bulk, queue: "${OUTBOUND_QUEUE}.bulk" }
             """
-        try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "    prefetch: 64", with: "    prefetch: 64\n" + lanes))
+        try e2e.writeVariant(Self.shippedBackoff.replacingOccurrences(of: "    prefetch: 64", with: "    prefetch: 64\n" + lanes))
         let each = Self.bulk / 2
         try await e2e.inspector.publish((0..<each).map(e2e.textMessage), to: "\(e2e.queue).urgent")
         try await e2e.inspector.publish((each..<(2 * each)).map(e2e.textMessage), to: "\(e2e.queue).bulk")
         let worker = try await e2e.startWorker(extra: ["WHATSAPP_THROUGHPUT": "80"])
-        try await poll("\(2 * each) sent", timeout: .seconds(90)) { e2e.server.sentByRecipient.count >= 2 * each }
+        try await poll("\(2 * each) sent", timeout: Self.timeout(2 * each)) { e2e.server.sentByRecipient.count >= 2 * each }
         try await e2e.waitUntilFinished(2 * each, by: [worker], timeout: .seconds(30))
         let urgent = Set((0..<each).map(e2e.recipient))
         let sent = e2e.server.requests.filter(\.succeeded).sorted { $0.arrived < $1.arrived }
