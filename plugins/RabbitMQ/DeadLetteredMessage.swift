@@ -40,7 +40,7 @@ public struct DeadLetteredMessage: Sendable {
     /// dead-lettered it from (a quorum queue's delivery limit writes no `x-lane`), else
     /// `topology.queue` (no lane, or a lane that is gone).
     public func replayQueue(in topology: QueueTopology, lanes: [RabbitMQSettings.LaneQueue]) -> String {
-        if let lane, let queue = lanes.first(where: { $0.lane.name == lane })?.queue { return queue }
+        if let lane, let queue = RabbitMQSettings.queue(ofLane: lane, in: lanes) { return queue }
         if let queue = brokerDeadLetteredFrom, let lane = topology.laneQueues.first(where: { queue == $0 || queue.hasPrefix("\($0).retry.") }) {
             return lane
         }

@@ -54,6 +54,11 @@ public struct RabbitMQSettings: Sendable {
 
     /// The queue of the lane named `name`, nil when there is no such lane.
     public func queue(ofLane name: String) -> String? {
+        Self.queue(ofLane: name, in: lanes)
+    }
+
+    /// The queue of the lane named `name` among `lanes`.
+    static func queue(ofLane name: String, in lanes: [LaneQueue]) -> String? {
         lanes.first { $0.lane.name == name }?.queue
     }
 

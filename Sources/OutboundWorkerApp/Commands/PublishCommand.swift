@@ -76,8 +76,9 @@ struct PublishCommand: AsyncParsableCommand {
     /// The queue of `--lane`, nil without it; exits 2, listing the lanes, for a lane the source does not have.
     private func laneQueue(_ settings: Settings) throws -> String? {
         guard let lane else { return nil }
-        let lanes = try RabbitMQSettings(settings).lanes
-        guard let queue = lanes.first(where: { $0.lane.name == lane })?.queue else {
+        let source = try RabbitMQSettings(settings)
+        guard let queue = source.queue(ofLane: lane) else {
+            let lanes = source.lanes
             let known = lanes.isEmpty ? "the pipeline's source has no lanes" : "lanes: " + lanes.map(\.lane.name).joined(separator: ", ")
             FileHandle.standardError.write(Data("--lane \(lane): no such lane (\(known))\n".utf8))
             throw ExitStatus.usage

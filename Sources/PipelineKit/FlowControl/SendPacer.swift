@@ -101,11 +101,7 @@ public final class SendPacer: Sendable {
 
         mutating func forget(before now: Date) {
             let oldest = now.addingTimeInterval(-SendPacer.staleness)
-            if let fresh = slots.firstIndex(where: { $0 >= oldest }) {
-                slots.removeFirst(fresh)
-            } else {
-                slots.removeAll()
-            }
+            slots.removeFirst(slots.firstIndex { $0 >= oldest } ?? slots.count)
             // Forgotten places are looked for a few times a second, not on every turn (the line may be long).
             if now.timeIntervalSince(lastForgotten) >= 0.25 || now < lastForgotten {
                 lastForgotten = now
@@ -113,11 +109,7 @@ public final class SendPacer: Sendable {
                 places = places.filter { $0.value.due >= abandoned }
             }
             let window = now.addingTimeInterval(-SendPacer.shareWindow)
-            if let recent = sends.firstIndex(where: { $0.at >= window }) {
-                sends.removeFirst(recent)
-            } else {
-                sends.removeAll()
-            }
+            sends.removeFirst(sends.firstIndex { $0.at >= window } ?? sends.count)
         }
 
         /// The place whose turn it is: the first present in line whose lane is within its
