@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "ValidatePlugin", dependencies: ["PipelineKit"], path: "plugins/Validate", swiftSettings: strict),
         .target(
             name: "RedisPlugin",
-            dependencies: ["PipelineKit", "RedisClient", .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["PipelineKit", "RedisClient", .product(name: "Metrics", package: "swift-metrics"), .product(name: "Crypto", package: "swift-crypto")],
             path: "plugins/Redis",
             swiftSettings: strict
         ),
@@ -148,6 +148,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: strict
@@ -156,13 +157,14 @@ let package = Package(
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: [
-            "AMQPClient", "RedisClient", "PipelineKit", "TestSupport",
+            "AMQPClient", "RedisClient", "RedisPlugin", "PipelineKit", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
         .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SuppressPluginTests", dependencies: ["SuppressPlugin", "RedisPlugin", "ValidatePlugin", "WhatsAppPlugin", "WebhookPlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisPluginTests", dependencies: ["RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WebhookPluginTests", dependencies: ["WebhookPlugin", "IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]
 )

@@ -30,7 +30,7 @@ import TestSupport
         let path = try temporaryPipeline { $0.replacingOccurrences(of: "lease: 2m,", with: "lease: 2m, tll: 60,") }
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(path):48:"), "\(result.output)")
+        #expect(result.output.contains("\(path):49:"), "\(result.output)")
         #expect(result.output.contains("error: unknown setting `tll` for step `idempotency` (idempotency); did you mean `ttl`?"))
     }
 
@@ -38,14 +38,14 @@ import TestSupport
         let path = try temporaryPipeline { $0.replacingOccurrences(of: "uses: dispatch", with: "uses: dispatchh") }
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(path):53:11: error: unknown step plugin `dispatchh`; did you mean `dispatch`?"), "\(result.output)")
+        #expect(result.output.contains("\(path):54:11: error: unknown step plugin `dispatchh`; did you mean `dispatch`?"), "\(result.output)")
     }
 
     @Test func unsetTokenIsReportedAtItsValue() throws {
         let result = try worker(["check"], ["WHATSAPP_ACCESS_TOKEN": ""])
         #expect(result.status == 1)
         // `${WHATSAPP_ACCESS_TOKEN}` with an empty value is set-but-empty: the resource then has no token at all.
-        #expect(result.output.contains("pipelines/outbound.yaml:36:185: error: resource `whatsapp` (whatsapp_cloud_api) needs `access_token` or `access_tokens`"), "\(result.output)")
+        #expect(result.output.contains("pipelines/outbound.yaml:37:185: error: resource `whatsapp` (whatsapp_cloud_api) needs `access_token` or `access_tokens`"), "\(result.output)")
     }
 
     @Test func severalProblemsAreReportedInOneRun() throws {
@@ -88,7 +88,7 @@ import TestSupport
         let (base, variantFile) = try variant("steps:\n  - name: transform\n    remove: true\n")
         let result = try worker(["check", "--pipeline", base, "--env", "broken"])
         #expect(result.status == 1)
-        #expect(result.output.contains("\(base):52:5: error: step `dispatch` (dispatch) needs `request`, which no earlier step provides (add a step that provides it before this one: `transform`)"), "\(result.output)")
+        #expect(result.output.contains("\(base):53:5: error: step `dispatch` (dispatch) needs `request`, which no earlier step provides (add a step that provides it before this one: `transform`)"), "\(result.output)")
         _ = variantFile
     }
 

@@ -51,7 +51,7 @@ public enum EventSchema {
             "required": .array(["event", "internalId", "wamid", "status", "recipient", "at"].map(JSONValue.string)),
             "properties": .object([
                 "event": .object(["type": .string("string"), "pattern": .string("^delivery\\.")]),
-                "internalId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("from biz_opaque_callback_data, else the wamid: mapping; null when unknown")]),
+                "internalId": .object(["type": .array([.string("string"), .string("null")]), "description": .string("from biz_opaque_callback_data, else the wamid mapping; null when unknown")]),
                 "wamid": .object(["type": .string("string")]),
                 "status": .object(["type": .string("string"), "description": .string("sent, delivered, read, failed, played, or what Meta sent")]),
                 "recipient": nullableString,

@@ -3,7 +3,7 @@ import PipelineKit
 import RedisPlugin
 
 /// Step `mark_completed`: rewrites the key as completed with the wamid, resets its TTL, and
-/// writes `wamid:{wamid}` → internalId for statuses that come without the internalId.
+/// maps the wamid to the internalId (as long) for statuses that come without the internalId.
 ///
 /// The write checks that the key still holds this message's claim: if another worker took the
 /// key over meanwhile (this one was stuck past its lease), the message was probably sent twice,
@@ -29,11 +29,11 @@ public struct MarkCompletedStep: Step {
         // Nil when the Cloud API accepted the request but its answer could not be read (SPEC 13).
         let wamid = message.values[DeliveryReceiptKey.self].flatMap { $0.isEmpty ? nil : $0 }
         let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
-        let receipt = wamid.map { (key: "wamid:\($0)", value: message.internalID ?? "") }
+        let mapping = wamid.map { (wamid: $0, internalID: message.internalID ?? "") }
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                let completion = try await store.complete(key, claim: claim?.value, value: value, ttl: ttl, receipt: receipt)
+                let completion = try await store.complete(key, claim: claim?.value, value: value, ttl: ttl, mapping: mapping)
                 // Held here until written: a key left `processing` by a send whose completion failed is never this worker's orphan.
                 if let claim { LocalClaims.shared.end(claim.key) }
                 if case .claimLost(let current) = completion {

@@ -45,16 +45,16 @@ extension MemoryStore: IdempotencyStore {
         }
     }
 
-    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult {
+    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, internalID: String)?) async throws(StoreUnavailable) -> CompletionResult {
         try atomically { entries, now in
             let current = entries[key]?.value
             // Completed first by a delivery status (SPEC 13): this send's own when it names the same
             // wamid, or when this send knows none (the status's wamid then stays).
             let settled = current.flatMap(KeyState.decode).flatMap { $0.isCompleted ? $0 : nil }
-            let wamid = receipt.flatMap { $0.key.hasPrefix("wamid:") ? String($0.key.dropFirst("wamid:".count)) : nil }
+            let wamid = mapping?.wamid
             if settled != nil, wamid == nil { return .asClaimed }
             entries[key] = Entry(value, ttl: ttl, now: now)
-            if let receipt { entries[receipt.key] = Entry(receipt.value, ttl: ttl, now: now) }
+            if let mapping, !mapping.internalID.isEmpty { entries["wamid:\(mapping.wamid)"] = Entry(mapping.internalID, ttl: ttl, now: now) }
             if claim == nil || current == claim { return .asClaimed }
             return settled?.wamid == wamid ? .asClaimed : .claimLost(current: current)
         }

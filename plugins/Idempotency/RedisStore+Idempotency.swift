@@ -92,20 +92,23 @@ extension RedisStore: IdempotencyStore {
         return {3, current}
         """)
 
-    /// KEYS[1] the key, KEYS[2] the receipt key (optional); ARGV[1] the claim ('' for none), ARGV[2] the
-    /// completed value, ARGV[3] ttl (s), ARGV[4] the receipt's value, ARGV[5] `"wamid":"…"` ('' for none).
+    /// KEYS[1] the key, KEYS[2] the wamid mapping's bucket (optional); ARGV[1] the claim ('' for none), ARGV[2] the
+    /// completed value, ARGV[3] ttl (s), ARGV[4] `"wamid":"…"` ('' for none), ARGV[5] the mapping's field, ARGV[6] the internalId.
     /// Returns {1} as claimed, {0, current} otherwise.
     /// A key a delivery status completed first (SPEC 13: the statuses pipeline settles keys still
     /// `processing`) is this send's own when it names the same wamid, or when this send knows none
-    /// (ARGV[5] '': then the status's wamid stays).
-    static let completeScript = RedisScript("""
+    /// (ARGV[4] '': then the status's wamid stays).
+    static let completeScript = RedisScript(WamidBuckets.luaFunctions + "\n" + """
         local current = redis.call('GET', KEYS[1])
         local settled = current and string.find(current, '"status":"completed"', 1, true)
-        if settled and ARGV[5] == '' then return {1} end
+        if settled and ARGV[4] == '' then return {1} end
         redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-        if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3]) end
+        if KEYS[2] then
+          local now = redis_now()
+          bucket_put(KEYS[2], ARGV[5], ARGV[6], now + tonumber(ARGV[3]), now)
+        end
         if ARGV[1] == '' or current == ARGV[1] then return {1} end
-        if settled and string.find(current, ARGV[5], 1, true) then return {1} end
+        if settled and string.find(current, ARGV[4], 1, true) then return {1} end
         return {0, current or ''}
         """)
 
@@ -148,21 +151,17 @@ extension RedisStore: IdempotencyStore {
         }
     }
 
-    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, receipt: (key: String, value: String)?) async throws(StoreUnavailable) -> CompletionResult {
-        let keys = [key] + (receipt.map { [$0.key] } ?? [])
+    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, internalID: String)?) async throws(StoreUnavailable) -> CompletionResult {
+        let place = mapping.flatMap { $0.internalID.isEmpty ? nil : wamids.place(of: $0.wamid) }
+        let wamidMember = mapping.map { #""wamid":"# + JSONWriter.quoted($0.wamid) } ?? ""
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.completeScript, keys: keys, arguments: [claim ?? "", value, Self.seconds(ttl), receipt?.value ?? "", Self.wamidMember(of: receipt)])
+            try await client.evaluate(Self.completeScript, keys: [key] + (place.map { [$0.key] } ?? []),
+                                      arguments: [claim ?? "", value, Self.seconds(ttl), wamidMember, place?.field ?? "", mapping?.internalID ?? ""])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer else { throw StoreUnavailable("unexpected answer to the completion script: \(reply)") }
         if kind == 1 { return .asClaimed }
         let current = items.dropFirst().first?.string
         return .claimLost(current: current?.isEmpty == false ? current : nil)
-    }
-
-    /// `"wamid":"…"` as the completed value writes it, '' without a wamid (the receipt key is `wamid:{wamid}`).
-    private static func wamidMember(of receipt: (key: String, value: String)?) -> String {
-        guard let receipt, receipt.key.hasPrefix("wamid:") else { return "" }
-        return #""wamid":"# + JSONWriter.quoted(String(receipt.key.dropFirst("wamid:".count)))
     }
 
     /// KEYS[1] the key; ARGV[1] owner, ARGV[2] age (ms). Returns 1 released, 2 too young, 0 not orphaned.

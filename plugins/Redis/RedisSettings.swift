@@ -14,7 +14,12 @@ public enum RedisSettings {
     static let masterName = Setting.optionalString("master_name", default: "", "the master's name at the Sentinels (needed with `sentinels`)")
     static let sentinelPassword = Setting.optionalString("sentinel_password", default: "", secrecy: .secret, "the Sentinels' own password; empty for none")
 
-    public static let schema = SettingsSchema(host, port, password, database, commandTimeout, connectTimeout, poolSize, sentinels, masterName, sentinelPassword)
+    /// Buckets of per-wamid state when `state_buckets` is not written.
+    public static let defaultStateBuckets = 1024
+    static let stateBuckets = Setting.integer("state_buckets", 1...16_777_216, default: defaultStateBuckets,
+                                              "hashes the per-wamid state (wamid mapping, status order) is spread over; about one per 100 wamids kept at once (README: sizing Redis); the same in every pipeline on this Redis")
+
+    public static let schema = SettingsSchema(host, port, password, database, commandTimeout, connectTimeout, poolSize, sentinels, masterName, sentinelPassword, stateBuckets)
 
     static func configuration(_ settings: Settings) -> RedisConfiguration {
         let addresses = settings[sentinels].compactMap(HostPort.init).map { RedisAddress(host: $0.host, port: $0.port) }

@@ -9,19 +9,25 @@ import Synchronization
 /// Logs an outage once when it starts and once when it ends.
 public final class RedisStore: Resource {
     public let client: RedisClient
+    /// Where the wamid → internalId mapping lives (SPEC 10, 17).
+    public let wamids: WamidBuckets
+    /// Where the statuses published per wamid live (SPEC 10, 17).
+    public let statuses: WamidBuckets
     private let logger: Logger
     private let failures = Mutex(0)
     private let errors = Counter(label: "outbound_redis_errors_total")
 
-    public init(client: RedisClient, logger: Logger) {
+    public init(client: RedisClient, buckets: Int = RedisSettings.defaultStateBuckets, logger: Logger) {
         self.client = client
+        self.wamids = WamidBuckets(prefix: "wamids", count: buckets)
+        self.statuses = WamidBuckets(prefix: "statuses", count: buckets)
         self.logger = logger
     }
 
     /// Builds the store from `redis` settings and connects; a refused password or database is an error,
     /// an unreachable server only a warning (the steps' degradation policy covers it).
     public static func connect(settings: Settings, logger: Logger) async throws -> RedisStore {
-        let store = RedisStore(client: RedisClient(configuration: RedisSettings.configuration(settings)), logger: logger)
+        let store = RedisStore(client: RedisClient(configuration: RedisSettings.configuration(settings)), buckets: settings[RedisSettings.stateBuckets], logger: logger)
         do {
             try await store.client.connect()
         } catch let error where error.isAuthentication {

@@ -2,7 +2,7 @@ import Metrics
 import PipelineKit
 
 /// Step `correlate_statuses`: the internalId of each status — `biz_opaque_callback_data` when
-/// it came with one, else the `wamid:` mapping `mark_completed` wrote — and, for a status that
+/// it came with one, else the wamid mapping `mark_completed` wrote — and, for a status that
 /// names its internalId, the settlement of that send in the outbound pipeline's keys (SPEC 13: a
 /// key still processing or in doubt becomes completed with the status's wamid).
 struct CorrelateStatusesStep: Step {
@@ -53,7 +53,7 @@ struct CorrelateStatusesStep: Step {
 extension StepPlugin {
     /// The `correlate_statuses` step plugin.
     public static let correlateStatuses = StepPlugin(
-        name: "correlate_statuses", summary: "finds each status's internalId: biz_opaque_callback_data, else the wamid: mapping",
+        name: "correlate_statuses", summary: "finds each status's internalId: biz_opaque_callback_data, else the wamid mapping",
         settings: CorrelateStatusesSettings.schema,
         defaultDegradation: .failOpen, requires: [.webhookBatch],
         check: { step, _ in
@@ -72,7 +72,7 @@ extension StepPlugin {
 
 /// The settings of the `correlate_statuses` step.
 enum CorrelateStatusesSettings {
-    static let store = Setting.resource("store", uses: "redis", default: "redis", "the `redis` resource holding the wamid: mappings and the outbound pipeline's idempotency keys")
+    static let store = Setting.resource("store", uses: "redis", default: "redis", "the `redis` resource holding the wamid mapping and the outbound pipeline's idempotency keys")
     static let idempotencyKey = Setting.keyTemplate("idempotency_key", default: "idempotency:outbound:{internalId}",
                                                     "the outbound pipeline's idempotency key pattern: a status settles the send it names (SPEC 13); `{internalId}` its only field")
     static let schema = SettingsSchema(store, idempotencyKey)

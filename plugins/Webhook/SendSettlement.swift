@@ -20,7 +20,7 @@ public struct SettledSend: Sendable, Equatable {
 /// Where the statuses pipeline settles the outbound pipeline's sends: a key still `processing`
 /// (the status came before the worker's answer), `in_doubt` (the answer was lost) or `completed`
 /// without a wamid (the answer was unreadable) becomes `completed` with the status's wamid,
-/// keeping its TTL, and the `wamid:` mapping is written; other keys are left as they are.
+/// keeping its TTL, and its wamid is mapped to its internalId; other keys are left as they are.
 public protocol SendSettlement: Resource {
     /// Settles each send; how many keys changed.
     func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int
@@ -47,11 +47,13 @@ enum SettledValue {
 }
 
 extension RedisStore: SendSettlement {
-    /// KEYS: idempotency keys; ARGV: the completed value, the wamid and the internalId of each.
-    /// Returns how many keys were settled.
-    static let settleScript = RedisScript("""
+    /// KEYS: per send, its idempotency key and its wamid's `wamids:{n}` bucket; ARGV: per send, the
+    /// completed value, the wamid's field and the internalId. Returns how many keys were settled.
+    static let settleScript = RedisScript(WamidBuckets.luaFunctions + "\n" + """
+        local now = redis_now()
         local settled = 0
-        for i, key in ipairs(KEYS) do
+        for i = 1, #KEYS / 2 do
+          local key = KEYS[2 * i - 1]
           local current = redis.call('GET', key)
           if current then
             local ok, state = pcall(cjson.decode, current)
@@ -59,7 +61,7 @@ extension RedisStore: SendSettlement {
                 or (state.status == 'completed' and (type(state.wamid) ~= 'string' or state.wamid == ''))) then
               redis.call('SET', key, ARGV[3 * i - 2], 'KEEPTTL')
               local ttl = redis.call('TTL', key)
-              if ttl > 0 then redis.call('SET', 'wamid:' .. ARGV[3 * i - 1], ARGV[3 * i], 'EX', ttl) end
+              if ttl > 0 then bucket_put(KEYS[2 * i], ARGV[3 * i - 1], ARGV[3 * i], now + ttl, now) end
               settled = settled + 1
             end
           end
@@ -69,9 +71,11 @@ extension RedisStore: SendSettlement {
 
     public func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int {
         guard !sends.isEmpty else { return 0 }
-        let arguments = sends.flatMap { [SettledValue.completed(wamid: $0.wamid, at: at), $0.wamid, $0.internalID] }
+        let places = sends.map { wamids.place(of: $0.wamid) }
+        let keys = zip(sends, places).flatMap { [$0.key, $1.key] }
+        let arguments = zip(sends, places).flatMap { [SettledValue.completed(wamid: $0.wamid, at: at), $1.field, $0.internalID] }
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.settleScript, keys: sends.map(\.key), arguments: arguments)
+            try await client.evaluate(Self.settleScript, keys: keys, arguments: arguments)
         }
         return reply.integer ?? 0
     }

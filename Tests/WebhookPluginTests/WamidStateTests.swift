@@ -1,0 +1,124 @@
+import Foundation
+import IdempotencyPlugin
+import Logging
+import PipelineKit
+import RedisClient
+import RedisPlugin
+import Testing
+import TestSupport
+import WebhookPlugin
+
+/// The per-wamid state in its buckets (SPEC 17) against real redis-servers: the wamid mapping the
+/// outbound pipeline writes and the statuses pipeline reads, the statuses published per wamid, the
+/// layout before buckets still read, and what it costs.
+@Suite(.serialized) struct WamidStateTests {
+    static let logger: Logger = {
+        var logger = Logger(label: "test.wamid-state")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    static func store(port: Int = TestServices.redisPort, buckets: Int = RedisSettings.defaultStateBuckets) -> RedisStore {
+        RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port)), buckets: buckets, logger: logger)
+    }
+
+    static func statuses(_ wamid: String, _ names: [String]) -> [(wamid: String, status: String, rank: Int)] {
+        names.map { (wamid, $0, ["sent": 1, "delivered": 2, "read": 3, "played": 4][$0] ?? 0) }
+    }
+
+    @Test func aCompletedSendsWamidMapsToItsInternalIDForTheKeysTTL() async throws {
+        let store = Self.store()
+        let wamid = "wamid.\(UUID().uuidString)"
+        let key = "\(uniqueName("map")):m1"
+        _ = try await store.complete(key, claim: nil, value: #"{"status":"completed"}"#, ttl: .seconds(300), mapping: (wamid, "m1"))
+        #expect(try await store.internalIDs(of: [wamid, "wamid.unknown"]) == [wamid: "m1"])
+        let place = store.wamids.place(of: wamid)
+        let stored = try #require(try await store.client.checked(["HGET", place.key, place.field]).string)
+        let minute = try #require(stored.split(separator: ":").first.flatMap { Int($0) })
+        let expires = Date(timeIntervalSince1970: Double(minute * 60)).timeIntervalSinceNow
+        #expect(expires > 295 && expires <= 360, "kept for the key's TTL (to the minute): \(stored)")
+        #expect(stored.hasSuffix(":m1"))
+        #expect(try await store.client.checked(["EXISTS", "wamid:\(wamid)"]).integer == 0, "no key per wamid")
+    }
+
+    @Test func theMappingOfTheLayoutBeforeBucketsIsStillRead() async throws {
+        let store = Self.store()
+        let wamid = "wamid.\(UUID().uuidString)"
+        _ = try await store.client.checked(["SET", "wamid:\(wamid)", "old-1", "EX", "60"])
+        #expect(try await store.internalIDs(of: [wamid]) == [wamid: "old-1"])
+    }
+
+    @Test func anExpiredFieldIsNotReadAndIsPrunedAsItsBucketFills() async throws {
+        let store = Self.store(buckets: 1)
+        let gone = "wamid.\(UUID().uuidString)"
+        let place = store.wamids.place(of: gone)
+        _ = try await store.client.checked(["DEL", place.key])
+        _ = try await store.client.checked(["HSET", place.key, place.field, "1:expired-id"])
+        #expect(try await store.internalIDs(of: [gone]).isEmpty, "a field past its minute is not read")
+        for number in 0..<40 {
+            _ = try await store.complete("\(uniqueName("prune")):\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: ("wamid.\(UUID().uuidString)", "id-\(number)"))
+        }
+        #expect(try await store.client.checked(["HEXISTS", place.key, place.field]).integer == 0, "pruned when the bucket was written")
+        #expect(try await store.client.checked(["HLEN", place.key]).integer == 40)
+        let ttl = try #require(try await store.client.checked(["TTL", place.key]).integer)
+        #expect(ttl > 55 && ttl <= 120, "the bucket expires with its last field")
+        _ = try await store.client.checked(["DEL", place.key])
+    }
+
+    @Test func statusesArePublishedOnceAndOnlyForward() async throws {
+        let store = Self.store()
+        let wamid = "wamid.\(UUID().uuidString)"
+        #expect(try await store.check(Self.statuses(wamid, ["sent", "delivered", "sent"])) == [.publish, .publish, .duplicate])
+        try await store.record(Self.statuses(wamid, ["sent", "read"]), ttl: .seconds(600))
+        #expect(try await store.check(Self.statuses(wamid, ["sent", "delivered", "read", "played", "failed", "deleted"]))
+                == [.duplicate, .outOfOrder, .duplicate, .publish, .publish, .publish])
+        try await store.record(Self.statuses(wamid, ["failed", "deleted"]), ttl: .seconds(600))
+        #expect(try await store.check(Self.statuses(wamid, ["failed", "deleted", "played"])) == [.duplicate, .duplicate, .publish])
+        let place = store.statuses.place(of: wamid)
+        let stored = try #require(try await store.client.checked(["HGET", place.key, place.field]).string)
+        #expect(stored.split(separator: ":", maxSplits: 1).last == "21:deleted", "sent 1 + read 4 + failed 16, then other statuses by name")
+    }
+
+    @Test func statusesOfTheLayoutBeforeBucketsCountAndMoveToABucket() async throws {
+        let store = Self.store()
+        let wamid = "wamid.\(UUID().uuidString)"
+        _ = try await store.client.checked(["HSET", "status:\(wamid)", "s:sent", "1", "s:delivered", "1", "rank", "2"])
+        _ = try await store.client.checked(["EXPIRE", "status:\(wamid)", "60"])
+        #expect(try await store.check(Self.statuses(wamid, ["delivered", "sent", "read"])) == [.duplicate, .duplicate, .publish])
+        try await store.record(Self.statuses(wamid, ["read"]), ttl: .seconds(600))
+        _ = try await store.client.checked(["DEL", "status:\(wamid)"])
+        #expect(try await store.check(Self.statuses(wamid, ["sent", "delivered", "read"])) == [.duplicate, .duplicate, .duplicate],
+                "what the old layout held moved with the new status")
+    }
+
+    @Test func aStatusSettlesItsSendAndMapsItsWamid() async throws {
+        let store = Self.store()
+        let key = "\(uniqueName("settle")):s1"
+        _ = try await store.client.checked(["SET", key, #"{"status":"in_doubt","owner":"w","since":"2026-12-04T10:00:00.000Z","attempt":1}"#, "EX", "300"])
+        let wamid = "wamid.\(UUID().uuidString)"
+        #expect(try await store.settle([SettledSend(key: key, wamid: wamid, internalID: "s1")], at: Date()) == 1)
+        #expect(try await store.internalIDs(of: [wamid]) == [wamid: "s1"])
+        #expect(try await store.client.checked(["GET", key]).string?.contains(#""status":"completed""#) == true)
+    }
+
+    /// What SPEC 17 is about: a bucket of a hundred wamids stays a listpack, a few dozen bytes per
+    /// wamid (a key per wamid cost 150–250 bytes).
+    @Test func aBucketOfAHundredWamidsStaysCompact() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let store = Self.store(port: redis.port, buckets: 1)
+        let wamids = (0..<100).map { _ in "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJ" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(26) }
+        for (number, wamid) in wamids.enumerated() {
+            _ = try await store.complete("idempotency:outbound:\(number)", claim: nil, value: "{}", ttl: .seconds(86_400), mapping: (wamid, UUID().uuidString))
+            try await store.record(Self.statuses(wamid, ["sent", "delivered", "read"]), ttl: .seconds(604_800))
+        }
+        for prefix in ["wamids", "statuses"] {
+            let key = "\(prefix):{0}"
+            #expect(try await store.client.checked(["HLEN", key]).integer == 100)
+            #expect(try await store.client.checked(["OBJECT", "ENCODING", key]).string == "listpack", "\(prefix)")
+            let usage = try #require(try await store.client.checked(["MEMORY", "USAGE", key]).integer)
+            #expect(usage / 100 <= (prefix == "wamids" ? 72 : 32), "\(prefix): \(usage / 100) bytes per wamid")
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Crypto
+import Foundation
+
+/// Where small per-wamid state lives in Redis (SPEC 17): not one key per wamid, but a field in one
+/// of `buckets` hashes, so that Redis keeps each bucket as a compact listpack (up to
+/// `hash-max-listpack-entries`, 128 by default) instead of paying a key, its table entries and
+/// its expiry for every wamid.
+///
+/// A wamid's place is its SHA-256: bytes 0–7 (base64url, 11 characters) are the field, bytes 8–11
+/// pick the bucket `{prefix}:{n}` (the braces make `n` the key's Redis Cluster hash tag). Each
+/// field's value starts with the minute it expires (`29411535:…`): expired fields are pruned as
+/// their bucket is written, and a bucket expires with its last field.
+///
+///     let place = WamidBuckets(prefix: "wamids", count: 1024).place(of: "wamid.HBgL…")
+///     // place.key == "wamids:{731}", place.field == "q3H0aJ3_Kcw"
+public struct WamidBuckets: Sendable, Equatable {
+    public var prefix: String
+    public var count: Int
+
+    public init(prefix: String, count: Int) {
+        self.prefix = prefix
+        self.count = max(1, count)
+    }
+
+    /// The bucket key and field of a wamid.
+    public func place(of wamid: String) -> (key: String, field: String) {
+        let digest = Array(SHA256.hash(data: Array(wamid.utf8)))
+        let field = Data(digest[0..<8]).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let pick = digest[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return ("\(prefix):{\(Int(pick) % count)}", field)
+    }
+
+    /// Lua helpers shared by the scripts that use buckets: `bucket_get(key, field, now)` returns a
+    /// live field's value without its expiry (nil when absent or expired); `bucket_put(key, field,
+    /// value, expires, now)` writes it to expire at `expires` (Unix seconds), extends the bucket's
+    /// own expiry to cover it, and now and then prunes the bucket's expired fields.
+    public static let luaFunctions = """
+        local function bucket_live(stored, now)
+          local colon = stored and string.find(stored, ':', 1, true)
+          local minute = colon and tonumber(string.sub(stored, 1, colon - 1))
+          if not minute or minute * 60 <= now then return nil end
+          return string.sub(stored, colon + 1)
+        end
+        local function bucket_get(key, field, now)
+          return bucket_live(redis.call('HGET', key, field), now)
+        end
+        local function bucket_put(key, field, value, expires, now)
+          local minute = math.ceil(expires / 60)
+          local added = redis.call('HSET', key, field, minute .. ':' .. value)
+          local ttl = redis.call('TTL', key)
+          if ttl < 0 or now + ttl < minute * 60 then redis.call('EXPIREAT', key, minute * 60) end
+          if added == 1 and redis.call('HLEN', key) % 32 == 0 then
+            local all = redis.call('HGETALL', key)
+            for i = 1, #all, 2 do
+              if not bucket_live(all[i + 1], now) then redis.call('HDEL', key, all[i]) end
+            end
+          end
+        end
+        local function redis_now()
+          local t = redis.call('TIME')
+          return tonumber(t[1])
+        end
+        """
+}
