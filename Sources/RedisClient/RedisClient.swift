@@ -4,19 +4,37 @@ import Synchronization
 /// A Redis client over hiredis: a small pool of connections, each on its own
 /// thread, with timeouts on every call, reconnect with backoff, automatic
 /// pipelining of concurrent commands, and Lua scripts by `EVALSHA` with `EVAL` fallback.
+/// With `cluster` seeds, a pool per master of a Redis Cluster (`ClusterRouter`).
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let connections: [RedisConnection]
+    private let router: ClusterRouter?
     private let next = Atomic<Int>(0)
     private let scriptHashes = Mutex<[String: String]>([:])
 
     public init(configuration: RedisConfiguration) {
         self.configuration = configuration
-        connections = (0..<configuration.poolSize).map { RedisConnection(configuration: configuration, index: $0) }
+        router = configuration.cluster.isEmpty ? nil : ClusterRouter(configuration: configuration)
+        connections = router != nil ? [] : (0..<configuration.poolSize).map { RedisConnection(configuration: configuration, index: $0) }
+    }
+
+    /// Whether commands go to a Redis Cluster: then a script's keys must share a slot (`ClusterSlot`).
+    public var isCluster: Bool { router != nil }
+
+    /// The masters a command for every key must reach (`SCAN`): the cluster's, or none for a single server.
+    public func masters() -> [RedisAddress] {
+        router?.masters() ?? []
+    }
+
+    /// Runs a command on one master of the cluster (a single server: the server).
+    public func send(_ arguments: [String], to node: RedisAddress) async throws(RedisError) -> RedisReply {
+        guard let router else { return try await send(arguments) }
+        return try await router.send(arguments.map { Array($0.utf8) }, to: node).get()
     }
 
     /// Connects every pooled connection now; reports a wrong password or database, or an unreachable server.
     public func connect() async throws(RedisError) {
+        if let router { return try await router.connect() }
         for connection in connections {
             if case .failure(let error) = await connection.connectNow() { throw error }
         }
@@ -29,6 +47,7 @@ public final class RedisClient: Sendable {
 
     /// Runs a command given as byte strings.
     public func send(bytes arguments: [[UInt8]]) async throws(RedisError) -> RedisReply {
+        if let router { return try await router.send(arguments).get() }
         let index = next.add(1, ordering: .relaxed).oldValue % connections.count
         return try await connections[abs(index)].send(arguments).get()
     }

@@ -9,10 +9,13 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var poolSize: Int
     /// When set, the master is found through Sentinel (and `host`/`port` are not used).
     public var sentinel: RedisSentinelConfiguration?
+    /// Seeds of a Redis Cluster: when not empty, each command goes to the master of its key's
+    /// slot (and `host`, `port`, `database` and `sentinel` are not used).
+    public var cluster: [RedisAddress]
 
     public init(host: String = "localhost", port: Int = 6379, password: String? = nil, database: Int = 0,
                 connectTimeout: Duration = .seconds(1), commandTimeout: Duration = .milliseconds(250), poolSize: Int = 4,
-                sentinel: RedisSentinelConfiguration? = nil) {
+                sentinel: RedisSentinelConfiguration? = nil, cluster: [RedisAddress] = []) {
         self.host = host
         self.port = port
         self.password = password
@@ -21,6 +24,7 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.commandTimeout = commandTimeout
         self.poolSize = max(1, poolSize)
         self.sentinel = sentinel
+        self.cluster = cluster
     }
 }
 
@@ -39,7 +43,7 @@ public struct RedisSentinelConfiguration: Sendable, Equatable {
 }
 
 /// A host and port.
-public struct RedisAddress: Sendable, Equatable, CustomStringConvertible {
+public struct RedisAddress: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
 

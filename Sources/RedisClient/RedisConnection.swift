@@ -13,6 +13,8 @@ import Synchronization
 final class RedisConnection: @unchecked Sendable {
     private struct Pending {
         var arguments: [[UInt8]]
+        /// Preceded by `ASKING` (a Redis Cluster `ASK` redirection), on the same connection.
+        var asking: Bool
         var continuation: CheckedContinuation<Result<RedisReply, RedisError>, Never>
     }
 
@@ -40,11 +42,11 @@ final class RedisConnection: @unchecked Sendable {
         if let context { redisFree(context) }
     }
 
-    /// Runs one command; the arguments are binary-safe.
-    func send(_ arguments: [[UInt8]]) async -> Result<RedisReply, RedisError> {
+    /// Runs one command (after `ASKING` when `asking`); the arguments are binary-safe.
+    func send(_ arguments: [[UInt8]], asking: Bool = false) async -> Result<RedisReply, RedisError> {
         await withCheckedContinuation { continuation in
             let schedule = pending.withLock { state in
-                state.items.append(Pending(arguments: arguments, continuation: continuation))
+                state.items.append(Pending(arguments: arguments, asking: asking, continuation: continuation))
                 defer { state.drainScheduled = true }
                 return !state.drainScheduled
             }
@@ -77,6 +79,7 @@ final class RedisConnection: @unchecked Sendable {
         guard let context else { return }
         var appended = 0
         for item in batch {
+            if item.asking, Self.append(context, Self.asking) != REDIS_OK { break }
             if Self.append(context, item.arguments) != REDIS_OK { break }
             appended += 1
         }
@@ -92,6 +95,15 @@ final class RedisConnection: @unchecked Sendable {
                 continue
             }
             var raw: UnsafeMutableRawPointer?
+            if item.asking {
+                guard redisGetReply(context, &raw) == REDIS_OK, let answer = raw else {
+                    broken = disconnect(reason: Self.errorText(context))
+                    item.continuation.resume(returning: .failure(broken ?? .unavailable("no reply")))
+                    continue
+                }
+                freeReplyObject(answer)
+                raw = nil
+            }
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
                 broken = disconnect(reason: Self.errorText(context))
                 item.continuation.resume(returning: .failure(broken ?? .unavailable("no reply")))
@@ -107,6 +119,8 @@ final class RedisConnection: @unchecked Sendable {
             item.continuation.resume(returning: .success(reply))
         }
     }
+
+    private static let asking = [Array("ASKING".utf8)]
 
     private func disconnect(reason: String) -> RedisError {
         if let context { redisFree(context) }

@@ -124,6 +124,42 @@ import TestSupport
         #expect(try await worker.stop() == 0)
     }
 
+    /// SPEC 17: the worker on a Redis Cluster of three masters (`REDIS_CLUSTER`), paced at 200/s
+    /// against a stand-in enforcing it. 2,000 messages and 500 copies of them: exactly 2,000 sends,
+    /// their keys on every master. Then `kill -9` of a master in the middle of 1,000 more: the worker
+    /// follows the replica that takes over, without a restart — every id sent, duplicates within the
+    /// in-flight bound, nothing dead-lettered, and the sender never above its limit.
+    @Test func theWorkerRunsOnARedisClusterAndFollowsAKilledMaster() async throws {
+        let e2e = try await EndToEndHarness()
+        defer { Task { await e2e.cleanUp() } }
+        e2e.server.enforceThroughput(perSecond: 200)
+        let seeds = TestServices.redisCluster.map(\.description).joined(separator: ",")
+        let worker = try await e2e.startWorker(extra: ["REDIS_CLUSTER": seeds, "WHATSAPP_THROUGHPUT": "200"])
+        defer { _ = try? TestServices.cluster(["start", "redis"]) }
+        try await e2e.publish((0..<2000).map(e2e.textMessage) + (0..<500).map { e2e.textMessage($0 * 4) })
+        try await e2e.waitUntilFinished(2500, by: [worker], timeout: .seconds(90))
+        #expect(e2e.server.sentByRecipient.count == 2000 && e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 },
+                "2,000 ids, each sent once: \(e2e.server.sentByRecipient.count) ids, \(e2e.server.requests.filter(\.succeeded).count) sends")
+        var holders: [Int: Int] = [:]
+        for master in try ClusterNodes.masters() {
+            holders[master.port] = try ClusterNodes.cli(master.port, ["--scan", "--pattern", "idempotency:outbound:\(e2e.prefix)-*"]).split(separator: "\n").count
+        }
+        #expect(holders.count == 3 && holders.values.allSatisfy { $0 > 400 } && holders.values.reduce(0, +) == 2000, "keys over the three masters: \(holders)")
+
+        try await e2e.publish((2000..<3000).map(e2e.textMessage))
+        try await poll("2,300 sent") { e2e.server.sentByRecipient.count >= 2300 }
+        let victim = try #require(try ClusterNodes.masters().first)
+        try TestServices.cluster(["kill-cluster-master", String(victim.port)])
+        try await poll("all 3,000 ids sent", timeout: .seconds(90)) { e2e.server.sentByRecipient.count == 3000 }
+        try await e2e.waitUntilDrained()
+        let duplicates = e2e.server.requests.filter(\.succeeded).count - 3000
+        print("redis cluster: master \(victim.port) killed mid-stream; \(duplicates) sent twice, busiest second \(e2e.server.mostInAnyWindow()), 130429: \(e2e.server.answered(130429))")
+        #expect(duplicates <= Self.inFlight, "\(duplicates) duplicates, more than the \(Self.inFlight) in flight")
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0, "nothing dead-lettered")
+        #expect(e2e.server.mostInAnyWindow() <= 200, "paced through the cluster: never above the limit in any second")
+        #expect(try await worker.stop() == 0)
+    }
+
     /// The node (1-based) of the last `consuming` line of the worker's log.
     static func connectedNode(_ log: String, _ nodes: [String]) throws -> Int {
         guard let line = log.split(separator: "\n").last(where: { $0.contains(#""consuming""#) }) else { throw TestFailure("the worker never said where it consumes") }

@@ -2,6 +2,7 @@ import AMQPClient
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import Logging
 import NIOCore
 import PipelineKit
 import RedisClient
@@ -147,6 +148,28 @@ import TestSupport
         print("a POST of 1,000 statuses answered in \(took)")
         #expect(took < .seconds(10), "well within Meta's timeout: \(took)")
         #expect(try await statuses.events.take(statuses.e2e.inspector, expecting: 1000).count == 1000)
+        try await statuses.cleanUp()
+    }
+
+    /// SPEC 17: the statuses pipeline on a Redis Cluster of three masters dedups, orders and
+    /// correlates as on one Redis. Meta's re-delivery of 40 `delivered` and 40 late `sent` publish
+    /// nothing; the 40 `read` after them are the next events in the queue, their internalIds from
+    /// the wamid mapping (as `mark_completed` writes it on the cluster).
+    @Test func statusesAreDedupedAndOrderedOnARedisCluster() async throws {
+        let statuses = try await Statuses()
+        try await statuses.start(["REDIS_CLUSTER": TestServices.redisCluster.map(\.description).joined(separator: ",")])
+        let prefix = uniqueName("c")
+        let cluster = RedisStore(client: RedisClient(configuration: RedisConfiguration(cluster: TestServices.redisCluster)), logger: Logger(label: "test"))
+        try await cluster.mapWamids((0..<40).map { ("\(prefix).\($0)", "order-\($0)", 600) })
+        let delivered = Self.statuses((0..<40).map { ("\(prefix).\($0)", "delivered", "order-\($0)") })
+        #expect(try await statuses.post(delivered) == 200)
+        #expect(try await statuses.events.take(statuses.e2e.inspector, expecting: 40).allSatisfy { $0.routingKey == "delivery.delivered" })
+        #expect(try await statuses.post(delivered) == 200, "Meta delivers the POST again")
+        #expect(try await statuses.post(Self.statuses((0..<40).map { ("\(prefix).\($0)", "sent", "order-\($0)") })) == 200)
+        #expect(try await statuses.post(Self.statuses((0..<40).map { ("\(prefix).\($0)", "read", nil) })) == 200)
+        let next = try await statuses.events.take(statuses.e2e.inspector, expecting: 40)
+        #expect(next.map(\.routingKey) == Array(repeating: "delivery.read", count: 40), "neither the copy nor the late `sent` was published")
+        #expect(Set(next.compactMap { $0.body["internalId"]?.stringValue }) == Set((0..<40).map { "order-\($0)" }), "correlated through the mapping on the cluster")
         try await statuses.cleanUp()
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import RedisClient
 import Synchronization
 
 /// The Redis and RabbitMQ that `scripts/test` started on loopback, and control over them.
@@ -20,6 +21,13 @@ public enum TestServices {
     public static var sentinels: String { environment("TEST_CLUSTER_REDIS_SENTINELS") ?? "127.0.0.1:26479,127.0.0.1:26480,127.0.0.1:26481" }
     public static var sentinelMaster: String { environment("TEST_CLUSTER_REDIS_MASTER_NAME") ?? "outbound" }
     public static var sentinelPassword: String { environment("TEST_CLUSTER_REDIS_SENTINEL_PASSWORD") ?? "sentinel-secret" }
+    /// Seeds of the Redis Cluster (three masters, three replicas) of the `cluster` profile.
+    public static var redisCluster: [RedisAddress] {
+        (environment("TEST_CLUSTER_REDIS_CLUSTER") ?? "127.0.0.1:16501,127.0.0.1:16502,127.0.0.1:16503").split(separator: ",").compactMap { seed in
+            let parts = seed.split(separator: ":")
+            return parts.count == 2 ? Int(parts[1]).map { RedisAddress(host: String(parts[0]), port: $0) } : nil
+        }
+    }
 
     private static func environment(_ name: String) -> String? {
         ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }

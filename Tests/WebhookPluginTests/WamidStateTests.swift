@@ -22,12 +22,17 @@ import WebhookPlugin
         RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port)), buckets: buckets, logger: logger)
     }
 
+    /// The single redis-server, or the Redis Cluster of the cluster profile (three masters).
+    static func store(onCluster: Bool) -> RedisStore {
+        onCluster ? RedisStore(client: RedisClient(configuration: RedisConfiguration(cluster: TestServices.redisCluster)), logger: logger) : store()
+    }
+
     static func statuses(_ wamid: String, _ names: [String]) -> [(wamid: String, status: String, rank: Int)] {
         names.map { (wamid, $0, ["sent": 1, "delivered": 2, "read": 3, "played": 4][$0] ?? 0) }
     }
 
-    @Test func aCompletedSendsWamidMapsToItsInternalIDForTheKeysTTL() async throws {
-        let store = Self.store()
+    @Test(arguments: [false, true]) func aCompletedSendsWamidMapsToItsInternalIDForTheKeysTTL(onCluster: Bool) async throws {
+        let store = Self.store(onCluster: onCluster)
         let wamid = "wamid.\(UUID().uuidString)"
         let key = "\(uniqueName("map")):m1"
         _ = try await store.complete(key, claim: nil, value: #"{"status":"completed"}"#, ttl: .seconds(300), mapping: (wamid, "m1"))
@@ -65,8 +70,8 @@ import WebhookPlugin
         _ = try await store.client.checked(["DEL", place.key])
     }
 
-    @Test func statusesArePublishedOnceAndOnlyForward() async throws {
-        let store = Self.store()
+    @Test(arguments: [false, true]) func statusesArePublishedOnceAndOnlyForward(onCluster: Bool) async throws {
+        let store = Self.store(onCluster: onCluster)
         let wamid = "wamid.\(UUID().uuidString)"
         #expect(try await store.check(Self.statuses(wamid, ["sent", "delivered", "sent"])) == [.publish, .publish, .duplicate])
         try await store.record(Self.statuses(wamid, ["sent", "read"]), ttl: .seconds(600))
@@ -77,6 +82,22 @@ import WebhookPlugin
         let place = store.statuses.place(of: wamid)
         let stored = try #require(try await store.client.checked(["HGET", place.key, place.field]).string)
         #expect(stored.split(separator: ":", maxSplits: 1).last == "21:deleted", "sent 1 + read 4 + failed 16, then other statuses by name")
+    }
+
+    /// A POST's statuses span many buckets: on a cluster, one script per slot, answers in order.
+    @Test(arguments: [false, true]) func aBatchOfManyWamidsIsAnsweredInOrder(onCluster: Bool) async throws {
+        let store = Self.store(onCluster: onCluster)
+        let wamids = (0..<60).map { _ in "wamid.\(UUID().uuidString)" }
+        let half = Array(wamids.prefix(30))
+        try await store.record(half.flatMap { Self.statuses($0, ["delivered"]) }, ttl: .seconds(600))
+        let offered = wamids.flatMap { Self.statuses($0, ["sent", "read"]) }
+        let expected = wamids.flatMap { half.contains($0) ? [StatusAdmission.outOfOrder, .publish] : [.publish, .publish] }
+        #expect(try await store.check(offered) == expected)
+        for (number, wamid) in wamids.enumerated() {
+            _ = try await store.complete("\(uniqueName("batch")):\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: (wamid, "id-\(number)"))
+        }
+        let found = try await store.internalIDs(of: wamids + ["wamid.none"])
+        #expect(found == Dictionary(uniqueKeysWithValues: wamids.enumerated().map { ($1, "id-\($0)") }))
     }
 
     @Test func statusesOfTheLayoutBeforeBucketsCountAndMoveToABucket() async throws {
@@ -91,8 +112,8 @@ import WebhookPlugin
                 "what the old layout held moved with the new status")
     }
 
-    @Test func aStatusSettlesItsSendAndMapsItsWamid() async throws {
-        let store = Self.store()
+    @Test(arguments: [false, true]) func aStatusSettlesItsSendAndMapsItsWamid(onCluster: Bool) async throws {
+        let store = Self.store(onCluster: onCluster)
         let key = "\(uniqueName("settle")):s1"
         _ = try await store.client.checked(["SET", key, #"{"status":"in_doubt","owner":"w","since":"2026-12-04T10:00:00.000Z","attempt":1}"#, "EX", "300"])
         let wamid = "wamid.\(UUID().uuidString)"

@@ -72,19 +72,30 @@ extension RedisStore: KeyValueStore {
     }
 
     /// Every item a `SCAN`-like command pages through (no long blocking call), sorted, each once.
+    /// `SCAN` itself goes through every master of a cluster (`SSCAN` follows its key).
     private func scan(_ command: [String], match pattern: String? = nil) async throws(StoreUnavailable) -> [String] {
-        try await perform { () async throws(RedisError) -> [String] in
+        let masters = command == ["SCAN"] && client.isCluster ? client.masters().map(Optional.some) : [nil]
+        var items: Set<String> = []
+        for master in masters { items.formUnion(try await scan(command, match: pattern, on: master)) }
+        return items.sorted()
+    }
+
+    private func scan(_ command: [String], match pattern: String?, on master: RedisAddress?) async throws(StoreUnavailable) -> Set<String> {
+        try await perform { () async throws(RedisError) -> Set<String> in
             var cursor = "0"
             var items: Set<String> = []
             repeat {
-                let page = try await client.checked(command + [cursor] + (pattern.map { ["MATCH", $0] } ?? []) + ["COUNT", "1000"])
+                let arguments = command + [cursor] + (pattern.map { ["MATCH", $0] } ?? []) + ["COUNT", "1000"]
+                let page: RedisReply
+                if let master { page = try await client.send(arguments, to: master) } else { page = try await client.send(arguments) }
+                if case .error(let message) = page { throw .server(message) }
                 guard case .array(let parts) = page, parts.count == 2, let next = parts[0].string, case .array(let found) = parts[1] else {
                     throw .server("unexpected \(command[0]) answer")
                 }
                 items.formUnion(found.compactMap(\.string))
                 cursor = next
             } while cursor != "0"
-            return items.sorted()
+            return items
         }
     }
 }

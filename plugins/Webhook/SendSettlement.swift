@@ -47,37 +47,39 @@ enum SettledValue {
 }
 
 extension RedisStore: SendSettlement {
-    /// KEYS: per send, its idempotency key and its wamid's `wamids:{n}` bucket; ARGV: per send, the
-    /// completed value, the wamid's field and the internalId. Returns how many keys were settled.
-    static let settleScript = RedisScript(WamidBuckets.luaFunctions + "\n" + """
-        local now = redis_now()
-        local settled = 0
-        for i = 1, #KEYS / 2 do
-          local key = KEYS[2 * i - 1]
+    /// KEYS: idempotency keys; ARGV: the completed value of each. Settles the keys a status
+    /// proves sent and answers, per key, the seconds it has left (0: not settled, -1: settled, no TTL).
+    static let settleScript = RedisScript("""
+        local left = {}
+        for i, key in ipairs(KEYS) do
+          left[i] = 0
           local current = redis.call('GET', key)
           if current then
             local ok, state = pcall(cjson.decode, current)
             if ok and type(state) == 'table' and (state.status == 'processing' or state.status == 'in_doubt'
                 or (state.status == 'completed' and (type(state.wamid) ~= 'string' or state.wamid == ''))) then
-              redis.call('SET', key, ARGV[3 * i - 2], 'KEEPTTL')
+              redis.call('SET', key, ARGV[i], 'KEEPTTL')
               local ttl = redis.call('TTL', key)
-              if ttl > 0 then bucket_put(KEYS[2 * i], ARGV[3 * i - 1], ARGV[3 * i], now + ttl, now) end
-              settled = settled + 1
+              left[i] = ttl > 0 and ttl or -1
             end
           end
         end
-        return settled
+        return left
         """)
 
     public func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int {
         guard !sends.isEmpty else { return 0 }
-        let places = sends.map { wamids.place(of: $0.wamid) }
-        let keys = zip(sends, places).flatMap { [$0.key, $1.key] }
-        let arguments = zip(sends, places).flatMap { [SettledValue.completed(wamid: $0.wamid, at: at), $1.field, $0.internalID] }
-        let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.settleScript, keys: keys, arguments: arguments)
+        let client = self.client
+        let left = try await perSlot(sends, key: \.key) { group throws(StoreUnavailable) in
+            let reply = try await self.perform { () async throws(RedisError) in
+                try await client.evaluate(Self.settleScript, keys: group.map(\.key), arguments: group.map { SettledValue.completed(wamid: $0.wamid, at: at) })
+            }
+            guard case .array(let items) = reply, items.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
+            return items.map { $0.integer ?? 0 }
         }
-        return reply.integer ?? 0
+        let settled = zip(sends, left).filter { $0.1 != 0 }
+        try await mapWamids(settled.map { ($0.0.wamid, $0.0.internalID, $0.1) })
+        return settled.count
     }
 }
 

@@ -47,7 +47,8 @@ enum StatusRank {
 enum PublishedStatuses {
     static let bits = ["sent": 1, "delivered": 2, "read": 4, "played": 8, "failed": 16]
 
-    /// Lua: `status_load(bucket, field, old, now)`, `status_has(state, name)`, `status_add(state, name)`,
+    /// Lua: `status_load(bucket, field, old, now)` (`old`: the wamid's hash of the layout before
+    /// buckets, read when its field is absent; nil: not read), `status_has(state, name)`, `status_add(state, name)`,
     /// `status_top(state)` (the highest rank published), `status_encode(state)`.
     static let luaFunctions = WamidBuckets.luaFunctions + "\n" + """
         local bits = {\(lua(bits))}
@@ -73,7 +74,7 @@ enum PublishedStatuses {
             local mask, names = string.match(stored, '^(%d+):?(.*)$')
             state.mask = tonumber(mask) or 0
             for name in string.gmatch(names or '', '[^,]+') do state.names[name] = true end
-          else
+          elseif old then
             for _, key in ipairs(redis.call('HKEYS', old)) do
               local name = string.match(key, '^s:(.+)$')
               if name then status_add(state, name) end
@@ -96,28 +97,30 @@ enum PublishedStatuses {
 }
 
 extension RedisStore: StatusLedger {
-    /// KEYS: a wamid's `wamids:{n}` bucket and its `wamid:{wamid}` key of the layout before buckets,
-    /// per wamid; ARGV: its field. Returns each wamid's internalId, or nil.
+    /// KEYS: per wamid, its `wamids:{n}` bucket; ARGV[1]: '1' to read the layout before buckets
+    /// (`wamid:{wamid}`; a single server only: those keys are not declared), then per wamid its
+    /// field and the wamid. Returns each wamid's internalId, or nil.
     static let mappingScript = RedisScript(WamidBuckets.luaFunctions + "\n" + """
         local now = redis_now()
         local result = {}
-        for i = 1, #ARGV do
-          result[i] = bucket_get(KEYS[2 * i - 1], ARGV[i], now) or redis.call('GET', KEYS[2 * i])
+        for i, key in ipairs(KEYS) do
+          result[i] = bucket_get(key, ARGV[2 * i], now) or (ARGV[1] == '1' and redis.call('GET', 'wamid:' .. ARGV[2 * i + 1]))
         end
         return result
         """)
 
-    /// KEYS: a wamid's `statuses:{n}` bucket and its `status:{wamid}` hash of the layout before
-    /// buckets, per status; ARGV: the wamid's field and the status, per status. Returns one admission
-    /// per status; writes nothing (a status seen earlier in the list counts as published).
+    /// KEYS: per status, its wamid's `statuses:{n}` bucket; ARGV[1]: '1' to read the layout before
+    /// buckets (`status:{wamid}`, as above), then per status its wamid's field, the status and the
+    /// wamid. Returns one admission per status; writes nothing (a status seen earlier in the list
+    /// counts as published).
     static let checkScript = RedisScript(PublishedStatuses.luaFunctions + "\n" + """
         local now = redis_now()
         local result = {}
         local states = {}
-        for i = 1, #KEYS / 2 do
-          local bucket, field, status = KEYS[2 * i - 1], ARGV[2 * i - 1], ARGV[2 * i]
+        for i, bucket in ipairs(KEYS) do
+          local field, status, wamid = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
           local id = bucket .. '|' .. field
-          local state = states[id] or status_load(bucket, field, KEYS[2 * i], now)
+          local state = states[id] or status_load(bucket, field, ARGV[1] == '1' and 'status:' .. wamid or nil, now)
           states[id] = state
           if status_has(state, status) then
             result[i] = 0
@@ -137,62 +140,69 @@ extension RedisStore: StatusLedger {
         local ttl = tonumber(ARGV[#ARGV])
         local states = {}
         local order = {}
-        for i = 1, #KEYS / 2 do
-          local bucket, field = KEYS[2 * i - 1], ARGV[2 * i - 1]
+        for i, bucket in ipairs(KEYS) do
+          local field, wamid = ARGV[3 * i - 1], ARGV[3 * i + 1]
           local id = bucket .. '|' .. field
           if not states[id] then
-            states[id] = {bucket = bucket, field = field, state = status_load(bucket, field, KEYS[2 * i], now)}
+            states[id] = {bucket = bucket, field = field, state = status_load(bucket, field, ARGV[1] == '1' and 'status:' .. wamid or nil, now)}
             order[#order + 1] = id
           end
-          status_add(states[id].state, ARGV[2 * i])
+          status_add(states[id].state, ARGV[3 * i])
         end
         for _, id in ipairs(order) do
           local entry = states[id]
           bucket_put(entry.bucket, entry.field, status_encode(entry.state), now + ttl, now)
         end
-        return 1
+        return #order
         """)
+
+    /// '1' when the layout before buckets may hold state: on a single server (a cluster never had it).
+    private var readsOldLayout: String { client.isCluster ? "0" : "1" }
 
     public func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String] {
         guard !wamids.isEmpty else { return [:] }
-        let places = wamids.map(self.wamids.place)
-        let keys = zip(wamids, places).flatMap { [$1.key, "wamid:\($0)"] }
-        let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.mappingScript, keys: keys, arguments: places.map(\.field))
+        let placed = wamids.map { (wamid: $0, place: self.wamids.place(of: $0)) }
+        let client = self.client, legacy = readsOldLayout
+        let ids = try await perSlot(placed, key: \.place.key) { group throws(StoreUnavailable) in
+            let reply = try await self.perform { () async throws(RedisError) in
+                try await client.evaluate(Self.mappingScript, keys: group.map(\.place.key), arguments: [legacy] + group.flatMap { [$0.place.field, $0.wamid] })
+            }
+            guard case .array(let items) = reply, items.count <= group.count else { throw StoreUnavailable("unexpected answer to the mapping script: \(reply)") }
+            return group.indices.map { items.indices.contains($0) ? items[$0].string : nil }
         }
-        guard case .array(let items) = reply else { return [:] }
         var found: [String: String] = [:]
-        for (wamid, item) in zip(wamids, items) { if let id = item.string { found[wamid] = id } }
+        for (wamid, id) in zip(wamids, ids) { if let id { found[wamid] = id } }
         return found
     }
 
     public func check(_ statuses: [(wamid: String, status: String, rank: Int)]) async throws(StoreUnavailable) -> [StatusAdmission] {
         guard !statuses.isEmpty else { return [] }
-        let (keys, arguments) = ledgerKeys(statuses)
-        let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.checkScript, keys: keys, arguments: arguments)
+        return try await perLedgerSlot(statuses, script: Self.checkScript, extra: []) { reply, count throws(StoreUnavailable) in
+            guard case .array(let items) = reply, items.count == count else { throw StoreUnavailable("unexpected answer to the status script: \(reply)") }
+            return items.map { StatusAdmission(rawValue: $0.integer ?? 1) ?? .publish }
         }
-        guard case .array(let items) = reply, items.count == statuses.count else { throw StoreUnavailable("unexpected answer to the status script: \(reply)") }
-        return items.map { StatusAdmission(rawValue: $0.integer ?? 1) ?? .publish }
     }
 
     public func record(_ statuses: [(wamid: String, status: String, rank: Int)], ttl: Duration) async throws(StoreUnavailable) {
         guard !statuses.isEmpty else { return }
-        let (keys, arguments) = ledgerKeys(statuses)
-        _ = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.recordScript, keys: keys, arguments: arguments + [Self.seconds(ttl)])
+        _ = try await perLedgerSlot(statuses, script: Self.recordScript, extra: [Self.seconds(ttl)]) { _, count in
+            [Bool](repeating: true, count: count)
         }
     }
 
-    /// Per status: its wamid's bucket and old-layout key; its wamid's field and the status.
-    private func ledgerKeys(_ statuses: [(wamid: String, status: String, rank: Int)]) -> (keys: [String], arguments: [String]) {
-        var keys: [String] = [], arguments: [String] = []
-        for item in statuses {
-            let place = self.statuses.place(of: item.wamid)
-            keys += [place.key, "status:\(item.wamid)"]
-            arguments += [place.field, item.status]
+    /// Runs a ledger script per slot of the statuses' buckets (one call on a single server).
+    private func perLedgerSlot<Answer: Sendable>(
+        _ statuses: [(wamid: String, status: String, rank: Int)], script: RedisScript, extra: [String],
+        _ answers: @escaping @Sendable (RedisReply, Int) throws(StoreUnavailable) -> [Answer]
+    ) async throws(StoreUnavailable) -> [Answer] {
+        let placed = statuses.map { (place: self.statuses.place(of: $0.wamid), wamid: $0.wamid, status: $0.status) }
+        let client = self.client, legacy = readsOldLayout
+        return try await perSlot(placed, key: \.place.key) { group throws(StoreUnavailable) in
+            let reply = try await self.perform { () async throws(RedisError) in
+                try await client.evaluate(script, keys: group.map(\.place.key), arguments: [legacy] + group.flatMap { [$0.place.field, $0.status, $0.wamid] } + extra)
+            }
+            return try answers(reply, group.count)
         }
-        return (keys, arguments)
     }
 }
 
