@@ -18,6 +18,8 @@ final class ClusterRouter: Sendable {
         var refreshing = false
         var lastRefresh: ContinuousClock.Instant?
         var waiting: [CheckedContinuation<Void, Never>] = []
+        /// Why the last refresh found no map when a node refused the password (nil otherwise).
+        var refused: String?
     }
 
     private let configuration: RedisConfiguration
@@ -34,7 +36,8 @@ final class ClusterRouter: Sendable {
     /// Reads the slot map; fails when no seed answers `CLUSTER SLOTS`.
     func connect() async throws(RedisError) {
         await refresh()
-        let known = state.withLock { !$0.map.masters.isEmpty }
+        let (known, refused) = state.withLock { (!$0.map.masters.isEmpty, $0.refused) }
+        if let refused { throw RedisError.authentication(refused) }
         if !known { throw RedisError.unavailable("no node of the Redis Cluster answered CLUSTER SLOTS (seeds: \(seedList))") }
         for master in masters() {
             for connection in pool(of: master) {
@@ -50,7 +53,11 @@ final class ClusterRouter: Sendable {
 
     /// Runs a command on the master of its key's slot (a keyless one on any master), following redirections.
     func send(_ arguments: [[UInt8]]) async -> Result<RedisReply, RedisError> {
-        if state.withLock({ $0.map.masters.isEmpty }) { await refresh() }
+        // No map yet: read it now, unless a read just failed (then fail at once, not after another round of seeds).
+        let readNow = state.withLock { state in
+            state.map.masters.isEmpty && state.lastRefresh.map { ContinuousClock.now - $0 >= Self.refreshInterval } ?? true
+        }
+        if readNow { await refresh() }
         let slot = ClusterSlot.key(of: arguments).map { ClusterSlot.of($0) }
         var target = state.withLock { state in slot.flatMap(state.map.master) ?? state.map.masters.first }
         var asking = false
@@ -64,7 +71,7 @@ final class ClusterRouter: Sendable {
                 if case .failure = result { requestRefresh() }
                 return result
             }
-            if let redirection = Redirection(message) {
+            if let redirection = Redirection(message, from: node) {
                 if redirection.moved {
                     state.withLock { $0.map.move(redirection.slot, to: redirection.node) }
                     requestRefresh()
@@ -98,7 +105,8 @@ final class ClusterRouter: Sendable {
             nodeConfiguration.database = 0
             nodeConfiguration.sentinel = nil
             nodeConfiguration.cluster = []
-            let pool = (0..<configuration.poolSize).map { RedisConnection(configuration: nodeConfiguration, index: $0) }
+            let connectivity = PoolConnectivity()
+            let pool = (0..<configuration.poolSize).map { RedisConnection(configuration: nodeConfiguration, index: $0, pool: connectivity) }
             state.pools[node] = pool
             return pool
         }
@@ -133,11 +141,15 @@ final class ClusterRouter: Sendable {
     private func readSlots() {
         let candidates = state.withLock { $0.map.masters }
         var found: ClusterSlotMap?
+        var refused: String?
         for node in candidates + configuration.cluster.filter({ !candidates.contains($0) }) {
             guard case .success(let context) = RedisConnection.open(node, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) else { continue }
             defer { redisFree(context) }
             if let password = configuration.password, !password.isEmpty,
-               case .success(.error) = RedisConnection.execute(context, [Array("AUTH".utf8), Array(password.utf8)]) { continue }
+               case .success(.error(let message)) = RedisConnection.execute(context, [Array("AUTH".utf8), Array(password.utf8)]) {
+                refused = "AUTH failed at \(node): \(message)"
+                continue
+            }
             if case .success(let reply) = RedisConnection.execute(context, [Array("CLUSTER".utf8), Array("SLOTS".utf8)]),
                let map = ClusterSlotMap(reply, from: node) {
                 found = map
@@ -146,6 +158,7 @@ final class ClusterRouter: Sendable {
         }
         let waiting = state.withLock { state in
             if let found { state.map = found }
+            state.refused = found == nil ? refused : nil
             state.refreshing = false
             state.lastRefresh = .now
             defer { state.waiting = [] }
@@ -165,12 +178,14 @@ struct Redirection: Equatable {
     var slot: Int
     var node: RedisAddress
 
-    init?(_ message: String) {
+    /// The redirection in `message`, an answer of `node` (whose host an endpoint without one, `:6380`, means).
+    init?(_ message: String, from node: RedisAddress) {
         let parts = message.split(separator: " ")
         guard parts.count == 3, parts[0] == "MOVED" || parts[0] == "ASK", let slot = Int(parts[1]),
               let colon = parts[2].lastIndex(of: ":"), let port = Int(parts[2][parts[2].index(after: colon)...]) else { return nil }
         moved = parts[0] == "MOVED"
         self.slot = slot
-        node = RedisAddress(host: String(parts[2][..<colon]), port: port)
+        let host = String(parts[2][..<colon])
+        self.node = RedisAddress(host: host.isEmpty ? node.host : host, port: port)
     }
 }

@@ -15,7 +15,8 @@ public final class RedisClient: Sendable {
     public init(configuration: RedisConfiguration) {
         self.configuration = configuration
         router = configuration.cluster.isEmpty ? nil : ClusterRouter(configuration: configuration)
-        connections = router != nil ? [] : (0..<configuration.poolSize).map { RedisConnection(configuration: configuration, index: $0) }
+        let connectivity = PoolConnectivity()
+        connections = router != nil ? [] : (0..<configuration.poolSize).map { RedisConnection(configuration: configuration, index: $0, pool: connectivity) }
     }
 
     /// Whether commands go to a Redis Cluster: then a script's keys must share a slot (`ClusterSlot`).
@@ -61,15 +62,16 @@ public final class RedisClient: Sendable {
 
     /// Runs a Lua script by its SHA1, loading it on first use and again after a server restart.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply {
+        let tail = [String(keys.count)] + keys + arguments
         var sha = scriptHashes.withLock { $0[script.source] }
         if sha == nil {
-            guard let loaded = try await checked(["SCRIPT", "LOAD", script.source]).string else {
-                throw .server("SCRIPT LOAD gave no hash")
+            // (On a cluster `SCRIPT LOAD` reaches one master: if that one is down, the script still runs by `EVAL` where its key is.)
+            guard let loaded = (try? await checked(["SCRIPT", "LOAD", script.source]))?.string else {
+                return try await checked(["EVAL", script.source] + tail)
             }
             scriptHashes.withLock { $0[script.source] = loaded }
             sha = loaded
         }
-        let tail = [String(keys.count)] + keys + arguments
         let reply = try await send(["EVALSHA", sha ?? ""] + tail)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
             return try await checked(["EVAL", script.source] + tail)

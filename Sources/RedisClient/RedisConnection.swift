@@ -31,10 +31,14 @@ final class RedisConnection: @unchecked Sendable {
     /// The server `context` is connected to.
     private var address: RedisAddress?
     private var retryAt: ContinuousClock.Instant?
+    /// When the last attempt to connect failed.
+    private var failedAt: ContinuousClock.Instant?
+    private let pool: PoolConnectivity
     private var backoff: Duration = .milliseconds(50)
 
-    init(configuration: RedisConfiguration, index: Int) {
+    init(configuration: RedisConfiguration, index: Int, pool: PoolConnectivity) {
         self.configuration = configuration
+        self.pool = pool
         queue = DispatchQueue(label: "redis.connection.\(index)")
     }
 
@@ -132,7 +136,7 @@ final class RedisConnection: @unchecked Sendable {
 
     private func ensureConnected(force: Bool) -> Result<Void, RedisError> {
         if context != nil { return .success(()) }
-        if !force, let retryAt, ContinuousClock.now < retryAt {
+        if !force, let retryAt, ContinuousClock.now < retryAt, !(failedAt.map(pool.connected(after:)) ?? false) {
             return .failure(.unavailable("cannot reach \(target); retrying"))
         }
         let candidates: [RedisAddress]
@@ -152,6 +156,8 @@ final class RedisConnection: @unchecked Sendable {
                 context = fresh
                 address = server
                 retryAt = nil
+                failedAt = nil
+                pool.connected()
                 backoff = .milliseconds(50)
                 return .success(())
             case .failure(let error):
@@ -217,6 +223,7 @@ final class RedisConnection: @unchecked Sendable {
     }
 
     private func scheduleRetry(_ error: RedisError) -> Result<Void, RedisError> {
+        failedAt = .now
         retryAt = .now + backoff
         backoff = min(backoff * 2, .seconds(2))
         return .failure(error)

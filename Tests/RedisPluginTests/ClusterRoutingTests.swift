@@ -28,6 +28,16 @@ import TestSupport
         #expect(ClusterSlot.of("wamids:{17}") == ClusterSlot.of("statuses:{17}"), "a hash tag puts keys together")
     }
 
+    @Test func aRefusedPasswordIsAnAuthenticationError() async throws {
+        let client = RedisClient(configuration: RedisConfiguration(password: "wrong", cluster: TestServices.redisCluster))
+        await #expect(throws: RedisError.self) { try await client.connect() }
+        do {
+            try await client.connect()
+        } catch {
+            guard case .authentication = error else { Issue.record("not reported as refused credentials: \(error)"); return }
+        }
+    }
+
     @Test func eachKeyIsWrittenOnTheMasterOfItsSlot() async throws {
         let client = Self.client()
         try await client.connect()

@@ -122,6 +122,35 @@ import WebhookPlugin
         #expect(try await store.client.checked(["GET", key]).string?.contains(#""status":"completed""#) == true)
     }
 
+    /// A mapping not written with the settlement (Redis failed in between) is written when Meta
+    /// delivers the status again, though the key needs no settling any more.
+    @Test(arguments: [false, true]) func metasRetryWritesAMappingTheSettlementMissed(onCluster: Bool) async throws {
+        let store = Self.store(onCluster: onCluster)
+        let key = "\(uniqueName("resettle")):r1"
+        _ = try await store.client.checked(["SET", key, #"{"status":"processing","owner":"w","since":"2026-12-04T10:00:00.000Z"}"#, "EX", "300"])
+        let wamid = "wamid.\(UUID().uuidString)"
+        let send = SettledSend(key: key, wamid: wamid, internalID: "r1")
+        #expect(try await store.settle([send], at: Date()) == 1)
+        let place = store.wamids.place(of: wamid)
+        _ = try await store.client.checked(["HDEL", place.key, place.field])
+        #expect(try await store.settle([send], at: Date()) == 0, "settled already")
+        #expect(try await store.internalIDs(of: [wamid]) == [wamid: "r1"], "the mapping written again")
+    }
+
+    /// A bucket grown past 256 fields (too few buckets for the volume) is pruned by sampling as it is written.
+    @Test func anOverfullBucketIsPrunedBySampling() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let store = Self.store(port: redis.port, buckets: 1)
+        _ = try await store.client.checked(["HSET", "wamids:{0}"] + (0..<300).flatMap { ["expired-\($0)", "1:gone-\($0)"] })
+        for number in 0..<40 {
+            _ = try await store.complete("k:\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: ("wamid.\(UUID().uuidString)", "id-\(number)"))
+        }
+        let size = try #require(try await store.client.checked(["HLEN", "wamids:{0}"]).integer)
+        #expect(size < 340 - 100, "expired fields removed as the bucket was written: \(size) of 340 left")
+    }
+
     /// What SPEC 17 is about: a bucket of a hundred wamids stays a listpack, a few dozen bytes per
     /// wamid (a key per wamid cost 150–250 bytes).
     @Test func aBucketOfAHundredWamidsStaysCompact() async throws {

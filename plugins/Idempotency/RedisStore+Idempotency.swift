@@ -154,16 +154,17 @@ extension RedisStore: IdempotencyStore {
     public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, internalID: String)?) async throws(StoreUnavailable) -> CompletionResult {
         let place = mapping.flatMap { $0.internalID.isEmpty ? nil : wamids.place(of: $0.wamid) }
         let wamidMember = mapping.map { #""wamid":"# + JSONWriter.quoted($0.wamid) } ?? ""
-        // On a Redis Cluster the key and the mapping's bucket are in different slots: written one after the other.
+        // On a Redis Cluster the key and the mapping's bucket are in different slots: the mapping is
+        // written first (true whatever becomes of the key), so a completion never goes without it.
         let together = client.isCluster ? nil : place
+        if together == nil, let mapping, place != nil {
+            try await mapWamids([(mapping.wamid, mapping.internalID, Int(Self.seconds(ttl)) ?? 1)])
+        }
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.completeScript, keys: [key] + (together.map { [$0.key] } ?? []),
                                       arguments: [claim ?? "", value, Self.seconds(ttl), wamidMember, place?.field ?? "", mapping?.internalID ?? ""])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer else { throw StoreUnavailable("unexpected answer to the completion script: \(reply)") }
-        if together == nil, let mapping, wamidMember != "" {
-            try await mapWamids([(mapping.wamid, mapping.internalID, Int(Self.seconds(ttl)) ?? 1)])
-        }
         if kind == 1 { return .asClaimed }
         let current = items.dropFirst().first?.string
         return .claimLost(current: current?.isEmpty == false ? current : nil)

@@ -75,6 +75,7 @@ extension RedisStore: KeyValueStore {
     /// `SCAN` itself goes through every master of a cluster (`SSCAN` follows its key).
     private func scan(_ command: [String], match pattern: String? = nil) async throws(StoreUnavailable) -> [String] {
         let masters = command == ["SCAN"] && client.isCluster ? client.masters().map(Optional.some) : [nil]
+        if masters.isEmpty { throw StoreUnavailable("no master of the Redis Cluster is known yet: its keys cannot be listed") }
         var items: Set<String> = []
         for master in masters { items.formUnion(try await scan(command, match: pattern, on: master)) }
         return items.sorted()

@@ -9,7 +9,8 @@ import Foundation
 /// A wamid's place is its SHA-256: bytes 0–7 (base64url, 11 characters) are the field, bytes 8–11
 /// pick the bucket `{prefix}:{n}` (the braces make `n` the key's Redis Cluster hash tag). Each
 /// field's value starts with the minute it expires (`29411535:…`): expired fields are pruned as
-/// their bucket is written, and a bucket expires with its last field.
+/// their bucket is written (the whole bucket every 32nd new field up to 256 fields; beyond, 8
+/// random fields at each new one, so a command stays short), and a bucket expires with its last field.
 ///
 ///     let place = WamidBuckets(prefix: "wamids", count: 1024).place(of: "wamid.HBgL…")
 ///     // place.key == "wamids:{731}", place.field == "q3H0aJ3_Kcw"
@@ -50,10 +51,17 @@ public struct WamidBuckets: Sendable, Equatable {
           local added = redis.call('HSET', key, field, minute .. ':' .. value)
           local ttl = redis.call('TTL', key)
           if ttl < 0 or now + ttl < minute * 60 then redis.call('EXPIREAT', key, minute * 60) end
-          if added == 1 and redis.call('HLEN', key) % 32 == 0 then
-            local all = redis.call('HGETALL', key)
-            for i = 1, #all, 2 do
-              if not bucket_live(all[i + 1], now) then redis.call('HDEL', key, all[i]) end
+          if added == 1 then
+            local size = redis.call('HLEN', key)
+            local sample
+            if size <= 256 then
+              if size % 32 == 0 then sample = redis.call('HGETALL', key) end
+            else
+              -- An overfull bucket (too few buckets for the volume) is sampled, never read whole.
+              sample = redis.call('HRANDFIELD', key, 8, 'WITHVALUES')
+            end
+            for i = 1, #(sample or {}), 2 do
+              if not bucket_live(sample[i + 1], now) then redis.call('HDEL', key, sample[i]) end
             end
           end
         end

@@ -47,39 +47,47 @@ enum SettledValue {
 }
 
 extension RedisStore: SendSettlement {
-    /// KEYS: idempotency keys; ARGV: the completed value of each. Settles the keys a status
-    /// proves sent and answers, per key, the seconds it has left (0: not settled, -1: settled, no TTL).
+    /// KEYS: idempotency keys; ARGV: per key, the completed value and the `"wamid":"…"` member it
+    /// writes. Settles the keys a status proves sent. Returns {settled, left}: per key 1 when it was
+    /// settled now, and the seconds it has left when it now names that wamid (settled now or by an
+    /// earlier copy of the status; -1: no TTL; 0: it names none or another), so a mapping not
+    /// written the first time is written with Meta's retry.
     static let settleScript = RedisScript("""
-        local left = {}
+        local settled, left = {}, {}
         for i, key in ipairs(KEYS) do
-          left[i] = 0
+          settled[i], left[i] = 0, 0
           local current = redis.call('GET', key)
           if current then
             local ok, state = pcall(cjson.decode, current)
             if ok and type(state) == 'table' and (state.status == 'processing' or state.status == 'in_doubt'
                 or (state.status == 'completed' and (type(state.wamid) ~= 'string' or state.wamid == ''))) then
-              redis.call('SET', key, ARGV[i], 'KEEPTTL')
+              redis.call('SET', key, ARGV[2 * i - 1], 'KEEPTTL')
+              settled[i] = 1
+              current = ARGV[2 * i - 1]
+            end
+            if string.find(current, ARGV[2 * i], 1, true) then
               local ttl = redis.call('TTL', key)
               left[i] = ttl > 0 and ttl or -1
             end
           end
         end
-        return left
+        return {settled, left}
         """)
 
     public func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int {
         guard !sends.isEmpty else { return 0 }
         let client = self.client
-        let left = try await perSlot(sends, key: \.key) { group throws(StoreUnavailable) in
+        let answers = try await perSlot(sends, key: \.key) { group throws(StoreUnavailable) in
             let reply = try await self.perform { () async throws(RedisError) in
-                try await client.evaluate(Self.settleScript, keys: group.map(\.key), arguments: group.map { SettledValue.completed(wamid: $0.wamid, at: at) })
+                try await client.evaluate(Self.settleScript, keys: group.map(\.key),
+                                          arguments: group.flatMap { [SettledValue.completed(wamid: $0.wamid, at: at), #""wamid":"# + JSONWriter.quoted($0.wamid)] })
             }
-            guard case .array(let items) = reply, items.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
-            return items.map { $0.integer ?? 0 }
+            guard case .array(let parts) = reply, parts.count == 2, case .array(let settled) = parts[0], case .array(let left) = parts[1],
+                  settled.count == group.count, left.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
+            return zip(settled, left).map { (settled: $0.integer == 1, left: $1.integer ?? 0) }
         }
-        let settled = zip(sends, left).filter { $0.1 != 0 }
-        try await mapWamids(settled.map { ($0.0.wamid, $0.0.internalID, $0.1) })
-        return settled.count
+        try await mapWamids(zip(sends, answers).filter { $0.1.left > 0 }.map { ($0.0.wamid, $0.0.internalID, $0.1.left) })
+        return answers.count(where: \.settled)
     }
 }
 
