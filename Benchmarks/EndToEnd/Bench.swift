@@ -92,7 +92,7 @@ final class Bench {
     /// Starts `processes` copies of `subject` on `queue`, each with `concurrency` messages in flight.
     /// The worker paces every sender (through Redis) at a limit far above any rate here, so pacing
     /// costs what it costs but never binds; `pacing: false` turns it off.
-    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true) throws -> [pid_t] {
+    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "") throws -> [pid_t] {
         try (0..<processes).map { index in
             let log = folder.appendingPathComponent("\(queue)-\(index).log").path
             switch subject {
@@ -111,7 +111,7 @@ final class Bench {
                     "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(options.redisPort),
                     "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055",
                     "HEALTH_PORT": String(freePort()), "LOG_LEVEL": options.logLevel, "LOG_FORMAT": "json",
-                    "WHATSAPP_CA_FILE": caFile ?? "",
+                    "WHATSAPP_CA_FILE": caFile ?? "", "REDIS_CLUSTER": cluster,
                 ], log: log)
             case .baseline:
                 return try spawn([options.baseline, "--queue", queue, "--rabbitmq-url", options.rabbitURL, "--redis-port", String(options.redisPort),
@@ -208,11 +208,12 @@ final class Bench {
     }
 
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.
-    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, pacing: Bool = true, label: String) async throws -> DrainResult {
+    /// `cluster`: the seeds of a Redis Cluster for the worker (empty: the single Redis).
+    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", label: String) async throws -> DrainResult {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
-        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing)
+        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing, cluster: cluster)
         let result: DrainResult
         do {
             result = try await drain(load, queue: queue, pids: pids)

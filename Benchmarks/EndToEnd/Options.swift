@@ -17,6 +17,8 @@ struct Options {
         case soak
         /// Redis memory per message on a Redis of its own (`scripts/bench redis-memory`).
         case redisMemory = "redis-memory"
+        /// The worker on a Redis Cluster against a single Redis, A B A B (`scripts/bench redis-cluster`).
+        case redisCluster = "redis-cluster"
     }
 
     var mode = Mode.compare
@@ -39,6 +41,8 @@ struct Options {
     var baseline = ".build/release/bench-baseline"
     var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
     var redisPort = 16379
+    /// Seeds of the Redis Cluster of the redis-cluster mode (`scripts/services`' cluster profile).
+    var clusterSeeds = ""
     var logLevel = "info"
     /// The broker's and Redis's processes, to account for their CPU during drains (optional).
     var brokerPID: pid_t?
@@ -67,6 +71,7 @@ struct Options {
             case "--baseline": baseline = value
             case "--rabbitmq-url": rabbitURL = value
             case "--redis-port": redisPort = Int(value) ?? redisPort
+            case "--cluster-seeds": clusterSeeds = value
             case "--log-level": logLevel = value
             case "--broker-pid": brokerPID = pid_t(value)
             case "--redis-pid": redisPID = pid_t(value)

@@ -6,6 +6,7 @@
 //   --transports the same runs on each Cloud API transport (HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2)
 //               at concurrency 1, 8, 32, 128
 //   --redis-memory  Redis memory per message on a Redis of its own, by kind of key
+//   --redis-cluster the worker on a Redis Cluster (--cluster-seeds) against the single Redis, A B A B
 import AMQPClient
 import Foundation
 import Logging
@@ -130,12 +131,38 @@ func pacingCost() async throws {
     print(row("of which Lua scripts (EVALSHA)", "%.3f") { $0.scripts })
 }
 
+/// The worker on a Redis Cluster against the single Redis: throughput and the worker's CPU per message.
+@MainActor
+func clusterCost() async throws {
+    guard !options.clusterSeeds.isEmpty else { throw BenchFailure("--redis-cluster needs --cluster-seeds host:port,…") }
+    print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; cluster seeds \(options.clusterSeeds)")
+    var results: [Bool: [DrainResult]] = [:]
+    for round in 1...options.rounds {
+        for cluster in [false, true] {
+            let drain = try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, cluster: cluster ? options.clusterSeeds : "",
+                                                     label: "redis\(round)\(cluster ? "cluster" : "single")")
+            results[cluster, default: []].append(drain)
+            print(String(format: "round %d %-7@ %8.0f msg/s  CPU %.3f s/1000 msg", round, cluster ? "cluster" : "single", drain.throughput, drain.cpuPerThousand))
+        }
+    }
+    func row(_ name: String, _ format: String, _ value: (DrainResult) -> Double) -> String {
+        let cluster = median(results[true, default: []].map(value))
+        let single = median(results[false, default: []].map(value))
+        return "| \(name) | \(String(format: format, cluster)) | \(String(format: format, single)) | \(ratio(cluster, single)) |"
+    }
+    print("\n| median of \(options.rounds) rounds | Redis Cluster (3 masters) | single Redis | cluster / single |\n|---|---|---|---|")
+    print(row("drain throughput (msg/s)", "%.0f") { $0.throughput })
+    print(row("worker CPU seconds per 1,000 messages", "%.3f") { $0.cpuPerThousand })
+    print(row("peak RSS (MiB)", "%.1f") { $0.peakMB })
+}
+
 if options.mode != .soak, options.mode != .redisMemory { measureStandInCapacity() }
 print("stand-in on \(apiURL)")
 switch options.mode {
 case .compare: try await compare()
 case .scaling: try await scaling()
 case .pacing: try await pacingCost()
+case .redisCluster: try await clusterCost()
 case .transports: try await TransportMatrix(options: options, publisher: publisher).run()
 case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
 case .redisMemory: try await RedisMemory(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher).run()

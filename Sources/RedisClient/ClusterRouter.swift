@@ -106,7 +106,10 @@ final class ClusterRouter: Sendable {
             nodeConfiguration.sentinel = nil
             nodeConfiguration.cluster = []
             let connectivity = PoolConnectivity()
-            let pool = (0..<configuration.poolSize).map { RedisConnection(configuration: nodeConfiguration, index: $0, pool: connectivity) }
+            // `pool_size` connections in all, shared among the masters (each its own thread: more would
+            // batch fewer commands a round trip and cost more hand-offs than they save).
+            let size = max(1, configuration.poolSize / max(1, state.map.masters.count))
+            let pool = (0..<size).map { RedisConnection(configuration: nodeConfiguration, index: $0, pool: connectivity) }
             state.pools[node] = pool
             return pool
         }

@@ -130,6 +130,8 @@ import TestSupport
     /// follows the replica that takes over, without a restart — every id sent, duplicates within the
     /// in-flight bound, nothing dead-lettered, and the sender never above its limit.
     @Test func theWorkerRunsOnARedisClusterAndFollowsAKilledMaster() async throws {
+        // Every node up and every replica in sync (a node killed by an earlier test may have just rejoined).
+        _ = try TestServices.cluster(["start", "redis"])
         let e2e = try await EndToEndHarness()
         defer { Task { await e2e.cleanUp() } }
         e2e.server.enforceThroughput(perSecond: 200)

@@ -86,6 +86,8 @@ import TestSupport
     /// `kill -9` of a master: its slots fail (the steps' degradation policy applies) until its
     /// replica takes over, then the same client writes them again on the new master.
     @Test func aKilledMasterIsFollowedToItsReplica() async throws {
+        // Every node up and every replica in sync (a node killed by an earlier test may have just rejoined).
+        _ = try TestServices.cluster(["start", "redis"])
         let client = Self.client()
         try await client.connect()
         let prefix = uniqueName("failover")
