@@ -9,7 +9,7 @@ public enum RedisSettings {
     static let database = Setting.integer("db", 0...15, default: 0, "database number (SELECT)")
     static let commandTimeout = Setting.duration("command_timeout", default: .milliseconds(250), "a command slower than this counts as Redis unavailable")
     static let connectTimeout = Setting.duration("connect_timeout", default: .seconds(1), "time limit of a connection attempt")
-    static let poolSize = Setting.integer("pool_size", 1...64, default: 4, "connections, each on its own thread; concurrent commands are pipelined")
+    static let poolSize = Setting.integer("pool_size", 1...64, default: 4, "connections, each on its own thread; concurrent commands are pipelined (on a cluster, shared among the masters)")
     static let sentinels = Setting.addresses("sentinels", "Sentinels (host:port, a list or comma-separated) that know the master; `host` and `port` are then not used; empty: no Sentinel")
     static let masterName = Setting.optionalString("master_name", default: "", "the master's name at the Sentinels (needed with `sentinels`)")
     static let sentinelPassword = Setting.optionalString("sentinel_password", default: "", secrecy: .secret, "the Sentinels' own password; empty for none")
