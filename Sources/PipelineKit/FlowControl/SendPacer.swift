@@ -99,14 +99,9 @@ public final class SendPacer: Sendable {
         var rate: Double { limit * SendPacer.headroom * multiplier }
         var interval: TimeInterval { 1 / rate }
 
-        /// Slots dropped unused since the last look (`outbound_send_slots_unused_total`).
-        var unused = 0
-
         mutating func forget(before now: Date) {
             let oldest = now.addingTimeInterval(-SendPacer.staleness)
-            let stale = slots.firstIndex { $0 >= oldest } ?? slots.count
-            unused += stale
-            slots.removeFirst(stale)
+            slots.removeFirst(slots.firstIndex { $0 >= oldest } ?? slots.count)
             // Forgotten places are looked for a few times a second, not on every turn (the line may be long).
             if now.timeIntervalSince(lastForgotten) >= 0.25 || now < lastForgotten {
                 lastForgotten = now
@@ -211,7 +206,6 @@ public final class SendPacer: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let rateGauge: Gauge
-    private let unusedSlots: Counter
 
     init(key: String, label: String, limit: Double, store: (any SlotStore)?, clock: any WallClock, logger: Logger) {
         self.key = key
@@ -219,7 +213,6 @@ public final class SendPacer: Sendable {
         self.logger = logger
         state = Mutex(State(limit: max(limit, 0.001), store: store))
         rateGauge = Gauge(label: "outbound_sender_rate", dimensions: [("sender", label)])
-        unusedSlots = Counter(label: "outbound_send_slots_unused_total", dimensions: [("sender", label)])
         rateGauge.record(max(limit, 0.001) * Self.headroom)
     }
 
@@ -256,11 +249,9 @@ public final class SendPacer: Sendable {
     public func take(_ ticket: Ticket) async -> Turn {
         while true {
             enum Next { case turn(Turn), fetch(any SlotStore, count: Int, interval: TimeInterval), waitForFetch }
-            var unused = 0
             let next: Next = state.withLock { state in
                 let now = clock.now()
                 state.forget(before: now)
-                (unused, state.unused) = (state.unused, 0)
                 state.places[ticket.id] = Place(ticket: ticket, due: now)
                 guard state.first()?.id == ticket.id else {
                     // A slot held here for its place (the places ahead have theirs before it) is its now:
@@ -268,8 +259,6 @@ public final class SendPacer: Sendable {
                     // message, and at a high rate the wake-ups, not the limit, would set the pace.
                     let ahead = state.slotsAhead(of: ticket)
                     if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead)))) }
-                    // A slot due now whose place is not here to take it would be lost in a moment: it goes to who asks.
-                    if let due = state.slots.first, due <= now { return .turn(.go(state.handOut(ticket, state.slots.removeFirst()))) }
                     // While slots are being fetched, the line waits for them: its turns are known after.
                     if state.fetching { return .waitForFetch }
                     let due = state.expectedTurn(of: ticket, now: now)
@@ -290,10 +279,8 @@ public final class SendPacer: Sendable {
                         return .waitForFetch
                     }
                     state.fetching = true
-                    // As many as there are messages here to take them in time (their turns within the horizon, and
-                    // the lateness a slot allows): a slot nobody here takes is one no other worker gets.
-                    let soon = now.addingTimeInterval(Self.horizon + Self.staleness)
-                    let count = min(512, max(1, state.places.values.count { $0.present && $0.due <= soon }))
+                    // As many as there are messages here to use them: a slot nobody here takes is one no other worker gets.
+                    let count = min(512, max(1, state.places.values.count(where: \.present)))
                     return .fetch(store, count: count, interval: state.interval)
                 }
                 let slot = max(state.localNext ?? now, now)
@@ -305,7 +292,6 @@ public final class SendPacer: Sendable {
                 state.localNext = slot.addingTimeInterval(state.interval)
                 return .turn(.go(state.handOut(ticket, slot)))
             }
-            if unused > 0 { unusedSlots.increment(by: unused) }
             switch next {
             case .turn(let turn):
                 return turn
