@@ -30,9 +30,9 @@ import TestSupport
 
     @Test func aRefusedPasswordIsAnAuthenticationError() async throws {
         let client = RedisClient(configuration: RedisConfiguration(password: "wrong", cluster: TestServices.redisCluster))
-        await #expect(throws: RedisError.self) { try await client.connect() }
         do {
             try await client.connect()
+            Issue.record("connected with a wrong password")
         } catch {
             guard case .authentication = error else { Issue.record("not reported as refused credentials: \(error)"); return }
         }

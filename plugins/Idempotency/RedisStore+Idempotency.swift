@@ -157,8 +157,8 @@ extension RedisStore: IdempotencyStore {
         // On a Redis Cluster the key and the mapping's bucket are in different slots: the mapping is
         // written first (true whatever becomes of the key), so a completion never goes without it.
         let together = client.isCluster ? nil : place
-        if together == nil, let mapping, place != nil {
-            try await mapWamids([(mapping.wamid, mapping.internalID, Int(Self.seconds(ttl)) ?? 1)])
+        if client.isCluster, let mapping, place != nil {
+            try await mapWamids([(mapping.wamid, mapping.internalID, max(1, Int(ttl.components.seconds)))])
         }
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.completeScript, keys: [key] + (together.map { [$0.key] } ?? []),
