@@ -89,13 +89,16 @@ import Testing
 
     /// A worker with the steps claim, send (irreversible), `bookkeeping`, running on a scripted source.
     private func start(sink: RecordingSink, bookkeeping: Bookkeeping, undo: Fixtures.UndoLog) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
-        let logger = Logger(label: "test")
-        let source = ScriptedSource()
-        let steps = [
+        start(sink: sink, steps: [
             ExecutorTests.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: undo)),
             ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in .next }, undone: undo), irreversible: true),
             ExecutorTests.bound("mark", bookkeeping),
-        ]
+        ])
+    }
+
+    private func start(sink: RecordingSink, steps: [BoundStep]) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
+        let logger = Logger(label: "test")
+        let source = ScriptedSource()
         let configuration = WorkerConfiguration(concurrency: 2)
         let flow = FlowControl(logger: logger)
         let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
@@ -173,5 +176,59 @@ import Testing
         #expect(source.settlements == [.ack])
         worker.beginShutdown()
         try await task.value
+    }
+
+    /// Holds the message for `heldFor` once it passes, like an idempotency claim with its lease.
+    struct Claim: Step {
+        let heldFor: Duration?
+        let undone: Fixtures.UndoLog
+
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome { .next }
+        func undo(_ message: Message, _ context: StepContext) async { undone.append(context.stepName) }
+    }
+
+    /// Asks the message to wait 100 ms, `times` times, then lets it go on (a pacer that keeps
+    /// telling it to wait once more: others take the slots it waited for).
+    final class RepeatedWait: Step {
+        let times: Int
+        let waits = Mutex(0)
+
+        init(times: Int) {
+            self.times = times
+        }
+
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            let waitAgain = waits.withLock { count in
+                defer { count += 1 }
+                return count < times
+            }
+            return waitAgain ? .wait(Wait(key: "pacing", until: context.clock.now().addingTimeInterval(0.1), reason: .throughput)) : .next
+        }
+    }
+
+    /// Waits that add up past what the claim is held for would let another worker's copy take the
+    /// claim over while this one still sends it (sent twice): the message stays in memory only
+    /// while its waits end within half the claim's `heldFor`, then goes round the source with the claim given back.
+    @Test func aMessageWaitsInMemoryOnlyWhileItsClaimLasts() async throws {
+        let undo = Fixtures.UndoLog()
+        let pacing = RepeatedWait(times: 6)
+        let sends = Fixtures.UndoLog()
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [
+            ExecutorTests.bound("claim", Claim(heldFor: .milliseconds(500), undone: undo)),
+            ExecutorTests.bound("pacing", pacing),
+            ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in sends.append("send"); return .next }, undone: nil), irreversible: true),
+        ])
+        source.deliver(#"{"internalId":"c"}"#)
+        try await Self.poll { !source.settlements.isEmpty }
+        worker.beginShutdown()
+        try await task.value
+        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+            Issue.record("kept in memory for 6 waits of 100 ms past the claim's 250 ms: \(source.settlements)")
+            return
+        }
+        #expect(after <= .milliseconds(100), "back for the rest of its wait: \(after)")
+        #expect(sends.all.isEmpty, "not sent while its claim could have run out")
+        #expect(undo.all == ["claim"], "the claim given back as it goes round")
+        #expect((2...3).contains(pacing.waits.withLock { $0 }), "waited in memory while the claim lasted: \(pacing.waits.withLock { $0 })")
     }
 }

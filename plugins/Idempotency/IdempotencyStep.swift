@@ -47,6 +47,9 @@ public struct IdempotencyStep: Step {
         InDoubtWaits.register()
     }
 
+    /// The claim is this message's until its lease runs out: after that another worker's copy takes it over.
+    public var heldFor: Duration? { lease }
+
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let key = try renderKey(key, message)
         InDoubtWaits.shared.touch()

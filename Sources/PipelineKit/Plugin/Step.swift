@@ -50,6 +50,13 @@ public protocol Step: Sendable {
     /// between the acknowledgement and this call skips it: keep it to what may be lost. Default: nothing.
     func settled(_ message: Message, _ context: StepContext) async
 
+    /// How long what `run` took stays this message's alone — an idempotency claim's lease, after
+    /// which another worker may take the message over; nil (default): as long as the run lasts.
+    /// The runtime keeps a message that waits after this step in memory only while its wait ends
+    /// within the first half of it (the rest is for the steps after the wait); a longer wait, or
+    /// one that adds up past it, goes round the source, and `undo` gives back what `run` took.
+    var heldFor: Duration? { get }
+
     /// Fields the outcome report carries for every message valid enough to pass a step, unless a
     /// step reported its own (`Message.report`): e.g. the sender a message would have gone out
     /// with, for a duplicate that never reached the send. Default: none.
@@ -62,4 +69,5 @@ extension Step {
     public func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool { false }
     public var inDoubtPolicy: InDoubtPolicy? { nil }
     public var reportedDefaults: [String: JSONValue] { [:] }
+    public var heldFor: Duration? { nil }
 }

@@ -17,13 +17,21 @@ public struct PipelineRun: Sendable {
     var defaultsReported = false
     /// Every wait so far, in order.
     public private(set) var waits: [Wait] = []
+    /// What passed steps hold only for a time (`Step.heldFor`): the step and until when the
+    /// message may wait in memory for it. Usually empty or one.
+    private var holds: [(step: Int, keepUntil: Date)] = []
+
+    /// The latest a wait of this run may end with the message kept in memory; nil: no limit.
+    /// Beyond it, what a step holds for the message (its claim's lease) could run out while it waits.
+    public var keepInMemoryUntil: Date? { holds.map(\.keepUntil).min() }
 
     public init(_ message: Message) {
         self.message = message
     }
 
-    fileprivate mutating func passed(_ index: Int, irreversible: Bool) {
+    fileprivate mutating func passed(_ index: Int, irreversible: Bool, keepUntil: Date? = nil) {
         if irreversible { sent = true }
+        if let keepUntil { holds.append((index, keepUntil)) }
         waitingAt = nil
         next = index + 1
     }
@@ -32,6 +40,12 @@ public struct PipelineRun: Sendable {
     fileprivate mutating func settledAsSent() {
         sent = true
         waitingAt = nil
+    }
+
+    /// Runs again from `index` (a send in doubt goes back to the step holding its claim, which holds it differently now).
+    fileprivate mutating func rewind(to index: Int) {
+        next = index
+        holds.removeAll { $0.step >= index }
     }
 
     fileprivate mutating func waiting(at index: Int, _ wait: Wait) {
@@ -120,13 +134,15 @@ public struct PipelineExecutor: Sendable {
                 return decided(.deadLetter(Failure(step: bound.name, reason: "expired: not sent by \(UTCTimestamp.format(notAfter))", expired: true)), internalID)
             }
             let started = ContinuousClock.now
+            // (Read before the step runs: what it holds may be counted from then on.)
+            let keepUntil = bound.inMemoryWaitLimit.map { clock.now().addingTimeInterval($0) }
             do {
                 let outcome = try await perform(bound, &run.message, context, internalID: internalID)
                 stepTimers[index].recordInterval(since: started)
                 switch outcome {
                 case .next:
                     let sends = bound.irreversible && !run.sent
-                    run.passed(index, irreversible: bound.irreversible)
+                    run.passed(index, irreversible: bound.irreversible, keepUntil: keepUntil)
                     if !run.defaultsReported { reportDefaults(&run) }
                     if sends, run.next < steps.count { return .sent }
                 case .alreadySent:
@@ -153,7 +169,7 @@ public struct PipelineExecutor: Sendable {
                 // In doubt comes first, even while the worker shuts down: a release would let it be sent again.
                 if failure.kind == .inDoubt, !run.sent, let holder = await holdInDoubt(&run, before: index) {
                     let wait = Wait(key: "in_doubt", until: clock.now(), reason: .inDoubt)
-                    run.next = holder
+                    run.rewind(to: holder)
                     run.waiting(at: holder, wait)
                     MessageLogContext.during(internalID, step: bound.name) {
                         logger.warning("send in doubt: the request was written and its answer lost; waiting for a status to settle it", metadata: ["reason": .string(failure.reason)])

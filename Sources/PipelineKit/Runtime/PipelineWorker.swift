@@ -158,7 +158,7 @@ public final class PipelineWorker: Service, Sendable {
             case .waiting(let wait):
                 inFlight.decrement()
                 permits.release()
-                guard await park(wait, rank: rank) else {
+                guard await park(wait, rank: rank, keepUntil: run.keepInMemoryUntil) else {
                     await executor.abandon(&run)
                     if shutdown.isRaised, run.message.carried == delivery.carried {
                         _ = await source.settle(delivery, .release)
@@ -238,18 +238,31 @@ public final class PipelineWorker: Service, Sendable {
     }
 
     /// Parks the message until its wait ends and a permit is free; false when it must leave
-    /// memory instead (the wait is long, parking is full, or the worker is shutting down).
-    private func park(_ wait: Wait, rank: Int) async -> Bool {
+    /// memory instead (the wait is long, parking is full, the worker is shutting down, or what the
+    /// run holds — its claim — would not outlast the wait: `keepUntil`, `Step.heldFor`).
+    private func park(_ wait: Wait, rank: Int, keepUntil: Date?) async -> Bool {
+        if let keepUntil, wait.until > keepUntil { return false }
         let remaining = wait.until.timeIntervalSince(flow.clock.now())
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
-        if remaining <= 0, !shutdown.isRaised { return await permits.acquire(rank: rank) }
+        if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) }
         let parking = parkings[min(rank, parkings.count - 1)]
         // A wait shorter than a trip through the source would be spent there anyway (it comes back
         // `sourceLead` early): it stays in memory even when parking is full, instead of going round at once.
         let short = remaining <= sourceLead
         guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else { return false }
         guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
-        return await permits.acquire(rank: rank)
+        return await permitBefore(keepUntil, rank: rank)
+    }
+
+    /// A permit to go on with, taken while the run may still stay in memory (a long wait for one
+    /// while every permit is busy counts toward what the run holds, too).
+    private func permitBefore(_ keepUntil: Date?, rank: Int) async -> Bool {
+        guard await permits.acquire(rank: rank) else { return false }
+        if let keepUntil, flow.clock.now() > keepUntil {
+            permits.release()
+            return false
+        }
+        return true
     }
 
     /// How long before its wait ends a message that waits through the source comes back, to spend the rest parked.
