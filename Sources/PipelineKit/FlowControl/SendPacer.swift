@@ -159,7 +159,7 @@ public final class SendPacer: Sendable {
         /// it, one slot each, counting a lane capped by `max_share` for its share only; never sooner
         /// than the next slot.
         func expectedTurn(of ticket: Ticket, now: Date) -> Date {
-            let ahead = Int(min(placesAhead(of: ticket), 1_000_000).rounded(.up))
+            let ahead = slotsAhead(of: ticket)
             let turn: Date
             if ahead < slots.count {
                 turn = slots[ahead]
@@ -169,6 +169,11 @@ public final class SendPacer: Sendable {
             }
             // (At least a millisecond: at a high rate, a message behind would otherwise ask again at once, and again.)
             return max(turn, now.addingTimeInterval(max(slots.isEmpty ? interval : 0, 0.001)))
+        }
+
+        /// How many slots go to others before `ticket`'s (`placesAhead`, whole).
+        func slotsAhead(of ticket: Ticket) -> Int {
+            Int(min(placesAhead(of: ticket), 1_000_000).rounded(.up))
         }
 
         /// How many slots go to others before `ticket`'s: the places ahead of it in its lane; those
@@ -249,6 +254,11 @@ public final class SendPacer: Sendable {
                 state.forget(before: now)
                 state.places[ticket.id] = Place(ticket: ticket, due: now)
                 guard state.first()?.id == ticket.id else {
+                    // A slot held here for its place (the places ahead have theirs before it) is its now:
+                    // waiting for the turn only to come back for that very slot would cost a wake-up a
+                    // message, and at a high rate the wake-ups, not the limit, would set the pace.
+                    let ahead = state.slotsAhead(of: ticket)
+                    if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead)))) }
                     // While slots are being fetched, the line waits for them: its turns are known after.
                     if state.fetching { return .waitForFetch }
                     let due = state.expectedTurn(of: ticket, now: now)
