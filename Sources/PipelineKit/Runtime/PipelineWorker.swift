@@ -158,7 +158,7 @@ public final class PipelineWorker: Service, Sendable {
             case .waiting(let wait):
                 inFlight.decrement()
                 permits.release()
-                guard await park(wait, rank: rank, keepUntil: run.keepInMemoryUntil) else {
+                guard await park(wait, rank: rank, keepUntil: configuration.waitsWithinHolds ? run.keepInMemoryUntil : nil) else {
                     await executor.abandon(&run)
                     if shutdown.isRaised, run.message.carried == delivery.carried {
                         _ = await source.settle(delivery, .release)

@@ -11,6 +11,10 @@ public struct WorkerConfiguration: Sendable, Hashable {
     /// Messages older than this (from when they first entered the system) are not sent.
     public var maxAge: Duration?
     public var retry: RetryPolicy
+    /// A waiting message stays in memory only while what its steps hold for it lasts (`Step.heldFor`:
+    /// an idempotency claim's lease, after which another worker's copy may take it over). False only
+    /// where nothing else can take a message over: one worker on in-memory stores (`outbound-worker test`).
+    public var waitsWithinHolds = true
 
     public init(concurrency: Int = Self.concurrencySetting.defaultValue, drainTimeout: Duration = Self.drainTimeoutSetting.defaultValue,
                 pause: Duration = Self.pauseSetting.defaultValue, maxPark: Duration = Self.maxParkSetting.defaultValue,
