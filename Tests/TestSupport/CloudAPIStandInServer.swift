@@ -88,7 +88,14 @@ public final class CloudAPIStandInServer: Sendable {
     /// Sends accepted per sender, for the throughput limit (arrival times within the last second).
     private let accepted = Mutex<(limit: Int?, bySender: [String: [ContinuousClock.Instant]])>((nil, [:]))
 
+    /// Distinct per stand-in, as Meta's wamids are unique: the statuses posted for one never meet
+    /// what the shared test Redis keeps (7 days) of another's.
+    private let run = UUID().uuidString.prefix(8).lowercased()
+
     public init() {}
+
+    /// The wamid the stand-in answers request `number` (from 1) with.
+    public func wamid(_ number: Int) -> String { "wamid.standin.\(run).\(number)" }
 
     /// Starts listening on a free loopback port; returns the base URL.
     public func start(_ transport: StandInTransport = .plain) async throws -> String {
@@ -215,7 +222,7 @@ public final class CloudAPIStandInServer: Sendable {
         case .raw(let status, _), .html(let status, _): (200..<300).contains(status) ? nil : 0
         }
         if let code { recorded.withLock { $0[number - 1].answeredCode = code } }
-        let wamid = "wamid.standin.\(number)"
+        let wamid = self.wamid(number)
         if code == nil, let handler = acceptedHandler.withLock({ $0 }) {
             handler(Accepted(wamid: wamid, callbackData: json?["biz_opaque_callback_data"]?.stringValue, recipient: entry.recipient, sender: entry.sender))
         }
@@ -236,7 +243,7 @@ public final class CloudAPIStandInServer: Sendable {
             try? await context.channel.close()
             throw HungUp()
         case .cutOff:
-            let body = Array(#"{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.standin.\#(number)"}]}"#.utf8)
+            let body = Array(#"{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"\#(wamid)"}]}"#.utf8)
             let half = ByteBuffer(bytes: body.prefix(body.count / 2))
             let channel = context.channel
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(contentLength: body.count) { writer in

@@ -105,7 +105,7 @@ final class CapturedLogs: @unchecked Sendable {
         let client = try client(try await server.start())
         defer { server.stop() }
         let wamid = try await client.send(request, from: "1055", logger: Logger(label: "t"))
-        #expect(wamid == "wamid.standin.1")
+        #expect(wamid == server.wamid(1))
         let recorded = try #require(server.requests.first)
         #expect(recorded.path == "/v24.0/1055/messages")
         #expect(recorded.authorization == "Bearer \(Self.token)")
@@ -203,7 +203,7 @@ final class CapturedLogs: @unchecked Sendable {
         let (base, caFile) = try await start(server, http2: http2)
         let client = try client(base, timeout: "10s", caFile: caFile)
         defer { server.stop() }
-        #expect(try await client.send(request, from: "1055", logger: Logger(label: "t")) == "wamid.standin.1", "reached over \(http2 ? "HTTP/2" : "HTTP/1.1")")
+        #expect(try await client.send(request, from: "1055", logger: Logger(label: "t")) == server.wamid(1), "reached over \(http2 ? "HTTP/2" : "HTTP/1.1")")
         server.answer { _, _ in .hangUp }
         let started = ContinuousClock.now
         let error = await failure(client, "hung up")
