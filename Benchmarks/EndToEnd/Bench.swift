@@ -91,8 +91,9 @@ final class Bench {
 
     /// Starts `processes` copies of `subject` on `queue`, each with `concurrency` messages in flight.
     /// The worker paces every sender (through Redis) at a limit far above any rate here, so pacing
-    /// costs what it costs but never binds; `pacing: false` turns it off.
-    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "") throws -> [pid_t] {
+    /// costs what it costs but never binds; `pacing: false` turns it off. `tracing`: every message
+    /// traced, the spans exported to the stand-in (OTLP/HTTP).
+    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", tracing: Bool = false) throws -> [pid_t] {
         try (0..<processes).map { index in
             let log = folder.appendingPathComponent("\(queue)-\(index).log").path
             switch subject {
@@ -112,7 +113,7 @@ final class Bench {
                     "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055",
                     "HEALTH_PORT": String(freePort()), "LOG_LEVEL": options.logLevel, "LOG_FORMAT": "json",
                     "WHATSAPP_CA_FILE": caFile ?? "", "REDIS_CLUSTER": cluster,
-                ], log: log)
+                ].merging(tracing ? ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": apiURL + "/v1/traces"] : [:]) { $1 }, log: log)
             case .baseline:
                 return try spawn([options.baseline, "--queue", queue, "--rabbitmq-url", options.rabbitURL, "--redis-port", String(options.redisPort),
                                   "--api-url", apiURL, "--concurrency", String(concurrency), "--prefetch", String(concurrency * 2),
@@ -209,11 +210,12 @@ final class Bench {
 
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.
     /// `cluster`: the seeds of a Redis Cluster for the worker (empty: the single Redis).
-    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", label: String) async throws -> DrainResult {
+    func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", tracing: Bool = false,
+                      label: String) async throws -> DrainResult {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
-        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing, cluster: cluster)
+        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing, cluster: cluster, tracing: tracing)
         let result: DrainResult
         do {
             result = try await drain(load, queue: queue, pids: pids)

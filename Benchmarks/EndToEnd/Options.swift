@@ -19,6 +19,8 @@ struct Options {
         case redisMemory = "redis-memory"
         /// The worker on a Redis Cluster against a single Redis, A B A B (`scripts/bench redis-cluster`).
         case redisCluster = "redis-cluster"
+        /// The worker with tracing on against off, A B A B (`scripts/bench tracing`).
+        case tracing
     }
 
     var mode = Mode.compare

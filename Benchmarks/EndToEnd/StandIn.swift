@@ -60,6 +60,11 @@ final class StandIn: Sendable {
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"messaging_product":"whatsapp","messages":[{"id":"\#(Self.wamid(request))"}]}"#)))
         }
+        // An OTLP/HTTP collector that takes the worker's spans (`scripts/bench tracing`) and keeps nothing.
+        router.post("/v1/traces") { request, _ -> Response in
+            _ = try await request.body.collect(upTo: 64 << 20)
+            return Response(status: .ok, headers: [.contentType: "application/x-protobuf"], body: .init(byteBuffer: ByteBuffer()))
+        }
         let (ports, sink) = AsyncStream.makeStream(of: Int.self)
         let app = Application(router: router, server: try transport.server(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { sink.yield($0.localAddress?.port ?? 0) }, logger: Logger(label: "standin"))

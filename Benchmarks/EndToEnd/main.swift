@@ -136,21 +136,39 @@ func pacingCost() async throws {
 func clusterCost() async throws {
     guard !options.clusterSeeds.isEmpty else { throw BenchFailure("--redis-cluster needs --cluster-seeds host:port,…") }
     print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; cluster seeds \(options.clusterSeeds)")
+    try await sameRunAB(names: ("Redis Cluster (3 masters)", "single Redis"), short: ("cluster", "single"), ratio: "cluster / single") { cluster, round in
+        try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, cluster: cluster ? options.clusterSeeds : "",
+                                     label: "redis\(round)\(cluster ? "cluster" : "single")")
+    }
+}
+
+/// The worker with tracing on (every message traced, spans exported over OTLP/HTTP to the stand-in) against off.
+@MainActor
+func tracingCost() async throws {
+    print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; tracing on: a root trace per message, OTLP/HTTP protobuf to the stand-in")
+    try await sameRunAB(names: ("tracing on", "tracing off"), short: ("on", "off"), ratio: "on / off") { tracing, round in
+        try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, tracing: tracing, label: "trace\(round)\(tracing ? "on" : "off")")
+    }
+}
+
+/// Runs `drain` for B then A in each round (A B A B across rounds) and prints the medians and ratios.
+@MainActor
+func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), ratio ratioName: String,
+               _ drain: (_ isA: Bool, _ round: Int) async throws -> DrainResult) async throws {
     var results: [Bool: [DrainResult]] = [:]
     for round in 1...options.rounds {
-        for cluster in [false, true] {
-            let drain = try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, cluster: cluster ? options.clusterSeeds : "",
-                                                     label: "redis\(round)\(cluster ? "cluster" : "single")")
-            results[cluster, default: []].append(drain)
-            print(String(format: "round %d %-7@ %8.0f msg/s  CPU %.3f s/1000 msg", round, cluster ? "cluster" : "single", drain.throughput, drain.cpuPerThousand))
+        for isA in [false, true] {
+            let result = try await drain(isA, round)
+            results[isA, default: []].append(result)
+            print(String(format: "round %d %-7@ %8.0f msg/s  CPU %.3f s/1000 msg", round, isA ? short.a : short.b, result.throughput, result.cpuPerThousand))
         }
     }
     func row(_ name: String, _ format: String, _ value: (DrainResult) -> Double) -> String {
-        let cluster = median(results[true, default: []].map(value))
-        let single = median(results[false, default: []].map(value))
-        return "| \(name) | \(String(format: format, cluster)) | \(String(format: format, single)) | \(ratio(cluster, single)) |"
+        let a = median(results[true, default: []].map(value))
+        let b = median(results[false, default: []].map(value))
+        return "| \(name) | \(String(format: format, a)) | \(String(format: format, b)) | \(ratio(a, b)) |"
     }
-    print("\n| median of \(options.rounds) rounds | Redis Cluster (3 masters) | single Redis | cluster / single |\n|---|---|---|---|")
+    print("\n| median of \(options.rounds) rounds | \(names.a) | \(names.b) | \(ratioName) |\n|---|---|---|---|")
     print(row("drain throughput (msg/s)", "%.0f") { $0.throughput })
     print(row("worker CPU seconds per 1,000 messages", "%.3f") { $0.cpuPerThousand })
     print(row("peak RSS (MiB)", "%.1f") { $0.peakMB })
@@ -163,6 +181,7 @@ case .compare: try await compare()
 case .scaling: try await scaling()
 case .pacing: try await pacingCost()
 case .redisCluster: try await clusterCost()
+case .tracing: try await tracingCost()
 case .transports: try await TransportMatrix(options: options, publisher: publisher).run()
 case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
 case .redisMemory: try await RedisMemory(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher).run()

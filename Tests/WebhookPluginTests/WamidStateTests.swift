@@ -35,8 +35,8 @@ import WebhookPlugin
         let store = Self.store(onCluster: onCluster)
         let wamid = "wamid.\(UUID().uuidString)"
         let key = "\(uniqueName("map")):m1"
-        _ = try await store.complete(key, claim: nil, value: #"{"status":"completed"}"#, ttl: .seconds(300), mapping: (wamid, "m1"))
-        #expect(try await store.internalIDs(of: [wamid, "wamid.unknown"]) == [wamid: "m1"])
+        _ = try await store.complete(key, claim: nil, value: #"{"status":"completed"}"#, ttl: .seconds(300), mapping: (wamid, MappedSend(internalID: "m1")))
+        #expect(try await store.sends(of: [wamid, "wamid.unknown"]).mapValues(\.internalID) == [wamid: "m1"])
         let place = store.wamids.place(of: wamid)
         let stored = try #require(try await store.client.checked(["HGET", place.key, place.field]).string)
         let minute = try #require(stored.split(separator: ":").first.flatMap { Int($0) })
@@ -50,7 +50,7 @@ import WebhookPlugin
         let store = Self.store()
         let wamid = "wamid.\(UUID().uuidString)"
         _ = try await store.client.checked(["SET", "wamid:\(wamid)", "old-1", "EX", "60"])
-        #expect(try await store.internalIDs(of: [wamid]) == [wamid: "old-1"])
+        #expect(try await store.sends(of: [wamid]).mapValues(\.internalID) == [wamid: "old-1"])
     }
 
     @Test func anExpiredFieldIsNotReadAndIsPrunedAsItsBucketFills() async throws {
@@ -59,9 +59,9 @@ import WebhookPlugin
         let place = store.wamids.place(of: gone)
         _ = try await store.client.checked(["DEL", place.key])
         _ = try await store.client.checked(["HSET", place.key, place.field, "1:expired-id"])
-        #expect(try await store.internalIDs(of: [gone]).isEmpty, "a field past its minute is not read")
+        #expect(try await store.sends(of: [gone]).mapValues(\.internalID).isEmpty, "a field past its minute is not read")
         for number in 0..<40 {
-            _ = try await store.complete("\(uniqueName("prune")):\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: ("wamid.\(UUID().uuidString)", "id-\(number)"))
+            _ = try await store.complete("\(uniqueName("prune")):\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: ("wamid.\(UUID().uuidString)", MappedSend(internalID: "id-\(number)")))
         }
         #expect(try await store.client.checked(["HEXISTS", place.key, place.field]).integer == 0, "pruned when the bucket was written")
         #expect(try await store.client.checked(["HLEN", place.key]).integer == 40)
@@ -94,9 +94,9 @@ import WebhookPlugin
         let expected = wamids.flatMap { half.contains($0) ? [StatusAdmission.outOfOrder, .publish] : [.publish, .publish] }
         #expect(try await store.check(offered) == expected)
         for (number, wamid) in wamids.enumerated() {
-            _ = try await store.complete("\(uniqueName("batch")):\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: (wamid, "id-\(number)"))
+            _ = try await store.complete("\(uniqueName("batch")):\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: (wamid, MappedSend(internalID: "id-\(number)")))
         }
-        let found = try await store.internalIDs(of: wamids + ["wamid.none"])
+        let found = try await store.sends(of: wamids + ["wamid.none"]).mapValues(\.internalID)
         #expect(found == Dictionary(uniqueKeysWithValues: wamids.enumerated().map { ($1, "id-\($0)") }))
     }
 
@@ -118,7 +118,7 @@ import WebhookPlugin
         _ = try await store.client.checked(["SET", key, #"{"status":"in_doubt","owner":"w","since":"2026-12-04T10:00:00.000Z","attempt":1}"#, "EX", "300"])
         let wamid = "wamid.\(UUID().uuidString)"
         #expect(try await store.settle([SettledSend(key: key, wamid: wamid, internalID: "s1")], at: Date()) == 1)
-        #expect(try await store.internalIDs(of: [wamid]) == [wamid: "s1"])
+        #expect(try await store.sends(of: [wamid]).mapValues(\.internalID) == [wamid: "s1"])
         #expect(try await store.client.checked(["GET", key]).string?.contains(#""status":"completed""#) == true)
     }
 
@@ -134,7 +134,22 @@ import WebhookPlugin
         let place = store.wamids.place(of: wamid)
         _ = try await store.client.checked(["HDEL", place.key, place.field])
         #expect(try await store.settle([send], at: Date()) == 0, "settled already")
-        #expect(try await store.internalIDs(of: [wamid]) == [wamid: "r1"], "the mapping written again")
+        #expect(try await store.sends(of: [wamid]).mapValues(\.internalID) == [wamid: "r1"], "the mapping written again")
+    }
+
+    /// A traced send's mapping holds its traceparent (the statuses continue its trace); a status that
+    /// settles or repairs the mapping keeps it, instead of writing the internalId alone over it.
+    @Test(arguments: [false, true]) func aTracedSendsMappingKeepsItsTraceThroughTheStatuses(onCluster: Bool) async throws {
+        let store = Self.store(onCluster: onCluster)
+        let key = "\(uniqueName("traced")):t1"
+        let wamid = "wamid.\(UUID().uuidString)"
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        _ = try await store.complete(key, claim: nil, value: #"{"status":"completed","wamid":"\#(wamid)"}"#, ttl: .seconds(300),
+                                     mapping: (wamid, MappedSend(internalID: "t1", traceparent: traceparent)))
+        #expect(try await store.sends(of: [wamid]) == [wamid: MappedSend(internalID: "t1", traceparent: traceparent)])
+        #expect(try await store.settle([SettledSend(key: key, wamid: wamid, internalID: "t1")], at: Date()) == 0, "completed already")
+        #expect(try await store.sends(of: [wamid])[wamid]?.traceparent == traceparent, "the status kept the send's trace")
+        #expect(MappedSend(stored: "t1") == MappedSend(internalID: "t1"), "a mapping without a trace, as before")
     }
 
     /// A bucket grown past 256 fields (too few buckets for the volume) is pruned by sampling as it is written.
@@ -145,7 +160,7 @@ import WebhookPlugin
         let store = Self.store(port: redis.port, buckets: 1)
         _ = try await store.client.checked(["HSET", "wamids:{0}"] + (0..<300).flatMap { ["expired-\($0)", "1:gone-\($0)"] })
         for number in 0..<40 {
-            _ = try await store.complete("k:\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: ("wamid.\(UUID().uuidString)", "id-\(number)"))
+            _ = try await store.complete("k:\(number)", claim: nil, value: "{}", ttl: .seconds(60), mapping: ("wamid.\(UUID().uuidString)", MappedSend(internalID: "id-\(number)")))
         }
         let size = try #require(try await store.client.checked(["HLEN", "wamids:{0}"]).integer)
         #expect(size < 340 - 100, "expired fields removed as the bucket was written: \(size) of 340 left")
@@ -160,7 +175,7 @@ import WebhookPlugin
         let store = Self.store(port: redis.port, buckets: 1)
         let wamids = (0..<100).map { _ in "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJ" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(26) }
         for (number, wamid) in wamids.enumerated() {
-            _ = try await store.complete("idempotency:outbound:\(number)", claim: nil, value: "{}", ttl: .seconds(86_400), mapping: (wamid, UUID().uuidString))
+            _ = try await store.complete("idempotency:outbound:\(number)", claim: nil, value: "{}", ttl: .seconds(86_400), mapping: (wamid, MappedSend(internalID: UUID().uuidString)))
             try await store.record(Self.statuses(wamid, ["sent", "delivered", "read"]), ttl: .seconds(604_800))
         }
         for prefix in ["wamids", "statuses"] {

@@ -47,9 +47,11 @@ final class EventsSink: OutcomeSink {
         try await declareExchange()
         let publisher = self.publisher
         let exchange = settings.exchange
+        let messageTrace = outcome.message.trace.map(TraceHeaders.of) ?? [:]
         // Not mandatory: with no queue bound, the exchange drops events, as its owner decided.
         @Sendable func publish(_ event: PreparedEvent) async throws {
-            try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(), properties: .persistentJSON, mandatory: false)
+            try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(),
+                                        properties: Self.properties(tracing: event.traceHeaders.isEmpty ? messageTrace : event.traceHeaders), mandatory: false)
         }
         do {
             if events.count == 1 {
@@ -66,6 +68,14 @@ final class EventsSink: OutcomeSink {
             refused.increment()
             throw error
         }
+    }
+
+    /// Persistent JSON, with the trace the event continues as W3C headers (a consumer's span goes on from it).
+    static func properties(tracing trace: [String: String]) -> AMQPProperties {
+        guard !trace.isEmpty else { return .persistentJSON }
+        var properties = AMQPProperties.persistentJSON
+        for (name, value) in trace.sorted(by: { $0.key < $1.key }) { properties.headers[name] = .string(value) }
+        return properties
     }
 
     func shutdown() async {

@@ -53,7 +53,7 @@ public protocol IdempotencyStore: KeyValueStore {
     func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark
     /// Writes the completed `value` with `ttl` (and the `mapping` of its wamid to its internalId,
     /// kept as long; none for an empty internalId), checking that the key still held `claim`.
-    func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, internalID: String)?) async throws(StoreUnavailable) -> CompletionResult
+    func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, send: MappedSend)?) async throws(StoreUnavailable) -> CompletionResult
     /// Deletes the key while it is `owner`'s `processing` value older than `age` (by the store's
     /// clock): the value of a claim whose answer was lost, which no message is sending.
     func releaseOrphan(_ key: String, owner: String, olderThan age: Duration) async throws(StoreUnavailable) -> OrphanRelease

@@ -29,7 +29,9 @@ public struct MarkCompletedStep: Step {
         // Nil when the Cloud API accepted the request but its answer could not be read (SPEC 13).
         let wamid = message.values[DeliveryReceiptKey.self].flatMap { $0.isEmpty ? nil : $0 }
         let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
-        let mapping = wamid.map { (wamid: $0, internalID: message.internalID ?? "") }
+        // A traced send keeps its traceparent with the mapping: its statuses continue its trace.
+        let traceparent = message.trace.flatMap { TraceHeaders.of($0)["traceparent"] }
+        let mapping = wamid.map { (wamid: $0, send: MappedSend(internalID: message.internalID ?? "", traceparent: traceparent)) }
         var delay = Duration.milliseconds(100)
         while true {
             do {

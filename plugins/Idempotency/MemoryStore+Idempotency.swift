@@ -45,7 +45,7 @@ extension MemoryStore: IdempotencyStore {
         }
     }
 
-    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, internalID: String)?) async throws(StoreUnavailable) -> CompletionResult {
+    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, send: MappedSend)?) async throws(StoreUnavailable) -> CompletionResult {
         try atomically { entries, now in
             let current = entries[key]?.value
             // Completed first by a delivery status (SPEC 13): this send's own when it names the same
@@ -54,7 +54,7 @@ extension MemoryStore: IdempotencyStore {
             let wamid = mapping?.wamid
             if settled != nil, wamid == nil { return .asClaimed }
             entries[key] = Entry(value, ttl: ttl, now: now)
-            if let mapping, !mapping.internalID.isEmpty { entries["wamid:\(mapping.wamid)"] = Entry(mapping.internalID, ttl: ttl, now: now) }
+            if let mapping, !mapping.send.internalID.isEmpty { entries["wamid:\(mapping.wamid)"] = Entry(mapping.send.stored, ttl: ttl, now: now) }
             if claim == nil || current == claim { return .asClaimed }
             return settled?.wamid == wamid ? .asClaimed : .claimLost(current: current)
         }

@@ -93,7 +93,7 @@ extension RedisStore: IdempotencyStore {
         """)
 
     /// KEYS[1] the key, KEYS[2] the wamid mapping's bucket (optional); ARGV[1] the claim ('' for none), ARGV[2] the
-    /// completed value, ARGV[3] ttl (s), ARGV[4] `"wamid":"…"` ('' for none), ARGV[5] the mapping's field, ARGV[6] the internalId.
+    /// completed value, ARGV[3] ttl (s), ARGV[4] `"wamid":"…"` ('' for none), ARGV[5] the mapping's field, ARGV[6] the mapped send (`MappedSend.stored`).
     /// Returns {1} as claimed, {0, current} otherwise.
     /// A key a delivery status completed first (SPEC 13: the statuses pipeline settles keys still
     /// `processing`) is this send's own when it names the same wamid, or when this send knows none
@@ -151,18 +151,18 @@ extension RedisStore: IdempotencyStore {
         }
     }
 
-    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, internalID: String)?) async throws(StoreUnavailable) -> CompletionResult {
-        let place = mapping.flatMap { $0.internalID.isEmpty ? nil : wamids.place(of: $0.wamid) }
+    public func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, send: MappedSend)?) async throws(StoreUnavailable) -> CompletionResult {
+        let place = mapping.flatMap { $0.send.internalID.isEmpty ? nil : wamids.place(of: $0.wamid) }
         let wamidMember = mapping.map { #""wamid":"# + JSONWriter.quoted($0.wamid) } ?? ""
         // On a Redis Cluster the key and the mapping's bucket are in different slots: the mapping is
         // written first (true whatever becomes of the key), so a completion never goes without it.
         let together = client.isCluster ? nil : place
         if client.isCluster, let mapping, place != nil {
-            try await mapWamids([(mapping.wamid, mapping.internalID, max(1, Int(ttl.components.seconds)))])
+            try await mapWamids([(mapping.wamid, mapping.send.stored, max(1, Int(ttl.components.seconds)))])
         }
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.completeScript, keys: [key] + (together.map { [$0.key] } ?? []),
-                                      arguments: [claim ?? "", value, Self.seconds(ttl), wamidMember, place?.field ?? "", mapping?.internalID ?? ""])
+                                      arguments: [claim ?? "", value, Self.seconds(ttl), wamidMember, place?.field ?? "", mapping?.send.stored ?? ""])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer else { throw StoreUnavailable("unexpected answer to the completion script: \(reply)") }
         if kind == 1 { return .asClaimed }

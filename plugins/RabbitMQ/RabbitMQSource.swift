@@ -66,10 +66,16 @@ public final class RabbitMQSource: Source {
             ?? delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
             ?? headers["x-first-received"].flatMap(HeaderTime.date) ?? Date()
         var carried: [String: String] = [:]
-        for (key, value) in headers.entries where key.hasPrefix(carriedPrefix) {
-            if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
+        var traceHeaders: [String: String] = [:]
+        for (key, value) in headers.entries {
+            if key.hasPrefix(carriedPrefix) {
+                if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
+            } else if key == "traceparent" || key == "tracestate", let text = value.stringValue {
+                traceHeaders[key] = text
+            }
         }
-        return Delivery(body: delivery.body, attemptsMade: headers["x-attempts"]?.intValue ?? 0, firstSeen: firstSeen, carried: carried, lane: lane, receipt: delivery)
+        return Delivery(body: delivery.body, attemptsMade: headers["x-attempts"]?.intValue ?? 0, firstSeen: firstSeen, carried: carried, lane: lane,
+                        traceHeaders: traceHeaders, receipt: delivery)
     }
 
     public func start() async throws {

@@ -1,5 +1,6 @@
 import Metrics
 import PipelineKit
+import RedisPlugin
 
 /// Step `correlate_statuses`: the internalId of each status — `biz_opaque_callback_data` when
 /// it came with one, else the wamid mapping `mark_completed` wrote — and, for a status that
@@ -11,22 +12,27 @@ struct CorrelateStatusesStep: Step {
     /// The outbound pipeline's idempotency key pattern (`{internalId}` its only field).
     let idempotencyKey: KeyTemplate
     static let settledSends = Counter(label: "outbound_webhook_sends_settled_total")
+    /// Whether statuses continue their sends' traces (a tracer was bootstrapped).
+    let traced = MessageTracing().isOn
 
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard var batch = message.values[WebhookBatchKey.self] else { return .next }
         for index in batch.statuses.indices { batch.statuses[index].internalID = batch.statuses[index].callbackData.flatMap { $0.isEmpty ? nil : $0 } }
-        let unknown = batch.statuses.filter { $0.internalID == nil }.map(\.wamid)
+        // Traced, every status reads the mapping: it holds the send's trace too.
+        let looked = batch.statuses.filter { traced || $0.internalID == nil }.map(\.wamid)
         message.values[WebhookBatchKey.self] = batch
         try await settle(batch, context)
-        guard !unknown.isEmpty else { return .next }
-        let found: [String: String]
+        guard !looked.isEmpty else { return .next }
+        let found: [String: MappedSend]
         do {
-            found = try await ledger.internalIDs(of: Array(Set(unknown)))
+            found = try await ledger.sends(of: Array(Set(looked)))
         } catch {
             throw StepFailure(.unavailable, "status ledger: \(error.reason)")
         }
-        for index in batch.statuses.indices where batch.statuses[index].internalID == nil {
-            batch.statuses[index].internalID = found[batch.statuses[index].wamid]
+        for index in batch.statuses.indices {
+            guard let send = found[batch.statuses[index].wamid] else { continue }
+            if batch.statuses[index].internalID == nil { batch.statuses[index].internalID = send.internalID }
+            batch.statuses[index].sendTrace = send.traceparent
         }
         message.values[WebhookBatchKey.self] = batch
         return .next

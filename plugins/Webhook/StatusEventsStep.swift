@@ -1,10 +1,39 @@
 import PipelineKit
+import Tracing
 
 /// Step `status_events`: the events of the batch (`delivery.<status>`, `webhook.<field>`), for the sink.
+///
+/// When tracing is on, a status of a traced send gets a span in that send's trace (`delivery.<status>`,
+/// linked to the webhook's own trace), and its event carries it on: one trace from the publish of a
+/// message to its delivery status.
 struct StatusEventsStep: Step {
+    let traced = MessageTracing().isOn
+
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
-        message.values[PreparedEventsKey.self] = message.values[WebhookBatchKey.self]?.events ?? []
+        guard var batch = message.values[WebhookBatchKey.self] else {
+            message.values[PreparedEventsKey.self] = []
+            return .next
+        }
+        if traced {
+            for index in batch.statuses.indices where batch.statuses[index].publish {
+                guard let send = batch.statuses[index].sendTrace else { continue }
+                batch.statuses[index].eventTrace = Self.traceStatus(batch.statuses[index], of: send)
+            }
+            message.values[WebhookBatchKey.self] = batch
+        }
+        message.values[PreparedEventsKey.self] = batch.events
         return .next
+    }
+
+    /// A span for `status` in the trace of its send (`traceparent`), linked to the webhook's; the headers of its event.
+    private static func traceStatus(_ status: WebhookBatch.Status, of traceparent: String) -> [String: String] {
+        let span = InstrumentationSystem.tracer.startSpan("delivery.\(status.status)", context: TraceHeaders.context(of: ["traceparent": traceparent]), ofKind: .consumer)
+        defer { span.end() }
+        span.attributes["whatsapp.wamid"] = status.wamid
+        span.attributes["whatsapp.status"] = status.status
+        if let id = status.internalID { span.attributes["outbound.internal_id"] = id }
+        if let webhook = ServiceContext.current { span.addLink(SpanLink(context: webhook, attributes: [:])) }
+        return TraceHeaders.of(span.context)
     }
 }
 

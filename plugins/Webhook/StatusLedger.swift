@@ -21,8 +21,8 @@ public enum StatusAdmission: Int, Sendable, Equatable {
 /// "published" that never went out. Two copies of one POST handled at the same moment may both
 /// publish (at least once); none is ever lost.
 public protocol StatusLedger: Resource {
-    /// The internalIds of the wamids that `mark_completed` recorded.
-    func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String]
+    /// The sends (internalId, traceparent) of the wamids that `mark_completed` recorded.
+    func sends(of wamids: [String]) async throws(StoreUnavailable) -> [String: MappedSend]
     /// Whether each (wamid, status), in order, is to be published: once, and only while it moves
     /// forward (`rank` above every rank published before it, in the ledger or earlier in the list;
     /// rank 0: no order, e.g. `failed`). Reads only: nothing counts as published before `record`.
@@ -159,7 +159,7 @@ extension RedisStore: StatusLedger {
     /// '1' when the layout before buckets may hold state: on a single server (a cluster never had it).
     private var readsOldLayout: String { client.isCluster ? "0" : "1" }
 
-    public func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String] {
+    public func sends(of wamids: [String]) async throws(StoreUnavailable) -> [String: MappedSend] {
         guard !wamids.isEmpty else { return [:] }
         let placed = wamids.map { (wamid: $0, place: self.wamids.place(of: $0)) }
         let client = self.client, legacy = readsOldLayout
@@ -170,8 +170,8 @@ extension RedisStore: StatusLedger {
             guard case .array(let items) = reply, items.count <= group.count else { throw StoreUnavailable("unexpected answer to the mapping script: \(reply)") }
             return group.indices.map { items.indices.contains($0) ? items[$0].string : nil }
         }
-        var found: [String: String] = [:]
-        for (wamid, id) in zip(wamids, ids) { if let id { found[wamid] = id } }
+        var found: [String: MappedSend] = [:]
+        for (wamid, stored) in zip(wamids, ids) { if let stored { found[wamid] = MappedSend(stored: stored) } }
         return found
     }
 
@@ -207,9 +207,9 @@ extension RedisStore: StatusLedger {
 }
 
 extension MemoryStore: StatusLedger {
-    public func internalIDs(of wamids: [String]) async throws(StoreUnavailable) -> [String: String] {
+    public func sends(of wamids: [String]) async throws(StoreUnavailable) -> [String: MappedSend] {
         try atomically { entries, _ in
-            Dictionary(uniqueKeysWithValues: wamids.compactMap { wamid in entries["wamid:\(wamid)"].map { (wamid, $0.value) } })
+            Dictionary(uniqueKeysWithValues: wamids.compactMap { wamid in entries["wamid:\(wamid)"].map { (wamid, MappedSend(stored: $0.value)) } })
         }
     }
 

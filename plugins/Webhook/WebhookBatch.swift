@@ -16,6 +16,10 @@ public struct WebhookBatch: Sendable, Equatable {
         public var conversation: JSONValue?
         /// Filled by `correlate_statuses`.
         public var internalID: String?
+        /// The traced send's `traceparent` (from the wamid mapping), filled by `correlate_statuses` when tracing is on.
+        public var sendTrace: String?
+        /// The trace its event goes on with (`TraceHeaders`), filled by `status_events` when tracing is on.
+        public var eventTrace: [String: String] = [:]
         /// False once `order_statuses` found it already published or behind a later status.
         public var publish = true
     }
@@ -87,7 +91,7 @@ public struct WebhookBatch: Sendable, Equatable {
             if let errors = status.errors { body["errors"] = errors }
             if let pricing = status.pricing { body["pricing"] = pricing }
             if let conversation = status.conversation { body["conversation"] = conversation }
-            events.append(PreparedEvent(routingKey: "delivery.\(status.status)", body: .object(body)))
+            events.append(PreparedEvent(routingKey: "delivery.\(status.status)", body: .object(body), traceHeaders: status.eventTrace))
         }
         for change in changes {
             events.append(PreparedEvent(routingKey: "webhook.\(change.field)", body: .object([

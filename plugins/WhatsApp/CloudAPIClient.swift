@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOSSL
 import PipelineKit
 import Synchronization
+import Tracing
 
 /// The `whatsapp_cloud_api` resource: one shared async-http-client with a bounded keep-alive pool.
 ///
@@ -27,6 +28,8 @@ public final class CloudAPIClient: CloudAPISender {
     /// Time to open a connection (TCP and TLS), and to wait for a free one: min(`timeout`, 5 s).
     private let connectTimeout: Duration
     private let problems = Mutex(Problems())
+    /// Whether sends are traced (a tracer was bootstrapped before the resource was built).
+    private let traced = MessageTracing().isOn
 
     /// What `health()` reports.
     private struct Problems {
@@ -53,6 +56,8 @@ public final class CloudAPIClient: CloudAPISender {
             httpClient = nil
         } else {
             var http = HTTPClient.Configuration()
+            // The send's client span is this resource's own (Meta's error code and the wamid on it), not the HTTP client's.
+            http.tracing.tracer = nil
             http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
             // By default async-http-client retries a failed connect with backoff and fails the waiting
             // requests only at their connect deadline, with the last error
@@ -84,6 +89,27 @@ public final class CloudAPIClient: CloudAPISender {
     /// Sends `request`; returns its wamid, or nil when the Cloud API accepted it (2xx) but its answer
     /// could not be read — the wamid then comes with the message's first status (SPEC 13).
     public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String? {
+        guard traced, let parent = ServiceContext.current else { return try await post(request, from: sender, logger: logger, span: nil) }
+        // A client span under the step's: the HTTP status, Meta's error code and the wamid on it.
+        let span = InstrumentationSystem.tracer.startSpan("POST /{version}/{phone_number_id}/messages", context: parent, ofKind: .client)
+        defer { span.end() }
+        span.attributes["http.request.method"] = "POST"
+        span.attributes["url.template"] = "/{version}/{phone_number_id}/messages"
+        span.attributes["whatsapp.phone_number_id"] = sender
+        do {
+            let wamid = try await post(request, from: sender, logger: logger, span: span)
+            if let wamid { span.attributes["whatsapp.wamid"] = wamid }
+            return wamid
+        } catch {
+            if let status = error.status { span.attributes["http.response.status_code"] = status }
+            if let code = error.code { span.attributes["whatsapp.error.code"] = code }
+            span.attributes["error.type"] = error.kind.rawValue
+            span.setStatus(SpanStatus(code: .error, message: error.reason))
+            throw error
+        }
+    }
+
+    private func post(_ request: PreparedRequest, from sender: String, logger: Logger, span: (any Span)?) async throws(CloudAPIFailure) -> String? {
         guard let token = configuration.token(for: sender) else {
             throw CloudAPIFailure(.senderRejected, status: nil, code: nil, reason: "no access token for sender \(sender): set `access_token` or `access_tokens.\(sender)`")
         }
@@ -113,6 +139,7 @@ public final class CloudAPIClient: CloudAPISender {
         } catch {
             return try transportFailure(error, exchange.progress, logger: logger)
         }
+        span?.attributes["http.response.status_code"] = answer.status
         let reading = answer.body.withUnsafeReadableBytes { body in
             Self.read(status: answer.status, headers: answer.headers, body: body, truncated: answer.truncated)
         }

@@ -23,10 +23,17 @@ struct RunCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitStatus.invalid
         }
-        LoggingSetup.bootstrap(settings.logging)
+        LoggingSetup.bootstrap(settings.logging, traced: TracingSetup.isRequested(by: environment))
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
         let logger = Logger(label: "outbound-worker")
+        let tracing: (any Service)?
+        do {
+            tracing = try TracingSetup.bootstrap(environment, logger: logger)
+        } catch {
+            logger.error("cannot start: tracing (OTEL_*): \(error)")
+            throw ExitStatus.invalid
+        }
 
         let file = options.file(environment)
         let variant = options.variant(environment)
@@ -66,8 +73,9 @@ struct RunCommand: AsyncParsableCommand {
         }
         let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, sink: sink, logger: logger)
         logger.info("starting", metadata: ["pipeline": .string(definition.name), "digest": .string(definition.digest), "worker_id": .string(assembler.workerID)])
+        // The exporter first: a group stops its services last to first, so the spans of the drain are still exported.
         var configuration = ServiceGroupConfiguration(
-            services: [
+            services: (tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                 .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics)),
                 .init(service: ReloadService(registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
                                              assembler: assembler, host: host, worker: worker, logger: logger)),

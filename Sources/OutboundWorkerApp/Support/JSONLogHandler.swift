@@ -88,13 +88,14 @@ public struct JSONLogHandler: LogHandler {
 
 /// Sets up swift-log once, from `LOG_LEVEL` and `LOG_FORMAT`; every line goes to standard output.
 public enum LoggingSetup {
-    static func bootstrap(_ settings: ProcessSettings.Logging) {
+    static func bootstrap(_ settings: ProcessSettings.Logging, traced: Bool = false) {
+        let provider = traced ? Logger.MetadataProvider.multiplex([MessageLogContext.metadataProvider, TracingSetup.metadataProvider]) : MessageLogContext.metadataProvider
         LoggingSystem.bootstrap({ label, provider in
             var handler: any LogHandler = settings.json
                 ? JSONLogHandler(label: label, metadataProvider: provider)
                 : StreamLogHandler.standardOutput(label: label, metadataProvider: provider)
             handler.logLevel = settings.level
             return handler
-        }, metadataProvider: MessageLogContext.metadataProvider)
+        }, metadataProvider: provider)
     }
 }

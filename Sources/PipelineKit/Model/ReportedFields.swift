@@ -19,10 +19,14 @@ public enum AccompanyingEventsKey: MessageValueKey {
 public struct PreparedEvent: Sendable, Equatable {
     public var routingKey: String
     public var body: JSONValue
+    /// The trace the event goes on with (`TraceHeaders`, e.g. a status's, in the trace of its send);
+    /// empty: the message's own, when it is traced.
+    public var traceHeaders: [String: String]
 
-    public init(routingKey: String, body: JSONValue) {
+    public init(routingKey: String, body: JSONValue, traceHeaders: [String: String] = [:]) {
         self.routingKey = routingKey
         self.body = body
+        self.traceHeaders = traceHeaders
     }
 }
 

@@ -12,10 +12,13 @@ public struct Delivery: Sendable {
     public var carried: [String: String]
     /// The lane it came from (nil: the source has no lanes).
     public var lane: Lane?
+    /// The W3C trace context the source received with it (`traceparent`, `tracestate`; `TraceHeaders`), empty when none.
+    public var traceHeaders: [String: String]
     /// The source's own handle on the delivery, given back to it in `settle`.
     public var receipt: any Sendable
 
-    public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], lane: Lane? = nil, receipt: any Sendable) {
+    public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], lane: Lane? = nil, traceHeaders: [String: String] = [:], receipt: any Sendable) {
+        self.traceHeaders = traceHeaders
         self.body = body
         self.lane = lane
         self.attemptsMade = attemptsMade

@@ -288,7 +288,13 @@ public struct PipelineExecutor: Sendable {
         return .requeue(after: pause.length, step: step, reason: reason, pause: scope)
     }
 
+    /// Runs the step (in its own span when the message is traced).
     private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
+        guard let trace = message.trace else { return try await performUntraced(bound, &message, context, internalID: internalID) }
+        return try await MessageTracing.step(bound.name, of: trace) { try await performUntraced(bound, &message, context, internalID: internalID) }
+    }
+
+    private func performUntraced(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
         guard bound.irreversible else {
             return try await MessageLogContext.during(internalID, step: bound.name) {
                 try await bound.step.run(&message, context)

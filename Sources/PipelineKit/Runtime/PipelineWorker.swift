@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Tracing
 
 /// The worker loop: takes deliveries from a `Source`, runs each through the current pipeline
 /// with at most `concurrency` running at once, parks waiting messages, carries out each
@@ -32,6 +33,7 @@ public final class PipelineWorker: Service, Sendable {
     private let reportRetry: EscalationPolicy
     private let inFlight = Meter(label: "outbound_messages_in_flight")
     private let connectedGauge = Gauge(label: "outbound_source_connected")
+    private let tracing = MessageTracing()
 
     public init(source: any Source, pipelines: any PipelineProvider, configuration: WorkerConfiguration, flow: FlowControl, sink: (any OutcomeSink)? = nil,
                 reportRetry: EscalationPolicy = EscalationPolicy(first: .seconds(1), factor: 2, cap: .seconds(30)), logger: Logger) {
@@ -137,8 +139,21 @@ public final class PipelineWorker: Service, Sendable {
         }
         let (executor, done) = pipelines.checkout()
         defer { done() }
+        guard let span = tracing.startDelivery(delivery, pipeline: executor.pipelineName) else {
+            return await run(delivery, rank: rank, executor: executor, span: nil)
+        }
+        defer { span.end() }
+        await ServiceContext.withValue(span.context) { await run(delivery, rank: rank, executor: executor, span: span) }
+    }
+
+    /// Runs a delivery that holds a permit through `executor` until it is settled (`span`: its trace, when tracing is on).
+    private func run(_ delivery: Delivery, rank: Int, executor: PipelineExecutor, span: (any Span)?) async {
         inFlight.increment()
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
+        if let span {
+            message.trace = span.context
+            if let id = message.internalID { span.attributes["outbound.internal_id"] = id }
+        }
         if let maxAge = configuration.maxAge {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
         }
@@ -177,6 +192,7 @@ public final class PipelineWorker: Service, Sendable {
                 inFlight.increment()
                 continue
             }
+            span?.attributes["outbound.outcome"] = decision.outcomeName
             if reported {
                 await settle(delivery, as: decision, run: run, executor: executor)
                 inFlight.decrement()

@@ -1,0 +1,67 @@
+import Tracing
+
+/// Traces of messages (W3C trace context, through `swift-distributed-tracing`): a span per
+/// delivery that continues the trace its source received (`Delivery.traceHeaders`), and under it
+/// a span per step; steps and clients add their own under the step's (`ServiceContext.current`).
+///
+/// Off unless a tracer was bootstrapped (`InstrumentationSystem.bootstrap`) before the worker was
+/// built: then `isOn` is false and nothing here runs — no span, no extraction, no task-local.
+public struct MessageTracing: Sendable {
+    public let isOn: Bool
+
+    public init() {
+        isOn = !(InstrumentationSystem.tracer is NoOpTracer)
+    }
+
+    /// The span of one delivery (`process {pipeline}`, a consumer span), continuing the trace the
+    /// source received with it; nil when tracing is off.
+    func startDelivery(_ delivery: Delivery, pipeline: String) -> (any Span)? {
+        guard isOn else { return nil }
+        let parent = delivery.traceHeaders.isEmpty ? ServiceContext.topLevel : TraceHeaders.context(of: delivery.traceHeaders)
+        let span = InstrumentationSystem.tracer.startSpan("process \(pipeline)", context: parent, ofKind: .consumer)
+        span.attributes["messaging.operation.type"] = "process"
+        span.attributes["outbound.attempt"] = delivery.attemptsMade + 1
+        if let lane = delivery.lane { span.attributes["outbound.lane"] = lane.name }
+        return span
+    }
+
+    /// Runs a step of a traced message in its own span (named after the step), current for the
+    /// step's work: a failure marks it as an error.
+    static func step<Result>(_ name: String, of message: ServiceContext, _ operation: () async throws -> Result) async throws -> Result {
+        let span = InstrumentationSystem.tracer.startSpan(name, context: message)
+        defer { span.end() }
+        do {
+            return try await ServiceContext.withValue(span.context) { try await operation() }
+        } catch {
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+            throw error
+        }
+    }
+}
+
+/// W3C trace-context headers (`traceparent`, `tracestate`) as strings, the way sources and sinks
+/// carry them (AMQP headers, HTTP headers): what an `Instrument` reads from and writes into.
+public enum TraceHeaders {
+    /// The headers of `context` (empty when it has no span, or tracing is off).
+    public static func of(_ context: ServiceContext) -> [String: String] {
+        var headers: [String: String] = [:]
+        InstrumentationSystem.instrument.inject(context, into: &headers, using: Injector())
+        return headers
+    }
+
+    /// The context `headers` carry, on top of `base` (as received: a parent for new spans).
+    public static func context(of headers: [String: String], base: ServiceContext = .topLevel) -> ServiceContext {
+        var context = base
+        InstrumentationSystem.instrument.extract(headers, into: &context, using: Extractor())
+        return context
+    }
+
+    struct Extractor: Instrumentation.Extractor {
+        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+    }
+
+    struct Injector: Instrumentation.Injector {
+        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+    }
+}

@@ -1,0 +1,120 @@
+import AMQPClient
+import Foundation
+import PipelineKit
+import Synchronization
+import Testing
+import TestSupport
+
+/// Traces (swift-otel, OTLP/HTTP to a local receiver): a message published with a W3C
+/// `traceparent` is one trace from that publish through the steps and the Cloud API call to its
+/// delivery status, handled by the statuses pipeline; its events carry the trace on.
+@Suite(.serialized) struct TracingTests {
+    /// The variables that turn tracing on, exporting to `endpoint` often.
+    static func tracing(to endpoint: String) -> [String: String] {
+        ["OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100"]
+    }
+
+    @Test func aPublishedMessageIsOneTraceFromItsTraceparentToItsDeliveryStatus() async throws {
+        let receiver = OTLPReceiver()
+        let endpoint = try await receiver.start()
+        let statuses = try await WebhookTests.Statuses()
+        let e2e = statuses.e2e
+        let outboundEvents = EventsTests.EventQueue()
+        try await outboundEvents.bind(e2e.inspector)
+        let accepted = AcceptedSends()
+        e2e.server.onAccepted { accepted.add($0) }
+        let worker = try await e2e.startWorker(extra: Self.tracing(to: endpoint).merging(["OUTBOUND_EVENTS_EXCHANGE": outboundEvents.exchange]) { $1 })
+        try await statuses.start(Self.tracing(to: endpoint))
+
+        // The upstream service's publish span.
+        let traceID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let publishSpan = "00f067aa0ba902b7"
+        try await e2e.inspector.publish([e2e.textMessage(1)], to: e2e.queue, headers: ["traceparent": .string("00-\(traceID)-\(publishSpan)-01")])
+        let event = try await e2e.inspector.drain(outboundEvents.queue, expecting: 1)
+        #expect(event.count == 1)
+        #expect(Self.traceID(of: event.first) == traceID, "the outcome event carries the trace on: \(String(describing: event.first?.properties.headers))")
+        guard let send = accepted.all.first else {
+            Issue.record("not sent")
+            return
+        }
+        // Meta posts the status; the statuses pipeline continues the send's trace from the wamid mapping.
+        #expect(try await statuses.post(WebhookTests.statuses([(send.wamid, "delivered", send.callbackData)])) == 200)
+        let statusEvent = try await statuses.events.take(e2e.inspector, expecting: 1)
+        #expect(statusEvent.map(\.routingKey) == ["delivery.delivered"])
+
+        do {
+            // (Each worker exports on its own schedule: the status's span may come before the send's last ones.)
+            try await poll("the delivery's, the last step's and the status's spans exported") {
+                let names = Set(receiver.spans.filter { $0.traceID == traceID }.map(\.name))
+                return names.isSuperset(of: ["process whatsapp-outbound", "mark_completed", "delivery.delivered"])
+            }
+        } catch {
+            let metrics = await statuses.worker?.text("/metrics") ?? ""
+            Issue.record("metrics: \(metrics.split(separator: "\n").filter { $0.contains("webhook") && !$0.hasPrefix("#") })")
+            Issue.record("spans exported: \(receiver.spans.map { "\($0.name) \($0.traceID == traceID ? "in" : "outside") the trace" }); statuses log: \(statuses.worker?.log.suffix(3000) ?? "")")
+            throw error
+        }
+        let trace = receiver.spans.filter { $0.traceID == traceID }
+        let byID = Dictionary(trace.map { ($0.spanID, $0) }) { first, _ in first }
+        guard let process = trace.first(where: { $0.name == "process whatsapp-outbound" }) else {
+            Issue.record("no span for the delivery: \(trace.map(\.name))")
+            return
+        }
+        #expect(process.parentSpanID == publishSpan, "the delivery's span continues the publish")
+        #expect(process.kind == 5 && process.attributes["outbound.internal_id"] == e2e.id(1) && process.attributes["outbound.outcome"] == "completed")
+        let steps = trace.filter { $0.parentSpanID == process.spanID }.map(\.name)
+        for step in ["validate", "idempotency", "transform", "dispatch", "mark_completed"] {
+            #expect(steps.contains(step), "a span for step \(step): \(steps)")
+        }
+        let call = trace.first { $0.kind == 3 }
+        #expect(call?.name == "POST /{version}/{phone_number_id}/messages")
+        #expect(call?.attributes["http.response.status_code"] == "200" && call?.attributes["whatsapp.wamid"] == send.wamid)
+        #expect(call.flatMap { $0.parentSpanID.flatMap { byID[$0] } }?.name == "dispatch", "the Cloud API call under the dispatch step")
+        let status = trace.first { $0.name == "delivery.delivered" }
+        #expect(status?.parentSpanID == process.spanID, "the delivery status in the send's trace, under its delivery")
+        #expect(status?.attributes["whatsapp.wamid"] == send.wamid)
+        #expect(status?.links.isEmpty == false, "linked to the webhook's own trace")
+        #expect(worker.log.contains(#""trace_id":"\#(traceID)""#), "the message's log lines carry its trace_id")
+
+        try await worker.stop()
+        receiver.stop()
+        try await statuses.cleanUp()
+        await e2e.inspector.delete([outboundEvents.queue])
+    }
+
+    /// A retry goes round the broker as a copy with the message's headers: its next attempt is in
+    /// the same trace, under the same publish.
+    @Test func aRetriedMessagesAttemptsAreInOneTrace() async throws {
+        let receiver = OTLPReceiver()
+        let endpoint = try await receiver.start()
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { number, _ in number == 1 ? .error(status: 503, code: nil, message: "Service unavailable") : .success }
+        let worker = try await e2e.startWorker(extra: Self.tracing(to: endpoint))
+        let traceID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        try await e2e.inspector.publish([e2e.textMessage(1)], to: e2e.queue, headers: ["traceparent": .string("00-\(traceID)-00f067aa0ba902b7-01")])
+        try await poll("both attempts exported") { receiver.spans.filter { $0.traceID == traceID && $0.name.hasPrefix("process ") }.count >= 2 }
+        let attempts = receiver.spans.filter { $0.traceID == traceID && $0.name.hasPrefix("process ") }.sorted { ($0.attributes["outbound.attempt"] ?? "") < ($1.attributes["outbound.attempt"] ?? "") }
+        #expect(attempts.map { $0.attributes["outbound.attempt"] } == ["1", "2"])
+        #expect(attempts.map { $0.attributes["outbound.outcome"] } == ["retry", "completed"])
+        #expect(attempts.allSatisfy { $0.parentSpanID == "00f067aa0ba902b7" }, "each attempt under the upstream publish")
+        let calls = receiver.spans.filter { $0.traceID == traceID && $0.kind == 3 }.map { $0.attributes["http.response.status_code"] }
+        #expect(calls.sorted { ($0 ?? "") < ($1 ?? "") } == ["200", "503"], "each Cloud API call with its HTTP status")
+        try await worker.stop()
+        receiver.stop()
+        await e2e.cleanUp()
+    }
+
+    /// The trace id of a delivery's `traceparent` header.
+    static func traceID(of delivery: AMQPDelivery?) -> String? {
+        guard let header = delivery?.properties.headers["traceparent"]?.stringValue else { return nil }
+        let parts = header.split(separator: "-")
+        return parts.count == 4 ? String(parts[1]) : nil
+    }
+
+    /// The sends the stand-in accepted.
+    final class AcceptedSends: Sendable {
+        private let accepted = Mutex<[CloudAPIStandInServer.Accepted]>([])
+        func add(_ send: CloudAPIStandInServer.Accepted) { accepted.withLock { $0.append(send) } }
+        var all: [CloudAPIStandInServer.Accepted] { accepted.withLock { $0 } }
+    }
+}
