@@ -9,9 +9,12 @@ import TestSupport
 /// `traceparent` is one trace from that publish through the steps and the Cloud API call to its
 /// delivery status, handled by the statuses pipeline; its events carry the trace on.
 @Suite(.serialized) struct TracingTests {
-    /// The variables that turn tracing on, exporting to `endpoint` often.
+    /// The variables that turn tracing on, exporting to `endpoint` often; with the variables of
+    /// swift-otel's other signals set as a deployment may have them (they must not start its metrics
+    /// or logs: a second bootstrap of either would end the process).
     static func tracing(to endpoint: String) -> [String: String] {
-        ["OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100"]
+        ["OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100",
+         "OTEL_SDK_DISABLED": "false", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp"]
     }
 
     @Test func aPublishedMessageIsOneTraceFromItsTraceparentToItsDeliveryStatus() async throws {

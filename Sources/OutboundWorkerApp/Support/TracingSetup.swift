@@ -26,9 +26,19 @@ enum TracingSetup {
         configuration.logs.enabled = false
         configuration.metrics.enabled = false
         configuration.diagnosticLogger = .custom(logger)
-        // Variables of the other signals are not passed on: they could turn on a second metrics or logging backend.
-        let tracing = environment.filter { !$0.key.hasPrefix("OTEL_METRICS_") && !$0.key.hasPrefix("OTEL_LOGS_") && !$0.key.hasPrefix("OTEL_METRIC_") }
-        return try OTel.bootstrap(configuration: configuration, environment: tracing)
+        return try OTel.bootstrap(configuration: configuration, environment: tracingVariables(of: environment))
+    }
+
+    /// The variables swift-otel is given: those of traces, their export and the resource only. Any
+    /// other could turn on its metrics or logs (`OTEL_SDK_DISABLED=false` does, for every signal),
+    /// a second bootstrap of swift-metrics or swift-log, which ends the process.
+    static func tracingVariables(of environment: [String: String]) -> [String: String] {
+        environment.filter { name, _ in
+            guard name.hasPrefix("OTEL_") else { return false }
+            if name.hasPrefix("OTEL_EXPORTER_OTLP_") { return !name.hasPrefix("OTEL_EXPORTER_OTLP_METRICS_") && !name.hasPrefix("OTEL_EXPORTER_OTLP_LOGS_") }
+            return name.hasPrefix("OTEL_TRACES_") || name.hasPrefix("OTEL_BSP_")
+                || ["OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_PROPAGATORS", "OTEL_LOG_LEVEL"].contains(name)
+        }
     }
 
     /// Log metadata for a traced message: `trace_id`, `span_id` of the span the line is written in.
