@@ -20,7 +20,8 @@ extension StepPlugin {
                 lease: settings[IdempotencySettings.lease],
                 onDuplicate: settings[IdempotencySettings.onDuplicate],
                 onInFlight: settings[IdempotencySettings.onInFlight],
-                orphanAge: context.pipeline.slowestCall.map { $0.timeout + .seconds(1) })
+                orphanAge: context.pipeline.slowestCall.map { $0.timeout + .seconds(1) },
+                sendTimeout: context.pipeline.slowestCall?.timeout)
         }
     )
 

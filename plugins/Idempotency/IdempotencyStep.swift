@@ -33,9 +33,12 @@ public struct IdempotencyStep: Step {
     /// How old this worker's own `processing` value must be, with no message of it holding the key, to
     /// be taken over (`LocalClaims`): longer than a send that went on without its claim can take.
     public var orphanAge: Duration
+    /// The longest a send of the pipeline may take (its resource's `timeout`): a send must start this
+    /// long before the lease runs out.
+    public var sendTimeout: Duration
 
     public init(store: any IdempotencyStore, key: KeyTemplate, ttl: Duration, lease: Duration, onDuplicate: DuplicatePolicy, onInFlight: InFlightPolicy,
-                orphanAge: Duration? = nil) {
+                orphanAge: Duration? = nil, sendTimeout: Duration? = nil) {
         self.store = store
         self.key = key
         self.ttl = ttl
@@ -43,12 +46,14 @@ public struct IdempotencyStep: Step {
         self.onDuplicate = onDuplicate
         self.onInFlight = onInFlight
         self.orphanAge = min(lease, orphanAge ?? lease)
+        self.sendTimeout = sendTimeout ?? .zero
         Counter.registerIdempotencySeries()
         InDoubtWaits.register()
     }
 
-    /// The claim is this message's until its lease runs out: after that another worker's copy takes it over.
-    public var heldFor: Duration? { lease }
+    /// The claim is this message's until its lease runs out (then another worker's copy takes it
+    /// over), and a send that starts must end before: the lease less the send's timeout.
+    public var heldFor: Duration? { max(.zero, lease - sendTimeout) }
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let key = try renderKey(key, message)

@@ -50,11 +50,13 @@ public protocol Step: Sendable {
     /// between the acknowledgement and this call skips it: keep it to what may be lost. Default: nothing.
     func settled(_ message: Message, _ context: StepContext) async
 
-    /// How long what `run` took stays this message's alone — an idempotency claim's lease, after
-    /// which another worker may take the message over; nil (default): as long as the run lasts.
+    /// How long after `run` starts the irreversible step may still start with what `run` took
+    /// being this message's alone — an idempotency claim: its lease (after which another worker may
+    /// take the message over) less the send's timeout; nil (default): as long as the run lasts.
     /// The runtime keeps a message that waits after this step in memory only while its wait ends
-    /// within the first half of it (the rest is for the steps after the wait); a longer wait, or
-    /// one that adds up past it, goes round the source, and `undo` gives back what `run` took.
+    /// within it, less a margin for the steps between the wait and the send (a quarter, at most
+    /// 1 s); a longer wait, or waits that add up past it, go round the source, and `undo` gives
+    /// back what `run` took.
     var heldFor: Duration? { get }
 
     /// Fields the outcome report carries for every message valid enough to pass a step, unless a
