@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PipelineKit
+import Synchronization
 import Testing
 
 @Suite struct ExecutorTests {
@@ -288,6 +289,43 @@ import Testing
         #expect(broken.parseError?.contains("not valid JSON") == true)
         let deep = Message(body: Array((String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)).utf8))
         #expect(deep.payload == nil)
+    }
+
+    /// Holds the message's claim through a send in doubt (as the idempotency step does) and notes its undo.
+    struct ClaimHolder: Step {
+        let undone: Fixtures.UndoLog
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome { .next }
+        func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool { true }
+        func undo(_ message: Message, _ context: StepContext) async { undone.append(context.stepName) }
+    }
+
+    /// A step skipped under `fail_open` before a send in doubt runs again when the message goes on
+    /// from the step holding its claim; when it passes then, it is undone like any step that passed
+    /// (it used to stay marked skipped: what it took was never given back).
+    @Test func aStepSkippedBeforeASendInDoubtIsUndoneWhenItPassesOnTheRunAgain() async throws {
+        let undo = Fixtures.UndoLog()
+        let cacheRuns = Mutex(0), sendRuns = Mutex(0)
+        let executor = Self.pipeline([
+            Self.bound("claim", ClaimHolder(undone: undo)),
+            Self.bound("cache", Fixtures.Recorder(outcome: { _ in
+                guard cacheRuns.withLock({ runs in runs += 1; return runs }) > 1 else { throw StepFailure(.unavailable, "down") }
+                return .next
+            }, undone: undo), degradation: .failOpen),
+            Self.bound("send", Fixtures.Recorder(outcome: { _ in
+                let first = sendRuns.withLock { runs in runs += 1; return runs == 1 }
+                throw first ? StepFailure(.inDoubt, "answer lost") : StepFailure(.permanent, "refused")
+            }, undone: nil), irreversible: true),
+        ])
+        var run = PipelineRun(Message(body: Array(#"{"internalId":"d"}"#.utf8)))
+        guard case .waiting(let wait) = await executor.advance(&run), wait.reason == .inDoubt else {
+            Issue.record("the send in doubt goes back to the claim's holder")
+            return
+        }
+        guard case .decided(.deadLetter) = await executor.advance(&run) else {
+            Issue.record("refused on the second try")
+            return
+        }
+        #expect(undo.all == ["cache", "claim"], "what the steps took is given back, last first: \(undo.all)")
     }
 }
 

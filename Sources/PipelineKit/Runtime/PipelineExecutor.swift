@@ -46,6 +46,7 @@ public struct PipelineRun: Sendable {
     fileprivate mutating func rewind(to index: Int) {
         next = index
         holds.removeAll { $0.step >= index }
+        skipped.removeAll { $0 >= index }
     }
 
     fileprivate mutating func waiting(at index: Int, _ wait: Wait) {
