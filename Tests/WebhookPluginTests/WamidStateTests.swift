@@ -150,6 +150,8 @@ import WebhookPlugin
         #expect(try await store.settle([SettledSend(key: key, wamid: wamid, internalID: "t1")], at: Date()) == 0, "completed already")
         #expect(try await store.sends(of: [wamid])[wamid]?.traceparent == traceparent, "the status kept the send's trace")
         #expect(MappedSend(stored: "t1") == MappedSend(internalID: "t1"), "a mapping without a trace, as before")
+        #expect(MappedSend(stored: "order 42") == MappedSend(internalID: "order 42"), "an internalId with a space (no validate step) reads back whole")
+        #expect(MappedSend(stored: "order 42 \(traceparent)") == MappedSend(internalID: "order 42", traceparent: traceparent))
     }
 
     /// A bucket grown past 256 fields (too few buckets for the volume) is pruned by sampling as it is written.

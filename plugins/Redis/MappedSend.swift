@@ -1,6 +1,7 @@
 /// What the wamid mapping holds for a send (`mark_completed` writes it, the statuses pipeline reads
 /// it): the send's internalId and, when the send was traced, its W3C `traceparent`, so a status
-/// continues the send's trace.
+/// continues the send's trace. (A statuses worker older than this reads a traced mapping as one
+/// internalId: upgrade the statuses pipeline before turning tracing on.)
 public struct MappedSend: Sendable, Equatable {
     public var internalID: String
     public var traceparent: String?
@@ -10,14 +11,22 @@ public struct MappedSend: Sendable, Equatable {
         self.traceparent = traceparent
     }
 
-    /// Reads a stored mapping: the internalId, then a space and the traceparent when there is one
-    /// (an internalId has no space: SPEC 3; a mapping written without a trace is the internalId alone).
+    /// Reads a stored mapping: the internalId, then a space and the traceparent when there is one.
+    /// Only a well-formed W3C traceparent after the last space counts as one: an internalId that
+    /// holds spaces (no `validate` step checks it) reads back whole.
     public init(stored: String) {
-        guard let space = stored.firstIndex(of: " ") else {
+        guard let space = stored.lastIndex(of: " "), case let trace = stored[stored.index(after: space)...], Self.isTraceparent(trace) else {
             self.init(internalID: stored)
             return
         }
-        self.init(internalID: String(stored[..<space]), traceparent: String(stored[stored.index(after: space)...]))
+        self.init(internalID: String(stored[..<space]), traceparent: String(trace))
+    }
+
+    /// `vv-<32 hex>-<16 hex>-ff`, lowercase (W3C trace context).
+    static func isTraceparent(_ text: Substring) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        let lowerHex = { (part: Substring) in part.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) } }
+        return parts.map(\.count) == [2, 32, 16, 2] && parts.allSatisfy(lowerHex)
     }
 
     /// As stored.
