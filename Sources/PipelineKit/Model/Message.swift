@@ -1,5 +1,4 @@
 import Foundation
-import Tracing
 
 /// One message travelling through a pipeline: the delivered bytes, its parsed JSON,
 /// and typed values that steps hand to later steps.
@@ -27,7 +26,7 @@ public struct Message: Sendable {
     public var firstSeen: Date?
     /// The message's trace (the span of its delivery) when tracing is on: steps put it on what
     /// they hand on (an event, a stored mapping) so the trace goes on there. Nil when off.
-    public var trace: ServiceContext?
+    public var trace: MessageTrace?
 
     public init(body: [UInt8], attempt: Int = 1, notAfter: Date? = nil, carried: [String: String] = [:], lane: Lane? = nil, firstSeen: Date? = nil) {
         self.body = body

@@ -19,6 +19,7 @@ public struct MessageTracing: Sendable {
         guard isOn else { return nil }
         let parent = delivery.traceHeaders.isEmpty ? ServiceContext.topLevel : TraceHeaders.context(of: delivery.traceHeaders)
         let span = InstrumentationSystem.tracer.startSpan("process \(pipeline)", context: parent, ofKind: .consumer)
+        guard span.isRecording else { return span }
         span.attributes["messaging.operation.type"] = "process"
         span.attributes["outbound.attempt"] = delivery.attemptsMade + 1
         if let lane = delivery.lane { span.attributes["outbound.lane"] = lane.name }
@@ -37,6 +38,19 @@ public struct MessageTracing: Sendable {
             span.setStatus(SpanStatus(code: .error, message: "\(error)"))
             throw error
         }
+    }
+}
+
+/// A message's trace: the context of its delivery's span, and whether that span is recorded.
+public struct MessageTrace: Sendable {
+    public var context: ServiceContext
+    /// False for a trace not sampled: its context still goes on (an event carries it) but nothing
+    /// makes spans of it or keeps it — what a sampled-out message costs stays near nothing.
+    public var isRecorded: Bool
+
+    public init(context: ServiceContext, isRecorded: Bool) {
+        self.context = context
+        self.isRecorded = isRecorded
     }
 }
 

@@ -291,8 +291,8 @@ public struct PipelineExecutor: Sendable {
 
     /// Runs the step (in its own span when the message is traced).
     private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
-        guard let trace = message.trace else { return try await performUntraced(bound, &message, context, internalID: internalID) }
-        return try await MessageTracing.step(bound.name, of: trace) { try await performUntraced(bound, &message, context, internalID: internalID) }
+        guard let trace = message.trace, trace.isRecorded else { return try await performUntraced(bound, &message, context, internalID: internalID) }
+        return try await MessageTracing.step(bound.name, of: trace.context) { try await performUntraced(bound, &message, context, internalID: internalID) }
     }
 
     private func performUntraced(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {

@@ -143,6 +143,8 @@ public final class PipelineWorker: Service, Sendable {
             return await run(delivery, rank: rank, executor: executor, span: nil)
         }
         defer { span.end() }
+        // A trace not sampled goes on (events carry its context) but is not current: nothing makes spans of it.
+        guard span.isRecording else { return await run(delivery, rank: rank, executor: executor, span: span) }
         await ServiceContext.withValue(span.context) { await run(delivery, rank: rank, executor: executor, span: span) }
     }
 
@@ -151,8 +153,8 @@ public final class PipelineWorker: Service, Sendable {
         inFlight.increment()
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
         if let span {
-            message.trace = span.context
-            if let id = message.internalID { span.attributes["outbound.internal_id"] = id }
+            message.trace = MessageTrace(context: span.context, isRecorded: span.isRecording)
+            if span.isRecording, let id = message.internalID { span.attributes["outbound.internal_id"] = id }
         }
         if let maxAge = configuration.maxAge {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
