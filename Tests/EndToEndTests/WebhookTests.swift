@@ -160,7 +160,7 @@ import TestSupport
         try await statuses.start(["REDIS_CLUSTER": TestServices.redisCluster.map(\.description).joined(separator: ",")])
         let prefix = uniqueName("c")
         let cluster = RedisStore(client: RedisClient(configuration: RedisConfiguration(cluster: TestServices.redisCluster)), logger: Logger(label: "test"))
-        try await cluster.mapWamids((0..<40).map { ("\(prefix).\($0)", "order-\($0)", 600) })
+        try await cluster.mapWamids((0..<40).map { ("\(prefix).\($0)", MappedSend(internalID: "order-\($0)"), 600) })
         let delivered = Self.statuses((0..<40).map { ("\(prefix).\($0)", "delivered", "order-\($0)") })
         #expect(try await statuses.post(delivered) == 200)
         #expect(try await statuses.events.take(statuses.e2e.inspector, expecting: 40).allSatisfy { $0.routingKey == "delivery.delivered" })

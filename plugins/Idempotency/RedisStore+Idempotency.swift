@@ -158,7 +158,7 @@ extension RedisStore: IdempotencyStore {
         // written first (true whatever becomes of the key), so a completion never goes without it.
         let together = client.isCluster ? nil : place
         if client.isCluster, let mapping, place != nil {
-            try await mapWamids([(mapping.wamid, mapping.send.stored, max(1, Int(ttl.components.seconds)))])
+            try await mapWamids([(mapping.wamid, mapping.send, max(1, Int(ttl.components.seconds)))])
         }
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.completeScript, keys: [key] + (together.map { [$0.key] } ?? []),

@@ -86,7 +86,7 @@ extension RedisStore: SendSettlement {
                   settled.count == group.count, left.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
             return zip(settled, left).map { (settled: $0.integer == 1, left: $1.integer ?? 0) }
         }
-        try await mapWamids(zip(sends, answers).filter { $0.1.left > 0 }.map { ($0.0.wamid, $0.0.internalID, $0.1.left) }, keepExisting: true)
+        try await mapWamids(zip(sends, answers).filter { $0.1.left > 0 }.map { ($0.0.wamid, MappedSend(internalID: $0.0.internalID), $0.1.left) }, keepExisting: true)
         return answers.count(where: \.settled)
     }
 }

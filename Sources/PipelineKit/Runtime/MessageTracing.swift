@@ -64,9 +64,9 @@ public enum TraceHeaders {
         return headers
     }
 
-    /// The context `headers` carry, on top of `base` (as received: a parent for new spans).
-    public static func context(of headers: [String: String], base: ServiceContext = .topLevel) -> ServiceContext {
-        var context = base
+    /// The context `headers` carry (as received: a parent for new spans).
+    public static func context(of headers: [String: String]) -> ServiceContext {
+        var context = ServiceContext.topLevel
         InstrumentationSystem.instrument.extract(headers, into: &context, using: Extractor())
         return context
     }
