@@ -92,8 +92,9 @@ final class Bench {
     /// Starts `processes` copies of `subject` on `queue`, each with `concurrency` messages in flight.
     /// The worker paces every sender (through Redis) at a limit far above any rate here, so pacing
     /// costs what it costs but never binds; `pacing: false` turns it off. `tracing`: every message
-    /// traced, the spans exported to the stand-in (OTLP/HTTP).
-    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", tracing: Bool = false) throws -> [pid_t] {
+    /// traced, the spans exported to the stand-in (OTLP/HTTP). `worker`: another build of the worker than `--worker`.
+    func start(_ subject: Subject, queue: String, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", tracing: Bool = false,
+               worker: String? = nil) throws -> [pid_t] {
         try (0..<processes).map { index in
             let log = folder.appendingPathComponent("\(queue)-\(index).log").path
             switch subject {
@@ -107,7 +108,7 @@ final class Bench {
                       whatsapp:
                         with: { max_connections: 64, throughput: 100000, pacing: \(pacing) }
                     """.write(to: variantFile, atomically: true, encoding: .utf8)
-                return try spawn([options.worker, "run"], environment: [
+                return try spawn([worker ?? options.worker, "run"], environment: [
                     "PIPELINE_FILE": folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": variant,
                     "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(options.redisPort),
                     "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055",
@@ -211,11 +212,12 @@ final class Bench {
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.
     /// `cluster`: the seeds of a Redis Cluster for the worker (empty: the single Redis).
     func measureDrain(_ subject: Subject, count: Int, concurrency: Int, processes: Int = 1, pacing: Bool = true, cluster: String = "", tracing: Bool = false,
-                      label: String) async throws -> DrainResult {
+                      worker: String? = nil, label: String) async throws -> DrainResult {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
-        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing, cluster: cluster, tracing: tracing)
+        let pids = try start(subject, queue: queue, concurrency: concurrency, processes: processes, pacing: pacing, cluster: cluster, tracing: tracing,
+                             worker: worker)
         let result: DrainResult
         do {
             result = try await drain(load, queue: queue, pids: pids)

@@ -21,6 +21,9 @@ struct Options {
         case redisCluster = "redis-cluster"
         /// The worker with tracing on against off, A B A B (`scripts/bench tracing`).
         case tracing
+        /// The worker built from this tree against another build of it (`--worker-before`), A B A B:
+        /// what one change buys (`scripts/bench builds -- --worker-before /tmp/outbound-worker.before`).
+        case builds
     }
 
     var mode = Mode.compare
@@ -41,6 +44,8 @@ struct Options {
     var transports = ["plain", "tls", "h2"]
     var worker = ".build/release/outbound-worker"
     var baseline = ".build/release/bench-baseline"
+    /// The other build of the worker that `builds` compares this one with.
+    var workerBefore = ""
     var rabbitURL = "amqp://guest:guest@127.0.0.1:25680/%2F"
     var redisPort = 16379
     /// Seeds of the Redis Cluster of the redis-cluster mode (`scripts/services`' cluster profile).
@@ -71,6 +76,7 @@ struct Options {
             case "--transports-only": transports = value.split(separator: ",").map(String.init)
             case "--worker": worker = value
             case "--baseline": baseline = value
+            case "--worker-before": workerBefore = value
             case "--rabbitmq-url": rabbitURL = value
             case "--redis-port": redisPort = Int(value) ?? redisPort
             case "--cluster-seeds": clusterSeeds = value

@@ -151,6 +151,17 @@ func tracingCost() async throws {
     }
 }
 
+/// The worker built from this tree against another build (`--worker-before`), A B A B.
+@MainActor
+func buildsCost() async throws {
+    guard !options.workerBefore.isEmpty else { throw BenchFailure("--builds needs --worker-before PATH (a copy of an earlier release build)") }
+    print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; this build \(options.worker) against \(options.workerBefore)")
+    try await sameRunAB(names: ("this build", "before"), short: ("after", "before"), ratio: "after / before") { after, round in
+        try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, worker: after ? options.worker : options.workerBefore,
+                                     label: "build\(round)\(after ? "after" : "before")")
+    }
+}
+
 /// Runs `drain` for B then A in each round (A B A B across rounds) and prints the medians and ratios.
 @MainActor
 func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), ratio ratioName: String,
@@ -171,7 +182,11 @@ func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), rat
     print("\n| median of \(options.rounds) rounds | \(names.a) | \(names.b) | \(ratioName) |\n|---|---|---|---|")
     print(row("drain throughput (msg/s)", "%.0f") { $0.throughput })
     print(row("worker CPU seconds per 1,000 messages", "%.3f") { $0.cpuPerThousand })
+    print(row("Redis CPU ms per message", "%.4f") { $0.cpuShare.redis })
+    print(row("broker CPU ms per message", "%.4f") { $0.cpuShare.broker })
     print(row("peak RSS (MiB)", "%.1f") { $0.peakMB })
+    let pairs = zip(results[true, default: []], results[false, default: []]).map { String(format: "%.2f", $0.cpuPerThousand / $1.cpuPerThousand) }
+    print("\nworker CPU per message, \(ratioName), round by round: \(pairs.joined(separator: ", "))")
 }
 
 if options.mode != .soak, options.mode != .redisMemory { measureStandInCapacity() }
@@ -182,6 +197,7 @@ case .scaling: try await scaling()
 case .pacing: try await pacingCost()
 case .redisCluster: try await clusterCost()
 case .tracing: try await tracingCost()
+case .builds: try await buildsCost()
 case .transports: try await TransportMatrix(options: options, publisher: publisher).run()
 case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
 case .redisMemory: try await RedisMemory(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher).run()
