@@ -26,10 +26,20 @@ public struct WamidBuckets: Sendable, Equatable {
     /// The bucket key and field of a wamid.
     public func place(of wamid: String) -> (key: String, field: String) {
         let digest = Array(SHA256.hash(data: Array(wamid.utf8)))
-        let field = Data(digest[0..<8]).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let field = Self.base64URL(Data(digest[0..<8]).base64EncodedString())
         let pick = digest[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         return ("\(prefix):{\(Int(pick) % count)}", field)
+    }
+
+    /// Base64 made URL-safe and unpadded in one pass over its bytes (Foundation's
+    /// `replacingOccurrences`, three times, was 2 % of the worker's CPU per message).
+    private static func base64URL(_ base64: String) -> String {
+        var bytes = Array(base64.utf8)
+        bytes.removeAll { $0 == UInt8(ascii: "=") }
+        for index in bytes.indices {
+            if bytes[index] == UInt8(ascii: "+") { bytes[index] = UInt8(ascii: "-") } else if bytes[index] == UInt8(ascii: "/") { bytes[index] = UInt8(ascii: "_") }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Lua helpers shared by the scripts that use buckets: `bucket_get(key, field, now)` returns a
