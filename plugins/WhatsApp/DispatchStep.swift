@@ -16,6 +16,7 @@ public struct DispatchStep: Step {
     public let limits: AccountLimits
     /// What to do with a send whose answer was lost (`in_doubt_window`, `on_in_doubt`).
     public let inDoubtPolicy: InDoubtPolicy?
+    private let pacers = SenderPacers()
     /// Holds of a pair after consecutive `131056`s: 1 s, 4 s, 16 s, 64 s, 256 s.
     public static let pairHold = EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256))
 
@@ -72,7 +73,7 @@ public struct DispatchStep: Step {
             probes.forEach(flow.holds.returnProbe)
             throw error
         }
-        let pacer = self.pacer(sender, flow)
+        let pacer = pacers.pacer(sender, flow, client)
         if configuration.pacing {
             // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new turn keeps the pace.
             let slot: Date
@@ -157,9 +158,5 @@ public struct DispatchStep: Step {
     /// The message leaves the worker (through the source, or to its end): its place in its sender's line steps away.
     public func undo(_ message: Message, _ context: StepContext) async {
         PacingPlace.stepAway(message)
-    }
-
-    private func pacer(_ sender: String, _ flow: FlowControl) -> SendPacer {
-        flow.pacer(key: "throughput:\(sender)", label: sender, limit: client.configuration.limit(for: sender), store: client.slotStore)
     }
 }
