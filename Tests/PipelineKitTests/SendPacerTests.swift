@@ -109,18 +109,19 @@ import Testing
         for ticket in tickets {
             guard case .wait = await pacer.take(ticket) else { Issue.record("no slot is free yet"); return }
         }
+        let fetchesBefore = store.fetches
         clock.advance(by: .milliseconds(250))
-        // They come back together, in any order; the first in line fetches slots for everyone here.
-        for ticket in tickets.dropFirst().reversed() { _ = await pacer.take(ticket) }
-        let firstTurn = await pacer.take(tickets[0])
-        guard case .go = firstTurn else { Issue.record("the first in line goes once the horizon has room: \(firstTurn), \(start)"); return }
-        var slots: [Date] = []
-        for (index, ticket) in tickets.enumerated().dropFirst().reversed() {
-            guard case .go(let slot) = await pacer.take(ticket) else { Issue.record("message \(index) was sent round again"); continue }
-            slots.insert(slot, at: 0)
+        // They come back together, in any order (here the last first): whoever asks first fetches slots
+        // for everyone here, and each goes at once, with the slot of its place in line.
+        var slots: [Int: Date] = [:]
+        for (index, ticket) in tickets.enumerated().reversed() {
+            guard case .go(let slot) = await pacer.take(ticket) else { Issue.record("message \(index) was told to wait"); continue }
+            slots[index] = slot
         }
-        #expect(slots.count == 31, "each took its slot when it asked")
-        #expect(slots == slots.sorted() && Set(slots).count == slots.count, "distinct slots, in the order of the line")
+        let ordered = (0..<tickets.count).compactMap { slots[$0] }
+        #expect(ordered.count == 32, "each took a slot when it asked")
+        #expect(ordered == ordered.sorted() && Set(ordered).count == ordered.count, "distinct slots, in the order of the line")
+        #expect(store.fetches == fetchesBefore + 1, "one fetch for the whole line: \(store.fetches - fetchesBefore)")
     }
 
     @Test func noSlotIsReservedMoreThan100MillisecondsBeforeItIsUsed() async throws {
@@ -142,7 +143,7 @@ import Testing
 /// A slot store on the test's clock: a GCRA like the Redis one, recording how far ahead of its
 /// now it ever granted a slot.
 private final class CountingSlotStore: SlotStore {
-    private let state = Mutex<(tat: Date?, furthest: Duration)>((nil, .zero))
+    private let state = Mutex<(tat: Date?, furthest: Duration, fetches: Int)>((nil, .zero, 0))
     private let clock: ManualWallClock
 
     init(clock: ManualWallClock) {
@@ -150,10 +151,12 @@ private final class CountingSlotStore: SlotStore {
     }
 
     var furthestAhead: Duration { state.withLock { $0.furthest } }
+    var fetches: Int { state.withLock { $0.fetches } }
 
     func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant {
         let now = clock.now()
         return state.withLock { state in
+            state.fetches += 1
             let tat = max(state.tat ?? now, now)
             let room = now.addingTimeInterval(horizon.secondsDouble).timeIntervalSince(tat)
             if room < -1e-6 { return SlotGrant(first: .nanoseconds(Int64(-room * 1e9)), count: 0) }

@@ -76,6 +76,13 @@ public final class SendPacer: Sendable {
         var present = true
     }
 
+    /// What `take` does next, decided under the lock.
+    private enum Next {
+        case turn(Turn)
+        case fetch(any SlotStore, count: Int, interval: TimeInterval)
+        case waitForFetch
+    }
+
     private struct State {
         var limit: Double
         var store: (any SlotStore)?
@@ -110,6 +117,25 @@ public final class SendPacer: Sendable {
             }
             let window = now.addingTimeInterval(-SendPacer.shareWindow)
             sends.removeFirst(sends.firstIndex { $0.at >= window } ?? sends.count)
+        }
+
+        /// Slots from the store for the messages here, if it may be asked now: a fetch, a wait for
+        /// the one under way, or — its horizon full — when `ticket`'s lane asks again. `nil`: no
+        /// store, or it is down and this worker paces alone meanwhile.
+        mutating func askStore(for ticket: Ticket, now: Date) -> Next? {
+            guard let store, storeRetryAt.map({ now >= $0 }) ?? true else { return nil }
+            // The most urgent lane asks as soon as a slot fits the horizon, the next a little later, and
+            // so on: across workers the more urgent message comes first. The least urgent (and a
+            // pipeline without lanes) asks once the next slot is due, then takes a batch and uses each
+            // slot as it comes, so no message waits in memory for a slot reserved ahead of it.
+            if let room = storeFullUntil, case let asks = room.addingTimeInterval(SendPacer.horizon * ticket.askDelay), asks > now {
+                places[ticket.id]?.due = asks
+                return .turn(.wait(until: asks))
+            }
+            if fetching { return .waitForFetch }
+            fetching = true
+            // As many as there are messages here to use them: a slot nobody here takes is one no other worker gets.
+            return .fetch(store, count: min(512, max(1, places.values.count(where: \.present))), interval: interval)
         }
 
         /// The place whose turn it is: the first present in line whose lane is within its
@@ -248,7 +274,6 @@ public final class SendPacer: Sendable {
     /// The message's turn, or when to ask again.
     public func take(_ ticket: Ticket) async -> Turn {
         while true {
-            enum Next { case turn(Turn), fetch(any SlotStore, count: Int, interval: TimeInterval), waitForFetch }
             let next: Next = state.withLock { state in
                 let now = clock.now()
                 state.forget(before: now)
@@ -261,28 +286,15 @@ public final class SendPacer: Sendable {
                     if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead)))) }
                     // While slots are being fetched, the line waits for them: its turns are known after.
                     if state.fetching { return .waitForFetch }
+                    // The store has room: slots for the messages here now, not a wait for a turn that needs
+                    // none (far below the limit, such waits, not the limit, would set the pace).
+                    if state.storeFullUntil.map({ $0 <= now }) ?? true, let next = state.askStore(for: ticket, now: now) { return next }
                     let due = state.expectedTurn(of: ticket, now: now)
                     state.places[ticket.id]?.due = due
                     return .turn(.wait(until: due))
                 }
                 if !state.slots.isEmpty { return .turn(.go(state.handOut(ticket, state.slots.removeFirst()))) }
-                if let store = state.store, state.storeRetryAt.map({ now >= $0 }) ?? true {
-                    // The most urgent lane asks as soon as a slot fits the horizon, the next a little later, and
-                    // so on: across workers the more urgent message comes first. The least urgent (and a
-                    // pipeline without lanes) asks once the next slot is due, then takes a batch and uses each
-                    // slot as it comes, so no message waits in memory for a slot reserved ahead of it.
-                    if let room = state.storeFullUntil, case let asks = room.addingTimeInterval(Self.horizon * ticket.askDelay), asks > now {
-                        state.places[ticket.id]?.due = asks
-                        return .turn(.wait(until: asks))
-                    }
-                    if state.fetching {
-                        return .waitForFetch
-                    }
-                    state.fetching = true
-                    // As many as there are messages here to use them: a slot nobody here takes is one no other worker gets.
-                    let count = min(512, max(1, state.places.values.count(where: \.present)))
-                    return .fetch(store, count: count, interval: state.interval)
-                }
+                if let next = state.askStore(for: ticket, now: now) { return next }
                 let slot = max(state.localNext ?? now, now)
                 // Its turn comes when its slot does (a microsecond's leeway for a clock that a wait reached).
                 if slot.timeIntervalSince(now) > 1e-6 {
