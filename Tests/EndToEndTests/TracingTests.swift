@@ -107,6 +107,33 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// A message whose upstream did not sample its trace (flags `00`; the default sampler follows the
+    /// parent): no span of it is exported, and its outcome event carries the trace on, unsampled.
+    @Test func aSampledOutMessageExportsNothingAndItsEventCarriesTheTraceOn() async throws {
+        let receiver = OTLPReceiver()
+        let endpoint = try await receiver.start()
+        let e2e = try await EndToEndHarness()
+        let events = EventsTests.EventQueue()
+        try await events.bind(e2e.inspector)
+        let worker = try await e2e.startWorker(extra: Self.tracing(to: endpoint).merging(["OUTBOUND_EVENTS_EXCHANGE": events.exchange]) { $1 })
+        let traceIDs = (0..<2).map { _ in (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
+        try await e2e.inspector.publish([e2e.textMessage(1)], to: e2e.queue, headers: ["traceparent": .string("00-\(traceIDs[0])-00f067aa0ba902b7-00")])
+        let outcome = try await e2e.inspector.drain(events.queue, expecting: 1)
+        #expect(Self.traceID(of: outcome.first) == traceIDs[0] && outcome.first?.properties.headers["traceparent"]?.stringValue?.hasSuffix("-00") == true,
+                "the sampled-out message's event carries its trace, unsampled: \(outcome.map(\.properties.headers))")
+        // A sampled message after it: once its spans are exported, the first one's would have been
+        // (they would have ended before this one began; one exporter, in the order spans end).
+        try await e2e.inspector.publish([e2e.textMessage(2)], to: e2e.queue, headers: ["traceparent": .string("00-\(traceIDs[1])-00f067aa0ba902b7-01")])
+        try await poll("the sampled message's delivery span exported") {
+            receiver.spans.contains { $0.traceID == traceIDs[1] && $0.name.hasPrefix("process ") }
+        }
+        #expect(!receiver.spans.contains { $0.traceID == traceIDs[0] }, "no span of the sampled-out message")
+        try await worker.stop()
+        receiver.stop()
+        await e2e.cleanUp()
+        await e2e.inspector.delete([events.queue])
+    }
+
     /// The trace id of a delivery's `traceparent` header.
     static func traceID(of delivery: AMQPDelivery?) -> String? {
         guard let header = delivery?.properties.headers["traceparent"]?.stringValue else { return nil }

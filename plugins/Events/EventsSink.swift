@@ -47,7 +47,7 @@ final class EventsSink: OutcomeSink {
         try await declareExchange()
         let publisher = self.publisher
         let exchange = settings.exchange
-        let messageTrace = outcome.message.trace.map { TraceHeaders.of($0.context) } ?? [:]
+        let messageTrace = outcome.message.trace?.headers ?? [:]
         // Not mandatory: with no queue bound, the exchange drops events, as its owner decided.
         @Sendable func publish(_ event: PreparedEvent) async throws {
             try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(),

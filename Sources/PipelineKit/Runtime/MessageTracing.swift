@@ -7,18 +7,22 @@ import Tracing
 /// Off unless a tracer was bootstrapped (`InstrumentationSystem.bootstrap`) before the worker was
 /// built: then `isOn` is false and nothing here runs — no span, no extraction, no task-local.
 public struct MessageTracing: Sendable {
-    public let isOn: Bool
+    /// The tracer bootstrapped before this was made (read once: the global is behind a lock).
+    private let tracer: (any Tracer)?
+
+    public var isOn: Bool { tracer != nil }
 
     public init() {
-        isOn = !(InstrumentationSystem.tracer is NoOpTracer)
+        let tracer = InstrumentationSystem.tracer
+        self.tracer = tracer is NoOpTracer ? nil : tracer
     }
 
     /// The span of one delivery (`process {pipeline}`, a consumer span), continuing the trace the
     /// source received with it; nil when tracing is off.
     func startDelivery(_ delivery: Delivery, pipeline: String) -> (any Span)? {
-        guard isOn else { return nil }
+        guard let tracer else { return nil }
         let parent = delivery.traceHeaders.isEmpty ? ServiceContext.topLevel : TraceHeaders.context(of: delivery.traceHeaders)
-        let span = InstrumentationSystem.tracer.startSpan("process \(pipeline)", context: parent, ofKind: .consumer)
+        let span = tracer.startSpan("process \(pipeline)", context: parent, ofKind: .consumer)
         guard span.isRecording else { return span }
         span.attributes["messaging.operation.type"] = "process"
         span.attributes["outbound.attempt"] = delivery.attemptsMade + 1
@@ -41,16 +45,22 @@ public struct MessageTracing: Sendable {
     }
 }
 
-/// A message's trace: the context of its delivery's span, and whether that span is recorded.
+/// A message's trace: the context of its delivery's span, whether that span is recorded, and
+/// the trace-context headers its events carry on.
 public struct MessageTrace: Sendable {
     public var context: ServiceContext
     /// False for a trace not sampled: its context still goes on (an event carries it) but nothing
     /// makes spans of it or keeps it — what a sampled-out message costs stays near nothing.
     public var isRecorded: Bool
+    /// `traceparent`/`tracestate` for what the message causes (its events): its delivery span's
+    /// when recorded; else those it arrived with (none for a trace that began here), which say
+    /// the same trace and sampling decision and cost no injection.
+    public var headers: [String: String]
 
-    public init(context: ServiceContext, isRecorded: Bool) {
+    public init(context: ServiceContext, isRecorded: Bool, headers: [String: String]) {
         self.context = context
         self.isRecorded = isRecorded
+        self.headers = headers
     }
 }
 

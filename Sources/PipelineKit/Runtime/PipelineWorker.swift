@@ -153,7 +153,8 @@ public final class PipelineWorker: Service, Sendable {
         inFlight.increment()
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
         if let span {
-            message.trace = MessageTrace(context: span.context, isRecorded: span.isRecording)
+            message.trace = MessageTrace(context: span.context, isRecorded: span.isRecording,
+                                         headers: span.isRecording ? TraceHeaders.of(span.context) : delivery.traceHeaders)
             if span.isRecording, let id = message.internalID { span.attributes["outbound.internal_id"] = id }
         }
         if let maxAge = configuration.maxAge {
