@@ -245,18 +245,24 @@ public final class SendPacer: Sendable {
     /// The rate paced at now, messages per second.
     public var rate: Double { state.withLock { $0.rate } }
 
-    /// Applies a reloaded limit or store.
-    func configure(limit: Double, store: (any SlotStore)?) {
-        let changed = state.withLock { state -> Bool in
+    /// Counts the changes of limit or store (`configure`): while it reads the same, no one has
+    /// configured this pacer otherwise since (a step may keep the pacer it configured until then).
+    public var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
+    private let generationCounter = Atomic<UInt64>(0)
+
+    /// Applies a reloaded limit or store; returns the generation that has them.
+    func configure(limit: Double, store: (any SlotStore)?) -> UInt64 {
+        let (changed, generation) = state.withLock { state -> (Bool, UInt64) in
             let sameStore = (state.store as AnyObject?) === (store as AnyObject?)
-            guard state.limit != limit || !sameStore else { return false }
+            guard state.limit != limit || !sameStore else { return (false, generationCounter.load(ordering: .acquiring)) }
             state.limit = max(limit, 0.001)
             state.store = store
             state.slots.removeAll()
             state.storeFullUntil = nil
-            return true
+            return (true, generationCounter.add(1, ordering: .acquiringAndReleasing).newValue)
         }
         if changed { rateGauge.record(rate) }
+        return generation
     }
 
     /// The place in line of a message of `lane` that entered the system at `order` (now when
