@@ -124,6 +124,27 @@ import Testing
         #expect(store.fetches == fetchesBefore + 1, "one fetch for the whole line: \(store.fetches - fetchesBefore)")
     }
 
+    @Test func aMessageBehindPlacesAwayWaitsForThemInsteadOfFetchingAgainAndAgain() async throws {
+        let clock = ManualWallClock()
+        let store = CountingSlotStore(clock: clock)
+        let flow = FlowControl(clock: clock, logger: Logger(label: "test"))
+        let pacer = flow.pacer(key: "throughput:busy", label: "busy", limit: 1_000, store: store)
+        let start = clock.now()
+        // Another worker holds the next 100 ms: the line forms; all but the first of it then go round the source.
+        _ = try await store.takeSlots(key: "throughput:busy", interval: .microseconds(1_053), count: 1_000, within: .milliseconds(100))
+        let line = (0..<51).map { pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(Double($0) * 0.000_001)) }
+        for ticket in line { _ = await pacer.take(ticket) }
+        for ticket in line.dropFirst() { pacer.away(ticket) }
+        clock.advance(by: .milliseconds(150))
+        let behind = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.001))
+        let fetchesBefore = store.fetches
+        guard case .wait = await pacer.take(behind) else {
+            Issue.record("51 places are ahead of it (50 away): not its turn")
+            return
+        }
+        #expect(store.fetches - fetchesBefore <= 1, "it waits for the turns ahead, not a fetch after another: \(store.fetches - fetchesBefore)")
+    }
+
     @Test func noSlotIsReservedMoreThan100MillisecondsBeforeItIsUsed() async throws {
         let clock = ManualWallClock()
         let store = CountingSlotStore(clock: clock)

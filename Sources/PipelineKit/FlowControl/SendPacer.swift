@@ -292,9 +292,11 @@ public final class SendPacer: Sendable {
                     if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead)))) }
                     // While slots are being fetched, the line waits for them: its turns are known after.
                     if state.fetching { return .waitForFetch }
-                    // The store has room: slots for the messages here now, not a wait for a turn that needs
-                    // none (far below the limit, such waits, not the limit, would set the pace).
-                    if state.storeFullUntil.map({ $0 <= now }) ?? true, let next = state.askStore(for: ticket, now: now) { return next }
+                    // The store has room and only messages here are ahead: slots for them and this one now,
+                    // not a wait for a turn that needs none (far below the limit, such waits, not the limit,
+                    // would set the pace). Places away or a lane's share ahead: their turns come first.
+                    if state.storeFullUntil.map({ $0 <= now }) ?? true, ahead < state.places.values.count(where: \.present),
+                       let next = state.askStore(for: ticket, now: now) { return next }
                     let due = state.expectedTurn(of: ticket, now: now)
                     state.places[ticket.id]?.due = due
                     return .turn(.wait(until: due))
