@@ -1,3 +1,5 @@
+import PipelineKit
+
 /// What the wamid mapping holds for a send (`mark_completed` writes it, the statuses pipeline reads
 /// it): the send's internalId and, when the send was traced, its W3C `traceparent`, so a status
 /// continues the send's trace. (A statuses worker older than this reads a traced mapping as one
@@ -15,18 +17,11 @@ public struct MappedSend: Sendable, Equatable {
     /// Only a well-formed W3C traceparent after the last space counts as one: an internalId that
     /// holds spaces (no `validate` step checks it) reads back whole.
     public init(stored: String) {
-        guard let space = stored.lastIndex(of: " "), case let trace = stored[stored.index(after: space)...], Self.isTraceparent(trace) else {
+        guard let space = stored.lastIndex(of: " "), case let trace = stored[stored.index(after: space)...], TraceHeaders.isTraceparent(trace) else {
             self.init(internalID: stored)
             return
         }
         self.init(internalID: String(stored[..<space]), traceparent: String(trace))
-    }
-
-    /// `vv-<32 hex>-<16 hex>-ff`, lowercase (W3C trace context).
-    static func isTraceparent(_ text: Substring) -> Bool {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        let lowerHex = { (part: Substring) in part.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) } }
-        return parts.map(\.count) == [2, 32, 16, 2] && parts.allSatisfy(lowerHex)
     }
 
     /// As stored.

@@ -53,8 +53,8 @@ public struct MessageTrace: Sendable {
     /// makes spans of it or keeps it — what a sampled-out message costs stays near nothing.
     public var isRecorded: Bool
     /// `traceparent`/`tracestate` for what the message causes (its events): its delivery span's
-    /// when recorded; else those it arrived with (none for a trace that began here), which say
-    /// the same trace and sampling decision and cost no injection.
+    /// when recorded; else those it arrived with, if well-formed (none for a trace that began
+    /// here, unrecorded and unseen), which say the same trace and decision and cost no injection.
     public var headers: [String: String]
 
     public init(context: ServiceContext, isRecorded: Bool, headers: [String: String]) {
@@ -72,6 +72,20 @@ public enum TraceHeaders {
         var headers: [String: String] = [:]
         InstrumentationSystem.instrument.inject(context, into: &headers, using: Injector())
         return headers
+    }
+
+    /// `headers` when their `traceparent` is well-formed (`vv-<32 hex>-<16 hex>-ff`, lowercase),
+    /// else none: what a sampled-out message's events carry on, as received or not at all (W3C: a
+    /// malformed parent starts a new trace, and `tracestate` goes only with its `traceparent`).
+    public static func wellFormed(_ headers: [String: String]) -> [String: String] {
+        headers["traceparent"].map { isTraceparent($0[...]) } == true ? headers : [:]
+    }
+
+    /// Whether `text` is a well-formed W3C `traceparent`: `vv-<32 hex>-<16 hex>-ff`, lowercase.
+    public static func isTraceparent(_ text: Substring) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        let lowerHex = { (part: Substring) in part.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) } }
+        return parts.map(\.count) == [2, 32, 16, 2] && parts.allSatisfy(lowerHex)
     }
 
     /// The context `headers` carry (as received: a parent for new spans).
