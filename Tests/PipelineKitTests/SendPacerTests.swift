@@ -97,17 +97,28 @@ import Testing
     /// each take the slot held for their place at once, in line order: none is sent round to ask
     /// again (the bench's sender at 100,000/s went at 840 messages a second when only the first in
     /// line could take a slot and the rest came back a millisecond later, each time).
-    @Test func atAHighRateEveryMessageTakesTheSlotHeldForItsPlaceAtOnce() async throws {
+    /// A pacer at `limit` on a store another worker filled for the next 100 ms, and `count` bulk
+    /// messages in line, a microsecond apart, that asked for their turn once (its answers, in line order).
+    private func lineBehindAFullStore(limit: Double, count: Int) async throws
+        -> (pacer: SendPacer, store: CountingSlotStore, clock: ManualWallClock, start: Date, line: [SendPacer.Ticket], turns: [SendPacer.Turn]) {
         let clock = ManualWallClock()
         let store = CountingSlotStore(clock: clock)
         let flow = FlowControl(clock: clock, logger: Logger(label: "test"))
-        let pacer = flow.pacer(key: "throughput:fast", label: "fast", limit: 100_000, store: store)
+        let pacer = flow.pacer(key: "throughput:line", label: "line", limit: limit, store: store)
         let start = clock.now()
+        _ = try await store.takeSlots(key: "throughput:line", interval: .nanoseconds(Int64(1e9 / (limit * SendPacer.headroom))), count: Int(limit),
+                                      within: .milliseconds(100))
+        let line = (0..<count).map { pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(Double($0) * 0.000_001)) }
+        var turns: [SendPacer.Turn] = []
+        for ticket in line { turns.append(await pacer.take(ticket)) }
+        return (pacer, store, clock, start, line, turns)
+    }
+
+    @Test func atAHighRateEveryMessageTakesTheSlotHeldForItsPlaceAtOnce() async throws {
         // Another worker holds every slot of the next 100 ms: the line forms.
-        _ = try await store.takeSlots(key: "throughput:fast", interval: .microseconds(10), count: 100_000, within: .milliseconds(100))
-        let tickets = (0..<32).map { pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(Double($0) * 0.000_001)) }
-        for ticket in tickets {
-            guard case .wait = await pacer.take(ticket) else { Issue.record("no slot is free yet"); return }
+        let (pacer, store, clock, _, tickets, turns) = try await lineBehindAFullStore(limit: 100_000, count: 32)
+        for turn in turns {
+            guard case .wait = turn else { Issue.record("no slot is free yet"); return }
         }
         let fetchesBefore = store.fetches
         clock.advance(by: .milliseconds(250))
@@ -125,15 +136,8 @@ import Testing
     }
 
     @Test func aMessageBehindPlacesAwayWaitsForThemInsteadOfFetchingAgainAndAgain() async throws {
-        let clock = ManualWallClock()
-        let store = CountingSlotStore(clock: clock)
-        let flow = FlowControl(clock: clock, logger: Logger(label: "test"))
-        let pacer = flow.pacer(key: "throughput:busy", label: "busy", limit: 1_000, store: store)
-        let start = clock.now()
         // Another worker holds the next 100 ms: the line forms; all but the first of it then go round the source.
-        _ = try await store.takeSlots(key: "throughput:busy", interval: .microseconds(1_053), count: 1_000, within: .milliseconds(100))
-        let line = (0..<51).map { pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(Double($0) * 0.000_001)) }
-        for ticket in line { _ = await pacer.take(ticket) }
+        let (pacer, store, clock, start, line, _) = try await lineBehindAFullStore(limit: 1_000, count: 51)
         for ticket in line.dropFirst() { pacer.away(ticket) }
         clock.advance(by: .milliseconds(150))
         let behind = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.001))

@@ -49,7 +49,7 @@ public struct MessageTracing: Sendable {
 /// the trace-context headers its events carry on.
 public struct MessageTrace: Sendable {
     public var context: ServiceContext
-    /// False for a trace not sampled: its context still goes on (an event carries it) but nothing
+    /// False for a trace not sampled: it still goes on (its events carry `headers`) but nothing
     /// makes spans of it or keeps it — what a sampled-out message costs stays near nothing.
     public var isRecorded: Bool
     /// `traceparent`/`tracestate` for what the message causes (its events): its delivery span's

@@ -143,7 +143,7 @@ public final class PipelineWorker: Service, Sendable {
             return await run(delivery, rank: rank, executor: executor, span: nil)
         }
         defer { span.end() }
-        // A trace not sampled goes on (events carry its context) but is not current: nothing makes spans of it.
+        // A trace not sampled goes on (events carry its headers) but is not current: nothing makes spans of it.
         guard span.isRecording else { return await run(delivery, rank: rank, executor: executor, span: span) }
         await ServiceContext.withValue(span.context) { await run(delivery, rank: rank, executor: executor, span: span) }
     }
