@@ -42,6 +42,11 @@ public final class SendPacer: Sendable {
     private static let nextTicketID = Atomic<UInt64>(UInt64.random(in: 0...(UInt64.max / 2)))
     /// A place whose message has not asked for its turn this long after it was expected to is forgotten.
     static let abandonedAfter: TimeInterval = 2
+    /// The least urgent lane (and a pipeline without lanes) asks this far into the horizon's room,
+    /// as a fraction of it: after every more urgent lane, yet a quarter of the horizon before the
+    /// next slot is due — an ask that came once it was due would lose the time it came late (its
+    /// wake-up, the trip to the store), on every worker, every horizon.
+    static let lastAsk = 0.75
 
     /// A message's place in line, kept with the message while it waits for its turn.
     public struct Ticket: Sendable, Hashable {
@@ -49,7 +54,7 @@ public final class SendPacer: Sendable {
         public let id: UInt64
         fileprivate var rank: Int
         /// When its lane asks for slots the horizon has room for, as a fraction of the horizon: 0 for
-        /// the most urgent lane, ½ for the next, 1 for the rest and without lanes.
+        /// the most urgent lane, ½ for the next, `lastAsk` for the rest and without lanes.
         fileprivate var askDelay: Double
         fileprivate var maxShare: Double
         fileprivate var order: Date
@@ -105,10 +110,14 @@ public final class SendPacer: Sendable {
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
         var interval: TimeInterval { 1 / rate }
+        /// Slots dropped unused since the last look (`outbound_send_slots_unused_total`).
+        var unused = 0
 
         mutating func forget(before now: Date) {
             let oldest = now.addingTimeInterval(-SendPacer.staleness)
-            slots.removeFirst(slots.firstIndex { $0 >= oldest } ?? slots.count)
+            let stale = slots.firstIndex { $0 >= oldest } ?? slots.count
+            unused += stale
+            slots.removeFirst(stale)
             // Forgotten places are looked for a few times a second, not on every turn (the line may be long).
             if now.timeIntervalSince(lastForgotten) >= 0.25 || now < lastForgotten {
                 lastForgotten = now
@@ -126,16 +135,18 @@ public final class SendPacer: Sendable {
             guard let store, storeRetryAt.map({ now >= $0 }) ?? true else { return nil }
             // The most urgent lane asks as soon as a slot fits the horizon, the next a little later, and
             // so on: across workers the more urgent message comes first. The least urgent (and a
-            // pipeline without lanes) asks once the next slot is due, then takes a batch and uses each
-            // slot as it comes, so no message waits in memory for a slot reserved ahead of it.
+            // pipeline without lanes) asks shortly before the next slot is due (`lastAsk`), then takes
+            // a batch and uses each slot as it comes.
             if let room = storeFullUntil, case let asks = room.addingTimeInterval(SendPacer.horizon * ticket.askDelay), asks > now {
                 places[ticket.id]?.due = asks
                 return .turn(.wait(until: asks))
             }
             if fetching { return .waitForFetch }
             fetching = true
-            // As many as there are messages here to use them: a slot nobody here takes is one no other worker gets.
-            return .fetch(store, count: min(512, max(1, places.values.count(where: \.present))), interval: interval)
+            // As many as there are messages here to take them in time (back for their turns within the horizon and
+            // the lateness a slot allows): a slot nobody here takes is one no other worker gets.
+            let soon = now.addingTimeInterval(SendPacer.horizon + SendPacer.staleness)
+            return .fetch(store, count: min(512, max(1, places.values.count { $0.present && $0.due <= soon })), interval: interval)
         }
 
         /// The place whose turn it is: the first present in line whose lane is within its
@@ -143,16 +154,15 @@ public final class SendPacer: Sendable {
         func first() -> Ticket? {
             var best: Ticket?
             var bestCapped: Ticket?
-            let ranks = Set(places.values.map(\.ticket.rank))
+            let lanes = Set(places.values.map(\.ticket.rank)).count
             // Each lane's share, worked out once (not per place).
             var shares: [Int: Double] = [:]
             for place in places.values where place.present {
                 let ticket = place.ticket
-                var capped = false
-                if ranks.count > 1, ticket.maxShare < 1 {
-                    let share = shares[ticket.rank] ?? share(of: ticket.rank)
-                    shares[ticket.rank] = share
-                    capped = share > ticket.maxShare
+                let capped = isCapped(ticket, lanes: lanes) { rank in
+                    let share = shares[rank] ?? self.share(of: rank)
+                    shares[rank] = share
+                    return share
                 }
                 if capped {
                     if bestCapped.map(ticket.precedes) ?? true { bestCapped = ticket }
@@ -174,6 +184,23 @@ public final class SendPacer: Sendable {
                 sends.removeAll()
             }
             return slot
+        }
+
+        /// Whether `ticket`'s lane is past its `max_share` while another lane has messages waiting
+        /// (`lanes`: how many lanes have places; `share`: a lane's share of the recent sends).
+        func isCapped(_ ticket: Ticket, lanes: Int, share: (Int) -> Double) -> Bool {
+            lanes > 1 && ticket.maxShare < 1 && share(ticket.rank) > ticket.maxShare
+        }
+
+        /// Whether the slot due at `due` would expire unless `ticket` takes it, asking `now`: no
+        /// message ahead of it here is due back in time to take it (one long overdue is not coming
+        /// soon), and its lane is within its `max_share` (else the slot is another lane's share).
+        func isUnclaimed(_ due: Date, by ticket: Ticket, now: Date) -> Bool {
+            let (overdue, lastUse) = (now.addingTimeInterval(-SendPacer.staleness), due.addingTimeInterval(SendPacer.staleness))
+            return !places.values.contains {
+                $0.present && $0.due >= overdue && $0.due <= lastUse && $0.ticket.id != ticket.id && $0.ticket.precedes(ticket)
+            }
+                && !isCapped(ticket, lanes: Set(places.values.map(\.ticket.rank)).count, share: share(of:))
         }
 
         func share(of rank: Int) -> Double {
@@ -232,6 +259,7 @@ public final class SendPacer: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let rateGauge: Gauge
+    private let unusedSlots: Counter
 
     init(key: String, label: String, limit: Double, store: (any SlotStore)?, clock: any WallClock, logger: Logger) {
         self.key = key
@@ -239,6 +267,7 @@ public final class SendPacer: Sendable {
         self.logger = logger
         state = Mutex(State(limit: max(limit, 0.001), store: store))
         rateGauge = Gauge(label: "outbound_sender_rate", dimensions: [("sender", label)])
+        unusedSlots = Counter(label: "outbound_send_slots_unused_total", dimensions: [("sender", label)])
         rateGauge.record(max(limit, 0.001) * Self.headroom)
     }
 
@@ -268,7 +297,7 @@ public final class SendPacer: Sendable {
     /// The place in line of a message of `lane` that entered the system at `order` (now when
     /// unknown): the one it had when it carries its `id`, else a new one.
     public func ticket(lane: Lane?, order: Date?, id: UInt64? = nil) -> Ticket {
-        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, askDelay: lane.map { min(1, Double($0.rank) / 2) } ?? 1, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
+        Ticket(id: id ?? Self.nextTicketID.add(1, ordering: .relaxed).newValue, rank: lane?.rank ?? 0, askDelay: lane.map { min(Self.lastAsk, Double($0.rank) / 2) } ?? Self.lastAsk, maxShare: lane?.maxShare ?? 1, order: order ?? clock.now())
     }
 
     /// The message leaves the worker before its turn (through the source, or to wait for something
@@ -280,9 +309,11 @@ public final class SendPacer: Sendable {
     /// The message's turn, or when to ask again.
     public func take(_ ticket: Ticket) async -> Turn {
         while true {
+            var unused = 0
             let next: Next = state.withLock { state in
                 let now = clock.now()
                 state.forget(before: now)
+                (unused, state.unused) = (state.unused, 0)
                 state.places[ticket.id] = Place(ticket: ticket, due: now)
                 guard state.first()?.id == ticket.id else {
                     // A slot held here for its place (the places ahead have theirs before it) is its now:
@@ -290,6 +321,11 @@ public final class SendPacer: Sendable {
                     // message, and at a high rate the wake-ups, not the limit, would set the pace.
                     let ahead = state.slotsAhead(of: ticket)
                     if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead)))) }
+                    // A slot due now whose place is not here to take it (its message sleeps until a later turn)
+                    // would expire in a moment, capacity no worker uses: it goes to the message that asks.
+                    if let due = state.slots.first, due <= now, state.isUnclaimed(due, by: ticket, now: now) {
+                        return .turn(.go(state.handOut(ticket, state.slots.removeFirst())))
+                    }
                     // While slots are being fetched, the line waits for them: its turns are known after.
                     if state.fetching { return .waitForFetch }
                     // The store has room and only messages here are ahead: slots for them and this one now,
@@ -312,6 +348,7 @@ public final class SendPacer: Sendable {
                 state.localNext = slot.addingTimeInterval(state.interval)
                 return .turn(.go(state.handOut(ticket, slot)))
             }
+            if unused > 0 { unusedSlots.increment(by: unused) }
             switch next {
             case .turn(let turn):
                 return turn
