@@ -46,8 +46,11 @@ public enum TestServices {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    /// The built `outbound-worker` executable.
-    public static var executable: String { repository.appendingPathComponent(".build/debug/outbound-worker").path }
+    /// The built `outbound-worker` executable: the debug build, or the one `TEST_WORKER_EXECUTABLE`
+    /// names (a release build, for figures of the built executable at speed).
+    public static var executable: String {
+        ProcessInfo.processInfo.environment["TEST_WORKER_EXECUTABLE"] ?? repository.appendingPathComponent(".build/debug/outbound-worker").path
+    }
 
     /// Runs `scripts/services ACTION SERVICE` for the test profile.
     public static func services(_ action: String, _ service: String) throws {
