@@ -172,6 +172,17 @@ import Testing
         #expect(store.lastAsked > 1 && store.lastAsked < 40, "asked for the places due within the horizon, not all 40: \(store.lastAsked)")
     }
 
+    /// A message behind others here that are not due back soon does not fetch for them: the fetch
+    /// would ask only for those due soon, its own place would lie beyond what came, and it would
+    /// fetch again and again until the horizon was full (slots for places that sleep past them).
+    @Test func aMessageBehindPlacesNotDueSoonDoesNotFetchAgainAndAgain() async throws {
+        let (pacer, store, clock, _, line, _) = try await lineBehindAFullStore(limit: 100, count: 30)
+        clock.advance(by: .milliseconds(150))
+        let fetchesBefore = store.fetches
+        guard case .wait = await pacer.take(line[29]) else { Issue.record("29 places are ahead of it: not its turn"); return }
+        #expect(store.fetches - fetchesBefore <= 1, "fetches for one ask: \(store.fetches - fetchesBefore)")
+    }
+
     /// Bulk (the least urgent lane) asks for the next slot a quarter of the horizon before it is
     /// due, so the store's next slot is taken before it passes: an ask that came once it was due
     /// lost the time it came late (a wake-up, the trip to Redis) — on every worker, every 100 ms.

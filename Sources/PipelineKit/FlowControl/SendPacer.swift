@@ -110,7 +110,7 @@ public final class SendPacer: Sendable {
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
         var interval: TimeInterval { 1 / rate }
-        /// Slots dropped unused since the last look (`outbound_send_slots_unused_total`).
+        /// Slots dropped unused (expired, or let go by a reload or a slowdown) since the last look (`outbound_send_slots_unused_total`).
         var unused = 0
 
         mutating func forget(before now: Date) {
@@ -143,10 +143,15 @@ public final class SendPacer: Sendable {
             }
             if fetching { return .waitForFetch }
             fetching = true
-            // As many as there are messages here to take them in time (back for their turns within the horizon and
-            // the lateness a slot allows): a slot nobody here takes is one no other worker gets.
+            return .fetch(store, count: min(512, max(1, dueSoon(now: now))), interval: interval)
+        }
+
+        /// How many slots a fetch asks for: as many as there are messages here to take them in time
+        /// (back for their turns within the horizon and the lateness a slot allows) — a slot nobody
+        /// here takes is one no other worker gets.
+        func dueSoon(now: Date) -> Int {
             let soon = now.addingTimeInterval(SendPacer.horizon + SendPacer.staleness)
-            return .fetch(store, count: min(512, max(1, places.values.count { $0.present && $0.due <= soon })), interval: interval)
+            return places.values.count { $0.present && $0.due <= soon }
         }
 
         /// The place whose turn it is: the first present in line whose lane is within its
@@ -286,6 +291,7 @@ public final class SendPacer: Sendable {
             guard state.limit != limit || !sameStore else { return (false, generationCounter.load(ordering: .acquiring)) }
             state.limit = max(limit, 0.001)
             state.store = store
+            state.unused += state.slots.count
             state.slots.removeAll()
             state.storeFullUntil = nil
             return (true, generationCounter.add(1, ordering: .acquiringAndReleasing).newValue)
@@ -330,8 +336,9 @@ public final class SendPacer: Sendable {
                     if state.fetching { return .waitForFetch }
                     // The store has room and only messages here are ahead: slots for them and this one now,
                     // not a wait for a turn that needs none (far below the limit, such waits, not the limit,
-                    // would set the pace). Places away or a lane's share ahead: their turns come first.
-                    if state.storeFullUntil.map({ $0 <= now }) ?? true, ahead < state.places.values.count(where: \.present),
+                    // would set the pace). Places away or a lane's share ahead: their turns come first; so do
+                    // messages here not due back soon (a fetch would not reach this one's place: again and again).
+                    if state.storeFullUntil.map({ $0 <= now }) ?? true, ahead < state.dueSoon(now: now),
                        let next = state.askStore(for: ticket, now: now) { return next }
                     let due = state.expectedTurn(of: ticket, now: now)
                     state.places[ticket.id]?.due = due
@@ -416,6 +423,7 @@ public final class SendPacer: Sendable {
             if let last = state.lastSlowdown, now.timeIntervalSince(last) < 1 { return false }
             state.lastSlowdown = now
             state.multiplier = max(0.05, state.multiplier * 0.5)
+            state.unused += state.slots.count
             state.slots.removeAll()
             if let local = state.localNext { state.localNext = max(local, now.addingTimeInterval(state.interval)) }
             return true
