@@ -135,23 +135,23 @@ import Testing
         #expect(store.fetches == fetchesBefore + 1, "one fetch for the whole line: \(store.fetches - fetchesBefore)")
     }
 
-    @Test func aMessageBehindPlacesAwayWaitsForThemInsteadOfFetchingAgainAndAgain() async throws {
+    /// A message behind places away does not wait for their turns: while they are in a delay queue
+    /// the sender's slots would go unused (three workers sharing two senders reached 65–75 % of
+    /// their rate, most of each worker's line away). It fetches once and goes.
+    @Test func aMessageBehindPlacesAwayDoesNotWaitForTheirTurns() async throws {
         // Another worker holds the next 100 ms: the line forms; all but the first of it then go round the source.
         let (pacer, store, clock, start, line, _) = try await lineBehindAFullStore(limit: 1_000, count: 51)
         for ticket in line.dropFirst() { pacer.away(ticket) }
         clock.advance(by: .milliseconds(150))
         let behind = pacer.ticket(lane: Self.bulk, order: start.addingTimeInterval(0.001))
         let fetchesBefore = store.fetches
-        guard case .wait = await pacer.take(behind) else {
-            Issue.record("51 places are ahead of it (50 away): not its turn")
+        guard case .go = await pacer.take(behind) else {
+            Issue.record("one place here is ahead of it and the store has room: its slot now")
             return
         }
-        #expect(store.fetches - fetchesBefore <= 1, "it waits for the turns ahead, not a fetch after another: \(store.fetches - fetchesBefore)")
+        #expect(store.fetches - fetchesBefore == 1, "one fetch for the two here: \(store.fetches - fetchesBefore)")
     }
 
-    /// A slot due now whose place is not here to take it (its message sleeps until a later turn)
-    /// goes to the message that asks, instead of expiring unused: with three workers sharing a
-    /// sender, such slots were a fifth of its rate (140 unused for 600 sends).
     @Test func aDueSlotWhoseMessageIsNotHereGoesToTheOneThatAsks() async throws {
         let (pacer, _, clock, _, line, _) = try await lineBehindAFullStore(limit: 100, count: 3)
         clock.advance(by: .milliseconds(250))

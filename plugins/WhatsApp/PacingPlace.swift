@@ -46,7 +46,7 @@ enum PacingPlace: MessageValueKey {
     }
 
     /// The message leaves the worker, or waits for something else than its turn: its place stays in
-    /// line (counted, not holding it) until it asks again.
+    /// line (not holding it) until it asks again.
     static func stepAway(_ message: Message) {
         guard let held = message.values[Self.self] else { return }
         held.pacer.away(held.ticket)

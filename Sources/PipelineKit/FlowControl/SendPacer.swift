@@ -11,8 +11,9 @@ import Synchronization
 /// for a bulk message never holds an urgent one back by more than that, on any worker. A message
 /// takes a place in line (`ticket`) and asks for its turn (`take`): it goes (`.go(slot)`) or comes
 /// back at the time its turn is expected (`.wait(until:)`), keeping its place. A message that
-/// leaves the worker meanwhile (through a delay queue) steps `away`: its place counts for the
-/// expected turns of those behind it but does not hold the line, and it takes it up again when it
+/// leaves the worker meanwhile (through a delay queue) steps `away`: its place neither holds the
+/// line nor delays the turns of those behind it (the messages here use the slots meanwhile), and
+/// it takes it up again, ahead of those that came after it, when it
 /// asks with the same ticket (`Ticket.id`, carried with the message); a place not asked for
 /// soon after its expected turn is forgotten.
 ///
@@ -204,8 +205,12 @@ public final class SendPacer: Sendable {
             let (overdue, lastUse) = (now.addingTimeInterval(-SendPacer.staleness), due.addingTimeInterval(SendPacer.staleness))
             return !places.values.contains {
                 $0.present && $0.due >= overdue && $0.due <= lastUse && $0.ticket.id != ticket.id && $0.ticket.precedes(ticket)
-            }
-                && !isCapped(ticket, lanes: Set(places.values.map(\.ticket.rank)).count, share: share(of:))
+            } && !isCapped(ticket)
+        }
+
+        /// Whether `ticket`'s lane is past its `max_share` while another lane has messages waiting.
+        func isCapped(_ ticket: Ticket) -> Bool {
+            isCapped(ticket, lanes: Set(places.values.map(\.ticket.rank)).count, share: share(of:))
         }
 
         func share(of rank: Int) -> Double {
@@ -234,13 +239,20 @@ public final class SendPacer: Sendable {
             Int(min(placesAhead(of: ticket), 1_000_000).rounded(.up))
         }
 
-        /// How many slots go to others before `ticket`'s: the places ahead of it in its lane; those
-        /// of more urgent lanes, or, for a lane capped by `max_share`, as many as its share leaves
-        /// them; and, when its own lane is capped while less urgent lanes wait, their share too.
+        /// How many slots go to others before `ticket`'s: the places here ahead of it in its lane;
+        /// those of more urgent lanes, or, for a lane capped by `max_share`, as many as its share
+        /// leaves them; and, when its own lane is capped while less urgent lanes wait, their share
+        /// too. Places away take no turn here: counted, they kept the messages here asleep while
+        /// the sender's slots went unused (three workers reached 65–75 % of a sender's rate). A
+        /// lane capped by `max_share` still counts them (fewer turns ahead, it took the slots held
+        /// here for its place before the others' share), and leaves a less urgent lane away its share.
         private func placesAhead(of ticket: Ticket) -> Double {
             var byRank: [Int: (count: Int, maxShare: Double)] = [:]
             var own = 0
+            var lessUrgentWaits = false
             for place in places.values where place.ticket.id != ticket.id {
+                lessUrgentWaits = lessUrgentWaits || place.ticket.rank > ticket.rank
+                guard place.present || ticket.maxShare < 1 else { continue }
                 if place.ticket.rank == ticket.rank {
                     if place.ticket.precedes(ticket) { own += 1 }
                 } else {
@@ -251,7 +263,7 @@ public final class SendPacer: Sendable {
             for (rank, lane) in byRank where rank < ticket.rank {
                 ahead += lane.maxShare < 1 ? min(Double(lane.count), Double(own + 1) * lane.maxShare / (1 - lane.maxShare)) : Double(lane.count)
             }
-            if ticket.maxShare < 1, byRank.keys.contains(where: { $0 > ticket.rank }) {
+            if ticket.maxShare < 1, lessUrgentWaits {
                 ahead += Double(own + 1) * (1 - ticket.maxShare) / ticket.maxShare
             }
             return ahead
@@ -307,7 +319,7 @@ public final class SendPacer: Sendable {
     }
 
     /// The message leaves the worker before its turn (through the source, or to wait for something
-    /// else): its place counts for the turns behind it until it asks again, or is forgotten.
+    /// else): its place does not hold the line until it asks again, or is forgotten.
     public func away(_ ticket: Ticket) {
         state.withLock { $0.places[ticket.id]?.present = false }
     }
