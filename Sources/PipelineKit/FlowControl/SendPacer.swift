@@ -244,15 +244,13 @@ public final class SendPacer: Sendable {
         /// leaves them; and, when its own lane is capped while less urgent lanes wait, their share
         /// too. Places away take no turn here: counted, they kept the messages here asleep while
         /// the sender's slots went unused (three workers reached 65–75 % of a sender's rate). A
-        /// lane capped by `max_share` still counts them (fewer turns ahead, it took the slots held
-        /// here for its place before the others' share), and leaves a less urgent lane away its share.
+        /// lane capped by `max_share` while another lane waits still counts them (with fewer turns
+        /// ahead it took the slots held here for its place before the others' share).
         private func placesAhead(of ticket: Ticket) -> Double {
             var byRank: [Int: (count: Int, maxShare: Double)] = [:]
             var own = 0
-            var lessUrgentWaits = false
-            for place in places.values where place.ticket.id != ticket.id {
-                lessUrgentWaits = lessUrgentWaits || place.ticket.rank > ticket.rank
-                guard place.present || ticket.maxShare < 1 else { continue }
+            let countsAway = ticket.maxShare < 1 && places.values.contains { $0.ticket.rank != ticket.rank }
+            for place in places.values where place.ticket.id != ticket.id && (place.present || countsAway) {
                 if place.ticket.rank == ticket.rank {
                     if place.ticket.precedes(ticket) { own += 1 }
                 } else {
@@ -263,7 +261,7 @@ public final class SendPacer: Sendable {
             for (rank, lane) in byRank where rank < ticket.rank {
                 ahead += lane.maxShare < 1 ? min(Double(lane.count), Double(own + 1) * lane.maxShare / (1 - lane.maxShare)) : Double(lane.count)
             }
-            if ticket.maxShare < 1, lessUrgentWaits {
+            if ticket.maxShare < 1, byRank.keys.contains(where: { $0 > ticket.rank }) {
                 ahead += Double(own + 1) * (1 - ticket.maxShare) / ticket.maxShare
             }
             return ahead
