@@ -346,8 +346,8 @@ public final class SendPacer: Sendable {
                     if state.fetching { return .waitForFetch }
                     // The store has room and only messages here are ahead: slots for them and this one now,
                     // not a wait for a turn that needs none (far below the limit, such waits, not the limit,
-                    // would set the pace). Places away or a lane's share ahead: their turns come first; so do
-                    // messages here not due back soon (a fetch would not reach this one's place: again and again).
+                    // would set the pace). A lane's share ahead (and, in a capped lane, places away): their turns
+                    // come first; so do messages here not due back soon (a fetch would not reach this one's place).
                     if state.storeFullUntil.map({ $0 <= now }) ?? true, ahead < state.dueSoon(now: now),
                        let next = state.askStore(for: ticket, now: now) { return next }
                     let due = state.expectedTurn(of: ticket, now: now)
