@@ -24,6 +24,8 @@ struct Options {
         /// The worker built from this tree against another build of it (`--worker-before`), A B A B:
         /// what one change buys (`scripts/bench builds -- --worker-before /tmp/outbound-worker.before`).
         case builds
+        /// Backlogged senders in the bulk lane at 80/s each, one and three workers (`scripts/bench lanes`).
+        case lanes
     }
 
     var mode = Mode.compare
@@ -40,6 +42,10 @@ struct Options {
     /// The test certificates (`scripts/services` makes them in `.run/test/tls`), for the TLS transports.
     var tlsDirectory = ".run/test/tls"
     var concurrencies = [1, 8, 32, 128]
+    /// The lanes mode: messages per sender, the sender counts and the worker counts measured.
+    var lanePerSender = 600
+    var laneSenders = [2, 10]
+    var laneWorkers = [1, 3]
     /// The transports of the transports mode: `plain`, `tls`, `h2` (all three unless given).
     var transports = ["plain", "tls", "h2"]
     var worker = ".build/release/outbound-worker"
@@ -73,6 +79,9 @@ struct Options {
             case "--soak-minutes": soakMinutes = Double(value) ?? soakMinutes
             case "--tls-dir": tlsDirectory = value
             case "--concurrencies": concurrencies = value.split(separator: ",").compactMap { Int($0) }
+            case "--per-sender": lanePerSender = Int(value) ?? lanePerSender
+            case "--senders": laneSenders = value.split(separator: ",").compactMap { Int($0) }
+            case "--workers": laneWorkers = value.split(separator: ",").compactMap { Int($0) }
             case "--transports-only": transports = value.split(separator: ",").map(String.init)
             case "--worker": worker = value
             case "--baseline": baseline = value

@@ -7,6 +7,7 @@
 //               at concurrency 1, 8, 32, 128
 //   --redis-memory  Redis memory per message on a Redis of its own, by kind of key
 //   --redis-cluster the worker on a Redis Cluster (--cluster-seeds) against the single Redis, A B A B
+//   --lanes     backlogged senders in the bulk lane at 80/s each, one and three workers (LanePacing.swift)
 import AMQPClient
 import Foundation
 import Logging
@@ -189,7 +190,7 @@ func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), rat
     print("\nworker CPU per message, \(ratioName), round by round: \(pairs.joined(separator: ", "))")
 }
 
-if options.mode != .soak, options.mode != .redisMemory { measureStandInCapacity() }
+if ![.soak, .redisMemory, .lanes].contains(options.mode) { measureStandInCapacity() }
 print("stand-in on \(apiURL)")
 switch options.mode {
 case .compare: try await compare()
@@ -198,6 +199,7 @@ case .pacing: try await pacingCost()
 case .redisCluster: try await clusterCost()
 case .tracing: try await tracingCost()
 case .builds: try await buildsCost()
+case .lanes: try await LanePacing(options: options, publisher: publisher).run()
 case .transports: try await TransportMatrix(options: options, publisher: publisher).run()
 case .soak: try await Soak(bench: bench, options: options, standIn: standIn).run()
 case .redisMemory: try await RedisMemory(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher).run()

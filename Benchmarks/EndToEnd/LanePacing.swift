@@ -1,0 +1,110 @@
+import AMQPClient
+import Foundation
+import TestSupport
+
+/// Backlogged senders at their paced rate (SPEC 8 and 14, issue 25's "every backlogged sender gets
+/// its full rate"): `senders × messages` queued interleaved in the bulk lane, the release worker(s)
+/// sending through the test stand-in, which answers 130429 past 80 requests a second per number.
+/// Reports each sender's span against the ideal at 95 % of 80/s (the worker paces at 95 % of
+/// `WHATSAPP_THROUGHPUT`), its busiest second, the 130429s and the slots Redis granted unused.
+/// The end-to-end test LaneTests.backloggedSendersEachGetTheirRate asserts the same with the debug
+/// worker and a debug stand-in, which cannot feed ten senders' 760 msg/s on two cores.
+@MainActor
+struct LanePacing {
+    let options: Options
+    let publisher: AMQPPublisher
+    /// The limit the stand-in enforces and the worker is told.
+    let limit = 80
+
+    /// What one run of `senders` backlogged senders and `workers` workers saw.
+    struct Figures {
+        var spanOverIdeal: [Double]
+        var busiestSecond: [Int]
+        var tooMany: Int
+        var unusedSlots: Int
+        /// Waits that went round a delay queue instead of staying in memory.
+        var delayTrips: Int
+        var duplicates: Int
+        var dead: Int
+    }
+
+    func run() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-lanes-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try String(contentsOfFile: "pipelines/outbound.yaml", encoding: .utf8).write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
+        // The shipped pipeline at `--concurrency` (default 32, as shipped) with twice that prefetch per lane (as shipped).
+        try "source:\n  with: { prefetch: \(options.concurrency * 2), concurrency: \(options.concurrency) }\n"
+            .write(to: folder.appendingPathComponent("outbound.lanes.yaml"), atomically: true, encoding: .utf8)
+        print("\(options.lanePerSender) messages per sender in the bulk lane, stand-in enforcing \(limit)/s per number, shipped pipeline at concurrency \(options.concurrency), prefetch \(options.concurrency * 2) a lane, \(options.rounds) rounds; ideal span = (messages − 1) / (0.95 × \(limit)/s)")
+        print("| senders | workers | round | span / ideal (min, median, max) | busiest second (max over senders) | 130429 | slots unused | delay-queue trips | sent twice | dead |\n|---|---|---|---|---|---|---|---|---|---|")
+        for senders in options.laneSenders {
+            for workers in options.laneWorkers {
+                for round in 1...options.rounds {
+                    let figures = try await measure(senders: senders, workers: workers, folder: folder)
+                    let sorted = figures.spanOverIdeal.sorted()
+                    print(String(format: "| %d | %d | %d | %.3f, %.3f, %.3f | %d | %d | %d | %d | %d | %d |", senders, workers, round,
+                                 sorted.first ?? 0, median(sorted), sorted.last ?? 0, figures.busiestSecond.max() ?? 0,
+                                 figures.tooMany, figures.unusedSlots, figures.delayTrips, figures.duplicates, figures.dead))
+                }
+            }
+        }
+    }
+
+    private func measure(senders count: Int, workers: Int, folder: URL) async throws -> Figures {
+        let server = CloudAPIStandInServer()
+        let apiURL = try await server.start()
+        server.enforceThroughput(perSecond: limit)
+        let queue = "bench.lanes.\(UUID().uuidString.prefix(6).lowercased())"
+        let run = UUID().uuidString.prefix(8)
+        let senders = (0..<count).map { String(300 + $0) }
+        let total = options.lanePerSender * count
+        // Interleaved, as a campaign of several senders arrives; all queued before the workers start.
+        let bodies = (0..<total).map { number in
+            Array(#"{"internalId":"lanes-\#(run)-\#(number)","to":"+5511\#(String(format: "%09d", number))","type":"text","text":{"body":"Message \#(number)"},"phoneNumberId":"\#(senders[number % count])"}"#.utf8)
+        }
+        try await publisher.declare(AMQPQueueDeclaration(name: "\(queue).bulk"))
+        try await publish(bodies[...], to: "\(queue).bulk", publisher)
+        let healthPorts = (0..<workers).map { _ in freePort() }
+        let pids = try healthPorts.enumerated().map { index, port in
+            try spawn([options.worker, "run"], environment: [
+                "PIPELINE_FILE": folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": "lanes",
+                "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(options.redisPort),
+                "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055", "WHATSAPP_THROUGHPUT": String(limit),
+                "HEALTH_PORT": String(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
+            ], log: folder.appendingPathComponent("\(queue)-\(index).log").path)
+        }
+        defer { server.stop() }
+        let started = ContinuousClock.now
+        while server.sentByRecipient.count < total {
+            guard ContinuousClock.now - started < .seconds(600) else {
+                pids.forEach(stop)
+                throw BenchFailure("\(queue): \(server.sentByRecipient.count) of \(total) sent after 10 minutes")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let ideal = Double(options.lanePerSender - 1) / (Double(limit) * 0.95)
+        let requests = server.requests
+        let spans = senders.map { sender -> Double in
+            let times = requests.filter { $0.sender == sender && $0.succeeded }.map(\.arrived)
+            let span = (times.max() ?? .now) - (times.min() ?? .now)
+            return (Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18) / ideal
+        }
+        let metrics = healthPorts.map { (try? spawnAndWait(["/usr/bin/curl", "-sf", "--max-time", "2", "http://127.0.0.1:\($0)/metrics"])) ?? "" }
+        /// The sum over the workers of the samples of `name` whose labels contain `label`.
+        func summed(_ name: String, _ label: String = "") -> Int {
+            metrics.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix(name) && $0.contains(label) }
+                .compactMap { $0.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) } }.reduce(0, +)
+        }
+        let figures = Figures(spanOverIdeal: spans, busiestSecond: senders.map { server.mostInAnyWindow(.seconds(1), sender: $0) },
+                              tooMany: server.answered(130429), unusedSlots: summed("outbound_send_slots_unused_total"),
+                              delayTrips: summed("outbound_messages_total{", #"outcome="requeue""#),
+                              duplicates: server.sentByRecipient.values.filter { $0 > 1 }.count,
+                              dead: (try? await publisher.messageCount("\(queue).dead")) ?? -1)
+        pids.forEach(stop)
+        for suffix in ["", ".urgent", ".bulk"] {
+            for tail in ["", ".retry.1", ".retry.2", ".retry.3", ".retry.4"] { try? await publisher.delete(queue + suffix + tail) }
+        }
+        try? await publisher.delete("\(queue).dead")
+        return figures
+    }
+}
