@@ -163,19 +163,21 @@ import TestSupport
         try await e2e.waitUntilFinished(bodies.count, by: workers, timeout: .seconds(30))
         let ideal = Double(perSender - 1) / (80 * 0.95)
         var ratios: [Double] = []
+        var busiest = 0
         for sender in senders {
             let times = e2e.server.requests.filter { $0.sender == sender && $0.succeeded }.map(\.arrived)
             let span = (times.max() ?? .now) - (times.min() ?? .now)
             ratios.append(Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18)
-            // One worker paces each sender at 95 % of its limit; several share its slots through Redis, each
-            // request leaving at its own moment (the bound threeWorkersShareOneSendersLimit holds them to).
-            let bound = setup.workers == 1 ? 80 : 88
-            #expect(e2e.server.mostInAnyWindow(.seconds(1), sender: sender) <= bound, "sender \(sender) within its limit in every second")
+            busiest = max(busiest, e2e.server.mostInAnyWindow(.seconds(1), sender: sender))
         }
+        // One worker paces each sender at 95 % of its limit; several share its slots through Redis, each
+        // request leaving at its own moment, up to `SendPacer.staleness` after its slot (the bound
+        // threeWorkersShareOneSendersLimit holds them to).
+        #expect(busiest <= (setup.workers == 1 ? 80 : 88), "every sender within its limit in every second")
         ratios = ratios.map { $0 / ideal }
         var unused = 0.0
         for worker in workers { unused += await metricTotal(worker, "outbound_send_slots_unused_total") }
-        print("\(setup.senders) senders × \(perSender), \(setup.workers) worker(s), prefetch \(prefetch): span / ideal at 95 % of 80/s: \(ratios.map { String(format: "%.3f", $0) }.joined(separator: " ")); 130429: \(e2e.server.answered(130429)); slots granted and not used: \(Int(unused))")
+        print("\(setup.senders) senders × \(perSender), \(setup.workers) worker(s), prefetch \(prefetch): span / ideal at 95 % of 80/s: \(ratios.map { String(format: "%.3f", $0) }.joined(separator: " ")); 130429: \(e2e.server.answered(130429)); slots granted and not used: \(Int(unused)); busiest second: \(busiest)")
         #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 }, "each sent once")
         #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
         for worker in workers { try await worker.stop() }
