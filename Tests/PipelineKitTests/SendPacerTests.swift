@@ -40,6 +40,21 @@ import Testing
         #expect(abs(urgentSlot.timeIntervalSince(start) - 1 / 9.5) < 0.002, "at the sender's next slot: \(urgentSlot.timeIntervalSince(start))")
     }
 
+    @Test func aLone130429SlowsTheSenderALittleAndAnotherSoonAfterHalvesIt() async throws {
+        let (pacer, clock) = pacer()
+        pacer.slowDown()
+        #expect(abs(pacer.rate - 9.5 * 0.9) < 1e-9, "a lone 130429 while paced at 95 %: 10 % slower, \(pacer.rate)")
+        clock.advance(by: .milliseconds(500))
+        pacer.slowDown()
+        #expect(abs(pacer.rate - 9.5 * 0.9) < 1e-9, "at most once a second")
+        clock.advance(by: .seconds(2))
+        pacer.slowDown()
+        #expect(abs(pacer.rate - 9.5 * 0.45) < 1e-9, "another within 10 s: the limit is lower, half the rate, \(pacer.rate)")
+        clock.advance(by: .seconds(11))
+        pacer.slowDown()
+        #expect(abs(pacer.rate - 9.5 * 0.405) < 1e-9, "after 10 s without one, a lone 130429 again: 10 % slower, \(pacer.rate)")
+    }
+
     @Test func withinALaneTheFirstComeGoesFirst() async throws {
         let (pacer, clock) = pacer()
         let start = clock.now()
