@@ -42,17 +42,26 @@ import Testing
 
     @Test func aLone130429SlowsTheSenderALittleAndAnotherSoonAfterHalvesIt() async throws {
         let (pacer, clock) = pacer()
+        func expectRate(_ multiplier: Double, _ comment: Comment) {
+            #expect(abs(pacer.rate - 9.5 * multiplier) < 1e-9, "\(comment): \(pacer.rate / 9.5) of the paced rate")
+        }
         pacer.slowDown()
-        #expect(abs(pacer.rate - 9.5 * 0.9) < 1e-9, "a lone 130429 while paced at 95 %: 10 % slower, \(pacer.rate)")
+        expectRate(0.9, "a lone 130429 while paced at 95 %: 10 % slower")
         clock.advance(by: .milliseconds(500))
         pacer.slowDown()
-        #expect(abs(pacer.rate - 9.5 * 0.9) < 1e-9, "at most once a second")
+        expectRate(0.5, "another in the same second (a limit far below the configured one): half at once")
+        clock.advance(by: .milliseconds(300))
+        pacer.slowDown()
+        expectRate(0.5, "halvings at most once a second")
         clock.advance(by: .seconds(2))
         pacer.slowDown()
-        #expect(abs(pacer.rate - 9.5 * 0.45) < 1e-9, "another within 10 s: the limit is lower, half the rate, \(pacer.rate)")
-        clock.advance(by: .seconds(11))
+        expectRate(0.25, "another within 10 s: half again")
+        clock.advance(by: .seconds(10))
         pacer.slowDown()
-        #expect(abs(pacer.rate - 9.5 * 0.405) < 1e-9, "after 10 s without one, a lone 130429 again: 10 % slower, \(pacer.rate)")
+        expectRate(0.225, "10 s without one: a lone 130429 again, 10 % slower")
+        clock.advance(by: .milliseconds(1500))
+        pacer.slowDown()
+        expectRate(0.1125, "another within 10 s of a lone one, after its second: half")
     }
 
     @Test func withinALaneTheFirstComeGoesFirst() async throws {

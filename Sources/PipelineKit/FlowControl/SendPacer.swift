@@ -97,6 +97,8 @@ public final class SendPacer: Sendable {
         var store: (any SlotStore)?
         var multiplier = 1.0
         var lastSlowdown: Date?
+        /// The last slowdown was for a lone 130429 (10 %), not a halving.
+        var lastSlowdownWasLone = false
         /// Slots taken from the store and not used yet, earliest first (none more than `horizon` ahead).
         var slots: [Date] = []
         var localNext: Date?
@@ -429,18 +431,30 @@ public final class SendPacer: Sendable {
         waiters.forEach { $0.resume() }
     }
 
-    /// The other side said the limit was exceeded (at most once a second): the first time after
-    /// `calmAfter` without it, 10 % slower — paced at 95 % of the limit, a lone 130429 is sends
-    /// bunched by network or scheduling delays (several workers' sends up to `staleness` late), and
-    /// halving for it cost a backlogged sender a fifth of a campaign's time; again within
-    /// `calmAfter`, half the rate — the limit is lower than configured, found in a few seconds.
+    /// The other side said the limit was exceeded. The first time after `calmAfter` without it,
+    /// 10 % slower: paced at 95 % of the limit, a lone 130429 is sends bunched by network or
+    /// scheduling delays (several workers' sends up to `staleness` late), and halving for it cost a
+    /// backlogged sender a fifth of a campaign's time. Another within `calmAfter` — even within the
+    /// second after a lone one — halves the rate: the limit is lower than configured, found in a
+    /// few seconds. Halvings come at most once a second (requests already under way at the old
+    /// rate are answered 130429 too).
     public func slowDown() {
         let now = clock.now()
         let slowed = state.withLock { state -> Bool in
-            if let last = state.lastSlowdown, now.timeIntervalSince(last) < 1 { return false }
-            let again = state.lastSlowdown.map { now.timeIntervalSince($0) < Self.calmAfter } ?? false
+            let since = state.lastSlowdown.map { now.timeIntervalSince($0) } ?? .infinity
+            let factor: Double
+            if since >= Self.calmAfter {
+                factor = 0.9
+                state.lastSlowdownWasLone = true
+            } else if since >= 1 || state.lastSlowdownWasLone {
+                // A lone slowdown this second turns into a halving (0.9 × 5/9 = ½).
+                factor = state.lastSlowdownWasLone && since < 1 ? 0.5 / 0.9 : 0.5
+                state.lastSlowdownWasLone = false
+            } else {
+                return false
+            }
             state.lastSlowdown = now
-            state.multiplier = max(0.05, state.multiplier * (again ? 0.5 : 0.9))
+            state.multiplier = max(0.05, state.multiplier * factor)
             state.unused += state.slots.count
             state.slots.removeAll()
             if let local = state.localNext { state.localNext = max(local, now.addingTimeInterval(state.interval)) }
