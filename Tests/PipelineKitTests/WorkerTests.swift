@@ -3,6 +3,7 @@ import Logging
 import PipelineKit
 import Synchronization
 import Testing
+import TestSupport
 
 /// The worker loop on an in-memory source: how it reports and settles what the executor decided.
 @Suite struct WorkerTests {
@@ -214,6 +215,7 @@ import Testing
         let undo = Fixtures.UndoLog()
         let pacing = RepeatedWait(times: 6)
         let sends = Fixtures.UndoLog()
+        let throughSource = TestMetricsSystem.counter("outbound_waits_through_source_total", [("reason", "throughput")])
         let (source, worker, task) = start(sink: RecordingSink(), steps: [
             ExecutorTests.bound("claim", Claim(heldFor: .milliseconds(500), undone: undo)),
             ExecutorTests.bound("pacing", pacing),
@@ -231,5 +233,6 @@ import Testing
         #expect(sends.all.isEmpty, "not sent while its claim could have run out")
         #expect(undo.all == ["claim"], "the claim given back as it goes round")
         #expect((3...4).contains(pacing.waits.withLock { $0 }), "waited in memory while the claim lasted: \(pacing.waits.withLock { $0 })")
+        #expect(TestMetricsSystem.counter("outbound_waits_through_source_total", [("reason", "throughput")]) > throughSource, "the trip through the source counted")
     }
 }

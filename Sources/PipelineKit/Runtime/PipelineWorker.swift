@@ -188,6 +188,7 @@ public final class PipelineWorker: Service, Sendable {
                         MessageLogContext.during(run.message.internalID, step: "pipeline") {
                             logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
                         }
+                        Counter(label: "outbound_waits_through_source_total", dimensions: [("reason", wait.reason.rawValue)]).increment()
                         _ = await source.settle(delivery, .redeliver(after: remaining, attemptsMade: delivery.attemptsMade, carried: run.message.carried))
                     }
                     return
