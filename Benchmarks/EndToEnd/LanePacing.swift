@@ -26,7 +26,8 @@ struct LanePacing {
         var delayTrips: Int
         var duplicates: Int
         var dead: Int
-        /// The workers' CPU seconds per 1,000 messages, from their start to the last send.
+        /// The workers' CPU seconds per 1,000 messages, from their start (loading the pipeline,
+        /// connecting) to the last send seen.
         var cpuPerThousand: Double
     }
 
@@ -52,6 +53,14 @@ struct LanePacing {
         }
     }
 
+    /// The shipped pipeline's queues: each lane's with its four retry queues, and the shared `.dead`.
+    private func deleteQueues(_ queue: String) async {
+        for lane in ["", ".urgent", ".bulk"] {
+            for retry in ["", ".retry.1", ".retry.2", ".retry.3", ".retry.4"] { try? await publisher.delete(queue + lane + retry) }
+        }
+        try? await publisher.delete("\(queue).dead")
+    }
+
     private func measure(senders count: Int, workers: Int, folder: URL) async throws -> Figures {
         let server = CloudAPIStandInServer()
         let apiURL = try await server.start()
@@ -67,24 +76,32 @@ struct LanePacing {
         try await publisher.declare(AMQPQueueDeclaration(name: "\(queue).bulk"))
         try await publish(bodies[...], to: "\(queue).bulk", publisher)
         let healthPorts = (0..<workers).map { _ in freePort() }
-        let pids = try healthPorts.enumerated().map { index, port in
-            try spawn([options.worker, "run"], environment: [
+        var pids: [pid_t] = []
+        // Workers stopped on every path out, an error's too.
+        defer {
+            pids.forEach(stop)
+            server.stop()
+        }
+        for (index, port) in healthPorts.enumerated() {
+            pids.append(try spawn([options.worker, "run"], environment: [
                 "PIPELINE_FILE": folder.appendingPathComponent("outbound.yaml").path, "PIPELINE_ENV": "lanes",
                 "RABBITMQ_URL": options.rabbitURL, "OUTBOUND_QUEUE": queue, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(options.redisPort),
                 "WHATSAPP_API_URL": apiURL, "WHATSAPP_ACCESS_TOKEN": "bench", "WHATSAPP_PHONE_NUMBER_ID": "1055", "WHATSAPP_THROUGHPUT": String(limit),
                 "HEALTH_PORT": String(port), "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
-            ], log: folder.appendingPathComponent("\(queue)-\(index).log").path)
+            ], log: folder.appendingPathComponent("\(queue)-\(index).log").path))
         }
-        defer { server.stop() }
         let started = ContinuousClock.now
         // Polled gently: the stand-in in this process shares the two cores with the workers.
-        while server.requests.count(where: \.succeeded) < total {
+        while server.sentByRecipient.count < total {
             guard ContinuousClock.now - started < .seconds(600) else {
                 pids.forEach(stop)
+                pids = []
+                await deleteQueues(queue)
                 throw BenchFailure("\(queue): \(server.sentByRecipient.count) of \(total) sent after 10 minutes")
             }
             try await Task.sleep(for: .milliseconds(250))
         }
+        let cpuSeconds = pids.map { ProcessUsage($0).cpuSeconds }.reduce(0, +)
         let ideal = Double(options.lanePerSender - 1) / (Double(limit) * 0.95)
         let requests = server.requests
         let spans = senders.map { sender -> Double in
@@ -93,22 +110,21 @@ struct LanePacing {
             return (Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18) / ideal
         }
         let metrics = healthPorts.map { (try? spawnAndWait(["/usr/bin/curl", "-sf", "--max-time", "2", "http://127.0.0.1:\($0)/metrics"])) ?? "" }
-        /// The sum over the workers of the samples of `name` whose labels contain `label`.
-        func summed(_ name: String, _ label: String = "") -> Int {
-            metrics.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix(name) && $0.contains(label) }
+        /// The sum over the workers of the samples of `name`; -1 when a worker's `/metrics` did not answer.
+        func summed(_ name: String) -> Int {
+            guard metrics.allSatisfy({ $0.contains("# TYPE") }) else { return -1 }
+            return metrics.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
                 .compactMap { $0.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) } }.reduce(0, +)
         }
         let figures = Figures(spanOverIdeal: spans, busiestSecond: senders.map { server.mostInAnyWindow(.seconds(1), sender: $0) },
                               tooMany: server.answered(130429), unusedSlots: summed("outbound_send_slots_unused_total"),
-                              delayTrips: summed("outbound_messages_total{", #"outcome="requeue""#),
+                              delayTrips: summed("outbound_waits_through_source_total"),
                               duplicates: server.sentByRecipient.values.filter { $0 > 1 }.count,
                               dead: (try? await publisher.messageCount("\(queue).dead")) ?? -1,
-                              cpuPerThousand: pids.map { ProcessUsage($0).cpuSeconds }.reduce(0, +) / Double(total) * 1000)
+                              cpuPerThousand: cpuSeconds / Double(total) * 1000)
         pids.forEach(stop)
-        for suffix in ["", ".urgent", ".bulk"] {
-            for tail in ["", ".retry.1", ".retry.2", ".retry.3", ".retry.4"] { try? await publisher.delete(queue + suffix + tail) }
-        }
-        try? await publisher.delete("\(queue).dead")
+        pids = []
+        await deleteQueues(queue)
         return figures
     }
 }
