@@ -34,10 +34,13 @@ import TestSupport
         do {
             try await poll("every message back in its source queue", timeout: .seconds(40)) {
                 back = (try? TestServices.messagesIncludingUnacknowledged()) ?? [:]
-                return topologies.allSatisfy { back[$0.queue] == 25 }
+                // At least once (SPEC 11): a dead-letter whose confirm the stopping broker lost is
+                // forwarded again after the restart, so a source may hold a copy more than it was sent.
+                return topologies.allSatisfy { back[$0.queue, default: 0] >= 25 && back["\($0.queue).retry.1"] == 0 }
             }
         } catch {
-            let stuck = topologies.filter { back[$0.queue] != 25 }.map { "\($0.queue).retry.1: \(back["\($0.queue).retry.1"] ?? -1)" }
+            let stuck = topologies.filter { back[$0.queue, default: 0] < 25 || back["\($0.queue).retry.1"] != 0 }
+                .map { "\($0.queue): \(back[$0.queue] ?? -1), retry.1: \(back["\($0.queue).retry.1"] ?? -1), dead: \(back[$0.deadQueue] ?? -1)" }
             Issue.record("still in their retry queues \(ContinuousClock.now - restarted) after the restart: \(stuck)")
         }
         // The retry queues stay (deleting quorum queues right before a restart crashed 3.10's dead-letter workers).
