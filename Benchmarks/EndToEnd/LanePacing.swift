@@ -13,6 +13,8 @@ import TestSupport
 struct LanePacing {
     let options: Options
     let publisher: AMQPPublisher
+    /// The run's folder, with a copy of the shipped pipeline (`Bench.folder`).
+    let folder: URL
     /// The limit the stand-in enforces and the worker is told.
     let limit = 80
 
@@ -32,9 +34,6 @@ struct LanePacing {
     }
 
     func run() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-lanes-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try String(contentsOfFile: "pipelines/outbound.yaml", encoding: .utf8).write(to: folder.appendingPathComponent("outbound.yaml"), atomically: true, encoding: .utf8)
         // The shipped pipeline at `--concurrency` (default 32, as shipped) with twice that prefetch per lane (as shipped).
         try "source:\n  with: { prefetch: \(options.concurrency * 2), concurrency: \(options.concurrency) }\n"
             .write(to: folder.appendingPathComponent("outbound.lanes.yaml"), atomically: true, encoding: .utf8)
@@ -43,7 +42,7 @@ struct LanePacing {
         for senders in options.laneSenders {
             for workers in options.laneWorkers {
                 for round in 1...options.rounds {
-                    let figures = try await measure(senders: senders, workers: workers, folder: folder)
+                    let figures = try await measure(senders: senders, workers: workers)
                     let sorted = figures.spanOverIdeal.sorted()
                     print(String(format: "| %d | %d | %d | %.3f, %.3f, %.3f | %d | %d | %d | %d | %d | %d | %.3f |", senders, workers, round,
                                  sorted.first ?? 0, median(sorted), sorted.last ?? 0, figures.busiestSecond.max() ?? 0,
@@ -61,7 +60,7 @@ struct LanePacing {
         try? await publisher.delete("\(queue).dead")
     }
 
-    private func measure(senders count: Int, workers: Int, folder: URL) async throws -> Figures {
+    private func measure(senders count: Int, workers: Int) async throws -> Figures {
         let server = CloudAPIStandInServer()
         let apiURL = try await server.start()
         server.enforceThroughput(perSecond: limit)
@@ -106,19 +105,11 @@ struct LanePacing {
         let requests = server.requests
         let spans = senders.map { sender -> Double in
             let times = requests.filter { $0.sender == sender && $0.succeeded }.map(\.arrived)
-            let span = (times.max() ?? .now) - (times.min() ?? .now)
-            return (Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18) / ideal
-        }
-        let metrics = healthPorts.map { (try? spawnAndWait(["/usr/bin/curl", "-sf", "--max-time", "2", "http://127.0.0.1:\($0)/metrics"])) ?? "" }
-        /// The sum over the workers of the samples of `name`; -1 when a worker's `/metrics` did not answer.
-        func summed(_ name: String) -> Int {
-            guard metrics.allSatisfy({ $0.contains("# TYPE") }) else { return -1 }
-            return metrics.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
-                .compactMap { $0.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) } }.reduce(0, +)
+            return ((times.max() ?? .now) - (times.min() ?? .now)).seconds / ideal
         }
         let figures = Figures(spanOverIdeal: spans, busiestSecond: senders.map { server.mostInAnyWindow(.seconds(1), sender: $0) },
-                              tooMany: server.answered(130429), unusedSlots: summed("outbound_send_slots_unused_total"),
-                              delayTrips: summed("outbound_waits_through_source_total"),
+                              tooMany: server.answered(130429), unusedSlots: workersMetric("outbound_send_slots_unused_total", healthPorts: healthPorts) ?? -1,
+                              delayTrips: workersMetric("outbound_waits_through_source_total", healthPorts: healthPorts) ?? -1,
                               duplicates: server.sentByRecipient.values.filter { $0 > 1 }.count,
                               dead: (try? await publisher.messageCount("\(queue).dead")) ?? -1,
                               cpuPerThousand: cpuSeconds / Double(total) * 1000)

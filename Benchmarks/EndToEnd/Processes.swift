@@ -58,3 +58,15 @@ struct ProcessUsage {
         cpuSeconds = ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
+
+/// The sum of every sample of `name` (labelled or not) over the `/metrics` of the workers on
+/// `healthPorts`; nil when one of them does not answer.
+func workersMetric(_ name: String, healthPorts: [Int]) -> Int? {
+    var total = 0.0
+    for port in healthPorts {
+        guard let text = try? spawnAndWait(["/usr/bin/curl", "-sf", "--max-time", "2", "http://127.0.0.1:\(port)/metrics"]), text.contains("# TYPE") else { return nil }
+        total += text.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+    }
+    return Int(total.rounded())
+}

@@ -297,16 +297,9 @@ extension Soak {
         for index in workers.indices { hangUp(index) }
     }
 
-    /// The sum of a metric without labels over the live workers' `/metrics`; nil when one does not answer.
+    /// The sum of a metric over the live workers' `/metrics`; nil when one does not answer.
     func metric(_ name: String) -> Int? {
-        var total = 0
-        for worker in workers where worker.pid > 0 {
-            guard let text = try? spawnAndWait(["/usr/bin/curl", "-sf", "--max-time", "2", "http://127.0.0.1:\(worker.healthPort)/metrics"]),
-                  let line = text.split(separator: "\n").first(where: { $0.hasPrefix("\(name) ") }),
-                  let value = line.split(separator: " ").last.flatMap({ Double($0) }).flatMap({ Int(exactly: $0.rounded()) }) else { return nil }
-            total += value
-        }
-        return total
+        workersMetric(name, healthPorts: workers.filter { $0.pid > 0 }.map(\.healthPort))
     }
 }
 

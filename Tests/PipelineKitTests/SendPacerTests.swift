@@ -42,26 +42,20 @@ import Testing
 
     @Test func aLone130429SlowsTheSenderALittleAndAnotherSoonAfterHalvesIt() async throws {
         let (pacer, clock) = pacer()
-        func expectRate(_ multiplier: Double, _ comment: Comment) {
-            #expect(abs(pacer.rate - 9.5 * multiplier) < 1e-9, "\(comment): \(pacer.rate / 9.5) of the paced rate")
+        // A 130429 this long after the one before, and the fraction of the paced rate left after it.
+        let steps: [(after: Duration, multiplier: Double, comment: Comment)] = [
+            (.zero, 0.9, "a lone 130429 while paced at 95 %: 10 % slower"),
+            (.milliseconds(500), 0.5, "another in the same second (a limit far below the configured one): half at once"),
+            (.milliseconds(300), 0.5, "halvings at most once a second"),
+            (.seconds(2), 0.25, "another within 10 s: half again"),
+            (.seconds(10), 0.225, "10 s without one: a lone 130429 again, 10 % slower"),
+            (.milliseconds(1500), 0.1125, "another within 10 s of a lone one, after its second: half"),
+        ]
+        for step in steps {
+            clock.advance(by: step.after)
+            pacer.slowDown()
+            #expect(abs(pacer.rate - 9.5 * step.multiplier) < 1e-9, "\(step.comment): \(pacer.rate / 9.5) of the paced rate")
         }
-        pacer.slowDown()
-        expectRate(0.9, "a lone 130429 while paced at 95 %: 10 % slower")
-        clock.advance(by: .milliseconds(500))
-        pacer.slowDown()
-        expectRate(0.5, "another in the same second (a limit far below the configured one): half at once")
-        clock.advance(by: .milliseconds(300))
-        pacer.slowDown()
-        expectRate(0.5, "halvings at most once a second")
-        clock.advance(by: .seconds(2))
-        pacer.slowDown()
-        expectRate(0.25, "another within 10 s: half again")
-        clock.advance(by: .seconds(10))
-        pacer.slowDown()
-        expectRate(0.225, "10 s without one: a lone 130429 again, 10 % slower")
-        clock.advance(by: .milliseconds(1500))
-        pacer.slowDown()
-        expectRate(0.1125, "another within 10 s of a lone one, after its second: half")
     }
 
     @Test func withinALaneTheFirstComeGoesFirst() async throws {

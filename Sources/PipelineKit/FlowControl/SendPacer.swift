@@ -445,14 +445,14 @@ public final class SendPacer: Sendable {
             let factor: Double
             if since >= Self.calmAfter {
                 factor = 0.9
-                state.lastSlowdownWasLone = true
-            } else if since >= 1 || state.lastSlowdownWasLone {
-                // A lone slowdown this second turns into a halving (0.9 × 5/9 = ½).
-                factor = state.lastSlowdownWasLone && since < 1 ? 0.5 / 0.9 : 0.5
-                state.lastSlowdownWasLone = false
+            } else if since < 1 {
+                // Within the second: only a lone slowdown turns into a halving (0.9 × 5/9 = ½).
+                guard state.lastSlowdownWasLone else { return false }
+                factor = 0.5 / 0.9
             } else {
-                return false
+                factor = 0.5
             }
+            state.lastSlowdownWasLone = since >= Self.calmAfter
             state.lastSlowdown = now
             state.multiplier = max(0.05, state.multiplier * factor)
             state.unused += state.slots.count
