@@ -127,7 +127,7 @@ public final class CloudAPIClient: CloudAPISender {
         } catch {
             throw configurationFailure(CloudAPIFailure(.configuration, status: nil, code: nil, reason: "`base_url` \(configuration.baseURL) is not an http:// or https:// URL (\(error))"))
         }
-        let exchange = CloudAPIExchange()
+        let exchange = CloudAPIExchange(bodyBytes: request.body.count)
         let task = httpClient.execute(request: httpRequest, delegate: exchange, deadline: .now() + .milliseconds(configuration.timeout.milliseconds))
         let answer: CloudAPIExchange.Answer
         do {

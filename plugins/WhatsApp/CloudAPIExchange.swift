@@ -8,14 +8,18 @@ import Synchronization
 /// happened when a request failed tells *not sent* from *in doubt* from *sent* (SPEC 13), whatever
 /// the error's type:
 ///
-/// - `didSendRequest` is called once the last byte of the request was handed to the connection:
-///   async-http-client calls it when the write promise of the request's end succeeds
-///   (`RequestBag.finishRequestBodyStream`, `.forwardStreamFinished`), never when a write failed.
-///   Before it, the Cloud API cannot have the whole request: not sent.
-/// - after it and before `didReceiveHead`: in doubt (its read timeout is armed only then —
-///   `HTTPRequestStateMachine.idleReadTimeoutTriggered`: "We only schedule idle read timeouts after we
-///   have sent the complete request").
+/// - the body's last byte handed to the connection (`didSendRequestPart`, called when a part's write
+///   promise succeeds) or the request's end (`didSendRequest`): the Cloud API can have the whole
+///   request. Before that: not sent.
+/// - after it and before `didReceiveHead`: in doubt.
 /// - after a 2xx head: sent, even if the body never completes.
+///
+/// The body counts, not only the end: over HTTP/1.1 the end of a body with a `Content-Length` is no
+/// byte at all, and async-http-client writes it in a task of its own after the body
+/// (`RequestBag.finishRequestBodyStream` hops to the connection's event loop). A Cloud API that
+/// read the body and closed the connection at once can be seen closed before that task runs: the
+/// end's write then fails and `didSendRequest` never comes — yet the request was whole and may have
+/// been accepted. Taken as not sent, it would be released and sent again (a duplicate seen in CI).
 ///
 /// async-http-client calls the delegate on the task's event loop, one call at a time; the lock is
 /// never contended and makes the state readable from the awaiting task once the request ended.
@@ -40,49 +44,80 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
     /// The most of an answer's body kept; the rest is dropped (no Cloud API answer comes near it).
     static let maxBody = 1 << 20
 
-    private struct State {
-        var written = false
-        var head: HTTPResponseHead?
-        var body: ByteBuffer?
-        var truncated = false
+    /// What the delegate was told so far: the delegate's calls as plain mutations, so the rules
+    /// above can be tested in the order async-http-client makes them.
+    struct Record: Sendable {
+        /// The length of the request's body.
+        let bodyBytes: Int
+        private(set) var bodyBytesWritten = 0
+        private(set) var ended = false
+        private(set) var head: HTTPResponseHead?
+        private(set) var body: ByteBuffer?
+        private(set) var truncated = false
+
+        init(bodyBytes: Int) {
+            self.bodyBytes = bodyBytes
+        }
+
+        /// `didSendRequestPart`: `bytes` of the body reached the connection.
+        mutating func wroteBodyPart(_ bytes: Int) { bodyBytesWritten += bytes }
+        /// `didSendRequest`: the request's end reached the connection.
+        mutating func wroteEnd() { ended = true }
+        mutating func received(_ head: HTTPResponseHead) { self.head = head }
+
+        mutating func received(bodyPart buffer: ByteBuffer) {
+            let kept = body?.readableBytes ?? 0
+            if kept + buffer.readableBytes > CloudAPIExchange.maxBody {
+                truncated = true
+            } else if body == nil {
+                body = buffer  // the usual case: the whole answer in one part, not copied
+            } else {
+                body!.writeImmutableBuffer(buffer)
+            }
+        }
+
+        var progress: Progress {
+            Progress(written: ended || (bodyBytes > 0 && bodyBytesWritten >= bodyBytes), status: head.map { Int($0.status.code) })
+        }
+
+        /// The complete answer; async-http-client finishes a request only after its head
+        /// (`RequestBag` forwards the head first).
+        func answer() throws(HTTPClientError) -> Answer {
+            guard let head else { throw HTTPClientError.remoteConnectionClosed }
+            return Answer(status: Int(head.status.code), headers: head.headers, body: body ?? ByteBuffer(), truncated: truncated)
+        }
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<Record>
 
-    init() {}
+    /// An exchange for a request whose body is `bodyBytes` long.
+    init(bodyBytes: Int) {
+        state = Mutex(Record(bodyBytes: bodyBytes))
+    }
 
     var progress: Progress {
-        state.withLock { Progress(written: $0.written, status: $0.head.map { Int($0.status.code) }) }
+        state.withLock { $0.progress }
+    }
+
+    func didSendRequestPart(task: HTTPClient.Task<Answer>, _ part: IOData) {
+        state.withLock { $0.wroteBodyPart(part.readableBytes) }
     }
 
     func didSendRequest(task: HTTPClient.Task<Answer>) {
-        state.withLock { $0.written = true }
+        state.withLock { $0.wroteEnd() }
     }
 
     func didReceiveHead(task: HTTPClient.Task<Answer>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        state.withLock { $0.head = head }
+        state.withLock { $0.received(head) }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Answer>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
-        state.withLock { state in
-            let kept = state.body?.readableBytes ?? 0
-            if kept + buffer.readableBytes > Self.maxBody {
-                state.truncated = true
-            } else if state.body == nil {
-                state.body = buffer  // the usual case: the whole answer in one part, not copied
-            } else {
-                state.body!.writeImmutableBuffer(buffer)
-            }
-        }
+        state.withLock { $0.received(bodyPart: buffer) }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didFinishRequest(task: HTTPClient.Task<Answer>) throws -> Answer {
-        try state.withLock { state throws(HTTPClientError) in
-            // async-http-client finishes a request only after its head (`RequestBag` forwards the head first).
-            guard let head = state.head else { throw HTTPClientError.remoteConnectionClosed }
-            return Answer(status: Int(head.status.code), headers: head.headers, body: state.body ?? ByteBuffer(), truncated: state.truncated)
-        }
+        try state.withLock { state throws(HTTPClientError) in try state.answer() }
     }
 }
