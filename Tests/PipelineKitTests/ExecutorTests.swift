@@ -299,6 +299,27 @@ import Testing
         func undo(_ message: Message, _ context: StepContext) async { undone.append(context.stepName) }
     }
 
+    /// A claim that failed under `fail_open` (the store down: the send went on without its key), then
+    /// the send in doubt: the claim's step is still asked to hold the message, which waits for the
+    /// outcome. It used to be left out as skipped, and the send was retried like a transient failure —
+    /// a second copy of a message Meta may have accepted (seen as a duplicate in CI).
+    @Test func aSendInDoubtWhoseClaimWasSkippedUnderFailOpenWaitsInsteadOfRetrying() async throws {
+        struct UnreachableClaim: Step {
+            func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome { throw StepFailure(.unavailable, "store down") }
+            func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool { true }
+        }
+        let executor = Self.pipeline([
+            Self.bound("claim", UnreachableClaim(), degradation: .failOpen),
+            Self.bound("send", Fixtures.Recorder(outcome: { _ in throw StepFailure(.inDoubt, "answer lost") }, undone: nil), irreversible: true),
+        ])
+        var run = PipelineRun(Message(body: Array(#"{"internalId":"f"}"#.utf8)))
+        let outcome = await executor.advance(&run)
+        guard case .waiting(let wait) = outcome, wait.reason == .inDoubt else {
+            Issue.record("a send in doubt without its claim waits for its outcome, never retried blindly: \(outcome)")
+            return
+        }
+    }
+
     /// A step skipped under `fail_open` before a send in doubt runs again when the message goes on
     /// from the step holding its claim; when it passes then, it is undone like any step that passed
     /// (it used to stay marked skipped: what it took was never given back).

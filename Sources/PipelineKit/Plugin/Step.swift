@@ -37,7 +37,9 @@ public protocol Step: Sendable {
     /// records that the send is in doubt (e.g. the idempotency key becomes `in_doubt`), and returns
     /// true: the runtime then runs the message again from this step, which waits for evidence
     /// (`.wait` with `WaitReason.inDoubt`), ends it as sent (`.alreadySent`), lets it go on
-    /// (resend) or fails it, as `context.inDoubt` says. Default: false (nothing held).
+    /// (resend) or fails it, as `context.inDoubt` says. A step skipped under `fail_open` (it could
+    /// not claim) is asked too, and holds the message when it can record the doubt without a claim
+    /// or must wait until it can. Default: false (nothing held).
     func holdInDoubt(_ message: inout Message, _ context: StepContext) async -> Bool
 
     /// What to do with a send of this (irreversible) step that ends in doubt; nil: the standard policy.

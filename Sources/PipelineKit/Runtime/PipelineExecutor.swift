@@ -220,12 +220,14 @@ public struct PipelineExecutor: Sendable {
         StepContext(stepName: steps[index].name, logger: logger, workerID: workerID, clock: clock, flow: flow, inDoubt: inDoubtPolicy)
     }
 
-    /// Asks the steps before `end` that passed, last first, to hold the message's claim in doubt;
-    /// the first step (lowest index) that holds it, nil when none does.
+    /// Asks the steps before `end`, last first, to hold the message's claim in doubt; the first step
+    /// (lowest index) that holds it, nil when none does. Steps skipped under `fail_open` are asked
+    /// too: one that could not claim (its store down) still must not let the send be retried as if
+    /// it had not happened — it records the doubt without a claim, or waits until it can.
     private func holdInDoubt(_ run: inout PipelineRun, before end: Int) async -> Int? {
         var holder: Int?
         let internalID = run.message.internalID
-        for index in (0..<end).reversed() where !run.skipped.contains(index) {
+        for index in (0..<end).reversed() {
             let context = self.context(index)
             let holds = await MessageLogContext.during(internalID, step: steps[index].name) {
                 await steps[index].step.holdInDoubt(&run.message, context)
