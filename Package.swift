@@ -162,7 +162,7 @@ let package = Package(
         ),
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ValidatePluginTests", dependencies: ["ValidatePlugin", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WhatsAppPluginTests", dependencies: ["WhatsAppPlugin", "ValidatePlugin", "RedisPlugin", "RedisClient", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: [
             "AMQPClient", "RedisClient", "RedisPlugin", "PipelineKit", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),

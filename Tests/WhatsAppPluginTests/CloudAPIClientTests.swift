@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import PipelineKit
@@ -219,16 +220,29 @@ final class CapturedLogs: @unchecked Sendable {
     /// the request's end ran, so `didSendRequest` never came. The delegate's calls in that order: a
     /// body fully handed to the connection is in doubt without its end; a part of it is not sent.
     @Test func aWholeBodyWrittenIsInDoubtEvenWhenTheEndsWriteFails() {
+        let closed = HTTPClientError.remoteConnectionClosed
         var record = CloudAPIExchange.Record(bodyBytes: 57)
-        #expect(!record.progress.written, "nothing written: not sent")
+        #expect(!record.progress(failedWith: closed).written, "nothing written: not sent")
+        record.wroteHead()
         record.wroteBodyPart(20)
-        #expect(!record.progress.written, "a part of the body: the Cloud API cannot have accepted it")
+        #expect(!record.progress(failedWith: closed).written, "a part of the body: the Cloud API cannot have accepted it")
         record.wroteBodyPart(37)
-        #expect(record.progress.written, "the whole body reached the connection: in doubt, whether or not the end follows")
+        #expect(record.progress(failedWith: closed).written, "the whole body reached the connection: in doubt, whether or not the end follows")
         var ended = CloudAPIExchange.Record(bodyBytes: 0)
-        #expect(!ended.progress.written)
+        #expect(!ended.progress(failedWith: closed).written)
         ended.wroteEnd()
-        #expect(ended.progress.written, "the end written (a request without a body) is the whole request")
+        #expect(ended.progress(failedWith: closed).written, "the end written (a request without a body) is the whole request")
+    }
+
+    /// A deadline or a cancellation ends the request on its own event loop while its body may still be
+    /// on the way to the connection: once the head was written, in doubt; before it, not sent.
+    @Test(arguments: [HTTPClientError.deadlineExceeded, .cancelled])
+    func aDeadlineAfterTheHeadIsInDoubt(error: HTTPClientError) {
+        var record = CloudAPIExchange.Record(bodyBytes: 57)
+        #expect(!record.progress(failedWith: error).written, "no byte of it on the connection")
+        record.wroteHead()
+        #expect(record.progress(failedWith: error).written, "the body may follow the head after the task failed")
+        #expect(!record.progress(failedWith: HTTPClientError.remoteConnectionClosed).written, "a closed connection is reported after what it wrote")
     }
 
     /// A 2xx whose body breaks off is sent: Meta accepted it; the wamid comes with the first status (SPEC 13).

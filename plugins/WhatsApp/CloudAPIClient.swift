@@ -137,7 +137,7 @@ public final class CloudAPIClient: CloudAPISender {
                 task.cancel()
             }
         } catch {
-            return try transportFailure(error, exchange.progress, logger: logger)
+            return try transportFailure(error, exchange.progress(failedWith: error), logger: logger)
         }
         span?.attributes["http.response.status_code"] = answer.status
         let reading = answer.body.withUnsafeReadableBytes { body in

@@ -21,6 +21,12 @@ import Synchronization
 /// end's write then fails and `didSendRequest` never comes — yet the request was whole and may have
 /// been accepted. Taken as not sent, it would be released and sent again (a duplicate seen in CI).
 ///
+/// Those callbacks and a failure that starts at the connection (closed, reset, read timeout) reach
+/// the delegate in the order they happened: both hop to the task's event loop. A deadline or a
+/// cancellation fails the request on the task's loop at once (`RequestBag.deadlineExceeded0`,
+/// `cancel`), while body writes already handed to the connection's loop still go out: after the
+/// head was written (`didSendRequestHead`), such a failure is in doubt too.
+///
 /// async-http-client calls the delegate on the task's event loop, one call at a time; the lock is
 /// never contended and makes the state readable from the awaiting task once the request ended.
 final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
@@ -49,6 +55,7 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
     struct Record: Sendable {
         /// The length of the request's body.
         let bodyBytes: Int
+        private(set) var headWritten = false
         private(set) var bodyBytesWritten = 0
         private(set) var ended = false
         private(set) var head: HTTPResponseHead?
@@ -59,6 +66,8 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
             self.bodyBytes = bodyBytes
         }
 
+        /// `didSendRequestHead`: the request's head reached the connection.
+        mutating func wroteHead() { headWritten = true }
         /// `didSendRequestPart`: `bytes` of the body reached the connection.
         mutating func wroteBodyPart(_ bytes: Int) { bodyBytesWritten += bytes }
         /// `didSendRequest`: the request's end reached the connection.
@@ -76,8 +85,11 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
             }
         }
 
-        var progress: Progress {
-            Progress(written: ended || (bodyBytes > 0 && bodyBytesWritten >= bodyBytes), status: head.map { Int($0.status.code) })
+        /// How far the request went when it failed with `error`.
+        func progress(failedWith error: any Error) -> Progress {
+            let whole = ended || (bodyBytes > 0 && bodyBytesWritten >= bodyBytes)
+            let endedBeforeTheConnection = [HTTPClientError.deadlineExceeded, .cancelled].contains(error as? HTTPClientError)
+            return Progress(written: whole || (headWritten && endedBeforeTheConnection), status: head.map { Int($0.status.code) })
         }
 
         /// The complete answer; async-http-client finishes a request only after its head
@@ -95,8 +107,13 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
         state = Mutex(Record(bodyBytes: bodyBytes))
     }
 
-    var progress: Progress {
-        state.withLock { $0.progress }
+    /// How far the request went when it failed with `error`.
+    func progress(failedWith error: any Error) -> Progress {
+        state.withLock { $0.progress(failedWith: error) }
+    }
+
+    func didSendRequestHead(task: HTTPClient.Task<Answer>, _ head: HTTPRequestHead) {
+        state.withLock { $0.wroteHead() }
     }
 
     func didSendRequestPart(task: HTTPClient.Task<Answer>, _ part: IOData) {
