@@ -64,6 +64,20 @@ import TestSupport
         #expect(try await store.read("doubt:m1")?.value.contains(#""status":"in_doubt""#) == true)
     }
 
+    /// Under `fail_open` a claim whose answer came too late is skipped, yet its `SET` landed: the key
+    /// holds this worker's `processing` value and the message no claim. Its send then went in doubt.
+    /// The old code left that value as "another's", the send was retried like a transient failure,
+    /// and the retry took the value over as an orphan and sent again.
+    @Test func aClaimThatLandedWithItsAnswerLostIsHeldWhenItsSendGoesInDoubt() async throws {
+        _ = try await store.claim("doubt:m1", owner: "worker-a", ttl: .seconds(86_400), lease: .seconds(120), takeOverOwnAfter: nil, inDoubt: window)
+        var other = message()
+        #expect(!(await step.holdInDoubt(&other, context("worker-b"))), "on another worker, it is another's value: left alone")
+        #expect(try await store.read("doubt:m1")?.value.contains(#""status":"processing""#) == true)
+        var skipped = message()
+        #expect(await step.holdInDoubt(&skipped, context()), "its own processing value is this send's claim: held, never retried blindly")
+        #expect(try await store.read("doubt:m1")?.value.contains(#""status":"in_doubt""#) == true)
+    }
+
     /// Two dead letters of one message in doubt, both replayed: the first is sent again, the second
     /// finds the first's fresh claim. The old code hit a preconditionFailure (the whole worker crashed).
     @Test func twoReplayedCopiesOfADeadLetteredSendInDoubtSendOnce() async throws {

@@ -24,14 +24,18 @@ extension IdempotencyStep {
         let claimValue = claim?.value ?? ""
         message.values[IdempotencyClaimKey.self] = nil
         if claim != nil { LocalClaims.shared.end(key) }
-        switch await mark(key, claim: claimValue, &message, context) {
-        case .other where claim == nil:
-            return false
-        default:
-            message.carried[Self.inDoubtNote] = claimValue.isEmpty ? "1" : claimValue
-            InDoubtWaits.shared.begin(key)
-            return true
+        var held = claimValue
+        if case .other(let current) = await mark(key, claim: claimValue, &message, context), claim == nil {
+            // Skipped under fail_open because the store answered too late, the claim may still have
+            // landed: this worker's own `processing` value is then this send's claim. Anything else
+            // is another's, left alone.
+            guard let state = KeyState.decode(current), state.status == "processing", state.owner == context.workerID else { return false }
+            await mark(key, claim: current, &message, context)
+            held = current
         }
+        message.carried[Self.inDoubtNote] = held.isEmpty ? "1" : held
+        InDoubtWaits.shared.begin(key)
+        return true
     }
 
     /// Rewrites the key `in_doubt`; nil when the store is unavailable (the key then stays as it was,
