@@ -243,6 +243,10 @@ final class CapturedLogs: @unchecked Sendable {
         record.wroteHead()
         #expect(record.progress(failedWith: error).written, "the body may follow the head after the task failed")
         #expect(!record.progress(failedWith: HTTPClientError.remoteConnectionClosed).written, "a closed connection is reported after what it wrote")
+        var late = CloudAPIExchange.Record(bodyBytes: 57)
+        late.fail()
+        late.wroteHead()
+        #expect(!late.progress(failedWith: error).written, "a head reported after the failure: no body follows it")
     }
 
     /// A 2xx whose body breaks off is sent: Meta accepted it; the wamid comes with the first status (SPEC 13).

@@ -25,7 +25,9 @@ import Synchronization
 /// the delegate in the order they happened: both hop to the task's event loop. A deadline or a
 /// cancellation fails the request on the task's loop at once (`RequestBag.deadlineExceeded0`,
 /// `cancel`), while body writes already handed to the connection's loop still go out: after the
-/// head was written (`didSendRequestHead`), such a failure is in doubt too.
+/// head was written (`didSendRequestHead`), such a failure is in doubt too. Write callbacks that come
+/// after the failure (`didReceiveError`) change nothing: async-http-client reports a head written
+/// for a request that failed meanwhile (a deadline as a connection took it), and no body follows.
 ///
 /// async-http-client calls the delegate on the task's event loop, one call at a time; the lock is
 /// never contended and makes the state readable from the awaiting task once the request ended.
@@ -55,6 +57,7 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
     struct Record: Sendable {
         /// The length of the request's body.
         let bodyBytes: Int
+        private(set) var failed = false
         private(set) var headWritten = false
         private(set) var bodyBytesWritten = 0
         private(set) var ended = false
@@ -66,12 +69,14 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
             self.bodyBytes = bodyBytes
         }
 
+        /// `didReceiveError`: the request failed; what is reported written after it is not counted.
+        mutating func fail() { failed = true }
         /// `didSendRequestHead`: the request's head reached the connection.
-        mutating func wroteHead() { headWritten = true }
+        mutating func wroteHead() { if !failed { headWritten = true } }
         /// `didSendRequestPart`: `bytes` of the body reached the connection.
-        mutating func wroteBodyPart(_ bytes: Int) { bodyBytesWritten += bytes }
+        mutating func wroteBodyPart(_ bytes: Int) { if !failed { bodyBytesWritten += bytes } }
         /// `didSendRequest`: the request's end reached the connection.
-        mutating func wroteEnd() { ended = true }
+        mutating func wroteEnd() { if !failed { ended = true } }
         mutating func received(_ head: HTTPResponseHead) { self.head = head }
 
         mutating func received(bodyPart buffer: ByteBuffer) {
@@ -110,6 +115,10 @@ final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
     /// How far the request went when it failed with `error`.
     func progress(failedWith error: any Error) -> Progress {
         state.withLock { $0.progress(failedWith: error) }
+    }
+
+    func didReceiveError(task: HTTPClient.Task<Answer>, _ error: any Error) {
+        state.withLock { $0.fail() }
     }
 
     func didSendRequestHead(task: HTTPClient.Task<Answer>, _ head: HTTPRequestHead) {
