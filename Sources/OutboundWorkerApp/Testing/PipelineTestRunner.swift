@@ -216,7 +216,12 @@ struct PipelineTestRunner {
             source.deliver(body, index: index, attemptsMade: attempt - 1, lane: index < lanes.count ? lanes[index] : nil, at: clock.now())
             stuck = await !Self.untilQuiet(worker, clock, taken: index + 1)
         }
+        // A message that waits without end (in doubt while its store stays down looks again every
+        // second) ends the case as undecided instead of running it for ever.
+        var wakes = 0
         while !stuck, (0..<bodies.count).contains(where: { source.settlement(of: $0) == nil }), let next = clock.nextDeadline {
+            wakes += 1
+            guard wakes <= Self.maxWakes else { break }
             await settleDue(max(next, clock.now()))
             clock.wakeEarliest()
             stuck = await !Self.untilQuiet(worker, clock, taken: bodies.count)
@@ -231,6 +236,9 @@ struct PipelineTestRunner {
             return MessageResult(decision: outcome.decision, waits: outcome.waits, outcome: outcome)
         }
     }
+
+    /// The most times a case's clock moves to wake a sleeper (far more than any case needs).
+    static let maxWakes = 20_000
 
     /// Waits (in real time) until the worker has taken `taken` messages and every one it still
     /// has sleeps on the clock (and, while consumption is paused, the task that ends the pause);
