@@ -115,7 +115,11 @@ import TestSupport
     }
 
     /// `max_share: 0.5` on urgent, with urgent and bulk messages of one sender both waiting: bulk
-    /// gets about half the sends, not none.
+    /// gets about half the sends, not none. It may get more than half: a slot whose urgent message is
+    /// not back in time (a starved debug worker on a busy machine) goes to the bulk message that is,
+    /// not lost — 61 % once in CI; 51–55 % usually; 53 % with release builds at 2,000 + 2,000 (README).
+    /// Printed, not asserted: urgent's busiest 5 s. The cap holds while bulk has messages in the
+    /// worker; bulk messages away in a delay queue leave urgent uncapped (52–89 % in three local runs).
     @Test func maxShareLeavesTheOtherLaneItsShare() async throws {
         let e2e = try await EndToEndHarness()
         e2e.server.enforceThroughput(perSecond: 80)
@@ -139,8 +143,17 @@ import TestSupport
         let lastBulk = sent.lastIndex { !urgent.contains($0.recipient) } ?? 0
         let bothWaiting = sent[..<min(lastUrgent, lastBulk)]
         let bulkShare = Double(bothWaiting.count { !urgent.contains($0.recipient) }) / Double(max(1, bothWaiting.count))
-        print("max_share 0.5 on urgent: bulk took \(Int((bulkShare * 100).rounded())) % of the \(bothWaiting.count) sends while both lanes had messages")
-        #expect(bulkShare > 0.4 && bulkShare < 0.6, "bulk gets about half the sends: \(bulkShare)")
+        let firstBulk = bothWaiting.firstIndex { !urgent.contains($0.recipient) } ?? bothWaiting.startIndex
+        let capped = Array(bothWaiting[firstBulk...])
+        var busiestUrgentShare = 0.0
+        for start in capped.indices {
+            let end = capped[start].arrived + .seconds(5)
+            guard let last = capped.last, last.arrived >= end else { break }
+            let window = capped[start...].prefix { $0.arrived < end }
+            busiestUrgentShare = max(busiestUrgentShare, Double(window.count { urgent.contains($0.recipient) }) / Double(window.count))
+        }
+        print("max_share 0.5 on urgent: bulk took \(Int((bulkShare * 100).rounded())) % of the \(bothWaiting.count) sends while both lanes had messages; urgent's share of any 5 s at most \(Int((busiestUrgentShare * 100).rounded())) %")
+        #expect(bulkShare > 0.4 && bulkShare < 0.7, "bulk gets its share, and urgent still most of its own: \(bulkShare)")
         #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
         try await worker.stop()
         await e2e.cleanUp()
