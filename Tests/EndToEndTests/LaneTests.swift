@@ -119,7 +119,7 @@ import TestSupport
     /// not back in time (a starved debug worker on a busy machine) goes to the bulk message that is,
     /// not lost — 61 % once in CI; 51–55 % usually; 53 % with release builds at 2,000 + 2,000 (README).
     /// Printed, not asserted: urgent's busiest 5 s. The cap holds while bulk has messages in the
-    /// worker; bulk messages away in a delay queue leave urgent uncapped (52–89 % in three local runs).
+    /// worker; bulk messages away in a delay queue leave urgent uncapped (52–89 % in four local runs).
     @Test func maxShareLeavesTheOtherLaneItsShare() async throws {
         let e2e = try await EndToEndHarness()
         e2e.server.enforceThroughput(perSecond: 80)
