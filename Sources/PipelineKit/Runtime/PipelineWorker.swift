@@ -277,7 +277,7 @@ public final class PipelineWorker: Service, Sendable {
     /// A permit to go on with, taken while the run may still stay in memory (a long wait for one
     /// while every permit is busy counts toward what the run holds, too).
     private func permitBefore(_ keepUntil: Date?, rank: Int) async -> Bool {
-        guard await permits.acquire(rank: rank) else { return false }
+        guard await permits.acquire(rank: rank, resuming: true) else { return false }
         if let keepUntil, flow.clock.now() > keepUntil {
             permits.release()
             return false
