@@ -2,8 +2,8 @@
 import Synchronization
 import Testing
 
-/// Who a freed permit goes to: a message whose wait ended before a new delivery, the most urgent lane first within each.
-@Suite struct PermitsTests {
+/// Who a freed permit goes to: messages whose wait ended and new deliveries in turn, the most urgent lane first within each.
+@Suite(.timeLimit(.minutes(1))) struct PermitsTests {
     /// Waiters queue behind the single permit in the order given; each release hands it on. Returns the order they got it in.
     private func grantOrder(_ waiters: [(name: String, rank: Int, resuming: Bool)]) async -> [String] {
         let permits = Permits(1)
@@ -37,10 +37,18 @@ import Testing
         #expect(order == ["urgent", "normal 1", "normal 2", "bulk"])
     }
 
-    /// A bulk message whose turn has come goes before new urgent deliveries: those only start their
-    /// steps, while its send slot is due now (before, a lane taking in a backlog kept every permit).
-    @Test func aMessageWhoseWaitEndedGoesBeforeNewDeliveriesOfAMoreUrgentLane() async {
+    /// A bulk message whose turn has come does not wait behind every new urgent delivery: those only
+    /// start their steps, while its send slot may be due now (before, a lane taking in its backlog kept
+    /// every permit). New deliveries and resuming messages take turns, the most urgent first in each.
+    @Test func messagesWhoseWaitEndedAndNewDeliveriesTakeTurns() async {
         let order = await grantOrder([("new urgent", 0, false), ("bulk back", 2, true), ("new normal", 1, false), ("urgent back", 0, true)])
-        #expect(order == ["urgent back", "bulk back", "new urgent", "new normal"])
+        #expect(order == ["urgent back", "new urgent", "bulk back", "new normal"])
+    }
+
+    /// Nor does a new urgent delivery wait behind every parked message whose wait ended (a worker whose
+    /// sends fill its permits): it goes after one.
+    @Test func aNewUrgentDeliveryWaitsForOneResumingMessageAtMost() async {
+        let order = await grantOrder((1...4).map { ("bulk back \($0)", 2, true) } + [("new urgent", 0, false)])
+        #expect(order == ["bulk back 1", "new urgent", "bulk back 2", "bulk back 3", "bulk back 4"])
     }
 }

@@ -1,15 +1,17 @@
 import Synchronization
 
-/// Bounded concurrency: `acquire` waits until one of `count` permits is free; a freed permit goes
-/// first to a message whose wait has ended (`resuming`: its turn has come, its send slot is due),
-/// then to a new delivery; each time to the most urgent lane waiting (lowest rank), first come,
-/// first served within a lane; `close` turns every waiter and later caller away (shutdown).
+/// Bounded concurrency: `acquire` waits until one of `count` permits is free. While both wait, freed
+/// permits go in turn to a message whose wait has ended (`resuming`) and to a new delivery; within
+/// each, to the most urgent lane waiting (lowest rank), first come, first served within a lane.
+/// `close` turns every waiter and later caller away (shutdown).
 ///
-/// Resuming messages first: new deliveries of a lane whose backlog waits — each taken in, given
-/// its place in line and sent back to wait — would otherwise keep every permit while the turns of
-/// another lane's messages came and went (a bulk lane kept under `max_share` got none of its
-/// sends for seconds while 2,000 urgent messages were taken in). A resuming message holds its
-/// permit for one send; a new urgent message waits for at most those already due.
+/// Why in turn: with new deliveries always first, a lane taking in its backlog — each delivery
+/// given its place in line and sent back to wait — kept every permit while the turns of another
+/// lane's parked messages came and went (a bulk lane under `max_share` got none of its sends for
+/// seconds while 2,000 urgent messages were taken in). With resuming messages always first, a
+/// worker whose sends fill its permits would keep a new urgent delivery out until the parked
+/// backlog of every lane had gone. In turn, a new delivery waits for at most one resuming message
+/// per permit freed.
 final class Permits: Sendable {
     private struct Waiter {
         var id: Int
@@ -18,7 +20,7 @@ final class Permits: Sendable {
         var continuation: CheckedContinuation<Bool, Never>
 
         func precedes(_ other: Waiter) -> Bool {
-            (resuming ? 0 : 1, rank, id) < (other.resuming ? 0 : 1, other.rank, other.id)
+            (rank, id) < (other.rank, other.id)
         }
     }
 
@@ -27,10 +29,23 @@ final class Permits: Sendable {
         var closed = false
         var waiters: [Waiter] = []
         var nextID = 0
+        /// The last permit handed to a waiter went to a resuming message.
+        var lastWentToResuming = false
 
-        /// The index of the waiter a freed permit goes to: resuming first, then the lowest rank, then the longest waiting.
-        var next: Int? {
-            waiters.indices.min { waiters[$0].precedes(waiters[$1]) }
+        /// The index of the waiter a freed permit goes to: the first of the class whose turn it is
+        /// (resuming or new, in turn while both wait) by rank, then the longest waiting.
+        mutating func next() -> Int? {
+            var best: (resuming: Int?, new: Int?)
+            for index in waiters.indices {
+                if waiters[index].resuming {
+                    if best.resuming.map({ waiters[index].precedes(waiters[$0]) }) ?? true { best.resuming = index }
+                } else if best.new.map({ waiters[index].precedes(waiters[$0]) }) ?? true {
+                    best.new = index
+                }
+            }
+            guard let chosen = lastWentToResuming ? best.new ?? best.resuming : best.resuming ?? best.new else { return nil }
+            lastWentToResuming = waiters[chosen].resuming
+            return chosen
         }
     }
 
@@ -84,7 +99,7 @@ final class Permits: Sendable {
     /// Returns a permit, handing it to the most urgent waiter if there is one.
     func release() {
         let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            if !state.closed, let index = state.next { return state.waiters.remove(at: index).continuation }
+            if !state.closed, let index = state.next() { return state.waiters.remove(at: index).continuation }
             state.available += 1
             return nil
         }
