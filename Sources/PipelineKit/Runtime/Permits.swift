@@ -96,7 +96,7 @@ final class Permits: Sendable {
     /// How many wait for a permit now.
     var waiting: Int { state.withLock { $0.waiters.count } }
 
-    /// Returns a permit, handing it to the most urgent waiter if there is one.
+    /// Returns a permit, handing it to the next waiter (`State.next()`) if there is one.
     func release() {
         let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             if !state.closed, let index = state.next() { return state.waiters.remove(at: index).continuation }
