@@ -82,7 +82,7 @@ public final class CloudAPIClient: CloudAPISender {
                 tls.trustRoots = .file(caFile)
                 http.tlsConfiguration = tls
             }
-            httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+            httpClient = HTTPClient(eventLoopGroup: CloudAPIEventLoop.shared, configuration: http)
         }
     }
 
