@@ -12,7 +12,9 @@ import NIOPosix
 ///
 /// One thread carries every request of the process: at concurrency 128 on this project's 2-core
 /// machine, moving 3,900 messages a second, it used a fifth of a core. A process that needs more
-/// is better run as several workers on the queue.
+/// is better run as several workers on the queue. NIO resolves host names on one queue per loop:
+/// a DNS server slow to answer delays each new connection in turn (such a connect fails as not
+/// sent, retried by the worker's policies).
 enum CloudAPIEventLoop {
     /// Started on first use, never shut down (like NIO's singleton): clients come and go with reloads.
     static let shared = MultiThreadedEventLoopGroup(numberOfThreads: 1)

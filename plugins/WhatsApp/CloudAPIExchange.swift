@@ -31,6 +31,9 @@ import Synchronization
 ///
 /// async-http-client calls the delegate on the task's event loop, one call at a time; the lock is
 /// never contended and makes the state readable from the awaiting task once the request ended.
+/// (With the client on one event loop, `CloudAPIEventLoop`, the task's loop is the connection's and
+/// nothing hops; the rules stay: over TLS, HTTP/2 or a full socket a body part can still be written
+/// and reported before the end's write fails.)
 final class CloudAPIExchange: HTTPClientResponseDelegate, Sendable {
     /// A complete answer.
     struct Answer: Sendable {

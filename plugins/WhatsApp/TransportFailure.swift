@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
+import NIOPosix
 import NIOSSL
 import PipelineKit
 
@@ -55,28 +56,13 @@ enum TransportFailure {
             + "set `ca_file` to the CA that signed it (a private API or a TLS-inspecting proxy)"
     }
 
-    /// The resolver's message when `error` is a host name that did not resolve.
-    ///
-    /// `NIOConnectionError` belongs to NIOPosix, which this module does not import: it is read
-    /// through its stored properties — a DNS error (`dnsAError`, `dnsAAAAError`, with getaddrinfo
-    /// both the same `SocketAddressError.UnknownHost`) and no connection attempted
-    /// (`connectionErrors` empty; with addresses of one family, the other's DNS error is kept too).
-    /// A failed connect is never the hot path.
+    /// The resolver's message when `error` is a host name that did not resolve: a DNS error
+    /// (`dnsAError`, `dnsAAAAError`, with getaddrinfo both the same `SocketAddressError.UnknownHost`)
+    /// and no connection attempted (with addresses of one family, the other's DNS error is kept too).
     static func unresolved(_ error: any Error) -> String? {
         if let error = error as? SocketAddressError.UnknownHost { return error.errorDescription }
-        var dnsError: (any Error)?
-        var attempted = false
-        for child in Mirror(reflecting: error).children {
-            switch child.label {
-            case "dnsAError", "dnsAAAAError":
-                if dnsError == nil, let value = child.value as? any Error { dnsError = value }
-            case "connectionErrors":
-                attempted = !Mirror(reflecting: child.value).children.isEmpty
-            default:
-                break
-            }
-        }
-        guard let dnsError, !attempted else { return nil }
+        guard let error = error as? NIOConnectionError, error.connectionErrors.isEmpty,
+              let dnsError = error.dnsAError ?? error.dnsAAAAError else { return nil }
         if let unknown = dnsError as? SocketAddressError.UnknownHost { return unknown.errorDescription }
         return String(describing: dnsError)
     }
