@@ -6,9 +6,7 @@ import NIOPosix
 /// answer) on the request's event loop, and with no preference that is any loop of the group —
 /// while the connection that carries the request lives on one loop of its own. On NIO's
 /// two-thread singleton (2 cores) half the sends hopped between the loops for every callback.
-/// With one loop, a send's request and its connection share a thread: `scripts/bench builds`,
-/// A B A B, 3 rounds: 0.94 × the worker's CPU per message at concurrency 1, 0.90 × at 32,
-/// 0.96 × at 128, throughput 1.02–1.05 ×.
+/// With one loop, a send's request and its connection share a thread (the A/B: README, Benchmarks).
 ///
 /// One thread carries every request of the process: at concurrency 128 on this project's 2-core
 /// machine, moving 3,900 messages a second, it used a fifth of a core. A process that needs more
