@@ -215,6 +215,58 @@ import Testing
         #expect(slot == nextSlot, "it takes the next slot: none passed unused")
     }
 
+    /// Lone messages, one a millisecond, to a pacer far below its limit on `store`; the slots they took.
+    /// `before` runs before each message asks for its turn.
+    private func loneMessages(_ count: Int, _ pacer: SendPacer, _ clock: ManualWallClock, before: () async -> Void = {}) async -> [Date] {
+        var slots: [Date] = []
+        for index in 0..<count {
+            await before()
+            let ticket = pacer.ticket(lane: nil, order: clock.now())
+            guard case .go(let slot) = await pacer.take(ticket) else {
+                Issue.record("message \(index) was told to wait far below the limit")
+                return slots
+            }
+            slots.append(slot)
+            clock.advance(by: .milliseconds(1))
+        }
+        return slots
+    }
+
+    /// Messages that come one by one (concurrency 1) far below the limit do not each fetch a slot of
+    /// their own (a round trip to Redis a message, 0.82 × the throughput of pacing off in
+    /// `scripts/bench pacing` at concurrency 1): a fetch takes spare slots for those about to come.
+    @Test func loneMessagesFarBelowTheLimitShareFetches() async throws {
+        let clock = ManualWallClock()
+        let store = CountingSlotStore(clock: clock)
+        let pacer = FlowControl(clock: clock, logger: Logger(label: "test")).pacer(key: "throughput:lone", label: "lone", limit: 100_000, store: store)
+        let slots = await loneMessages(200, pacer, clock)
+        #expect(slots.count == 200 && slots == slots.sorted() && Set(slots).count == 200, "each went at once, on a slot of its own, in order")
+        #expect(store.fetches <= 20, "fetches for 200 messages one a millisecond: \(store.fetches)")
+        let late = slots.enumerated().map { clock.now().addingTimeInterval(Double($0.offset - 199) * 0.001 - 0.001).timeIntervalSince($0.element) }
+        #expect(late.allSatisfy { $0 < SendPacer.staleness }, "no slot used after it expired: \(late.max() ?? 0) s late")
+    }
+
+    /// Spare slots only while the sender's capacity is idle: once a fetch finds its first slot ahead
+    /// (another worker sends too), the next asks only for the message here.
+    @Test func noSpareSlotsOnceTheSendersCapacityIsInUse() async throws {
+        let clock = ManualWallClock()
+        let store = CountingSlotStore(clock: clock)
+        let interval = Duration.nanoseconds(Int64(1e9 / (10_000 * SendPacer.headroom)))
+        let pacer = FlowControl(clock: clock, logger: Logger(label: "test")).pacer(key: "throughput:busy", label: "busy", limit: 10_000, store: store)
+        _ = await loneMessages(100, pacer, clock)
+        #expect(store.lastAsked > 1, "the flow took spare slots while the capacity was idle: \(store.lastAsked)")
+        var asks: [Int] = []
+        var fetches = store.fetches
+        _ = await loneMessages(100, pacer, clock) {
+            if store.fetches > fetches { asks.append(store.lastAsked) }
+            // Another worker takes five slots just before each of these messages asks.
+            _ = try? await store.takeSlots(key: "throughput:busy", interval: interval, count: 5, within: .milliseconds(100))
+            fetches = store.fetches
+        }
+        #expect(asks.count >= 2, "the flow fetched again meanwhile: \(asks)")
+        #expect(asks.dropFirst().allSatisfy { $0 == 1 }, "after a grant whose first slot lay ahead, asked only for the message here: \(asks)")
+    }
+
     @Test func noSlotIsReservedMoreThan100MillisecondsBeforeItIsUsed() async throws {
         let clock = ManualWallClock()
         let store = CountingSlotStore(clock: clock)

@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// Slots come from a `SlotStore` shared by every worker (a GCRA), or from a local one while there
 /// is no store or it is down, and are reserved at most `horizon` before they are used: a slot held
-/// for a bulk message never holds an urgent one back by more than that, on any worker. A message
+/// for a bulk message never holds an urgent one back by more than that, on any worker. A fetch
+/// takes slots for the messages waiting here and, while the sender's capacity is idle, a few spare
+/// ones for those about to come (`spareSlots`). A message
 /// takes a place in line (`ticket`) and asks for its turn (`take`): it goes (`.go(slot)`) or comes
 /// back at the time its turn is expected (`.wait(until:)`), keeping its place. A message that
 /// leaves the worker meanwhile (through a delay queue) steps `away`: its place neither holds the
@@ -113,6 +115,11 @@ public final class SendPacer: Sendable {
         var lastSlot: Date?
         /// Recent sends by lane rank, oldest first (for `max_share`).
         var sends: [(at: Date, rank: Int)] = []
+        /// Slots handed out here, counted in `staleness`-long windows: the current one and the one before.
+        var handedOut = (since: Date.distantPast, current: 0, previous: 0)
+        /// The last fetch found the sender's capacity idle (all it asked for, the first due at once):
+        /// its limit is not binding, and a fetch may add spare slots (`spareSlots`).
+        var storeHadRoom = false
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
         var interval: TimeInterval { 1 / rate }
@@ -149,7 +156,28 @@ public final class SendPacer: Sendable {
             }
             if fetching { return .waitForFetch }
             fetching = true
-            return .fetch(store, count: min(512, max(1, dueSoon(now: now))), interval: interval)
+            return .fetch(store, count: min(512, max(1, dueSoon(now: now)) + spareSlots(now: now)), interval: interval)
+        }
+
+        /// Slots a fetch takes beyond the messages here while the sender's capacity is idle: half as
+        /// many as went out here in the last `staleness` (or so far in this one, if more), so a steady flow of messages that come one
+        /// by one (at concurrency 1 every message came alone and fetched its own slot, a round trip
+        /// to Redis a message) finds most slots here already, and those it does not take before they
+        /// expire are few. At most a quarter of the horizon's worth of the sender's rate: never
+        /// while the limit binds, and another worker's urgent message waits at most that for them.
+        mutating func spareSlots(now: Date) -> Int {
+            guard storeHadRoom else { return 0 }
+            countHandOuts(now: now, adding: 0)
+            return min(max(handedOut.previous, handedOut.current) / 2, Int(SendPacer.horizon / 4 / interval))
+        }
+
+        /// Moves the windows of `handedOut` on to `now`, then counts `adding` slots handed out.
+        mutating func countHandOuts(now: Date, adding: Int) {
+            let elapsed = now.timeIntervalSince(handedOut.since)
+            if elapsed >= SendPacer.staleness || elapsed < 0 {
+                handedOut = (now, 0, elapsed < 2 * SendPacer.staleness && elapsed >= 0 ? handedOut.current : 0)
+            }
+            handedOut.current += adding
         }
 
         /// How many slots a fetch asks for: as many as there are messages here to take them in time
@@ -186,8 +214,9 @@ public final class SendPacer: Sendable {
 
         /// `slot` goes to `ticket`: its place is freed, and the send counted for its lane's share
         /// while another lane has messages waiting (sends made alone do not count against a lane).
-        mutating func handOut(_ ticket: Ticket, _ slot: Date) -> Date {
+        mutating func handOut(_ ticket: Ticket, _ slot: Date, now: Date) -> Date {
             places[ticket.id] = nil
+            countHandOuts(now: now, adding: 1)
             lastSlot = max(lastSlot ?? slot, slot)
             if places.values.contains(where: { $0.ticket.rank != ticket.rank }) {
                 sends.append((slot, ticket.rank))
@@ -309,6 +338,7 @@ public final class SendPacer: Sendable {
             state.unused += state.slots.count
             state.slots.removeAll()
             state.storeFullUntil = nil
+            state.storeHadRoom = false
             return (true, generationCounter.add(1, ordering: .acquiringAndReleasing).newValue)
         }
         if changed { rateGauge.record(rate) }
@@ -341,11 +371,11 @@ public final class SendPacer: Sendable {
                     // waiting for the turn only to come back for that very slot would cost a wake-up a
                     // message, and at a high rate the wake-ups, not the limit, would set the pace.
                     let ahead = state.slotsAhead(of: ticket)
-                    if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead)))) }
+                    if ahead < state.slots.count { return .turn(.go(state.handOut(ticket, state.slots.remove(at: ahead), now: now))) }
                     // A slot due now whose place is not here to take it (its message sleeps until a later turn)
                     // would expire in a moment, capacity no worker uses: it goes to the message that asks.
                     if let due = state.slots.first, due <= now, state.isUnclaimed(due, by: ticket, now: now) {
-                        return .turn(.go(state.handOut(ticket, state.slots.removeFirst())))
+                        return .turn(.go(state.handOut(ticket, state.slots.removeFirst(), now: now)))
                     }
                     // While slots are being fetched, the line waits for them: its turns are known after.
                     if state.fetching { return .waitForFetch }
@@ -359,7 +389,7 @@ public final class SendPacer: Sendable {
                     state.places[ticket.id]?.due = due
                     return .turn(.wait(until: due))
                 }
-                if !state.slots.isEmpty { return .turn(.go(state.handOut(ticket, state.slots.removeFirst()))) }
+                if !state.slots.isEmpty { return .turn(.go(state.handOut(ticket, state.slots.removeFirst(), now: now))) }
                 if let next = state.askStore(for: ticket, now: now) { return next }
                 let slot = max(state.localNext ?? now, now)
                 // Its turn comes when its slot does (a microsecond's leeway for a clock that a wait reached).
@@ -368,7 +398,7 @@ public final class SendPacer: Sendable {
                     return .turn(.wait(until: slot))
                 }
                 state.localNext = slot.addingTimeInterval(state.interval)
-                return .turn(.go(state.handOut(ticket, slot)))
+                return .turn(.go(state.handOut(ticket, slot, now: now)))
             }
             if unused > 0 { unusedSlots.increment(by: unused) }
             switch next {
@@ -406,6 +436,7 @@ public final class SendPacer: Sendable {
                 recovered = state.storeRetryAt != nil
                 state.storeRetryAt = nil
                 let start = now.addingTimeInterval(grant.first.secondsDouble)
+                state.storeHadRoom = grant.count == count && grant.first <= .zero
                 if grant.count == 0 {
                     state.storeFullUntil = start
                 } else {
@@ -457,6 +488,7 @@ public final class SendPacer: Sendable {
             state.multiplier = max(0.05, state.multiplier * factor)
             state.unused += state.slots.count
             state.slots.removeAll()
+            state.storeHadRoom = false
             if let local = state.localNext { state.localNext = max(local, now.addingTimeInterval(state.interval)) }
             return true
         }
