@@ -23,4 +23,17 @@ struct SlotStoreTests {
         #expect(next.count >= 1, "a slot fits once the horizon moves on")
         #expect(next.first <= horizon + .microseconds(1), "granted within the horizon: \(next.first)")
     }
+
+    /// Spare slots (SPEC 8): granted only while the key's capacity is idle, judged in the same step
+    /// as the grant — never once another worker's slots lie ahead.
+    @Test(arguments: StoreKind.allCases) func spareSlotsOnlyWhileTheCapacityIsIdle(_ kind: StoreKind) async throws {
+        let store = try #require(kind.store(as: (any SlotStore).self))
+        let key = uniqueName("throughput")
+        let (interval, horizon) = (Duration.milliseconds(100), Duration.seconds(2))
+        let idle = try await store.takeSlots(key: key, interval: interval, count: 2, spare: 3, within: horizon)
+        #expect(idle.count == 5, "an idle key: the 2 asked for and the 3 spare: \(idle)")
+        let busy = try await store.takeSlots(key: key, interval: interval, count: 2, spare: 3, within: horizon)
+        #expect(busy.count == 2, "the next slot lies ahead (the 5 just taken): the 2 asked for only: \(busy)")
+        #expect(busy.first > .zero, "after the 5 before: \(busy.first)")
+    }
 }

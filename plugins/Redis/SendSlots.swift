@@ -5,26 +5,32 @@ import RedisClient
 /// Send slots shared by every worker (`SlotStore`): a GCRA in one Lua script, judged by Redis's clock.
 extension RedisStore: SlotStore {
     /// KEYS[1] the pacer's key; ARGV[1] the interval, ARGV[3] the horizon, in microseconds; ARGV[2]
-    /// how many slots at most. Returns {microseconds from Redis's now to the first slot, slots
-    /// reserved}, or {microseconds until one fits the horizon, 0}.
+    /// how many slots at most, ARGV[4] how many more if the key's capacity is idle. Returns
+    /// {microseconds from Redis's now to the first slot, slots reserved}, or {microseconds until
+    /// one fits the horizon, 0}.
     static let takeSlotsScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
         local interval = tonumber(ARGV[1])
         local horizon = tonumber(ARGV[3])
+        local wanted = tonumber(ARGV[2])
         local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-        if tat < now then tat = now end
+        if tat <= now then
+          tat = now
+          wanted = wanted + tonumber(ARGV[4])
+        end
         local room = now + horizon - tat
         if room < 0 then return {math.floor(-room), 0} end
-        local count = math.min(tonumber(ARGV[2]), math.floor(room / interval) + 1)
+        local count = math.min(wanted, math.floor(room / interval) + 1)
         local after = tat + interval * count
         redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000) + 1000)
         return {math.floor(tat - now), count}
         """)
 
-    public func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant {
+    public func takeSlots(key: String, interval: Duration, count: Int, spare: Int, within horizon: Duration) async throws -> SlotGrant {
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.takeSlotsScript, keys: [key], arguments: [String(interval.wholeMicroseconds), String(count), String(horizon.wholeMicroseconds)])
+            try await client.evaluate(Self.takeSlotsScript, keys: [key], arguments: [String(interval.wholeMicroseconds), String(count), String(horizon.wholeMicroseconds),
+                                                                                   String(spare)])
         }
         guard case .array(let parts) = reply, parts.count == 2, let first = parts[0].integer, let granted = parts[1].integer else {
             throw RedisError.server("unexpected answer to the send-slot script: \(reply)")
@@ -34,12 +40,13 @@ extension RedisStore: SlotStore {
 }
 
 extension MemoryStore: SlotStore {
-    public func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant {
+    public func takeSlots(key: String, interval: Duration, count: Int, spare: Int, within horizon: Duration) async throws -> SlotGrant {
         try atomically { entries, now in
-            let tat = max(entries[key].flatMap { Double($0.value) }.map { Date(timeIntervalSince1970: $0) } ?? now, now)
+            let stored = entries[key].flatMap { Double($0.value) }.map { Date(timeIntervalSince1970: $0) } ?? now
+            let (tat, wanted) = stored <= now ? (now, count + spare) : (stored, count)
             let room = now.addingTimeInterval(horizon.secondsDouble).timeIntervalSince(tat)
             if room < -1e-6 { return SlotGrant(first: .nanoseconds(Int64(-room * 1e9)), count: 0) }
-            let granted = min(count, Int(max(0, room) / interval.secondsDouble) + 1)
+            let granted = min(wanted, Int(max(0, room) / interval.secondsDouble) + 1)
             let after = tat.addingTimeInterval(interval.secondsDouble * Double(granted))
             entries[key] = Entry(value: String(after.timeIntervalSince1970), expires: after.addingTimeInterval(1))
             return SlotGrant(first: .nanoseconds(Int64(tat.timeIntervalSince(now) * 1e9)), count: granted)

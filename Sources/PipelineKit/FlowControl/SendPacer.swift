@@ -90,7 +90,7 @@ public final class SendPacer: Sendable {
     /// What `take` does next, decided under the lock.
     private enum Next {
         case turn(Turn)
-        case fetch(any SlotStore, count: Int, interval: TimeInterval)
+        case fetch(any SlotStore, count: Int, spare: Int, interval: TimeInterval)
         case waitForFetch
     }
 
@@ -115,11 +115,8 @@ public final class SendPacer: Sendable {
         var lastSlot: Date?
         /// Recent sends by lane rank, oldest first (for `max_share`).
         var sends: [(at: Date, rank: Int)] = []
-        /// Slots handed out here, counted in `staleness`-long windows: the current one and the one before.
+        /// Slots handed out here, counted in windows of `staleness` (the current one, from `since`, and the one before).
         var handedOut = (since: Date.distantPast, current: 0, previous: 0)
-        /// The last fetch found the sender's capacity idle (all it asked for, the first due at once):
-        /// its limit is not binding, and a fetch may add spare slots (`spareSlots`).
-        var storeHadRoom = false
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
         var interval: TimeInterval { 1 / rate }
@@ -156,33 +153,37 @@ public final class SendPacer: Sendable {
             }
             if fetching { return .waitForFetch }
             fetching = true
-            return .fetch(store, count: min(512, max(1, dueSoon(now: now)) + spareSlots(now: now)), interval: interval)
+            let wanted = min(512, max(1, dueSoon(now: now)))
+            return .fetch(store, count: wanted, spare: spareSlots(now: now, wanted: wanted), interval: interval)
         }
 
-        /// Slots a fetch takes beyond the messages here while the sender's capacity is idle: half as
-        /// many as went out here in the last `staleness` (or so far in this one, if more), so a steady flow of messages that come one
-        /// by one (at concurrency 1 every message came alone and fetched its own slot, a round trip
-        /// to Redis a message) finds most slots here already, and those it does not take before they
-        /// expire are few. At most a quarter of the horizon's worth of the sender's rate: never
-        /// while the limit binds, and another worker's urgent message waits at most that for them.
-        mutating func spareSlots(now: Date) -> Int {
-            guard storeHadRoom else { return 0 }
+        /// Slots a fetch may take beyond the messages here, which the store grants only if the
+        /// sender's capacity is idle when it asks (no worker is using it): half as many as went out
+        /// here in the last `staleness` (or so far in this one, if more), so a steady flow of
+        /// messages that come one by one (at concurrency 1 every message came alone and fetched its
+        /// own slot, a round trip to Redis a message) finds most slots here already, and those it
+        /// does not take before they expire are few. All of a fetch's slots lie within the first
+        /// quarter of the horizon: another worker's urgent message waits at most that for them.
+        mutating func spareSlots(now: Date, wanted: Int) -> Int {
             countHandOuts(now: now, adding: 0)
-            return min(max(handedOut.previous, handedOut.current) / 2, Int(SendPacer.horizon / 4 / interval))
+            return min(max(handedOut.previous, handedOut.current) / 2, max(0, Int(SendPacer.horizon / 4 / interval) - wanted))
         }
 
-        /// Moves the windows of `handedOut` on to `now`, then counts `adding` slots handed out.
+        /// Moves the windows of `handedOut` on to the one `now` is in, then counts `adding` slots handed out.
         mutating func countHandOuts(now: Date, adding: Int) {
-            let elapsed = now.timeIntervalSince(handedOut.since)
-            if elapsed >= SendPacer.staleness || elapsed < 0 {
-                handedOut = (now, 0, elapsed < 2 * SendPacer.staleness && elapsed >= 0 ? handedOut.current : 0)
+            let windows = (now.timeIntervalSince(handedOut.since) / SendPacer.staleness).rounded(.down)
+            if windows == 1 {
+                handedOut = (handedOut.since.addingTimeInterval(SendPacer.staleness), 0, handedOut.current)
+            } else if windows != 0 {
+                // Idle for a window or more (or the clock went back): nothing recent to go by.
+                handedOut = (now, 0, 0)
             }
             handedOut.current += adding
         }
 
-        /// How many slots a fetch asks for: as many as there are messages here to take them in time
-        /// (back for their turns within the horizon and the lateness a slot allows) — a slot nobody
-        /// here takes is one no other worker gets.
+        /// How many slots a fetch asks for (spares aside): as many as there are messages here to take
+        /// them in time (back for their turns within the horizon and the lateness a slot allows) — a
+        /// slot nobody here takes is one no other worker gets.
         func dueSoon(now: Date) -> Int {
             let soon = now.addingTimeInterval(SendPacer.horizon + SendPacer.staleness)
             return places.values.count { $0.present && $0.due <= soon }
@@ -338,7 +339,6 @@ public final class SendPacer: Sendable {
             state.unused += state.slots.count
             state.slots.removeAll()
             state.storeFullUntil = nil
-            state.storeHadRoom = false
             return (true, generationCounter.add(1, ordering: .acquiringAndReleasing).newValue)
         }
         if changed { rateGauge.record(rate) }
@@ -413,16 +413,16 @@ public final class SendPacer: Sendable {
                     }
                     if resumeNow { continuation.resume() }
                 }
-            case .fetch(let store, let count, let interval):
-                await fetch(from: store, count: count, interval: interval)
+            case .fetch(let store, let count, let spare, let interval):
+                await fetch(from: store, count: count, spare: spare, interval: interval)
             }
         }
     }
 
-    private func fetch(from store: any SlotStore, count: Int, interval: TimeInterval) async {
+    private func fetch(from store: any SlotStore, count: Int, spare: Int, interval: TimeInterval) async {
         let result: Result<SlotGrant, any Error>
         do {
-            result = .success(try await store.takeSlots(key: key, interval: .nanoseconds(Int64(interval * 1e9)), count: count,
+            result = .success(try await store.takeSlots(key: key, interval: .nanoseconds(Int64(interval * 1e9)), count: count, spare: spare,
                                                         within: .nanoseconds(Int64(Self.horizon * 1e9))))
         } catch {
             result = .failure(error)
@@ -436,7 +436,6 @@ public final class SendPacer: Sendable {
                 recovered = state.storeRetryAt != nil
                 state.storeRetryAt = nil
                 let start = now.addingTimeInterval(grant.first.secondsDouble)
-                state.storeHadRoom = grant.count == count && grant.first <= .zero
                 if grant.count == 0 {
                     state.storeFullUntil = start
                 } else {
@@ -488,7 +487,6 @@ public final class SendPacer: Sendable {
             state.multiplier = max(0.05, state.multiplier * factor)
             state.unused += state.slots.count
             state.slots.removeAll()
-            state.storeHadRoom = false
             if let local = state.localNext { state.localNext = max(local, now.addingTimeInterval(state.interval)) }
             return true
         }

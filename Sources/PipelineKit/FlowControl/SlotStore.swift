@@ -3,13 +3,21 @@
 /// so no worker holds slots for later messages that a more urgent one, anywhere, would need.
 ///
 /// ```swift
-/// let grant = try await store.takeSlots(key: "throughput:123", interval: .milliseconds(13), count: 8, within: .milliseconds(100))
+/// let grant = try await store.takeSlots(key: "throughput:123", interval: .milliseconds(13), count: 8, spare: 2, within: .milliseconds(100))
 /// // grant.count slots at now + grant.first, + 13 ms, …; none (count 0): ask again in grant.first
 /// ```
 public protocol SlotStore: Resource {
     /// Reserves up to `count` consecutive slots of `key` spaced `interval` apart, all within
-    /// `horizon` of the store's now.
-    func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant
+    /// `horizon` of the store's now — and up to `spare` more if the key's capacity is idle (its
+    /// next slot due at once: no worker is using it), judged in the same step.
+    func takeSlots(key: String, interval: Duration, count: Int, spare: Int, within horizon: Duration) async throws -> SlotGrant
+}
+
+extension SlotStore {
+    /// Reserves up to `count` slots, none spare.
+    public func takeSlots(key: String, interval: Duration, count: Int, within horizon: Duration) async throws -> SlotGrant {
+        try await takeSlots(key: key, interval: interval, count: count, spare: 0, within: horizon)
+    }
 }
 
 /// What `SlotStore.takeSlots` reserved.
