@@ -36,4 +36,21 @@ struct SlotStoreTests {
         #expect(busy.count == 2, "the next slot lies ahead (the 5 just taken): the 2 asked for only: \(busy)")
         #expect(busy.first > .zero, "after the 5 before: \(busy.first)")
     }
+
+    /// Slots `interval` apart to the microsecond's fraction: 10,000 slots 10.5 µs apart end 105 ms on
+    /// (whole microseconds made it 100: the store then handed other workers slots the pacer had
+    /// spaced after its own — 5 % more than the limit at 100,000/s).
+    @Test(arguments: StoreKind.allCases) func slotsAreSpacedByTheExactInterval(_ kind: StoreKind) async throws {
+        let store = try #require(kind.store(as: (any SlotStore).self))
+        let key = uniqueName("throughput")
+        let interval = Duration.nanoseconds(10_500)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let taken = try await store.takeSlots(key: key, interval: interval, count: 10_000, within: .seconds(1))
+        let next = try await store.takeSlots(key: key, interval: interval, count: 1, within: .seconds(1))
+        let elapsed = clock.now - started
+        #expect(taken.count == 10_000, "\(taken)")
+        #expect(next.first + elapsed >= .microseconds(104_990), "the next slot after 10,000 × 10.5 µs: \(next.first) + \(elapsed) since")
+        #expect(next.first <= .microseconds(105_010), "not later either: \(next.first)")
+    }
 }

@@ -4,8 +4,10 @@ import RedisClient
 
 /// Send slots shared by every worker (`SlotStore`): a GCRA in one Lua script, judged by Redis's clock.
 extension RedisStore: SlotStore {
-    /// KEYS[1] the pacer's key; ARGV[1] the interval, ARGV[3] the horizon, in microseconds; ARGV[2]
-    /// how many slots at most, ARGV[4] how many more if the key's capacity is idle. Returns
+    /// KEYS[1] the pacer's key; ARGV[1] the interval (fractional: whole microseconds would space
+    /// the slots up to 5 % closer than the pacer does at 100,000/s), ARGV[3] the horizon, in
+    /// microseconds; ARGV[2] how many slots at most, ARGV[4] how many more if no slot of the key is
+    /// reserved beyond Redis's now. Returns
     /// {microseconds from Redis's now to the first slot, slots reserved}, or {microseconds until
     /// one fits the horizon, 0}.
     static let takeSlotsScript = RedisScript("""
@@ -17,7 +19,7 @@ extension RedisStore: SlotStore {
         local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
         if tat <= now then
           tat = now
-          wanted = wanted + tonumber(ARGV[4])
+          wanted = wanted + (tonumber(ARGV[4] or '0') or 0)
         end
         local room = now + horizon - tat
         if room < 0 then return {math.floor(-room), 0} end
@@ -29,7 +31,7 @@ extension RedisStore: SlotStore {
 
     public func takeSlots(key: String, interval: Duration, count: Int, spare: Int, within horizon: Duration) async throws -> SlotGrant {
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.takeSlotsScript, keys: [key], arguments: [String(interval.wholeMicroseconds), String(count), String(horizon.wholeMicroseconds),
+            try await client.evaluate(Self.takeSlotsScript, keys: [key], arguments: [String(interval.microseconds), String(count), String(horizon.wholeMicroseconds),
                                                                                    String(spare)])
         }
         guard case .array(let parts) = reply, parts.count == 2, let first = parts[0].integer, let granted = parts[1].integer else {
@@ -58,5 +60,10 @@ extension Duration {
     /// Whole microseconds, at least 1.
     fileprivate var wholeMicroseconds: Int64 {
         max(1, components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000)
+    }
+
+    /// Microseconds, with their fraction, at least 1.
+    fileprivate var microseconds: Double {
+        max(1, Double(components.seconds) * 1e6 + Double(components.attoseconds) / 1e12)
     }
 }
