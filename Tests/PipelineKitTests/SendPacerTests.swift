@@ -272,6 +272,25 @@ import Testing
         #expect(grants.allSatisfy { $0 == 1 }, "granted only the slot of the message here while the capacity was in use: \(grants)")
     }
 
+    /// At the default 80/s (a slot every 13 ms) a fetch takes no spares: a round trip matters little
+    /// there, and a spare would reach beyond the first quarter of the horizon.
+    @Test func noSpareSlotsAtEightyASecond() async throws {
+        let clock = ManualWallClock()
+        let store = CountingSlotStore(clock: clock)
+        let pacer = FlowControl(clock: clock, logger: Logger(label: "test")).pacer(key: "throughput:80", label: "80", limit: 80, store: store)
+        var grants: [Int] = []
+        for _ in 0..<40 {
+            let fetches = store.fetches
+            guard case .go = await pacer.take(pacer.ticket(lane: nil, order: clock.now())) else {
+                Issue.record("one message every 15 ms is below 76/s: no wait")
+                return
+            }
+            if store.fetches > fetches { grants.append(store.lastGranted) }
+            clock.advance(by: .milliseconds(15))
+        }
+        #expect(grants.count == 40 && grants.allSatisfy { $0 == 1 }, "one slot a fetch, a fetch a message: \(grants)")
+    }
+
     @Test func noSlotIsReservedMoreThan100MillisecondsBeforeItIsUsed() async throws {
         let clock = ManualWallClock()
         let store = CountingSlotStore(clock: clock)

@@ -158,12 +158,14 @@ public final class SendPacer: Sendable {
         }
 
         /// Slots a fetch may take beyond the messages here, which the store grants only if the
-        /// sender's capacity is idle when it asks (no worker is using it): half as many as went out
-        /// here in the last `staleness` (or so far in this one, if more), so a steady flow of
-        /// messages that come one by one (at concurrency 1 every message came alone and fetched its
-        /// own slot, a round trip to Redis a message) finds most slots here already, and those it
-        /// does not take before they expire are few. All of a fetch's slots lie within the first
-        /// quarter of the horizon: another worker's urgent message waits at most that for them.
+        /// sender's capacity is idle when it asks (no slot of it reserved beyond the store's now):
+        /// half as many as went out here in the last `staleness` (or so far in this one, if more), so
+        /// a steady flow of messages that come one by one (at concurrency 1 every message came alone
+        /// and fetched its own slot, a round trip to Redis a message) finds most slots here already,
+        /// and those it does not take before they expire are few. A fetch that takes spares lies
+        /// wholly within the first quarter of the horizon (another worker's urgent message waits at
+        /// most that for them): none at limits under about 85/s (a slot every 12 ms or more, where a
+        /// round trip matters little).
         mutating func spareSlots(now: Date, wanted: Int) -> Int {
             countHandOuts(now: now, adding: 0)
             return min(max(handedOut.previous, handedOut.current) / 2, max(0, Int(SendPacer.horizon / 4 / interval) - wanted))

@@ -8,8 +8,8 @@
 /// ```
 public protocol SlotStore: Resource {
     /// Reserves up to `count` consecutive slots of `key` spaced `interval` apart, all within
-    /// `horizon` of the store's now — and up to `spare` more if the key's capacity is idle (its
-    /// next slot due at once: no worker is using it), judged in the same step.
+    /// `horizon` of the store's now — and up to `spare` more if the key's capacity is idle (no
+    /// slot of it reserved beyond the store's now), judged in the same step.
     func takeSlots(key: String, interval: Duration, count: Int, spare: Int, within horizon: Duration) async throws -> SlotGrant
 }
 
