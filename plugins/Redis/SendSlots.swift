@@ -7,9 +7,8 @@ extension RedisStore: SlotStore {
     /// KEYS[1] the pacer's key; ARGV[1] the interval (fractional: whole microseconds would space
     /// the slots up to 5 % closer than the pacer does at 100,000/s), ARGV[3] the horizon, in
     /// microseconds; ARGV[2] how many slots at most, ARGV[4] how many more if no slot of the key is
-    /// reserved beyond Redis's now. Returns
-    /// {microseconds from Redis's now to the first slot, slots reserved}, or {microseconds until
-    /// one fits the horizon, 0}.
+    /// reserved beyond Redis's now. Returns {microseconds from Redis's now to the first slot, slots
+    /// reserved}, or {microseconds until one fits the horizon, 0}.
     static let takeSlotsScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000000 + tonumber(t[2])

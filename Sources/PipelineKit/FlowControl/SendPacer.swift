@@ -10,14 +10,13 @@ import Synchronization
 /// is no store or it is down, and are reserved at most `horizon` before they are used: a slot held
 /// for a bulk message never holds an urgent one back by more than that, on any worker. A fetch
 /// takes slots for the messages waiting here and, while the sender's capacity is idle, a few spare
-/// ones for those about to come (`spareSlots`). A message
-/// takes a place in line (`ticket`) and asks for its turn (`take`): it goes (`.go(slot)`) or comes
-/// back at the time its turn is expected (`.wait(until:)`), keeping its place. A message that
-/// leaves the worker meanwhile (through a delay queue) steps `away`: its place neither holds the
-/// line nor delays the turns of those behind it (the messages here use the slots meanwhile), and
-/// it takes it up again, ahead of those that came after it, when it
-/// asks with the same ticket (`Ticket.id`, carried with the message); a place not asked for
-/// soon after its expected turn is forgotten.
+/// ones for those about to come (`spareSlots`). A message takes a place in line (`ticket`) and
+/// asks for its turn (`take`): it goes (`.go(slot)`) or comes back at the time its turn is
+/// expected (`.wait(until:)`), keeping its place. A message that leaves the worker meanwhile
+/// (through a delay queue) steps `away`: its place neither holds the line nor delays the turns of
+/// those behind it (the messages here use the slots meanwhile), and it takes it up again, ahead of
+/// those that came after it, when it asks with the same ticket (`Ticket.id`, carried with the
+/// message); a place not asked for soon after its expected turn is forgotten.
 ///
 /// It paces at 95 % of the limit, so network jitter never lets a one-second window pass the
 /// limit; `slowDown` slows it by 10 % when the other side says it was exceeded, by half when it
