@@ -192,12 +192,12 @@ final class Bench {
     }
 
     /// One full run of `subject`: `count` messages drained, then latency at half the rate it drained
-    /// at; memory and CPU over both phases.
-    func measureRun(_ subject: Subject, count: Int, concurrency: Int, label: String) async throws -> RunResult {
+    /// at; memory and CPU over both phases. `worker`: another build of the worker than `--worker`.
+    func measureRun(_ subject: Subject, count: Int, concurrency: Int, worker: String? = nil, label: String) async throws -> RunResult {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
-        let pids = try start(subject, queue: queue, concurrency: concurrency)
+        let pids = try start(subject, queue: queue, concurrency: concurrency, worker: worker)
         defer { pids.forEach(stop) }
         let drain = try await drain(load, queue: queue, pids: pids)
         let rate = max(100, drain.throughput / 2)

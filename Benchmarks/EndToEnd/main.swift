@@ -152,15 +152,35 @@ func tracingCost() async throws {
     }
 }
 
-/// The worker built from this tree against another build (`--worker-before`), A B A B.
+/// The worker built from this tree against another build (`--worker-before`), A B A B: each
+/// run drains the messages, then measures latency at half the rate it drained at.
 @MainActor
 func buildsCost() async throws {
     guard !options.workerBefore.isEmpty else { throw BenchFailure("--builds needs --worker-before PATH (a copy of an earlier release build)") }
     print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; this build \(options.worker) against \(options.workerBefore)")
-    try await sameRunAB(names: ("this build", "before"), short: ("after", "before"), ratio: "after / before") { after, round in
-        try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, worker: after ? options.worker : options.workerBefore,
-                                     label: "build\(round)\(after ? "after" : "before")")
+    var runs: [Bool: [RunResult]] = [:]
+    for round in 1...options.rounds {
+        for after in [false, true] {
+            let run = try await bench.measureRun(.worker, count: options.messages, concurrency: options.concurrency,
+                                                 worker: after ? options.worker : options.workerBefore, label: "build\(round)\(after ? "after" : "before")")
+            runs[after, default: []].append(run)
+            print(String(format: "round %d %-7@ %8.0f msg/s  p50 %6.1f ms  p99 %6.1f ms  CPU %.3f s/1000 msg",
+                         round, after ? "after" : "before", run.drain.throughput, run.latency.p50, run.latency.p99, run.cpuPerThousand))
+        }
     }
+    func row(_ name: String, _ format: String, _ value: (RunResult) -> Double) -> String {
+        let after = median(runs[true, default: []].map(value))
+        let before = median(runs[false, default: []].map(value))
+        return "| \(name) | \(String(format: format, after)) | \(String(format: format, before)) | \(ratio(after, before)) |"
+    }
+    print("\n| median of \(options.rounds) rounds | this build | before | after / before |\n|---|---|---|---|")
+    print(row("drain throughput (msg/s)", "%.0f") { $0.drain.throughput })
+    print(row("latency p50 at half rate (ms)", "%.1f") { $0.latency.p50 })
+    print(row("latency p99 at half rate (ms)", "%.1f") { $0.latency.p99 })
+    print(row("worker CPU seconds per 1,000 messages", "%.3f") { $0.cpuPerThousand })
+    print(row("peak RSS (MiB)", "%.1f") { $0.peakMB })
+    let pairs = zip(runs[true, default: []], runs[false, default: []]).map { String(format: "%.2f", $0.latency.p99 / $1.latency.p99) }
+    print("\np99 at half rate, after / before, round by round: \(pairs.joined(separator: ", "))")
 }
 
 /// Runs `drain` for B then A in each round (A B A B across rounds) and prints the medians and ratios.
