@@ -93,7 +93,7 @@ final class ClusterRouter: Sendable {
     func send(_ arguments: [[UInt8]], to node: RedisAddress, asking: Bool = false) async -> Result<RedisReply, RedisError> {
         let connections = pool(of: node)
         let index = abs(next.add(1, ordering: .relaxed).oldValue % connections.count)
-        return await connections[index].send(arguments, asking: asking)
+        return await connections[index].send(RedisCommand(arguments), asking: asking)
     }
 
     private func pool(of node: RedisAddress) -> [RedisConnection] {

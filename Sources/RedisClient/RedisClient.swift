@@ -43,14 +43,19 @@ public final class RedisClient: Sendable {
 
     /// Runs a command (binary-safe arguments); an error reply is returned as `.error`, not thrown.
     public func send(_ arguments: [String]) async throws(RedisError) -> RedisReply {
-        try await send(bytes: arguments.map { Array($0.utf8) })
+        if let router { return try await router.send(arguments.map { Array($0.utf8) }).get() }
+        return try await nextConnection().send(RedisCommand(arguments)).get()
     }
 
     /// Runs a command given as byte strings.
     public func send(bytes arguments: [[UInt8]]) async throws(RedisError) -> RedisReply {
         if let router { return try await router.send(arguments).get() }
-        let index = next.add(1, ordering: .relaxed).oldValue % connections.count
-        return try await connections[abs(index)].send(arguments).get()
+        return try await nextConnection().send(RedisCommand(arguments)).get()
+    }
+
+    /// The pooled connections in turn.
+    private func nextConnection() -> RedisConnection {
+        connections[abs(next.add(1, ordering: .relaxed).oldValue % connections.count)]
     }
 
     /// Runs a command and turns an error reply into a thrown `RedisError.server`.

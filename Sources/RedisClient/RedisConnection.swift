@@ -12,7 +12,7 @@ import Synchronization
 /// demoted by a failover) drops the connection, so the next command finds the new master.
 final class RedisConnection: @unchecked Sendable {
     private struct Pending {
-        var arguments: [[UInt8]]
+        var command: RedisCommand
         /// Preceded by `ASKING` (a Redis Cluster `ASK` redirection), on the same connection.
         var asking: Bool
         var continuation: CheckedContinuation<Result<RedisReply, RedisError>, Never>
@@ -46,11 +46,11 @@ final class RedisConnection: @unchecked Sendable {
         if let context { redisFree(context) }
     }
 
-    /// Runs one command (after `ASKING` when `asking`); the arguments are binary-safe.
-    func send(_ arguments: [[UInt8]], asking: Bool = false) async -> Result<RedisReply, RedisError> {
+    /// Runs one command (after `ASKING` when `asking`).
+    func send(_ command: RedisCommand, asking: Bool = false) async -> Result<RedisReply, RedisError> {
         await withCheckedContinuation { continuation in
             let schedule = pending.withLock { state in
-                state.items.append(Pending(arguments: arguments, asking: asking, continuation: continuation))
+                state.items.append(Pending(command: command, asking: asking, continuation: continuation))
                 defer { state.drainScheduled = true }
                 return !state.drainScheduled
             }
@@ -83,8 +83,8 @@ final class RedisConnection: @unchecked Sendable {
         guard let context else { return }
         var appended = 0
         for item in batch {
-            if item.asking, Self.append(context, Self.asking) != REDIS_OK { break }
-            if Self.append(context, item.arguments) != REDIS_OK { break }
+            if item.asking, Self.asking.append(to: context) != REDIS_OK { break }
+            if item.command.append(to: context) != REDIS_OK { break }
             appended += 1
         }
         var broken: RedisError?
@@ -124,7 +124,7 @@ final class RedisConnection: @unchecked Sendable {
         }
     }
 
-    private static let asking = [Array("ASKING".utf8)]
+    private static let asking = RedisCommand(["ASKING"])
 
     private func disconnect(reason: String) -> RedisError {
         if let context { redisFree(context) }
@@ -230,31 +230,11 @@ final class RedisConnection: @unchecked Sendable {
     }
 
     static func execute(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> Result<RedisReply, RedisError> {
-        guard append(context, arguments) == REDIS_OK else { return .failure(.unavailable(errorText(context))) }
+        guard RedisCommand(arguments).append(to: context) == REDIS_OK else { return .failure(.unavailable(errorText(context))) }
         var raw: UnsafeMutableRawPointer?
         guard redisGetReply(context, &raw) == REDIS_OK, let raw else { return .failure(.unavailable(errorText(context))) }
         defer { freeReplyObject(raw) }
         return .success(copy(raw.assumingMemoryBound(to: redisReply.self)))
-    }
-
-    private static func append(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> Int32 {
-        let lengths = arguments.map(\.count)
-        let buffers = arguments.map { bytes -> UnsafeMutablePointer<CChar> in
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(bytes.count, 1))
-            bytes.withUnsafeBufferPointer { source in
-                source.withMemoryRebound(to: CChar.self) { chars in
-                    if let base = chars.baseAddress { buffer.initialize(from: base, count: bytes.count) }
-                }
-            }
-            return buffer
-        }
-        defer { buffers.forEach { $0.deallocate() } }
-        var pointers: [UnsafePointer<CChar>?] = buffers.map { UnsafePointer($0) }
-        return pointers.withUnsafeMutableBufferPointer { argv in
-            lengths.withUnsafeBufferPointer { argvlen in
-                redisAppendCommandArgv(context, Int32(arguments.count), argv.baseAddress, argvlen.baseAddress)
-            }
-        }
     }
 
     private static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {

@@ -1,0 +1,32 @@
+import Foundation
+import RedisClient
+import Testing
+import TestSupport
+
+/// Commands reach Redis byte for byte, on a single server and on the Redis Cluster: arguments
+/// laid out in one buffer must keep their bounds (empty ones, NUL bytes, bytes that are not UTF-8).
+@Suite struct RedisCommandTests {
+    static let clients: [(String, RedisClient)] = [
+        ("single", RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: TestServices.redisPort))),
+        ("cluster", RedisClient(configuration: RedisConfiguration(cluster: TestServices.redisCluster))),
+    ]
+
+    @Test(arguments: [0, 1])
+    func argumentsArriveWhole(_ which: Int) async throws {
+        let (name, client) = Self.clients[which]
+        let key = uniqueName("bytes")
+        let values: [[UInt8]] = [[], [0], [0, 0, 1], [0xFF, 0xFE, 0x00, 0x80], Array("é\u{0}x".utf8), Array(repeating: 0x41, count: 70_000)]
+        for value in values {
+            #expect(try await client.send(bytes: [Array("SET".utf8), Array(key.utf8), value]) == .status("OK"), "\(name)")
+            #expect(try await client.send(bytes: [Array("GET".utf8), Array(key.utf8)]) == .bulk(value), "\(name): \(value.prefix(8)) (\(value.count) bytes)")
+            #expect(try await client.send(["STRLEN", key]) == .integer(value.count), "\(name)")
+        }
+        // Several arguments, some empty, in one command: each keeps its length.
+        #expect(try await client.send(["HSET", key + ":h", "", "a", "b", "", "c\u{0}d", "e"]) == .integer(3), "\(name)")
+        #expect(try await client.send(["HGET", key + ":h", ""]) == .bulk(Array("a".utf8)), "\(name)")
+        #expect(try await client.send(["HGET", key + ":h", "b"]) == .bulk([]), "\(name)")
+        #expect(try await client.send(["HGET", key + ":h", "c\u{0}d"]) == .bulk(Array("e".utf8)), "\(name)")
+        _ = try await client.send(["DEL", key])
+        _ = try await client.send(["DEL", key + ":h"])
+    }
+}
