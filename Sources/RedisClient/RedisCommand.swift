@@ -2,7 +2,8 @@ import CHiredis
 
 /// A command's arguments laid out once, back to back in one buffer, as hiredis's
 /// `redisAppendCommandArgv` takes them: two allocations a command, made on the caller's
-/// thread, instead of one for each argument and again for each argument's C copy.
+/// thread (on a cluster, after one copy per argument for routing), instead of one for each
+/// argument and again for each argument's C copy.
 struct RedisCommand: Sendable {
     /// Every argument's bytes in order, and one byte more, so the buffer always has an address.
     private var bytes: [UInt8]
@@ -25,6 +26,9 @@ struct RedisCommand: Sendable {
         for argument in arguments { bytes.append(contentsOf: argument.utf8) }
         bytes.append(0)
     }
+
+    /// No arguments at all: Redis answers nothing to it.
+    var isEmpty: Bool { lengths.isEmpty }
 
     /// Appends the command to `context`'s output buffer (written with the next reply read).
     func append(to context: UnsafeMutablePointer<redisContext>) -> Int32 {

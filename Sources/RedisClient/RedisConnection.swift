@@ -46,9 +46,11 @@ final class RedisConnection: @unchecked Sendable {
         if let context { redisFree(context) }
     }
 
-    /// Runs one command (after `ASKING` when `asking`).
+    /// Runs one command (after `ASKING` when `asking`). An empty command is refused, not sent:
+    /// Redis would answer nothing to it, and every reply after it would reach the wrong caller.
     func send(_ command: RedisCommand, asking: Bool = false) async -> Result<RedisReply, RedisError> {
-        await withCheckedContinuation { continuation in
+        guard !command.isEmpty else { return .failure(.server("an empty command (not sent)")) }
+        return await withCheckedContinuation { continuation in
             let schedule = pending.withLock { state in
                 state.items.append(Pending(command: command, asking: asking, continuation: continuation))
                 defer { state.drainScheduled = true }

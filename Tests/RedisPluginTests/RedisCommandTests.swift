@@ -29,4 +29,23 @@ import TestSupport
         _ = try await client.send(["DEL", key])
         _ = try await client.send(["DEL", key + ":h"])
     }
+
+    /// An empty command gets no reply from Redis: sent in a pipeline, it would shift every reply
+    /// after it to the wrong caller (before the fix it waited out the command timeout).
+    @Test(arguments: [0, 1])
+    func anEmptyCommandIsRefusedAndTheNextGetsItsOwnReply(_ which: Int) async throws {
+        let (name, client) = Self.clients[which]
+        let key = uniqueName("empty")
+        #expect(try await client.send(["SET", key, "mine"]) == .status("OK"), "\(name)")
+        async let empty: RedisReply = client.send(bytes: [])
+        async let mine = client.send(["GET", key])
+        do {
+            let reply = try await empty
+            Issue.record("\(name): an empty command was answered: \(reply)")
+        } catch {
+            guard case .server? = error as? RedisError else { Issue.record("\(name): not refused at once: \(error)"); return }
+        }
+        #expect(try await mine == .bulk(Array("mine".utf8)), "\(name)")
+        _ = try await client.send(["DEL", key])
+    }
 }
