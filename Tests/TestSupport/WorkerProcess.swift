@@ -63,44 +63,72 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Waits for the process to exit; returns its exit status (128+N for signal N).
     public func waitForExit(timeout: Duration) async throws -> Int32 {
-        if let exitStatus { return exitStatus }
         let deadline = ContinuousClock.now + timeout
-        var status: Int32 = 0
         while ContinuousClock.now < deadline {
-            if waitpid(pid, &status, WNOHANG) == pid {
-                let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-                exitStatus = code
-                return code
-            }
+            if let code = reap() { return code }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("worker \(pid) still running after \(timeout); log:\n\(log.suffix(3000))")
+    }
+
+    /// The exit status once the process has exited (reaped here, once), else nil.
+    private func reap() -> Int32? {
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        exitStatus = code
+        return code
     }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// GET a path of the worker's HTTP port: status and JSON body (nil when it does not answer).
     public func get(_ path: String) async -> (status: Int, body: JSONValue?)? {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)")
-        request.method = .GET
-        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)),
-              let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
-        return (Int(response.status.code), try? JSONValue(parsing: Array(body.readableBytesView)))
+        try? await fetch(path).get()
     }
+
+    /// GET a path: status and JSON body, or why there was none.
+    private func fetch(_ path: String) async -> Result<(status: Int, body: JSONValue?), any Error> {
+        do {
+            let response = try await Self.probe.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"), timeout: .seconds(2))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            return .success((Int(response.status.code), try? JSONValue(parsing: Array(body.readableBytesView))))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The client for workers' ports. Not `HTTPClient.shared`: its pool for a host and port lives
+    /// as long as the test process and backs off after refused connects (up to a minute), which a
+    /// later worker on the same port could wait out; here a refused connect fails at once.
+    private static let probe: HTTPClient = {
+        var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(1), read: .seconds(2)))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     /// The raw text of a path (for /metrics).
     public func text(_ path: String) async -> String? {
-        guard let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"), timeout: .seconds(2)),
+        guard let response = try? await Self.probe.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"), timeout: .seconds(2)),
               let body = try? await response.body.collect(upTo: 4 << 20) else { return nil }
         return String(buffer: body)
     }
 
-    /// Waits until `/ready` answers 200.
+    /// Waits until `/ready` answers 200; fails at once if the process exits, and says what the
+    /// last attempt got when the time is up.
     public func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
-        do {
-            try await poll("worker ready", timeout: timeout) { await self.get("/ready")?.status == 200 }
-        } catch {
-            throw TestFailure("worker not ready: \(log.suffix(3000))")
+        let deadline = ContinuousClock.now + timeout
+        var last = "no attempt"
+        while ContinuousClock.now < deadline {
+            if let code = reap() { throw TestFailure("worker exited with status \(code) before it was ready: \(log.suffix(3000))") }
+            switch await fetch("/ready") {
+            case .success(let answer) where answer.status == 200: return
+            case .success(let answer): last = "HTTP \(answer.status) \(answer.body?.encodedString() ?? "")"
+            case .failure(let error): last = "\(error)"
+            }
+            try await Task.sleep(for: .milliseconds(100))
         }
+        throw TestFailure("worker not ready after \(timeout) (last /ready: \(last)): \(log.suffix(3000))")
     }
 }
