@@ -37,6 +37,13 @@ func measureStandInCapacity(_ standIn: StandIn = standIn, at apiURL: String = ap
 
 func ratio(_ worker: Double, _ baseline: Double) -> String { String(format: "%.2f", baseline == 0 ? 0 : worker / baseline) }
 
+/// A table row of an A/B: the medians of `value` over A's and B's runs, and their ratio.
+func medianRow<Run>(_ name: String, _ format: String, _ a: [Run], _ b: [Run], _ value: (Run) -> Double) -> String {
+    let a = median(a.map(value))
+    let b = median(b.map(value))
+    return "| \(name) | \(String(format: format, a)) | \(String(format: format, b)) | \(ratio(a, b)) |"
+}
+
 @MainActor
 func compare() async throws {
     print("\(options.messages) messages a run (10 % duplicates, 5 types), concurrency \(options.concurrency), \(options.rounds) rounds, worker LOG_LEVEL=\(options.logLevel)")
@@ -121,9 +128,7 @@ func pacingCost() async throws {
         }
     }
     func row(_ name: String, _ format: String, _ value: ((drain: DrainResult, commands: Double, scripts: Double)) -> Double) -> String {
-        let on = median(results[true, default: []].map(value))
-        let off = median(results[false, default: []].map(value))
-        return "| \(name) | \(String(format: format, on)) | \(String(format: format, off)) | \(ratio(on, off)) |"
+        medianRow(name, format, results[true, default: []], results[false, default: []], value)
     }
     print("\n| median of \(options.rounds) rounds | pacing on | pacing off | on / off |\n|---|---|---|---|")
     print(row("drain throughput (msg/s)", "%.0f") { $0.drain.throughput })
@@ -169,9 +174,7 @@ func buildsCost() async throws {
         }
     }
     func row(_ name: String, _ format: String, _ value: (RunResult) -> Double) -> String {
-        let after = median(runs[true, default: []].map(value))
-        let before = median(runs[false, default: []].map(value))
-        return "| \(name) | \(String(format: format, after)) | \(String(format: format, before)) | \(ratio(after, before)) |"
+        medianRow(name, format, runs[true, default: []], runs[false, default: []], value)
     }
     print("\n| median of \(options.rounds) rounds | this build | before | after / before |\n|---|---|---|---|")
     print(row("drain throughput (msg/s)", "%.0f") { $0.drain.throughput })
@@ -196,9 +199,7 @@ func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), rat
         }
     }
     func row(_ name: String, _ format: String, _ value: (DrainResult) -> Double) -> String {
-        let a = median(results[true, default: []].map(value))
-        let b = median(results[false, default: []].map(value))
-        return "| \(name) | \(String(format: format, a)) | \(String(format: format, b)) | \(ratio(a, b)) |"
+        medianRow(name, format, results[true, default: []], results[false, default: []], value)
     }
     print("\n| median of \(options.rounds) rounds | \(names.a) | \(names.b) | \(ratioName) |\n|---|---|---|---|")
     print(row("drain throughput (msg/s)", "%.0f") { $0.throughput })

@@ -44,7 +44,7 @@ public final class RedisClient: Sendable {
     /// Runs a command (binary-safe arguments); an error reply is returned as `.error`, not thrown.
     public func send(_ arguments: [String]) async throws(RedisError) -> RedisReply {
         if let router { return try await router.send(arguments.map { Array($0.utf8) }).get() }
-        return try await nextConnection().send(RedisCommand(arguments)).get()
+        return try await nextConnection().send(RedisCommand(arguments.map(\.utf8))).get()
     }
 
     /// Runs a command given as byte strings.

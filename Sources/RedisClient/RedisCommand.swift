@@ -9,21 +9,12 @@ struct RedisCommand: Sendable {
     private var bytes: [UInt8]
     private var lengths: [Int]
 
-    /// A command given as byte strings (binary-safe).
-    init(_ arguments: [[UInt8]]) {
+    /// A command given as byte strings (binary-safe): `[[UInt8]]`, or text as `strings.map(\.utf8)`.
+    init(_ arguments: [some Collection<UInt8>]) {
         lengths = arguments.map(\.count)
         bytes = []
         bytes.reserveCapacity(lengths.reduce(1, +))
         for argument in arguments { bytes.append(contentsOf: argument) }
-        bytes.append(0)
-    }
-
-    /// A command given as text, taken as its UTF-8 bytes.
-    init(_ arguments: [String]) {
-        lengths = arguments.map(\.utf8.count)
-        bytes = []
-        bytes.reserveCapacity(lengths.reduce(1, +))
-        for argument in arguments { bytes.append(contentsOf: argument.utf8) }
         bytes.append(0)
     }
 

@@ -126,7 +126,7 @@ final class RedisConnection: @unchecked Sendable {
         }
     }
 
-    private static let asking = RedisCommand(["ASKING"])
+    private static let asking = RedisCommand(["ASKING".utf8])
 
     private func disconnect(reason: String) -> RedisError {
         if let context { redisFree(context) }

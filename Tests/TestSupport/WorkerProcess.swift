@@ -90,10 +90,14 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// GET a path: status and JSON body, or why there was none.
     private func fetch(_ path: String) async -> Result<(status: Int, body: JSONValue?), any Error> {
+        await response(path, upTo: 1 << 20).map { ($0.status, try? JSONValue(parsing: Array($0.body.readableBytesView))) }
+    }
+
+    /// GET a path: status and body (at most `limit` bytes), or why there was none.
+    private func response(_ path: String, upTo limit: Int) async -> Result<(status: Int, body: ByteBuffer), any Error> {
         do {
             let response = try await Self.probe.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"), timeout: .seconds(2))
-            let body = try await response.body.collect(upTo: 1 << 20)
-            return .success((Int(response.status.code), try? JSONValue(parsing: Array(body.readableBytesView))))
+            return .success((Int(response.status.code), try await response.body.collect(upTo: limit)))
         } catch {
             return .failure(error)
         }
@@ -110,9 +114,7 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// The raw text of a path (for /metrics).
     public func text(_ path: String) async -> String? {
-        guard let response = try? await Self.probe.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"), timeout: .seconds(2)),
-              let body = try? await response.body.collect(upTo: 4 << 20) else { return nil }
-        return String(buffer: body)
+        (try? await response(path, upTo: 4 << 20).get()).map { String(buffer: $0.body) }
     }
 
     /// Waits until `/ready` answers 200; fails at once if the process exits, and says what the
