@@ -36,6 +36,8 @@ struct RunResult {
     var latency: LatencyResult
     var peakMB: Double
     var cpuPerThousand: Double
+    /// The publish rate latency was measured at (msg/s).
+    var latencyRate: Double
 }
 
 /// Latency at a fixed publish rate: publish time to arrival at the stand-in.
@@ -191,22 +193,24 @@ final class Bench {
         return LatencyResult(p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.last ?? 0)
     }
 
-    /// One full run of `subject`: `count` messages drained, then latency at half the rate it drained
-    /// at; memory and CPU over both phases. `worker`: another build of the worker than `--worker`.
-    func measureRun(_ subject: Subject, count: Int, concurrency: Int, worker: String? = nil, label: String) async throws -> RunResult {
+    /// One full run of `subject`: `count` messages drained, then latency at `latencyRate` (default: half
+    /// the rate it drained at); memory and CPU over both phases. `worker`: another build of the worker
+    /// than `--worker`. Two subjects compared should be given the same rate: a faster one measured at
+    /// half its own, higher, rate would have its tail judged under more load.
+    func measureRun(_ subject: Subject, count: Int, concurrency: Int, worker: String? = nil, latencyRate: Double? = nil, label: String) async throws -> RunResult {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
         let pids = try start(subject, queue: queue, concurrency: concurrency, worker: worker)
         defer { pids.forEach(stop) }
         let drain = try await drain(load, queue: queue, pids: pids)
-        let rate = max(100, drain.throughput / 2)
+        let rate = latencyRate ?? max(100, drain.throughput / 2)
         let latency = try await latency(queue: queue, rate: rate, prefix: label + "L")
         let usage = ProcessUsage(pids[0])
         pids.forEach(stop)
         await deleteQueues(queue)
         return RunResult(drain: drain, latency: latency, peakMB: Double(usage.peakKB) / 1024,
-                         cpuPerThousand: usage.cpuSeconds / Double(count + Int(rate) * options.latencySeconds) * 1000)
+                         cpuPerThousand: usage.cpuSeconds / Double(count + Int(rate) * options.latencySeconds) * 1000, latencyRate: rate)
     }
 
     /// Publishes `count` messages, drains them with `subject`, stops it, removes the queue.

@@ -19,7 +19,7 @@ struct TransportMatrix {
         ]
         let transports = all.filter { options.transports.contains($0.0) }.map(\.1)
         let count = options.seriesMessages
-        print("\(count) messages a run, then \(options.latencySeconds) s at half that rate; \(options.rounds) rounds a point, worker and bare loop in turns\n")
+        print("\(count) messages a run, then \(options.latencySeconds) s at half the worker's rate (both subjects); \(options.rounds) rounds a point, worker and bare loop in turns\n")
         print("| transport | concurrency | worker msg/s | bare msg/s | worker / bare | p50 / p99 worker (ms) | p50 / p99 bare (ms) | CPU s / 1,000 worker | CPU s / 1,000 bare | peak RSS worker / bare (MiB) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for transport in transports {
@@ -31,9 +31,12 @@ struct TransportMatrix {
             for concurrency in options.concurrencies {
                 var runs: [Subject: [RunResult]] = [:]
                 for round in 1...options.rounds {
+                    var latencyRate: Double?
                     for subject in [Subject.worker, .baseline] {
                         let label = "t\(concurrency)\(round)\(subject == .worker ? "w" : "b")"
-                        runs[subject, default: []].append(try await bench.measureRun(subject, count: count, concurrency: concurrency, label: label))
+                        let run = try await bench.measureRun(subject, count: count, concurrency: concurrency, latencyRate: latencyRate, label: label)
+                        latencyRate = run.latencyRate
+                        runs[subject, default: []].append(run)
                     }
                 }
                 func value(_ subject: Subject, _ pick: (RunResult) -> Double) -> Double { median(runs[subject, default: []].map(pick)) }
