@@ -1,6 +1,7 @@
 import Foundation
 import PipelineKit
 import Testing
+import TestSupport
 import ValidatePlugin
 
 @Suite struct MessageValidatorTests {
@@ -136,18 +137,5 @@ import ValidatePlugin
             for key in keys where Int.random(in: 0..<3, using: &generator) == 0 { object[key] = randomValue(depth: depth + 1, &generator) }
             return .object(object)
         }
-    }
-}
-
-/// A small deterministic generator (SplitMix64) so failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

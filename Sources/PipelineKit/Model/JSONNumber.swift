@@ -1,5 +1,5 @@
-/// A JSON number that keeps its value exactly: integers of any size as written (an id beyond
-/// 2^53 stays that id), other numbers as the shortest text of their double.
+/// A JSON number that keeps its value exactly: read from JSON, its text as written (an id beyond
+/// 2^53 stays that id, `2.50` stays `2.50`); made from a `Double`, the shortest text of it.
 public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral {
     /// The number as JSON text.
     public let text: String

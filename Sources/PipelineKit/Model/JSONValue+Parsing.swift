@@ -1,25 +1,12 @@
-import Foundation
-
 extension JSONValue {
     /// Why bytes are not JSON.
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public let description: String
     }
 
-    /// Parses JSON text (any value at the top level).
-    ///
-    /// Goes through `JSONSerialization` rather than `JSONDecoder`: decoding an
-    /// untyped value through Codable has to try each kind in turn and pays for a
-    /// thrown error per wrong guess, about three times the cost per message.
+    /// Parses JSON text (any value at the top level); see `JSONParser` for what it accepts.
     public init(parsing bytes: [UInt8]) throws(ParseError) {
-        let object: Any
-        do {
-            object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
-        } catch {
-            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
-            throw ParseError(description: detail ?? "not JSON")
-        }
-        self.init(foundationObject: object)
+        self = try JSONParser.parse(bytes)
     }
 
     /// Why `bytes` nest objects and arrays deeper than `limit`, or nil: a scan that stops at
@@ -52,30 +39,5 @@ extension JSONValue {
             }
         }
         return nil
-    }
-
-    /// Converts what `JSONSerialization` returns.
-    private init(foundationObject object: Any) {
-        switch object {
-        case let text as String:
-            self = .string(text)
-        case let members as [String: Any]:
-            self = .object(members.mapValues(JSONValue.init(foundationObject:)))
-        case let items as [Any]:
-            self = .array(items.map(JSONValue.init(foundationObject:)))
-        case let decimal as NSDecimalNumber:
-            // Integers beyond 64 bits: their digits, exactly.
-            self = .number(JSONNumber(text: decimal.stringValue))
-        case let number as NSNumber:
-            // JSONSerialization returns booleans as NSNumbers of Objective-C type `c` (char),
-            // integers that fit 64 bits as `q` or `Q` (kept exactly), other numbers as `d`.
-            switch UInt8(bitPattern: number.objCType.pointee) {
-            case UInt8(ascii: "c"): self = .bool(number.boolValue)
-            case UInt8(ascii: "q"), UInt8(ascii: "Q"), UInt8(ascii: "i"), UInt8(ascii: "l"): self = .number(JSONNumber(text: number.stringValue))
-            default: self = .number(JSONNumber(number.doubleValue))
-            }
-        default:
-            self = .null
-        }
     }
 }
