@@ -333,7 +333,7 @@ final class CapturedLogs: @unchecked Sendable {
         await client.shutdown()
     }
 
-    /// `messages[0].id`, read without decoding the rest of the answer, exactly as JSON says it.
+    /// `messages[0].id`, exactly as JSON says it, from any valid answer (nesting within the parser's limit).
     @Test func theWamidIsReadFromAnyValidAnswer() throws {
         let wamids: [(String, String?)] = [
             (#"{"messaging_product":"whatsapp","contacts":[{"input":"+5511987654321","wa_id":"5511987654321"}],"messages":[{"id":"wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjQ2RTE0QjQ1MzQ3RTY3QjFGQQA=","message_status":"accepted"}]}"#,
@@ -353,7 +353,8 @@ final class CapturedLogs: @unchecked Sendable {
             ("{\"messages\":[{\"id\":\"wamid.\u{1}\"}]}", nil),
             (#"{"messages":[{"id":"wamid.\x"}]}"#, nil),
             (String(repeating: "[", count: 10_000), nil),
-            (#"{"messages":[{"id":"wamid.x"}],"deep":"# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}", nil),
+            (#"{"messages":[{"id":"wamid.x"}],"deep":"# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}", "wamid.x"),
+            (#"{"messages":[{"id":"wamid.x"}],"deep":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}", nil),
         ]
         for (body, expected) in wamids {
             #expect(try CloudAPIClient.interpret(status: 200, body: Data(body.utf8)) == expected, "\(body.prefix(120))")

@@ -220,6 +220,14 @@ public final class CloudAPIClient: CloudAPISender {
         case failed(CloudAPIFailure)
     }
 
+    /// `messages[0].id` of a success answer (`{"messaging_product":"whatsapp","contacts":[…],
+    /// "messages":[{"id":"wamid.…"}]}`). Nil for anything else — not JSON, cut off, no `messages`, a
+    /// first message without a string `id`, an empty id: sent, wamid unknown (SPEC 13).
+    static func wamid(in body: UnsafeRawBufferPointer) -> String? {
+        guard let answer = try? JSONValue(parsing: body), let id = answer["messages"]?.arrayValue?.first?["id"]?.stringValue, !id.isEmpty else { return nil }
+        return id
+    }
+
     /// Reads a complete answer (SPEC 6): a 2xx is sent (its wamid, when its body has one); an error
     /// with a Cloud API error object is classified by its code; without one, a 5xx or 429 is transient,
     /// 413, 414 and 431 permanent, and anything else — an HTML error page, a 4xx, a redirect — is not
@@ -229,7 +237,7 @@ public final class CloudAPIClient: CloudAPISender {
         if (200..<300).contains(status) {
             // Any 2xx is sent (SPEC 13), even one whose body is no Cloud API answer: the wamid then comes with the first status.
             (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
-            return .sent(truncated || html ? nil : WamidReader.wamid(in: body))
+            return .sent(truncated || html ? nil : wamid(in: body))
         }
         let error = html ? nil : try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: Data(body)).error
         count(status: String(status), code: error?.code.map(String.init) ?? "none")

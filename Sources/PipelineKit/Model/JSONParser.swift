@@ -21,13 +21,9 @@ struct JSONParser {
     /// (message bodies have a lower limit of their own, `Message.maximumNesting`).
     static let nestingLimit = 512
 
-    static func parse(_ bytes: [UInt8]) throws(JSONValue.ParseError) -> JSONValue {
-        var result: Result<JSONValue, JSONValue.ParseError> = .success(.null)
-        bytes.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(bytes: buffer)
-            result = Result { () throws(JSONValue.ParseError) in try parser.document() }
-        }
-        return try result.get()
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONValue.ParseError) -> JSONValue {
+        var parser = JSONParser(bytes: bytes)
+        return try parser.document()
     }
 
     private init(bytes: UnsafeBufferPointer<UInt8>) {

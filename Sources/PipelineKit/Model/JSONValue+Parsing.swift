@@ -6,7 +6,16 @@ extension JSONValue {
 
     /// Parses JSON text (any value at the top level); see `JSONParser` for what it accepts.
     public init(parsing bytes: [UInt8]) throws(ParseError) {
-        self = try JSONParser.parse(bytes)
+        var result: Result<JSONValue, ParseError> = .success(.null)
+        bytes.withUnsafeBufferPointer { buffer in
+            result = Result { () throws(ParseError) in try JSONParser.parse(buffer) }
+        }
+        self = try result.get()
+    }
+
+    /// Parses JSON text in memory that is not an array (an HTTP answer's body).
+    public init(parsing bytes: UnsafeRawBufferPointer) throws(ParseError) {
+        self = try JSONParser.parse(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
     }
 
     /// Why `bytes` nest objects and arrays deeper than `limit`, or nil: a scan that stops at
