@@ -388,11 +388,30 @@ final class CapturedLogs: @unchecked Sendable {
         let base = try await server.start()
         defer { server.stop() }
         let client = try CloudAPIClient(settings: try settings("base_url: \"\(base)\"\naccess_token: shared\naccess_tokens: { \"42\": tenant-42 }\n", schema: CloudAPISettings.schema))
-        _ = try await client.send(request, from: "42", logger: Logger(label: "t"))
-        _ = try await client.send(request, from: "43", logger: Logger(label: "t"))
-        #expect(server.requests.map(\.authorization) == ["Bearer tenant-42", "Bearer shared"])
-        #expect(server.requests.map(\.path) == ["/v24.0/42/messages", "/v24.0/43/messages"])
+        // Each sender's request head is made once and reused: the second send to a sender must carry its own body.
+        let sends = [("42", "one"), ("43", "two"), ("42", "three"), ("43", "four")]
+        for (sender, text) in sends {
+            let body = Array(#"{"to":"+5511987654321","type":"text","text":{"body":"\#(text)"}}"#.utf8)
+            _ = try await client.send(PreparedRequest(body: body, phoneNumberID: sender, recipient: "+5511987654321"), from: sender, logger: Logger(label: "t"))
+        }
+        #expect(server.requests.map(\.authorization) == ["Bearer tenant-42", "Bearer shared", "Bearer tenant-42", "Bearer shared"])
+        #expect(server.requests.map(\.path) == ["/v24.0/42/messages", "/v24.0/43/messages", "/v24.0/42/messages", "/v24.0/43/messages"])
+        #expect(server.requests.map { (try? JSONValue(parsing: $0.body))?["text"]?["body"]?.stringValue } == sends.map(\.1))
         await client.shutdown()
+    }
+
+    @Test func requestHeadsAreKeptForAtMostTheirCapacityOfSenders() throws {
+        let heads = SenderRequestHeads(capacity: 2)
+        var made: [String] = []
+        for sender in ["1", "2", "1", "3", "3", "2"] {
+            let head = try heads.head(for: sender) {
+                made.append(sender)
+                return try HTTPClient.Request(url: "http://127.0.0.1:1/v24.0/\(sender)/messages", method: .POST)
+            }
+            #expect(head.url.path == "/v24.0/\(sender)/messages")
+        }
+        #expect(made == ["1", "2", "3", "3"], "a sender beyond the capacity gets a head made for each send")
+        #expect(heads.count == 2)
     }
 
     /// Starts `server` over plain HTTP/1.1, or over TLS offering HTTP/2; returns its base URL and the CA to trust.

@@ -28,6 +28,8 @@ public final class CloudAPIClient: CloudAPISender {
     /// Time to open a connection (TCP and TLS), and to wait for a free one: min(`timeout`, 5 s).
     private let connectTimeout: Duration
     private let problems = Mutex(Problems())
+    /// Each sender's request head, made once.
+    private let requestHeads = SenderRequestHeads()
     /// Whether sends are traced (a tracer was bootstrapped before the resource was built).
     private let traced = MessageTracing().isOn
 
@@ -118,12 +120,13 @@ public final class CloudAPIClient: CloudAPISender {
             logger.info("dry run: request not sent", metadata: ["path": .string(path), "bytes": "\(request.body.count)", "authorization": "Bearer ***"])
             return "wamid.dryrun.\(UUID().uuidString.lowercased())"
         }
-        let httpRequest: HTTPClient.Request
+        var httpRequest: HTTPClient.Request
         do {
-            httpRequest = try HTTPClient.Request(
-                url: configuration.baseURL + path, method: .POST,
-                headers: HTTPHeaders([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]),
-                body: .bytes(request.body))
+            httpRequest = try requestHeads.head(for: sender) {
+                try HTTPClient.Request(url: configuration.baseURL + path, method: .POST,
+                                       headers: HTTPHeaders([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]))
+            }
+            httpRequest.body = .bytes(request.body)
         } catch {
             throw configurationFailure(CloudAPIFailure(.configuration, status: nil, code: nil, reason: "`base_url` \(configuration.baseURL) is not an http:// or https:// URL (\(error))"))
         }
