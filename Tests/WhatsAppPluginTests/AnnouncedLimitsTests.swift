@@ -17,6 +17,16 @@ import WhatsAppPlugin
         #expect(AnnouncedLimits.parse(nil) == nil)
     }
 
+    /// A number no `Int` holds is no limit, not a crash of the worker (Meta's webhook is input).
+    @Test func aNumberThatIsNoWholeIntIsNoLimit() {
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "1e300"))) == nil)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: String(repeating: "9", count: 400)))) == nil)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "-1e300"))) == nil)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "2.5"))) == nil)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "1e3"))) == 1000)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "-1"))) == -1)
+    }
+
     @Test func anAnnouncedLimitOfOneOfItsAccountsOverridesThePortfolios() async throws {
         let store = MemoryStore(clock: SystemWallClock())
         let statuses = AnnouncedLimits(store: store), worker = AnnouncedLimits(store: store)

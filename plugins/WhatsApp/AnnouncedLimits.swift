@@ -45,7 +45,8 @@ public final class AnnouncedLimits: Sendable {
 
     /// Meta's value: a number (-1: unlimited) or `TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`.
     public static func parse(_ value: JSONValue?) -> Int? {
-        if let number = value?.numberValue { return Int(number) }
+        // `Int(exactly:)`: a number no Int holds (1e300, 400 digits) is no limit, where `Int(_:)` would trap.
+        if let number = value?.numberValue { return Int(exactly: number) }
         switch value?.stringValue {
         case "TIER_250"?: return 250
         case "TIER_1K"?: return 1000
