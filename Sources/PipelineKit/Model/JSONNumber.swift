@@ -30,5 +30,18 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, Expressib
     /// The value as a double (as near as a double gets).
     public var double: Double { Double(text) ?? .nan }
 
+    /// Whether `other` is the same number however written: integers digit for digit (an id beyond
+    /// 2^53 too), other numbers as doubles (`2.50` and `2.5`, `1e2` and `100`).
+    public func isSameValue(as other: JSONNumber) -> Bool {
+        if text == other.text { return true }
+        if isInteger, other.isInteger { return Self.withoutNegativeZero(text) == Self.withoutNegativeZero(other.text) }
+        return double == other.double
+    }
+
+    /// Written without a fraction or an exponent.
+    private var isInteger: Bool { !text.utf8.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") } }
+
+    private static func withoutNegativeZero(_ text: String) -> String { text == "-0" ? "0" : text }
+
     public var description: String { text }
 }

@@ -207,7 +207,7 @@ struct JSONParser {
             guard let unicode = Unicode.Scalar(scalar) else { throw failure("a \\u escape that is not a character", at: escape) }
             decoded.append(contentsOf: unicode.utf8)
         default:
-            throw failure("an unknown escape '\\\(Character(Unicode.Scalar(letter)))'", at: escape)
+            throw failure("an unknown escape \(Self.shown(UInt8(ascii: "\\"))) followed by \(Self.shown(letter))", at: escape)
         }
     }
 
@@ -278,8 +278,12 @@ struct JSONParser {
 
     private func unexpected(_ place: String) -> JSONValue.ParseError {
         guard let byte = current else { return failure("the text ends \(place)") }
-        let shown = (0x21..<0x7F).contains(byte) ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16, uppercase: true))"
-        return failure("unexpected \(shown) \(place)")
+        return failure("unexpected \(Self.shown(byte)) \(place)")
+    }
+
+    /// A byte for an error message: printable ASCII in quotes, anything else in hex.
+    private static func shown(_ byte: UInt8) -> String {
+        (0x21..<0x7F).contains(byte) ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16, uppercase: true))"
     }
 
     private func controlCharacter(_ byte: UInt8) -> JSONValue.ParseError {

@@ -13,9 +13,13 @@ extension JSONValue {
         self = try result.get()
     }
 
-    /// Parses JSON text in memory that is not an array (an HTTP answer's body).
+    /// Parses JSON text from raw memory (an HTTP answer's body as NIO holds it), without a copy.
     public init(parsing bytes: UnsafeRawBufferPointer) throws(ParseError) {
-        self = try JSONParser.parse(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+        var result: Result<JSONValue, ParseError> = .success(.null)
+        bytes.withMemoryRebound(to: UInt8.self) { buffer in
+            result = Result { () throws(ParseError) in try JSONParser.parse(buffer) }
+        }
+        self = try result.get()
     }
 
     /// Why `bytes` nest objects and arrays deeper than `limit`, or nil: a scan that stops at

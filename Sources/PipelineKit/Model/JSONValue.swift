@@ -64,7 +64,8 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// Whether every member of `expected` is present in `self` with a matching value
-    /// (objects compared as subsets, recursively; arrays element by element).
+    /// (objects compared as subsets, recursively; arrays element by element; numbers by value,
+    /// `JSONNumber.isSameValue(as:)`).
     /// Returns nil on a match, or the path of the first difference with both values.
     public func firstDifference(from expected: JSONValue, path: String = "") -> (path: String, expected: JSONValue, actual: JSONValue?)? {
         switch (expected, self) {
@@ -82,6 +83,8 @@ public enum JSONValue: Sendable, Hashable {
                 if let difference = pair.1.firstDifference(from: pair.0, path: "\(path)[\(index)]") { return difference }
             }
             return nil
+        case (.number(let expectedNumber), .number(let actualNumber)):
+            return actualNumber.isSameValue(as: expectedNumber) ? nil : (path, expected, self)
         default:
             return expected == self ? nil : (path, expected, self)
         }
