@@ -46,4 +46,13 @@ import Testing
         let parsed = try Date(stamp, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true))
         #expect(abs(parsed.timeIntervalSinceNow) < 5)
     }
+
+    /// Dates from input (an AMQP timestamp, a webhook's) outside the years the format writes: the
+    /// nearest end of them, not a trap (they trapped converting to Int, or writing a negative year).
+    @Test(arguments: [(Double.nan, "1970-01-01T00:00:00.000Z"), (.infinity, "9999-12-31T23:59:59.999Z"), (1e300, "9999-12-31T23:59:59.999Z"),
+                      (Double(UInt64.max), "9999-12-31T23:59:59.999Z"), (-.infinity, "0001-01-01T00:00:00.000Z"), (-1e13, "0001-01-01T00:00:00.000Z"),
+                      (253_402_300_799, "9999-12-31T23:59:59.000Z"), (-62_135_596_800, "0001-01-01T00:00:00.000Z")])
+    func timestampsOutsideTheFormatsYearsAreItsEnds(_ seconds: Double, _ text: String) {
+        #expect(UTCTimestamp.format(Date(timeIntervalSince1970: seconds)) == text)
+    }
 }

@@ -70,10 +70,12 @@ public struct WebhookBatch: Sendable, Equatable {
 
     static let dropped = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "missing_id_or_status")])
 
-    /// Meta's timestamps: seconds since 1970, as a string (or a number).
+    /// Meta's timestamps: seconds since 1970, as a string (or a number). Nil for anything else,
+    /// `nan` and values no date is written with (`UTCTimestamp.range`) among them: the status then
+    /// takes the time it was received.
     static func instant(_ value: JSONValue) -> Date? {
-        let seconds = value.stringValue.flatMap(Double.init) ?? value.numberValue
-        return seconds.map { Date(timeIntervalSince1970: $0) }
+        guard let seconds = value.stringValue.flatMap(Double.init) ?? value.numberValue, UTCTimestamp.range.contains(seconds) else { return nil }
+        return Date(timeIntervalSince1970: seconds)
     }
 
     /// The events to publish: `delivery.<status>` for each status kept, `webhook.<field>` for each other change.

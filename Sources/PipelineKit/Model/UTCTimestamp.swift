@@ -11,8 +11,16 @@ public enum UTCTimestamp {
         return format(seconds: Int(now.tv_sec), milliseconds: Int(now.tv_nsec / 1_000_000))
     }
 
+    /// The instants the format can write, in seconds since 1970: 0001-01-01T00:00:00.000Z to
+    /// 9999-12-31T23:59:59.999Z (four digits of year).
+    public static let range: ClosedRange<TimeInterval> = -62_135_596_800...253_402_300_799.999
+
+    /// `date` as text; one outside `range` (or not a number) as the nearest end of it. Such dates
+    /// come only from input — an AMQP timestamp, a webhook's — and must not stop the worker.
     public static func format(_ date: Date) -> String {
-        let milliseconds = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let interval = date.timeIntervalSince1970
+        let bounded = interval.isNaN ? 0 : min(max(interval, range.lowerBound), range.upperBound)
+        let milliseconds = Int((bounded * 1000).rounded(.down))
         let (seconds, remainder) = milliseconds.quotientAndRemainder(dividingBy: 1000)
         return remainder < 0 ? format(seconds: seconds - 1, milliseconds: remainder + 1000) : format(seconds: seconds, milliseconds: remainder)
     }
