@@ -66,4 +66,12 @@ struct SettingTests {
     @Test func anEmptyOptionalStringIsAbsent() throws {
         #expect(try settings("name: \"\"", schema: Self.schema)[Self.name] == nil)
     }
+
+    /// `plan` shows a number setting as YAML would; one no `Int` holds must not trap there.
+    @Test func aNumberSettingReadsAsYAMLWhateverItsSize() {
+        #expect(SettingValue.number(2).yamlScalar == "2")
+        #expect(SettingValue.number(0.5).yamlScalar == "0.5")
+        #expect(SettingValue.number(1e300).yamlScalar == "1e+300")
+        #expect(SettingValue.number(.infinity).yamlScalar == "inf")
+    }
 }

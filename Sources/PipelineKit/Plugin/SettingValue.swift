@@ -15,7 +15,7 @@ public indirect enum SettingValue: Sendable, Hashable {
         case .integer(let value): String(value)
         case .boolean(let value): value ? "true" : "false"
         case .duration(let value): DurationParser.format(value)
-        case .number(let value): value == value.rounded() ? String(Int(value)) : String(value)
+        case .number(let value): Int(exactly: value).map { String($0) } ?? String(value)
         case .list, .object: nil
         }
     }
