@@ -72,18 +72,7 @@ struct JSONParser {
             index += 1
             skipWhitespace()
             members[name] = try value()
-            skipWhitespace()
-            switch current {
-            case .comma:
-                index += 1
-                skipWhitespace()
-            case .closeBrace:
-                index += 1
-                depth -= 1
-                return .object(members)
-            default:
-                throw unexpected("where ',' or '}' should be")
-            }
+            if try endOfContainer(.closeBrace) { return .object(members) }
         }
     }
 
@@ -98,18 +87,25 @@ struct JSONParser {
         }
         while true {
             items.append(try value())
+            if try endOfContainer(.closeBracket) { return .array(items) }
+        }
+    }
+
+    /// After a member or an item: steps over the `,` before the next one (false), or over `close`,
+    /// leaving the container (true).
+    private mutating func endOfContainer(_ close: UInt8) throws(JSONValue.ParseError) -> Bool {
+        skipWhitespace()
+        switch current {
+        case .comma:
+            index += 1
             skipWhitespace()
-            switch current {
-            case .comma:
-                index += 1
-                skipWhitespace()
-            case .closeBracket:
-                index += 1
-                depth -= 1
-                return .array(items)
-            default:
-                throw unexpected("where ',' or ']' should be")
-            }
+            return false
+        case close:
+            index += 1
+            depth -= 1
+            return true
+        default:
+            throw unexpected("where ',' or '\(Character(Unicode.Scalar(close)))' should be")
         }
     }
 
