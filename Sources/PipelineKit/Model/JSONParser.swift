@@ -14,20 +14,19 @@
 /// and at which offset (in bytes, from 0).
 struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
+    /// Objects and arrays nested deeper than this are refused (`ParseError.isNestedTooDeep`).
+    private let nestingLimit: Int
     private var index = 0
     private var depth = 0
 
-    /// Objects and arrays nested deeper than this are refused, so that no input exhausts the stack
-    /// (message bodies have a lower limit of their own, `Message.maximumNesting`).
-    static let nestingLimit = 512
-
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONValue.ParseError) -> JSONValue {
-        var parser = JSONParser(bytes: bytes)
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, nestingLimit: Int) throws(JSONValue.ParseError) -> JSONValue {
+        var parser = JSONParser(bytes: bytes, nestingLimit: nestingLimit)
         return try parser.document()
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, nestingLimit: Int) {
         self.bytes = bytes
+        self.nestingLimit = min(nestingLimit, JSONValue.deepestNesting)
     }
 
     private mutating func document() throws(JSONValue.ParseError) -> JSONValue {
@@ -56,14 +55,8 @@ struct JSONParser {
     }
 
     private mutating func object() throws(JSONValue.ParseError) -> JSONValue {
-        try enterContainer()
         var members: [String: JSONValue] = [:]
-        skipWhitespace()
-        if current == .closeBrace {
-            index += 1
-            depth -= 1
-            return .object(members)
-        }
+        if try enterContainer(closedBy: .closeBrace) { return .object(members) }
         while true {
             guard current == .quote else { throw unexpected("where a member name in quotes should be") }
             let name = try string()
@@ -77,14 +70,8 @@ struct JSONParser {
     }
 
     private mutating func array() throws(JSONValue.ParseError) -> JSONValue {
-        try enterContainer()
         var items: [JSONValue] = []
-        skipWhitespace()
-        if current == .closeBracket {
-            index += 1
-            depth -= 1
-            return .array(items)
-        }
+        if try enterContainer(closedBy: .closeBracket) { return .array(items) }
         while true {
             items.append(try value())
             if try endOfContainer(.closeBracket) { return .array(items) }
@@ -101,19 +88,30 @@ struct JSONParser {
             skipWhitespace()
             return false
         case close:
-            index += 1
-            depth -= 1
+            leaveContainer()
             return true
         default:
             throw unexpected("where ',' or '\(Character(Unicode.Scalar(close)))' should be")
         }
     }
 
-    /// Steps over the `{` or `[` that opens a container, counting the depth.
-    private mutating func enterContainer() throws(JSONValue.ParseError) {
+    /// Steps over the `{` or `[` that opens a container, counting the depth; true when the
+    /// container is empty (its `close` stepped over too).
+    private mutating func enterContainer(closedBy close: UInt8) throws(JSONValue.ParseError) -> Bool {
         depth += 1
-        guard depth <= Self.nestingLimit else { throw failure("objects and arrays nest deeper than \(Self.nestingLimit) levels") }
+        guard depth <= nestingLimit else {
+            throw JSONValue.ParseError(description: "objects and arrays nest deeper than \(nestingLimit) levels at offset \(index)", isNestedTooDeep: true)
+        }
         index += 1
+        skipWhitespace()
+        guard current == close else { return false }
+        leaveContainer()
+        return true
+    }
+
+    private mutating func leaveContainer() {
+        index += 1
+        depth -= 1
     }
 
     private mutating func literal(_ word: StaticString) throws(JSONValue.ParseError) {

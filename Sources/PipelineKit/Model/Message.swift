@@ -39,16 +39,13 @@ public struct Message: Sendable {
         if body.count > Self.maximumParsedBytes {
             payload = nil
             parseError = "body is \(body.count) bytes; bodies over \(Self.maximumParsedBytes) bytes are not read"
-        } else if let depth = JSONValue.nestingProblem(in: body, limit: Self.maximumNesting) {
-            payload = nil
-            parseError = depth
         } else {
             do {
-                payload = try JSONValue(parsing: body)
+                payload = try JSONValue(parsing: body, nestingLimit: Self.maximumNesting)
                 parseError = nil
             } catch {
                 payload = nil
-                parseError = "body is not valid JSON: \(error)"
+                parseError = error.isNestedTooDeep ? "body nests objects and arrays deeper than \(Self.maximumNesting) levels" : "body is not valid JSON: \(error)"
             }
         }
     }
