@@ -27,6 +27,19 @@ import WhatsAppPlugin
         #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "-1"))) == -1)
     }
 
+    /// Only -1 means unlimited: another negative number (a garbled update, a hostile one) must
+    /// not lift a portfolio's limit.
+    @Test func aNegativeNumberOtherThanMinusOneIsNoLimitNotUnlimited() async throws {
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "-5"))) == nil)
+        #expect(AnnouncedLimits.parse(.string("-2")) == nil)
+        #expect(AnnouncedLimits.parse(.string("-1")) == -1)
+        #expect(AnnouncedLimits.parse(.number(JSONNumber(text: "0"))) == 0)
+        let store = MemoryStore(clock: SystemWallClock())
+        let portfolio = Portfolio(name: "main", senders: ["1"], messagingLimit: 250, accounts: ["9001"])
+        try await store.set(AnnouncedLimits.key(account: "9001"), "-5", ttl: .seconds(60))
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 250, "a stored -5 leaves the configured limit")
+    }
+
     @Test func anAnnouncedLimitOfOneOfItsAccountsOverridesThePortfolios() async throws {
         let store = MemoryStore(clock: SystemWallClock())
         let statuses = AnnouncedLimits(store: store), worker = AnnouncedLimits(store: store)

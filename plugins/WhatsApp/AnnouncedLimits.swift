@@ -33,7 +33,7 @@ public final class AnnouncedLimits: Sendable {
     /// `messaging_limit`; nil: unlimited. A store that cannot be read leaves the configured one.
     public func limit(of portfolio: Portfolio, at now: Date) async -> Int? {
         for account in portfolio.accounts {
-            if let announced = await announced(account, at: now) { return announced < 0 ? nil : announced }
+            if let announced = await announced(account, at: now) { return announced == Self.unlimited ? nil : announced }
         }
         return portfolio.messagingLimit
     }
@@ -43,20 +43,31 @@ public final class AnnouncedLimits: Sendable {
         try await store?.set(Self.key(account: account), String(limit), ttl: Self.keptFor)
     }
 
-    /// Meta's value: a number (-1: unlimited) or `TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`.
+    /// Meta's word for no limit.
+    static let unlimited = -1
+
+    /// Meta's value: a number (-1: unlimited) or `TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`,
+    /// `TIER_UNLIMITED`. Anything else — another negative number, one no `Int` holds — is no limit
+    /// at all (nil), never *unlimited*.
     public static func parse(_ value: JSONValue?) -> Int? {
         // `Int(exactly:)`: a number no Int holds (1e300, 400 digits) is no limit, where `Int(_:)` would trap.
-        if let number = value?.numberValue { return Int(exactly: number) }
+        if let number = value?.numberValue { return checked(Int(exactly: number)) }
         switch value?.stringValue {
         case "TIER_250"?: return 250
         case "TIER_1K"?: return 1000
         case "TIER_2K"?: return 2000
         case "TIER_10K"?: return 10_000
         case "TIER_100K"?: return 100_000
-        case "TIER_UNLIMITED"?: return -1
-        case let text?: return Int(text)
+        case "TIER_UNLIMITED"?: return unlimited
+        case let text?: return checked(Int(text))
         case nil: return nil
         }
+    }
+
+    /// A limit, or -1 (unlimited); nil for any other negative number.
+    private static func checked(_ limit: Int?) -> Int? {
+        guard let limit, limit >= unlimited else { return nil }
+        return limit
     }
 
     private func announced(_ account: String, at now: Date) async -> Int? {
@@ -65,7 +76,7 @@ public final class AnnouncedLimits: Sendable {
         guard let store else { return nil }
         let limit: Int?
         do {
-            limit = try await store.read(key).flatMap { Int($0.value) }
+            limit = try await store.read(key).flatMap { Self.checked(Int($0.value)) }
         } catch {
             return remembered.withLock { $0[key]?.limit }
         }
