@@ -52,12 +52,8 @@ struct LanePacing {
         }
     }
 
-    /// The shipped pipeline's queues: each lane's with its four retry queues, and the shared `.dead`.
     private func deleteQueues(_ queue: String) async {
-        for lane in ["", ".urgent", ".bulk"] {
-            for retry in ["", ".retry.1", ".retry.2", ".retry.3", ".retry.4"] { try? await publisher.delete(queue + lane + retry) }
-        }
-        try? await publisher.delete("\(queue).dead")
+        await deleteWorkerQueues(queue, publisher)
     }
 
     private func measure(senders count: Int, workers: Int) async throws -> Figures {
