@@ -15,8 +15,9 @@ public enum AMQPConsumerEvent: Sendable {
 /// Consumes one queue on a connection owned by a dedicated thread.
 ///
 /// The thread waits in `poll` on the socket and an eventfd: deliveries go to the event
-/// handler at once (on the thread: it must not block), and acks queued by Swift tasks wake it, to go
-/// out together with those queued in the next `commandBatchWindow`.
+/// handler at once (on the thread: it must not block), and commands queued by Swift tasks (acks,
+/// nacks, pause, resume, stopIntake) wake it, to be carried out together with those queued in the
+/// next `batchWindow` (none by default).
 /// On a broken connection it reconnects with backoff (trying each URL in turn);
 /// acks for deliveries of an older connection are dropped, since the broker
 /// redelivers those messages, while a pause, resume or stopIntake not carried out
@@ -39,6 +40,9 @@ public final class AMQPConsumer: @unchecked Sendable {
     private let prefetch: Int
     private let heartbeat: Int
     private let connectTimeout: Duration
+    /// How long commands queued by tasks (acks, mostly) wait for more before the thread carries them
+    /// out together (`batchWindow(prefetch:concurrency:)`).
+    private let batchWindow: Duration
     private let logger: Logger
     private let wakeFD: Int32
     private let commands = Mutex<[Command]>([])
@@ -58,8 +62,8 @@ public final class AMQPConsumer: @unchecked Sendable {
     private var acks = AckCoalescer()
 
     /// `events` receives deliveries and connection changes on the consumer's thread; `finished` is called once after `stop`.
-    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), logger: Logger,
-                events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
+    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), batchWindow: Duration = .zero,
+                logger: Logger, events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
         emit = events
         self.finished = finished
         self.urls = urls
@@ -67,14 +71,16 @@ public final class AMQPConsumer: @unchecked Sendable {
         self.prefetch = prefetch
         self.heartbeat = heartbeat
         self.connectTimeout = connectTimeout
+        self.batchWindow = batchWindow
         self.logger = logger
         wakeFD = outbound_wakeup_fd()
     }
 
     /// A consumer whose events come as a stream (for callers that read them in one task).
-    public static func streaming(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, logger: Logger) -> (AMQPConsumer, AsyncStream<AMQPConsumerEvent>) {
+    public static func streaming(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, batchWindow: Duration = .zero,
+                                 logger: Logger) -> (AMQPConsumer, AsyncStream<AMQPConsumerEvent>) {
         let (stream, continuation) = AsyncStream.makeStream(of: AMQPConsumerEvent.self)
-        let consumer = AMQPConsumer(urls: urls, queue: queue, prefetch: prefetch, heartbeat: heartbeat, logger: logger,
+        let consumer = AMQPConsumer(urls: urls, queue: queue, prefetch: prefetch, heartbeat: heartbeat, batchWindow: batchWindow, logger: logger,
                                     events: { continuation.yield($0) }, finished: { continuation.finish() })
         return (consumer, stream)
     }
@@ -206,11 +212,16 @@ public final class AMQPConsumer: @unchecked Sendable {
         consumerTag = AMQPDecode.string(ok.pointee.consumer_tag)
     }
 
-    /// How long commands queued by tasks (acks, mostly) wait for more before the thread carries them
-    /// out: at thousands of acks a second, one write — and one `multiple` frame where the gaps
-    /// between them closed meanwhile — for several, instead of one each. Short beside a message's
-    /// time in the worker, and far shorter than the prefetch spare a slot waits in.
-    static let commandBatchWindow: Duration = .milliseconds(1)
+    /// The batch window for a consumer whose `concurrency` tasks take its deliveries: 1 ms when the
+    /// prefetch leaves a delivery waiting for every busy task (`prefetch` ≥ 2 × `concurrency`), else none.
+    ///
+    /// At thousands of acks a second, one write — and one `multiple` frame where the gaps between them
+    /// closed meanwhile — for several acks instead of one each: far less for the broker to read. An ack
+    /// held back holds its prefetch slot a little longer, which costs nothing while deliveries wait in
+    /// the worker anyway; with no spare (prefetch 1 and one task, say), the next delivery would wait for it.
+    public static func batchWindow(prefetch: Int, concurrency: Int) -> Duration {
+        prefetch >= 2 * concurrency ? .milliseconds(1) : .zero
+    }
 
     private func serve(_ session: AMQPSession) throws(AMQPError) {
         let socket = amqp_get_sockfd(session.state)
@@ -219,7 +230,7 @@ public final class AMQPConsumer: @unchecked Sendable {
         var commandsDue: ContinuousClock.Instant? = .now
         while !isStopping {
             // Checked here, not only when the eventfd is read: while deliveries stream in, the thread does not poll.
-            if commandsDue == nil, wakePending.load(ordering: .acquiring) { commandsDue = .now + Self.commandBatchWindow }
+            if commandsDue == nil, wakePending.load(ordering: .acquiring) { commandsDue = .now + batchWindow }
             if let due = commandsDue, ContinuousClock.now >= due {
                 commandsDue = nil
                 try execute(takeCommands(), session)

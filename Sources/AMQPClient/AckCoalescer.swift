@@ -3,8 +3,9 @@
 ///
 /// Acks that, with everything settled before them, form an unbroken run from the
 /// oldest unsettled delivery go out as one frame with `multiple`. An ack behind a
-/// delivery still in flight goes out on its own at once: holding it back would keep
-/// its prefetch slot taken for as long as the slow message takes.
+/// delivery still in flight goes out on its own, in the same batch: holding it back
+/// until the gap closed would keep its prefetch slot taken for as long as the slow
+/// message takes.
 struct AckCoalescer {
     /// One `basic.ack` to send.
     struct Frame: Equatable {

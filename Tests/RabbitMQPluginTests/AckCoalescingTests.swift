@@ -32,6 +32,16 @@ import TestSupport
         #expect(acks.acknowledge([1, 3]) == [.init(tag: 3, multiple: true)])
     }
 
+    /// Acks wait for company only while a delivery waits in the worker for every busy task: with no
+    /// spare in the prefetch (one task, prefetch 1), the next delivery would wait for the held ack.
+    @Test func acksWaitForOthersOnlyWhenThePrefetchLeavesASpareDeliveryForEveryTask() {
+        #expect(AMQPConsumer.batchWindow(prefetch: 64, concurrency: 32) == .milliseconds(1), "the shipped pipeline's")
+        #expect(AMQPConsumer.batchWindow(prefetch: 2, concurrency: 1) == .milliseconds(1))
+        #expect(AMQPConsumer.batchWindow(prefetch: 1, concurrency: 1) == .zero)
+        #expect(AMQPConsumer.batchWindow(prefetch: 63, concurrency: 32) == .zero)
+        #expect(AMQPConsumer.batchWindow(prefetch: 16, concurrency: 32) == .zero)
+    }
+
     /// On the real broker: acks of deliveries 2…20 while 1 is still in flight must settle
     /// exactly those; closing the connection then returns only delivery 1 to the queue.
     @Test func onTheBrokerOnlyTheDeliveryInFlightReturns() async throws {

@@ -40,7 +40,8 @@ public final class RabbitMQSource: Source {
         consumers = lanes.map { lane in
             var logger = logger
             if let lane { logger[metadataKey: "lane"] = .string(lane.lane.name) }
-            return AMQPConsumer(urls: settings.urls, queue: lane?.queue ?? settings.queue, prefetch: settings.prefetch, heartbeat: settings.heartbeat, logger: logger, events: { event in
+            return AMQPConsumer(urls: settings.urls, queue: lane?.queue ?? settings.queue, prefetch: settings.prefetch, heartbeat: settings.heartbeat,
+                                batchWindow: AMQPConsumer.batchWindow(prefetch: settings.prefetch, concurrency: worker.concurrency), logger: logger, events: { event in
                 switch event {
                 case .delivery(let delivery): continuation.yield(.delivery(Self.delivery(delivery, lane: lane?.lane)))
                 case .connected(let broker): continuation.yield(.connected(broker))
