@@ -317,6 +317,7 @@ public final class AMQPConsumer: @unchecked Sendable {
             try perform(command, session, acked: &acked)
         }, flush: { () throws(AMQPError) in
             try sendAcks(acked, session)
+            acked.removeAll()
         })
         guard let failure else { return }
         commands.withLock { $0.insert(contentsOf: failure.notCarriedOut, at: 0) }

@@ -13,24 +13,41 @@ enum ConsumerCommand: Equatable, Sendable {
         var notCarriedOut: [ConsumerCommand]
     }
 
+    /// Whether carrying it out waits for the broker's answer (a cancel or a consume).
+    var awaitsAnswer: Bool {
+        switch self {
+        case .ack, .nack: false
+        case .pause, .resume, .stopIntake: true
+        }
+    }
+
     /// Carries out `batch` in order with `perform`, then `flush` (which sends the acks `perform`
-    /// held back to coalesce them). A failure ends the connection and so the batch: nothing after
-    /// the failed command is tried, and it comes back in the result instead of being lost.
+    /// held back to coalesce them); the acks held so far are flushed before a command that awaits
+    /// the broker's answer too, so a failure there does not take them with it. A failure ends the
+    /// connection and so the batch: nothing after the failed command is tried, and it comes back in
+    /// the result (with the acks not flushed yet) instead of being lost.
     static func run(_ batch: [ConsumerCommand], perform: (ConsumerCommand) throws(AMQPError) -> Void,
                     flush: () throws(AMQPError) -> Void) -> Failure? {
+        var flushedUpTo = batch.startIndex
+        func flushAcks(before end: Int) -> Failure? {
+            do {
+                try flush()
+                flushedUpTo = end
+                return nil
+            } catch {
+                let held = batch[flushedUpTo..<end].filter { if case .ack = $0 { true } else { false } }
+                return Failure(error: error, notCarriedOut: held + batch[end...])
+            }
+        }
         for index in batch.indices {
+            if batch[index].awaitsAnswer, let failure = flushAcks(before: index) { return failure }
             do {
                 try perform(batch[index])
             } catch {
                 return Failure(error: error, notCarriedOut: Array(batch[index...]))
             }
         }
-        do {
-            try flush()
-        } catch {
-            return Failure(error: error, notCarriedOut: batch.filter { if case .ack = $0 { true } else { false } })
-        }
-        return nil
+        return flushAcks(before: batch.endIndex)
     }
 
     /// What a new connection starts from, given the commands still queued (oldest first):
