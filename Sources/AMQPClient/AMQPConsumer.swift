@@ -16,8 +16,8 @@ public enum AMQPConsumerEvent: Sendable {
 ///
 /// The thread waits in `poll` on the socket and an eventfd: deliveries go to the event
 /// handler at once (on the thread: it must not block), and commands queued by Swift tasks (acks,
-/// nacks, pause, resume, stopIntake) wake it, to be carried out together with those queued in the
-/// next `batchWindow` (none by default).
+/// nacks, pause, resume, stopIntake) wake it; they are carried out at most once a `batchWindow`
+/// (none by default), all those queued meanwhile together.
 /// On a broken connection it reconnects with backoff (trying each URL in turn);
 /// acks for deliveries of an older connection are dropped, since the broker
 /// redelivers those messages, while a pause, resume or stopIntake not carried out
@@ -213,14 +213,18 @@ public final class AMQPConsumer: @unchecked Sendable {
     }
 
     /// The batch window for a consumer whose `concurrency` tasks take its deliveries: 1 ms when the
-    /// prefetch leaves a delivery waiting for every busy task (`prefetch` ≥ 2 × `concurrency`), else none.
+    /// prefetch leaves a delivery waiting for every busy task, and at least eight (`prefetch` −
+    /// `concurrency` ≥ max(`concurrency`, 8)): enough work in hand for the longest hold (the window
+    /// plus a round trip to the broker, at this worker's fastest rate a message every 0.25 ms); else none.
     ///
     /// At thousands of acks a second, one write — and one `multiple` frame where the gaps between them
-    /// closed meanwhile — for several acks instead of one each: far less for the broker to read. An ack
-    /// held back holds its prefetch slot a little longer, which costs nothing while deliveries wait in
-    /// the worker anyway; with no spare (prefetch 1 and one task, say), the next delivery would wait for it.
+    /// closed meanwhile — for several acks instead of one each: far less for the broker to read. Acks
+    /// that come less often than once a window go at once. An ack held back holds its prefetch slot a
+    /// little longer, which costs nothing while deliveries wait in the worker anyway; with too few
+    /// spare (prefetch 2 and one task: 0.82 × the throughput in `scripts/bench builds`), the next
+    /// delivery waits for it.
     public static func batchWindow(prefetch: Int, concurrency: Int) -> Duration {
-        prefetch >= 2 * concurrency ? .milliseconds(1) : .zero
+        prefetch - concurrency >= max(concurrency, 8) ? .milliseconds(1) : .zero
     }
 
     private func serve(_ session: AMQPSession) throws(AMQPError) {
@@ -228,11 +232,15 @@ public final class AMQPConsumer: @unchecked Sendable {
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         /// When the commands queued since the last batch are carried out; nil: none known to be queued.
         var commandsDue: ContinuousClock.Instant? = .now
+        /// At most one batch a window: commands noticed a window or more after the last one go at once
+        /// (at such a rate nothing would come to join them), sooner ones wait for the rest of the window.
+        var lastBatch = ContinuousClock.now - batchWindow
         while !isStopping {
             // Checked here, not only when the eventfd is read: while deliveries stream in, the thread does not poll.
-            if commandsDue == nil, wakePending.load(ordering: .acquiring) { commandsDue = .now + batchWindow }
+            if commandsDue == nil, wakePending.load(ordering: .acquiring) { commandsDue = max(.now, lastBatch + batchWindow) }
             if let due = commandsDue, ContinuousClock.now >= due {
                 commandsDue = nil
+                lastBatch = .now
                 try execute(takeCommands(), session)
             }
             if amqp_data_in_buffer(session.state) == 0, amqp_frames_enqueued(session.state) == 0 {

@@ -32,11 +32,13 @@ import TestSupport
         #expect(acks.acknowledge([1, 3]) == [.init(tag: 3, multiple: true)])
     }
 
-    /// Acks wait for company only while a delivery waits in the worker for every busy task: with no
-    /// spare in the prefetch (one task, prefetch 1), the next delivery would wait for the held ack.
+    /// Acks wait for company only while a delivery waits in the worker for every busy task, and at
+    /// least eight: with fewer spare in the prefetch, the next delivery would wait for the held ack.
     @Test func acksWaitForOthersOnlyWhenThePrefetchLeavesASpareDeliveryForEveryTask() {
         #expect(AMQPConsumer.batchWindow(prefetch: 64, concurrency: 32) == .milliseconds(1), "the shipped pipeline's")
-        #expect(AMQPConsumer.batchWindow(prefetch: 2, concurrency: 1) == .milliseconds(1))
+        #expect(AMQPConsumer.batchWindow(prefetch: 16, concurrency: 8) == .milliseconds(1))
+        #expect(AMQPConsumer.batchWindow(prefetch: 9, concurrency: 1) == .milliseconds(1))
+        #expect(AMQPConsumer.batchWindow(prefetch: 2, concurrency: 1) == .zero, "one spare delivery is not a millisecond's work")
         #expect(AMQPConsumer.batchWindow(prefetch: 1, concurrency: 1) == .zero)
         #expect(AMQPConsumer.batchWindow(prefetch: 63, concurrency: 32) == .zero)
         #expect(AMQPConsumer.batchWindow(prefetch: 16, concurrency: 32) == .zero)
