@@ -9,7 +9,9 @@ enum ConsumerCommand: Equatable, Sendable {
     /// A batch that failed: the error that ends the connection, and the commands not carried out.
     struct Failure {
         var error: AMQPError
-        /// The failed command and every one after it, in order, to be queued again in front of newer ones.
+        /// The failed command and every one after it, in order (after a failed flush, the acks it
+        /// held first), to be queued again in front of newer ones. Acks and nacks among them are void
+        /// on the next connection (`carriedOver`); what matters is that no pause, resume or stopIntake is lost.
         var notCarriedOut: [ConsumerCommand]
     }
 
@@ -25,7 +27,7 @@ enum ConsumerCommand: Equatable, Sendable {
     /// held back to coalesce them); the acks held so far are flushed before a command that awaits
     /// the broker's answer too, so a failure there does not take them with it. A failure ends the
     /// connection and so the batch: nothing after the failed command is tried, and it comes back in
-    /// the result (with the acks not flushed yet) instead of being lost.
+    /// the result (after a failed flush, with the acks it held) instead of being lost.
     static func run(_ batch: [ConsumerCommand], perform: (ConsumerCommand) throws(AMQPError) -> Void,
                     flush: () throws(AMQPError) -> Void) -> Failure? {
         var flushedUpTo = batch.startIndex
