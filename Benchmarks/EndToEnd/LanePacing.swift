@@ -52,10 +52,6 @@ struct LanePacing {
         }
     }
 
-    private func deleteQueues(_ queue: String) async {
-        await deleteWorkerQueues(queue, publisher)
-    }
-
     private func measure(senders count: Int, workers: Int) async throws -> Figures {
         let server = CloudAPIStandInServer()
         let apiURL = try await server.start()
@@ -91,7 +87,7 @@ struct LanePacing {
             guard ContinuousClock.now - started < .seconds(600) else {
                 pids.forEach(stop)
                 pids = []
-                await deleteQueues(queue)
+                await deleteWorkerQueues(queue, publisher)
                 throw BenchFailure("\(queue): \(server.sentByRecipient.count) of \(total) sent after 10 minutes")
             }
             try await Task.sleep(for: .milliseconds(250))
@@ -111,7 +107,7 @@ struct LanePacing {
                               cpuPerThousand: cpuSeconds / Double(total) * 1000)
         pids.forEach(stop)
         pids = []
-        await deleteQueues(queue)
+        await deleteWorkerQueues(queue, publisher)
         return figures
     }
 }
