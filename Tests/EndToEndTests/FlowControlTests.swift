@@ -77,6 +77,31 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// A connection that takes 150 ms to open (TLS to a far server) does not bunch the sends queued
+    /// behind it: one send opens it alone, those that came meanwhile take new turns once it is open.
+    /// Before, every send of those 150 ms went in the same millisecond when the connection opened,
+    /// on top of the second that followed: over HTTP/2 they waited for its one connection, over
+    /// HTTP/1.1 each opened its own.
+    @Test(arguments: [true, false]) func sendsQueuedBehindAConnectionBeingOpenedDoNotGoTogether(http2: Bool) async throws {
+        let tls = TestServices.tlsDirectory
+        let e2e = try await EndToEndHarness(cloudAPI: .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: http2))
+        e2e.server.enforceThroughput(perSecond: 100)
+        let standIn = try #require(e2e.baseURL.split(separator: ":").last.flatMap { Int($0) })
+        let proxy = try HoldingProxy(to: standIn, connectDelay: .milliseconds(150))
+        try await e2e.publish((0..<300).map(e2e.textMessage))
+        let throughProxy = e2e.baseURL.replacingOccurrences(of: ":\(standIn)", with: ":\(proxy.port)")
+        let worker = try await e2e.startWorker(extra: ["WHATSAPP_API_URL": throughProxy, "WHATSAPP_CA_FILE": "\(tls)/ca.pem",
+                                                       "WHATSAPP_THROUGHPUT": "100"])
+        try await e2e.waitUntilFinished(300, by: [worker])
+        let busiest = e2e.server.mostInAnyWindow()
+        print("a connection opening in 150 ms (\(http2 ? "HTTP/2" : "HTTP/1.1")): busiest second \(busiest) at a limit of 100, 130429: \(e2e.server.answered(130429))")
+        #expect(busiest <= 100, "never above the limit in any second: \(busiest)")
+        #expect(e2e.server.sentByRecipient.count == 300 && e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
+        try await worker.stop()
+        proxy.close()
+        await e2e.cleanUp()
+    }
+
     @Test func aHeldPairWaitsWhileOtherRecipientsFlow() async throws {
         let e2e = try await EndToEndHarness()
         let held = "+5511999999999"

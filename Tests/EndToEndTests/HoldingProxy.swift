@@ -1,17 +1,22 @@
 import Foundation
+import PipelineKit
 import Synchronization
 import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A TCP relay on loopback to a local port (the test broker) that can stall: while it holds,
-/// what its clients send is swallowed — a publish never reaches the broker and its confirm never
-/// comes, as with a broker that stopped answering — and `swallowed` counts it, so a test knows
-/// when a worker is waiting for a confirm. `close` cuts every connection and stops listening.
+/// A TCP relay on loopback to a local port (the test broker, the Cloud API stand-in) that can
+/// stall: while it holds, what its clients send is swallowed — a publish never reaches the broker
+/// and its confirm never comes, as with a broker that stopped answering — and `swallowed` counts
+/// it, so a test knows when a worker is waiting for a confirm. With a `connectDelay`, each
+/// connection it accepts is relayed only that long after (nothing read or forwarded meanwhile), as
+/// one to a far server takes that long to open (TCP and TLS handshakes: 100 ms and more to Meta).
+/// `close` cuts every connection and stops listening.
 final class HoldingProxy: Sendable {
     let port: Int
     private let target: Int
+    private let connectDelay: Duration
     private let listener: Int32
 
     private struct State {
@@ -24,9 +29,10 @@ final class HoldingProxy: Sendable {
 
     private let state = Mutex(State())
 
-    /// Listens on a free loopback port and relays each connection to `127.0.0.1:targetPort`.
-    init(to targetPort: Int) throws {
+    /// Listens on a free loopback port and relays each connection to `127.0.0.1:targetPort`, `connectDelay` after it came.
+    init(to targetPort: Int, connectDelay: Duration = .zero) throws {
         target = targetPort
+        self.connectDelay = connectDelay
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("proxy: socket: \(String(cString: strerror(errno)))") }
         var address = Self.loopback(port: 0)
@@ -82,31 +88,47 @@ final class HoldingProxy: Sendable {
                 if errno == EINTR { continue }
                 break
             }
-            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = Self.loopback(port: target)
-            var connected = false
-            if upstream >= 0 {
-                connected = withUnsafePointer(to: &address) { pointer in
-                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                } == 0
+            if connectDelay == .zero {
+                relay(client)
+            } else {
+                Thread { [self] in
+                    Thread.sleep(forTimeInterval: connectDelay.secondsDouble)
+                    relay(client)
+                }.start()
             }
-            var tracked = false
-            if connected {
-                tracked = state.withLock { state -> Bool in
-                    guard !state.closed else { return false }
-                    state.connections[client] = (upstream, 0)
-                    return true
-                }
-            }
-            guard tracked else {
-                Glibc.close(client)
-                if upstream >= 0 { Glibc.close(upstream) }
-                continue
-            }
-            Thread { [self] in pump(from: client, to: upstream, client: client, swallowing: true) }.start()
-            Thread { [self] in pump(from: upstream, to: client, client: client, swallowing: false) }.start()
         }
         Glibc.close(listener)
+    }
+
+    /// Connects to the target for `client` and relays between them until either side closes.
+    private func relay(_ client: Int32) {
+        let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = Self.loopback(port: target)
+        var connected = false
+        if upstream >= 0 {
+            connected = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            } == 0
+        }
+        var tracked = false
+        if connected {
+            tracked = state.withLock { state -> Bool in
+                guard !state.closed else { return false }
+                state.connections[client] = (upstream, 0)
+                return true
+            }
+        }
+        guard tracked else {
+            Glibc.close(client)
+            if upstream >= 0 { Glibc.close(upstream) }
+            return
+        }
+        // Each write goes at once: with Nagle's algorithm a small write waits for the ACK of the one
+        // before, which the other side delays up to 40 ms — requests relayed in bursts, not as sent.
+        var noDelay: CInt = 1
+        for fd in [client, upstream] { _ = setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<CInt>.size)) }
+        Thread { [self] in pump(from: client, to: upstream, client: client, swallowing: true) }.start()
+        Thread { [self] in pump(from: upstream, to: client, client: client, swallowing: false) }.start()
     }
 
     /// Copies `source` to `destination` until either side closes; the second pump of a connection to end closes both sockets.

@@ -32,6 +32,10 @@ public final class CloudAPIClient: CloudAPISender {
     private let requestHeads = SenderRequestHeads()
     /// Whether sends are traced (a tracer was bootstrapped before the resource was built).
     private let traced = MessageTracing().isOn
+    /// How long the pool keeps an idle connection open.
+    private static let idleTimeout = Duration.seconds(60)
+    /// One send at a time opens a connection while none is known to be open.
+    private let opener = ConnectionOpener(idleTimeout: idleTimeout)
 
     /// What `health()` reports.
     private struct Problems {
@@ -60,7 +64,7 @@ public final class CloudAPIClient: CloudAPISender {
             var http = HTTPClient.Configuration()
             // The send's client span is this resource's own (Meta's error code and the wamid on it), not the HTTP client's.
             http.tracing.tracer = nil
-            http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
+            http.connectionPool = .init(idleTimeout: .milliseconds(Self.idleTimeout.milliseconds), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
             // By default async-http-client retries a failed connect with backoff and fails the waiting
             // requests only at their connect deadline, with the last error
             // (`HTTPConnectionPool.HTTP1StateMachine.failedToCreateNewConnection`, `timeoutRequest`).
@@ -130,6 +134,12 @@ public final class CloudAPIClient: CloudAPISender {
         } catch {
             throw configurationFailure(CloudAPIFailure(.configuration, status: nil, code: nil, reason: "`base_url` \(configuration.baseURL) is not an http:// or https:// URL (\(error))"))
         }
+        let entry = await opener.enter()
+        guard entry != .waited else {
+            throw CloudAPIFailure(.connectionOpening, status: nil, code: nil, reason: "not sent: another send was opening the connection to the Cloud API; a new turn keeps the pace")
+        }
+        var gotAnAnswer = false
+        defer { opener.ended(entry, answered: gotAnAnswer) }
         let exchange = CloudAPIExchange(bodyBytes: request.body.count)
         let task = httpClient.execute(request: httpRequest, delegate: exchange, deadline: .now() + .milliseconds(configuration.timeout.milliseconds))
         let answer: CloudAPIExchange.Answer
@@ -140,8 +150,11 @@ public final class CloudAPIClient: CloudAPISender {
                 task.cancel()
             }
         } catch {
-            return try transportFailure(error, exchange.progress(failedWith: error), logger: logger)
+            let progress = exchange.progress(failedWith: error)
+            gotAnAnswer = progress.status != nil
+            return try transportFailure(error, progress, logger: logger)
         }
+        gotAnAnswer = true
         span?.attributes["http.response.status_code"] = answer.status
         let reading = answer.body.withUnsafeReadableBytes { body in
             Self.read(status: answer.status, headers: answer.headers, body: body, truncated: answer.truncated)

@@ -19,6 +19,9 @@ public enum CloudAPIErrorClass: String, Sendable, Equatable {
     case tokenRejected = "token_rejected"
     /// The sender itself (no permission for this phone number, account restricted): that sender pauses.
     case senderRejected = "sender_rejected"
+    /// Not sent: another send was opening the connection to the Cloud API meanwhile
+    /// (`ConnectionOpener`). The message's slot is past: it takes a new turn (no attempt used).
+    case connectionOpening = "connection_opening"
     /// The sender's throughput was exceeded (130429): send again at its next slot, slower.
     case throughputLimit = "throughput_limit"
     /// The sender–recipient pair was limited (131056): hold the pair.

@@ -103,8 +103,8 @@ public struct DispatchStep: Step {
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
         } catch {
-            // Refused (an answer, not a lost one): the messaging-limit unit it took goes back.
-            if error.status != nil { await limits.giveBackUnit(&message, context) }
+            // Refused (an answer, not a lost one) or not tried: the messaging-limit unit it took goes back.
+            if error.status != nil || error.kind == .connectionOpening { await limits.giveBackUnit(&message, context) }
             if error.status != nil, error.kind != .configuration {
                 // The Cloud API answered: it is reachable as configured, and unless it refused the sender, the sender and its token work.
                 flow.holds.clear(configuration.configurationScope.key)
@@ -120,13 +120,10 @@ public struct DispatchStep: Step {
             case .throughputLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "130429")]).increment()
                 pacer.slowDown()
-                switch await PacingPlace.take(&message, pacer, now: context.clock.now()) {
-                case .go(let next):
-                    SendSlot.write(next, &message)
-                    return .wait(Wait(key: pacer.key, until: next, reason: .throughput))
-                case .wait(let until):
-                    return .wait(Wait(key: pacer.key, until: until, reason: .throughput))
-                }
+                return await newTurn(&message, pacer, context)
+            case .connectionOpening:
+                probes.forEach(flow.holds.returnProbe)
+                return await newTurn(&message, pacer, context)
             case .pairRateLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()
                 let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
@@ -153,6 +150,17 @@ public struct DispatchStep: Step {
         flow.holds.clear(scopes.token.key)
         flow.holds.clear(configuration.configurationScope.key)
         return .next
+    }
+
+    /// A turn at the sender's slots for a message whose slot went unused (its send was refused or not tried).
+    private func newTurn(_ message: inout Message, _ pacer: SendPacer, _ context: StepContext) async -> StepOutcome {
+        switch await PacingPlace.take(&message, pacer, now: context.clock.now()) {
+        case .go(let next):
+            SendSlot.write(next, &message)
+            return .wait(Wait(key: pacer.key, until: next, reason: .throughput))
+        case .wait(let until):
+            return .wait(Wait(key: pacer.key, until: until, reason: .throughput))
+        }
     }
 
     /// The message leaves the worker (through the source, or to its end): its place in its sender's line steps away.
