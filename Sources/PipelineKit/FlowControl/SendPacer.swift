@@ -18,8 +18,10 @@ import Synchronization
 /// those that came after it, when it asks with the same ticket (`Ticket.id`, carried with the
 /// message); a place not asked for soon after its expected turn is forgotten.
 ///
-/// It paces at 95 % of the limit, so network jitter never lets a one-second window pass the
-/// limit; `slowDown` slows it by 10 % when the other side says it was exceeded, by half when it
+/// It paces at 95 % of the limit and hands out a slot at most `staleness` (25 ms) after its time,
+/// so a one-second window holds at most 95 % × 1.025 ≈ 97.4 % of the limit, plus one: the rest is
+/// room for network jitter (with 50 ms, 99.75 % plus one left none, and tests at a limit of 200
+/// saw 201 in a second); `slowDown` slows it by 10 % when the other side says it was exceeded, by half when it
 /// says so again within 10 s (at most once a second), `speedUp` wins 5 % of the limit back per
 /// second of successful sends.
 ///
@@ -34,8 +36,10 @@ import Synchronization
 public final class SendPacer: Sendable {
     /// Fraction of the limit paced at.
     public static let headroom = 0.95
-    /// A slot this far in the past may still be used (capacity not used yet, within one window's tolerance).
-    public static let staleness: TimeInterval = 0.05
+    /// A slot this far in the past may still be used (capacity not used yet, within the headroom's tolerance).
+    public static let staleness: TimeInterval = 0.025
+    /// Slots handed out are counted in windows this long, for `spareSlots`.
+    static let handOutWindow: TimeInterval = 0.05
     /// A slot is reserved at most this long before it is used.
     public static let horizon: TimeInterval = 0.1
     /// `max_share` is measured over the sends of this long.
@@ -114,7 +118,7 @@ public final class SendPacer: Sendable {
         var lastSlot: Date?
         /// Recent sends by lane rank, oldest first (for `max_share`).
         var sends: [(at: Date, rank: Int)] = []
-        /// Slots handed out here, counted in windows of `staleness` (the current one, from `since`, and the one before).
+        /// Slots handed out here, counted in windows of `handOutWindow` (the current one, from `since`, and the one before).
         var handedOut = (since: Date.distantPast, current: 0, previous: 0)
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
@@ -158,7 +162,7 @@ public final class SendPacer: Sendable {
 
         /// Slots a fetch may take beyond the messages here, which the store grants only if the
         /// sender's capacity is idle when it asks (no slot of it reserved beyond the store's now):
-        /// half as many as went out here in the last `staleness` (or so far in this one, if more), so
+        /// half as many as went out here in the last `handOutWindow` (or so far in this one, if more), so
         /// a steady flow of messages that come one by one (at concurrency 1 every message came alone
         /// and fetched its own slot, a round trip to Redis a message) finds most slots here already,
         /// and those it does not take before they expire are few. A fetch that takes spares lies
@@ -172,9 +176,9 @@ public final class SendPacer: Sendable {
 
         /// Moves the windows of `handedOut` on to the one `now` is in, then counts `adding` slots handed out.
         mutating func countHandOuts(now: Date, adding: Int) {
-            let windows = (now.timeIntervalSince(handedOut.since) / SendPacer.staleness).rounded(.down)
+            let windows = (now.timeIntervalSince(handedOut.since) / SendPacer.handOutWindow).rounded(.down)
             if windows == 1 {
-                handedOut = (handedOut.since.addingTimeInterval(SendPacer.staleness), 0, handedOut.current)
+                handedOut = (handedOut.since.addingTimeInterval(SendPacer.handOutWindow), 0, handedOut.current)
             } else if windows != 0 {
                 // Idle for a window or more (or the clock went back): nothing recent to go by.
                 handedOut = (now, 0, 0)
