@@ -14,7 +14,8 @@ import Tracing
 /// Each send ends one of four ways (SPEC 6, 13): an answer (a wamid, or an error classified by its
 /// code), *not sent* (`.transient`: the connection could not be opened or the request was not fully
 /// written), *in doubt* (`.inDoubt`: written, no complete answer), or sent with the wamid unknown
-/// (nil: a 2xx whose body could not be read). Which one is read from what async-http-client reported
+/// (nil: a 2xx whose body could not be read) — unless it is not tried at all (`.connectionOpening`:
+/// another send was opening the connection meanwhile, `ConnectionOpener`). Which one is read from what async-http-client reported
 /// before the failure (`CloudAPIExchange`), not guessed from the error's type. Failures that concern
 /// every message — an untrusted certificate, a host name that does not resolve, something that is not
 /// the Cloud API answering — are `.configuration`, and `health()` reports them until the Cloud API answers.
@@ -34,8 +35,12 @@ public final class CloudAPIClient: CloudAPISender {
     private let traced = MessageTracing().isOn
     /// How long the pool keeps an idle connection open.
     private static let idleTimeout = Duration.seconds(60)
-    /// One send at a time opens a connection while none is known to be open.
-    private let opener = ConnectionOpener(idleTimeout: idleTimeout)
+    /// One send at a time opens a connection while none is known to be open: for half the pool's
+    /// idle timeout after an answer (the Cloud API, a load balancer or a NAT on the way may close an
+    /// idle connection sooner than the pool; taken as closed, it costs one send alone).
+    private let opener = ConnectionOpener(openFor: idleTimeout / 2)
+    /// Sends that waited while another opened the connection, then took a new turn.
+    private static let connectionWaits = Counter(label: "outbound_connection_waits_total")
 
     /// What `health()` reports.
     private struct Problems {
@@ -95,7 +100,8 @@ public final class CloudAPIClient: CloudAPISender {
     /// Sends `request`; returns its wamid, or nil when the Cloud API accepted it (2xx) but its answer
     /// could not be read — the wamid then comes with the message's first status (SPEC 13).
     public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String? {
-        guard traced, let parent = ServiceContext.current else { return try await post(request, from: sender, logger: logger, span: nil) }
+        let entry = try await enterConnection()
+        guard traced, let parent = ServiceContext.current else { return try await post(request, from: sender, entry: entry, logger: logger, span: nil) }
         // A client span under the step's: the HTTP status, Meta's error code and the wamid on it.
         let span = InstrumentationSystem.tracer.startSpan("POST /{version}/{phone_number_id}/messages", context: parent, ofKind: .client)
         defer { span.end() }
@@ -103,7 +109,7 @@ public final class CloudAPIClient: CloudAPISender {
         span.attributes["url.template"] = "/{version}/{phone_number_id}/messages"
         span.attributes["whatsapp.phone_number_id"] = sender
         do {
-            let wamid = try await post(request, from: sender, logger: logger, span: span)
+            let wamid = try await post(request, from: sender, entry: entry, logger: logger, span: span)
             if let wamid { span.attributes["whatsapp.wamid"] = wamid }
             return wamid
         } catch {
@@ -115,7 +121,25 @@ public final class CloudAPIClient: CloudAPISender {
         }
     }
 
-    private func post(_ request: PreparedRequest, from sender: String, logger: Logger, span: (any Span)?) async throws(CloudAPIFailure) -> String? {
+    /// How this send goes while no connection is known to be open (`ConnectionOpener`): a send that
+    /// waited for another to open one is not tried (its slot is past), and takes no span.
+    private func enterConnection() async throws(CloudAPIFailure) -> ConnectionOpener.Entry {
+        guard httpClient != nil else { return .open }
+        let entry = await opener.enter()
+        guard entry != .waited else {
+            Self.connectionWaits.increment()
+            throw CloudAPIFailure(.connectionOpening, status: nil, code: nil, reason: "not sent: another send was opening the connection to the Cloud API; a new turn keeps the pace")
+        }
+        return entry
+    }
+
+    /// Sends the request of a send that entered as `entry`.
+    private func post(_ request: PreparedRequest, from sender: String, entry: ConnectionOpener.Entry, logger: Logger,
+                      span: (any Span)?) async throws(CloudAPIFailure) -> String? {
+        // Whether the send found a connection open: answered, or written and then timed out (a
+        // connection that broke, or never opened, is not open any more).
+        var connectionOpen = false
+        defer { if httpClient != nil { opener.ended(entry, connectionOpen: connectionOpen) } }
         guard let token = configuration.token(for: sender) else {
             throw CloudAPIFailure(.senderRejected, status: nil, code: nil, reason: "no access token for sender \(sender): set `access_token` or `access_tokens.\(sender)`")
         }
@@ -134,12 +158,6 @@ public final class CloudAPIClient: CloudAPISender {
         } catch {
             throw configurationFailure(CloudAPIFailure(.configuration, status: nil, code: nil, reason: "`base_url` \(configuration.baseURL) is not an http:// or https:// URL (\(error))"))
         }
-        let entry = await opener.enter()
-        guard entry != .waited else {
-            throw CloudAPIFailure(.connectionOpening, status: nil, code: nil, reason: "not sent: another send was opening the connection to the Cloud API; a new turn keeps the pace")
-        }
-        var gotAnAnswer = false
-        defer { opener.ended(entry, answered: gotAnAnswer) }
         let exchange = CloudAPIExchange(bodyBytes: request.body.count)
         let task = httpClient.execute(request: httpRequest, delegate: exchange, deadline: .now() + .milliseconds(configuration.timeout.milliseconds))
         let answer: CloudAPIExchange.Answer
@@ -151,10 +169,11 @@ public final class CloudAPIClient: CloudAPISender {
             }
         } catch {
             let progress = exchange.progress(failedWith: error)
-            gotAnAnswer = progress.status != nil
-            return try transportFailure(error, progress, logger: logger)
+            let described = TransportFailure.describe(error, timeout: configuration.timeout, connectTimeout: connectTimeout)
+            connectionOpen = progress.status != nil || (progress.written && described.timedOut)
+            return try transportFailure(described, error, progress, logger: logger)
         }
-        gotAnAnswer = true
+        connectionOpen = true
         span?.attributes["http.response.status_code"] = answer.status
         let reading = answer.body.withUnsafeReadableBytes { body in
             Self.read(status: answer.status, headers: answer.headers, body: body, truncated: answer.truncated)
@@ -173,8 +192,9 @@ public final class CloudAPIClient: CloudAPISender {
 
     /// A request that failed without a complete answer: sent with the wamid unknown (after a 2xx
     /// head), an error answer cut off, in doubt (written, no answer), or not sent.
-    private func transportFailure(_ error: any Error, _ progress: CloudAPIExchange.Progress, logger: Logger) throws(CloudAPIFailure) -> String? {
-        let (what, timedOut) = TransportFailure.describe(error, timeout: configuration.timeout, connectTimeout: connectTimeout)
+    private func transportFailure(_ described: (words: String, timedOut: Bool), _ error: any Error, _ progress: CloudAPIExchange.Progress,
+                                  logger: Logger) throws(CloudAPIFailure) -> String? {
+        let (what, timedOut) = described
         if let status = progress.status {
             Self.count(status: String(status), code: "none")
             answered()

@@ -4,22 +4,25 @@ import Synchronization
 /// connection being opened do not all go out together the moment it opens (SPEC 8: at most the
 /// sender's limit in any one-second window).
 ///
-/// While no connection is known to be open — before the first answer, after a send failed without
-/// one, or once the pool may have closed its connections for idleness — a request waits inside
+/// While no connection is known to be open — before the first answer, after a send found none open
+/// (it could not open one, or the one it had broke), or once an idle connection may have been
+/// closed — a request waits inside
 /// async-http-client for a connection to be opened (TCP, TLS: 100 ms and more to Meta), and every
 /// request of the sender's pace that comes meanwhile waits with it: over HTTP/2 for the one
 /// connection, over HTTP/1.1 for the several it opens at once. When they open, all of them go in the
 /// same millisecond, a set-up's worth of slots on top of the second that follows. Seen on this
-/// machine at start-up: 201 requests in one second at a limit of 200, paced at 190/s. So the first
-/// send opens the connection alone (`.opening`); a send that comes meanwhile waits until it ended
-/// (`.waited`): its slot is past, and it takes a new turn, which keeps the pace.
+/// machine at start-up: 201 and 202 requests in one second at a limit of 200, paced at 190/s. So the first
+/// send opens the connection alone (`.opening`); a send that comes meanwhile waits until a send
+/// found a connection open, or the opening one ended (`.waited`): its slot is past, and it takes a
+/// new turn, which keeps the pace. Over HTTP/1.1, "open" is one connection: the pool still opens
+/// more as sends overlap, each one send's wait, not a burst.
 ///
 /// ```swift
 /// let entry = await opener.enter()
 /// guard entry != .waited else { throw … }  // not sent: take a new turn
-/// var answered = false
-/// defer { opener.ended(entry, answered: answered) }
-/// answered = … // the Cloud API answered (any status)
+/// var connectionOpen = false
+/// defer { opener.ended(entry, connectionOpen: connectionOpen) }
+/// connectionOpen = … // answered (any status), or written and then timed out
 /// ```
 final class ConnectionOpener: Sendable {
     /// How a send goes.
@@ -33,19 +36,19 @@ final class ConnectionOpener: Sendable {
     }
 
     private struct State {
-        /// A connection is open until then (the last answer, plus the pool's idle timeout).
+        /// A connection is open until then (the last send that found one open, plus `openFor`).
         var openUntil: ContinuousClock.Instant?
         var opening = false
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter: UInt64 = 0
     }
 
-    /// How long the pool keeps an idle connection.
-    let idleTimeout: Duration
+    /// How long a connection is taken as open after a send found it open.
+    let openFor: Duration
     private let state = Mutex(State())
 
-    init(idleTimeout: Duration) {
-        self.idleTimeout = idleTimeout
+    init(openFor: Duration) {
+        self.openFor = openFor
     }
 
     /// Sends waiting for the one opening the connection.
@@ -65,14 +68,15 @@ final class ConnectionOpener: Sendable {
         return entry
     }
 
-    /// The send that entered as `entry` ended: with an answer of the Cloud API (any status — a
-    /// connection is open), or without one (the connection could not be opened, or broke).
-    func ended(_ entry: Entry, answered: Bool) {
+    /// The send that entered as `entry` ended, having found a connection open (answered, or
+    /// written and then timed out) or not (it could not open one, or the one it had broke). The
+    /// sends waiting go on (to take new turns) once a connection is open, or the opening send ended.
+    func ended(_ entry: Entry, connectionOpen: Bool) {
         let now = ContinuousClock.now
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.openUntil = answered ? now + idleTimeout : nil
-            guard entry == .opening else { return [] }
-            state.opening = false
+            state.openUntil = connectionOpen ? now + openFor : nil
+            if entry == .opening { state.opening = false }
+            guard connectionOpen || entry == .opening else { return [] }
             defer { state.waiters.removeAll() }
             return Array(state.waiters.values)
         }

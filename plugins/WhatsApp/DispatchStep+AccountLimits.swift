@@ -141,7 +141,7 @@ public struct AccountLimits: Sendable {
         }
     }
 
-    /// The Cloud API refused the message: the unit it took goes back.
+    /// The Cloud API refused the message, or it was not tried: the unit it took goes back.
     func giveBackUnit(_ message: inout Message, _ context: StepContext) async {
         guard let unit = message.values[MessagingUnitKey.self], let store = messaging.store else { return }
         message.values[MessagingUnitKey.self] = nil

@@ -9,7 +9,8 @@ import ValidatePlugin
 /// Before sending it waits (without using an attempt) while the sender is paused, while the
 /// sender–recipient pair is held, and for its turn at the sender's send slots (the most urgent
 /// lane first, SPEC 14). A `130429` answer slows the sender down and waits for a turn again;
-/// a `131056` holds the pair for 4^X s.
+/// a `131056` holds the pair for 4^X s. A send not tried because another was opening the
+/// connection to the Cloud API (`ConnectionOpener`) waits for a turn again too.
 public struct DispatchStep: Step {
     public let client: any CloudAPISender
     /// Paused and disabled templates, marketing limits (SPEC 15).
@@ -77,7 +78,7 @@ public struct DispatchStep: Step {
         if configuration.pacing {
             // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new turn keeps the pace.
             let slot: Date
-            if let reserved = SendSlot.read(message), reserved.timeIntervalSince(now) > -SendPacer.staleness {
+            if let reserved = SendSlot.read(message), reserved.timeIntervalSince(context.clock.now()) > -SendPacer.staleness {
                 slot = reserved
             } else {
                 switch await PacingPlace.take(&message, pacer, now: context.clock.now()) {
