@@ -38,8 +38,6 @@ public final class SendPacer: Sendable {
     public static let headroom = 0.95
     /// A slot this far in the past may still be used (capacity not used yet, within the headroom's tolerance).
     public static let staleness: TimeInterval = 0.025
-    /// Slots handed out are counted in windows this long, for `spareSlots`.
-    static let handOutWindow: TimeInterval = 0.05
     /// A slot is reserved at most this long before it is used.
     public static let horizon: TimeInterval = 0.1
     /// `max_share` is measured over the sends of this long.
@@ -118,7 +116,7 @@ public final class SendPacer: Sendable {
         var lastSlot: Date?
         /// Recent sends by lane rank, oldest first (for `max_share`).
         var sends: [(at: Date, rank: Int)] = []
-        /// Slots handed out here, counted in windows of `handOutWindow` (the current one, from `since`, and the one before).
+        /// Slots handed out here, counted in windows of `staleness` (the current one, from `since`, and the one before).
         var handedOut = (since: Date.distantPast, current: 0, previous: 0)
 
         var rate: Double { limit * SendPacer.headroom * multiplier }
@@ -162,23 +160,24 @@ public final class SendPacer: Sendable {
 
         /// Slots a fetch may take beyond the messages here, which the store grants only if the
         /// sender's capacity is idle when it asks (no slot of it reserved beyond the store's now):
-        /// half as many as went out here in the last `handOutWindow` (or so far in this one, if more), so
-        /// a steady flow of messages that come one by one (at concurrency 1 every message came alone
-        /// and fetched its own slot, a round trip to Redis a message) finds most slots here already,
-        /// and those it does not take before they expire are few. A fetch that takes spares lies
+        /// three quarters as many as went out here in the last `staleness` (or so far in this one, if
+        /// more), so a steady flow of messages that come one by one (at concurrency 1 every message
+        /// came alone and fetched its own slot, a round trip to Redis a message) finds most slots here
+        /// already, and takes them before they expire (a flow as steady takes them within three
+        /// quarters of `staleness`). A fetch that takes spares lies
         /// wholly within the first quarter of the horizon (another worker's urgent message waits at
         /// most that for them): none at limits under about 85/s (a slot every 12 ms or more, where a
         /// round trip matters little).
         mutating func spareSlots(now: Date, wanted: Int) -> Int {
             countHandOuts(now: now, adding: 0)
-            return min(max(handedOut.previous, handedOut.current) / 2, max(0, Int(SendPacer.horizon / 4 / interval) - wanted))
+            return min(max(handedOut.previous, handedOut.current) * 3 / 4, max(0, Int(SendPacer.horizon / 4 / interval) - wanted))
         }
 
         /// Moves the windows of `handedOut` on to the one `now` is in, then counts `adding` slots handed out.
         mutating func countHandOuts(now: Date, adding: Int) {
-            let windows = (now.timeIntervalSince(handedOut.since) / SendPacer.handOutWindow).rounded(.down)
+            let windows = (now.timeIntervalSince(handedOut.since) / SendPacer.staleness).rounded(.down)
             if windows == 1 {
-                handedOut = (handedOut.since.addingTimeInterval(SendPacer.handOutWindow), 0, handedOut.current)
+                handedOut = (handedOut.since.addingTimeInterval(SendPacer.staleness), 0, handedOut.current)
             } else if windows != 0 {
                 // Idle for a window or more (or the clock went back): nothing recent to go by.
                 handedOut = (now, 0, 0)
