@@ -1,3 +1,4 @@
+import PipelineKit
 import Synchronization
 
 /// Lets one send at a time open the connection to the Cloud API, so that the sends queued behind a
@@ -39,32 +40,39 @@ final class ConnectionOpener: Sendable {
         /// A connection is open until then (the last send that found one open, plus `openFor`).
         var openUntil: ContinuousClock.Instant?
         var opening = false
-        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-        var nextWaiter: UInt64 = 0
+
+        /// Whether a connection is known to be open at `now`.
+        func isOpen(at now: ContinuousClock.Instant) -> Bool {
+            openUntil.map { now < $0 } ?? false
+        }
     }
 
     /// How long a connection is taken as open after a send found it open.
     let openFor: Duration
     private let state = Mutex(State())
+    private let waiters = Waiters()
 
     init(openFor: Duration) {
         self.openFor = openFor
     }
 
     /// Sends waiting for the one opening the connection.
-    var waiting: Int { state.withLock { $0.waiters.count } }
+    var waiting: Int { waiters.count }
 
-    /// How this send goes; while another send opens the connection, returns (`.waited`) once it ended.
+    /// How this send goes; while another send opens the connection, returns (`.waited`) once a
+    /// connection is open or the opening send ended.
     func enter() async -> Entry {
         let now = ContinuousClock.now
         let entry = state.withLock { state -> Entry in
-            if let openUntil = state.openUntil, now < openUntil { return .open }
+            if state.isOpen(at: now) { return .open }
             state.openUntil = nil
             if state.opening { return .waited }
             state.opening = true
             return .opening
         }
-        if entry == .waited { await waitForOpening() }
+        if entry == .waited {
+            await waiters.wait(unless: { state.withLock { !$0.opening || $0.isOpen(at: .now) } })
+        }
         return entry
     }
 
@@ -73,33 +81,10 @@ final class ConnectionOpener: Sendable {
     /// sends waiting go on (to take new turns) once a connection is open, or the opening send ended.
     func ended(_ entry: Entry, connectionOpen: Bool) {
         let now = ContinuousClock.now
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        state.withLock { state in
             state.openUntil = connectionOpen ? now + openFor : nil
             if entry == .opening { state.opening = false }
-            guard connectionOpen || entry == .opening else { return [] }
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
         }
-        waiters.forEach { $0.resume() }
-    }
-
-    /// Returns when the send opening the connection ended, or the task is cancelled.
-    private func waitForOpening() async {
-        let id = state.withLock { state -> UInt64 in
-            defer { state.nextWaiter += 1 }
-            return state.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let now = state.withLock { state -> Bool in
-                    guard state.opening, !Task.isCancelled else { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
-        }
+        if connectionOpen || entry == .opening { waiters.resumeAll() }
     }
 }
