@@ -60,7 +60,7 @@ final class ConnectionOpener: Sendable {
     var waiting: Int { waiters.count }
 
     /// How this send goes; while another send opens the connection, returns (`.waited`) once a
-    /// connection is open or the opening send ended.
+    /// connection is open or the opening send ended, or when the task is cancelled.
     func enter() async -> Entry {
         let now = ContinuousClock.now
         let entry = state.withLock { state -> Entry in

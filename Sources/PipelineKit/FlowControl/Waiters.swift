@@ -2,7 +2,8 @@ import Synchronization
 
 /// Tasks waiting for what another task will say happened: each waits until `resumeAll`, or until
 /// its own task is cancelled. Whether it happened already is asked (`unless`) under the list's
-/// lock, so a `resumeAll` that follows the change it reads is never missed.
+/// lock, so a `resumeAll` that follows the change it reads is never missed; `unless` runs under
+/// that lock, so it must be short and must not use this list (the lock is not reentrant).
 ///
 /// ```swift
 /// await waiters.wait(unless: { flag.load(ordering: .acquiring) })
