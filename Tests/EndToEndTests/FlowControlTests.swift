@@ -102,6 +102,24 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// A message back more than 25 ms after the send slot reserved for it takes a new turn, and the
+    /// slot it did not use counts in `outbound_send_slots_unused_total` (the sender lost it: on a busy
+    /// machine, the rate that goes missing). Before, only slots that expired in the pacer counted.
+    @Test func aReservedSlotItsMessageCameTooLateForCountsAsUnused() async throws {
+        let e2e = try await EndToEndHarness()
+        let worker = try await e2e.startWorker()
+        var late = AMQPTable()
+        late["x-carried-send-slot"] = .string(String(Int64((Date().timeIntervalSince1970 - 10) * 1000)))
+        try await e2e.inspector.publish([e2e.textMessage(1)], to: e2e.queue, headers: late)
+        try await e2e.inspector.publish([e2e.textMessage(2)], to: e2e.queue)
+        try await poll("both sent") { e2e.server.sentByRecipient.count == 2 }
+        let unused = await metricTotal(worker, "outbound_send_slots_unused_total")
+        #expect(unused == 1, "the late message's slot, and no other: \(unused)")
+        #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
+        try await worker.stop()
+        await e2e.cleanUp()
+    }
+
     @Test func aHeldPairWaitsWhileOtherRecipientsFlow() async throws {
         let e2e = try await EndToEndHarness()
         let held = "+5511999999999"

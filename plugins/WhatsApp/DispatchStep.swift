@@ -78,9 +78,11 @@ public struct DispatchStep: Step {
         if configuration.pacing {
             // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new turn keeps the pace.
             let slot: Date
-            if let reserved = SendSlot.read(message), reserved.timeIntervalSince(context.clock.now()) > -SendPacer.staleness {
+            let reserved = SendSlot.read(message)
+            if let reserved, reserved.timeIntervalSince(context.clock.now()) > -SendPacer.staleness {
                 slot = reserved
             } else {
+                if reserved != nil { pacer.slotWentUnused() }
                 switch await PacingPlace.take(&message, pacer, now: context.clock.now()) {
                 case .go(let granted): slot = granted
                 case .wait(let until): return wait(pacer.key, until, .throughput)

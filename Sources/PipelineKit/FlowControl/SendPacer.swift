@@ -465,6 +465,12 @@ public final class SendPacer: Sendable {
         waiters.forEach { $0.resume() }
     }
 
+    /// A slot handed out here went to no one: its message came more than `staleness` after it, and
+    /// takes a new turn (`outbound_send_slots_unused_total`, with the slots that expired here).
+    public func slotWentUnused() {
+        unusedSlots.increment()
+    }
+
     /// The other side said the limit was exceeded. The first time after `calmAfter` without it,
     /// 10 % slower: paced at 95 % of the limit, a lone 130429 is sends bunched by network or
     /// scheduling delays (several workers' sends up to `staleness` late), and halving for it cost a
