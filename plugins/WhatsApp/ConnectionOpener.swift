@@ -65,7 +65,6 @@ final class ConnectionOpener: Sendable {
         let now = ContinuousClock.now
         let entry = state.withLock { state -> Entry in
             if state.isOpen(at: now) { return .open }
-            state.openUntil = nil
             if state.opening { return .waited }
             state.opening = true
             return .opening

@@ -20,8 +20,8 @@ import Synchronization
 ///
 /// It paces at 95 % of the limit and hands out a slot at most `staleness` (25 ms) after its time,
 /// so a one-second window holds at most 95 % × 1.025 ≈ 97.4 % of the limit, plus one: the rest is
-/// room for network jitter (with 50 ms, 99.75 % plus one left none, and tests at a limit of 200
-/// saw 201 in a second); `slowDown` slows it by 10 % when the other side says it was exceeded, by half when it
+/// room for network jitter (with 50 ms, 99.75 % plus one left none: one worker reached 80 in a
+/// second at a limit of 80); `slowDown` slows it by 10 % when the other side says it was exceeded, by half when it
 /// says so again within 10 s (at most once a second), `speedUp` wins 5 % of the limit back per
 /// second of successful sends.
 ///
