@@ -188,8 +188,18 @@ func buildsCost() async throws {
     print(row("latency p99 at a common rate (ms)", "%.1f") { $0.latency.p99 })
     print(row("worker CPU seconds per 1,000 messages", "%.3f") { $0.cpuPerThousand })
     print(row("peak RSS (MiB)", "%.1f") { $0.peakMB })
-    let pairs = zip(runs[true, default: []], runs[false, default: []]).map { String(format: "%.2f", $0.latency.p99 / $1.latency.p99) }
-    print("\np99 at a common rate, after / before, round by round: \(pairs.joined(separator: ", "))")
+    if options.brokerPID != nil, options.redisPID != nil {
+        // What a change to the worker costs or spares the broker and Redis (acks, commands, scripts).
+        print(row("RabbitMQ CPU ms a message (drain)", "%.3f") { $0.drain.cpuShare.broker })
+        print(row("Redis CPU ms a message (drain)", "%.3f") { $0.drain.cpuShare.redis })
+        print(row("all processes' CPU ms a message (drain)", "%.3f") { $0.drain.cpuShare.total })
+    }
+    func byRound(_ value: (RunResult) -> Double) -> String {
+        var ratios: [String] = []
+        for (after, before) in zip(runs[true, default: []], runs[false, default: []]) { ratios.append(String(format: "%.2f", value(after) / value(before))) }
+        return ratios.joined(separator: ", ")
+    }
+    print("\nafter / before, round by round: throughput \(byRound { $0.drain.throughput }); p99 at a common rate \(byRound { $0.latency.p99 })")
 }
 
 /// Runs `drain` for B then A in each round (A B A B across rounds) and prints the medians and ratios.
