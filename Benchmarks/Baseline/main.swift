@@ -49,7 +49,7 @@ let options = Options(Array(CommandLine.arguments.dropFirst()))
 var logger = Logger(label: "baseline")
 logger.logLevel = .error
 let (consumer, events) = AMQPConsumer.streaming(urls: [try AMQPURL(options.rabbitURL)], queue: options.queue, prefetch: options.prefetch,
-                                                 batchWindow: AMQPConsumer.batchWindow(prefetch: options.prefetch, concurrency: options.concurrency), logger: logger)
+                                                 ackBatching: .forConsumer(prefetch: options.prefetch, concurrency: options.concurrency), logger: logger)
 let redis = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: options.redisPort, poolSize: 4))
 var configuration = HTTPClient.Configuration()
 configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)

@@ -16,13 +16,13 @@ public enum AMQPConsumerEvent: Sendable {
 ///
 /// The thread waits in `poll` on the socket and an eventfd: deliveries go to the event
 /// handler at once (on the thread: it must not block), and commands queued by Swift tasks (acks,
-/// nacks, pause, resume, stopIntake) wake it; they are carried out at most once a `batchWindow`
-/// (none by default), all those queued meanwhile together.
+/// nacks, pause, resume, stopIntake) wake it; they are carried out at most once a window of its
+/// `AckBatching` (none by default), all those queued meanwhile together.
 /// On a broken connection it reconnects with backoff (trying each URL in turn);
 /// acks for deliveries of an older connection are dropped, since the broker
 /// redelivers those messages, while a pause, resume or stopIntake not carried out
 /// on the lost connection is carried to the next (`ConsumerCommand`).
-/// Acks queued together are coalesced (`AckCoalescer`).
+/// Acks are coalesced (`AckCoalescer`): those behind a delivery in flight may wait for it.
 public final class AMQPConsumer: @unchecked Sendable {
     private typealias Command = ConsumerCommand
 
@@ -40,9 +40,8 @@ public final class AMQPConsumer: @unchecked Sendable {
     private let prefetch: Int
     private let heartbeat: Int
     private let connectTimeout: Duration
-    /// How long commands queued by tasks (acks, mostly) wait for more before the thread carries them
-    /// out together (`batchWindow(prefetch:concurrency:)`).
-    private let batchWindow: Duration
+    /// How commands queued by tasks wait for more, and acks for the deliveries before them (`AckBatching.forConsumer`).
+    private let ackBatching: AckBatching
     private let logger: Logger
     private let wakeFD: Int32
     private let commands = Mutex<[Command]>([])
@@ -62,7 +61,7 @@ public final class AMQPConsumer: @unchecked Sendable {
     private var acks = AckCoalescer()
 
     /// `events` receives deliveries and connection changes on the consumer's thread; `finished` is called once after `stop`.
-    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), batchWindow: Duration = .zero,
+    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), ackBatching: AckBatching = .none,
                 logger: Logger, events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
         emit = events
         self.finished = finished
@@ -71,16 +70,16 @@ public final class AMQPConsumer: @unchecked Sendable {
         self.prefetch = prefetch
         self.heartbeat = heartbeat
         self.connectTimeout = connectTimeout
-        self.batchWindow = batchWindow
+        self.ackBatching = ackBatching
         self.logger = logger
         wakeFD = outbound_wakeup_fd()
     }
 
     /// A consumer whose events come as a stream (for callers that read them in one task).
-    public static func streaming(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, batchWindow: Duration = .zero,
+    public static func streaming(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, ackBatching: AckBatching = .none,
                                  logger: Logger) -> (AMQPConsumer, AsyncStream<AMQPConsumerEvent>) {
         let (stream, continuation) = AsyncStream.makeStream(of: AMQPConsumerEvent.self)
-        let consumer = AMQPConsumer(urls: urls, queue: queue, prefetch: prefetch, heartbeat: heartbeat, batchWindow: batchWindow, logger: logger,
+        let consumer = AMQPConsumer(urls: urls, queue: queue, prefetch: prefetch, heartbeat: heartbeat, ackBatching: ackBatching, logger: logger,
                                     events: { continuation.yield($0) }, finished: { continuation.finish() })
         return (consumer, stream)
     }
@@ -154,7 +153,7 @@ public final class AMQPConsumer: @unchecked Sendable {
             do {
                 let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
                 generation += 1
-                acks = AckCoalescer()
+                acks = AckCoalescer(ackBatching)
                 // A pause, resume or stopIntake still queued (one a failed batch gave back, say) decides whether this connection consumes.
                 let wasPaused = paused
                 paused = commands.withLock { pending in
@@ -212,23 +211,6 @@ public final class AMQPConsumer: @unchecked Sendable {
         consumerTag = AMQPDecode.string(ok.pointee.consumer_tag)
     }
 
-    /// The batch window for a consumer whose `concurrency` tasks take its deliveries: 1 ms when the
-    /// prefetch leaves a delivery waiting for every busy task, and at least eight (`prefetch` −
-    /// `concurrency` ≥ max(`concurrency`, 8)): enough work in hand for the longest hold (the window
-    /// plus a round trip to the broker, at this worker's fastest rate a message every 0.25 ms); else none.
-    ///
-    /// At thousands of acks a second, the acks of a batch go in one go — one `multiple` frame for
-    /// each run whose gaps closed meanwhile, the rest a frame each — and the broker reads them
-    /// together, instead of a wake-up, a frame and a read per ack. Acks that come less often than
-    /// once a window go at once. An ack held back holds its prefetch slot a little longer (up to
-    /// about 2 ms: `poll` counts whole milliseconds, rounded up), which costs nothing while
-    /// deliveries wait in the worker anyway; with too few spare (prefetch 2 and one task: 0.82–0.84 ×
-    /// the throughput in `scripts/bench builds`), the next delivery waits for it. (Spare deliveries
-    /// parked by a pacing wait are not work in hand: then a freed permit may wait out a held ack.)
-    public static func batchWindow(prefetch: Int, concurrency: Int) -> Duration {
-        prefetch - concurrency >= max(concurrency, 8) ? .milliseconds(1) : .zero
-    }
-
     private func serve(_ session: AMQPSession) throws(AMQPError) {
         let socket = amqp_get_sockfd(session.state)
         var zero = timeval(tv_sec: 0, tv_usec: 0)
@@ -236,24 +218,27 @@ public final class AMQPConsumer: @unchecked Sendable {
         var commandsDue: ContinuousClock.Instant? = .now
         /// At most one batch a window: commands noticed a window or more after the last one go at once
         /// (at such a rate nothing would come to join them), sooner ones wait for the rest of the window.
-        var lastBatch = ContinuousClock.now - batchWindow
+        var lastBatch = ContinuousClock.now - ackBatching.window
         while !isStopping {
             // Checked here, not only when the eventfd is read: while deliveries stream in, the thread does not poll.
-            if commandsDue == nil, wakePending.load(ordering: .acquiring) { commandsDue = max(.now, lastBatch + batchWindow) }
-            if let due = commandsDue, ContinuousClock.now >= due {
+            if commandsDue == nil, wakePending.load(ordering: .acquiring) { commandsDue = max(.now, lastBatch + ackBatching.window) }
+            // Acks held behind a delivery in flight go out on their own when they waited long enough.
+            var due = Self.earlier(commandsDue, acks.nextRelease)
+            if let batchDue = due, ContinuousClock.now >= batchDue {
                 commandsDue = nil
                 lastBatch = .now
                 try execute(takeCommands(), session)
+                due = acks.nextRelease
             }
             if amqp_data_in_buffer(session.state) == 0, amqp_frames_enqueued(session.state) == 0 {
                 var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&fds, 2, Self.milliseconds(commandsDue.map { $0 - .now } ?? .seconds(1)))
+                _ = poll(&fds, 2, Self.milliseconds(due.map { $0 - .now } ?? .seconds(1)))
                 if fds[1].revents != 0 {
                     var value: UInt64 = 0
                     _ = read(wakeFD, &value, 8)
                 }
                 // (After the idle timeout librabbitmq is still asked below: it keeps the heartbeats.)
-                if fds[0].revents == 0, fds[1].revents != 0 || commandsDue != nil { continue }
+                if fds[0].revents == 0, fds[1].revents != 0 || due != nil { continue }
             }
             for _ in 0..<256 {
                 var envelope = amqp_envelope_t()
@@ -281,8 +266,15 @@ public final class AMQPConsumer: @unchecked Sendable {
                 throw session.failure(reply, "consume")
             }
         }
-        // Acks queued before the stop still reach the broker, so those messages are not delivered again.
+        // Acks queued before the stop, and those held, still reach the broker, so those messages are not delivered again.
         try execute(takeCommands(), session)
+        try send(acks.releaseAll(), session)
+    }
+
+    /// The earlier of two instants, either of which may be unknown.
+    private static func earlier(_ one: ContinuousClock.Instant?, _ other: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let one, let other else { return one ?? other }
+        return min(one, other)
     }
 
     /// `duration` as a `poll` timeout: whole milliseconds, rounded up (none below zero).
@@ -319,14 +311,15 @@ public final class AMQPConsumer: @unchecked Sendable {
         }
     }
 
-    /// Carries out `batch` on `session`. When a command fails, it and the ones after it go back to
+    /// Carries out `batch` on `session`: its acks go out as few frames as is safe (`AckCoalescer`), with
+    /// those held long enough, and before a pause, resume or stopIntake all held. When a command fails, it and the ones after it go back to
     /// the front of the queue for the next connection (`Command.carriedOver`), and the error ends this one.
     private func execute(_ batch: [Command], _ session: AMQPSession) throws(AMQPError) {
         var acked: [UInt64] = []
         let failure = Command.run(batch, perform: { (command: Command) throws(AMQPError) in
             try perform(command, session, acked: &acked)
-        }, flush: { () throws(AMQPError) in
-            try sendAcks(acked, session)
+        }, flush: { (beforeAnswer: Bool) throws(AMQPError) in
+            try send(acks.acknowledge(acked, at: .now) + (beforeAnswer ? acks.releaseAll() : []), session)
             acked.removeAll()
         })
         guard let failure else { return }
@@ -334,7 +327,7 @@ public final class AMQPConsumer: @unchecked Sendable {
         throw failure.error
     }
 
-    /// Carries out one command; acks of this connection are collected in `acked` for `sendAcks`.
+    /// Carries out one command; acks of this connection are collected in `acked` for the batch's flush.
     private func perform(_ command: Command, _ session: AMQPSession, acked: inout [UInt64]) throws(AMQPError) {
         switch command {
         case .ack(let tag, let generation):
@@ -367,10 +360,8 @@ public final class AMQPConsumer: @unchecked Sendable {
         try session.checkReply("basic.cancel")
     }
 
-    /// Sends `acked` as few frames as is safe (`AckCoalescer`).
-    private func sendAcks(_ acked: [UInt64], _ session: AMQPSession) throws(AMQPError) {
-        guard !acked.isEmpty else { return }
-        for frame in acks.acknowledge(acked) {
+    private func send(_ frames: [AckCoalescer.Frame], _ session: AMQPSession) throws(AMQPError) {
+        for frame in frames {
             let status = amqp_basic_ack(session.state, AMQPSession.channel, frame.tag, frame.multiple ? 1 : 0)
             if status != AMQP_STATUS_OK.rawValue { throw session.failure(status: status, "ack") }
         }

@@ -25,15 +25,16 @@ enum ConsumerCommand: Equatable, Sendable {
 
     /// Carries out `batch` in order with `perform`, then `flush` (which sends the acks `perform`
     /// held back to coalesce them); the acks held so far are flushed before a command that awaits
-    /// the broker's answer too, so a failure there does not take them with it. A failure ends the
-    /// connection and so the batch: nothing after the failed command is tried, and it comes back in
-    /// the result (after a failed flush, with the acks it held) instead of being lost.
+    /// the broker's answer too (`flush(true)`: then also those waiting for a delivery in flight), so
+    /// a failure there does not take them with it. A failure ends the connection and so the batch:
+    /// nothing after the failed command is tried, and it comes back in the result (after a failed
+    /// flush, with the acks it held) instead of being lost.
     static func run(_ batch: [ConsumerCommand], perform: (ConsumerCommand) throws(AMQPError) -> Void,
-                    flush: () throws(AMQPError) -> Void) -> Failure? {
+                    flush: (_ beforeAnswer: Bool) throws(AMQPError) -> Void) -> Failure? {
         var flushedUpTo = batch.startIndex
         func flushAcks(before end: Int) -> Failure? {
             do {
-                try flush()
+                try flush(end < batch.endIndex)
                 flushedUpTo = end
                 return nil
             } catch {

@@ -55,7 +55,7 @@ import TestSupport
         let failure = ConsumerCommand.run(batch, perform: { (command: ConsumerCommand) throws(AMQPError) in
             if fails(command) { throw .connection("a socket error occurred") }
             performed.append(command)
-        }, flush: { () throws(AMQPError) in
+        }, flush: { (_: Bool) throws(AMQPError) in
             flushed = true
         })
         return (performed, flushed, failure)
@@ -83,7 +83,7 @@ import TestSupport
     @Test func aFailedFlushGivesBackTheAcks() {
         let batch: [ConsumerCommand] = [.ack(1, generation: 1), .nack(2, generation: 1, requeue: true), .ack(3, generation: 1)]
         var flushes = 0
-        let failure = ConsumerCommand.run(batch, perform: { (_: ConsumerCommand) throws(AMQPError) in }, flush: { () throws(AMQPError) in
+        let failure = ConsumerCommand.run(batch, perform: { (_: ConsumerCommand) throws(AMQPError) in }, flush: { (_: Bool) throws(AMQPError) in
             flushes += 1
             throw .connection("a socket error occurred")
         })
@@ -91,30 +91,31 @@ import TestSupport
         #expect(failure?.notCarriedOut == [.ack(1, generation: 1), .ack(3, generation: 1)])
     }
 
-    /// Acks held to be coalesced go out before a command that waits for the broker's answer: when
-    /// that cancel or consume fails and ends the connection, they have reached the broker (with a
-    /// batch window, a batch holds more acks, and all of them were lost with a failed pause).
+    /// Acks held to be coalesced go out before a command that waits for the broker's answer, with
+    /// those waiting for a delivery in flight: when that cancel or consume fails and ends the
+    /// connection, they have reached the broker (with a batch window, a batch holds more acks, and
+    /// all of them were lost with a failed pause).
     @Test func acksHeldBeforeAPauseGoOutBeforeIt() {
         var steps: [String] = []
         let batch: [ConsumerCommand] = [.ack(1, generation: 1), .ack(2, generation: 1), .pause, .ack(3, generation: 1)]
         let failure = ConsumerCommand.run(batch, perform: { (command: ConsumerCommand) throws(AMQPError) in
             if command == .pause { throw .connection("cancel timed out") }
             steps.append("\(command)")
-        }, flush: { () throws(AMQPError) in
-            steps.append("flush")
+        }, flush: { (beforeAnswer: Bool) throws(AMQPError) in
+            steps.append(beforeAnswer ? "flush all" : "flush")
         })
-        #expect(steps == ["ack(1, generation: 1)", "ack(2, generation: 1)", "flush"])
+        #expect(steps == ["ack(1, generation: 1)", "ack(2, generation: 1)", "flush all"])
         #expect(failure?.notCarriedOut == [.pause, .ack(3, generation: 1)])
 
         steps = []
         #expect(ConsumerCommand.run(batch, perform: { (command: ConsumerCommand) throws(AMQPError) in steps.append("\(command)") },
-                                    flush: { () throws(AMQPError) in steps.append("flush") }) == nil)
-        #expect(steps == ["ack(1, generation: 1)", "ack(2, generation: 1)", "flush", "pause", "ack(3, generation: 1)", "flush"])
+                                    flush: { (beforeAnswer: Bool) throws(AMQPError) in steps.append(beforeAnswer ? "flush all" : "flush") }) == nil)
+        #expect(steps == ["ack(1, generation: 1)", "ack(2, generation: 1)", "flush all", "pause", "ack(3, generation: 1)", "flush"])
     }
 
     @Test func aFailedFlushBeforeAPauseGivesBackTheAcksNotFlushedAndThePause() {
         let batch: [ConsumerCommand] = [.ack(1, generation: 1), .pause, .ack(2, generation: 1)]
-        let failure = ConsumerCommand.run(batch, perform: { (_: ConsumerCommand) throws(AMQPError) in }, flush: { () throws(AMQPError) in
+        let failure = ConsumerCommand.run(batch, perform: { (_: ConsumerCommand) throws(AMQPError) in }, flush: { (_: Bool) throws(AMQPError) in
             throw .connection("a socket error occurred")
         })
         #expect(failure?.notCarriedOut == [.ack(1, generation: 1), .pause, .ack(2, generation: 1)])

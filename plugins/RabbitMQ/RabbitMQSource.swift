@@ -41,7 +41,7 @@ public final class RabbitMQSource: Source {
             var logger = logger
             if let lane { logger[metadataKey: "lane"] = .string(lane.lane.name) }
             return AMQPConsumer(urls: settings.urls, queue: lane?.queue ?? settings.queue, prefetch: settings.prefetch, heartbeat: settings.heartbeat,
-                                batchWindow: AMQPConsumer.batchWindow(prefetch: settings.prefetch, concurrency: worker.concurrency), logger: logger, events: { event in
+                                ackBatching: .forConsumer(prefetch: settings.prefetch, concurrency: worker.concurrency), logger: logger, events: { event in
                 switch event {
                 case .delivery(let delivery): continuation.yield(.delivery(Self.delivery(delivery, lane: lane?.lane)))
                 case .connected(let broker): continuation.yield(.connected(broker))
