@@ -4,7 +4,7 @@
 ///
 /// ```swift
 /// let consumer = AMQPConsumer(urls: urls, queue: "whatsapp.outbound", prefetch: 64,
-///                             acks: .forConsumer(prefetch: 64, concurrency: 32), logger: logger, events: handle)
+///                             ackBatching: .forConsumer(prefetch: 64, concurrency: 32), logger: logger, events: handle)
 /// ```
 public struct AckBatching: Sendable, Equatable {
     /// How long commands queued by tasks (acks, mostly) wait for more before the thread carries them out together.
@@ -32,7 +32,7 @@ public struct AckBatching: Sendable, Equatable {
     ///   come less often than once a window go at once. A batched ack holds its prefetch slot up to
     ///   about 2 ms longer (`poll` counts whole milliseconds, rounded up); with too few spare (prefetch
     ///   2 and one task: 0.82–0.84 × the throughput in `scripts/bench builds`), the next delivery waits for it.
-    /// - Acks behind a delivery in flight wait up to 10 ms for it, half the spare deliveries at most,
+    /// - Acks behind a delivery in flight wait about 10 ms at most for it, half the spare deliveries at most,
     ///   so the other half still waits for the tasks. Messages finish out of order (a template takes a
     ///   Redis round trip more than a text); without the wait each such ack is a frame of its own,
     ///   which the broker handles as one settlement each.

@@ -51,7 +51,7 @@ struct AckCoalescer {
 
     /// Every held ack, each on its own (the connection is about to close).
     mutating func releaseAll() -> [Frame] {
-        release(heldSince: .now + .seconds(1))
+        release(heldSince: held.values.max() ?? .now)
     }
 
     /// Moves `oldestUnsettled` past the deliveries now settled; the last one acked here ends the run's frame.

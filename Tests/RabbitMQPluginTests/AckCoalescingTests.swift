@@ -111,10 +111,13 @@ import TestSupport
                     unsettled.remove(tag)
                     brokerHolds.remove(tag)
                     acks.settledIndividually(tag)
+                case 5:
+                    apply(acks.releaseAll())  // as before a pause, resume or stopIntake
                 default:
                     let tags = unsettled.sorted().filter { _ in Bool.random(using: &random) }
                     unsettled.subtract(tags)
                     apply(acks.acknowledge(tags.shuffled(using: &random), at: at(clock)))
+                    #expect(acks.nextRelease.map { $0 > at(clock) } ?? true, "an ack due is still held")
                 }
             }
             apply(acks.releaseAll())
