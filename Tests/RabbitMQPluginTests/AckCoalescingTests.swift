@@ -181,6 +181,20 @@ import TestSupport
         try await inspector.publisher.delete(timed)
     }
 
+    /// A pause's cancel could fail and end the connection: every held ack goes out before it.
+    @Test func onTheBrokerHeldAcksGoOutBeforeAPause() async throws {
+        let inspector = try QueueInspector()
+        let queue = uniqueName("acks-pause")
+        var (consumer, deliveries, events) = try await consumeTwenty(from: queue, inspector,
+                                                                   AckBatching(window: .milliseconds(1), holdLimit: .seconds(3600), mostHeld: 100))
+        for delivery in deliveries.dropFirst() { consumer.ack(delivery) }
+        consumer.pause()
+        try await poll("the held acks sent before the pause") { try TestServices.messagesIncludingUnacknowledged()[queue] == 1 }
+        consumer.stop()
+        while await events.next() != nil {}
+        try await inspector.publisher.delete(queue)
+    }
+
     /// Publishes 20 messages to `queue` and takes all of them with a consumer batching its acks as `batching`.
     private func consumeTwenty(from queue: String, _ inspector: QueueInspector, _ batching: AckBatching) async throws
         -> (AMQPConsumer, [AMQPDelivery], AsyncStream<AMQPConsumerEvent>.Iterator) {
