@@ -4,7 +4,7 @@ import TestSupport
 
 /// The worker against the bare loop on each way of reaching the Cloud API — plain HTTP/1.1, TLS
 /// with HTTP/1.1, TLS with HTTP/2 (what graph.facebook.com offers) — at each concurrency: for
-/// each point, worker and bare loop in turns, `rounds` times, medians and ratios.
+/// each point, worker and bare loop in turns (`turnedRounds`), `rounds` times, medians and ratios.
 @MainActor
 struct TransportMatrix {
     let options: Options
@@ -19,7 +19,7 @@ struct TransportMatrix {
         ]
         let transports = all.filter { options.transports.contains($0.0) }.map(\.1)
         let count = options.seriesMessages
-        print("\(count) messages a run, then \(options.latencySeconds) s at half the worker's rate (both subjects); \(options.rounds) rounds a point, worker and bare loop in turns\n")
+        print("\(count) messages a run, then \(options.latencySeconds) s at half the worker's first drain rate (both subjects); \(options.rounds) rounds a point, worker and bare loop in turns, the order turning each round\n")
         print("| transport | concurrency | worker msg/s | bare msg/s | worker / bare | p50 / p99 worker (ms) | p50 / p99 bare (ms) | CPU s / 1,000 worker | CPU s / 1,000 bare | peak RSS worker / bare (MiB) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for transport in transports {
@@ -29,15 +29,9 @@ struct TransportMatrix {
             let caFile: String? = if case .tls = transport { "\(tls)/ca.pem" } else { nil }
             let bench = try Bench(options: options, standIn: standIn, apiURL: url, caFile: caFile, publisher: publisher)
             for concurrency in options.concurrencies {
-                var runs: [Subject: [RunResult]] = [:]
-                for round in 1...options.rounds {
-                    var latencyRate: Double?
-                    for subject in [Subject.worker, .baseline] {
-                        let label = "t\(concurrency)\(round)\(subject == .worker ? "w" : "b")"
-                        let run = try await bench.measureRun(subject, count: count, concurrency: concurrency, latencyRate: latencyRate, label: label)
-                        latencyRate = run.latencyRate
-                        runs[subject, default: []].append(run)
-                    }
+                let runs = try await turnedRounds(options.rounds, first: Subject.worker, second: .baseline) { subject, round, latencyRate in
+                    let label = "t\(concurrency)\(round)\(subject == .worker ? "w" : "b")"
+                    return try await bench.measureRun(subject, count: count, concurrency: concurrency, latencyRate: latencyRate, label: label)
                 }
                 func value(_ subject: Subject, _ pick: (RunResult) -> Double) -> Double { median(runs[subject, default: []].map(pick)) }
                 let worker = value(.worker) { $0.drain.throughput }

@@ -1,12 +1,12 @@
 // End-to-end benchmark: the release-built worker against the bare I/O loop
 // (bench-baseline) on the local RabbitMQ and Redis and an in-process Cloud API stand-in.
-//   default     A B A B rounds: throughput, latency (both at half the worker's drain rate), peak RSS, CPU; medians and ratios
+//   default     A B B A rounds: throughput, latency (both at half the worker's first drain rate), peak RSS, CPU; medians and ratios
 //   --scaling   throughput by concurrency and by process count (worker and bare loop),
 //               and with 10k vs 1M messages queued (cost per message and memory growth)
 //   --transports the same runs on each Cloud API transport (HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2)
 //               at concurrency 1, 8, 32, 128
 //   --redis-memory  Redis memory per message on a Redis of its own, by kind of key
-//   --redis-cluster the worker on a Redis Cluster (--cluster-seeds) against the single Redis, A B A B
+//   --redis-cluster the worker on a Redis Cluster (--cluster-seeds) against the single Redis, A B B A
 //   --lanes     backlogged senders in the bulk lane at 80/s each, one and three workers (LanePacing.swift)
 import AMQPClient
 import Foundation
@@ -47,18 +47,14 @@ func medianRow<Run>(_ name: String, _ format: String, _ a: [Run], _ b: [Run], _ 
 @MainActor
 func compare() async throws {
     print("\(options.messages) messages a run (10 % duplicates, 5 types), concurrency \(options.concurrency), \(options.rounds) rounds, worker LOG_LEVEL=\(options.logLevel)")
-    var runs: [String: [RunResult]] = [:]
-    for round in 1...options.rounds {
-        var latencyRate: Double?
-        for subject in [Subject.worker, .baseline] {
-            let run = try await bench.measureRun(subject, count: options.messages, concurrency: options.concurrency, latencyRate: latencyRate,
-                                                 label: "r\(round)\(subject == .worker ? "w" : "b")")
-            latencyRate = run.latencyRate
-            runs[subject.rawValue, default: []].append(run)
-            print(String(format: "round %d %-9@ %8.0f msg/s  p50 %6.1f ms  p99 %6.1f ms  max %7.1f ms  peak RSS %6.1f MiB  CPU %.3f s/1000 msg",
-                         round, subject.rawValue, run.drain.throughput, run.latency.p50, run.latency.p99, run.latency.max, run.peakMB, run.cpuPerThousand))
-        }
+    let bySubject = try await turnedRounds(options.rounds, first: Subject.worker, second: .baseline) { subject, round, latencyRate in
+        let run = try await bench.measureRun(subject, count: options.messages, concurrency: options.concurrency, latencyRate: latencyRate,
+                                             label: "r\(round)\(subject == .worker ? "w" : "b")")
+        print(String(format: "round %d %-9@ %8.0f msg/s  p50 %6.1f ms  p99 %6.1f ms  max %7.1f ms  peak RSS %6.1f MiB  CPU %.3f s/1000 msg",
+                     round, subject.rawValue, run.drain.throughput, run.latency.p50, run.latency.p99, run.latency.max, run.peakMB, run.cpuPerThousand))
+        return run
     }
+    let runs = Dictionary(uniqueKeysWithValues: bySubject.map { ($0.key.rawValue, $0.value) })
     let drains = runs.mapValues { $0.map(\.drain) }
     let latencies = runs.mapValues { $0.map(\.latency) }
     let footprints = runs.mapValues { $0.map { (peakMB: $0.peakMB, cpuPerThousand: $0.cpuPerThousand) } }
@@ -119,7 +115,7 @@ func pacingCost() async throws {
     print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; pacing on: throughput 100000/s per sender, slots through Redis")
     var results: [Bool: [(drain: DrainResult, commands: Double, scripts: Double)]] = [:]
     for round in 1...options.rounds {
-        for pacing in [false, true] {
+        for pacing in turnedOrder(round, false, true) {
             let before = try await redis.calls()
             let drain = try await bench.measureDrain(.worker, count: options.messages, concurrency: options.concurrency, pacing: pacing, label: "pace\(round)\(pacing ? "on" : "off")")
             let after = try await redis.calls()
@@ -160,26 +156,19 @@ func tracingCost() async throws {
     }
 }
 
-/// The worker built from this tree against another build (`--worker-before`), A B B A: each
-/// run drains the messages, then measures latency, both builds at half the rate the earlier one drained at.
-/// The order turns each round: the second run of a pair was favoured (the same build against
-/// itself, concurrency 32, 4 rounds: throughput 1.02 ×, CPU 0.90 ×, p99 0.76 × for the second).
+/// The worker built from this tree against another build (`--worker-before`), A B B A
+/// (`turnedRounds`): each run drains the messages, then measures latency.
 @MainActor
 func buildsCost() async throws {
     guard !options.workerBefore.isEmpty else { throw BenchFailure("--builds needs --worker-before PATH (a copy of an earlier release build)") }
     print("\(options.messages) messages a run, concurrency \(options.concurrency), \(options.rounds) rounds; this build \(options.worker) against \(options.workerBefore)")
-    var runs: [Bool: [RunResult]] = [:]
-    for round in 1...options.rounds {
-        var latencyRate: Double?
-        for after in round % 2 == 1 ? [false, true] : [true, false] {
-            let run = try await bench.measureRun(.worker, count: options.messages, concurrency: options.concurrency,
-                                                 worker: after ? options.worker : options.workerBefore, latencyRate: latencyRate,
-                                                 label: "build\(round)\(after ? "after" : "before")")
-            latencyRate = run.latencyRate
-            runs[after, default: []].append(run)
-            print(String(format: "round %d %-7@ %8.0f msg/s  p50 %6.1f ms  p99 %6.1f ms  CPU %.3f s/1000 msg",
-                         round, after ? "after" : "before", run.drain.throughput, run.latency.p50, run.latency.p99, run.cpuPerThousand))
-        }
+    let runs = try await turnedRounds(options.rounds, first: false, second: true) { after, round, latencyRate in
+        let run = try await bench.measureRun(.worker, count: options.messages, concurrency: options.concurrency,
+                                             worker: after ? options.worker : options.workerBefore, latencyRate: latencyRate,
+                                             label: "build\(round)\(after ? "after" : "before")")
+        print(String(format: "round %d %-7@ %8.0f msg/s  p50 %6.1f ms  p99 %6.1f ms  CPU %.3f s/1000 msg",
+                     round, after ? "after" : "before", run.drain.throughput, run.latency.p50, run.latency.p99, run.cpuPerThousand))
+        return run
     }
     func row(_ name: String, _ format: String, _ value: (RunResult) -> Double) -> String {
         medianRow(name, format, runs[true, default: []], runs[false, default: []], value)
@@ -204,13 +193,13 @@ func buildsCost() async throws {
     print("\nafter / before, round by round: throughput \(byRound { $0.drain.throughput }); p99 at a common rate \(byRound { $0.latency.p99 })")
 }
 
-/// Runs `drain` for B then A in each round (A B A B across rounds) and prints the medians and ratios.
+/// Runs `drain` for B then A in odd rounds and A then B in even ones (`turnedOrder`) and prints the medians and ratios.
 @MainActor
 func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), ratio ratioName: String,
                _ drain: (_ isA: Bool, _ round: Int) async throws -> DrainResult) async throws {
     var results: [Bool: [DrainResult]] = [:]
     for round in 1...options.rounds {
-        for isA in [false, true] {
+        for isA in turnedOrder(round, false, true) {
             let result = try await drain(isA, round)
             results[isA, default: []].append(result)
             print(String(format: "round %d %-7@ %8.0f msg/s  CPU %.3f s/1000 msg", round, isA ? short.a : short.b, result.throughput, result.cpuPerThousand))
