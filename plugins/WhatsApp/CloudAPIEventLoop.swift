@@ -6,7 +6,7 @@ import NIOPosix
 /// answer) on the request's event loop, and with no preference that is any loop of the group —
 /// while the connection that carries the request lives on one loop of its own. On NIO's
 /// two-thread singleton (2 cores) half the sends hopped between the loops for every callback.
-/// With one loop, a send's request and its connection share a thread (the A/B: README, Benchmarks).
+/// With one loop, a send's request and its connection share a thread (the A/B: Benchmarks/HISTORY.md).
 ///
 /// One thread carries every request of the process: at concurrency 128 on this project's 2-core
 /// machine, moving 3,900 messages a second, it used a fifth of a core. A process that needs more

@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Synchronization
 
 /// Each sender's request without its body — URL parsed, path and headers set — made once and
-/// reused: parsing the URL for every send cost about 6 µs a message (README, "Where the time goes
+/// reused: parsing the URL for every send cost about 6 µs a message (Benchmarks/HISTORY.md, "Where the time goes
 /// now"). A send copies its sender's head and sets the body.
 ///
 /// Holds at most `capacity` senders: a default token accepts any sender id a message names, so the

@@ -4,7 +4,7 @@
 /// Every message body goes through here. `JSONSerialization` did the same job through a copy of
 /// the body and a tree of Foundation objects (`NSString`, `NSNumber`, dictionaries of `Any`) that
 /// then had to be converted, which made the parse the largest single item of the worker's own work
-/// per message (README, "Where the time goes now").
+/// per message (Benchmarks/HISTORY.md, "Where the time goes now").
 ///
 /// It accepts what `JSONSerialization` accepted from UTF-8, except where RFC 8259 says otherwise:
 /// text that is not UTF-8, `\u` escapes of lone surrogates and trailing commas (`[1,]`) are errors
