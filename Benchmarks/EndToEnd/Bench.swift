@@ -18,6 +18,9 @@ struct DrainResult {
     var residentEndMB: Double
     /// CPU milliseconds per message during the drain, by process: where the machine's time went.
     var cpuShare: CPUShare
+
+    /// The publish rate latency is measured at after this drain: half its throughput (at least 100/s).
+    var halfRate: Double { max(100, throughput / 2) }
 }
 
 /// CPU per message of each process on the machine during a drain (ms).
@@ -204,7 +207,7 @@ final class Bench {
         let pids = try start(subject, queue: queue, concurrency: concurrency, worker: worker)
         defer { pids.forEach(stop) }
         let drain = try await drain(load, queue: queue, pids: pids)
-        let rate = latencyRate ?? max(100, drain.throughput / 2)
+        let rate = latencyRate ?? drain.halfRate
         let latency = try await latency(queue: queue, rate: rate, prefix: label + "L")
         let usage = ProcessUsage(pids[0])
         pids.forEach(stop)

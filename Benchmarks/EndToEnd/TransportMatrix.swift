@@ -19,7 +19,7 @@ struct TransportMatrix {
         ]
         let transports = all.filter { options.transports.contains($0.0) }.map(\.1)
         let count = options.seriesMessages
-        print("\(count) messages a run, then \(options.latencySeconds) s at half the worker's first drain rate (both subjects); \(options.rounds) rounds a point, worker and bare loop in turns, the order turning each round\n")
+        print("\(count) messages a run, then \(options.latencySeconds) s at half the worker's latest drain rate (both subjects of a round); \(options.rounds) rounds a point, worker and bare loop in turns, the order turning each round\n")
         print("| transport | concurrency | worker msg/s | bare msg/s | worker / bare | p50 / p99 worker (ms) | p50 / p99 bare (ms) | CPU s / 1,000 worker | CPU s / 1,000 bare | peak RSS worker / bare (MiB) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for transport in transports {

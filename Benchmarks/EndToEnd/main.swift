@@ -1,6 +1,6 @@
 // End-to-end benchmark: the release-built worker against the bare I/O loop
 // (bench-baseline) on the local RabbitMQ and Redis and an in-process Cloud API stand-in.
-//   default     A B B A rounds: throughput, latency (both at half the worker's first drain rate), peak RSS, CPU; medians and ratios
+//   default     A B B A rounds: throughput, latency (both at half the worker's latest drain rate), peak RSS, CPU; medians and ratios
 //   --scaling   throughput by concurrency and by process count (worker and bare loop),
 //               and with 10k vs 1M messages queued (cost per message and memory growth)
 //   --transports the same runs on each Cloud API transport (HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2)
