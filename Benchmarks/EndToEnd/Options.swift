@@ -3,11 +3,11 @@ import Foundation
 /// Command-line options of bench-e2e.
 struct Options {
     enum Mode: String {
-        /// Worker against the bare loop, A B B A: throughput, latency, memory, CPU.
+        /// Worker against the bare loop, the order turning each round: throughput, latency, memory, CPU.
         case compare
         /// Throughput by concurrency, by process count, and with 10k vs 1M messages queued.
         case scaling
-        /// The worker with pacing on (never binding) against pacing off, A B B A, and Redis commands per message.
+        /// The worker with pacing on (never binding) against pacing off, the order turning each round, and Redis commands per message.
         case pacing
         /// Worker against the bare loop on each Cloud API transport (plain HTTP/1.1, TLS HTTP/1.1,
         /// TLS HTTP/2), at concurrency 1, 8, 32 and 128.
@@ -17,12 +17,12 @@ struct Options {
         case soak
         /// Redis memory per message on a Redis of its own (`scripts/bench redis-memory`).
         case redisMemory = "redis-memory"
-        /// The worker on a Redis Cluster against a single Redis, A B B A (`scripts/bench redis-cluster`).
+        /// The worker on a Redis Cluster against a single Redis, the order turning each round (`scripts/bench redis-cluster`).
         case redisCluster = "redis-cluster"
-        /// The worker with tracing on against off, A B B A (`scripts/bench tracing`).
+        /// The worker with tracing on against off, the order turning each round (`scripts/bench tracing`).
         case tracing
-        /// The worker built from this tree against another build of it (`--worker-before`), A B B A:
-        /// what one change buys (`scripts/bench builds -- --worker-before /tmp/outbound-worker.before`).
+        /// The worker built from this tree against another build of it (`--worker-before`), the order
+        /// turning each round: what one change buys (`scripts/bench builds -- --worker-before /tmp/outbound-worker.before`).
         case builds
         /// Backlogged senders in the bulk lane at 80/s each, one and three workers (`scripts/bench lanes`).
         case lanes
@@ -30,7 +30,8 @@ struct Options {
 
     var mode = Mode.compare
     var messages = 50_000
-    var rounds = 3
+    /// Even, so that each side of an A/B runs first as often as second (`turnedRounds`).
+    var rounds = 4
     var concurrency = 32
     var latencySeconds = 10
     /// Messages for each point of the concurrency and process series (scaling mode).

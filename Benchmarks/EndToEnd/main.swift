@@ -1,12 +1,12 @@
 // End-to-end benchmark: the release-built worker against the bare I/O loop
 // (bench-baseline) on the local RabbitMQ and Redis and an in-process Cloud API stand-in.
-//   default     A B B A rounds: throughput, latency (both at half the worker's latest drain rate), peak RSS, CPU; medians and ratios
+//   default     rounds whose order turns (A B, B A, …): throughput, latency (both at half the worker's latest drain rate), peak RSS, CPU; medians and ratios
 //   --scaling   throughput by concurrency and by process count (worker and bare loop),
 //               and with 10k vs 1M messages queued (cost per message and memory growth)
 //   --transports the same runs on each Cloud API transport (HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2)
 //               at concurrency 1, 8, 32, 128
 //   --redis-memory  Redis memory per message on a Redis of its own, by kind of key
-//   --redis-cluster the worker on a Redis Cluster (--cluster-seeds) against the single Redis, A B B A
+//   --redis-cluster the worker on a Redis Cluster (--cluster-seeds) against the single Redis, the order turning each round
 //   --lanes     backlogged senders in the bulk lane at 80/s each, one and three workers (LanePacing.swift)
 import AMQPClient
 import Foundation
@@ -81,21 +81,32 @@ func compare() async throws {
     }
 }
 
+/// One drain of each subject, the worker first at even points and the bare loop first at odd ones.
+@MainActor
+func turnedPair(_ point: Int, _ drain: (Subject) async throws -> DrainResult) async throws -> (worker: DrainResult, baseline: DrainResult) {
+    var results: [Subject: DrainResult] = [:]
+    for subject in turnedOrder(point + 1, Subject.worker, .baseline) { results[subject] = try await drain(subject) }
+    guard let worker = results[.worker], let baseline = results[.baseline] else { throw BenchFailure("a scaling point without both subjects") }
+    return (worker, baseline)
+}
+
 @MainActor
 func scaling() async throws {
     let count = options.seriesMessages
-    print("\nthroughput by concurrency, one process, \(count) messages a point (msg/s)\n")
+    print("\nthroughput by concurrency, one process, \(count) messages a point (msg/s; the order turns point to point)\n")
     print("| concurrency | worker | bare loop | worker / bare |\n|---|---|---|---|")
-    for concurrency in [1, 8, 32, 128] {
-        let worker = try await bench.measureDrain(.worker, count: count, concurrency: concurrency, label: "c\(concurrency)w")
-        let baseline = try await bench.measureDrain(.baseline, count: count, concurrency: concurrency, label: "c\(concurrency)b")
+    for (point, concurrency) in [1, 8, 32, 128].enumerated() {
+        let (worker, baseline) = try await turnedPair(point) { subject in
+            try await bench.measureDrain(subject, count: count, concurrency: concurrency, label: "c\(concurrency)\(subject == .worker ? "w" : "b")")
+        }
         print(String(format: "| %d | %.0f | %.0f | %@ |", concurrency, worker.throughput, baseline.throughput, ratio(worker.throughput, baseline.throughput)))
     }
-    print("\nthroughput by processes on one queue, concurrency \(options.concurrency) each, \(count) messages a point (msg/s)\n")
+    print("\nthroughput by processes on one queue, concurrency \(options.concurrency) each, \(count) messages a point (msg/s; the order turns point to point)\n")
     print("| processes | worker | bare loop | worker / bare | worker CPU s / 1,000 msg |\n|---|---|---|---|---|")
-    for processes in [1, 3] {
-        let worker = try await bench.measureDrain(.worker, count: count, concurrency: options.concurrency, processes: processes, label: "p\(processes)w")
-        let baseline = try await bench.measureDrain(.baseline, count: count, concurrency: options.concurrency, processes: processes, label: "p\(processes)b")
+    for (point, processes) in [1, 3].enumerated() {
+        let (worker, baseline) = try await turnedPair(point) { subject in
+            try await bench.measureDrain(subject, count: count, concurrency: options.concurrency, processes: processes, label: "p\(processes)\(subject == .worker ? "w" : "b")")
+        }
         print(String(format: "| %d | %.0f | %.0f | %@ | %.3f |", processes, worker.throughput, baseline.throughput, ratio(worker.throughput, baseline.throughput), worker.cpuPerThousand))
     }
     print("\nthe worker with 10k and \(options.largeQueue / 1000)k messages queued, concurrency \(options.concurrency)\n")
@@ -156,8 +167,8 @@ func tracingCost() async throws {
     }
 }
 
-/// The worker built from this tree against another build (`--worker-before`), A B B A
-/// (`turnedRounds`): each run drains the messages, then measures latency.
+/// The worker built from this tree against another build (`--worker-before`), the order turning
+/// each round (`turnedRounds`): each run drains the messages, then measures latency.
 @MainActor
 func buildsCost() async throws {
     guard !options.workerBefore.isEmpty else { throw BenchFailure("--builds needs --worker-before PATH (a copy of an earlier release build)") }
@@ -219,6 +230,9 @@ func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), rat
 }
 
 if ![.soak, .redisMemory, .lanes].contains(options.mode) { measureStandInCapacity() }
+if options.rounds % 2 == 1 {
+    FileHandle.standardError.write(Data("note: \(options.rounds) rounds: one side of each A/B runs second once more than the other, the place a same-build A/A favoured\n".utf8))
+}
 print("stand-in on \(apiURL)")
 switch options.mode {
 case .compare: try await compare()
