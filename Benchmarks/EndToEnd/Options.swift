@@ -32,6 +32,8 @@ struct Options {
     var messages = 50_000
     /// Even, so that each side of an A/B runs first as often as second (`turnedRounds`).
     var rounds = 4
+    /// `--worker-pacing off`: the worker / bare and builds runs with the worker's pacing off (on, never binding, by default).
+    var workerPacing = true
     var concurrency = 32
     var latencySeconds = 10
     /// Messages for each point of the concurrency and process series (scaling mode).
@@ -91,6 +93,7 @@ struct Options {
             case "--redis-port": redisPort = Int(value) ?? redisPort
             case "--cluster-seeds": clusterSeeds = value
             case "--log-level": logLevel = value
+            case "--worker-pacing": workerPacing = value != "off"
             case "--broker-pid": brokerPID = pid_t(value)
             case "--redis-pid": redisPID = pid_t(value)
             default: print("unknown option \(name)")
