@@ -168,7 +168,11 @@ let package = Package(
             "AMQPClient", "RedisClient", "RedisPlugin", "PipelineKit", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
-        .testTarget(name: "OutboundWorkerAppTests", dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "OutboundWorkerAppTests",
+            dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SuppressPluginTests", dependencies: ["SuppressPlugin", "RedisPlugin", "ValidatePlugin", "WhatsAppPlugin", "WebhookPlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisPluginTests", dependencies: ["RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),

@@ -25,7 +25,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         LoggingSetup.bootstrap(settings.logging, traced: TracingSetup.isRequested(by: environment))
         let metrics = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+        MetricsSystem.bootstrap(MetricsSetup.factory(registry: metrics))
         let logger = Logger(label: "outbound-worker")
         let tracing: (any Service)?
         do {
