@@ -230,7 +230,7 @@ func sameRunAB(names: (a: String, b: String), short: (a: String, b: String), rat
 }
 
 if ![.soak, .redisMemory, .lanes].contains(options.mode) { measureStandInCapacity() }
-if options.rounds % 2 == 1 {
+if [.compare, .transports, .pacing, .redisCluster, .tracing, .builds].contains(options.mode), options.rounds % 2 == 1 {
     FileHandle.standardError.write(Data("note: \(options.rounds) rounds: one side of each A/B runs second once more than the other, the place a same-build A/A favoured\n".utf8))
 }
 print("stand-in on \(apiURL)")
