@@ -7,11 +7,14 @@ import MetricsTestKit
 public final class ScratchRedis: @unchecked Sendable {
     public let port: Int
     public let password: String?
+    /// The port of a master this server replicates from, if it is started as a replica.
+    public let replicaOf: Int?
     private let folder: URL
 
-    public init(password: String? = nil) throws {
+    public init(password: String? = nil, replicaOf: Int? = nil) throws {
         port = freePort()
         self.password = password
+        self.replicaOf = replicaOf
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(port)-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     }
@@ -21,6 +24,7 @@ public final class ScratchRedis: @unchecked Sendable {
                          "--pidfile", folder.appendingPathComponent("redis.pid").path, "--save", "", "--appendonly", "no",
                          "--enable-debug-command", "local"]
         if let password { arguments += ["--requirepass", password] }
+        if let replicaOf { arguments += ["--replicaof", "127.0.0.1", String(replicaOf)] }
         let result = try TestServices.run("/usr/bin/redis-server", arguments)
         guard result.status == 0 else { throw TestFailure("redis-server did not start: \(result.output)") }
         try await poll("redis on \(port)") { self.ping() }
