@@ -51,6 +51,8 @@ struct Options {
     var laneWorkers = [1, 3]
     /// The transports of the transports mode: `plain`, `tls`, `h2` (all three unless given).
     var transports = ["plain", "tls", "h2"]
+    /// `--transport`: how every other mode reaches the stand-in (`plain` unless given).
+    var transport = "plain"
     var worker = ".build/release/outbound-worker"
     var baseline = ".build/release/bench-baseline"
     /// The other build of the worker that `builds` compares this one with.
@@ -86,6 +88,7 @@ struct Options {
             case "--senders": laneSenders = value.split(separator: ",").compactMap { Int($0) }
             case "--workers": laneWorkers = value.split(separator: ",").compactMap { Int($0) }
             case "--transports-only": transports = value.split(separator: ",").map(String.init)
+            case "--transport": transport = value
             case "--worker": worker = value
             case "--baseline": baseline = value
             case "--worker-before": workerBefore = value

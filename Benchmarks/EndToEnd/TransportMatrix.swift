@@ -11,13 +11,7 @@ struct TransportMatrix {
     let publisher: AMQPPublisher
 
     func run() async throws {
-        let tls = options.tlsDirectory
-        let all: [(String, StandInTransport)] = [
-            ("plain", .plain),
-            ("tls", .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: false)),
-            ("h2", .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: true)),
-        ]
-        let transports = all.filter { options.transports.contains($0.0) }.map(\.1)
+        let transports = options.transports.compactMap { StandInTransport.named($0, tlsDirectory: options.tlsDirectory) }
         let count = options.seriesMessages
         print("\(count) messages a run, then \(options.latencySeconds) s at half the worker's latest drain rate (both subjects of a round); \(options.rounds) rounds a point, worker and bare loop in turns, the order turning each round\n")
         print("| transport | concurrency | worker msg/s | bare msg/s | worker / bare | p50 / p99 worker (ms) | p50 / p99 bare (ms) | CPU s / 1,000 worker | CPU s / 1,000 bare | peak RSS worker / bare (MiB) |")
@@ -26,7 +20,7 @@ struct TransportMatrix {
             let standIn = StandIn()
             let url = try await standIn.start(transport)
             if case .tls(_, _, false) = transport { measureStandInCapacity(standIn, at: url) }
-            let caFile: String? = if case .tls = transport { "\(tls)/ca.pem" } else { nil }
+            let caFile = transport.caFile(tlsDirectory: options.tlsDirectory)
             let bench = try Bench(options: options, standIn: standIn, apiURL: url, caFile: caFile, publisher: publisher)
             for concurrency in options.concurrencies {
                 let runs = try await turnedRounds(options.rounds, first: Subject.worker, second: .baseline) { subject, round, latencyRate in
@@ -44,5 +38,22 @@ struct TransportMatrix {
                              value(.worker) { $0.peakMB }, value(.baseline) { $0.peakMB }))
             }
         }
+    }
+}
+
+extension StandInTransport {
+    /// The transport a bench option names (`plain`, `tls`, `h2`), with the test certificates of `tlsDirectory`.
+    static func named(_ name: String, tlsDirectory tls: String) -> StandInTransport? {
+        switch name {
+        case "plain": .plain
+        case "tls": .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: false)
+        case "h2": .tls(certificate: "\(tls)/server.pem", key: "\(tls)/server.key", http2: true)
+        default: nil
+        }
+    }
+
+    /// The CA file that trusts the stand-in's certificate, for the TLS transports.
+    func caFile(tlsDirectory: String) -> String? {
+        if case .tls = self { "\(tlsDirectory)/ca.pem" } else { nil }
     }
 }

@@ -11,15 +11,19 @@
 import AMQPClient
 import Foundation
 import Logging
+import TestSupport
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 var logger = Logger(label: "bench")
 logger.logLevel = .error
+guard let transport = StandInTransport.named(options.transport, tlsDirectory: options.tlsDirectory) else {
+    throw BenchFailure("--transport \(options.transport): plain, tls or h2")
+}
 let standIn = StandIn()
-let apiURL = try await standIn.start()
+let apiURL = try await standIn.start(transport)
 let publisher = AMQPPublisher(urls: [try AMQPURL(options.rabbitURL)], logger: logger)
 publisher.start()
-let bench = try Bench(options: options, standIn: standIn, apiURL: apiURL, publisher: publisher)
+let bench = try Bench(options: options, standIn: standIn, apiURL: apiURL, caFile: transport.caFile(tlsDirectory: options.tlsDirectory), publisher: publisher)
 
 /// The stand-in must not be the bottleneck: its own capacity under wrk.
 @MainActor
@@ -233,7 +237,7 @@ if ![.soak, .redisMemory, .lanes].contains(options.mode) { measureStandInCapacit
 if [.compare, .transports, .pacing, .redisCluster, .tracing, .builds].contains(options.mode), options.rounds % 2 == 1 {
     FileHandle.standardError.write(Data("note: \(options.rounds) rounds: one side of each A/B runs second once more than the other, the place a same-build A/A favoured\n".utf8))
 }
-print("stand-in on \(apiURL)")
+print("stand-in on \(apiURL) (\(transport))")
 switch options.mode {
 case .compare: try await compare()
 case .scaling: try await scaling()
