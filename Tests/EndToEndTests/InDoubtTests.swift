@@ -112,7 +112,8 @@ import TestSupport
     }
 
     /// `on_in_doubt: dead_letter`: never a second copy — the 5 without a status are dead-lettered
-    /// (`x-error` starts `in doubt`, `outbound.failed` with code "in_doubt"); the 10 are sent once.
+    /// (`x-error` starts `in doubt`, `outbound.failed` with code "in_doubt", as `schema --events`
+    /// allows); the 10 are sent once.
     @Test func withDeadLetterTheUnsettledAreDeadLetteredAndNeverSentTwice() async throws {
         let scenario = try await InDoubtTests.Scenario(acceptedLost: 0..<10, unacceptedLost: 10..<15)
         let e2e = scenario.e2e
@@ -129,6 +130,8 @@ import TestSupport
         let events = try await scenario.outboundEvents.take(e2e.inspector, expecting: 60)
         let failed = events.filter { $0.routingKey == "outbound.failed" }
         #expect(failed.count == 5 && failed.allSatisfy { $0.body["error"]?["code"]?.stringValue == "in_doubt" }, "\(failed.map(\.body))")
+        let check = try e2e.eventSchemaCheck(failed.map(\.body))
+        #expect(check.contains("events ok"), "the in-doubt failure matches `schema --events` (its code a string): \(check)")
         #expect(events.filter { $0.routingKey == "outbound.sent" }.count == 55)
         try await worker.stop()
         try await scenario.cleanUp()

@@ -129,8 +129,8 @@ import TestSupport
     }
 
     /// `status` reads each state from real Redis: completed (with the wamid), processing (by whom,
-    /// since when), unknown; and counts the copies waiting in `.dead`.
-    @Test func statusTellsCompletedProcessingAndUnknown() async throws {
+    /// since when), in doubt (since when), unknown; and counts the copies waiting in `.dead`.
+    @Test func statusTellsCompletedProcessingInDoubtAndUnknown() async throws {
         let e2e = try await EndToEndHarness()
         let worker = try await e2e.startWorker()
         try await e2e.publish([e2e.textMessage(1)])
@@ -142,12 +142,16 @@ import TestSupport
         try await e2e.inspector.publish([e2e.textMessage(2)], to: "\(e2e.queue).dead",
                                         headers: ["x-error-step": .string("dispatch"), "x-error": .string("gave up"), "x-error-code": .int(131000)])
 
-        let text = try TestServices.run(TestServices.executable, ["status", e2e.id(1), e2e.id(2), e2e.id(3)], environment: e2e.environment)
+        _ = try await redis.send(["SET", "idempotency:outbound:\(e2e.id(4))", #"{"status":"in_doubt","owner":"worker-elsewhere","since":"\#(since)","attempt":2}"#, "EX", "600"])
+
+        let text = try TestServices.run(TestServices.executable, ["status", e2e.id(1), e2e.id(2), e2e.id(3), e2e.id(4)], environment: e2e.environment)
         #expect(text.status == 0, "\(text.output)")
         #expect(text.output.contains("idempotency:outbound:\(e2e.id(1)): completed at "), "\(text.output)")
         #expect(text.output.contains(", wamid wamid.standin."), "\(text.output)")
         #expect(text.output.contains("idempotency:outbound:\(e2e.id(2)): processing by worker-elsewhere since \(since)"), "\(text.output)")
         #expect(text.output.contains("idempotency:outbound:\(e2e.id(3)): absent"), "\(text.output)")
+        // SPEC 13: "`status ID` shows `in_doubt` and since when".
+        #expect(text.output.contains("idempotency:outbound:\(e2e.id(4)): in_doubt since \(since)"), "\(text.output)")
 
         let json = try TestServices.run(TestServices.executable, ["status", "--format", "json", e2e.id(1), e2e.id(2), e2e.id(3)], environment: e2e.environment)
         #expect(json.status == 0, "\(json.output)")
