@@ -1,6 +1,7 @@
 import Foundation
 import OutboundWorkerApp
 import Testing
+import TestSupport
 
 @Suite struct DotEnvTests {
     @Test func parsesCommentsQuotesAndExports() throws {
@@ -31,5 +32,20 @@ import Testing
         let values = ProcessEnvironment.load(dotEnvPath: path)
         #expect(values["PATH"] == ProcessInfo.processInfo.environment["PATH"])
         #expect(values["OUTBOUND_DOTENV_ONLY"] == "from-file")
+    }
+
+    /// SPEC 3: "`.env.example` lists them all" — every variable a shipped pipeline reads.
+    @Test func theExampleListsEveryVariableTheShippedPipelinesRead() throws {
+        let folder = TestServices.repository.appendingPathComponent("pipelines")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
+        #expect(files.count >= 5)
+        var read = Set<String>()
+        for file in files {
+            let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: /\$\{([A-Z][A-Z0-9_]*)/) { read.insert(String(match.1)) }
+        }
+        #expect(read.contains("WHATSAPP_ACCESS_TOKEN") && read.contains("WEBHOOK_PORT"))
+        let listed = ProcessEnvironment.parseDotEnv(path: TestServices.repository.appendingPathComponent(".env.example").path)
+        #expect(read.subtracting(listed.keys).sorted() == [], "missing from .env.example")
     }
 }
