@@ -153,6 +153,26 @@ import TestSupport
         #expect(result.output.contains("\(variantFile):3:20: warning: `drain_timeout` (5s) does not exceed the timeout of resource `whatsapp` (10s)"), "\(result.output)")
     }
 
+    /// SPEC 9: `events.exchange` defaults to `${OUTBOUND_EVENTS_EXCHANGE:-whatsapp.outbound.events}` and
+    /// `events.url` to `RABBITMQ_URL`, also in a pipeline that does not write them.
+    @Test func theEventsDefaultsComeFromTheEnvironment() throws {
+        let pipeline = try temporaryPipeline { text in
+            text.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.hasPrefix("  url: ${RABBITMQ_URL") && !$0.hasPrefix("  exchange: ${OUTBOUND_EVENTS_EXCHANGE") }
+                .joined(separator: "\n")
+        }
+        let set = try worker(["plan", "--pipeline", pipeline, "--explain"],
+                             ["WHATSAPP_ACCESS_TOKEN": "t", "RABBITMQ_URL": "amqp://app:hunter2@mq2:5672/%2F", "OUTBOUND_EVENTS_EXCHANGE": "tenant.events"])
+        #expect(set.status == 0, "\(set.output)")
+        let events = set.output.components(separatedBy: "\nevents:").last ?? ""
+        #expect(events.contains("exchange: tenant.events  # env OUTBOUND_EVENTS_EXCHANGE"), "\(set.output)")
+        #expect(events.contains("url: \"amqp://app:***@mq2:5672/%2F\"  # env RABBITMQ_URL"), "\(set.output)")
+        #expect(!set.output.contains("hunter2"))
+        let unset = try worker(["plan", "--pipeline", pipeline, "--explain"], ["WHATSAPP_ACCESS_TOKEN": "t", "OUTBOUND_EVENTS_EXCHANGE": ""])
+        #expect(unset.status == 0, "\(unset.output)")
+        #expect((unset.output.components(separatedBy: "\nevents:").last ?? "").contains("exchange: whatsapp.outbound.events  # default"), "\(unset.output)")
+    }
+
     @Test func planExplainsOriginsAndHidesTheToken() throws {
         let result = try worker(["plan", "--env", "staging", "--explain"], ["WHATSAPP_ACCESS_TOKEN": "EAAG-cli-secret", "IDEMPOTENCY_TTL_SECONDS": "7200", "RABBITMQ_URL": "amqp://app:hunter2@mq:5672/%2F"])
         #expect(result.status == 0)

@@ -7,9 +7,10 @@ public struct EventsSettings: Sendable {
     static let statuses = ["sent", "duplicate", "failed", "expired"]
 
     static let url = BrokerConnection.url("broker URL (or a list tried in turn) the events are published to")
-    /// The topic exchange the events go to.
+    /// The topic exchange the events go to; by default `OUTBOUND_EVENTS_EXCHANGE` (SPEC 9).
     public static let exchangeName = Setting.string("exchange", default: "whatsapp.outbound.events",
                                                     "durable topic exchange of the events; routing keys outbound.<status>, delivery.<status>, webhook.<field>")
+        .orEnvironment("OUTBOUND_EVENTS_EXCHANGE")
     static let publishedStatuses = Setting.words("statuses", from: statuses, default: statuses,
                                                    "which of the standard final outcomes are published (a step's own outcome, e.g. `suppressed`, always is)")
     static let includeRetriesSetting = Setting.boolean("include_retries", default: false, "also publish outbound.retrying for each retry that uses an attempt")

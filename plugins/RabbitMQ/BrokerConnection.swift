@@ -10,9 +10,9 @@ import PipelineKit
 /// let urls = try BrokerConnection.urls(settings, url: url)
 /// ```
 public enum BrokerConnection {
-    /// `url`: a broker URL, or a list tried in turn.
+    /// `url`: a broker URL, or a list tried in turn; by default `RABBITMQ_URL` (SPEC 3, 9).
     public static func url(_ summary: String) -> Setting<[String]> {
-        Setting.urls("url", default: "amqp://guest:guest@localhost:5672/%2F", secrecy: .urlPassword, summary)
+        Setting.urls("url", default: "amqp://guest:guest@localhost:5672/%2F", secrecy: .urlPassword, summary).orEnvironment("RABBITMQ_URL")
     }
 
     static let caFile = Setting.optionalString("ca_file", default: "", "PEM file of the CA that signed the broker's certificate; empty: the system's CA bundle")

@@ -38,6 +38,18 @@ public struct Setting<Value: Sendable>: SettingDeclaration {
     /// The setting's name, for diagnostics that point at it.
     public var name: String { spec.name }
 
+    /// The same setting, whose default is the environment variable `variable` when it is set
+    /// and not empty (the declared default otherwise):
+    ///
+    /// ```swift
+    /// static let exchange = Setting.string("exchange", default: "whatsapp.outbound.events", "…").orEnvironment("OUTBOUND_EVENTS_EXCHANGE")
+    /// ```
+    public func orEnvironment(_ variable: String) -> Setting {
+        var spec = spec
+        spec.defaultVariable = variable
+        return Setting(spec: spec, decode: decode)
+    }
+
     /// The value when it is not written: the declared default.
     public var defaultValue: Value { decode(nil) }
 }

@@ -99,6 +99,9 @@ public struct SettingSpec: Sendable {
     public var defaultValue: SettingValue?
     public var summary: String
     public var secrecy: Secrecy
+    /// An environment variable whose value, when set and not empty, stands in for `defaultValue`
+    /// (SPEC 9: `events.url` defaults to `RABBITMQ_URL`); `plan --explain` names it.
+    public var defaultVariable: String?
 
     public init(_ name: String, _ type: SettingType, required: Bool = false, default defaultValue: SettingValue? = nil, secrecy: Secrecy = .none, _ summary: String) {
         self.name = name

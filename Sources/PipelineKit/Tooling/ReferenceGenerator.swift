@@ -40,7 +40,8 @@ public enum ReferenceGenerator {
             if spec.required {
                 defaultText = "required"
             } else if let value = spec.defaultValue {
-                defaultText = "`\(PlanRenderer.displayed(value, .none).replacingOccurrences(of: "|", with: "\\|"))`"
+                let written = "`\(PlanRenderer.displayed(value, .none).replacingOccurrences(of: "|", with: "\\|"))`"
+                defaultText = spec.defaultVariable.map { "`$\($0)`, else \(written)" } ?? written
             } else {
                 defaultText = "—"
             }

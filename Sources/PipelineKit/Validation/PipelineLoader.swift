@@ -278,7 +278,7 @@ public struct PipelineLoader: Sendable {
         guard checkKeys(node, allowed: ["uses", "with"], owner: "`source`", &diagnostics),
               let uses = readUses(node, kind: "source", known: Array(registry.sources.keys), &diagnostics),
               let plugin = registry.sources[uses] else { return nil }
-        let settings = SettingsResolver(owner: "source `\(uses)`").resolve(node["with"], schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
+        let settings = SettingsResolver(owner: "source `\(uses)`", environment: environment).resolve(node["with"], schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
         return ComponentDefinition(name: "source", uses: uses, settings: settings, location: node.location)
     }
 
@@ -301,7 +301,7 @@ public struct PipelineLoader: Sendable {
         }
         guard let uses, let plugin = registry.sinks[uses] else { return nil }
         let settingsNode = ConfigNode(.mapping(entries.filter { $0.key != "uses" }), at: node.location, origin: node.origin)
-        let settings = SettingsResolver(owner: "`events` (\(uses))").resolve(settingsNode, schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
+        let settings = SettingsResolver(owner: "`events` (\(uses))", environment: environment).resolve(settingsNode, schema: plugin.settings, at: node.location, diagnostics: &diagnostics)
         return ComponentDefinition(name: "events", uses: uses, settings: settings, location: node.location)
     }
 
@@ -329,7 +329,7 @@ public struct PipelineLoader: Sendable {
             guard checkKeys(entry.value, allowed: ["uses", "with"], owner: owner, &diagnostics),
                   let uses = readUses(entry.value, kind: "resource", known: Array(registry.resources.keys), &diagnostics),
                   let plugin = registry.resources[uses] else { continue }
-            let settings = SettingsResolver(owner: "\(owner) (\(uses))").resolve(entry.value["with"], schema: plugin.settings, at: entry.value.location, diagnostics: &diagnostics)
+            let settings = SettingsResolver(owner: "\(owner) (\(uses))", environment: environment).resolve(entry.value["with"], schema: plugin.settings, at: entry.value.location, diagnostics: &diagnostics)
             resources.append(ComponentDefinition(name: entry.key, uses: uses, settings: settings, location: entry.value.location))
         }
         // A resource named by another must exist when it is written; a default that names none means none.
@@ -374,7 +374,7 @@ public struct PipelineLoader: Sendable {
             seen[name] = nameNode.location
             guard let uses = readUses(item, kind: "step", known: Array(registry.steps.keys), &diagnostics), let plugin = registry.steps[uses] else { continue }
             let owner = "step `\(name)` (\(uses))"
-            let settings = SettingsResolver(owner: owner).resolve(item["with"], schema: plugin.settings, at: item.location, diagnostics: &diagnostics)
+            let settings = SettingsResolver(owner: owner, environment: environment).resolve(item["with"], schema: plugin.settings, at: item.location, diagnostics: &diagnostics)
             let onError = readPolicy(item["on_error"], default: plugin.defaultOnError, owner: owner, &diagnostics)
             let degradation = readPolicy(item["degradation"], default: plugin.defaultDegradation, owner: owner, &diagnostics)
             checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, following: following, earlierSteps: steps,

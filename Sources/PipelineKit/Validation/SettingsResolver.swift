@@ -3,9 +3,12 @@
 public struct SettingsResolver {
     /// What the settings belong to, for messages (`idempotency step \`idempotency\``).
     public var owner: String
+    /// The environment the pipeline was read with: a setting's `defaultVariable` is looked up in it.
+    public var environment: [String: String]
 
-    public init(owner: String) {
+    public init(owner: String, environment: [String: String] = [:]) {
         self.owner = owner
+        self.environment = environment
     }
 
     public func resolve(_ node: ConfigNode?, schema: SettingsSchema, at fallback: SourceLocation, diagnostics: inout [Diagnostic]) -> Settings {
@@ -34,10 +37,16 @@ public struct SettingsResolver {
         }
         for spec in schema.settings where !resolved.contains(where: { $0.name == spec.name }) {
             if entries.contains(where: { $0.key == spec.name && !isNull($0.value) }) { continue }
-            if let defaultValue = spec.defaultValue {
+            if let variable = spec.defaultVariable, let text = environment[variable], !text.isEmpty {
+                // As if written `${VARIABLE}` in the `with:` map: checked like a written value.
+                let node = ConfigNode(.scalar(text, quoted: true), at: mapLocation, origin: .environment(variable: variable, mapLocation))
+                if let value = coerce(node, to: spec, diagnostics: &diagnostics) {
+                    resolved.append(ResolvedSetting(name: spec.name, value: value, origin: node.origin, location: nil, secrecy: spec.secrecy))
+                }
+            } else if let defaultValue = spec.defaultValue {
                 resolved.append(ResolvedSetting(name: spec.name, value: defaultValue, origin: .pluginDefault, location: nil, secrecy: spec.secrecy))
             } else if case .object(let nested) = spec.type {
-                let settings = SettingsResolver(owner: "`\(spec.name)` of \(owner)").resolve(nil, schema: nested, at: mapLocation, diagnostics: &diagnostics)
+                let settings = SettingsResolver(owner: "`\(spec.name)` of \(owner)", environment: environment).resolve(nil, schema: nested, at: mapLocation, diagnostics: &diagnostics)
                 resolved.append(ResolvedSetting(name: spec.name, value: .object(settings.entries), origin: .pluginDefault, location: nil, secrecy: spec.secrecy))
             } else if spec.required {
                 diagnostics.append(.error(at: mapLocation, "\(owner) is missing the required setting `\(spec.name)` (\(spec.summary))"))
@@ -160,12 +169,12 @@ public struct SettingsResolver {
             }
             return .number(value)
         case .object(let schema):
-            let nested = SettingsResolver(owner: "`\(spec.name)` of \(owner)")
+            let nested = SettingsResolver(owner: "`\(spec.name)` of \(owner)", environment: environment)
             return .object(nested.resolve(node, schema: schema, at: node.location, diagnostics: &diagnostics).entries)
         case .objectList(let schema):
             guard let items = node.items else { return fail("expected a list of maps, found \(node.kindName)") }
             return .list(items.enumerated().map { index, item in
-                let nested = SettingsResolver(owner: "item \(index + 1) of `\(spec.name)` of \(owner)")
+                let nested = SettingsResolver(owner: "item \(index + 1) of `\(spec.name)` of \(owner)", environment: environment)
                 return .object(nested.resolve(item, schema: schema, at: item.location, diagnostics: &diagnostics).entries)
             })
         case .map(let keys, let valueType):
