@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SuppressPluginTests", dependencies: ["SuppressPlugin", "RedisPlugin", "ValidatePlugin", "WhatsAppPlugin", "WebhookPlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisPluginTests", dependencies: ["RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "WebhookPluginTests", dependencies: ["WebhookPlugin", "IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WebhookPluginTests", dependencies: ["WebhookPlugin", "AccountLimitsPlugin", "IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IdempotencyPluginTests", dependencies: ["IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
     ]
 )

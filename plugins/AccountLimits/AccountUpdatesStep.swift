@@ -27,7 +27,7 @@ struct AccountUpdatesStep: Step {
             do {
                 switch change.field {
                 case "message_template_status_update":
-                    guard let update = TemplateUpdate(change.value, receivedAt: batch.receivedAt) else { continue }
+                    guard let update = TemplateUpdate(change, receivedAt: batch.receivedAt) else { continue }
                     try await apply(update, now: context.clock.now())
                     context.logger.notice("template status update", metadata: ["template": "\(update.name) (\(update.language))", "event": .string(update.event)])
                 case "business_capability_update":
@@ -66,17 +66,20 @@ struct TemplateUpdate: Equatable {
     var event: String
     var name: String
     var language: String
-    /// When a pause ends: 6 h after the update for a `SECOND_PAUSE`, else 3 h.
+    /// When a pause ends: 6 h after the update's time for a `SECOND_PAUSE`, else 3 h (SPEC 15) — the
+    /// time Meta gives the change, so a re-sent `PAUSED` does not move the end later; the time it was
+    /// received when Meta gives none, or one ahead of it (a clock that runs fast).
     var pauseEnds: Date
 
-    init?(_ value: JSONValue, receivedAt: Date) {
+    init?(_ change: WebhookBatch.Change, receivedAt: Date) {
+        let value = change.value
         guard let event = value["event"]?.stringValue, let name = value["message_template_name"]?.stringValue,
               let language = value["message_template_language"]?.stringValue else { return nil }
         self.event = event.uppercased()
         self.name = name
         self.language = language
         let hours: Double = value["other_info"]?["title"]?.stringValue == "SECOND_PAUSE" ? 6 : 3
-        pauseEnds = receivedAt.addingTimeInterval(hours * 3600)
+        pauseEnds = min(change.time ?? receivedAt, receivedAt).addingTimeInterval(hours * 3600)
     }
 }
 

@@ -30,6 +30,8 @@ public struct WebhookBatch: Sendable, Equatable {
         public var value: JSONValue
         /// The WhatsApp Business Account the change concerns (the entry's `id`).
         public var account: String?
+        /// When Meta made the change (the entry's `time`), if it says; a webhook re-sent days later keeps it.
+        public var time: Date? = nil
     }
 
     public var statuses: [Status] = []
@@ -42,10 +44,11 @@ public struct WebhookBatch: Sendable, Equatable {
         self.receivedAt = receivedAt
         for entry in payload["entry"]?.arrayValue ?? [] {
             let account = entry["id"]?.stringValue
+            let time = entry["time"].flatMap(Self.instant)
             for change in entry["changes"]?.arrayValue ?? [] {
                 let field = change["field"]?.stringValue ?? "unknown"
                 guard case .object(var value)? = change["value"] else {
-                    changes.append(Change(field: field, value: change["value"] ?? .null, account: account))
+                    changes.append(Change(field: field, value: change["value"] ?? .null, account: account, time: time))
                     continue
                 }
                 if let items = value.removeValue(forKey: "statuses")?.arrayValue {
@@ -60,9 +63,9 @@ public struct WebhookBatch: Sendable, Equatable {
                     }
                     // A change with statuses and other content (inbound messages) gives both kinds of event.
                     let rest = value.filter { $0.key != "messaging_product" && $0.key != "metadata" }
-                    if !rest.isEmpty { changes.append(Change(field: field, value: .object(value), account: account)) }
+                    if !rest.isEmpty { changes.append(Change(field: field, value: .object(value), account: account, time: time)) }
                 } else {
-                    changes.append(Change(field: field, value: .object(value), account: account))
+                    changes.append(Change(field: field, value: .object(value), account: account, time: time))
                 }
             }
         }
