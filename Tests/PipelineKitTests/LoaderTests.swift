@@ -81,6 +81,16 @@ import Testing
         #expect(found.contains { $0.contains("no `store` resource named `store`") })
     }
 
+    /// An irreversible step (a send) skipped while its store is down would leave the message marked
+    /// completed and acknowledged, reported sent, with nothing sent: `fail_open` is refused there.
+    @Test func anIrreversibleStepCannotFailOpen() {
+        let text = Fixtures.pipeline.replacingOccurrences(of: "  - name: send\n    uses: send\n", with: "  - name: send\n    uses: send\n    degradation: fail_open\n")
+        #expect(text != Fixtures.pipeline)
+        let found = errors(text)
+        #expect(found.contains { $0.contains("error: step `send` (send) cannot `fail_open`") }, "\(found)")
+        #expect(!errors(text.replacingOccurrences(of: "degradation: fail_open", with: "degradation: fail_closed")).contains { $0.contains("fail_open") })
+    }
+
     @Test func stepReferenceNeedsAnEarlierStep() {
         let text = Fixtures.pipeline.replacingOccurrences(of: "  - name: claim\n    uses: claim\n    with: { key: \"k:{internalId}\", ttl: \"${TTL:-86400}\" }\n", with: "")
         let found = errors(text)

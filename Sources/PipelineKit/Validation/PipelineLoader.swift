@@ -377,6 +377,11 @@ public struct PipelineLoader: Sendable {
             let settings = SettingsResolver(owner: owner, environment: environment).resolve(item["with"], schema: plugin.settings, at: item.location, diagnostics: &diagnostics)
             let onError = readPolicy(item["on_error"], default: plugin.defaultOnError, owner: owner, &diagnostics)
             let degradation = readPolicy(item["degradation"], default: plugin.defaultDegradation, owner: owner, &diagnostics)
+            if plugin.irreversible, degradation.0 == .failOpen {
+                // Skipping it would report the message done (sent, marked completed, acknowledged) with nothing done.
+                diagnostics.append(.error(at: item["degradation"]?.location ?? item.location,
+                                          "\(owner) cannot `fail_open`: its effect (a send) cannot be skipped and the message reported as done; use `fail_closed`"))
+            }
             checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, following: following, earlierSteps: steps,
                             knownFields: anyFieldGuarantee ? knownFields : nil, &diagnostics)
             steps.append(StepDefinition(name: name, uses: uses, settings: settings, onError: onError.0, degradation: degradation.0,
