@@ -19,6 +19,10 @@ logger.logLevel = .error
 guard let transport = StandInTransport.named(options.transport, tlsDirectory: options.tlsDirectory) else {
     throw BenchFailure("--transport \(options.transport): plain, tls or h2")
 }
+// The other modes make subjects of their own (or an OTLP endpoint) that do not take the stand-in's CA.
+guard options.transport == "plain" || [.compare, .builds, .pacing].contains(options.mode) else {
+    throw BenchFailure("--transport \(options.transport) is for the worker / bare, builds and pacing runs (transports: --transports-only)")
+}
 let standIn = StandIn()
 let apiURL = try await standIn.start(transport)
 let publisher = AMQPPublisher(urls: [try AMQPURL(options.rabbitURL)], logger: logger)

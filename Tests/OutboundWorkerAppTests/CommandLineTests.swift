@@ -171,6 +171,8 @@ import TestSupport
         let unset = try worker(["plan", "--pipeline", pipeline, "--explain"], ["WHATSAPP_ACCESS_TOKEN": "t", "OUTBOUND_EVENTS_EXCHANGE": ""])
         #expect(unset.status == 0, "\(unset.output)")
         #expect((unset.output.components(separatedBy: "\nevents:").last ?? "").contains("exchange: whatsapp.outbound.events  # default"), "\(unset.output)")
+        let wrong = try worker(["check", "--pipeline", pipeline], ["WHATSAPP_ACCESS_TOKEN": "t", "RABBITMQ_URL": "localhost:5672"])
+        #expect(wrong.status == 1 && wrong.output.contains("(from $RABBITMQ_URL, the default of `url`)"), "a wrong value names its variable: \(wrong.output)")
     }
 
     @Test func planExplainsOriginsAndHidesTheToken() throws {

@@ -42,7 +42,11 @@ import TestSupport
         var read = Set<String>()
         for file in files {
             let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
-            for match in text.matches(of: /\$\{([A-Z][A-Z0-9_]*)/) { read.insert(String(match.1)) }
+            // Not in comments, and not `$${`, a literal `${` (SPEC 5).
+            for line in text.split(separator: "\n") {
+                let code = line.firstIndex(of: "#").map { line[..<$0] } ?? line[...]
+                for match in code.replacing("$${", with: "").matches(of: /\$\{([A-Z][A-Z0-9_]*)/) { read.insert(String(match.1)) }
+            }
         }
         #expect(read.contains("WHATSAPP_ACCESS_TOKEN") && read.contains("WEBHOOK_PORT"))
         let listed = ProcessEnvironment.parseDotEnv(path: TestServices.repository.appendingPathComponent(".env.example").path)

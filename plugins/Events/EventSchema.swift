@@ -10,7 +10,7 @@ public enum EventSchema {
             "required": .array(["step", "code", "message"].map(JSONValue.string)),
             "properties": .object([
                 "step": .object(["type": .string("string"), "description": .string("the step that failed (or found the message expired)")]),
-                "code": .object(["type": .array([.string("integer"), .string("string"), .string("null")]),
+                "code": .object(["type": .array([.string("integer"), .string("string"), .string("null")]), "pattern": .string("^in_doubt$"),
                                  "description": .string("the Cloud API error code, when it gave one; \"in_doubt\" for a send in doubt dead-lettered (SPEC 13)")]),
                 "message": .object(["type": .string("string")]),
             ]),

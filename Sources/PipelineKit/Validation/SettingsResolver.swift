@@ -40,7 +40,11 @@ public struct SettingsResolver {
             if let variable = spec.defaultVariable, let text = environment[variable], !text.isEmpty {
                 // As if written `${VARIABLE}` in the `with:` map: checked like a written value.
                 let node = ConfigNode(.scalar(text, quoted: true), at: mapLocation, origin: .environment(variable: variable, mapLocation))
-                if let value = coerce(node, to: spec, diagnostics: &diagnostics) {
+                var problems: [Diagnostic] = []
+                let value = coerce(node, to: spec, diagnostics: &problems)
+                // Nothing at this place names the variable: the message does.
+                diagnostics += problems.map { Diagnostic($0.severity, at: $0.location, "\($0.message) (from $\(variable), the default of `\(spec.name)`)") }
+                if let value {
                     resolved.append(ResolvedSetting(name: spec.name, value: value, origin: node.origin, location: nil, secrecy: spec.secrecy))
                 }
             } else if let defaultValue = spec.defaultValue {
