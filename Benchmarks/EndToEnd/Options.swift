@@ -51,7 +51,7 @@ struct Options {
     var laneWorkers = [1, 3]
     /// The transports of the transports mode: `plain`, `tls`, `h2` (all three unless given).
     var transports = ["plain", "tls", "h2"]
-    /// `--transport`: how every other mode reaches the stand-in (`plain` unless given).
+    /// `--transport`: how the worker / bare, builds and pacing runs reach the stand-in (`plain` unless given).
     var transport = "plain"
     var worker = ".build/release/outbound-worker"
     var baseline = ".build/release/bench-baseline"

@@ -380,7 +380,7 @@ public struct PipelineLoader: Sendable {
             if plugin.irreversible, degradation.0 == .failOpen {
                 // Skipping it would report the message done (sent, marked completed, acknowledged) with nothing done.
                 diagnostics.append(.error(at: item["degradation"]?.location ?? item.location,
-                                          "\(owner) cannot `fail_open`: its effect (a send) cannot be skipped and the message reported as done; use `fail_closed`"))
+                                          "\(owner) cannot `fail_open`: it is irreversible, and skipping it would report the message done with nothing done; use `fail_closed`"))
             }
             checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, following: following, earlierSteps: steps,
                             knownFields: anyFieldGuarantee ? knownFields : nil, &diagnostics)
