@@ -235,4 +235,43 @@ import TestSupport
         #expect((3...4).contains(pacing.waits.withLock { $0 }), "waited in memory while the claim lasted: \(pacing.waits.withLock { $0 })")
         #expect(TestMetricsSystem.counter("outbound_waits_through_source_total", [("reason", "throughput")]) > throughSource, "the trip through the source counted")
     }
+
+    /// Waits for what another worker may lift early (a paused template): 60 s away, looking again
+    /// every 2 s (far longer than the 7 deliveries take to arrive and park), until `lift()`; counts
+    /// the looks by message.
+    final class LiftedWait: Step {
+        let looks = Mutex<[String: Int]>([:])
+        private let lifted = Mutex(false)
+
+        func lift() { lifted.withLock { $0 = true } }
+
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            looks.withLock { $0[message.internalID ?? "", default: 0] += 1 }
+            if lifted.withLock({ $0 }) { return .next }
+            return .wait(Wait(key: "template:t:en", until: context.clock.now().addingTimeInterval(60), reason: .templatePaused, looksAgainAfter: .seconds(2)))
+        }
+    }
+
+    /// A wait far beyond `max_park` (10 s) that looks again stays parked in memory and goes through
+    /// its step again at each look (SPEC 15: an approval is followed within 10 s), while the one
+    /// that parking cannot take (6 places: capacity 8 less concurrency 2) goes round the source for
+    /// the whole wait — one broker round trip, not one per look.
+    @Test func aWaitThatLooksAgainStaysInMemoryWhileParkingHasRoom() async throws {
+        let step = LiftedWait()
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [ExecutorTests.bound("template", step)])
+        for number in 1...7 { source.deliver(#"{"internalId":"m\#(number)"}"#) }
+        try await Self.poll { !source.settlements.isEmpty }
+        step.lift()
+        try await Self.poll { source.settlements.count == 7 }
+        worker.beginShutdown()
+        try await task.value
+        let acknowledged = source.settlements.filter { if case .ack = $0 { true } else { false } }
+        let away = source.settlements.compactMap { settlement -> Duration? in
+            if case .redeliver(let after, _, _) = settlement { after } else { nil }
+        }
+        #expect(acknowledged.count == 6, "the parked ones went on once the wait was lifted: \(source.settlements)")
+        #expect(away.count == 1, "the one parking had no room for went round the source: \(source.settlements)")
+        #expect(away.allSatisfy { $0 > .seconds(50) }, "for the whole wait, not a look: \(away)")
+        #expect(step.looks.withLock { $0.values.sorted() } == [1, 2, 2, 2, 2, 2, 2], "the parked ones looked again in memory, once")
+    }
 }

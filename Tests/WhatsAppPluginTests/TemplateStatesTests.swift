@@ -1,8 +1,10 @@
 import Foundation
+import Logging
 import PipelineKit
 import RedisPlugin
 import Testing
-import WhatsAppPlugin
+import ValidatePlugin
+@testable import WhatsAppPlugin
 
 /// Template states shared through a store by two workers (two `TemplateStates` over one store).
 @Suite struct TemplateStatesTests {
@@ -62,5 +64,33 @@ import WhatsAppPlugin
     @Test(arguments: ["paused:abc", "resumed", ""])
     func anUnreadableStateIsNoState(value: String) {
         #expect(TemplateStates.decode(value) == nil)
+    }
+}
+
+/// What `dispatch` answers for a message of a paused template, as the pause goes on.
+@Suite struct PausedTemplateWaitTests {
+    @Test func aWaitingMessageLooksAgainEveryFewSecondsInMemoryWhileItsTripsRoundTheSourceGrowLonger() async throws {
+        let clock = ManualWallClock()
+        let start = clock.now()
+        let templates = TemplateStates(store: nil)
+        let limits = AccountLimits(templates: templates)
+        let logger = Logger(label: "test")
+        let context = StepContext(stepName: "dispatch", logger: logger, workerID: "w", clock: clock, flow: FlowControl(clock: clock, logger: logger))
+        var message = Message(body: Array(#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"sale","language":"en_US"}}"#.utf8))
+        message.values[ValidatedMessageKey.self] = try MessageValidator().validate(message)
+        try await templates.pause("sale", "en_US", until: start.addingTimeInterval(3 * 3600), at: start)
+
+        func wait(after elapsed: TimeInterval) async throws -> Wait? {
+            clock.advance(by: .milliseconds(Int64(start.addingTimeInterval(elapsed).timeIntervalSince(clock.now()) * 1000)))
+            guard case .wait(let wait)? = try await limits.beforeSending(&message, context) else { return nil }
+            return wait
+        }
+        let first = try #require(try await wait(after: 0))
+        #expect(first.until == start.addingTimeInterval(5), "soon after the pause began: back in 5 s either way")
+        #expect(first.looksAgainAfter == .seconds(5))
+        let late = try #require(try await wait(after: 3600))
+        #expect(late.until == start.addingTimeInterval(3600 + 120), "an hour in, a trip round the source lasts 2 min")
+        #expect(late.looksAgainAfter == .seconds(5), "but parked it still looks again after 5 s: an approval is followed within 10 s")
+        #expect(late.reason == .templatePaused && late.key == TemplateStates.key("sale", "en_US"))
     }
 }

@@ -28,9 +28,9 @@ public struct AccountLimits: Sendable {
         ($0, Counter(label: "outbound_account_limit_waits_total", dimensions: [("reason", $0.rawValue)]))
     })
 
-    private func waiting(_ key: String, until: Date, _ reason: WaitReason) -> StepOutcome {
+    private func waiting(_ key: String, until: Date, _ reason: WaitReason, looksAgainAfter: Duration? = nil) -> StepOutcome {
         Self.waits[reason]?.increment()
-        return .wait(Wait(key: key, until: until, reason: reason))
+        return .wait(Wait(key: key, until: until, reason: reason, looksAgainAfter: looksAgainAfter))
     }
 
     /// A message's template (name, language), when it is one.
@@ -67,14 +67,15 @@ public struct AccountLimits: Sendable {
         }
     }
 
-    /// A message of a paused template waits until the pause ends or, sooner, until it looks again
-    /// (`TemplateStates.lookAgain`); the pause shows on `/health` as a hold of this worker.
+    /// A message of a paused template waits until the pause ends or, sooner, until it looks again:
+    /// every `TemplateStates.parkedLook` while parked in memory, after `TemplateStates.lookAgain`
+    /// when it goes round the delay queues. The pause shows on `/health` as a hold of this worker.
     private func pausedWait(_ key: String, until: Date, reason: String, _ context: StepContext) -> StepOutcome {
         let now = context.clock.now()
         let length = Duration.milliseconds(max(1, Int64(until.timeIntervalSince(now) * 1000)))
         context.flow.holds.hold(key, policy: EscalationPolicy(first: length, factor: 1, cap: length), kind: .templatePaused, reason: reason)
         let look = TemplateStates.lookAgain(pausedSince: templates.pausedSince(key, at: now), at: now)
-        return waiting(key, until: min(until, now.addingTimeInterval(look.secondsDouble)), .templatePaused)
+        return waiting(key, until: min(until, now.addingTimeInterval(look.secondsDouble)), .templatePaused, looksAgainAfter: TemplateStates.parkedLook)
     }
 
     /// An answer that concerns an account limit: what becomes of the message. Throws the failure

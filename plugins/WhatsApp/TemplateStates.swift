@@ -96,10 +96,16 @@ public final class TemplateStates: Sendable {
         try await share(key, .disabled) { store throws(StoreUnavailable) in try await store.set(key, "disabled", ttl: Self.disabledFor) }
     }
 
-    /// How long a message of a template paused since `since` waits before it looks again: a tenth
-    /// of how long the pause has lasted, at least 5 s and at most 2 min — an approval soon after a
-    /// pause is followed within seconds, while a long pause costs each waiting message one look
-    /// (and, beyond what parking holds, one round of the delay queues) every 2 min.
+    /// How often a waiting message parked in memory looks again, however long the pause has lasted
+    /// (what this worker read in the last second, else one Redis read): an approval is followed within
+    /// 6 s (SPEC 15: 10 s). Parking holds at most `prefetch − concurrency` of them, so this costs a few
+    /// step runs a second, and no broker round trip.
+    public static let parkedLook: Duration = .seconds(5)
+
+    /// How long a message of a template paused since `since` stays away when it waits beyond what
+    /// parking holds (a round of the delay queues): a tenth of how long the pause has lasted, at
+    /// least 5 s and at most 2 min — an approval soon after a pause is followed within seconds,
+    /// while a pause of hours costs each such message one round every 2 min.
     public static func lookAgain(pausedSince since: Date, at now: Date) -> Duration {
         .milliseconds(Int64(min(max(now.timeIntervalSince(since) / 10, 5), 120) * 1000))
     }

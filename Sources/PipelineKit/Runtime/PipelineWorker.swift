@@ -257,12 +257,15 @@ public final class PipelineWorker: Service, Sendable {
         }
     }
 
-    /// Parks the message until its wait ends and a permit is free; false when it must leave
-    /// memory instead (the wait is long, parking is full, the worker is shutting down, or what the
-    /// run holds — its claim — would not outlast the wait: `keepUntil`, `Step.heldFor`).
+    /// Parks the message until its wait ends (or it looks again: `Wait.looksAgainAfter`) and a
+    /// permit is free; false when it must leave memory instead (the wait is long, parking is full,
+    /// the worker is shutting down, or what the run holds — its claim — would not outlast the wait:
+    /// `keepUntil`, `Step.heldFor`).
     private func park(_ wait: Wait, rank: Int, keepUntil: Date?) async -> Bool {
-        if let keepUntil, wait.until > keepUntil { return false }
-        let remaining = wait.until.timeIntervalSince(flow.clock.now())
+        let now = flow.clock.now()
+        let until = wait.inMemoryUntil(at: now, maxPark: configuration.maxPark)
+        if let keepUntil, until > keepUntil { return false }
+        let remaining = until.timeIntervalSince(now)
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
         if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) }
         let parking = parkings[min(rank, parkings.count - 1)]
@@ -270,7 +273,7 @@ public final class PipelineWorker: Service, Sendable {
         // `sourceLead` early): it stays in memory even when parking is full, instead of going round at once.
         let short = remaining <= sourceLead
         guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else { return false }
-        guard await parking.wait(place, until: wait.until, clock: flow.clock) == .due else { return false }
+        guard await parking.wait(place, until: until, clock: flow.clock) == .due else { return false }
         return await permitBefore(keepUntil, rank: rank)
     }
 
