@@ -12,6 +12,8 @@ import WhatsAppPlugin
 ///   `APPROVED`/`REINSTATED` lets it go again.
 /// - `business_capability_update`: a new messaging limit for the WhatsApp Business Account
 ///   (`AnnouncedLimits`), which every portfolio listing that account in `accounts` then uses.
+/// - Any webhook: the account of each phone number id it names (`AnnouncedLimits.learn`), for
+///   the portfolios that list no `accounts`.
 ///
 /// The changes are also published as the batch's `webhook.{field}` events, so this step comes
 /// after `status_events`. The state is written before the POST is answered: a store that is down
@@ -23,6 +25,11 @@ struct AccountUpdatesStep: Step {
 
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard let batch = message.values[WebhookBatchKey.self] else { return .next }
+        do {
+            for (sender, account) in batch.accountsOfSenders { try await limits.learn(sender: sender, account: account, at: context.clock.now()) }
+        } catch {
+            throw StepFailure(.unavailable, "account updates: \(error.reason)")
+        }
         for change in batch.changes {
             do {
                 switch change.field {

@@ -36,6 +36,9 @@ public struct WebhookBatch: Sendable, Equatable {
 
     public var statuses: [Status] = []
     public var changes: [Change] = []
+    /// The WhatsApp Business Account of each phone number id the batch concerns (`entry.id` and
+    /// the change's `metadata.phone_number_id`).
+    public var accountsOfSenders: [String: String] = [:]
     public var receivedAt: Date
 
     /// Parses a webhook body. Status items without `id` or `status` are dropped (and counted);
@@ -51,6 +54,7 @@ public struct WebhookBatch: Sendable, Equatable {
                     changes.append(Change(field: field, value: change["value"] ?? .null, account: account, time: time))
                     continue
                 }
+                if let account, let sender = value["metadata"]?["phone_number_id"]?.stringValue, !sender.isEmpty { accountsOfSenders[sender] = account }
                 if let items = value.removeValue(forKey: "statuses")?.arrayValue {
                     for item in items {
                         guard let wamid = item["id"]?.stringValue, !wamid.isEmpty, let status = item["status"]?.stringValue, !status.isEmpty else {

@@ -7,8 +7,14 @@ import Synchronization
 /// unlimited). They override a portfolio's `messaging_limit`; each worker trusts what it read for
 /// a second.
 ///
+/// The update names the account, not its phone numbers. A portfolio finds its account in its
+/// `accounts`, or, without them, through its senders: every statuses webhook names the account
+/// and the phone number id it concerns, and the statuses pipeline records the pair
+/// (`msglimit:sender:{phone number id}` = account).
+///
 /// ```swift
 /// let limits = AnnouncedLimits(store: store)
+/// try await limits.learn(sender: "105512345", account: "102290129340398", at: now) // statuses pipeline, any webhook
 /// try await limits.announce(10_000, account: "102290129340398")            // statuses pipeline
 /// let limit = await limits.limit(of: portfolio, at: now)                  // dispatch: nil is unlimited
 /// ```
@@ -18,10 +24,20 @@ public final class AnnouncedLimits: Sendable {
         var readAt: Date
     }
 
+    private struct Account {
+        var id: String?
+        var readAt: Date
+    }
+
     private let store: (any KeyValueStore)?
     private let remembered = Mutex<[String: Remembered]>([:])
-    /// How long an announcement is kept without a newer one.
+    /// The account of each sender, as read (dispatch) or written (statuses pipeline).
+    private let accounts = Mutex<[String: Account]>([:])
+    /// How long an announcement, or a sender's account, is kept without a newer one.
     static let keptFor: Duration = .seconds(400 * 86_400)
+    /// How long a worker trusts the account it read for a sender, and how often the statuses
+    /// pipeline writes a pair again.
+    static let accountFreshness: TimeInterval = 3600
 
     public init(store: (any KeyValueStore)?) {
         self.store = store
@@ -29,13 +45,31 @@ public final class AnnouncedLimits: Sendable {
 
     public static func key(account: String) -> String { "msglimit:account:\(account)" }
 
-    /// The limit of `portfolio` now: the one Meta announced for one of its accounts, else its
-    /// `messaging_limit`; nil: unlimited. A store that cannot be read leaves the configured one.
+    public static func key(sender: String) -> String { "msglimit:sender:\(sender)" }
+
+    /// The limit of `portfolio` now: the one Meta announced for one of its accounts (its
+    /// `accounts`, else those its senders were seen with), else its `messaging_limit`; nil:
+    /// unlimited. A store that cannot be read leaves the configured one.
     public func limit(of portfolio: Portfolio, at now: Date) async -> Int? {
-        for account in portfolio.accounts {
+        var accounts = portfolio.accounts
+        if accounts.isEmpty {
+            for sender in portfolio.senders.sorted() {
+                if let account = await account(of: sender, at: now), !accounts.contains(account) { accounts.append(account) }
+            }
+        }
+        for account in accounts {
             if let announced = await announced(account, at: now) { return announced == Self.unlimited ? nil : announced }
         }
         return portfolio.messagingLimit
+    }
+
+    /// Records that `sender` (a phone number id) belongs to `account`, as a webhook about it says;
+    /// written again at most once an hour per pair by this process.
+    public func learn(sender: String, account: String, at now: Date) async throws(StoreUnavailable) {
+        guard let store else { return }
+        if let known = accounts.withLock({ $0[sender] }), known.id == account, now.timeIntervalSince(known.readAt) < Self.accountFreshness { return }
+        try await store.set(Self.key(sender: sender), account, ttl: Self.keptFor)
+        remember(sender, account, at: now)
     }
 
     /// Records Meta's new limit for `account` (-1: unlimited).
@@ -68,6 +102,27 @@ public final class AnnouncedLimits: Sendable {
     private static func checked(_ limit: Int?) -> Int? {
         guard let limit, limit >= unlimited else { return nil }
         return limit
+    }
+
+    /// The account `sender` was last seen with, read at most once an hour (once a minute while
+    /// none is known; nil: none seen, or the store is down).
+    private func account(of sender: String, at now: Date) async -> String? {
+        if let known = accounts.withLock({ $0[sender] }), now.timeIntervalSince(known.readAt) < (known.id == nil ? 60 : Self.accountFreshness) { return known.id }
+        guard let store else { return nil }
+        do {
+            let id = try await store.read(Self.key(sender: sender))?.value
+            remember(sender, id, at: now)
+            return id
+        } catch {
+            return accounts.withLock { $0[sender]?.id }
+        }
+    }
+
+    private func remember(_ sender: String, _ account: String?, at now: Date) {
+        accounts.withLock { accounts in
+            if accounts.count > 4096 { accounts.removeAll() }
+            accounts[sender] = Account(id: account, readAt: now)
+        }
     }
 
     private func announced(_ account: String, at now: Date) async -> Int? {

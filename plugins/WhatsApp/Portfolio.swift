@@ -7,7 +7,8 @@ public struct Portfolio: Sendable, Equatable {
     public var senders: Set<String>
     /// Unique recipients per rolling 24 h; nil: unlimited.
     public var messagingLimit: Int?
-    /// Its WhatsApp Business Account ids: Meta's `business_capability_update` for one of them sets the limit.
+    /// Its WhatsApp Business Account ids: Meta's `business_capability_update` for one of them sets
+    /// the limit. Empty: those its senders were seen with (`AnnouncedLimits.learn`).
     public var accounts: [String]
 
     public init(name: String, senders: Set<String>, messagingLimit: Int?, accounts: [String] = []) {
@@ -22,7 +23,7 @@ public struct Portfolio: Sendable, Equatable {
     static let messagingLimit = Setting.optionalInteger("messaging_limit", 1...1_000_000_000,
                                                         "unique recipients of template messages per rolling 24 h (250, 2000, 10000, 100000; absent: unlimited)")
     static let accounts = Setting.strings("accounts", default: [],
-                                          "its WhatsApp Business Account ids: a `business_capability_update` webhook for one of them (statuses pipeline, step `account_updates`) sets the limit")
+                                          "its WhatsApp Business Account ids: a `business_capability_update` webhook for one of them (statuses pipeline, step `account_updates`) sets the limit; absent: the accounts the statuses webhooks named with its senders")
     static let schema = SettingsSchema(senders, messagingLimit, accounts)
 
     /// The `portfolios` setting of `whatsapp_cloud_api`.
