@@ -28,8 +28,8 @@ import TestSupport
         return StepContext(stepName: "idempotency", logger: logger, workerID: worker, clock: clock, flow: FlowControl(clock: clock, logger: logger), inDoubt: window)
     }
 
-    private func message(_ carried: [String: String] = [:]) -> Message {
-        Message(body: Array(#"{"internalId":"m1","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#.utf8), carried: carried)
+    private func message(_ carried: [String: String] = [:], id: String = "m1") -> Message {
+        Message(body: Array(#"{"internalId":"\#(id)","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#.utf8), carried: carried)
     }
 
     /// A message whose send is in doubt, looking at its key while the store is down: under
@@ -104,5 +104,45 @@ import TestSupport
         clock.advance(by: .seconds(600))
         var copy = message([ReplayNote.carriedKey: UTCTimestamp.format(replayedAt)])
         await #expect(throws: StepFailure.self) { try await step.run(&copy, context()) }
+    }
+
+    /// The hold could not mark the key (store down): it stays `processing` by this worker while its
+    /// message waits in doubt. Another copy of the message on this worker, once that value is older
+    /// than the orphan age: the old code took it over as an orphan (no message here held the key)
+    /// and sent it again.
+    @Test func anotherCopyDoesNotTakeOverTheUnmarkedClaimOfASendInDoubt() async throws {
+        var claimed = message(id: "copy-takeover")
+        #expect(try await step.run(&claimed, context()) == .next)
+        store.setAvailable(false)
+        #expect(await step.holdInDoubt(&claimed, context()))
+        store.setAvailable(true)
+        clock.advance(by: .seconds(30))
+        var copy = message(id: "copy-takeover")
+        let outcome = try await step.run(&copy, context())
+        guard case .requeue = outcome else {
+            Issue.record("the copy finds the send in doubt in flight, and is not sent: \(outcome)")
+            return
+        }
+        #expect(try await store.read("doubt:copy-takeover")?.value.contains(#""status":"processing""#) == true, "the value stays for its message to mark")
+    }
+
+    /// As above, and a copy's claim failed meanwhile (the store went down under it): its claim is
+    /// "lost", released once the store answers so another worker's retry need not wait out the
+    /// lease. The old code released the send in doubt's unmarked value with it: the key was gone,
+    /// and any copy claimed it and sent again.
+    @Test func aLostClaimIsNotReleasedWhileItsKeyWaitsInDoubt() async throws {
+        let step = IdempotencyStep(store: store, key: try KeyTemplate("doubt:{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
+                                   onDuplicate: .ack, onInFlight: .requeue, orphanAge: .zero)
+        var claimed = message(id: "lost-release")
+        #expect(try await step.run(&claimed, context()) == .next)
+        store.setAvailable(false)
+        #expect(await step.holdInDoubt(&claimed, context()))
+        var copy = message(id: "lost-release")
+        await #expect(throws: StepFailure.self) { try await step.run(&copy, context()) }
+        store.setAvailable(true)
+        clock.advance(by: .seconds(30))
+        var other = message(id: "lost-release-other")
+        #expect(try await step.run(&other, context()) == .next, "a claim after the store is back releases due lost claims")
+        #expect(try await store.read("doubt:lost-release")?.value.contains(#""status":"processing""#) == true, "the send in doubt's value stays for its message to mark")
     }
 }

@@ -114,6 +114,7 @@ extension IdempotencyStep {
                               symbolicCode: "in_doubt")
         case .inFlight(let existing) where note != nil && note == existing:
             // Its send went in doubt while the store was unavailable: its own claim, marked now, then waited for.
+            InDoubtWaits.shared.begin(key)
             await mark(key, claim: existing, &message, context)
             return Self.lookAgain(key, in: .seconds(1), context)
         case .claimed(let value) where note != nil, .tookOver(let value, _) where note != nil:
@@ -159,6 +160,15 @@ final class InDoubtWaits: Sendable {
     func end(_ key: String, resolution: String) {
         resolutions[resolution]?.increment()
         update { $0[key] = nil }
+    }
+
+    /// Whether a message of this worker waits in doubt on `key` (seen in the last minute): its key may
+    /// still hold the `processing` value its hold could not mark, which no message here holds, yet
+    /// is no orphan. One atomic load when none waits.
+    func isWaiting(_ key: String) -> Bool {
+        guard any.load(ordering: .acquiring) else { return false }
+        let now = ContinuousClock.now
+        return waiting.withLock { $0[key].map { now - $0 < .seconds(60) } ?? false }
     }
 
     /// Forgets the waits not seen for a minute (they left this worker); called for every claim, one atomic load when none waits.

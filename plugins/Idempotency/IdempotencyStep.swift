@@ -61,7 +61,9 @@ public struct IdempotencyStep: Step {
         // A message whose own send is in doubt never takes a processing value over: that may be its own unmarked claim.
         let own = message.carried[Self.inDoubtNote] != nil
         var result: ClaimResult
-        let alone = LocalClaims.shared.begin(key)
+        // This worker's `processing` value that no message here holds is an orphan — unless a
+        // message here waits in doubt on it (its hold could not mark it yet).
+        let alone = LocalClaims.shared.begin(key) && !InDoubtWaits.shared.isWaiting(key)
         do {
             result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone && !own ? orphanAge : nil, inDoubt: context.inDoubt)
         } catch {
@@ -72,7 +74,10 @@ public struct IdempotencyStep: Step {
             LocalClaims.shared.end(key)
             LocalClaims.shared.lost(key, owner: context.workerID, releaseAfter: orphanAge)
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.
-            if own { return Self.lookAgain(key, in: .seconds(1), context) }
+            if own {
+                InDoubtWaits.shared.begin(key)
+                return Self.lookAgain(key, in: .seconds(1), context)
+            }
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
         switch result {
@@ -116,9 +121,14 @@ public struct IdempotencyStep: Step {
 
     /// The store answers again: releases this worker's lost claims that are old enough and that no
     /// message here holds (a claim of another message of this worker in between is held, or its
-    /// value is no longer this worker's processing one: either way it is left alone).
+    /// value is no longer this worker's processing one: either way it is left alone). A key a
+    /// message here waits on in doubt is not released: its value may be that send's unmarked claim.
     private func releaseLostClaims(_ context: StepContext) async {
         for key in LocalClaims.shared.dueLost(owner: context.workerID) {
+            if InDoubtWaits.shared.isWaiting(key) {
+                LocalClaims.shared.settleLost(key, owner: context.workerID, retryAfter: .seconds(1))
+                continue
+            }
             do {
                 switch try await store.releaseOrphan(key, owner: context.workerID, olderThan: orphanAge) {
                 case .released:
