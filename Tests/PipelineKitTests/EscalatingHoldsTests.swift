@@ -56,4 +56,21 @@ import Testing
         #expect(holds.held("pair:1:+1", at: clock.now()) != nil, "other kinds stay")
         #expect(holds.hold("token:default", policy: policy, kind: .paused, reason: "190").length == .seconds(5), "from the first length again")
     }
+
+    /// A request that began before the hold and fails after it ended (a slow answer of the same
+    /// outage) is not the probe's failure: the next hold does not grow for it. The old code doubled it.
+    @Test func aSlowFailureFromBeforeTheHoldDoesNotEscalateIt() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        let before = clock.now()
+        clock.advance(by: .milliseconds(100))
+        holds.hold("pair:1:+55", policy: policy, kind: .pairHold, reason: "131056", startedAt: before)
+        clock.advance(by: .seconds(6))
+        let stale = holds.hold("pair:1:+55", policy: policy, kind: .pairHold, reason: "131056", startedAt: before)
+        #expect(stale.length == .zero, "the hold stays ended: the caller checks again")
+        #expect(holds.held("pair:1:+55", at: clock.now()) == nil, "and the next caller probes")
+        let probe = clock.now()
+        clock.advance(by: .seconds(1))
+        #expect(holds.hold("pair:1:+55", policy: policy, kind: .pairHold, reason: "131056", startedAt: probe).length == .seconds(10), "the probe's failure escalates")
+    }
 }

@@ -103,6 +103,7 @@ public struct DispatchStep: Step {
             probes.forEach(flow.holds.returnProbe)
             throw error
         }
+        let startedAt = context.clock.now()
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
         } catch {
@@ -116,7 +117,7 @@ public struct DispatchStep: Step {
                     flow.holds.clear(scopes.token.key)
                 }
             }
-            if let limited = try await limits.answered(error, &message, request, sender: sender, context) {
+            if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, context) {
                 return limited
             }
             switch error.kind {
@@ -129,7 +130,7 @@ public struct DispatchStep: Step {
                 return await newTurn(&message, pacer, context)
             case .pairRateLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()
-                let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason)
+                let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason, startedAt: startedAt)
                 return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
             case .tokenRejected:
                 throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token.because(error.kind.rawValue))

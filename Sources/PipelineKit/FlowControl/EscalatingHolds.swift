@@ -53,6 +53,8 @@ public final class EscalatingHolds: Sendable {
         var kind: WaitReason
         var count: Int
         var pausesSource: String?
+        /// When this hold began.
+        var heldAt: Date
         var forgetAt: Date
         /// How long the others wait for a probe's result.
         var probeWait: Duration
@@ -77,20 +79,26 @@ public final class EscalatingHolds: Sendable {
     /// (its first failure, or its probe's), else the hold as it stands. Returns when it ends and
     /// how long from now.
     /// With `pausesSource` (a cause), the hold also stops consumption while it lasts (`pausingSource`).
+    /// `startedAt`: when the failed request began. One that began before the last hold of `key`
+    /// did (a slow answer of the outage that hold is for) leaves it as it is, ended or not: it says
+    /// nothing of how things stand since, so the caller checks again (`check`) rather than
+    /// escalate the next hold as if the probe had failed.
     @discardableResult
-    public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String, pausesSource: String? = nil) -> (until: Date, length: Duration) {
+    public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String, pausesSource: String? = nil,
+                     startedAt: Date? = nil) -> (until: Date, length: Duration) {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
-            if let current = entries[key], current.until > now {
-                return (current.until, .milliseconds(Int64((current.until.timeIntervalSince(now) * 1000).rounded(.up))))
+            if let current = entries[key], current.until > now || startedAt.map({ $0 < current.heldAt }) == true {
+                return (current.until, .milliseconds(max(0, Int64((current.until.timeIntervalSince(now) * 1000).rounded(.up)))))
             }
             let count = entries[key].map { $0.count + 1 } ?? 0
             let length = policy.length(count)
             let until = now.addingTimeInterval(length.secondsDouble)
             // Forgotten once it ended and its escalation no longer matters.
             let forgetAt = until.addingTimeInterval(policy.cap.secondsDouble * 2)
-            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: pausesSource, forgetAt: forgetAt, probeWait: min(policy.first, .seconds(5)))
+            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: pausesSource, heldAt: now, forgetAt: forgetAt,
+                                 probeWait: min(policy.first, .seconds(5)))
             any.store(true, ordering: .releasing)
             return (until, length)
         }
