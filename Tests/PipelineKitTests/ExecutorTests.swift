@@ -257,6 +257,47 @@ import Testing
         #expect(second == .seconds(10), "pauses double while the failure lasts")
     }
 
+    /// A token the Cloud API rejects (`190`): the message `slow` is held inside the step until `finish()`.
+    final class TokenRejected: Step {
+        let entered = Mutex(false)
+        private let gate = AsyncStream<Void>.makeStream()
+
+        func finish() { gate.continuation.finish() }
+
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            if message.internalID == "slow" {
+                entered.withLock { $0 = true }
+                for await _ in gate.stream {}
+            }
+            throw StepFailure(.senderSide, "190", code: 190, pauseScope: PauseScope(key: "token:t", coversAll: false))
+        }
+    }
+
+    /// A request under way when the pause began whose failure comes back after the pause ended is
+    /// of the same outage: it does not double the next pause (the old code did, as if the probe had
+    /// failed), and the next message probes.
+    @Test func aSlowFailureFromBeforeAPauseDoesNotLengthenTheNext() async throws {
+        let clock = ManualWallClock()
+        let step = TokenRejected()
+        let executor = Self.pipeline([Self.bound("send", step, irreversible: true)], clock: clock)
+        let slow = Task {
+            var message = Message(body: Array(#"{"internalId":"slow"}"#.utf8))
+            return await executor.decision(for: &message)
+        }
+        try await WorkerTests.poll { step.entered.withLock { $0 } }
+        var first = Message(body: Array(#"{"internalId":"first"}"#.utf8))
+        guard case .requeue(let pause, _, _, _) = await executor.decision(for: &first) else { return }
+        #expect(pause == .seconds(5))
+        clock.advance(by: .seconds(6))
+        step.finish()
+        guard case .requeue(let afterSlow, _, _, _) = await slow.value else { return }
+        #expect(afterSlow == .zero, "the pause stays as it was, ended: \(afterSlow)")
+        #expect(executor.flow.holds.held("token:t", at: clock.now()) == nil, "the next message probes")
+        var probe = Message(body: Array(#"{"internalId":"probe"}"#.utf8))
+        guard case .requeue(let second, _, _, _) = await executor.decision(for: &probe) else { return }
+        #expect(second == .seconds(10), "the probe's failure doubles it")
+    }
+
     @Test func stepsSkippedUnderFailOpenAreNotUndoneAndOthersAreUndoneLastFirst() async {
         let undo = Fixtures.UndoLog()
         let decision = await run(executor([

@@ -89,7 +89,7 @@ public final class EscalatingHolds: Sendable {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
-            if let current = entries[key], current.until > now || startedAt.map({ $0 < current.heldAt }) == true {
+            if let current = entries[key], current.until > now || startedAt.map({ $0 <= current.heldAt }) == true {
                 return (current.until, .milliseconds(max(0, Int64((current.until.timeIntervalSince(now) * 1000).rounded(.up)))))
             }
             let count = entries[key].map { $0.count + 1 } ?? 0
@@ -172,8 +172,8 @@ public final class EscalatingHolds: Sendable {
     /// Pauses `scope` after a sender-side failure (`hold` with kind `.paused`): a scope that covers
     /// every message stops consumption meanwhile.
     @discardableResult
-    public func pause(_ scope: PauseScope, policy: EscalationPolicy, reason: String) -> (until: Date, length: Duration) {
-        hold(scope.key, policy: policy, kind: .paused, reason: reason, pausesSource: scope.coversAll ? scope.cause : nil)
+    public func pause(_ scope: PauseScope, policy: EscalationPolicy, reason: String, startedAt: Date? = nil) -> (until: Date, length: Duration) {
+        hold(scope.key, policy: policy, kind: .paused, reason: reason, pausesSource: scope.coversAll ? scope.cause : nil, startedAt: startedAt)
     }
 
     /// Every hold of `kind` that has not ended, soonest end first.

@@ -135,8 +135,10 @@ public struct PipelineExecutor: Sendable {
                 return decided(.deadLetter(Failure(step: bound.name, reason: "expired: not sent by \(UTCTimestamp.format(notAfter))", expired: true)), internalID)
             }
             let started = ContinuousClock.now
-            // (Read before the step runs: what it holds may be counted from then on.)
-            let keepUntil = bound.inMemoryWaitLimit.map { clock.now().addingTimeInterval($0) }
+            // (Read before the step runs: what it holds may be counted from then on, and a pause it
+            // causes is of an outage that began before it did, or of a new one.)
+            let began = clock.now()
+            let keepUntil = bound.inMemoryWaitLimit.map { began.addingTimeInterval($0) }
             do {
                 let outcome = try await perform(bound, &run.message, context, internalID: internalID)
                 stepTimers[index].recordInterval(since: started)
@@ -203,7 +205,7 @@ public struct PipelineExecutor: Sendable {
                     }
                 }
                 await undo(&run, before: index)
-                return decided(pausing(decide(failure, step: bound, attempt: run.message.attempt)), internalID)
+                return decided(pausing(decide(failure, step: bound, attempt: run.message.attempt), stepBegan: began), internalID)
             }
         }
         return decided(.ack(.completed), internalID)
@@ -285,9 +287,10 @@ public struct PipelineExecutor: Sendable {
     /// Holds the scope a decision pauses (`FlowControl.holds`, the one record of a pause: steps
     /// wait on it, and a scope that covers every message stops consumption while it lasts); the
     /// decision then waits as long as the hold: the next length of this outage, or what is left of it.
-    private func pausing(_ decision: Decision) -> Decision {
+    /// A step that began before the last pause of the scope did fails for that outage: it does not lengthen the next.
+    private func pausing(_ decision: Decision, stepBegan: Date) -> Decision {
         guard case .requeue(_, let step, let reason, let scope?) = decision else { return decision }
-        let pause = flow.holds.pause(scope, policy: pausePolicy, reason: reason)
+        let pause = flow.holds.pause(scope, policy: pausePolicy, reason: reason, startedAt: stepBegan)
         return .requeue(after: pause.length, step: step, reason: reason, pause: scope)
     }
 
