@@ -53,4 +53,18 @@ import WhatsAppPlugin
         try await post(Self.delivered, step)
         #expect(try await store.read(AnnouncedLimits.key(sender: "105512345"))?.value == "9001", "written again after it")
     }
+
+    /// With the store down, a statuses webhook still goes through (its statuses are published with
+    /// Redis down, SPEC 10): the pair is tried again 10 s later, not on every webhook meanwhile.
+    @Test func aStoreThatIsDownDoesNotFailTheWebhook() async throws {
+        let step = AccountUpdatesStep(templates: TemplateStates(store: store), limits: AnnouncedLimits(store: store))
+        store.setAvailable(false)
+        try await post(Self.delivered, step)
+        store.setAvailable(true)
+        try await post(Self.delivered, step)
+        #expect(try await store.read(AnnouncedLimits.key(sender: "105512345")) == nil, "not tried again at once")
+        clock.advance(by: .seconds(11))
+        try await post(Self.delivered, step)
+        #expect(try await store.read(AnnouncedLimits.key(sender: "105512345"))?.value == "9001", "written 10 s later")
+    }
 }

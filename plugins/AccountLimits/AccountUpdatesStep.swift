@@ -13,7 +13,8 @@ import WhatsAppPlugin
 /// - `business_capability_update`: a new messaging limit for the WhatsApp Business Account
 ///   (`AnnouncedLimits`), which every portfolio listing that account in `accounts` then uses.
 /// - Any webhook: the account of each phone number id it names (`AnnouncedLimits.learn`), for
-///   the portfolios that list no `accounts`.
+///   the portfolios that list no `accounts` — best effort: a store that is down does not fail the
+///   webhook for it.
 ///
 /// The changes are also published as the batch's `webhook.{field}` events, so this step comes
 /// after `status_events`. The state is written before the POST is answered: a store that is down
@@ -25,10 +26,13 @@ struct AccountUpdatesStep: Step {
 
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard let batch = message.values[WebhookBatchKey.self] else { return .next }
-        do {
-            for (sender, account) in batch.accountsOfSenders { try await limits.learn(sender: sender, account: account, at: context.clock.now()) }
-        } catch {
-            throw StepFailure(.unavailable, "account updates: \(error.reason)")
+        for (sender, account) in batch.accountsOfSenders {
+            do {
+                try await limits.learn(sender: sender, account: account, at: context.clock.now())
+            } catch {
+                // Best effort: a status webhook is never refused for it (its statuses are published with Redis down).
+                context.logger.warning("the account of a sender not recorded; tried again in 10 s", metadata: ["sender": .string(sender), "error": .string(error.reason)])
+            }
         }
         for change in batch.changes {
             do {

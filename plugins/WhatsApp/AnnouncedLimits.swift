@@ -64,12 +64,18 @@ public final class AnnouncedLimits: Sendable {
     }
 
     /// Records that `sender` (a phone number id) belongs to `account`, as a webhook about it says;
-    /// written again at most once an hour per pair by this process.
+    /// written again at most once an hour per pair by this process, and tried again 10 s after a
+    /// failed write (not on every webhook while the store is down).
     public func learn(sender: String, account: String, at now: Date) async throws(StoreUnavailable) {
         guard let store else { return }
         if let known = accounts.withLock({ $0[sender] }), known.id == account, now.timeIntervalSince(known.readAt) < Self.accountFreshness { return }
-        try await store.set(Self.key(sender: sender), account, ttl: Self.keptFor)
-        remember(sender, account, at: now)
+        do {
+            try await store.set(Self.key(sender: sender), account, ttl: Self.keptFor)
+            remember(sender, account, at: now)
+        } catch {
+            remember(sender, account, at: now.addingTimeInterval(10 - Self.accountFreshness))
+            throw error
+        }
     }
 
     /// Records Meta's new limit for `account` (-1: unlimited).
