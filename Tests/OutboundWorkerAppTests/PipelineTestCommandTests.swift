@@ -21,6 +21,29 @@ import TestSupport
         #expect(!result.output.contains("✗"))
     }
 
+    /// SPEC 7's example as written: no `environment`, and nothing in the process's either. The
+    /// shipped pipeline needs a token and a sender only the stand-in would see: the runner gives
+    /// its own. It reported the file broken (`WHATSAPP_ACCESS_TOKEN is not set`).
+    @Test func theSpecsExampleRunsWithoutAnyEnvironment() throws {
+        let path = try write("""
+            pipeline: \(pipeline)
+            cases:
+              - name: text message is sent once
+                input: { internalId: "a1", to: "+55 11 98765-4321", type: text, text: { body: "Hi" } }
+                expect:
+                  outcome: completed                       # completed | duplicate | dead_letter | retry
+                  request: { to: "+5511987654321", type: text, text: { body: "Hi", preview_url: false } }   # subset match
+              - name: second delivery is a duplicate
+                input: { internalId: "a1", to: "+5511987654321", type: text, text: { body: "Hi" } }
+                expect: { outcome: duplicate }
+            """)
+        let unset = ["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"].flatMap { ["-u", $0] }
+        let result = try TestServices.run("/usr/bin/env", unset + [TestServices.executable, "test", path],
+                                          directory: URL(fileURLWithPath: path).deletingLastPathComponent())
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("2 passed, 0 failed"), "\(result.output)")
+    }
+
     @Test func aWrongExpectationFailsWithThePathOfTheDifference() throws {
         let path = try write("""
             pipeline: \(pipeline)

@@ -33,6 +33,17 @@ public enum BuiltinPlugins {
         return registry
     }
 
+    /// What a real run takes from the environment and the stand-ins need no real value of: the
+    /// Cloud API's token and default sender, the webhook's verify token and app secret (nothing
+    /// leaves the process). `outbound-worker test` uses them for the ones neither the environment
+    /// nor the test file's `environment` sets, so SPEC 7's example runs as written.
+    public static let standInEnvironment = [
+        "WHATSAPP_ACCESS_TOKEN": "test-token",
+        "WHATSAPP_PHONE_NUMBER_ID": "100200300",
+        "WHATSAPP_VERIFY_TOKEN": "test-verify-token",
+        "WHATSAPP_APP_SECRET": "test-app-secret",
+    ]
+
     /// The same plugins with no I/O: Redis and the Cloud API replaced by in-memory stand-ins
     /// with the same settings, and a source that cannot be started (for `outbound-worker test`).
     public static func standInRegistry(store: MemoryStore, cloudAPI: StandInLog) -> PluginRegistry {

@@ -82,7 +82,7 @@ struct PipelineTestRunner {
         }
         guard report.errors.isEmpty else { return report }
 
-        var variables = environment
+        var variables = environment.merging(BuiltinPlugins.standInEnvironment) { set, _ in set }
         for entry in root["environment"]?.entries ?? [] { variables[entry.key] = entry.value.scalar ?? "" }
         let path = pipelinePath.hasPrefix("/") ? pipelinePath
             : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(pipelinePath).standardized.path
