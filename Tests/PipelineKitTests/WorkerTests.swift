@@ -97,10 +97,11 @@ import TestSupport
         ])
     }
 
-    private func start(sink: RecordingSink, steps: [BoundStep]) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
+    private func start(sink: RecordingSink, steps: [BoundStep], longestInMemory: Duration? = .seconds(300)) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
         let logger = Logger(label: "test")
         let source = ScriptedSource()
-        let configuration = WorkerConfiguration(concurrency: 2)
+        var configuration = WorkerConfiguration(concurrency: 2)
+        configuration.longestInMemory = longestInMemory
         let flow = FlowControl(logger: logger)
         let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
         let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, sink: sink,
@@ -237,18 +238,23 @@ import TestSupport
     }
 
     /// Waits for what another worker may lift early (a paused template): 60 s away, looking again
-    /// every 2 s (far longer than the 7 deliveries take to arrive and park), until `lift()`; counts
-    /// the looks by message.
+    /// every `look` (by default 2 s: far longer than 7 deliveries take to arrive and park), until
+    /// `lift()`; counts the looks by message.
     final class LiftedWait: Step {
         let looks = Mutex<[String: Int]>([:])
         private let lifted = Mutex(false)
+        private let look: Duration
+
+        init(look: Duration = .seconds(2)) {
+            self.look = look
+        }
 
         func lift() { lifted.withLock { $0 = true } }
 
         func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
             looks.withLock { $0[message.internalID ?? "", default: 0] += 1 }
             if lifted.withLock({ $0 }) { return .next }
-            return .wait(Wait(key: "template:t:en", until: context.clock.now().addingTimeInterval(60), reason: .templatePaused, looksAgainAfter: .seconds(2)))
+            return .wait(Wait(key: "template:t:en", until: context.clock.now().addingTimeInterval(60), reason: .templatePaused, looksAgainAfter: look))
         }
     }
 
@@ -272,6 +278,32 @@ import TestSupport
         #expect(acknowledged.count == 6, "the parked ones went on once the wait was lifted: \(source.settlements)")
         #expect(away.count == 1, "the one parking had no room for went round the source: \(source.settlements)")
         #expect(away.allSatisfy { $0 > .seconds(50) }, "for the whole wait, not a look: \(away)")
-        #expect(step.looks.withLock { $0.values.sorted() } == [1, 2, 2, 2, 2, 2, 2], "the parked ones looked again in memory, once")
+        let looks = step.looks.withLock { $0.values.sorted() }
+        #expect(looks.first == 1 && looks.dropFirst().allSatisfy { $0 >= 2 }, "the parked ones looked again in memory: \(looks)")
+    }
+
+    /// A wait that looks again stays in memory only while the message's claim lasts (less a
+    /// quarter: 375 of 500 ms), or — holding no claim — until the delivery has been with the worker
+    /// `longestInMemory`; then it goes round the source for one look, not for the whole wait (an
+    /// approval is still followed within seconds). Without the limit a message with no claim stayed
+    /// for the whole pause, past RabbitMQ's consumer timeout.
+    @Test(arguments: [true, false])
+    func aWaitThatLooksAgainLeavesMemoryForOneLookOnceItHasStayedLongEnough(claimed: Bool) async throws {
+        let step = LiftedWait(look: .milliseconds(100))
+        let undo = Fixtures.UndoLog()
+        let claim = ExecutorTests.bound("claim", Claim(heldFor: .milliseconds(500), undone: undo))
+        let (source, worker, task) = start(sink: RecordingSink(), steps: (claimed ? [claim] : []) + [ExecutorTests.bound("template", step)],
+                                           longestInMemory: claimed ? .seconds(300) : .milliseconds(375))
+        source.deliver(#"{"internalId":"kept"}"#)
+        try await Self.poll { !source.settlements.isEmpty }
+        worker.beginShutdown()
+        try await task.value
+        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+            Issue.record("round the source once it had stayed long enough: \(source.settlements)")
+            return
+        }
+        #expect(after <= .milliseconds(100), "back for its next look, not the 60 s wait: \(after)")
+        #expect((2...4).contains(step.looks.withLock { $0["kept", default: 0] }), "looked again in memory until then")
+        #expect(undo.all == (claimed ? ["claim"] : []), "a claim given back as it goes round")
     }
 }

@@ -207,6 +207,7 @@ struct PipelineTestRunner {
         configuration.maxPark = .seconds(400 * 86_400)
         // (No other worker here could take a claim over while its message waits.)
         configuration.waitsWithinHolds = false
+        configuration.longestInMemory = nil
         let worker = PipelineWorker(source: source, pipelines: FixedPipeline(assembled.executor), configuration: configuration,
                                     flow: assembled.executor.flow, sink: sink, logger: logger)
         let running = Task { try? await worker.run() }

@@ -161,6 +161,7 @@ public final class PipelineWorker: Service, Sendable {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
         }
         var run = PipelineRun(message)
+        let taken = flow.clock.now()
         while true {
             let decision: Decision
             let reported: Bool
@@ -176,25 +177,27 @@ public final class PipelineWorker: Service, Sendable {
             case .waiting(let wait):
                 inFlight.decrement()
                 permits.release()
-                guard await park(wait, rank: rank, keepUntil: configuration.waitsWithinHolds ? run.keepInMemoryUntil : nil) else {
-                    await executor.abandon(&run)
-                    if shutdown.isRaised, run.message.carried == delivery.carried {
-                        _ = await source.settle(delivery, .release)
-                    } else {
-                        // (Also at shutdown when the wait changed what the message carries — a
-                        // marketing retry's time — which a plain release would lose.)
-                        // Back a little before the wait ends, to spend the rest of it parked.
-                        let remaining = Duration.milliseconds(max(1, Int64((wait.until.timeIntervalSince(flow.clock.now()) - sourceLead) * 1000)))
-                        MessageLogContext.during(run.message.internalID, step: "pipeline") {
-                            logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
-                        }
-                        Counter(label: "outbound_waits_through_source_total", dimensions: [("reason", wait.reason.rawValue)]).increment()
-                        _ = await source.settle(delivery, .redeliver(after: remaining, attemptsMade: delivery.attemptsMade, carried: run.message.carried))
-                    }
-                    return
+                let keepUntil = configuration.waitsWithinHolds ? run.keepInMemoryUntil : nil
+                let kept = configuration.longestInMemory.map { taken.addingTimeInterval($0.secondsDouble) }
+                guard case .leave(let back) = await park(wait, rank: rank, keepUntil: keepUntil, keptUntil: kept) else {
+                    inFlight.increment()
+                    continue
                 }
-                inFlight.increment()
-                continue
+                await executor.abandon(&run)
+                if shutdown.isRaised, run.message.carried == delivery.carried {
+                    _ = await source.settle(delivery, .release)
+                } else {
+                    // (Also at shutdown when the wait changed what the message carries — a
+                    // marketing retry's time — which a plain release would lose.)
+                    // Back a little before the wait ends, to spend the rest of it parked.
+                    let remaining = Duration.milliseconds(max(1, Int64((back.timeIntervalSince(flow.clock.now()) - sourceLead) * 1000)))
+                    MessageLogContext.during(run.message.internalID, step: "pipeline") {
+                        logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
+                    }
+                    Counter(label: "outbound_waits_through_source_total", dimensions: [("reason", wait.reason.rawValue)]).increment()
+                    _ = await source.settle(delivery, .redeliver(after: remaining, attemptsMade: delivery.attemptsMade, carried: run.message.carried))
+                }
+                return
             }
             span?.attributes["outbound.outcome"] = decision.outcomeName
             if reported {
@@ -257,24 +260,35 @@ public final class PipelineWorker: Service, Sendable {
         }
     }
 
+    /// Where a waiting message spends its wait.
+    private enum Parked {
+        /// In memory: its wait is over (or it looks again) and it holds a permit.
+        case goOn
+        /// Through the source, back then.
+        case leave(back: Date)
+    }
+
     /// Parks the message until its wait ends (or it looks again: `Wait.looksAgainAfter`) and a
-    /// permit is free; false when it must leave memory instead (the wait is long, parking is full,
-    /// the worker is shutting down, or what the run holds — its claim — would not outlast the wait:
-    /// `keepUntil`, `Step.heldFor`).
-    private func park(_ wait: Wait, rank: Int, keepUntil: Date?) async -> Bool {
+    /// permit is free; else it leaves memory: back at the end of its wait when the wait is long,
+    /// parking is full or the worker is shutting down; back at its next look when what the run
+    /// holds — its claim — would not outlast it (`keepUntil`, `Step.heldFor`) or the delivery has
+    /// been with the worker long enough (`keptUntil`, `WorkerConfiguration.longestInMemory`).
+    private func park(_ wait: Wait, rank: Int, keepUntil: Date?, keptUntil: Date?) async -> Parked {
         let now = flow.clock.now()
         let until = wait.inMemoryUntil(at: now, maxPark: configuration.maxPark)
-        if let keepUntil, until > keepUntil { return false }
+        if let limit = [keepUntil, keptUntil].compactMap(\.self).min(), until > limit { return .leave(back: until) }
         let remaining = until.timeIntervalSince(now)
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
-        if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) }
+        if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) ? .goOn : .leave(back: until) }
         let parking = parkings[min(rank, parkings.count - 1)]
         // A wait shorter than a trip through the source would be spent there anyway (it comes back
         // `sourceLead` early): it stays in memory even when parking is full, instead of going round at once.
         let short = remaining <= sourceLead
-        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else { return false }
-        guard await parking.wait(place, until: until, clock: flow.clock) == .due else { return false }
-        return await permitBefore(keepUntil, rank: rank)
+        guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else {
+            return .leave(back: wait.until)
+        }
+        guard await parking.wait(place, until: until, clock: flow.clock) == .due else { return .leave(back: wait.until) }
+        return await permitBefore(keepUntil, rank: rank) ? .goOn : .leave(back: until)
     }
 
     /// A permit to go on with, taken while the run may still stay in memory (a long wait for one

@@ -15,6 +15,12 @@ public struct WorkerConfiguration: Sendable, Hashable {
     /// an idempotency claim's lease, after which another worker's copy may take it over). False only
     /// where nothing else can take a message over: one worker on in-memory stores (`outbound-worker test`).
     public var waitsWithinHolds = true
+    /// How long a delivery may stay with the worker while it waits in memory (parked again and
+    /// again, or looking again: `Wait.looksAgainAfter`) before its waits go through the source:
+    /// well within RabbitMQ's `consumer_timeout` (30 min by default), which closes a channel that
+    /// holds a delivery unacknowledged longer — and every delivery of that channel goes back to
+    /// the queue. nil: no limit (one worker on in-memory stores, `outbound-worker test`).
+    public var longestInMemory: Duration? = .seconds(300)
 
     public init(concurrency: Int = Self.concurrencySetting.defaultValue, drainTimeout: Duration = Self.drainTimeoutSetting.defaultValue,
                 pause: Duration = Self.pauseSetting.defaultValue, maxPark: Duration = Self.maxParkSetting.defaultValue,
