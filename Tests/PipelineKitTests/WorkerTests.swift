@@ -181,6 +181,17 @@ import TestSupport
     }
 
     /// Holds the message for `heldFor` once it passes, like an idempotency claim with its lease.
+    /// Delivers `body`, stops the worker once it is settled, and returns the delay it went round
+    /// the source with (nil: settled otherwise, or not within 10 s).
+    private func redelivery(of body: String, _ source: ScriptedSource, _ worker: PipelineWorker, _ task: Task<Void, any Error>) async throws -> Duration? {
+        source.deliver(body)
+        try await Self.poll { !source.settlements.isEmpty }
+        worker.beginShutdown()
+        try await task.value
+        guard case .redeliver(let after, _, _)? = source.settlements.first else { return nil }
+        return after
+    }
+
     struct Claim: Step {
         let heldFor: Duration?
         let undone: Fixtures.UndoLog
@@ -222,11 +233,7 @@ import TestSupport
             ExecutorTests.bound("pacing", pacing),
             ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in sends.append("send"); return .next }, undone: nil), irreversible: true),
         ])
-        source.deliver(#"{"internalId":"c"}"#)
-        try await Self.poll { !source.settlements.isEmpty }
-        worker.beginShutdown()
-        try await task.value
-        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+        guard let after = try await redelivery(of: #"{"internalId":"c"}"#, source, worker, task) else {
             Issue.record("kept in memory for 6 waits of 100 ms past the claim's 375 ms: \(source.settlements)")
             return
         }
@@ -294,11 +301,7 @@ import TestSupport
         let claim = ExecutorTests.bound("claim", Claim(heldFor: .milliseconds(500), undone: undo))
         let (source, worker, task) = start(sink: RecordingSink(), steps: (claimed ? [claim] : []) + [ExecutorTests.bound("template", step)],
                                            longestInMemory: claimed ? .seconds(300) : .milliseconds(375))
-        source.deliver(#"{"internalId":"kept"}"#)
-        try await Self.poll { !source.settlements.isEmpty }
-        worker.beginShutdown()
-        try await task.value
-        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+        guard let after = try await redelivery(of: #"{"internalId":"kept"}"#, source, worker, task) else {
             Issue.record("round the source once it had stayed long enough: \(source.settlements)")
             return
         }
