@@ -1,7 +1,5 @@
 import Foundation
-import Metrics
 import PipelineKit
-import Synchronization
 
 /// Sends in doubt (SPEC 13): the send's request was written and its answer lost, so Meta may have
 /// accepted it. The key becomes `in_doubt` and the message waits — never sent again blindly — until
@@ -44,11 +42,13 @@ extension IdempotencyStep {
     private func mark(_ key: String, claim: String, _ message: inout Message, _ context: StepContext) async -> InDoubtMark? {
         do {
             let mark = try await store.markInDoubt(key, claim: claim, owner: context.workerID, attempt: message.attempt, ttl: ttl)
+            InDoubtWaits.shared.marked(key)
             if case .other(let current) = mark {
                 context.logger.warning("send in doubt, and its key holds another value: left as it is", metadata: ["found": .string(KeyState.decode(current)?.status ?? "unreadable")])
             }
             return mark
         } catch {
+            InDoubtWaits.shared.notMarked(key)
             context.logger.warning("send in doubt, not recorded yet (the store is unavailable): marked on the next look", metadata: ["error": .string(error.reason)])
             return nil
         }
@@ -125,66 +125,5 @@ extension IdempotencyStep {
         case .claimed, .completed, .inFlight, .tookOver:
             return nil
         }
-    }
-}
-
-/// Sends in doubt this worker waits on: `outbound_in_doubt` (waiting now) and
-/// `outbound_in_doubt_total{resolution}` (`status`, `resent`, `dead_letter`).
-final class InDoubtWaits: Sendable {
-    static let shared = InDoubtWaits()
-
-    private let waiting = Mutex<[String: ContinuousClock.Instant]>([:])
-    /// Set while any waits, so `touch` costs one atomic load when none does.
-    private let any = Atomic<Bool>(false)
-    private let gauge = Gauge(label: "outbound_in_doubt")
-    private let resolutions = Dictionary(uniqueKeysWithValues: ["status", "resent", "dead_letter"].map {
-        ($0, Counter(label: "outbound_in_doubt_total", dimensions: [("resolution", $0)]))
-    })
-
-    private init() {
-        gauge.record(0)
-    }
-
-    /// Makes the series exist from the start (at 0), so alerts see them before the first send in doubt.
-    static func register() {
-        _ = shared
-    }
-
-    /// A message waits on `key` (again); one that left this worker (a shutdown, a trip through the
-    /// source to another) is forgotten a minute after it was last seen.
-    func begin(_ key: String) {
-        update { $0[key] = ContinuousClock.now }
-    }
-
-    /// The send on `key` is settled (`status`), sent again (`resent`) or dead-lettered.
-    func end(_ key: String, resolution: String) {
-        resolutions[resolution]?.increment()
-        update { $0[key] = nil }
-    }
-
-    /// Whether a message of this worker waits in doubt on `key` (seen in the last minute): its key may
-    /// still hold the `processing` value its hold could not mark, which no message here holds, yet
-    /// is no orphan. One atomic load when none waits.
-    func isWaiting(_ key: String) -> Bool {
-        guard any.load(ordering: .acquiring) else { return false }
-        let now = ContinuousClock.now
-        return waiting.withLock { $0[key].map { now - $0 < .seconds(60) } ?? false }
-    }
-
-    /// Forgets the waits not seen for a minute (they left this worker); called for every claim, one atomic load when none waits.
-    func touch() {
-        guard any.load(ordering: .acquiring) else { return }
-        update { _ in }
-    }
-
-    private func update(_ change: (inout [String: ContinuousClock.Instant]) -> Void) {
-        let now = ContinuousClock.now
-        let count = waiting.withLock { waiting in
-            change(&waiting)
-            waiting = waiting.filter { now - $0.value < .seconds(60) }
-            return waiting.count
-        }
-        any.store(count > 0, ordering: .releasing)
-        gauge.record(count)
     }
 }

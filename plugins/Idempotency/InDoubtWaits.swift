@@ -1,0 +1,101 @@
+import Metrics
+import Synchronization
+
+/// Sends in doubt this worker waits on: `outbound_in_doubt` (waiting now) and
+/// `outbound_in_doubt_total{resolution}` (`status`, `resent`, `dead_letter`) — and the keys whose
+/// send in doubt could not be marked `in_doubt` yet (the store was down), whose `processing` value
+/// is that send's claim: no other claim of this worker takes such a value over as an orphan, nor
+/// releases it as a lost claim (`isWaiting`).
+final class InDoubtWaits: Sendable {
+    static let shared = InDoubtWaits()
+
+    private struct State {
+        /// When each wait was last seen.
+        var waiting: [String: ContinuousClock.Instant] = [:]
+        /// Keys not marked yet, and since when.
+        var unmarked: [String: ContinuousClock.Instant] = [:]
+        var prunedAt = ContinuousClock.now
+    }
+
+    private let state = Mutex(State())
+    /// Set while any waits or is unmarked, so `touch` and `isWaiting` cost one atomic load when none does.
+    private let any = Atomic<Bool>(false)
+    private let gauge = Gauge(label: "outbound_in_doubt")
+    private let resolutions = Dictionary(uniqueKeysWithValues: ["status", "resent", "dead_letter"].map {
+        ($0, Counter(label: "outbound_in_doubt_total", dimensions: [("resolution", $0)]))
+    })
+    /// A wait not seen for this long left this worker (a shutdown, a trip through the source to another).
+    static let forgetWaitAfter = Duration.seconds(60)
+    /// An unmarked key is forgotten after this (its message marks it at its next look once the store
+    /// answers; this only bounds the table through a long outage).
+    static let forgetUnmarkedAfter = Duration.seconds(1800)
+
+    private init() {
+        gauge.record(0)
+    }
+
+    /// Makes the series exist from the start (at 0), so alerts see them before the first send in doubt.
+    static func register() {
+        _ = shared
+    }
+
+    /// A message waits on `key` (again).
+    func begin(_ key: String) {
+        update { $0.waiting[key] = ContinuousClock.now }
+    }
+
+    /// The send on `key` is settled (`status`), sent again (`resent`) or dead-lettered.
+    func end(_ key: String, resolution: String) {
+        resolutions[resolution]?.increment()
+        update { state in
+            state.waiting[key] = nil
+            state.unmarked[key] = nil
+        }
+    }
+
+    /// The send in doubt on `key` could not be marked: its key still holds the claim's `processing` value.
+    func notMarked(_ key: String) {
+        update { state in
+            if state.unmarked[key] == nil { state.unmarked[key] = ContinuousClock.now }
+        }
+    }
+
+    /// `key` is marked `in_doubt` (or holds another's value): nothing of this worker's is left to protect.
+    func marked(_ key: String) {
+        guard any.load(ordering: .acquiring) else { return }
+        update { $0.unmarked[key] = nil }
+    }
+
+    /// Whether a message of this worker waits in doubt on `key` (seen in the last minute), or its send
+    /// could not be marked yet: its key may hold a `processing` value of this worker's that no message
+    /// here holds, yet is no orphan. One atomic load when none does.
+    func isWaiting(_ key: String) -> Bool {
+        guard any.load(ordering: .acquiring) else { return false }
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            state.unmarked[key] != nil || state.waiting[key].map { now - $0 < Self.forgetWaitAfter } ?? false
+        }
+    }
+
+    /// Forgets what went stale; called for every claim: one atomic load when nothing waits, and
+    /// the tables are pruned at most once a second.
+    func touch() {
+        guard any.load(ordering: .acquiring) else { return }
+        update { _ in }
+    }
+
+    private func update(_ change: (inout State) -> Void) {
+        let now = ContinuousClock.now
+        let (count, anything) = state.withLock { state -> (Int, Bool) in
+            change(&state)
+            if now - state.prunedAt >= .seconds(1) {
+                state.waiting = state.waiting.filter { now - $0.value < Self.forgetWaitAfter }
+                state.unmarked = state.unmarked.filter { now - $0.value < Self.forgetUnmarkedAfter }
+                state.prunedAt = now
+            }
+            return (state.waiting.count, !state.waiting.isEmpty || !state.unmarked.isEmpty)
+        }
+        any.store(anything, ordering: .releasing)
+        gauge.record(count)
+    }
+}
