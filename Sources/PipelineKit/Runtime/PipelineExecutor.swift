@@ -135,10 +135,10 @@ public struct PipelineExecutor: Sendable {
                 return decided(.deadLetter(Failure(step: bound.name, reason: "expired: not sent by \(UTCTimestamp.format(notAfter))", expired: true)), internalID)
             }
             let started = ContinuousClock.now
-            // (Read before the step runs: what it holds may be counted from then on, and a pause it
-            // causes is of an outage that began before it did, or of a new one.)
-            let began = clock.now()
-            let keepUntil = bound.inMemoryWaitLimit.map { began.addingTimeInterval($0) }
+            // (Read before the step runs: what it holds may be counted from then on, and a pause the
+            // send causes is of an outage that began before it did, or of a new one.)
+            let began = bound.irreversible || bound.inMemoryWaitLimit != nil ? clock.now() : nil
+            let keepUntil = bound.inMemoryWaitLimit.flatMap { limit in began.map { $0.addingTimeInterval(limit) } }
             do {
                 let outcome = try await perform(bound, &run.message, context, internalID: internalID)
                 stepTimers[index].recordInterval(since: started)
@@ -287,11 +287,13 @@ public struct PipelineExecutor: Sendable {
     /// Holds the scope a decision pauses (`FlowControl.holds`, the one record of a pause: steps
     /// wait on it, and a scope that covers every message stops consumption while it lasts); the
     /// decision then waits as long as the hold: the next length of this outage, or what is left of it.
-    /// A step that began before the last pause of the scope did fails for that outage: it does not lengthen the next.
-    private func pausing(_ decision: Decision, stepBegan: Date) -> Decision {
+    /// A send that began before the last pause of the scope did fails for that outage: it does not lengthen the next.
+    private func pausing(_ decision: Decision, stepBegan: Date?) -> Decision {
         guard case .requeue(_, let step, let reason, let scope?) = decision else { return decision }
         let pause = flow.holds.pause(scope, policy: pausePolicy, reason: reason, startedAt: stepBegan)
-        return .requeue(after: pause.length, step: step, reason: reason, pause: scope)
+        // A failure of an outage whose pause has ended leaves it ended (no length): back in a second
+        // through the delay queues, never returned to the queue at once (that counts as a delivery).
+        return .requeue(after: max(pause.length, .seconds(1)), step: step, reason: reason, pause: scope)
     }
 
     /// Runs the step (in its own span when the message is traced).
