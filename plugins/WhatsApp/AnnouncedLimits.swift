@@ -29,10 +29,17 @@ public final class AnnouncedLimits: Sendable {
         var readAt: Date
     }
 
+    private struct SeenAccounts {
+        var accounts: [String]
+        var readAt: Date
+    }
+
     private let store: (any KeyValueStore)?
     private let remembered = Mutex<[String: Remembered]>([:])
     /// The account of each sender, as read (dispatch) or written (statuses pipeline).
     private let accounts = Mutex<[String: Account]>([:])
+    /// The accounts of each portfolio without `accounts`, by name.
+    private let seen = Mutex<[String: SeenAccounts]>([:])
     /// How long an announcement, or a sender's account, is kept without a newer one.
     static let keptFor: Duration = .seconds(400 * 86_400)
     /// How long a worker trusts the account it read for a sender, and how often the statuses
@@ -51,12 +58,7 @@ public final class AnnouncedLimits: Sendable {
     /// `accounts`, else those its senders were seen with), else its `messaging_limit`; nil:
     /// unlimited. A store that cannot be read leaves the configured one.
     public func limit(of portfolio: Portfolio, at now: Date) async -> Int? {
-        var accounts = portfolio.accounts
-        if accounts.isEmpty {
-            for sender in portfolio.senders.sorted() {
-                if let account = await account(of: sender, at: now), !accounts.contains(account) { accounts.append(account) }
-            }
-        }
+        let accounts = portfolio.accounts.isEmpty ? await seenAccounts(of: portfolio, at: now) : portfolio.accounts
         for account in accounts {
             if let announced = await announced(account, at: now) { return announced == Self.unlimited ? nil : announced }
         }
@@ -110,18 +112,37 @@ public final class AnnouncedLimits: Sendable {
         return limit
     }
 
+    /// The accounts `portfolio`'s senders were seen with, in the order of its sender ids; worked
+    /// out at most once a minute per portfolio (one lock a message otherwise).
+    private func seenAccounts(of portfolio: Portfolio, at now: Date) async -> [String] {
+        if let known = seen.withLock({ $0[portfolio.name] }), now.timeIntervalSince(known.readAt) < 60 { return known.accounts }
+        var accounts: [String] = []
+        for sender in portfolio.senders.sorted() {
+            if let account = await account(of: sender, at: now), !accounts.contains(account) { accounts.append(account) }
+        }
+        seen.withLock { $0[portfolio.name] = SeenAccounts(accounts: accounts, readAt: now) }
+        return accounts
+    }
+
     /// The account `sender` was last seen with, read at most once an hour (once a minute while
-    /// none is known; nil: none seen, or the store is down).
+    /// none is known, or after a failed read; nil: none seen, or the store is down).
     private func account(of sender: String, at now: Date) async -> String? {
-        if let known = accounts.withLock({ $0[sender] }), now.timeIntervalSince(known.readAt) < (known.id == nil ? 60 : Self.accountFreshness) { return known.id }
+        let known = accounts.withLock { $0[sender] }
+        if let known, now.timeIntervalSince(known.readAt) < Self.freshness(of: known.id) { return known.id }
         guard let store else { return nil }
         do {
             let id = try await store.read(Self.key(sender: sender))?.value
             remember(sender, id, at: now)
             return id
         } catch {
-            return accounts.withLock { $0[sender]?.id }
+            // What was known stands; looked up again in a minute.
+            remember(sender, known?.id, at: now.addingTimeInterval(60 - Self.freshness(of: known?.id)))
+            return known?.id
         }
+    }
+
+    private static func freshness(of account: String?) -> TimeInterval {
+        account == nil ? 60 : accountFreshness
     }
 
     private func remember(_ sender: String, _ account: String?, at now: Date) {
