@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import PipelineKit
 import RedisPlugin
+import Synchronization
 import Testing
+import TestSupport
 import ValidatePlugin
 @testable import WhatsAppPlugin
 
@@ -55,6 +57,37 @@ import ValidatePlugin
         #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(10)) == .paused(until: until), "an empty store does not undo what could not be shared")
     }
 
+    /// SPEC 15: a pause without an update ends 3 h after the *first* `132015`. The answers of the
+    /// requests that were under way, or of other workers, moved the end later by each one, and a
+    /// worker that had not read the store yet cut an update's `SECOND_PAUSE` (6 h) to 3 h.
+    @Test func laterRefusalsLeaveThePauseInEffectAsItIs() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let first = TemplateStates(store: store), other = TemplateStates(store: store)
+        let threeHours = start.addingTimeInterval(3 * 3600)
+        #expect(try await first.refused("sale", "en_US", at: start) == .paused(until: threeHours))
+        #expect(try await first.refused("sale", "en_US", at: start.addingTimeInterval(60)) == .paused(until: threeHours), "this worker's own later answers")
+        #expect(try await other.refused("sale", "en_US", at: start.addingTimeInterval(3600)) == .paused(until: threeHours), "another worker's, an hour on")
+        #expect(try await TemplateStates(store: store).state(of: "sale", "en_US", at: start.addingTimeInterval(3600)) == .paused(until: threeHours), "the store's end did not move")
+
+        let sixHours = start.addingTimeInterval(6 * 3600)
+        try await TemplateStates(store: store).pause("promo", "en_US", until: sixHours, at: start)
+        #expect(try await other.refused("promo", "en_US", at: start.addingTimeInterval(60)) == .paused(until: sixHours), "a SECOND_PAUSE is not cut short")
+        #expect(try await TemplateStates(store: store).state(of: "promo", "en_US", at: start.addingTimeInterval(60)) == .paused(until: sixHours))
+    }
+
+    /// A read of the store that began before this worker read a `132015` answer must not put back
+    /// what it found (no pause): SPEC 15, no request of a template starts after its `132015` is read.
+    @Test func aReadUnderWayDoesNotUndoARefusalLearnedMeanwhile() async throws {
+        let store = HeldReads(MemoryStore(clock: SystemWallClock()))
+        let worker = TemplateStates(store: store)
+        let read = Task { try await worker.state(of: "sale", "en_US", at: start) }
+        try await poll("the read under way") { store.held }
+        try await worker.refused("sale", "en_US", at: start.addingTimeInterval(0.1))
+        store.release()
+        #expect(try await read.value == .paused(until: start.addingTimeInterval(0.1 + 3 * 3600)), "the read answers what is known now")
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(0.5)) != nil, "and leaves it remembered")
+    }
+
     @Test func aStoreThatIsDownIsAnError() async throws {
         let store = MemoryStore(clock: SystemWallClock())
         store.setAvailable(false)
@@ -93,4 +126,36 @@ import ValidatePlugin
         #expect(late.looksAgainAfter == .seconds(5), "but parked it still looks again after 5 s: an approval is followed within 10 s")
         #expect(late.reason == .templatePaused && late.key == TemplateStates.key("sale", "en_US"))
     }
+}
+
+/// A store whose reads find their value at once and then wait for `release()` (a read under way).
+final class HeldReads: KeyValueStore {
+    private let base: MemoryStore
+    private let gate = AsyncStream<Void>.makeStream()
+    private let holding = Mutex(false)
+
+    init(_ base: MemoryStore) {
+        self.base = base
+    }
+
+    var held: Bool { holding.withLock { $0 } }
+    func release() { gate.continuation.finish() }
+
+    func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
+        let value = try await base.read(key)
+        holding.withLock { $0 = true }
+        for await _ in gate.stream {}
+        return value
+    }
+
+    func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) { try await base.set(key, value, ttl: ttl) }
+    func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> Bool { try await base.setIfAbsent(key, value, ttl: ttl) }
+    func delete(_ key: String) async throws(StoreUnavailable) -> Bool { try await base.delete(key) }
+    func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int { try await base.addMembers(members, to: key) }
+    func removeMembers(_ members: [String], from key: String) async throws(StoreUnavailable) -> Int { try await base.removeMembers(members, from: key) }
+    func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] { try await base.isMember(member, ofEach: keys) }
+    func members(of key: String) async throws(StoreUnavailable) -> [String] { try await base.members(of: key) }
+    func keys(prefix: String) async throws(StoreUnavailable) -> [String] { try await base.keys(prefix: prefix) }
+    func health() async -> HealthStatus { await base.health() }
+    func shutdown() async {}
 }

@@ -7,6 +7,14 @@ extension MemoryStore: KeyValueStore {
         try atomically { entries, now in entries[key] = Entry(value, ttl: ttl, now: now) }
     }
 
+    public func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> Bool {
+        try atomically { entries, now in
+            guard entries[key] == nil else { return false }
+            entries[key] = Entry(value, ttl: ttl, now: now)
+            return true
+        }
+    }
+
     public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
         try atomically { entries, now -> (value: String, ttl: Duration?)? in
             guard let entry = entries[key], entry.members == nil, entry.scores == nil else { return nil }

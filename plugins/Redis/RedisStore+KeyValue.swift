@@ -9,6 +9,12 @@ extension RedisStore: KeyValueStore {
         }
     }
 
+    public func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> Bool {
+        try await perform { () async throws(RedisError) -> Bool in
+            try await client.checked(["SET", key, value, "NX", "EX", Self.seconds(ttl)]).string != nil
+        }
+    }
+
     public func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
         try await perform { () async throws(RedisError) -> (value: String, ttl: Duration?)? in
             guard let value = try await client.checked(["GET", key]).string else { return nil }

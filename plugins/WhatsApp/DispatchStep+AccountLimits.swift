@@ -87,9 +87,12 @@ public struct AccountLimits: Sendable {
         switch error.kind {
         case .templatePaused:
             guard let (name, language) = template else { return nil }
-            let until = now.addingTimeInterval(TemplateStates.defaultPause.secondsDouble)
-            await record(context) { () async throws(StoreUnavailable) in try await templates.pause(name, language, until: until, at: now) }
+            var state = TemplateStates.State.paused(until: now.addingTimeInterval(TemplateStates.defaultPause.secondsDouble))
+            await record(context) { () async throws(StoreUnavailable) in state = try await templates.refused(name, language, at: now) }
             context.logger.warning("template paused by Meta: its messages wait", metadata: ["template": "\(name) (\(language))", "reason": .string(error.reason)])
+            guard case .paused(let until) = state else {
+                throw StepFailure(.permanent, "template disabled: \(name) (\(language)); not sent", code: 132016)
+            }
             return pausedWait(TemplateStates.key(name, language), until: until, reason: "template \(name) (\(language)) paused by Meta: \(error.reason)", context)
         case .templateDisabled:
             if let (name, language) = template {

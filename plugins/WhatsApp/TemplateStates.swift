@@ -70,8 +70,8 @@ public final class TemplateStates: Sendable {
         } else {
             state = remembered.withLock { $0[key]?.state }
         }
-        remember(key, state, at: now)
-        let current = Self.current(state, at: now)
+        remember(key, state, at: now, unlessLearnedSince: true)
+        let current = Self.current(remembered.withLock { $0[key]?.state }, at: now)
         if current == nil { _ = pausedSeen.withLock { $0.removeValue(forKey: key) } }
         return current
     }
@@ -85,8 +85,27 @@ public final class TemplateStates: Sendable {
         let length = until.timeIntervalSince(now)
         guard length >= 1 else { return }
         try await share(key, .paused(until: until)) { store throws(StoreUnavailable) in
-            try await store.set(key, "paused:\(Int64((until.timeIntervalSince1970 * 1000).rounded()))", ttl: .seconds(Int64(length.rounded(.up))))
+            try await store.set(key, Self.value(pausedUntil: until), ttl: .seconds(Int64(length.rounded(.up))))
         }
+    }
+
+    /// A `132015` answer: the template is paused for 3 h from the first `132015` (SPEC 15). A pause
+    /// already in effect — this worker's, another's, or an update's `SECOND_PAUSE` — stays as it is,
+    /// so the answers of the requests that were under way neither move its end nor cut it short.
+    /// Returns the state in effect (what the store holds when it held something already).
+    @discardableResult
+    public func refused(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) -> State {
+        let key = Self.key(name, language)
+        if let known = Self.current(remembered.withLock({ $0[key]?.state }), at: now) { return known }
+        let until = now.addingTimeInterval(Self.defaultPause.secondsDouble)
+        remember(key, .paused(until: until), at: now)
+        var state = State.paused(until: until)
+        try await share(key, state) { store throws(StoreUnavailable) in
+            guard try await !store.setIfAbsent(key, Self.value(pausedUntil: until), ttl: Self.defaultPause) else { return }
+            if let stored = Self.current(Self.decode(try await store.read(key)?.value), at: now) { state = stored }
+        }
+        remember(key, state, at: now)
+        return state
     }
 
     /// The template is disabled (a `132016` answer, a `DISABLED` update).
@@ -140,8 +159,11 @@ public final class TemplateStates: Sendable {
         }
     }
 
-    private func remember(_ key: String, _ state: State?, at now: Date) {
+    /// `unlessLearnedSince`: for what a read found — not over what this worker learned after the
+    /// read began (a `132015` read meanwhile stays in effect: no request of the template starts after it).
+    private func remember(_ key: String, _ state: State?, at now: Date, unlessLearnedSince: Bool = false) {
         remembered.withLock { remembered in
+            if unlessLearnedSince, let known = remembered[key], known.readAt > now { return }
             if remembered.count > 4096 { remembered = remembered.filter { now.timeIntervalSince($0.value.readAt) < Self.freshness } }
             remembered[key] = Remembered(state: state, readAt: now)
         }
@@ -150,6 +172,10 @@ public final class TemplateStates: Sendable {
     private static func current(_ state: State?, at now: Date) -> State? {
         if case .paused(let until)? = state, until <= now { return nil }
         return state
+    }
+
+    private static func value(pausedUntil until: Date) -> String {
+        "paused:\(Int64((until.timeIntervalSince1970 * 1000).rounded()))"
     }
 
     /// `paused:{epoch milliseconds}` or `disabled`; anything else is no state.

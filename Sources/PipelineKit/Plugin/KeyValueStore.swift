@@ -14,6 +14,8 @@
 public protocol KeyValueStore: Resource {
     /// Sets a string value that expires after `ttl` (`SET key value EX ttl`).
     func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable)
+    /// Sets a string value that expires after `ttl` only if `key` does not exist (`SET key value NX EX ttl`); whether it did.
+    func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> Bool
     /// The value and remaining TTL of a string key, nil when absent.
     func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)?
     /// Removes `key` (`DEL`); whether it existed.
