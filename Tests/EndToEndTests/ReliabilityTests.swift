@@ -73,7 +73,9 @@ import TestSupport
         }
         try await poll("/health lists the paused sender") {
             let paused = await worker.get("/health")?.body?["paused"]?.arrayValue ?? []
-            return paused.contains { $0["scope"]?.stringValue == "sender:\(forbidden)" && $0["reason"]?.stringValue?.contains("code 200") == true }
+            return paused.contains {
+                $0["scope"]?.stringValue == "sender:\(forbidden)" && $0["senders"]?.arrayValue == [.string(forbidden)] && $0["reason"]?.stringValue?.contains("code 200") == true
+            }
         }
         #expect(await worker.get("/ready")?.status == 200, "consumption goes on for everyone else")
         let refused = e2e.server.requests.filter { $0.sender == forbidden }.count

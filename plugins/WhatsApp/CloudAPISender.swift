@@ -84,6 +84,12 @@ public struct CloudAPIConfiguration: Sendable {
     public var templateCategories: [String: MessageCategory]
     /// Business portfolios whose senders share a messaging limit.
     public var portfolios: [Portfolio]
+    /// What pauses when a sender's own token (`access_tokens`) is rejected: every sender of that token.
+    private var tokenScopes: [String: PauseScope] = [:]
+    /// What pauses when the shared `access_token` is rejected: with no per-sender tokens, everything.
+    private var defaultTokenScope: PauseScope
+    /// What pauses when a configured sender itself is rejected (made once, not per message).
+    private var senderScopes: [String: PauseScope] = [:]
 
     public init(settings: Settings) {
         var base = settings[CloudAPISettings.baseURL]
@@ -103,6 +109,17 @@ public struct CloudAPIConfiguration: Sendable {
         throughputStore = settings[CloudAPISettings.throughputStore]
         templateCategories = settings[CloudAPISettings.templateCategories]
         portfolios = Portfolio.all(settings)
+        defaultTokenScope = PauseScope(key: "token:default", coversAll: accessTokens.isEmpty)
+        for senders in Dictionary(grouping: accessTokens.keys, by: { accessTokens[$0] ?? "" }).values.map({ $0.sorted() }) {
+            guard let first = senders.first else { continue }
+            let scope = PauseScope(key: "token:\(first)", coversAll: false, covers: senders)
+            for sender in senders { tokenScopes[sender] = scope }
+        }
+        for sender in Set(accessTokens.keys).union(defaultSender.map { [$0] } ?? []) { senderScopes[sender] = Self.senderScope(sender) }
+    }
+
+    private static func senderScope(_ sender: String) -> PauseScope {
+        PauseScope(key: "sender:\(sender)", coversAll: false, covers: [sender])
     }
 
     /// The portfolio `sender` belongs to, if any.
@@ -144,12 +161,10 @@ public struct CloudAPIConfiguration: Sendable {
         PauseScope(key: "api:\(baseURL)", coversAll: true, cause: "configuration")
     }
 
-    /// What pauses when `sender`'s token is rejected: every sender of that token (with one
-    /// token for all, the whole pipeline) — and when the sender itself is rejected: that sender.
+    /// What pauses when `sender`'s token is rejected: every sender of that token (senders given
+    /// the same token in `access_tokens` pause together; with one token for all, the whole
+    /// pipeline) — and when the sender itself is rejected: that sender.
     public func pauseScopes(for sender: String) -> (token: PauseScope, sender: PauseScope) {
-        let token = accessTokens[sender] != nil
-            ? PauseScope(key: "token:\(sender)", coversAll: false)
-            : PauseScope(key: "token:default", coversAll: accessTokens.isEmpty)
-        return (token, PauseScope(key: "sender:\(sender)", coversAll: false))
+        (tokenScopes[sender] ?? defaultTokenScope, senderScopes[sender] ?? Self.senderScope(sender))
     }
 }

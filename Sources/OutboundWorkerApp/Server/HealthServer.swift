@@ -71,7 +71,10 @@ struct HealthReport {
         ]
         if !paused.isEmpty {
             body["paused"] = .array(paused.map { hold in
-                .object(["scope": .string(hold.key), "reason": .string(hold.reason), "until": .string(UTCTimestamp.format(hold.until)), "pauses_in_a_row": .number(JSONNumber(hold.count))])
+                var entry: [String: JSONValue] = ["scope": .string(hold.key), "reason": .string(hold.reason), "until": .string(UTCTimestamp.format(hold.until)),
+                                                  "pauses_in_a_row": .number(JSONNumber(hold.count))]
+                if !hold.covers.isEmpty { entry["senders"] = .array(hold.covers.map(JSONValue.string)) }
+                return .object(entry)
             })
         }
         let templates = worker.flow.holds.active(.templatePaused)

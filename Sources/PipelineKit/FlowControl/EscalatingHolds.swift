@@ -45,6 +45,8 @@ public final class EscalatingHolds: Sendable {
         public var count: Int
         /// The hold stops consumption (its scope covers every message): why (`PauseScope.cause`).
         public var pausesSource: String?
+        /// What it holds, by the names the step gives them (`PauseScope.covers`).
+        public var covers: [String] = []
     }
 
     private struct Entry {
@@ -53,6 +55,7 @@ public final class EscalatingHolds: Sendable {
         var kind: WaitReason
         var count: Int
         var pausesSource: String?
+        var covers: [String]
         /// When this hold began.
         var heldAt: Date
         var forgetAt: Date
@@ -62,7 +65,7 @@ public final class EscalatingHolds: Sendable {
         var probeUntil: Date?
 
         func hold(_ key: String) -> Hold {
-            Hold(key: key, until: until, reason: reason, kind: kind, count: count + 1, pausesSource: pausesSource)
+            Hold(key: key, until: until, reason: reason, kind: kind, count: count + 1, pausesSource: pausesSource, covers: covers)
         }
     }
 
@@ -85,7 +88,7 @@ public final class EscalatingHolds: Sendable {
     /// escalate the next hold as if the probe had failed.
     @discardableResult
     public func hold(_ key: String, policy: EscalationPolicy, kind: WaitReason, reason: String, pausesSource: String? = nil,
-                     startedAt: Date? = nil) -> (until: Date, length: Duration) {
+                     covers: [String] = [], startedAt: Date? = nil) -> (until: Date, length: Duration) {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
@@ -97,7 +100,7 @@ public final class EscalatingHolds: Sendable {
             let until = now.addingTimeInterval(length.secondsDouble)
             // Forgotten once it ended and its escalation no longer matters.
             let forgetAt = until.addingTimeInterval(policy.cap.secondsDouble * 2)
-            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: pausesSource, heldAt: now, forgetAt: forgetAt,
+            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: pausesSource, covers: covers, heldAt: now, forgetAt: forgetAt,
                                  probeWait: min(policy.first, .seconds(5)))
             any.store(true, ordering: .releasing)
             return (until, length)
@@ -173,7 +176,7 @@ public final class EscalatingHolds: Sendable {
     /// every message stops consumption meanwhile.
     @discardableResult
     public func pause(_ scope: PauseScope, policy: EscalationPolicy, reason: String, startedAt: Date? = nil) -> (until: Date, length: Duration) {
-        hold(scope.key, policy: policy, kind: .paused, reason: reason, pausesSource: scope.coversAll ? scope.cause : nil, startedAt: startedAt)
+        hold(scope.key, policy: policy, kind: .paused, reason: reason, pausesSource: scope.coversAll ? scope.cause : nil, covers: scope.covers, startedAt: startedAt)
     }
 
     /// Every hold of `kind` that has not ended, soonest end first.

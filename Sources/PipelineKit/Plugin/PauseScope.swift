@@ -6,15 +6,18 @@ public struct PauseScope: Sendable, Hashable {
     public var coversAll: Bool
     /// A short, fixed label for why (`token_rejected`, …): the `reason` of `outbound_consumption_paused`.
     public var cause: String
+    /// What it pauses, by the names its plugin gives them (the senders of a token), for `/health`; empty when not listed.
+    public var covers: [String]
 
-    public init(key: String, coversAll: Bool, cause: String = "sender_side") {
+    public init(key: String, coversAll: Bool, cause: String = "sender_side", covers: [String] = []) {
         self.key = key
         self.coversAll = coversAll
         self.cause = cause
+        self.covers = covers
     }
 
     /// The same scope, paused for `cause`.
     public func because(_ cause: String) -> PauseScope {
-        PauseScope(key: key, coversAll: coversAll, cause: cause)
+        PauseScope(key: key, coversAll: coversAll, cause: cause, covers: covers)
     }
 }
