@@ -57,9 +57,13 @@ import TestSupport
         let result = try worker(["check", "--pipeline", path])
         #expect(result.status == 1)
         let errors = result.output.split(separator: "\n").filter { $0.contains(": error: ") }
-        #expect(errors.count == 2, "\(result.output)")
+        #expect(errors.count == 4, "\(result.output)")
         #expect(result.output.contains("`prefetch` of source `rabbitmq`: expected an integer, found \"many\""))
         #expect(result.output.contains("did you mean `transform`?"))
+        // Rules across fields too, all at once (SPEC 5): they waited until every other problem was fixed.
+        #expect(result.output.contains("lease 5s must exceed the timeout of resource `whatsapp` (10s)"))
+        #expect(result.output.contains("lease 5s must exceed the source's max_park (10s)"))
+        #expect(!result.output.contains("no earlier step provides"), "not what the misspelt step would have provided")
     }
 
     @Test func crossFieldRulesAreChecked() throws {

@@ -183,19 +183,20 @@ public struct PipelineLoader: Sendable {
         definition.inDoubt = steps.lazy.compactMap { step in
             self.registry.steps[step.uses]?.inDoubtPolicy.map { (step: step.name, policy: $0(step.settings)) }
         }.first
-        // Rules on single parts are reported with the other problems; rules across steps only once every part is valid.
-        let partsValid = !diagnostics.hasErrors
+        // Every rule is checked, so that every problem is reported at once (SPEC 5); what a step
+        // needs from earlier ones only once every step could be read (one left out — an unknown
+        // `uses`, a missing name — would make each step after it "need" what it provides).
         diagnostics += WorkerConfiguration.check(source)
         diagnostics += registry.sources[source.uses]?.check?(definition) ?? []
         for resource in resources {
             diagnostics += registry.resources[resource.uses]?.check?(resource, definition) ?? []
         }
-        if partsValid {
+        if steps.count == tree["steps"]?.items?.count {
             diagnostics += checkDependencies(steps)
-            for step in steps {
-                if let check = registry.steps[step.uses]?.check {
-                    diagnostics += check(step, definition)
-                }
+        }
+        for step in steps {
+            if let check = registry.steps[step.uses]?.check {
+                diagnostics += check(step, definition)
             }
         }
         return Result(definition: diagnostics.hasErrors ? nil : definition, diagnostics: diagnostics)
