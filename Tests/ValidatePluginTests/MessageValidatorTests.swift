@@ -138,4 +138,17 @@ import ValidatePlugin
             return .object(object)
         }
     }
+
+    /// `interactive` is passed through in the Cloud API's shape (SPEC 4): kinds this validator has
+    /// no rules for, and a single `product` without a body (Meta's is optional), go out as written.
+    /// They were dead-lettered as invalid.
+    @Test(arguments: [
+        #"{"type":"product","action":{"catalog_id":"c1","product_retailer_id":"sku-1"}}"#,
+        #"{"type":"catalog_message","body":{"text":"Our catalog"},"action":{"name":"catalog_message"}}"#,
+        #"{"type":"carousel","body":{"text":"Pick"},"action":{"cards":[]}}"#,
+    ])
+    func interactiveKindsMetaJudgesArePassedThrough(interactive: String) throws {
+        let message = try validator.validate(Message(body: Array(#"{"internalId":"a","to":"+5511987654321","type":"interactive","interactive":\#(interactive)}"#.utf8)))
+        #expect(message.content == .interactive(try JSONValue(parsing: Array(interactive.utf8))))
+    }
 }

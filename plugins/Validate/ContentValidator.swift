@@ -132,7 +132,7 @@ struct ContentValidator {
         guard let kind = problems.requiredString(interactive, "type", path: "interactive.type") else { return nil }
         if let body = interactive["body"]?.objectValue?["text"]?.stringValue {
             problems.limit(body, "interactive.body.text", 1...1024)
-        } else if kind != "location_request_message" || interactive["body"] != nil {
+        } else if Self.bodyRequired.contains(kind) || interactive["body"] != nil {
             problems.add("interactive.body.text: required")
         }
         if let footer = interactive["footer"]?.objectValue?["text"]?.stringValue { problems.limit(footer, "interactive.footer.text", 1...60) }
@@ -185,11 +185,14 @@ struct ContentValidator {
                 problems.add("interactive.action.parameters.display_text: required")
             }
             if parameters?["url"]?.stringValue == nil { problems.add("interactive.action.parameters.url: required") }
-        case "product", "product_list", "flow", "location_request_message", "address_message", "call_permission_request":
-            break
         default:
-            problems.add("interactive.type: \"\(kind.prefix(40))\" is not one of button, list, cta_url, product, product_list, flow, location_request_message")
+            // Passed through as it is (SPEC 4): the kinds Meta adds (`catalog_message`, `carousel`, …) go out, and Meta judges them.
+            break
         }
         return .interactive(.object(interactive))
     }
+
+    /// The interactive kinds whose `body.text` Meta requires (a single `product`'s is optional; kinds
+    /// not listed are passed through unchecked).
+    private static let bodyRequired: Set<String> = ["button", "list", "cta_url", "product_list", "flow", "catalog_message", "location_request_message"]
 }
