@@ -44,6 +44,27 @@ import TestSupport
         #expect(result.output.contains("2 passed, 0 failed"), "\(result.output)")
     }
 
+    /// An expired message is dead-lettered (SPEC 8) and reported as `expired` (SPEC 9): SPEC 7's
+    /// `dead_letter` matches it, `expired` says more, and `completed` does not.
+    @Test func anExpiredMessageIsADeadLetter() throws {
+        let path = try write("""
+            pipeline: \(pipeline)
+            cases:
+              - name: as a dead letter
+                input: { internalId: "x1", to: "+5511987654321", type: text, text: { body: "Hi" }, expiresAt: "2020-01-01T00:00:00Z" }
+                expect: { outcome: dead_letter, error: expired }
+              - name: as expired
+                input: { internalId: "x2", to: "+5511987654321", type: text, text: { body: "Hi" }, expiresAt: "2020-01-01T00:00:00Z" }
+                expect: { outcome: expired }
+              - name: not as sent
+                input: { internalId: "x3", to: "+5511987654321", type: text, text: { body: "Hi" }, expiresAt: "2020-01-01T00:00:00Z" }
+                expect: { outcome: completed }
+            """)
+        let result = try TestServices.run(TestServices.executable, ["test", path])
+        #expect(result.output.contains("2 passed, 1 failed"), "\(result.output)")
+        #expect(result.output.contains("outcome: expected completed, got expired"), "\(result.output)")
+    }
+
     @Test func aWrongExpectationFailsWithThePathOfTheDifference() throws {
         let path = try write("""
             pipeline: \(pipeline)
