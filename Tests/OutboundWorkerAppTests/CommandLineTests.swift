@@ -195,6 +195,10 @@ import TestSupport
     @Test func usageErrorsExitTwo() throws {
         #expect(try worker(["frobnicate"]).status == 2)
         #expect(try worker(["check", "--no-such-flag"]).status == 2)
+        let bare = try worker([])
+        #expect(bare.status == 2, "no command is a usage error: \(bare.output)")
+        #expect(bare.output.contains("SUBCOMMANDS"), "with the usage")
+        #expect(try worker(["--help"]).status == 0)
     }
 
     @Test func schemaValidatesShippedPipelinesAndRejectsTypos() throws {

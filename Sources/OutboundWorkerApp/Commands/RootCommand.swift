@@ -16,6 +16,11 @@ public struct RootCommand: AsyncParsableCommand {
     /// Parses the arguments and runs the command, mapping errors to SPEC's exit codes
     /// (0 ok, 1 invalid input or config, 2 usage, 3 cannot start).
     public static func main(arguments: [String]) async -> Int32 {
+        // No command is a usage error (exit 2), the usage on standard error; `--help` is not.
+        guard !arguments.isEmpty else {
+            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            return ExitStatus.usage.rawValue
+        }
         do {
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
