@@ -39,7 +39,7 @@ enum Fixtures {
             SettingSpec("password", .string, default: .string(""), secrecy: .secret, "password"),
             SettingSpec("timeout", .duration, default: .duration(.seconds(1)), "timeout"),
         ])) { _ in NullResource() })
-        registry.register(StepPlugin(name: "check", summary: "validates", settings: SettingsSchema([]), guaranteedFields: ["internalId", "to"]) { _ in
+        registry.register(StepPlugin(name: "check", summary: "validates", settings: SettingsSchema([]), guaranteedFields: ["internalId", "to"], optionalFields: ["phoneNumberId"]) { _ in
             Recorder(outcome: { _ in .next }, undone: nil)
         })
         registry.register(StepPlugin(name: "claim", summary: "claims a key", settings: SettingsSchema([

@@ -99,7 +99,16 @@ import Testing
 
     @Test func keyTemplateFieldsMustBeKnown() {
         let found = errors(Fixtures.pipeline.replacingOccurrences(of: "k:{internalId}", with: "k:{internalld}"))
-        #expect(found == ["p.yaml:17:18: error: `key` of step `claim` (claim): unknown message field `{internalld}`; did you mean `internalId`? (top-level string fields: internalId, to)"])
+        #expect(found == ["p.yaml:17:18: error: `key` of step `claim` (claim): unknown message field `{internalld}`; did you mean `internalId`? (top-level string fields: internalId, phoneNumberId, to)"])
+    }
+
+    /// SPEC 5: `{field}` takes a top-level string field of the message. An optional one of the
+    /// schema (`phoneNumberId`) is one: a warning that a message without it cannot be keyed, not the
+    /// "unknown field" error it was.
+    @Test func anOptionalFieldOfTheSchemaIsKnownWithAWarning() {
+        let result = Fixtures.load(Fixtures.pipeline.replacingOccurrences(of: "k:{internalId}", with: "k:{phoneNumberId}:{internalId}"))
+        #expect(!result.diagnostics.contains { $0.severity == .error }, "\(result.diagnostics)")
+        #expect(result.diagnostics.contains { $0.severity == .warning && $0.description.contains("`{phoneNumberId}` is optional: a message without it cannot be keyed") })
     }
 
     @Test(arguments: [

@@ -29,6 +29,7 @@ extension StepPlugin {
         settings: SettingsSchema(ValidateStep.maxBodyBytes),
         defaultOnError: .deadLetter,
         guaranteedFields: ["internalId", "to", "type"],
+        optionalFields: ["phoneNumberId", "replyTo", "category", "expiresAt"],
         provides: [.validatedMessage],
         make: { context in
             ValidateStep(validator: MessageValidator(maxBytes: context.settings[ValidateStep.maxBodyBytes]))

@@ -47,6 +47,9 @@ public struct StepPlugin: Sendable {
     public var irreversible: Bool
     /// Top-level string fields of the message this step guarantees to later steps (for key templates).
     public var guaranteedFields: [String]
+    /// Top-level string fields a message may have, checked by this step when present: a key template
+    /// may use them, and `check` warns that a message without one cannot be keyed.
+    public var optionalFields: [String]
     /// What this step leaves for later steps (names of message values, e.g. `request`).
     public var provides: [StepValue]
     /// What earlier steps must have left (`check` rejects a pipeline where no earlier step provides it).
@@ -57,7 +60,8 @@ public struct StepPlugin: Sendable {
     /// The labels its steps may end a message with (`StepOutcome.finish(as:_:)`) besides `duplicate`:
     /// counted from the start, accepted in pipeline tests, published as `outbound.<label>`.
     public var outcomes: [OutcomeLabel]
-    /// Rules across settings and steps, run by `check` after every setting is valid.
+    /// Rules across settings and steps, run by `check` with every other rule (a setting that was not
+    /// valid reads as its default meanwhile).
     public var check: (@Sendable (StepDefinition, PipelineDefinition) -> [Diagnostic])?
     public var make: @Sendable (StepBuildContext) async throws -> any Step
 
@@ -69,6 +73,7 @@ public struct StepPlugin: Sendable {
         defaultDegradation: DegradationPolicy = .failClosed,
         irreversible: Bool = false,
         guaranteedFields: [String] = [],
+        optionalFields: [String] = [],
         provides: [StepValue] = [],
         requires: [StepValue] = [],
         outcomes: [OutcomeLabel] = [],
@@ -83,6 +88,7 @@ public struct StepPlugin: Sendable {
         self.defaultDegradation = defaultDegradation
         self.irreversible = irreversible
         self.guaranteedFields = guaranteedFields
+        self.optionalFields = optionalFields
         self.provides = provides
         self.requires = requires
         self.outcomes = outcomes

@@ -361,6 +361,7 @@ public struct PipelineLoader: Sendable {
         var steps: [StepDefinition] = []
         var seen: [String: SourceLocation] = [:]
         var knownFields: Set<String> = []
+        var optionalFields: Set<String> = []
         var anyFieldGuarantee = false
         for item in items {
             guard checkKeys(item, allowed: ["name", "uses", "with", "on_error", "degradation"], owner: "a step", &diagnostics) else { continue }
@@ -384,13 +385,14 @@ public struct PipelineLoader: Sendable {
                                           "\(owner) cannot `fail_open`: it is irreversible, and skipping it would report the message done with nothing done; use `fail_closed`"))
             }
             checkReferences(settings, schema: plugin.settings, owner: owner, resources: resources, following: following, earlierSteps: steps,
-                            knownFields: anyFieldGuarantee ? knownFields : nil, &diagnostics)
+                            knownFields: anyFieldGuarantee ? (knownFields, optionalFields.subtracting(knownFields)) : nil, &diagnostics)
             steps.append(StepDefinition(name: name, uses: uses, settings: settings, onError: onError.0, degradation: degradation.0,
                                         onErrorOrigin: onError.1, degradationOrigin: degradation.1, location: item.location))
             if !plugin.guaranteedFields.isEmpty {
                 anyFieldGuarantee = true
                 knownFields.formUnion(plugin.guaranteedFields)
             }
+            optionalFields.formUnion(plugin.optionalFields)
         }
         return steps
     }
@@ -406,7 +408,7 @@ public struct PipelineLoader: Sendable {
     }
 
     private func checkReferences(_ settings: Settings, schema: SettingsSchema, owner: String, resources: [ComponentDefinition], following: [String]?,
-                                 earlierSteps: [StepDefinition], knownFields: Set<String>?, _ diagnostics: inout [Diagnostic]) {
+                                 earlierSteps: [StepDefinition], knownFields: (guaranteed: Set<String>, optional: Set<String>)?, _ diagnostics: inout [Diagnostic]) {
         for setting in settings.entries {
             guard let spec = schema[setting.name], case .string(let value) = setting.value else { continue }
             switch spec.type {
@@ -424,8 +426,13 @@ public struct PipelineLoader: Sendable {
                 }
             case .keyTemplate:
                 guard let knownFields, let template = try? KeyTemplate(value) else { continue }
-                for field in template.fields where !knownFields.contains(field) {
-                    diagnostics.append(.error(at: setting.location, "`\(setting.name)` of \(owner): unknown message field `{\(field)}`\(Suggestion.hint(for: field, in: knownFields)) (top-level string fields: \(knownFields.sorted().joined(separator: ", ")))"))
+                let all = knownFields.guaranteed.union(knownFields.optional)
+                for field in template.fields where !knownFields.guaranteed.contains(field) {
+                    if knownFields.optional.contains(field) {
+                        diagnostics.append(.warning(at: setting.location, "`\(setting.name)` of \(owner): `{\(field)}` is optional: a message without it cannot be keyed and is dead-lettered as invalid"))
+                    } else {
+                        diagnostics.append(.error(at: setting.location, "`\(setting.name)` of \(owner): unknown message field `{\(field)}`\(Suggestion.hint(for: field, in: all)) (top-level string fields: \(all.sorted().joined(separator: ", ")))"))
+                    }
                 }
             default:
                 continue
