@@ -45,6 +45,7 @@ import TestSupport
             return
         }
         #expect(wait.reason == .inDoubt)
+        #expect(wait.looksAgainAfter != nil, "kept in memory while parking has room, whatever its delay: counted as waiting in_doubt")
     }
 
     /// The hold could not mark the key (store down), which stays `processing` by this worker; later
