@@ -124,7 +124,7 @@ import TestSupport
             Issue.record("the copy finds the send in doubt in flight, and is not sent: \(outcome)")
             return
         }
-        #expect(try await store.read("doubt:copy-takeover")?.value.contains(#""status":"processing""#) == true, "the value stays for its message to mark")
+        #expect(try await store.read("doubt:copy-takeover")?.value.contains(#""status":"in_doubt""#) == true, "not taken over: marked in doubt once the store answered")
     }
 
     /// As above, and a copy's claim failed meanwhile (the store went down under it): its claim is
@@ -144,6 +144,27 @@ import TestSupport
         clock.advance(by: .seconds(30))
         var other = message(id: "lost-release-other")
         #expect(try await step.run(&other, context()) == .next, "a claim after the store is back releases due lost claims")
-        #expect(try await store.read("doubt:lost-release")?.value.contains(#""status":"processing""#) == true, "the send in doubt's value stays for its message to mark")
+        #expect(try await store.read("doubt:lost-release")?.value.contains(#""status":"in_doubt""#) == true, "not released: marked in doubt once the store answered")
+    }
+
+    /// The hold could not mark the key (store down). Once the store answers again, the next claim of
+    /// any message on this worker marks it, without waiting for its message's next look — meanwhile
+    /// another worker's copy, past the lease, took the `processing` value over and sent it again.
+    @Test func theStoreAnsweringAgainMarksAnUnmarkedSendInDoubtAtOnce() async throws {
+        var claimed = message(id: "mark-at-once")
+        #expect(try await step.run(&claimed, context()) == .next)
+        store.setAvailable(false)
+        #expect(await step.holdInDoubt(&claimed, context()))
+        store.setAvailable(true)
+        var unrelated = message(id: "mark-at-once-other")
+        #expect(try await step.run(&unrelated, context()) == .next)
+        #expect(try await store.read("doubt:mark-at-once")?.value.contains(#""status":"in_doubt""#) == true, "marked by the first claim after the outage")
+        clock.advance(by: .seconds(130))
+        var copy = message(id: "mark-at-once")
+        let outcome = try await step.run(&copy, context("worker-b"))
+        guard case .wait(let wait) = outcome, wait.reason == .inDoubt else {
+            Issue.record("another worker's copy past the lease waits in doubt, never takes the key over: \(outcome)")
+            return
+        }
     }
 }

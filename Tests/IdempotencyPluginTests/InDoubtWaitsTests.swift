@@ -10,11 +10,14 @@ import Testing
         let waits = InDoubtWaits.shared
         let key = "doubt:unmarked-\(UInt64.random(in: 0...UInt64.max))"
         #expect(!waits.isWaiting(key))
-        waits.notMarked(key)
+        let store = ObjectIdentifier(InDoubtWaitsTests.self)
+        waits.notMarked(key, in: store, claim: "c", owner: "w", attempt: 1)
         #expect(waits.isWaiting(key), "no wait seen here, yet its value is a send's claim")
+        #expect(waits.unmarked(in: store, owner: "w").map(\.key) == [key])
+        #expect(waits.unmarked(in: store, owner: "another").isEmpty && waits.unmarked(in: ObjectIdentifier(Int.self), owner: "w").isEmpty)
         waits.marked(key)
         #expect(!waits.isWaiting(key), "marked in_doubt: the store protects it from then on")
-        waits.notMarked(key)
+        waits.notMarked(key, in: store, claim: "c", owner: "w", attempt: 1)
         waits.end(key, resolution: "status")
         #expect(!waits.isWaiting(key), "settled")
     }

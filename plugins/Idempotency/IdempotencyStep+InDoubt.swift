@@ -48,11 +48,28 @@ extension IdempotencyStep {
             }
             return mark
         } catch {
-            InDoubtWaits.shared.notMarked(key)
+            InDoubtWaits.shared.notMarked(key, in: storeIdentity, claim: claim, owner: context.workerID, attempt: message.attempt)
             context.logger.warning("send in doubt, not recorded yet (the store is unavailable): marked on the next look", metadata: ["error": .string(error.reason)])
             return nil
         }
     }
+
+    /// The store answers again: marks `in_doubt` the keys of this worker's sends in doubt that could
+    /// not be marked then, without waiting for their messages' next look — by then another worker's
+    /// copy could take the `processing` value over once its lease is past.
+    func markUnmarked(_ context: StepContext) async {
+        for (key, pending) in InDoubtWaits.shared.unmarked(in: storeIdentity, owner: context.workerID) {
+            do {
+                _ = try await store.markInDoubt(key, claim: pending.claim, owner: pending.owner, attempt: pending.attempt, ttl: ttl)
+                InDoubtWaits.shared.marked(key)
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// Which store this step's keys are in, for what `InDoubtWaits` keeps.
+    var storeIdentity: ObjectIdentifier { ObjectIdentifier(store as AnyObject) }
 
     /// Claims a key left in doubt past its window for a resend, whatever the pipeline's `on_in_doubt`.
     func claimAgain(_ key: String, _ context: StepContext) async throws -> ClaimResult {

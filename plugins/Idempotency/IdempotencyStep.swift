@@ -84,6 +84,7 @@ public struct IdempotencyStep: Step {
         case .claimed, .tookOver, .resending: break
         case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
         }
+        await markUnmarked(context)
         await releaseLostClaims(context)
         if case .inDoubtExpired(let existing) = result, Self.replayedAfter(existing, message) {
             // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.

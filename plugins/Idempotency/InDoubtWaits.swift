@@ -9,11 +9,21 @@ import Synchronization
 final class InDoubtWaits: Sendable {
     static let shared = InDoubtWaits()
 
+    /// A send in doubt whose key could not be marked: what marking it takes.
+    struct Unmarked {
+        var since: ContinuousClock.Instant
+        /// The store it is to be marked in (the step's).
+        var store: ObjectIdentifier
+        var claim: String
+        var owner: String
+        var attempt: Int
+    }
+
     private struct State {
         /// When each wait was last seen.
         var waiting: [String: ContinuousClock.Instant] = [:]
-        /// Keys not marked yet, and since when.
-        var unmarked: [String: ContinuousClock.Instant] = [:]
+        /// Keys not marked yet.
+        var unmarked: [String: Unmarked] = [:]
         var prunedAt = ContinuousClock.now
     }
 
@@ -54,9 +64,17 @@ final class InDoubtWaits: Sendable {
     }
 
     /// The send in doubt on `key` could not be marked: its key still holds the claim's `processing` value.
-    func notMarked(_ key: String) {
+    func notMarked(_ key: String, in store: ObjectIdentifier, claim: String, owner: String, attempt: Int) {
         update { state in
-            if state.unmarked[key] == nil { state.unmarked[key] = ContinuousClock.now }
+            if state.unmarked[key] == nil { state.unmarked[key] = Unmarked(since: ContinuousClock.now, store: store, claim: claim, owner: owner, attempt: attempt) }
+        }
+    }
+
+    /// The keys of `owner` in `store` still to be marked (one atomic load when none is).
+    func unmarked(in store: ObjectIdentifier, owner: String) -> [(key: String, pending: Unmarked)] {
+        guard any.load(ordering: .acquiring) else { return [] }
+        return state.withLock { state in
+            state.unmarked.filter { $0.value.store == store && $0.value.owner == owner }.map { ($0.key, $0.value) }
         }
     }
 
@@ -86,16 +104,18 @@ final class InDoubtWaits: Sendable {
 
     private func update(_ change: (inout State) -> Void) {
         let now = ContinuousClock.now
-        let (count, anything) = state.withLock { state -> (Int, Bool) in
+        let count = state.withLock { state -> Int in
             change(&state)
             if now - state.prunedAt >= .seconds(1) {
                 state.waiting = state.waiting.filter { now - $0.value < Self.forgetWaitAfter }
-                state.unmarked = state.unmarked.filter { now - $0.value < Self.forgetUnmarkedAfter }
+                state.unmarked = state.unmarked.filter { now - $0.value.since < Self.forgetUnmarkedAfter }
                 state.prunedAt = now
             }
-            return (state.waiting.count, !state.waiting.isEmpty || !state.unmarked.isEmpty)
+            // Under the lock: two updates storing what each found, out of order, could leave it
+            // false with a key still unmarked (and that key taken over as an orphan).
+            any.store(!state.waiting.isEmpty || !state.unmarked.isEmpty, ordering: .releasing)
+            return state.waiting.count
         }
-        any.store(anything, ordering: .releasing)
         gauge.record(count)
     }
 }

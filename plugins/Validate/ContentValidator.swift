@@ -192,7 +192,7 @@ struct ContentValidator {
         return .interactive(.object(interactive))
     }
 
-    /// The interactive kinds whose `body.text` Meta requires (a single `product`'s is optional; kinds
-    /// not listed are passed through unchecked).
-    private static let bodyRequired: Set<String> = ["button", "list", "cta_url", "product_list", "flow", "catalog_message", "location_request_message"]
+    /// The interactive kinds whose `body.text` is required here (a single `product`'s is optional, and
+    /// a `location_request_message` goes without one as before; kinds not listed are passed through unchecked).
+    private static let bodyRequired: Set<String> = ["button", "list", "cta_url", "product_list", "flow", "catalog_message"]
 }

@@ -109,7 +109,10 @@ public struct CloudAPIConfiguration: Sendable {
         throughputStore = settings[CloudAPISettings.throughputStore]
         templateCategories = settings[CloudAPISettings.templateCategories]
         portfolios = Portfolio.all(settings)
-        defaultTokenScope = PauseScope(key: "token:default", coversAll: accessTokens.isEmpty)
+        // (The senders of the shared token are every one without a token of its own: the default one is named.)
+        let tokens = accessTokens
+        let defaultSenderCovered = defaultSender.flatMap { tokens[$0] == nil ? [$0] : nil } ?? []
+        defaultTokenScope = PauseScope(key: "token:default", coversAll: accessTokens.isEmpty, covers: defaultSenderCovered)
         for senders in Dictionary(grouping: accessTokens.keys, by: { accessTokens[$0] ?? "" }).values.map({ $0.sorted() }) {
             guard let first = senders.first else { continue }
             let scope = PauseScope(key: "token:\(first)", coversAll: false, covers: senders)

@@ -276,8 +276,10 @@ public final class PipelineWorker: Service, Sendable {
     private func park(_ wait: Wait, rank: Int, keepUntil: Date?, keptUntil: Date?) async -> Parked {
         let now = flow.clock.now()
         let until = wait.inMemoryUntil(at: now, maxPark: configuration.maxPark)
-        if let limit = [keepUntil, keptUntil].compactMap(\.self).min(), until > limit { return .leave(back: until) }
         let remaining = until.timeIntervalSince(now)
+        if let keepUntil, until > keepUntil { return .leave(back: until) }
+        // (A wait shorter than a trip through the source is spent in memory whatever the delivery's time here.)
+        if let keptUntil, until > keptUntil, remaining > sourceLead { return .leave(back: until) }
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
         if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) ? .goOn : .leave(back: until) }
         let parking = parkings[min(rank, parkings.count - 1)]

@@ -429,7 +429,7 @@ public struct PipelineLoader: Sendable {
                 let all = knownFields.guaranteed.union(knownFields.optional)
                 for field in template.fields where !knownFields.guaranteed.contains(field) {
                     if knownFields.optional.contains(field) {
-                        diagnostics.append(.warning(at: setting.location, "`\(setting.name)` of \(owner): `{\(field)}` is optional: a message without it cannot be keyed and is dead-lettered as invalid"))
+                        diagnostics.append(.warning(at: setting.location, "`\(setting.name)` of \(owner): `{\(field)}` is optional: a message without it cannot be keyed and is dead-lettered as invalid, and a step that finds keys by `internalId` alone (the statuses pipeline's) cannot find this one"))
                     } else {
                         diagnostics.append(.error(at: setting.location, "`\(setting.name)` of \(owner): unknown message field `{\(field)}`\(Suggestion.hint(for: field, in: all)) (top-level string fields: \(all.sorted().joined(separator: ", ")))"))
                     }
