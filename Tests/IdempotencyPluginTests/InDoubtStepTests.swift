@@ -32,6 +32,16 @@ import TestSupport
         Message(body: Array(#"{"internalId":"\#(id)","to":"+5511987654321","type":"text","text":{"body":"Hi"}}"#.utf8), carried: carried)
     }
 
+    /// Message `id` claimed and sent, its send in doubt while the store is down (the hold cannot
+    /// mark its key: it keeps the claim's `processing` value); the store is back on return.
+    private func sendInDoubtNotMarked(id: String) async throws {
+        var claimed = message(id: id)
+        #expect(try await step.run(&claimed, context()) == .next)
+        store.setAvailable(false)
+        #expect(await step.holdInDoubt(&claimed, context()))
+        store.setAvailable(true)
+    }
+
     /// A message whose send is in doubt, looking at its key while the store is down: under
     /// `fail_open` the old code skipped the step and sent again.
     @Test func aSendInDoubtNeverGoesOnWithoutItsKey() async throws {
@@ -112,11 +122,7 @@ import TestSupport
     /// than the orphan age: the old code took it over as an orphan (no message here held the key)
     /// and sent it again.
     @Test func anotherCopyDoesNotTakeOverTheUnmarkedClaimOfASendInDoubt() async throws {
-        var claimed = message(id: "copy-takeover")
-        #expect(try await step.run(&claimed, context()) == .next)
-        store.setAvailable(false)
-        #expect(await step.holdInDoubt(&claimed, context()))
-        store.setAvailable(true)
+        try await sendInDoubtNotMarked(id: "copy-takeover")
         clock.advance(by: .seconds(30))
         var copy = message(id: "copy-takeover")
         let outcome = try await step.run(&copy, context())
@@ -151,11 +157,7 @@ import TestSupport
     /// any message on this worker marks it, without waiting for its message's next look — meanwhile
     /// another worker's copy, past the lease, took the `processing` value over and sent it again.
     @Test func theStoreAnsweringAgainMarksAnUnmarkedSendInDoubtAtOnce() async throws {
-        var claimed = message(id: "mark-at-once")
-        #expect(try await step.run(&claimed, context()) == .next)
-        store.setAvailable(false)
-        #expect(await step.holdInDoubt(&claimed, context()))
-        store.setAvailable(true)
+        try await sendInDoubtNotMarked(id: "mark-at-once")
         var unrelated = message(id: "mark-at-once-other")
         #expect(try await step.run(&unrelated, context()) == .next)
         #expect(try await store.read("doubt:mark-at-once")?.value.contains(#""status":"in_doubt""#) == true, "marked by the first claim after the outage")
