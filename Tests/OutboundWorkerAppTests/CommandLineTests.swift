@@ -79,6 +79,19 @@ import TestSupport
         #expect(result.output.contains("warning: step `idempotency`: key \"idempotency:outbound:{to}\" has no {internalId}"))
     }
 
+    /// A value that does not parse reads as its default meanwhile: the rules across fields of its
+    /// step would report that default ("ttl must exceed lease 2m" beside a mistyped lease).
+    @Test func aStepInErrorIsNotCheckedAcrossFieldsWithItsDefaults() throws {
+        let path = try temporaryPipeline {
+            $0.replacingOccurrences(of: "lease: 2m", with: "lease: soon")
+                .replacingOccurrences(of: "\"${IDEMPOTENCY_TTL_SECONDS:-86400}\"", with: "60")
+        }
+        let result = try worker(["check", "--pipeline", path])
+        #expect(result.status == 1)
+        #expect(result.output.contains("soon"), "the mistyped lease is reported: \(result.output)")
+        #expect(!result.output.contains("must exceed lease"), "not a rule about the default it read as: \(result.output)")
+    }
+
     private func variant(_ yaml: String) throws -> (base: String, name: String) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("v-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

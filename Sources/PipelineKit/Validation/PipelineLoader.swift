@@ -168,7 +168,8 @@ public struct PipelineLoader: Sendable {
         let name = readName(tree, &diagnostics)
         let source = readSource(tree, &diagnostics)
         let resources = readResources(tree, &diagnostics)
-        let steps = readSteps(tree, resources: resources, &diagnostics)
+        var stepsWithErrors: Set<String> = []
+        let steps = readSteps(tree, resources: resources, &diagnostics, withErrors: &stepsWithErrors)
         let events = readEvents(tree, &diagnostics)
         let healthPort = readHealthPort(tree, &diagnostics)
 
@@ -194,7 +195,9 @@ public struct PipelineLoader: Sendable {
         if steps.count == tree["steps"]?.items?.count {
             diagnostics += checkDependencies(steps)
         }
-        for step in steps {
+        // (A step whose own settings are in error is not checked across fields: a value that did not
+        // parse reads as its default, and the rule would report that default.)
+        for step in steps where !stepsWithErrors.contains(step.name) {
             if let check = registry.steps[step.uses]?.check {
                 diagnostics += check(step, definition)
             }
@@ -350,6 +353,13 @@ public struct PipelineLoader: Sendable {
 
     /// `following`: only these resource settings name loaded resources (the others are not checked).
     private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], following: [String]? = nil, _ diagnostics: inout [Diagnostic]) -> [StepDefinition] {
+        var withErrors: Set<String> = []
+        return readSteps(tree, resources: resources, following: following, &diagnostics, withErrors: &withErrors)
+    }
+
+    /// The steps of `tree`; `withErrors` gets the names of those whose own settings or policies are in error.
+    private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], following: [String]? = nil, _ diagnostics: inout [Diagnostic],
+                           withErrors: inout Set<String>) -> [StepDefinition] {
         guard let node = tree["steps"] else {
             diagnostics.append(.error(at: tree.location, "missing `steps` (the list of steps each message goes through)"))
             return []
@@ -376,6 +386,8 @@ public struct PipelineLoader: Sendable {
             seen[name] = nameNode.location
             guard let uses = readUses(item, kind: "step", known: Array(registry.steps.keys), &diagnostics), let plugin = registry.steps[uses] else { continue }
             let owner = "step `\(name)` (\(uses))"
+            let errorsBefore = diagnostics.count(where: { $0.severity == .error })
+            defer { if diagnostics.count(where: { $0.severity == .error }) > errorsBefore { withErrors.insert(name) } }
             let settings = SettingsResolver(owner: owner, environment: environment).resolve(item["with"], schema: plugin.settings, at: item.location, diagnostics: &diagnostics)
             let onError = readPolicy(item["on_error"], default: plugin.defaultOnError, owner: owner, &diagnostics)
             let degradation = readPolicy(item["degradation"], default: plugin.defaultDegradation, owner: owner, &diagnostics)
