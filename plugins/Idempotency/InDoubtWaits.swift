@@ -36,8 +36,8 @@ final class InDoubtWaits: Sendable {
     })
     /// A wait not seen for this long left this worker (a shutdown, a trip through the source to another).
     static let forgetWaitAfter = Duration.seconds(60)
-    /// An unmarked key is forgotten after this (its message marks it at its next look once the store
-    /// answers; this only bounds the table through a long outage).
+    /// An unmarked key is forgotten after this (the first claim after the store answers marks it;
+    /// this only bounds the table through a long outage).
     static let forgetUnmarkedAfter = Duration.seconds(1800)
 
     private init() {

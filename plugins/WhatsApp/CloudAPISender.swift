@@ -113,7 +113,7 @@ public struct CloudAPIConfiguration: Sendable {
         let tokens = accessTokens
         let defaultSenderCovered = defaultSender.flatMap { tokens[$0] == nil ? [$0] : nil } ?? []
         defaultTokenScope = PauseScope(key: "token:default", coversAll: accessTokens.isEmpty, covers: defaultSenderCovered)
-        for senders in Dictionary(grouping: accessTokens.keys, by: { accessTokens[$0] ?? "" }).values.map({ $0.sorted() }) {
+        for senders in Dictionary(grouping: tokens.keys, by: { tokens[$0] ?? "" }).values.map({ $0.sorted() }) {
             guard let first = senders.first else { continue }
             let scope = PauseScope(key: "token:\(first)", coversAll: false, covers: senders)
             for sender in senders { tokenScopes[sender] = scope }

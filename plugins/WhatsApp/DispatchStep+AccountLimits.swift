@@ -58,13 +58,18 @@ public struct AccountLimits: Sendable {
         let key = TemplateStates.key(template.name, template.language)
         switch state {
         case .disabled?:
-            throw StepFailure(.permanent, "template disabled: \(template.name) (\(template.language)); not sent", code: 132016)
+            throw Self.disabled(template.name, template.language)
         case .paused(let until)?:
             return pausedWait(key, until: until, reason: "template \(template.name) (\(template.language)) paused by Meta", context)
         case nil:
             context.flow.holds.clear(key)
             return nil
         }
+    }
+
+    /// A message of a template found disabled: dead-lettered without a request.
+    private static func disabled(_ name: String, _ language: String) -> StepFailure {
+        StepFailure(.permanent, "template disabled: \(name) (\(language)); not sent", code: 132016)
     }
 
     /// A message of a paused template waits until the pause ends or, sooner, until it looks again:
@@ -91,7 +96,7 @@ public struct AccountLimits: Sendable {
             await record(context) { () async throws(StoreUnavailable) in state = try await templates.refused(name, language, at: now) }
             context.logger.warning("template paused by Meta: its messages wait", metadata: ["template": "\(name) (\(language))", "reason": .string(error.reason)])
             guard case .paused(let until) = state else {
-                throw StepFailure(.permanent, "template disabled: \(name) (\(language)); not sent", code: 132016)
+                throw Self.disabled(name, language)
             }
             return pausedWait(TemplateStates.key(name, language), until: until, reason: "template \(name) (\(language)) paused by Meta: \(error.reason)", context)
         case .templateDisabled:

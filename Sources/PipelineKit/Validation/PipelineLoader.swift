@@ -107,7 +107,8 @@ public struct PipelineLoader: Sendable {
         let source = readSource(reduced, &diagnostics)
         diagnostics += source.map(WorkerConfiguration.check) ?? []
         let resources = readResources(reduced, &diagnostics)
-        let steps = stepItems.isEmpty ? [] : readSteps(reduced, resources: resources, following: followed, &diagnostics)
+        var stepsWithErrors: Set<String> = []
+        let steps = stepItems.isEmpty ? [] : readSteps(reduced, resources: resources, following: followed, &diagnostics, withErrors: &stepsWithErrors)
         guard let source, !diagnostics.hasErrors else { return (nil, diagnostics) }
         return (StepsView(source: source, worker: WorkerConfiguration(settings: source.settings), steps: steps, resources: resources), diagnostics)
     }
@@ -352,11 +353,6 @@ public struct PipelineLoader: Sendable {
     }
 
     /// `following`: only these resource settings name loaded resources (the others are not checked).
-    private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], following: [String]? = nil, _ diagnostics: inout [Diagnostic]) -> [StepDefinition] {
-        var withErrors: Set<String> = []
-        return readSteps(tree, resources: resources, following: following, &diagnostics, withErrors: &withErrors)
-    }
-
     /// The steps of `tree`; `withErrors` gets the names of those whose own settings or policies are in error.
     private func readSteps(_ tree: ConfigNode, resources: [ComponentDefinition], following: [String]? = nil, _ diagnostics: inout [Diagnostic],
                            withErrors: inout Set<String>) -> [StepDefinition] {
