@@ -152,6 +152,36 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// SPEC 8, 17: a pair one worker found held (`131056`) is held on every worker sharing its Redis
+    /// (`holds:{sender}`). Before, each worker held its own pairs: the other worker sent its share
+    /// of the pair's messages at once, each refused again.
+    @Test func aPairHeldOnOneWorkerIsHeldOnTheOther() async throws {
+        let e2e = try await EndToEndHarness()
+        let (sender, held) = (String(Int.random(in: 100_000...999_999)), "+5511977776666")
+        let firstToPair = FirstTime()
+        e2e.server.answer { _, json in
+            json?["to"]?.stringValue == held && firstToPair.take() ? .error(status: 400, code: 131056, message: "(#131056) Pair rate limit hit") : .success
+        }
+        let workers = [try await e2e.startWorker(), try await e2e.startWorker()]
+        try await e2e.publish([e2e.message(0, sender: sender, to: held)])
+        try await poll("the pair refused") { e2e.server.answered(131056) == 1 }
+        let redis = e2e.redis()
+        try await poll("the hold written to Redis") { try await redis.send(["HEXISTS", "holds:\(sender)", "pair:\(sender):\(held)"]).integer == 1 }
+        let refusedAt = try #require(e2e.server.requests.first?.arrived)
+        try await e2e.publish((1..<9).map { e2e.message($0, sender: sender, to: held) })
+        try await poll("each of the pair's messages sent after the hold", timeout: .seconds(20)) { e2e.server.sentByRecipient[held] == 9 }
+        try await e2e.waitUntilFinished(9, by: workers)
+        let toPair = e2e.server.requests.filter { $0.recipient == held }
+        print("a pair held on one of two workers: requests to it at \(toPair.map { $0.arrived - refusedAt })")
+        #expect(toPair.count == 10, "the refused request and each message once")
+        #expect(toPair.dropFirst().allSatisfy { $0.arrived - refusedAt >= .milliseconds(950) }, "no request to the pair from either worker during its 1 s hold")
+        for worker in workers {
+            #expect(await metricTotal(worker, "outbound_sends_total") > 0, "both workers sent some of the pair's messages")
+        }
+        for worker in workers { try await worker.stop() }
+        await e2e.cleanUp()
+    }
+
     @Test func expiredMessagesAreNotSentButDeadLetteredWithTheReason() async throws {
         let e2e = try await EndToEndHarness()
         try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "    max_park: 2s", with: "    max_park: 2s\n    max_age: 10m"))

@@ -46,7 +46,7 @@ import WhatsAppPlugin
     @Test func thePairIsWrittenOnceAnHourNotPerWebhook() async throws {
         let step = AccountUpdatesStep(templates: TemplateStates(store: store), limits: AnnouncedLimits(store: store))
         try await post(Self.delivered, step)
-        try await store.delete(AnnouncedLimits.key(sender: "105512345"))
+        #expect(try await store.delete(AnnouncedLimits.key(sender: "105512345")), "written by the first webhook")
         try await post(Self.delivered, step)
         #expect(try await store.read(AnnouncedLimits.key(sender: "105512345")) == nil, "not written again within the hour")
         clock.advance(by: .seconds(3601))

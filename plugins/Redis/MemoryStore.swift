@@ -7,7 +7,7 @@ import Synchronization
 /// It has the key-value capability (`KeyValueStore`); plugins with scripts of their own add the
 /// same capabilities to it as to `RedisStore`, written against `atomically`.
 public final class MemoryStore: Resource {
-    /// One key's value and when it expires: a string, a set's members or a sorted set's scores
+    /// One key's value and when it expires: a string, a set's members, a sorted set's scores or a hash's fields
     /// (then `value` is empty).
     public struct Entry: Sendable {
         public var value: String
@@ -16,6 +16,8 @@ public final class MemoryStore: Resource {
         public var members: Set<String>?
         /// The members and their scores when the key holds a sorted set.
         public var scores: [String: Double]?
+        /// The fields and their values when the key holds a hash.
+        public var fields: [String: String]?
 
         public init(value: String, expires: Date?) {
             self.value = value
@@ -32,6 +34,12 @@ public final class MemoryStore: Resource {
         public init(scores: [String: Double]) {
             self.init(value: "", expires: nil)
             self.scores = scores
+        }
+
+        /// A hash that expires at `expires`.
+        public init(fields: [String: String], expires: Date?) {
+            self.init(value: "", expires: expires)
+            self.fields = fields
         }
     }
 

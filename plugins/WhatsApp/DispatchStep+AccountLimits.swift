@@ -86,7 +86,7 @@ public struct AccountLimits: Sendable {
     /// An answer that concerns an account limit: what becomes of the message. Throws the failure
     /// for those that end it; nil for an answer that is not one of them. (`startedAt`: when the request began.)
     func answered(_ error: CloudAPIFailure, _ message: inout Message, _ request: PreparedRequest, sender: String, startedAt: Date,
-                  _ context: StepContext) async throws -> StepOutcome? {
+                  holds: SharedHolds, _ context: StepContext) async throws -> StepOutcome? {
         let now = context.clock.now()
         let template = Self.template(of: message)
         switch error.kind {
@@ -119,8 +119,9 @@ public struct AccountLimits: Sendable {
             throw StepFailure(.permanent, "recipient stopped marketing messages: \(error.reason)", code: error.code)
         case .spamLimit:
             Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131048")]).increment()
-            let hold = context.flow.holds.hold(Self.spamKey(sender), policy: Self.spamBackoff, kind: .spamLimit, reason: error.reason, startedAt: startedAt)
-            return waiting(Self.spamKey(sender), until: hold.until, .spamLimit)
+            let until = await holds.hold(Self.spamKey(sender), group: sender, policy: Self.spamBackoff, kind: .spamLimit, reason: error.reason,
+                                         startedAt: startedAt, context.flow, logger: context.logger)
+            return waiting(Self.spamKey(sender), until: until, .spamLimit)
         default:
             return nil
         }

@@ -14,7 +14,8 @@ extension StepPlugin {
         check: DispatchRules.check,
         make: { context in
             DispatchStep(client: try context.resources.get(context.settings[DispatchSettings.client], as: (any CloudAPISender).self),
-                         limits: DispatchSettings.limits(context), inDoubt: DispatchSettings.inDoubtPolicy(context.settings))
+                         limits: DispatchSettings.limits(context), inDoubt: DispatchSettings.inDoubtPolicy(context.settings),
+                         holdStore: context.settings[DispatchSettings.store].flatMap { context.resources.optional($0, as: (any HoldStore).self) })
         }
     )
 }
@@ -28,7 +29,7 @@ public enum DispatchSettings {
                                           "after the window without a status: send once more, or dead-letter (never a second copy)")
 
     public static let store = Setting.optionalResource("store", uses: "redis", default: "redis",
-                                                "the Redis resource where every worker shares paused and disabled templates (with the statuses pipeline) and the portfolios' messaging limits (none: template states stay per worker, limits are not counted)")
+                                                "the Redis resource where every worker shares paused and disabled templates (with the statuses pipeline), the portfolios' messaging limits, and pair and marketing holds (none: template states and holds stay per worker, limits are not counted)")
     static let marketingRetryAfter = Setting.duration("marketing_retry_after", default: .seconds(86_400),
                                                       "how long a marketing message Meta declined for the user's marketing limit (131049) waits before it goes once more")
 

@@ -9,7 +9,8 @@ import ValidatePlugin
 /// Before sending it waits (without using an attempt) while the sender is paused, while the
 /// sender–recipient pair is held, and for its turn at the sender's send slots (the most urgent
 /// lane first, SPEC 14). A `130429` answer slows the sender down and waits for a turn again;
-/// a `131056` holds the pair for 4^X s. A send not tried because another was opening the
+/// a `131056` holds the pair for 4^X s, on every worker whose `dispatch` shares its `store`
+/// (`SharedHolds`). A send not tried because another was opening the
 /// connection to the Cloud API (`ConnectionOpener`) waits for a turn again too.
 public struct DispatchStep: Step {
     public let client: any CloudAPISender
@@ -17,14 +18,18 @@ public struct DispatchStep: Step {
     public let limits: AccountLimits
     /// What to do with a send whose answer was lost (`in_doubt_window`, `on_in_doubt`).
     public let inDoubtPolicy: InDoubtPolicy?
+    /// Pair and marketing holds, shared with every worker through the step's `store`.
+    public let holds: SharedHolds
     private let pacers = SenderPacers()
     /// Holds of a pair after consecutive `131056`s: 1 s, 4 s, 16 s, 64 s, 256 s.
     public static let pairHold = EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256))
 
-    public init(client: any CloudAPISender, limits: AccountLimits = AccountLimits(templates: TemplateStates(store: nil)), inDoubt: InDoubtPolicy = .standard) {
+    public init(client: any CloudAPISender, limits: AccountLimits = AccountLimits(templates: TemplateStates(store: nil)), inDoubt: InDoubtPolicy = .standard,
+                holdStore: (any HoldStore)? = nil) {
         self.client = client
         self.limits = limits
         self.inDoubtPolicy = inDoubt
+        holds = SharedHolds(store: holdStore, policies: [.pairHold: Self.pairHold, .spamLimit: AccountLimits.spamBackoff])
     }
 
     /// Every outcome names the sender a message would have gone out with, the default one included.
@@ -55,6 +60,7 @@ public struct DispatchStep: Step {
             return .wait(Wait(key: key, until: until, reason: reason))
         }
         let category = message.values[ValidatedMessageKey.self].map(configuration.category(of:))
+        await holds.refresh(sender, flow, at: now, logger: context.logger)
         var held = [(configuration.configurationScope.key, WaitReason.paused), (scopes.token.key, .paused), (scopes.sender.key, .paused), (pair, .pairHold)]
         if category == .marketing { held.append((AccountLimits.spamKey(sender), .spamLimit)) }
         for (key, reason) in held {
@@ -117,7 +123,7 @@ public struct DispatchStep: Step {
                     flow.holds.clear(scopes.token.key)
                 }
             }
-            if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, context) {
+            if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, holds: holds, context) {
                 return limited
             }
             switch error.kind {
@@ -130,8 +136,9 @@ public struct DispatchStep: Step {
                 return await newTurn(&message, pacer, context)
             case .pairRateLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()
-                let hold = flow.holds.hold(pair, policy: Self.pairHold, kind: .pairHold, reason: error.reason, startedAt: startedAt)
-                return .wait(Wait(key: pair, until: hold.until, reason: .pairHold))
+                let until = await holds.hold(pair, group: sender, policy: Self.pairHold, kind: .pairHold, reason: error.reason, startedAt: startedAt,
+                                             flow, logger: context.logger)
+                return .wait(Wait(key: pair, until: until, reason: .pairHold))
             case .tokenRejected:
                 throw StepFailure(.senderSide, error.reason, code: error.code, pauseScope: scopes.token.because(error.kind.rawValue))
             case .senderRejected:
@@ -148,8 +155,8 @@ public struct DispatchStep: Step {
         }
         Counter(label: "outbound_sends_total", dimensions: [("sender", sender)] + (message.lane.map { [("lane", $0.name)] } ?? [])).increment()
         pacer.speedUp()
-        if category == .marketing { flow.holds.clear(AccountLimits.spamKey(sender)) }
-        flow.holds.clear(pair)
+        if category == .marketing { await holds.clear(AccountLimits.spamKey(sender), group: sender, flow, logger: context.logger) }
+        await holds.clear(pair, group: sender, flow, logger: context.logger)
         flow.holds.clear(scopes.sender.key)
         flow.holds.clear(scopes.token.key)
         flow.holds.clear(configuration.configurationScope.key)

@@ -107,6 +107,26 @@ public final class EscalatingHolds: Sendable {
         }
     }
 
+    /// Takes over a hold met elsewhere (another worker's, through a `HoldStore`): `key` is held
+    /// until `until`, hold number `count` in a row (0: the first), unless it is held here as long
+    /// already. `replacing`: whatever is held here — the hold as the store judged a failure met
+    /// here, which knows of outages and successes elsewhere (an ended one included: the caller
+    /// checks again). Returns whether it took it.
+    @discardableResult
+    public func adopt(_ key: String, until: Date, count: Int, policy: EscalationPolicy, kind: WaitReason, reason: String, replacing: Bool = false) -> Bool {
+        let now = clock.now()
+        guard replacing || until > now else { return false }
+        return entries.withLock { entries in
+            prune(&entries, now: now)
+            if !replacing, let current = entries[key], current.until >= until { return false }
+            entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: nil, covers: [],
+                                 heldAt: min(now, until.addingTimeInterval(-policy.length(count).secondsDouble)),
+                                 forgetAt: until.addingTimeInterval(policy.cap.secondsDouble * 2), probeWait: min(policy.first, .seconds(5)))
+            any.store(true, ordering: .releasing)
+            return true
+        }
+    }
+
     /// What `check` finds for one key.
     public enum Check: Sendable, Equatable {
         /// Not held: go on.
