@@ -22,26 +22,31 @@ struct HoldStoreTests {
         #expect(slow.count == 0 && slow.remaining <= .zero, "an answer to a request begun before the hold says nothing of since: \(slow)")
         let probe = try await store.hold(key, group: group, policy: Self.policy, kind: .pairHold, startedAgo: .zero)
         #expect(probe.count == 1 && probe.remaining > .milliseconds(1100) && probe.remaining <= .milliseconds(1200), "the probe failed: 4 × longer: \(probe)")
-        try await store.clear(key, group: group)
+        try await store.clear(key, group: group, startedAgo: .seconds(5))
+        #expect(try await store.holds(group: group, since: nil).holds.map(\.count) == [1], "a success of a request begun before the hold leaves it")
+        try await store.clear(key, group: group, startedAgo: .zero)
         #expect(try await store.holds(group: group, since: nil).holds.isEmpty)
         let again = try await store.hold(key, group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
         #expect(again.count == 0, "cleared: the next outage starts over: \(again)")
     }
 
-    @Test(arguments: StoreKind.allCases) func aReadFindsTheHoldsBegunSinceTheLastOne(_ kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.allCases) func aReadFindsTheHoldsWrittenSinceTheLastOne(_ kind: StoreKind) async throws {
         let store = try #require(kind.store(as: (any HoldStore).self))
         let group = uniqueName("sender")
+        #expect(try await store.changes()[group] == nil)
         let empty = try await store.holds(group: group, since: nil)
         #expect(empty.holds.isEmpty)
         _ = try await store.hold("pair:x:+1", group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
+        let changed = try #require(try await store.changes()[group], "the group's change is named")
         let first = try await store.holds(group: group, since: empty.at)
         #expect(first.holds.map(\.key) == ["pair:x:+1"] && first.holds.first?.kind == .pairHold, "\(first)")
-        try await poll("the store's clock past the first read", timeout: .seconds(5)) {
-            try await store.holds(group: group, since: nil).at > first.at
-        }
+        _ = try await store.hold("pair:x:+1", group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
+        #expect(try await store.changes()[group] == changed, "a failure while held writes nothing")
+        #expect(try await store.holds(group: group, since: first.at).holds.isEmpty, "nothing written since the last read")
         _ = try await store.hold("spam:x", group: group, policy: Self.policy, kind: .spamLimit, startedAgo: nil)
-        let second = try await store.holds(group: group, since: first.at + 1)
-        #expect(second.holds.map(\.key) == ["spam:x"] && second.holds.first?.kind == .spamLimit, "only what began since: \(second)")
+        #expect(try await store.changes()[group] != changed, "a new hold changes the group")
+        let second = try await store.holds(group: group, since: first.at)
+        #expect(second.holds.map(\.key) == ["spam:x"] && second.holds.first?.kind == .spamLimit, "only what was written since: \(second)")
         #expect(try await store.holds(group: group, since: nil).holds.count == 2, "a first read finds them all")
         #expect(try await store.holds(group: uniqueName("sender"), since: nil).holds.isEmpty, "another sender holds nothing")
     }

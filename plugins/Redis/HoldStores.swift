@@ -3,13 +3,16 @@ import PipelineKit
 import RedisClient
 
 /// Holds shared by every worker (`HoldStore`): one hash per group, `holds:{group}`, a field per
-/// held key with `{count}:{until}:{held at}:{forget at}:{kind}` (epoch ms of the store's clock).
-/// A field is forgotten twice its policy's longest hold after it ended (its escalation no longer
-/// matters); the hash expires with its last field, and a hash of many fields drops forgotten ones.
+/// held key with `{count}:{until}:{began}:{forget}:{seq}:{kind}` (epoch ms of the store's clock;
+/// `seq` from the hash's `~seq` counter), and one hash `holds:changes` naming each group's last
+/// write (`{seq}:{ms}`). A field is forgotten twice its policy's longest hold after it ended (its
+/// escalation no longer matters); a hash expires with its last field, and a hash of many fields
+/// drops forgotten ones. The group's write and its change are two keys, written one by one (they
+/// may live on two masters of a Redis Cluster): the hold first, so a change read means a hold written.
 extension RedisStore: HoldStore {
     /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] first length, ARGV[3] factor,
     /// ARGV[4] longest length (ms), ARGV[5] how long ago the failed request began (ms; -1: unknown),
-    /// ARGV[6] the kind. Returns {count, ms until it ends}.
+    /// ARGV[6] the kind. Returns {count, ms until it ends, seq of the write (0: none), now}.
     static let holdScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -21,36 +24,47 @@ extension RedisStore: HoldStore {
           if c and tonumber(f) > now then count, ends, began = tonumber(c), tonumber(u), tonumber(h) end
         end
         if count >= 0 and (ends > now or (ago >= 0 and now - ago <= began)) then
-          return {count, ends - now}
+          return {count, ends - now, 0, now}
         end
         count = count + 1
         local length = first
         for i = 1, count do if length < cap then length = length * factor end end
         length = math.min(length, cap)
         local forget = now + length + 2 * cap
-        redis.call('HSET', KEYS[1], ARGV[1], string.format('%d:%.0f:%.0f:%.0f:%s', count, now + length, now, forget, ARGV[6]))
+        local seq = redis.call('HINCRBY', KEYS[1], '~seq', 1)
+        redis.call('HSET', KEYS[1], ARGV[1], string.format('%d:%.0f:%.0f:%.0f:%d:%s', count, now + length, now, forget, seq, ARGV[6]))
         if redis.call('PTTL', KEYS[1]) < forget - now then redis.call('PEXPIRE', KEYS[1], forget - now) end
         if redis.call('HLEN', KEYS[1]) > 256 then
           local all = redis.call('HGETALL', KEYS[1])
           for i = 1, #all, 2 do
             local f = string.match(all[i + 1], '^%d+:%d+:%d+:(%d+):')
-            if not f or tonumber(f) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+            if all[i] ~= '~seq' and (not f or tonumber(f) <= now) then redis.call('HDEL', KEYS[1], all[i]) end
           end
         end
-        return {count, length}
+        return {count, length, seq, now}
         """)
 
-    /// KEYS[1] the group's hash; ARGV[1] since (store ms; -1: all). Returns {now, then key, kind,
-    /// count, ms until it ends, for each hold not forgotten that began at or after since}.
+    /// KEYS[1] `holds:changes`; ARGV[1] the group, ARGV[2] its token, ARGV[3] how long to keep it (ms).
+    static let changedScript = RedisScript("""
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+        return 0
+        """)
+
+    /// KEYS[1] the group's hash; ARGV[1] since (a seq; -1: all). Returns {seq now, then key, kind,
+    /// count, ms until it ends, for each hold not forgotten written after since}. A hash begun
+    /// again (it expired) is read whole.
     static let holdsScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local current = tonumber(redis.call('HGET', KEYS[1], '~seq') or '0')
         local since = tonumber(ARGV[1])
-        local found = {now}
+        if current < since then since = -1 end
+        local found = {current}
         local all = redis.call('HGETALL', KEYS[1])
         for i = 1, #all, 2 do
-          local c, u, h, f, kind = string.match(all[i + 1], '^(%d+):(%d+):(%d+):(%d+):(.*)$')
-          if c and tonumber(f) > now and tonumber(h) >= since then
+          local c, u, f, s, kind = string.match(all[i + 1], '^(%d+):(%d+):%d+:(%d+):(%d+):(.*)$')
+          if c and tonumber(f) > now and tonumber(s) > since then
             found[#found + 1] = all[i]
             found[#found + 1] = kind
             found[#found + 1] = tonumber(c)
@@ -60,25 +74,58 @@ extension RedisStore: HoldStore {
         return found
         """)
 
+    /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] how long ago the successful request began (ms; -1: unknown).
+    static let clearScript = RedisScript("""
+        local stored = redis.call('HGET', KEYS[1], ARGV[1])
+        if not stored then return 0 end
+        local ago = tonumber(ARGV[2])
+        if ago >= 0 then
+          local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          local began = tonumber(string.match(stored, '^%d+:%d+:(%d+):') or '0')
+          if began > now - ago then return 0 end
+        end
+        return redis.call('HDEL', KEYS[1], ARGV[1])
+        """)
+
     static func holdsKey(_ group: String) -> String { "holds:\(group)" }
+    static let changesKey = "holds:changes"
 
     public func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold {
-        let arguments = [key, String(policy.first.milliseconds), String(policy.factor), String(policy.cap.milliseconds),
-                         String(startedAgo.map { max(0, $0.milliseconds) } ?? -1), kind.rawValue]
+        let arguments = [key, String(policy.first.milliseconds), String(policy.factor), String(policy.cap.milliseconds), Self.ago(startedAgo), kind.rawValue]
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.holdScript, keys: [Self.holdsKey(group)], arguments: arguments)
         }
-        guard case .array(let parts) = reply, parts.count == 2, let count = parts[0].integer, let remaining = parts[1].integer else {
+        guard case .array(let parts) = reply, parts.count == 4, let count = parts[0].integer, let remaining = parts[1].integer,
+              let seq = parts[2].integer, let now = parts[3].integer else {
             throw StoreUnavailable("unexpected answer to the hold script: \(reply)")
         }
+        if seq > 0 {
+            let keep = String(Int64(remaining) + 2 * policy.cap.milliseconds)
+            _ = try await perform { () async throws(RedisError) in
+                try await client.evaluate(Self.changedScript, keys: [Self.changesKey], arguments: [group, "\(seq):\(now)", keep])
+            }
+        }
         return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(remaining))
+    }
+
+    public func changes() async throws(StoreUnavailable) -> [String: String] {
+        let reply = try await perform { () async throws(RedisError) in
+            try await client.checked(["HGETALL", Self.changesKey])
+        }
+        guard case .array(let parts) = reply, parts.count % 2 == 0 else { throw StoreUnavailable("unexpected answer to HGETALL \(Self.changesKey): \(reply)") }
+        var changes: [String: String] = [:]
+        for start in stride(from: 0, to: parts.count, by: 2) {
+            if let group = parts[start].string, let token = parts[start + 1].string { changes[group] = token }
+        }
+        return changes
     }
 
     public func holds(group: String, since: Int64?) async throws(StoreUnavailable) -> HoldsRead {
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.holdsScript, keys: [Self.holdsKey(group)], arguments: [String(since ?? -1)])
         }
-        guard case .array(let parts) = reply, let now = parts.first?.integer, parts.count % 4 == 1 else {
+        guard case .array(let parts) = reply, let current = parts.first?.integer, parts.count % 4 == 1 else {
             throw StoreUnavailable("unexpected answer to the holds script: \(reply)")
         }
         var holds: [SharedHold] = []
@@ -89,13 +136,17 @@ extension RedisStore: HoldStore {
             }
             holds.append(SharedHold(key: key, kind: WaitReason(rawValue: kind), count: count, remaining: .milliseconds(remaining)))
         }
-        return HoldsRead(holds: holds, at: Int64(now))
+        return HoldsRead(holds: holds, at: Int64(current))
     }
 
-    public func clear(_ key: String, group: String) async throws(StoreUnavailable) {
+    public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) {
         _ = try await perform { () async throws(RedisError) in
-            try await client.checked(["HDEL", Self.holdsKey(group), key])
+            try await client.evaluate(Self.clearScript, keys: [Self.holdsKey(group)], arguments: [key, Self.ago(startedAgo)])
         }
+    }
+
+    private static func ago(_ duration: Duration?) -> String {
+        String(duration.map { max(0, $0.milliseconds) } ?? -1)
     }
 }
 
@@ -105,59 +156,81 @@ extension MemoryStore: HoldStore {
     private struct StoredHold {
         var count: Int
         var until: Int64
-        var heldAt: Int64
+        var began: Int64
         var forgetAt: Int64
+        var seq: Int64
         var kind: WaitReason
 
-        init(count: Int, until: Int64, heldAt: Int64, forgetAt: Int64, kind: WaitReason) {
-            (self.count, self.until, self.heldAt, self.forgetAt, self.kind) = (count, until, heldAt, forgetAt, kind)
+        init(count: Int, until: Int64, began: Int64, forgetAt: Int64, seq: Int64, kind: WaitReason) {
+            (self.count, self.until, self.began, self.forgetAt, self.seq, self.kind) = (count, until, began, forgetAt, seq, kind)
         }
 
         init?(_ text: String) {
-            let parts = text.split(separator: ":", maxSplits: 4, omittingEmptySubsequences: false)
-            guard parts.count == 5, let count = Int(parts[0]), let until = Int64(parts[1]), let heldAt = Int64(parts[2]),
-                  let forgetAt = Int64(parts[3]) else { return nil }
-            self.init(count: count, until: until, heldAt: heldAt, forgetAt: forgetAt, kind: WaitReason(rawValue: String(parts[4])))
+            let parts = text.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
+            guard parts.count == 6, let count = Int(parts[0]), let until = Int64(parts[1]), let began = Int64(parts[2]),
+                  let forgetAt = Int64(parts[3]), let seq = Int64(parts[4]) else { return nil }
+            self.init(count: count, until: until, began: began, forgetAt: forgetAt, seq: seq, kind: WaitReason(rawValue: String(parts[5])))
         }
 
-        var text: String { "\(count):\(until):\(heldAt):\(forgetAt):\(kind.rawValue)" }
+        var text: String { "\(count):\(until):\(began):\(forgetAt):\(seq):\(kind.rawValue)" }
+    }
+
+    private static let seqField = "~seq"
+
+    private static func milliseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
     }
 
     public func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold {
         try atomically { entries, date in
-            let now = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+            let now = Self.milliseconds(date)
             let hashKey = RedisStore.holdsKey(group)
             var fields = entries[hashKey]?.fields ?? [:]
             let stored = fields[key].flatMap(StoredHold.init).flatMap { $0.forgetAt > now ? $0 : nil }
-            if let stored, stored.until > now || startedAgo.map({ now - $0.milliseconds <= stored.heldAt }) == true {
+            if let stored, stored.until > now || startedAgo.map({ now - $0.milliseconds <= stored.began }) == true {
                 return SharedHold(key: key, kind: kind, count: stored.count, remaining: .milliseconds(stored.until - now))
             }
             let count = stored.map { $0.count + 1 } ?? 0
             let length = policy.length(count).milliseconds
             let forgetAt = now + length + 2 * policy.cap.milliseconds
-            fields[key] = StoredHold(count: count, until: now + length, heldAt: now, forgetAt: forgetAt, kind: kind).text
-            let expires = max(entries[hashKey]?.expires ?? date, Date(timeIntervalSince1970: Double(forgetAt) / 1000))
-            entries[hashKey] = Entry(fields: fields.filter { StoredHold($0.value).map { $0.forgetAt > now } ?? false }, expires: expires)
+            let seq = (fields[Self.seqField].flatMap { Int64($0) } ?? 0) + 1
+            fields = fields.filter { $0.key == Self.seqField || StoredHold($0.value).map { $0.forgetAt > now } ?? false }
+            fields[Self.seqField] = String(seq)
+            fields[key] = StoredHold(count: count, until: now + length, began: now, forgetAt: forgetAt, seq: seq, kind: kind).text
+            let forgotten = Date(timeIntervalSince1970: Double(forgetAt) / 1000)
+            entries[hashKey] = Entry(fields: fields, expires: max(entries[hashKey]?.expires ?? forgotten, forgotten))
+            var changes = entries[RedisStore.changesKey]?.fields ?? [:]
+            changes[group] = "\(seq):\(now)"
+            entries[RedisStore.changesKey] = Entry(fields: changes, expires: max(entries[RedisStore.changesKey]?.expires ?? forgotten, forgotten))
             return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(length))
         }
     }
 
+    public func changes() async throws(StoreUnavailable) -> [String: String] {
+        try atomically { entries, _ in entries[RedisStore.changesKey]?.fields ?? [:] }
+    }
+
     public func holds(group: String, since: Int64?) async throws(StoreUnavailable) -> HoldsRead {
         try atomically { entries, date in
-            let now = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-            let holds = (entries[RedisStore.holdsKey(group)]?.fields ?? [:]).compactMap { key, text -> SharedHold? in
-                guard let stored = StoredHold(text), stored.forgetAt > now, stored.heldAt >= since ?? -1 else { return nil }
+            let now = Self.milliseconds(date)
+            let fields = entries[RedisStore.holdsKey(group)]?.fields ?? [:]
+            let current = fields[Self.seqField].flatMap { Int64($0) } ?? 0
+            let after = since.map { $0 <= current ? $0 : -1 } ?? -1
+            let holds = fields.compactMap { key, text -> SharedHold? in
+                guard let stored = StoredHold(text), stored.forgetAt > now, stored.seq > after else { return nil }
                 return SharedHold(key: key, kind: stored.kind, count: stored.count, remaining: .milliseconds(stored.until - now))
             }
-            return HoldsRead(holds: holds.sorted { $0.key < $1.key }, at: now)
+            return HoldsRead(holds: holds.sorted { $0.key < $1.key }, at: current)
         }
     }
 
-    public func clear(_ key: String, group: String) async throws(StoreUnavailable) {
-        try atomically { entries, _ in
+    public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) {
+        try atomically { entries, date in
             let hashKey = RedisStore.holdsKey(group)
-            guard var entry = entries[hashKey], entry.fields?.removeValue(forKey: key) != nil else { return }
-            entries[hashKey] = entry.fields?.isEmpty == true ? nil : entry
+            guard var entry = entries[hashKey], let stored = entry.fields?[key] else { return }
+            if let startedAgo, let hold = StoredHold(stored), hold.began > Self.milliseconds(date) - startedAgo.milliseconds { return }
+            entry.fields?[key] = nil
+            entries[hashKey] = entry
         }
     }
 }

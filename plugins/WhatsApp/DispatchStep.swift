@@ -60,7 +60,7 @@ public struct DispatchStep: Step {
             return .wait(Wait(key: key, until: until, reason: reason))
         }
         let category = message.values[ValidatedMessageKey.self].map(configuration.category(of:))
-        await holds.refresh(sender, flow, at: now, logger: context.logger)
+        await holds.refresh(flow, at: now, logger: context.logger)
         var held = [(configuration.configurationScope.key, WaitReason.paused), (scopes.token.key, .paused), (scopes.sender.key, .paused), (pair, .pairHold)]
         if category == .marketing { held.append((AccountLimits.spamKey(sender), .spamLimit)) }
         for (key, reason) in held {
@@ -155,8 +155,8 @@ public struct DispatchStep: Step {
         }
         Counter(label: "outbound_sends_total", dimensions: [("sender", sender)] + (message.lane.map { [("lane", $0.name)] } ?? [])).increment()
         pacer.speedUp()
-        if category == .marketing { await holds.clear(AccountLimits.spamKey(sender), group: sender, flow, logger: context.logger) }
-        await holds.clear(pair, group: sender, flow, logger: context.logger)
+        if category == .marketing { await holds.clear(AccountLimits.spamKey(sender), group: sender, startedAt: startedAt, flow, logger: context.logger) }
+        await holds.clear(pair, group: sender, startedAt: startedAt, flow, logger: context.logger)
         flow.holds.clear(scopes.sender.key)
         flow.holds.clear(scopes.token.key)
         flow.holds.clear(configuration.configurationScope.key)

@@ -7,85 +7,98 @@ import Synchronization
 /// after `131056`, a sender's marketing after `131048`, grouped by sender.
 ///
 /// What this worker meets it holds at once, then writes to the store, which says how long the
-/// hold lasts across workers (one outage, one escalation, whichever worker met it). A sender's
-/// holds met elsewhere are read at most every `freshness`: the sender's messages that find the last
-/// read older wait for the next one, so a hold is in effect on every worker within `freshness` of
-/// being written. Without a store, and while it cannot be read, each worker holds alone (a failed
-/// read is tried again after `retryAfter`, with no message waiting for it).
+/// hold lasts across workers (one outage, one escalation, whichever worker met it). What others
+/// wrote is read at most every `freshness`: one small map of the senders whose holds changed, then
+/// the holds of those that did. A message that finds the last read older waits for the next one
+/// (one message in a quarter of a second, ~0.1 ms; the others cost one atomic load), so a hold is
+/// in effect on every worker for each request that begins `freshness` after it was written.
+/// Without a store, and while it cannot be read, each worker holds alone (a failed read is tried
+/// again after `retryAfter`, with no message waiting for it).
 ///
 /// ```swift
-/// await holds.refresh(sender, flow, at: now, logger: logger)          // before checking flow.holds
+/// await holds.refresh(flow, at: now, logger: logger)                  // before checking flow.holds
 /// let until = await holds.hold(pair, group: sender, policy: pairPolicy, kind: .pairHold, reason: "131056", startedAt: begun, flow, logger: logger)
-/// await holds.clear(pair, group: sender, flow, logger: logger)        // after a success
+/// await holds.clear(pair, group: sender, startedAt: begun, flow, logger: logger)   // after a success
 /// ```
 public final class SharedHolds: Sendable {
-    /// How old a sender's last read may be before its next message reads again.
-    public static let freshness: TimeInterval = 0.25
+    /// How old the last read may be before the next message reads again.
+    public static let freshness: Duration = .milliseconds(250)
     /// After a failed read, the next one.
-    static let retryAfter: TimeInterval = 1
+    static let retryAfter: Duration = .seconds(1)
 
-    private struct Group {
-        /// When the last read began, or when the next may (after a failure).
-        var readAt: Date?
-        var retryAt: Date?
-        /// The store's time of the last read: the next reads only what began since.
-        var since: Int64?
+    private struct State {
         var reading: Task<Void, Never>?
-        /// Keys the store keeps for this group (not forgotten): a success clears them there too.
-        var known: Set<String> = []
+        /// The last read failed: messages do not wait for the next.
+        var failing = false
+        /// Each group's change as last read (`HoldStore.changes`), and where its holds' writes stood.
+        var tokens: [String: String] = [:]
+        var since: [String: Int64] = [:]
+        /// Keys the store keeps (until forgotten), by group: a success clears them there too.
+        var known: [String: [String: Date]] = [:]
     }
 
     public let store: (any HoldStore)?
     /// The policy of each kind the store may hold (a hold met elsewhere lasts and is forgotten by it).
     private let policies: [WaitReason: EscalationPolicy]
-    private let groups = Mutex<[String: Group]>([:])
+    private let state = Mutex(State())
+    /// When (epoch ms) the next read is due; before it, a message reads nothing and takes no lock.
+    private let nextRead = Atomic<Int64>(.min)
+    /// How many keys `known` holds, so a success with none (the common case) takes no lock.
+    private let knownCount = Atomic<Int>(0)
 
     public init(store: (any HoldStore)?, policies: [WaitReason: EscalationPolicy]) {
         self.store = store
         self.policies = policies
     }
 
-    /// Brings the holds of `group` met elsewhere into `flow`, when its last read is older than
-    /// `freshness` (waiting for a read another message began meanwhile).
-    public func refresh(_ group: String, _ flow: FlowControl, at now: Date, logger: Logger) async {
-        guard let store else { return }
-        let reading = groups.withLock { groups -> Task<Void, Never>? in
-            var entry = groups[group] ?? Group()
-            if let reading = entry.reading { return entry.retryAt == nil ? reading : nil }
-            if let retryAt = entry.retryAt, now < retryAt { return nil }
-            if entry.retryAt == nil, let readAt = entry.readAt, now.timeIntervalSince(readAt) < Self.freshness { return nil }
-            let since = entry.since
-            let task = Task { await self.read(group, since: since, from: store, flow, begun: now, logger: logger) }
-            entry.reading = task
-            groups[group] = entry
-            return entry.retryAt == nil ? task : nil
+    /// Brings the holds met elsewhere into `flow` when the last read is older than `freshness`
+    /// (waiting for a read another message began meanwhile, unless reads are failing).
+    public func refresh(_ flow: FlowControl, at now: Date, logger: Logger) async {
+        guard let store, Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return }
+        let reading = state.withLock { state -> Task<Void, Never>? in
+            if let reading = state.reading { return state.failing ? nil : reading }
+            guard Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return nil }
+            let task = Task { await self.read(from: store, flow, begun: now, logger: logger) }
+            state.reading = task
+            return state.failing ? nil : task
         }
         await reading?.value
     }
 
-    private func read(_ group: String, since: Int64?, from store: any HoldStore, _ flow: FlowControl, begun: Date, logger: Logger) async {
+    private func read(from store: any HoldStore, _ flow: FlowControl, begun: Date, logger: Logger) async {
         do {
-            let read = try await store.holds(group: group, since: since)
-            let now = flow.clock.now()
-            for hold in read.holds {
-                guard hold.remaining > .zero, let policy = policies[hold.kind] else { continue }
-                flow.holds.adopt(hold.key, until: now.addingTimeInterval(hold.remaining.secondsDouble), count: hold.count, policy: policy,
-                                 kind: hold.kind, reason: "held by another worker (\(hold.kind))")
+            let (tokens, since) = state.withLock { ($0.tokens, $0.since) }
+            let changed = try await store.changes().filter { tokens[$0.key] != $0.value }
+            var reads: [(group: String, token: String, read: HoldsRead)] = []
+            for (group, token) in changed {
+                reads.append((group, token, try await store.holds(group: group, since: since[group])))
             }
-            groups.withLock { groups in
-                var entry = groups[group] ?? Group()
-                entry.reading = nil
-                entry.readAt = begun
-                entry.retryAt = nil
-                entry.since = read.at
-                Self.remember(read.holds.map(\.key), in: &entry)
-                groups[group] = entry
+            let now = flow.clock.now()
+            for (_, _, read) in reads {
+                for hold in read.holds {
+                    guard hold.remaining > .zero, let policy = policies[hold.kind] else { continue }
+                    flow.holds.adopt(hold.key, until: now.addingTimeInterval(hold.remaining.secondsDouble), count: hold.count, policy: policy,
+                                     kind: hold.kind, reason: "held by another worker (\(hold.kind))")
+                }
+            }
+            state.withLock { state in
+                for (group, token, read) in reads {
+                    state.tokens[group] = token
+                    state.since[group] = read.at
+                    for hold in read.holds { remember(hold, in: group, &state, now: now) }
+                }
+                forgetForgotten(&state, now: now)
+                if state.failing { logger.notice("holds of other workers read again") }
+                state.failing = false
+                state.reading = nil
+                nextRead.store(Self.milliseconds(begun.addingTimeInterval(Self.freshness.secondsDouble)), ordering: .releasing)
             }
         } catch {
-            groups.withLock { groups in
-                if groups[group]?.retryAt == nil { logger.warning("holds of other workers not read (this worker holds alone meanwhile)", metadata: ["sender": .string(group), "error": .string(error.reason)]) }
-                groups[group, default: Group()].reading = nil
-                groups[group, default: Group()].retryAt = flow.clock.now().addingTimeInterval(Self.retryAfter)
+            state.withLock { state in
+                if !state.failing { logger.warning("holds of other workers not read (this worker holds alone meanwhile)", metadata: ["error": .string(error.reason)]) }
+                state.failing = true
+                state.reading = nil
+                nextRead.store(Self.milliseconds(flow.clock.now().addingTimeInterval(Self.retryAfter.secondsDouble)), ordering: .releasing)
             }
         }
     }
@@ -98,10 +111,10 @@ public final class SharedHolds: Sendable {
         let local = flow.holds.hold(key, policy: policy, kind: kind, reason: reason, startedAt: startedAt)
         guard let store else { return local.until }
         do {
-            let startedAgo = Duration.milliseconds(Int64(flow.clock.now().timeIntervalSince(startedAt) * 1000))
-            let shared = try await store.hold(key, group: group, policy: policy, kind: kind, startedAgo: startedAgo)
-            groups.withLock { Self.remember([key], in: &$0[group, default: Group()]) }
-            let until = flow.clock.now().addingTimeInterval(shared.remaining.secondsDouble)
+            let shared = try await store.hold(key, group: group, policy: policy, kind: kind, startedAgo: Self.since(startedAt, flow))
+            let now = flow.clock.now()
+            state.withLock { remember(shared, in: group, &$0, now: now) }
+            let until = now.addingTimeInterval(shared.remaining.secondsDouble)
             flow.holds.adopt(key, until: until, count: shared.count, policy: policy, kind: kind, reason: reason, replacing: true)
             return until
         } catch {
@@ -110,20 +123,51 @@ public final class SharedHolds: Sendable {
         }
     }
 
-    /// Ends the hold on `key` of `group` and resets its escalation, on this worker and — when the
-    /// store keeps it — on every worker.
-    public func clear(_ key: String, group: String, _ flow: FlowControl, logger: Logger) async {
-        flow.holds.clear(key)
-        guard let store, groups.withLock({ $0[group]?.known.remove(key) != nil }) else { return }
+    /// A request of `key` of `group` begun at `startedAt` succeeded: its hold ends and its
+    /// escalation resets, on this worker and — when the store keeps it — on every worker, unless
+    /// the hold began after the request did. (A hold written elsewhere in the last `freshness`,
+    /// not read here yet, is not cleared: its escalation resets at the pair's next success.)
+    public func clear(_ key: String, group: String, startedAt: Date, _ flow: FlowControl, logger: Logger) async {
+        flow.holds.clear(key, startedAt: startedAt)
+        guard let store, knownCount.load(ordering: .relaxed) > 0, forget(key, of: group) else { return }
         do {
-            try await store.clear(key, group: group)
+            try await store.clear(key, group: group, startedAgo: Self.since(startedAt, flow))
         } catch {
             logger.warning("a hold's end not shared with other workers", metadata: ["key": .string(key), "error": .string(error.reason)])
         }
     }
 
-    private static func remember(_ keys: [String], in entry: inout Group) {
-        if entry.known.count > 4096 { entry.known.removeAll() }
-        entry.known.formUnion(keys)
+    /// Under the lock of `state`.
+    private func remember(_ hold: SharedHold, in group: String, _ state: inout State, now: Date) {
+        guard let policy = policies[hold.kind] else { return }
+        let forgetAt = now.addingTimeInterval(hold.remaining.secondsDouble + 2 * policy.cap.secondsDouble)
+        if state.known[group, default: [:]].updateValue(forgetAt, forKey: hold.key) == nil { knownCount.add(1, ordering: .relaxed) }
+    }
+
+    /// Under the lock of `state`: drops the keys the store has forgotten.
+    private func forgetForgotten(_ state: inout State, now: Date) {
+        guard knownCount.load(ordering: .relaxed) > 0 else { return }
+        for (group, keys) in state.known {
+            let kept = keys.filter { $0.value > now }
+            knownCount.subtract(keys.count - kept.count, ordering: .relaxed)
+            state.known[group] = kept.isEmpty ? nil : kept
+        }
+    }
+
+    /// Whether the store keeps `key` of `group` (as far as this worker knows); from now on it does not.
+    private func forget(_ key: String, of group: String) -> Bool {
+        state.withLock { state in
+            guard state.known[group]?.removeValue(forKey: key) != nil else { return false }
+            knownCount.subtract(1, ordering: .relaxed)
+            return true
+        }
+    }
+
+    private static func since(_ date: Date, _ flow: FlowControl) -> Duration {
+        .milliseconds(Int64(flow.clock.now().timeIntervalSince(date) * 1000))
+    }
+
+    private static func milliseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
     }
 }

@@ -118,7 +118,7 @@ public final class EscalatingHolds: Sendable {
         guard replacing || until > now else { return false }
         return entries.withLock { entries in
             prune(&entries, now: now)
-            if !replacing, let current = entries[key], current.until >= until { return false }
+            if let current = entries[key], replacing ? current.until == until && current.count == count : current.until >= until { return false }
             entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: nil, covers: [],
                                  heldAt: min(now, until.addingTimeInterval(-policy.length(count).secondsDouble)),
                                  forgetAt: until.addingTimeInterval(policy.cap.secondsDouble * 2), probeWait: min(policy.first, .seconds(5)))
@@ -171,10 +171,12 @@ public final class EscalatingHolds: Sendable {
         }
     }
 
-    /// Ends the hold on `key` and resets its escalation (after a success).
-    public func clear(_ key: String) {
+    /// Ends the hold on `key` and resets its escalation (after a success). `startedAt`: when the
+    /// successful request began — a hold that began after it stands (the success says nothing of since).
+    public func clear(_ key: String, startedAt: Date? = nil) {
         guard any.load(ordering: .acquiring) else { return }
         entries.withLock { entries in
+            if let startedAt, let entry = entries[key], entry.heldAt > startedAt { return }
             entries[key] = nil
             if entries.isEmpty { any.store(false, ordering: .releasing) }
         }
