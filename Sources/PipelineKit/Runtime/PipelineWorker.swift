@@ -190,7 +190,7 @@ public final class PipelineWorker: Service, Sendable {
                     // (Also at shutdown when the wait changed what the message carries — a
                     // marketing retry's time — which a plain release would lose.)
                     // Back a little before the wait ends, to spend the rest of it parked.
-                    let remaining = Duration.milliseconds(max(1, Int64((back.timeIntervalSince(flow.clock.now()) - sourceLead) * 1000)))
+                    let remaining = Duration.milliseconds(Int64(max(back.timeIntervalSince(flow.clock.now()) - sourceLead, Self.shortestTrip) * 1000))
                     MessageLogContext.during(run.message.internalID, step: "pipeline") {
                         logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
                     }
@@ -278,14 +278,15 @@ public final class PipelineWorker: Service, Sendable {
         let until = wait.inMemoryUntil(at: now, maxPark: configuration.maxPark)
         let remaining = until.timeIntervalSince(now)
         if let keepUntil, until > keepUntil { return .leave(back: until) }
-        // (A wait shorter than a trip through the source is spent in memory whatever the delivery's time here.)
+        // (A wait shorter than the time a trip through the source comes back early is spent in memory
+        // whatever the delivery's time here; longer ones leave, for the shortest trip at least.)
         if let keptUntil, until > keptUntil, remaining > sourceLead { return .leave(back: until) }
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
         if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) ? .goOn : .leave(back: until) }
         let parking = parkings[min(rank, parkings.count - 1)]
-        // A wait shorter than a trip through the source would be spent there anyway (it comes back
-        // `sourceLead` early): it stays in memory even when parking is full, instead of going round at once.
-        let short = remaining <= sourceLead
+        // A wait shorter than the shortest trip through the source (which comes back `sourceLead`
+        // early) stays in memory even when parking is full, instead of going round with a tiny expiration.
+        let short = remaining <= sourceLead + Self.shortestTrip
         guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else {
             return .leave(back: wait.until)
         }
@@ -306,6 +307,12 @@ public final class PipelineWorker: Service, Sendable {
 
     /// How long before its wait ends a message that waits through the source comes back, to spend the rest parked.
     private var sourceLead: TimeInterval { min(configuration.maxPark.secondsDouble / 2, 0.5) }
+
+    /// The shortest trip through the source (its expiration in a delay queue): SPEC 11, never
+    /// round the broker with a tiny expiration. A wait that would go round for less stays in
+    /// memory; one that must leave memory for less (its claim's lease, its time here) goes round
+    /// for this long, back up to this much after its wait ended.
+    public static let shortestTrip: TimeInterval = 1
 
     /// Reports the outcome to the sink; false when it was not recorded (the sink refused it).
     private func report(_ decision: Decision, run: PipelineRun) async -> Bool {
