@@ -305,16 +305,19 @@ import TestSupport
     }
 
     /// SPEC 11: a wait shorter than `max_park` never goes round the broker with a tiny expiration.
-    /// The message parking has no room for (6 places: capacity 8 less concurrency 2) whose wait
-    /// (1.2 s) is shorter than the shortest trip and the time it comes back early, stays in memory;
-    /// before, it went round the source with an expiration of 0.7 s.
-    @Test func aShortWaitStaysInMemoryWhenParkingIsFull() async throws {
-        let (source, worker, task) = start(sink: RecordingSink(), steps: [ExecutorTests.bound("pair", WaitOnce(.milliseconds(1200)))])
+    /// The message parking has no room for (6 places: capacity 8 less concurrency 2) with 0.6 s to
+    /// wait goes round for the shortest trip, 1 s; before, for its wait less the half second it
+    /// comes back early: a 0.1 s expiration.
+    @Test func aWaitBeyondParkingGoesRoundForAtLeastASecond() async throws {
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [ExecutorTests.bound("pair", WaitOnce(.milliseconds(600)))])
         for number in 1...7 { source.deliver(#"{"internalId":"s\#(number)"}"#) }
         try await Self.poll { source.settlements.count == 7 }
         worker.beginShutdown()
         try await task.value
-        #expect(source.settlements.allSatisfy { $0 == .ack }, "each went on in memory once its wait ended: \(source.settlements)")
+        let away = source.settlements.compactMap { settlement -> Duration? in
+            if case .redeliver(let after, _, _) = settlement { after } else { nil }
+        }
+        #expect(away == [.seconds(PipelineWorker.shortestTrip)], "the one parking had no room for, round for 1 s: \(source.settlements)")
     }
 
     /// A wait that looks again (every second) stays in memory only while the message's claim lasts

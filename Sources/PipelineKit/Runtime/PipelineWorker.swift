@@ -284,9 +284,11 @@ public final class PipelineWorker: Service, Sendable {
         // Due already (a send in doubt goes back to the step that resolves it): only a permit to wait for.
         if remaining <= 0, !shutdown.isRaised { return await permitBefore(keepUntil, rank: rank) ? .goOn : .leave(back: until) }
         let parking = parkings[min(rank, parkings.count - 1)]
-        // A wait shorter than the shortest trip through the source (which comes back `sourceLead`
-        // early) stays in memory even when parking is full, instead of going round with a tiny expiration.
-        let short = remaining <= sourceLead + Self.shortestTrip
+        // A wait shorter than the time a trip through the source comes back early would be spent
+        // there anyway: it stays in memory even when parking is full, instead of going round at once.
+        // (Not longer ones: waits of a second — a pair's first hold, a probe's answer — would fill
+        // parking beyond capacity and take the lane's room for new deliveries.)
+        let short = remaining <= sourceLead
         guard !shutdown.isRaised, remaining <= configuration.maxPark.secondsDouble, let place = parking.admit(wait, beyondCapacity: short) else {
             return .leave(back: wait.until)
         }
@@ -309,9 +311,9 @@ public final class PipelineWorker: Service, Sendable {
     private var sourceLead: TimeInterval { min(configuration.maxPark.secondsDouble / 2, 0.5) }
 
     /// The shortest trip through the source (its expiration in a delay queue): SPEC 11, never
-    /// round the broker with a tiny expiration. A wait that would go round for less stays in
-    /// memory; one that must leave memory for less (its claim's lease, its time here) goes round
-    /// for this long, back up to this much after its wait ended.
+    /// round the broker with a tiny expiration. A wait that leaves memory with less left (parking
+    /// full, its claim's lease, its time here) goes round for this long, back up to this much
+    /// after its wait ended.
     public static let shortestTrip: TimeInterval = 1
 
     /// Reports the outcome to the sink; false when it was not recorded (the sink refused it).
