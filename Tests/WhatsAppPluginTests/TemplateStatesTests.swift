@@ -25,6 +25,25 @@ import ValidatePlugin
         #expect(try await second.state(of: "sale", "en_US", at: until) == nil, "the pause ends by itself")
     }
 
+    /// A `132015` for a request begun before this worker found the template approved is the
+    /// answer of the pause that ended: the template is not paused again (it was, for 3 h — review),
+    /// while a request begun after the approval and refused pauses it anew.
+    @Test func aRefusalOfARequestBegunBeforeTheApprovalDoesNotPauseAgain() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let worker = TemplateStates(store: store), statuses = TemplateStates(store: store)
+        let until = start.addingTimeInterval(3 * 3600)
+        try await statuses.pause("sale", "en_US", until: until, at: start)
+        #expect(try await worker.state(of: "sale", "en_US", at: start) == .paused(until: until))
+        let begun = start.addingTimeInterval(10)
+        try await statuses.approve("sale", "en_US", at: start.addingTimeInterval(20))
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(21)) == nil, "the approval read")
+        #expect(try await worker.refused("sale", "en_US", at: start.addingTimeInterval(22), startedAt: begun) == nil, "the answer of the pause that ended")
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(23)) == nil, "not paused again")
+        let refusedAt = start.addingTimeInterval(24)
+        #expect(try await worker.refused("sale", "en_US", at: refusedAt, startedAt: start.addingTimeInterval(23)) == .paused(until: refusedAt.addingTimeInterval(3 * 3600)),
+                "a request begun after the approval: paused anew")
+    }
+
     @Test func anApprovalEndsAPauseAndADisabledTemplateStaysDisabled() async throws {
         let store = MemoryStore(clock: SystemWallClock())
         let worker = TemplateStates(store: store), statuses = TemplateStates(store: store)

@@ -92,8 +92,13 @@ public struct AccountLimits: Sendable {
         switch error.kind {
         case .templatePaused:
             guard let (name, language) = template else { return nil }
-            var state = TemplateStates.State.paused(until: now.addingTimeInterval(TemplateStates.defaultPause.secondsDouble))
-            await record(context) { () async throws(StoreUnavailable) in state = try await templates.refused(name, language, at: now) }
+            var state: TemplateStates.State? = .paused(until: now.addingTimeInterval(TemplateStates.defaultPause.secondsDouble))
+            await record(context) { () async throws(StoreUnavailable) in state = try await templates.refused(name, language, at: now, startedAt: startedAt) }
+            guard let state else {
+                context.logger.notice("132015 for a request begun before the template was approved: sent again",
+                                      metadata: ["template": "\(name) (\(language))"])
+                return .wait(Wait(key: TemplateStates.key(name, language), until: now, reason: .templatePaused))
+            }
             context.logger.warning("template paused by Meta: its messages wait", metadata: ["template": "\(name) (\(language))", "reason": .string(error.reason)])
             guard case .paused(let until) = state else {
                 throw Self.disabled(name, language)

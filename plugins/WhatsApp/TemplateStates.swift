@@ -41,6 +41,8 @@ public final class TemplateStates: Sendable {
     private let unshared = Mutex<[String: State]>([:])
     /// When this worker first found each template paused in its current pause.
     private let pausedSeen = Mutex<[String: Date]>([:])
+    /// When this worker last found a template it knew paused approved (its key gone before the pause's end).
+    private let approvedSeen = Mutex<[String: Date]>([:])
 
     /// Without a store, each worker knows only what it learned itself.
     public init(store: (any KeyValueStore)?) {
@@ -58,6 +60,7 @@ public final class TemplateStates: Sendable {
         if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < Self.freshness {
             return Self.current(known.state, at: now)
         }
+        let wasPaused = remembered.withLock { $0[key] }.flatMap { Self.current($0.state, at: now) }.map { if case .paused = $0 { true } else { false } } ?? false
         let own = unshared.withLock { $0[key] }.flatMap { Self.current($0, at: now) }
         var state: State?
         if let store {
@@ -72,7 +75,10 @@ public final class TemplateStates: Sendable {
         }
         remember(key, state, at: now, unlessLearnedSince: true)
         let current = Self.current(remembered.withLock { $0[key]?.state }, at: now)
-        if current == nil { _ = pausedSeen.withLock { $0.removeValue(forKey: key) } }
+        if current == nil {
+            _ = pausedSeen.withLock { $0.removeValue(forKey: key) }
+            if wasPaused { seenApproved(key, at: now) }
+        }
         return current
     }
 
@@ -92,10 +98,13 @@ public final class TemplateStates: Sendable {
     /// A `132015` answer: the template is paused for 3 h from the first `132015` (SPEC 15). A pause
     /// already in effect — this worker's, another's, or an update's `SECOND_PAUSE` — stays as it is,
     /// so the answers of the requests that were under way neither move its end nor cut it short.
-    /// Returns the state in effect (what the store holds when it held something already).
+    /// Returns the state in effect (what the store holds when it held something already); nil when
+    /// the request began (`startedAt`) before this worker saw the template approved: the answer is
+    /// of the pause that ended, and the message goes again (a new pause refuses its next request).
     @discardableResult
-    public func refused(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) -> State {
+    public func refused(_ name: String, _ language: String, at now: Date, startedAt: Date? = nil) async throws(StoreUnavailable) -> State? {
         let key = Self.key(name, language)
+        if let startedAt, let approved = approvedSeen.withLock({ $0[key] }), startedAt < approved { return nil }
         if let known = Self.current(remembered.withLock({ $0[key]?.state }), at: now) { return known }
         let until = now.addingTimeInterval(Self.defaultPause.secondsDouble)
         remember(key, .paused(until: until), at: now)
@@ -143,8 +152,16 @@ public final class TemplateStates: Sendable {
     public func approve(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
         let key = Self.key(name, language)
         remember(key, nil, at: now)
+        seenApproved(key, at: now)
         _ = unshared.withLock { $0.removeValue(forKey: key) }
         try await store?.delete(key)
+    }
+
+    private func seenApproved(_ key: String, at now: Date) {
+        approvedSeen.withLock { seen in
+            if seen.count > 4096 { seen.removeAll() }
+            seen[key] = now
+        }
     }
 
     /// Writes what this worker learned; kept as its own while the write fails.
