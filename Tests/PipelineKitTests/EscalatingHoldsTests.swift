@@ -36,6 +36,22 @@ import Testing
         #expect(holds.held("token:default", at: clock.now()) == nil)
     }
 
+    /// The store's answer to a late failure (the same hold, its end a millisecond off this
+    /// worker's) leaves a probe that is out, out: the others keep waiting for its result (review:
+    /// it was replaced, and a second probe went).
+    @Test func theSameHoldJudgedElsewhereKeepsAProbeOut() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        let (until, _) = holds.hold("pair:1:+2", policy: policy, kind: .pairHold, reason: "131056")
+        clock.advance(by: .seconds(5))
+        #expect(holds.check("pair:1:+2", at: clock.now()) == .probe)
+        holds.adopt("pair:1:+2", until: until.addingTimeInterval(-0.001), count: 0, policy: policy, kind: .pairHold, reason: "131056", replacing: true)
+        #expect(holds.held("pair:1:+2", at: clock.now()) != nil, "the others still wait for the probe")
+        // Another outage as judged elsewhere replaces it.
+        holds.adopt("pair:1:+2", until: clock.now().addingTimeInterval(10), count: 1, policy: policy, kind: .pairHold, reason: "131056", replacing: true)
+        #expect(holds.held("pair:1:+2", at: clock.now())?.count == 2)
+    }
+
     @Test func aProbeThatNeverAnswersLetsAnotherTryAfterItsWait() {
         let clock = ManualWallClock()
         let holds = EscalatingHolds(clock: clock)

@@ -22,9 +22,9 @@ struct HoldStoreTests {
         #expect(slow.count == 0 && slow.remaining <= .zero, "an answer to a request begun before the hold says nothing of since: \(slow)")
         let probe = try await store.hold(key, group: group, policy: Self.policy, kind: .pairHold, startedAgo: .zero)
         #expect(probe.count == 1 && probe.remaining > .milliseconds(1100) && probe.remaining <= .milliseconds(1200), "the probe failed: 4 × longer: \(probe)")
-        try await store.clear(key, group: group, startedAgo: .seconds(5))
+        #expect(try await !store.clear(key, group: group, startedAgo: .seconds(5)))
         #expect(try await store.holds(group: group, since: nil).holds.map(\.count) == [1], "a success of a request begun before the hold leaves it")
-        try await store.clear(key, group: group, startedAgo: .zero)
+        #expect(try await store.clear(key, group: group, startedAgo: .zero))
         #expect(try await store.holds(group: group, since: nil).holds.isEmpty)
         let again = try await store.hold(key, group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
         #expect(again.count == 0, "cleared: the next outage starts over: \(again)")
@@ -36,18 +36,38 @@ struct HoldStoreTests {
         #expect(try await store.changes()[group] == nil)
         let empty = try await store.holds(group: group, since: nil)
         #expect(empty.holds.isEmpty)
-        _ = try await store.hold("pair:x:+1", group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
-        let changed = try #require(try await store.changes()[group], "the group's change is named")
-        let first = try await store.holds(group: group, since: empty.at)
+        let written = try await store.hold("pair:x:+1", group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
+        let change = try #require(written.change, "a hold written comes with the group's change")
+        try await store.announce(group: group, change: change)
+        #expect(try await store.changes()[group] == change, "the group's change is named")
+        let first = try await store.holds(group: group, since: empty)
         #expect(first.holds.map(\.key) == ["pair:x:+1"] && first.holds.first?.kind == .pairHold, "\(first)")
-        _ = try await store.hold("pair:x:+1", group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil)
-        #expect(try await store.changes()[group] == changed, "a failure while held writes nothing")
-        #expect(try await store.holds(group: group, since: first.at).holds.isEmpty, "nothing written since the last read")
-        _ = try await store.hold("spam:x", group: group, policy: Self.policy, kind: .spamLimit, startedAgo: nil)
-        #expect(try await store.changes()[group] != changed, "a new hold changes the group")
-        let second = try await store.holds(group: group, since: first.at)
+        #expect(try await store.hold("pair:x:+1", group: group, policy: Self.policy, kind: .pairHold, startedAgo: nil).change == nil,
+                "a failure while held writes nothing")
+        #expect(try await store.holds(group: group, since: first).holds.isEmpty, "nothing written since the last read")
+        let spam = try await store.hold("spam:x", group: group, policy: Self.policy, kind: .spamLimit, startedAgo: nil)
+        #expect(spam.change != nil && spam.change != change, "a new hold, a new change")
+        let second = try await store.holds(group: group, since: first)
         #expect(second.holds.map(\.key) == ["spam:x"] && second.holds.first?.kind == .spamLimit, "only what was written since: \(second)")
         #expect(try await store.holds(group: group, since: nil).holds.count == 2, "a first read finds them all")
         #expect(try await store.holds(group: uniqueName("sender"), since: nil).holds.isEmpty, "another sender holds nothing")
+    }
+
+    /// A group's holds that expired and were begun again are read whole, however many were written
+    /// since (review: its write sequence restarted, and a read that had seen more than the new writes skipped them).
+    @Test(arguments: StoreKind.allCases) func aGroupBegunAgainIsReadWhole(_ kind: StoreKind) async throws {
+        let store = try #require(kind.store(as: (any HoldStore).self))
+        let group = uniqueName("sender")
+        let brief = EscalationPolicy(first: .milliseconds(50), factor: 1, cap: .milliseconds(50))
+        for key in ["pair:x:+1", "pair:x:+2"] { _ = try await store.hold(key, group: group, policy: brief, kind: .pairHold, startedAgo: nil) }
+        let before = try await store.holds(group: group, since: nil)
+        #expect(before.at == 2)
+        try await poll("the group's holds forgotten and expired", timeout: .seconds(5)) {
+            try await store.holds(group: group, since: nil).at == 0
+        }
+        _ = try await store.hold("pair:x:+3", group: group, policy: brief, kind: .pairHold, startedAgo: nil)
+        _ = try await store.hold("pair:x:+4", group: group, policy: brief, kind: .pairHold, startedAgo: nil)
+        let after = try await store.holds(group: group, since: before)
+        #expect(after.holds.map(\.key).sorted() == ["pair:x:+3", "pair:x:+4"], "both holds of the new beginning: \(after)")
     }
 }

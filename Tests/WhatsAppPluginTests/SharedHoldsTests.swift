@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PipelineKit
 import RedisPlugin
+import Synchronization
 import Testing
 @testable import WhatsAppPlugin
 
@@ -66,6 +67,53 @@ import Testing
         await b.holds.clear(pair, group: "105", startedAt: begun, b.flow, logger: logger)
         #expect(b.flow.holds.held(pair, at: clock.now())?.until == until, "still held on the worker whose request succeeded")
         #expect(try await store.holds(group: "105", since: nil).holds.map(\.count) == [0], "and in the store")
+        // The pair's first success after the hold clears it (review: the refused clear forgot the key here).
+        clock.advance(by: .seconds(1))
+        await b.holds.clear(pair, group: "105", startedAt: clock.now(), b.flow, logger: logger)
+        #expect(try await store.holds(group: "105", since: nil).holds.isEmpty, "cleared by the first success after it")
+    }
+
+    /// A hold written whose change could not be announced (the second write failed) is announced
+    /// at the writer's next read; the other worker then holds the pair (review: it never learned).
+    @Test func aHoldNotAnnouncedIsAnnouncedAtTheNextRead() async throws {
+        let store = AnnounceFailsOnce(MemoryStore(clock: clock))
+        let a = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        let b = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        let until = await refused(a)
+        clock.advance(by: .milliseconds(100))
+        await b.holds.refresh(b.flow, at: clock.now(), logger: logger)
+        #expect(b.flow.holds.held(pair, at: clock.now()) == nil, "not announced: not seen")
+        await a.holds.refresh(a.flow, at: clock.now(), logger: logger)
+        clock.advance(by: .milliseconds(250))
+        await b.holds.refresh(b.flow, at: clock.now(), logger: logger)
+        #expect(b.flow.holds.held(pair, at: clock.now())?.until == until, "announced at the writer's read, then read")
+    }
+
+    /// A store whose first `announce` fails.
+    final class AnnounceFailsOnce: HoldStore {
+        let store: MemoryStore
+        private let failed = Mutex(false)
+
+        init(_ store: MemoryStore) { self.store = store }
+
+        func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold {
+            try await store.hold(key, group: group, policy: policy, kind: kind, startedAgo: startedAgo)
+        }
+        func announce(group: String, change: String) async throws(StoreUnavailable) {
+            let first = failed.withLock { failed in
+                defer { failed = true }
+                return !failed
+            }
+            if first { throw StoreUnavailable("refused (test)") }
+            try await store.announce(group: group, change: change)
+        }
+        func changes() async throws(StoreUnavailable) -> [String: String] { try await store.changes() }
+        func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead { try await store.holds(group: group, since: since) }
+        func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool {
+            try await store.clear(key, group: group, startedAgo: startedAgo)
+        }
+        func health() async -> HealthStatus { .up }
+        func shutdown() async {}
     }
 
     @Test func withTheStoreDownEachWorkerHoldsAloneAndNoMessageWaitsForIt() async throws {

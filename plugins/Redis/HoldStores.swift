@@ -4,11 +4,12 @@ import RedisClient
 
 /// Holds shared by every worker (`HoldStore`): one hash per group, `holds:{group}`, a field per
 /// held key with `{count}:{until}:{began}:{forget}:{seq}:{kind}` (epoch ms of the store's clock;
-/// `seq` from the hash's `~seq` counter), and one hash `holds:changes` naming each group's last
-/// write (`{seq}:{ms}`). A field is forgotten twice its policy's longest hold after it ended (its
-/// escalation no longer matters); a hash expires with its last field, and a hash of many fields
-/// drops forgotten ones. The group's write and its change are two keys, written one by one (they
-/// may live on two masters of a Redis Cluster): the hold first, so a change read means a hold written.
+/// `seq` from the hash's `~seq` counter, in the hash's `~epoch`: when it was begun), and one hash
+/// `holds:changes` naming each group's last write (`{seq}:{ms}:{keep ms}`). A field is forgotten
+/// twice its policy's longest hold after it ended (its escalation no longer matters); a hash
+/// expires with its last field, and a hash of many fields drops forgotten ones. The group's write
+/// and its change are two keys, written one by one (they may live on two masters of a Redis
+/// Cluster): the hold first, so a change read means a hold written.
 extension RedisStore: HoldStore {
     /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] first length, ARGV[3] factor,
     /// ARGV[4] longest length (ms), ARGV[5] how long ago the failed request began (ms; -1: unknown),
@@ -31,6 +32,7 @@ extension RedisStore: HoldStore {
         for i = 1, count do if length < cap then length = length * factor end end
         length = math.min(length, cap)
         local forget = now + length + 2 * cap
+        redis.call('HSETNX', KEYS[1], '~epoch', now)
         local seq = redis.call('HINCRBY', KEYS[1], '~seq', 1)
         redis.call('HSET', KEYS[1], ARGV[1], string.format('%d:%.0f:%.0f:%.0f:%d:%s', count, now + length, now, forget, seq, ARGV[6]))
         if redis.call('PTTL', KEYS[1]) < forget - now then redis.call('PEXPIRE', KEYS[1], forget - now) end
@@ -38,29 +40,40 @@ extension RedisStore: HoldStore {
           local all = redis.call('HGETALL', KEYS[1])
           for i = 1, #all, 2 do
             local f = string.match(all[i + 1], '^%d+:%d+:%d+:(%d+):')
-            if all[i] ~= '~seq' and (not f or tonumber(f) <= now) then redis.call('HDEL', KEYS[1], all[i]) end
+            if string.sub(all[i], 1, 1) ~= '~' and (not f or tonumber(f) <= now) then redis.call('HDEL', KEYS[1], all[i]) end
           end
         end
         return {count, length, seq, now}
         """)
 
-    /// KEYS[1] `holds:changes`; ARGV[1] the group, ARGV[2] its token, ARGV[3] how long to keep it (ms).
-    static let changedScript = RedisScript("""
+    /// KEYS[1] `holds:changes`; ARGV[1] the group, ARGV[2] its change `{seq}:{ms}:{keep}`, ARGV[3]
+    /// keep (ms). A map of many groups drops those whose last hold is forgotten.
+    static let announceScript = RedisScript("""
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+        if redis.call('HLEN', KEYS[1]) > 64 then
+          local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          local all = redis.call('HGETALL', KEYS[1])
+          for i = 1, #all, 2 do
+            local ms, keep = string.match(all[i + 1], '^%d+:(%d+):(%d+)$')
+            if not ms or tonumber(ms) + tonumber(keep) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+          end
+        end
         return 0
         """)
 
-    /// KEYS[1] the group's hash; ARGV[1] since (a seq; -1: all). Returns {seq now, then key, kind,
-    /// count, ms until it ends, for each hold not forgotten written after since}. A hash begun
-    /// again (it expired) is read whole.
+    /// KEYS[1] the group's hash; ARGV[1] the epoch and ARGV[2] the seq of the last read (-1: none).
+    /// Returns {seq now, epoch, then key, kind, count, ms until it ends, for each hold not
+    /// forgotten written after it}. A hash begun again since (it expired) is read whole.
     static let holdsScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local current = tonumber(redis.call('HGET', KEYS[1], '~seq') or '0')
-        local since = tonumber(ARGV[1])
-        if current < since then since = -1 end
-        local found = {current}
+        local epoch = tonumber(redis.call('HGET', KEYS[1], '~epoch') or '0')
+        local since = tonumber(ARGV[2])
+        if epoch ~= tonumber(ARGV[1]) then since = -1 end
+        local found = {current, epoch}
         local all = redis.call('HGETALL', KEYS[1])
         for i = 1, #all, 2 do
           local c, u, f, s, kind = string.match(all[i + 1], '^(%d+):(%d+):%d+:(%d+):(%d+):(.*)$')
@@ -100,13 +113,18 @@ extension RedisStore: HoldStore {
               let seq = parts[2].integer, let now = parts[3].integer else {
             throw StoreUnavailable("unexpected answer to the hold script: \(reply)")
         }
-        if seq > 0 {
-            let keep = String(Int64(remaining) + 2 * policy.cap.milliseconds)
-            _ = try await perform { () async throws(RedisError) in
-                try await client.evaluate(Self.changedScript, keys: [Self.changesKey], arguments: [group, "\(seq):\(now)", keep])
-            }
+        let change = seq > 0 ? Self.change(seq: Int64(seq), at: Int64(now), keep: Int64(remaining) + 2 * policy.cap.milliseconds) : nil
+        return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(remaining), change: change)
+    }
+
+    /// A group's change: `{seq}:{ms}:{keep ms}`.
+    static func change(seq: Int64, at now: Int64, keep: Int64) -> String { "\(seq):\(now):\(keep)" }
+
+    public func announce(group: String, change: String) async throws(StoreUnavailable) {
+        let keep = change.split(separator: ":").last.map(String.init) ?? "0"
+        _ = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.announceScript, keys: [Self.changesKey], arguments: [group, change, keep])
         }
-        return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(remaining))
     }
 
     public func changes() async throws(StoreUnavailable) -> [String: String] {
@@ -121,27 +139,28 @@ extension RedisStore: HoldStore {
         return changes
     }
 
-    public func holds(group: String, since: Int64?) async throws(StoreUnavailable) -> HoldsRead {
+    public func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead {
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.holdsScript, keys: [Self.holdsKey(group)], arguments: [String(since ?? -1)])
+            try await client.evaluate(Self.holdsScript, keys: [Self.holdsKey(group)], arguments: [String(since?.epoch ?? -1), String(since?.at ?? -1)])
         }
-        guard case .array(let parts) = reply, let current = parts.first?.integer, parts.count % 4 == 1 else {
+        guard case .array(let parts) = reply, parts.count % 4 == 2, let current = parts[0].integer, let epoch = parts[1].integer else {
             throw StoreUnavailable("unexpected answer to the holds script: \(reply)")
         }
         var holds: [SharedHold] = []
-        for start in stride(from: 1, to: parts.count, by: 4) {
+        for start in stride(from: 2, to: parts.count, by: 4) {
             guard let key = parts[start].string, let kind = parts[start + 1].string, let count = parts[start + 2].integer,
                   let remaining = parts[start + 3].integer else {
                 throw StoreUnavailable("unexpected hold in the answer to the holds script: \(reply)")
             }
             holds.append(SharedHold(key: key, kind: WaitReason(rawValue: kind), count: count, remaining: .milliseconds(remaining)))
         }
-        return HoldsRead(holds: holds, at: Int64(current))
+        return HoldsRead(holds: holds, at: Int64(current), epoch: Int64(epoch))
     }
 
-    public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) {
-        _ = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.clearScript, keys: [Self.holdsKey(group)], arguments: [key, Self.ago(startedAgo)])
+    @discardableResult
+    public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool {
+        try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.clearScript, keys: [Self.holdsKey(group)], arguments: [key, Self.ago(startedAgo)]).integer == 1
         }
     }
 
@@ -176,6 +195,7 @@ extension MemoryStore: HoldStore {
     }
 
     private static let seqField = "~seq"
+    private static let epochField = "~epoch"
 
     private static func milliseconds(_ date: Date) -> Int64 {
         Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
@@ -194,15 +214,24 @@ extension MemoryStore: HoldStore {
             let length = policy.length(count).milliseconds
             let forgetAt = now + length + 2 * policy.cap.milliseconds
             let seq = (fields[Self.seqField].flatMap { Int64($0) } ?? 0) + 1
-            fields = fields.filter { $0.key == Self.seqField || StoredHold($0.value).map { $0.forgetAt > now } ?? false }
+            fields = fields.filter { $0.key.hasPrefix("~") || StoredHold($0.value).map { $0.forgetAt > now } ?? false }
             fields[Self.seqField] = String(seq)
+            if fields[Self.epochField] == nil { fields[Self.epochField] = String(now) }
             fields[key] = StoredHold(count: count, until: now + length, began: now, forgetAt: forgetAt, seq: seq, kind: kind).text
             let forgotten = Date(timeIntervalSince1970: Double(forgetAt) / 1000)
             entries[hashKey] = Entry(fields: fields, expires: max(entries[hashKey]?.expires ?? forgotten, forgotten))
+            return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(length),
+                              change: RedisStore.change(seq: seq, at: now, keep: forgetAt - now))
+        }
+    }
+
+    public func announce(group: String, change: String) async throws(StoreUnavailable) {
+        try atomically { entries, date in
+            let keep = change.split(separator: ":").last.flatMap { Double($0) } ?? 0
+            let until = date.addingTimeInterval(keep / 1000)
             var changes = entries[RedisStore.changesKey]?.fields ?? [:]
-            changes[group] = "\(seq):\(now)"
-            entries[RedisStore.changesKey] = Entry(fields: changes, expires: max(entries[RedisStore.changesKey]?.expires ?? forgotten, forgotten))
-            return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(length))
+            changes[group] = change
+            entries[RedisStore.changesKey] = Entry(fields: changes, expires: max(entries[RedisStore.changesKey]?.expires ?? until, until))
         }
     }
 
@@ -210,27 +239,30 @@ extension MemoryStore: HoldStore {
         try atomically { entries, _ in entries[RedisStore.changesKey]?.fields ?? [:] }
     }
 
-    public func holds(group: String, since: Int64?) async throws(StoreUnavailable) -> HoldsRead {
+    public func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead {
         try atomically { entries, date in
             let now = Self.milliseconds(date)
             let fields = entries[RedisStore.holdsKey(group)]?.fields ?? [:]
             let current = fields[Self.seqField].flatMap { Int64($0) } ?? 0
-            let after = since.map { $0 <= current ? $0 : -1 } ?? -1
+            let epoch = fields[Self.epochField].flatMap { Int64($0) } ?? 0
+            let after = since.flatMap { $0.epoch == epoch ? $0.at : nil } ?? -1
             let holds = fields.compactMap { key, text -> SharedHold? in
                 guard let stored = StoredHold(text), stored.forgetAt > now, stored.seq > after else { return nil }
                 return SharedHold(key: key, kind: stored.kind, count: stored.count, remaining: .milliseconds(stored.until - now))
             }
-            return HoldsRead(holds: holds.sorted { $0.key < $1.key }, at: current)
+            return HoldsRead(holds: holds.sorted { $0.key < $1.key }, at: current, epoch: epoch)
         }
     }
 
-    public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) {
+    @discardableResult
+    public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool {
         try atomically { entries, date in
             let hashKey = RedisStore.holdsKey(group)
-            guard var entry = entries[hashKey], let stored = entry.fields?[key] else { return }
-            if let startedAgo, let hold = StoredHold(stored), hold.began > Self.milliseconds(date) - startedAgo.milliseconds { return }
+            guard var entry = entries[hashKey], let stored = entry.fields?[key] else { return false }
+            if let startedAgo, let hold = StoredHold(stored), hold.began > Self.milliseconds(date) - startedAgo.milliseconds { return false }
             entry.fields?[key] = nil
             entries[hashKey] = entry
+            return true
         }
     }
 }

@@ -30,9 +30,11 @@ public final class SharedHolds: Sendable {
         var reading: Task<Void, Never>?
         /// The last read failed: messages do not wait for the next.
         var failing = false
-        /// Each group's change as last read (`HoldStore.changes`), and where its holds' writes stood.
+        /// Each group's change as last read (`HoldStore.changes`), and its last read.
         var tokens: [String: String] = [:]
-        var since: [String: Int64] = [:]
+        var lastRead: [String: HoldsRead] = [:]
+        /// Changes this worker wrote and could not announce yet, by group.
+        var unannounced: [String: String] = [:]
         /// Keys the store keeps (until forgotten), by group: a success clears them there too.
         var known: [String: [String: Date]] = [:]
     }
@@ -67,12 +69,14 @@ public final class SharedHolds: Sendable {
 
     private func read(from store: any HoldStore, _ flow: FlowControl, begun: Date, logger: Logger) async {
         do {
-            let (tokens, since) = state.withLock { ($0.tokens, $0.since) }
-            let changed = try await store.changes().filter { tokens[$0.key] != $0.value }
-            var reads: [(group: String, token: String, read: HoldsRead)] = []
-            for (group, token) in changed {
-                reads.append((group, token, try await store.holds(group: group, since: since[group])))
+            let (tokens, lastRead, unannounced) = state.withLock { ($0.tokens, $0.lastRead, $0.unannounced) }
+            for (group, change) in unannounced {
+                try await store.announce(group: group, change: change)
+                state.withLock { if $0.unannounced[group] == change { $0.unannounced[group] = nil } }
             }
+            let changes = try await store.changes()
+            let changed = changes.filter { tokens[$0.key] != $0.value }
+            let reads = try await Self.read(changed, since: lastRead, from: store)
             let now = flow.clock.now()
             for (_, _, read) in reads {
                 for hold in read.holds {
@@ -82,9 +86,12 @@ public final class SharedHolds: Sendable {
                 }
             }
             state.withLock { state in
+                // Groups no longer named have nothing left to hold or clear.
+                state.tokens = state.tokens.filter { changes[$0.key] != nil }
+                state.lastRead = state.lastRead.filter { changes[$0.key] != nil }
                 for (group, token, read) in reads {
                     state.tokens[group] = token
-                    state.since[group] = read.at
+                    state.lastRead[group] = read
                     for hold in read.holds { remember(hold, in: group, &state, now: now) }
                 }
                 forgetForgotten(&state, now: now)
@@ -103,6 +110,24 @@ public final class SharedHolds: Sendable {
         }
     }
 
+    /// The holds of the groups that changed, read side by side.
+    private static func read(_ changed: [String: String], since lastRead: [String: HoldsRead],
+                             from store: any HoldStore) async throws(StoreUnavailable) -> [(group: String, token: String, read: HoldsRead)] {
+        let results = await withTaskGroup(of: (String, String, Result<HoldsRead, StoreUnavailable>).self) { group in
+            for (name, token) in changed {
+                group.addTask {
+                    do throws(StoreUnavailable) {
+                        return (name, token, .success(try await store.holds(group: name, since: lastRead[name])))
+                    } catch {
+                        return (name, token, .failure(error))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        return try results.map { name, token, result throws(StoreUnavailable) in (name, token, try result.get()) }
+    }
+
     /// `key` of `group` was refused (by a request begun at `startedAt`): held on this worker at
     /// once and written to the store, whose answer then stands here too (it knows the outages and
     /// successes of every worker). Returns when the hold ends.
@@ -116,10 +141,21 @@ public final class SharedHolds: Sendable {
             state.withLock { remember(shared, in: group, &$0, now: now) }
             let until = now.addingTimeInterval(shared.remaining.secondsDouble)
             flow.holds.adopt(key, until: until, count: shared.count, policy: policy, kind: kind, reason: reason, replacing: true)
+            if let change = shared.change { await announce(change, of: group, to: store, logger: logger) }
             return until
         } catch {
             logger.warning("hold not shared with other workers (this worker keeps it)", metadata: ["key": .string(key), "error": .string(error.reason)])
             return local.until
+        }
+    }
+
+    /// Tells the other workers `group` changed; kept to be announced at the next read if that fails.
+    private func announce(_ change: String, of group: String, to store: any HoldStore, logger: Logger) async {
+        do {
+            try await store.announce(group: group, change: change)
+        } catch {
+            logger.warning("a hold written but not announced to other workers yet (again at the next read)", metadata: ["sender": .string(group), "error": .string(error.reason)])
+            state.withLock { $0.unannounced[group] = change }
         }
     }
 
@@ -129,19 +165,25 @@ public final class SharedHolds: Sendable {
     /// not read here yet, is not cleared: its escalation resets at the pair's next success.)
     public func clear(_ key: String, group: String, startedAt: Date, _ flow: FlowControl, logger: Logger) async {
         flow.holds.clear(key, startedAt: startedAt)
-        guard let store, knownCount.load(ordering: .relaxed) > 0, forget(key, of: group) else { return }
+        guard let store, knownCount.load(ordering: .relaxed) > 0, let forgetAt = forget(key, of: group) else { return }
+        var cleared = false
         do {
-            try await store.clear(key, group: group, startedAgo: Self.since(startedAt, flow))
+            cleared = try await store.clear(key, group: group, startedAgo: Self.since(startedAt, flow))
         } catch {
             logger.warning("a hold's end not shared with other workers", metadata: ["key": .string(key), "error": .string(error.reason)])
         }
+        // Still held there (it began after the request, or the store did not answer): the next success clears it.
+        if !cleared { state.withLock { remember(key, in: group, forgetAt: forgetAt, &$0) } }
     }
 
     /// Under the lock of `state`.
     private func remember(_ hold: SharedHold, in group: String, _ state: inout State, now: Date) {
         guard let policy = policies[hold.kind] else { return }
-        let forgetAt = now.addingTimeInterval(hold.remaining.secondsDouble + 2 * policy.cap.secondsDouble)
-        if state.known[group, default: [:]].updateValue(forgetAt, forKey: hold.key) == nil { knownCount.add(1, ordering: .relaxed) }
+        remember(hold.key, in: group, forgetAt: now.addingTimeInterval(hold.remaining.secondsDouble + 2 * policy.cap.secondsDouble), &state)
+    }
+
+    private func remember(_ key: String, in group: String, forgetAt: Date, _ state: inout State) {
+        if state.known[group, default: [:]].updateValue(forgetAt, forKey: key) == nil { knownCount.add(1, ordering: .relaxed) }
     }
 
     /// Under the lock of `state`: drops the keys the store has forgotten.
@@ -154,12 +196,12 @@ public final class SharedHolds: Sendable {
         }
     }
 
-    /// Whether the store keeps `key` of `group` (as far as this worker knows); from now on it does not.
-    private func forget(_ key: String, of group: String) -> Bool {
+    /// When the store forgets `key` of `group`, if it keeps it (as far as this worker knows); from now on it does not.
+    private func forget(_ key: String, of group: String) -> Date? {
         state.withLock { state in
-            guard state.known[group]?.removeValue(forKey: key) != nil else { return false }
+            guard let forgetAt = state.known[group]?.removeValue(forKey: key) else { return nil }
             knownCount.subtract(1, ordering: .relaxed)
-            return true
+            return forgetAt
         }
     }
 

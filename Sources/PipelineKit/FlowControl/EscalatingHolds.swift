@@ -118,7 +118,17 @@ public final class EscalatingHolds: Sendable {
         guard replacing || until > now else { return false }
         return entries.withLock { entries in
             prune(&entries, now: now)
-            if let current = entries[key], replacing ? current.until == until && current.count == count : current.until >= until { return false }
+            if let current = entries[key] {
+                if replacing, current.count == count {
+                    // The same hold as judged elsewhere: a probe out stays out, its start stays.
+                    var entry = current
+                    entry.until = until
+                    entry.forgetAt = until.addingTimeInterval(policy.cap.secondsDouble * 2)
+                    entries[key] = entry
+                    return true
+                }
+                if !replacing, current.until >= until { return false }
+            }
             entries[key] = Entry(until: until, reason: reason, kind: kind, count: count, pausesSource: nil, covers: [],
                                  heldAt: min(now, until.addingTimeInterval(-policy.length(count).secondsDouble)),
                                  forgetAt: until.addingTimeInterval(policy.cap.secondsDouble * 2), probeWait: min(policy.first, .seconds(5)))

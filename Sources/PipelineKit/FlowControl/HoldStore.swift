@@ -6,8 +6,9 @@
 ///
 /// ```swift
 /// let hold = try await store.hold("pair:123:+5511…", group: "123", policy: pairPolicy, kind: .pairHold, startedAgo: .milliseconds(80))
-/// let changed = try await store.changes()                                  // ["123": "7:1800000000123"]
-/// let news = try await store.holds(group: "123", since: lastRead?.at)     // holds written since the last read
+/// if let change = hold.change { try await store.announce(group: "123", change: change) }   // others see it changed
+/// let changed = try await store.changes()                                  // ["123": "7:1800000000123:513000"]
+/// let news = try await store.holds(group: "123", since: lastRead)         // holds written since the last read
 /// try await store.clear("pair:123:+5511…", group: "123", startedAgo: .milliseconds(80))   // after the pair's first success
 /// ```
 public protocol HoldStore: Resource {
@@ -15,15 +16,21 @@ public protocol HoldStore: Resource {
     /// the failed request did (`startedAgo`: how long ago it began) — else the next length of
     /// `policy`, one longer than the key's last hold unless that was cleared or long forgotten.
     /// Atomic across workers, judged by the store's clock.
+    /// A hold written (not one in effect already) comes with the group's `change` to `announce`.
     func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold
+    /// Names `change` as `group`'s last (`changes`), after its hold was written: a separate write,
+    /// as the two may live on two masters of a Redis Cluster; announced again if it failed.
+    func announce(group: String, change: String) async throws(StoreUnavailable)
     /// Each group whose holds changed lately, with a token that differs after each change.
     func changes() async throws(StoreUnavailable) -> [String: String]
-    /// The holds of `group` not yet forgotten written after the read that returned `since`
-    /// (nil: all of them), ended ones included.
-    func holds(group: String, since: Int64?) async throws(StoreUnavailable) -> HoldsRead
+    /// The holds of `group` not yet forgotten written after the read `since` (nil: all of them),
+    /// ended ones included — all of them if the group's holds were begun again since (expired).
+    func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead
     /// Ends `key`'s hold and resets its escalation (after a success) — unless the hold began after
-    /// the successful request did (`startedAgo`: how long ago; nil: whenever it began).
-    func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable)
+    /// the successful request did (`startedAgo`: how long ago; nil: whenever it began). Returns
+    /// whether it ended one.
+    @discardableResult
+    func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool
 }
 
 /// One hold as a `HoldStore` keeps it.
@@ -34,22 +41,28 @@ public struct SharedHold: Sendable, Equatable {
     public var count: Int
     /// How long it still lasts (zero or less: it has ended).
     public var remaining: Duration
+    /// When this call wrote it: the group's change, for `HoldStore.announce`.
+    public var change: String?
 
-    public init(key: String, kind: WaitReason, count: Int, remaining: Duration) {
+    public init(key: String, kind: WaitReason, count: Int, remaining: Duration, change: String? = nil) {
         self.key = key
         self.kind = kind
         self.count = count
         self.remaining = remaining
+        self.change = change
     }
 }
 
-/// What `HoldStore.holds` found, and where the group's writes stood (the next read's `since`).
+/// What `HoldStore.holds` found, and where the group's writes stood (the next read's `since`):
+/// the last write's sequence number, in the group's `epoch` (when its holds were begun, again after they expired).
 public struct HoldsRead: Sendable, Equatable {
     public var holds: [SharedHold]
     public var at: Int64
+    public var epoch: Int64
 
-    public init(holds: [SharedHold], at: Int64) {
+    public init(holds: [SharedHold], at: Int64, epoch: Int64) {
         self.holds = holds
         self.at = at
+        self.epoch = epoch
     }
 }
