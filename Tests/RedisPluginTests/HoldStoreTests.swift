@@ -53,6 +53,21 @@ struct HoldStoreTests {
         #expect(try await store.holds(group: uniqueName("sender"), since: nil).holds.isEmpty, "another sender holds nothing")
     }
 
+    /// A group's change is kept as long as the group's holds live: a pair hold written after a
+    /// sender's hour-long marketing hold does not shorten it (review: the change took the pair's
+    /// 13 min, and a map of many senders dropped the sender while its marketing was still held).
+    @Test(arguments: StoreKind.allCases) func aChangeIsKeptAsLongAsTheGroupsLongestHold(_ kind: StoreKind) async throws {
+        let store = try #require(kind.store(as: (any HoldStore).self))
+        let group = uniqueName("sender")
+        func keep(_ hold: SharedHold) -> Int64? { hold.change?.split(separator: ":").last.flatMap { Int64($0) } }
+        let spam = try await store.hold("spam:x", group: group, policy: EscalationPolicy(first: .seconds(60), factor: 2, cap: .seconds(3600)),
+                                        kind: .spamLimit, startedAgo: nil)
+        let pair = try await store.hold("pair:x:+1", group: group, policy: EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256)),
+                                        kind: .pairHold, startedAgo: nil)
+        let (spamKeep, pairKeep) = (try #require(keep(spam)), try #require(keep(pair)))
+        #expect(spamKeep >= 7_259_000 && pairKeep >= spamKeep - 1000, "the pair's change kept as long as the spam hold's: \(pairKeep) vs \(spamKeep)")
+    }
+
     /// A group's holds that expired and were begun again are read whole, however many were written
     /// since (review: its write sequence restarted, and a read that had seen more than the new writes skipped them).
     @Test(arguments: StoreKind.allCases) func aGroupBegunAgainIsReadWhole(_ kind: StoreKind) async throws {

@@ -76,7 +76,7 @@ import Testing
     /// A hold written whose change could not be announced (the second write failed) is announced
     /// at the writer's next read; the other worker then holds the pair (review: it never learned).
     @Test func aHoldNotAnnouncedIsAnnouncedAtTheNextRead() async throws {
-        let store = AnnounceFailsOnce(MemoryStore(clock: clock))
+        let store = WatchedStore(MemoryStore(clock: clock), failFirstAnnounce: true)
         let a = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
         let b = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
         let until = await refused(a)
@@ -89,12 +89,31 @@ import Testing
         #expect(b.flow.holds.held(pair, at: clock.now())?.until == until, "announced at the writer's read, then read")
     }
 
-    /// A store whose first `announce` fails.
-    final class AnnounceFailsOnce: HoldStore {
-        let store: MemoryStore
-        private let failed = Mutex(false)
+    /// A success on a worker whose key another worker's success already cleared asks the store
+    /// once, not at every later success of the pair (review: a missing field read as a hold that
+    /// stands kept the key known, one Redis call per success for up to 3 h).
+    @Test func aKeyClearedElsewhereCostsOneCallNotOnePerSuccess() async throws {
+        let store = WatchedStore(MemoryStore(clock: clock))
+        let a = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        let b = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        _ = await refused(a)
+        await b.holds.refresh(b.flow, at: clock.now(), logger: logger)
+        clock.advance(by: .seconds(2))
+        await a.holds.clear(pair, group: "105", startedAt: clock.now(), a.flow, logger: logger)
+        for _ in 0..<3 { await b.holds.clear(pair, group: "105", startedAt: clock.now(), b.flow, logger: logger) }
+        #expect(store.clears.withLock { $0 } == 2, "one clear by each worker that knew the key")
+    }
 
-        init(_ store: MemoryStore) { self.store = store }
+    /// The in-memory store, counting clears; its first `announce` fails when told.
+    final class WatchedStore: HoldStore {
+        let store: MemoryStore
+        let clears = Mutex(0)
+        private let failed: Mutex<Bool>
+
+        init(_ store: MemoryStore, failFirstAnnounce: Bool = false) {
+            self.store = store
+            failed = Mutex(!failFirstAnnounce)
+        }
 
         func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold {
             try await store.hold(key, group: group, policy: policy, kind: kind, startedAgo: startedAgo)
@@ -110,7 +129,8 @@ import Testing
         func changes() async throws(StoreUnavailable) -> [String: String] { try await store.changes() }
         func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead { try await store.holds(group: group, since: since) }
         func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool {
-            try await store.clear(key, group: group, startedAgo: startedAgo)
+            clears.withLock { $0 += 1 }
+            return try await store.clear(key, group: group, startedAgo: startedAgo)
         }
         func health() async -> HealthStatus { .up }
         func shutdown() async {}

@@ -13,7 +13,7 @@ import RedisClient
 extension RedisStore: HoldStore {
     /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] first length, ARGV[3] factor,
     /// ARGV[4] longest length (ms), ARGV[5] how long ago the failed request began (ms; -1: unknown),
-    /// ARGV[6] the kind. Returns {count, ms until it ends, seq of the write (0: none), now}.
+    /// ARGV[6] the kind. Returns {count, ms until it ends, seq of the write (0: none), now, ms the hash lives}.
     static let holdScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,7 +25,7 @@ extension RedisStore: HoldStore {
           if c and tonumber(f) > now then count, ends, began = tonumber(c), tonumber(u), tonumber(h) end
         end
         if count >= 0 and (ends > now or (ago >= 0 and now - ago <= began)) then
-          return {count, ends - now, 0, now}
+          return {count, ends - now, 0, now, 0}
         end
         count = count + 1
         local length = first
@@ -43,11 +43,11 @@ extension RedisStore: HoldStore {
             if string.sub(all[i], 1, 1) ~= '~' and (not f or tonumber(f) <= now) then redis.call('HDEL', KEYS[1], all[i]) end
           end
         end
-        return {count, length, seq, now}
+        return {count, length, seq, now, redis.call('PTTL', KEYS[1])}
         """)
 
     /// KEYS[1] `holds:changes`; ARGV[1] the group, ARGV[2] its change `{seq}:{ms}:{keep}`, ARGV[3]
-    /// keep (ms). A map of many groups drops those whose last hold is forgotten.
+    /// keep (ms: as long as the group's hash lives). A map of many groups drops those whose hash has expired.
     static let announceScript = RedisScript("""
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
@@ -57,7 +57,7 @@ extension RedisStore: HoldStore {
           local all = redis.call('HGETALL', KEYS[1])
           for i = 1, #all, 2 do
             local ms, keep = string.match(all[i + 1], '^%d+:(%d+):(%d+)$')
-            if not ms or tonumber(ms) + tonumber(keep) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+            if ms and tonumber(ms) + tonumber(keep) <= now then redis.call('HDEL', KEYS[1], all[i]) end
           end
         end
         return 0
@@ -87,10 +87,11 @@ extension RedisStore: HoldStore {
         return found
         """)
 
-    /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] how long ago the successful request began (ms; -1: unknown).
+    /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] how long ago the successful request
+    /// began (ms; -1: unknown). Returns 0 when the hold stands (it began after the request), else 1.
     static let clearScript = RedisScript("""
         local stored = redis.call('HGET', KEYS[1], ARGV[1])
-        if not stored then return 0 end
+        if not stored then return 1 end
         local ago = tonumber(ARGV[2])
         if ago >= 0 then
           local t = redis.call('TIME')
@@ -98,7 +99,8 @@ extension RedisStore: HoldStore {
           local began = tonumber(string.match(stored, '^%d+:%d+:(%d+):') or '0')
           if began > now - ago then return 0 end
         end
-        return redis.call('HDEL', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        return 1
         """)
 
     static func holdsKey(_ group: String) -> String { "holds:\(group)" }
@@ -109,11 +111,11 @@ extension RedisStore: HoldStore {
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.holdScript, keys: [Self.holdsKey(group)], arguments: arguments)
         }
-        guard case .array(let parts) = reply, parts.count == 4, let count = parts[0].integer, let remaining = parts[1].integer,
-              let seq = parts[2].integer, let now = parts[3].integer else {
+        guard case .array(let parts) = reply, parts.count == 5, let count = parts[0].integer, let remaining = parts[1].integer,
+              let seq = parts[2].integer, let now = parts[3].integer, let lives = parts[4].integer else {
             throw StoreUnavailable("unexpected answer to the hold script: \(reply)")
         }
-        let change = seq > 0 ? Self.change(seq: Int64(seq), at: Int64(now), keep: Int64(remaining) + 2 * policy.cap.milliseconds) : nil
+        let change = seq > 0 ? Self.change(seq: Int64(seq), at: Int64(now), keep: Int64(lives)) : nil
         return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(remaining), change: change)
     }
 
@@ -220,8 +222,8 @@ extension MemoryStore: HoldStore {
             fields[key] = StoredHold(count: count, until: now + length, began: now, forgetAt: forgetAt, seq: seq, kind: kind).text
             let forgotten = Date(timeIntervalSince1970: Double(forgetAt) / 1000)
             entries[hashKey] = Entry(fields: fields, expires: max(entries[hashKey]?.expires ?? forgotten, forgotten))
-            return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(length),
-                              change: RedisStore.change(seq: seq, at: now, keep: forgetAt - now))
+            let lives = Int64(((entries[hashKey]?.expires ?? forgotten).timeIntervalSince(date) * 1000).rounded(.up))
+            return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(length), change: RedisStore.change(seq: seq, at: now, keep: lives))
         }
     }
 
@@ -258,7 +260,7 @@ extension MemoryStore: HoldStore {
     public func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool {
         try atomically { entries, date in
             let hashKey = RedisStore.holdsKey(group)
-            guard var entry = entries[hashKey], let stored = entry.fields?[key] else { return false }
+            guard var entry = entries[hashKey], let stored = entry.fields?[key] else { return true }
             if let startedAgo, let hold = StoredHold(stored), hold.began > Self.milliseconds(date) - startedAgo.milliseconds { return false }
             entry.fields?[key] = nil
             entries[hashKey] = entry

@@ -124,6 +124,8 @@ public struct DispatchStep: Step {
                 }
             }
             if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, holds: holds, context) {
+                // An answer about the template or the sender's marketing says nothing of the holds it probed.
+                probes.forEach(flow.holds.returnProbe)
                 return limited
             }
             switch error.kind {

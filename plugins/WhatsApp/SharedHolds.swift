@@ -68,15 +68,16 @@ public final class SharedHolds: Sendable {
     }
 
     private func read(from store: any HoldStore, _ flow: FlowControl, begun: Date, logger: Logger) async {
-        do {
+        var failure: StoreUnavailable?
+        do throws(StoreUnavailable) {
             let (tokens, lastRead, unannounced) = state.withLock { ($0.tokens, $0.lastRead, $0.unannounced) }
             for (group, change) in unannounced {
                 try await store.announce(group: group, change: change)
                 state.withLock { if $0.unannounced[group] == change { $0.unannounced[group] = nil } }
             }
             let changes = try await store.changes()
-            let changed = changes.filter { tokens[$0.key] != $0.value }
-            let reads = try await Self.read(changed, since: lastRead, from: store)
+            let results = await Self.read(changes.filter { tokens[$0.key] != $0.value }, since: lastRead, from: store)
+            let reads = results.compactMap { group, token, result in (try? result.get()).map { (group: group, token: token, read: $0) } }
             let now = flow.clock.now()
             for (_, _, read) in reads {
                 for hold in read.holds {
@@ -95,38 +96,54 @@ public final class SharedHolds: Sendable {
                     for hold in read.holds { remember(hold, in: group, &state, now: now) }
                 }
                 forgetForgotten(&state, now: now)
+            }
+            // A sender whose holds could not be read keeps its old change: read again at the next try.
+            failure = results.lazy.compactMap { if case .failure(let error) = $0.result { error } else { nil } }.first
+        } catch {
+            failure = error
+        }
+        state.withLock { state in
+            state.reading = nil
+            if let failure {
+                if !state.failing { logger.warning("holds of other workers not read (this worker holds alone meanwhile)", metadata: ["error": .string(failure.reason)]) }
+                state.failing = true
+                nextRead.store(Self.milliseconds(flow.clock.now().addingTimeInterval(Self.retryAfter.secondsDouble)), ordering: .releasing)
+            } else {
                 if state.failing { logger.notice("holds of other workers read again") }
                 state.failing = false
-                state.reading = nil
                 nextRead.store(Self.milliseconds(begun.addingTimeInterval(Self.freshness.secondsDouble)), ordering: .releasing)
-            }
-        } catch {
-            state.withLock { state in
-                if !state.failing { logger.warning("holds of other workers not read (this worker holds alone meanwhile)", metadata: ["error": .string(error.reason)]) }
-                state.failing = true
-                state.reading = nil
-                nextRead.store(Self.milliseconds(flow.clock.now().addingTimeInterval(Self.retryAfter.secondsDouble)), ordering: .releasing)
             }
         }
     }
 
-    /// The holds of the groups that changed, read side by side.
-    private static func read(_ changed: [String: String], since lastRead: [String: HoldsRead],
-                             from store: any HoldStore) async throws(StoreUnavailable) -> [(group: String, token: String, read: HoldsRead)] {
-        let results = await withTaskGroup(of: (String, String, Result<HoldsRead, StoreUnavailable>).self) { group in
-            for (name, token) in changed {
-                group.addTask {
-                    do throws(StoreUnavailable) {
-                        return (name, token, .success(try await store.holds(group: name, since: lastRead[name])))
-                    } catch {
-                        return (name, token, .failure(error))
-                    }
-                }
+    private typealias GroupRead = (group: String, token: String, result: Result<HoldsRead, StoreUnavailable>)
+
+    /// The holds of the groups that changed, read side by side, `parallelReads` at a time.
+    private static func read(_ changed: [String: String], since lastRead: [String: HoldsRead], from store: any HoldStore) async -> [GroupRead] {
+        let readOne: @Sendable (String, String) async -> GroupRead = { name, token in
+            do throws(StoreUnavailable) {
+                return (name, token, .success(try await store.holds(group: name, since: lastRead[name])))
+            } catch {
+                return (name, token, .failure(error))
             }
-            return await group.reduce(into: []) { $0.append($1) }
         }
-        return try results.map { name, token, result throws(StoreUnavailable) in (name, token, try result.get()) }
+        return await withTaskGroup(of: GroupRead.self) { group in
+            var waiting = changed.makeIterator()
+            for _ in 0..<parallelReads {
+                guard let (name, token) = waiting.next() else { break }
+                group.addTask { await readOne(name, token) }
+            }
+            var results: [GroupRead] = []
+            for await result in group {
+                results.append(result)
+                if let (name, token) = waiting.next() { group.addTask { await readOne(name, token) } }
+            }
+            return results
+        }
     }
+
+    /// How many senders' holds a read asks for at once (all of them at a worker's first read).
+    static let parallelReads = 16
 
     /// `key` of `group` was refused (by a request begun at `startedAt`): held on this worker at
     /// once and written to the store, whose answer then stands here too (it knows the outages and
@@ -153,6 +170,8 @@ public final class SharedHolds: Sendable {
     private func announce(_ change: String, of group: String, to store: any HoldStore, logger: Logger) async {
         do {
             try await store.announce(group: group, change: change)
+            // An older change not announced yet must not be announced over this one.
+            state.withLock { $0.unannounced[group] = nil }
         } catch {
             logger.warning("a hold written but not announced to other workers yet (again at the next read)", metadata: ["sender": .string(group), "error": .string(error.reason)])
             state.withLock { $0.unannounced[group] = change }
@@ -172,7 +191,7 @@ public final class SharedHolds: Sendable {
         } catch {
             logger.warning("a hold's end not shared with other workers", metadata: ["key": .string(key), "error": .string(error.reason)])
         }
-        // Still held there (it began after the request, or the store did not answer): the next success clears it.
+        // Still held there (it began after the request) or unknown (the store did not answer): the next success clears it.
         if !cleared { state.withLock { remember(key, in: group, forgetAt: forgetAt, &$0) } }
     }
 

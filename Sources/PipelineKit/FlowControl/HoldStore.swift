@@ -28,7 +28,7 @@ public protocol HoldStore: Resource {
     func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead
     /// Ends `key`'s hold and resets its escalation (after a success) — unless the hold began after
     /// the successful request did (`startedAgo`: how long ago; nil: whenever it began). Returns
-    /// whether it ended one.
+    /// false when the hold stands for that reason (true: none is left).
     @discardableResult
     func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool
 }
