@@ -68,6 +68,18 @@ struct HoldStoreTests {
         #expect(spamKeep >= 7_259_000 && pairKeep >= spamKeep - 1000, "the pair's change kept as long as the spam hold's: \(pairKeep) vs \(spamKeep)")
     }
 
+    /// Announces that land out of order keep the sender named as long as the longer of the two
+    /// (review: a pair's 13 min announced after an hour-long marketing hold's cut it short).
+    @Test(arguments: StoreKind.allCases) func aLateAnnounceKeepsTheLongerReach(_ kind: StoreKind) async throws {
+        let store = try #require(kind.store(as: (any HoldStore).self))
+        let group = uniqueName("sender")
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        try await store.announce(group: group, change: "2:\(now):7200000")
+        try await store.announce(group: group, change: "1:\(now - 5):780000")
+        let parts = try #require(try await store.changes()[group]).split(separator: ":").compactMap { Int64($0) }
+        #expect(parts.count == 3 && parts[0] == 1 && parts[1] + parts[2] == now + 7_200_000, "the last announced, reaching as far as the longer: \(parts)")
+    }
+
     /// A group's holds that expired and were begun again are read whole, however many were written
     /// since (review: its write sequence restarted, and a read that had seen more than the new writes skipped them).
     @Test(arguments: StoreKind.allCases) func aGroupBegunAgainIsReadWhole(_ kind: StoreKind) async throws {

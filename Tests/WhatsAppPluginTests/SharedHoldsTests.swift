@@ -104,30 +104,55 @@ import Testing
         #expect(store.clears.withLock { $0 } == 2, "one clear by each worker that knew the key")
     }
 
+    /// A sender whose holds cannot be read does not slow the reads of the others down (review: it
+    /// put the worker's reads on their 1 s retry, and messages no longer waited for them).
+    @Test func aSenderThatCannotBeReadIsReadAgainAtTheNextRead() async throws {
+        let store = WatchedStore(MemoryStore(clock: clock))
+        let a = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        let b = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        _ = await refused(a)
+        _ = await a.holds.hold("pair:106:+1", group: "106", policy: DispatchStep.pairHold, kind: .pairHold, reason: "131056", startedAt: clock.now(),
+                               a.flow, logger: logger)
+        store.unreadable.withLock { $0 = "106" }
+        await b.holds.refresh(b.flow, at: clock.now(), logger: logger)
+        #expect(b.flow.holds.held(pair, at: clock.now()) != nil, "the other sender's holds read")
+        #expect(b.flow.holds.held("pair:106:+1", at: clock.now()) == nil)
+        store.unreadable.withLock { $0 = nil }
+        clock.advance(by: .milliseconds(250))
+        await b.holds.refresh(b.flow, at: clock.now(), logger: logger)
+        #expect(b.flow.holds.held("pair:106:+1", at: clock.now()) != nil, "read again 250 ms later, not after the 1 s retry")
+    }
+
     /// The in-memory store, counting clears; its first `announce` fails when told.
     final class WatchedStore: HoldStore {
         let store: MemoryStore
         let clears = Mutex(0)
-        private let failed: Mutex<Bool>
+        /// A group whose holds cannot be read.
+        let unreadable = Mutex<String?>(nil)
+        /// Whether an announce has been let through (or need not fail).
+        private let announcedOnce: Mutex<Bool>
 
         init(_ store: MemoryStore, failFirstAnnounce: Bool = false) {
             self.store = store
-            failed = Mutex(!failFirstAnnounce)
+            announcedOnce = Mutex(!failFirstAnnounce)
         }
 
         func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold {
             try await store.hold(key, group: group, policy: policy, kind: kind, startedAgo: startedAgo)
         }
         func announce(group: String, change: String) async throws(StoreUnavailable) {
-            let first = failed.withLock { failed in
-                defer { failed = true }
-                return !failed
+            let first = announcedOnce.withLock { announced in
+                defer { announced = true }
+                return !announced
             }
             if first { throw StoreUnavailable("refused (test)") }
             try await store.announce(group: group, change: change)
         }
         func changes() async throws(StoreUnavailable) -> [String: String] { try await store.changes() }
-        func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead { try await store.holds(group: group, since: since) }
+        func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead {
+            if unreadable.withLock({ $0 == group }) { throw StoreUnavailable("unreadable (test)") }
+            return try await store.holds(group: group, since: since)
+        }
         func clear(_ key: String, group: String, startedAgo: Duration?) async throws(StoreUnavailable) -> Bool {
             clears.withLock { $0 += 1 }
             return try await store.clear(key, group: group, startedAgo: startedAgo)

@@ -47,8 +47,17 @@ extension RedisStore: HoldStore {
         """)
 
     /// KEYS[1] `holds:changes`; ARGV[1] the group, ARGV[2] its change `{seq}:{ms}:{keep}`, ARGV[3]
-    /// keep (ms: as long as the group's hash lives). A map of many groups drops those whose hash has expired.
+    /// keep (ms: as long as the group's hash lives), made to reach as far as the change it replaces
+    /// (announces may land out of order). A map of many groups drops those whose hash has expired.
     static let announceScript = RedisScript("""
+        local seq, ms, keep = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')
+        local old = redis.call('HGET', KEYS[1], ARGV[1])
+        if seq and old then
+          local oldMs, oldKeep = string.match(old, '^%d+:(%d+):(%d+)$')
+          if oldMs and tonumber(oldMs) + tonumber(oldKeep) > tonumber(ms) + tonumber(keep) then
+            ARGV[2] = string.format('%s:%s:%.0f', seq, ms, tonumber(oldMs) + tonumber(oldKeep) - tonumber(ms))
+          end
+        end
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
         if redis.call('HLEN', KEYS[1]) > 64 then
@@ -229,10 +238,17 @@ extension MemoryStore: HoldStore {
 
     public func announce(group: String, change: String) async throws(StoreUnavailable) {
         try atomically { entries, date in
-            let keep = change.split(separator: ":").last.flatMap { Double($0) } ?? 0
-            let until = date.addingTimeInterval(keep / 1000)
+            func parts(_ change: String) -> [Int64] { change.split(separator: ":").compactMap { Int64($0) } }
             var changes = entries[RedisStore.changesKey]?.fields ?? [:]
-            changes[group] = change
+            var new = parts(change)
+            // As far as the change it replaces reaches (announces may land out of order).
+            if new.count == 3, let old = changes[group].map(parts), old.count == 3, old[1] + old[2] > new[1] + new[2] { new[2] = old[1] + old[2] - new[1] }
+            let until = date.addingTimeInterval(Double(new.count == 3 ? new[2] : 0) / 1000)
+            changes[group] = new.count == 3 ? new.map(String.init).joined(separator: ":") : change
+            if changes.count > 64 {
+                let now = Self.milliseconds(date)
+                changes = changes.filter { parts($0.value).count != 3 || parts($0.value)[1] + parts($0.value)[2] > now }
+            }
             entries[RedisStore.changesKey] = Entry(fields: changes, expires: max(entries[RedisStore.changesKey]?.expires ?? until, until))
         }
     }

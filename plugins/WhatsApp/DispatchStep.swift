@@ -113,6 +113,8 @@ public struct DispatchStep: Step {
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)
         } catch {
+            // What the probes held out for is settled below, whatever the answer: the next message may probe.
+            probes.forEach(flow.holds.returnProbe)
             // Refused (an answer, not a lost one) or not tried: the messaging-limit unit it took goes back.
             if error.status != nil || error.kind == .connectionOpening { await limits.giveBackUnit(&message, context) }
             if error.status != nil, error.kind != .configuration {
@@ -124,8 +126,6 @@ public struct DispatchStep: Step {
                 }
             }
             if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, holds: holds, context) {
-                // An answer about the template or the sender's marketing says nothing of the holds it probed.
-                probes.forEach(flow.holds.returnProbe)
                 return limited
             }
             switch error.kind {
@@ -134,7 +134,6 @@ public struct DispatchStep: Step {
                 pacer.slowDown()
                 return await newTurn(&message, pacer, context)
             case .connectionOpening:
-                probes.forEach(flow.holds.returnProbe)
                 return await newTurn(&message, pacer, context)
             case .pairRateLimit:
                 Counter(label: "outbound_flow_control_total", dimensions: [("sender", sender), ("code", "131056")]).increment()

@@ -10,10 +10,12 @@ import Synchronization
 /// hold lasts across workers (one outage, one escalation, whichever worker met it). What others
 /// wrote is read at most every `freshness`: one small map of the senders whose holds changed, then
 /// the holds of those that did. A message that finds the last read older waits for the next one
-/// (one message in a quarter of a second, ~0.1 ms; the others cost one atomic load), so a hold is
+/// (one message in a quarter of a second, two Redis round trips or more; the others cost one
+/// atomic load), so a hold is
 /// in effect on every worker for each request that begins `freshness` after it was written.
-/// Without a store, and while it cannot be read, each worker holds alone (a failed read is tried
-/// again after `retryAfter`, with no message waiting for it).
+/// Without a store, and while it cannot be reached, each worker holds alone (a failed read is
+/// tried again after `retryAfter`, with no message waiting for it); a sender whose holds could not
+/// be read is read again at the next read.
 ///
 /// ```swift
 /// await holds.refresh(flow, at: now, logger: logger)                  // before checking flow.holds
@@ -30,7 +32,7 @@ public final class SharedHolds: Sendable {
         var reading: Task<Void, Never>?
         /// The last read failed: messages do not wait for the next.
         var failing = false
-        /// Each group's change as last read (`HoldStore.changes`), and its last read.
+        /// Each group's change as last read (`HoldStore.changes`), and where its last read stood (no holds kept).
         var tokens: [String: String] = [:]
         var lastRead: [String: HoldsRead] = [:]
         /// Changes this worker wrote and could not announce yet, by group.
@@ -39,7 +41,7 @@ public final class SharedHolds: Sendable {
         var known: [String: [String: Date]] = [:]
     }
 
-    public let store: (any HoldStore)?
+    private let store: (any HoldStore)?
     /// The policy of each kind the store may hold (a hold met elsewhere lasts and is forgotten by it).
     private let policies: [WaitReason: EscalationPolicy]
     private let state = Mutex(State())
@@ -71,7 +73,7 @@ public final class SharedHolds: Sendable {
         var failure: StoreUnavailable?
         do throws(StoreUnavailable) {
             let (tokens, lastRead, unannounced) = state.withLock { ($0.tokens, $0.lastRead, $0.unannounced) }
-            for (group, change) in unannounced {
+            for (group, change) in unannounced where state.withLock({ $0.unannounced[group] == change }) {
                 try await store.announce(group: group, change: change)
                 state.withLock { if $0.unannounced[group] == change { $0.unannounced[group] = nil } }
             }
@@ -92,13 +94,17 @@ public final class SharedHolds: Sendable {
                 state.lastRead = state.lastRead.filter { changes[$0.key] != nil }
                 for (group, token, read) in reads {
                     state.tokens[group] = token
-                    state.lastRead[group] = read
+                    state.lastRead[group] = HoldsRead(holds: [], at: read.at, epoch: read.epoch)
                     for hold in read.holds { remember(hold, in: group, &state, now: now) }
                 }
                 forgetForgotten(&state, now: now)
             }
-            // A sender whose holds could not be read keeps its old change: read again at the next try.
-            failure = results.lazy.compactMap { if case .failure(let error) = $0.result { error } else { nil } }.first
+            // A sender whose holds could not be read keeps its old change: read again at the next read.
+            for (group, _, result) in results {
+                if case .failure(let error) = result {
+                    logger.warning("holds of a sender not read (again at the next read)", metadata: ["sender": .string(group), "error": .string(error.reason)])
+                }
+            }
         } catch {
             failure = error
         }
@@ -202,7 +208,9 @@ public final class SharedHolds: Sendable {
     }
 
     private func remember(_ key: String, in group: String, forgetAt: Date, _ state: inout State) {
-        if state.known[group, default: [:]].updateValue(forgetAt, forKey: key) == nil { knownCount.add(1, ordering: .relaxed) }
+        let known = state.known[group, default: [:]][key]
+        if known == nil { knownCount.add(1, ordering: .relaxed) }
+        state.known[group, default: [:]][key] = max(known ?? forgetAt, forgetAt)
     }
 
     /// Under the lock of `state`: drops the keys the store has forgotten.

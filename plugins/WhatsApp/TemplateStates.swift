@@ -41,7 +41,8 @@ public final class TemplateStates: Sendable {
     private let unshared = Mutex<[String: State]>([:])
     /// When this worker first found each template paused in its current pause.
     private let pausedSeen = Mutex<[String: Date]>([:])
-    /// When this worker last found a template it knew paused approved (its key gone before the pause's end).
+    /// When this worker last found a template it knew paused approved (its key gone before the pause's
+    /// end) or approved it itself (`approve`).
     private let approvedSeen = Mutex<[String: Date]>([:])
 
     /// Without a store, each worker knows only what it learned itself.

@@ -19,7 +19,8 @@ public protocol HoldStore: Resource {
     /// A hold written (not one in effect already) comes with the group's `change` to `announce`.
     func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold
     /// Names `change` as `group`'s last (`changes`), after its hold was written: a separate write,
-    /// as the two may live on two masters of a Redis Cluster; announced again if it failed.
+    /// as the two may live on two masters of a Redis Cluster (the caller announces it again if it
+    /// failed). Kept at least as long as the change it replaces would have been.
     func announce(group: String, change: String) async throws(StoreUnavailable)
     /// Each group whose holds changed lately, with a token that differs after each change.
     func changes() async throws(StoreUnavailable) -> [String: String]
@@ -57,6 +58,7 @@ public struct SharedHold: Sendable, Equatable {
 /// the last write's sequence number, in the group's `epoch` (when its holds were begun, again after they expired).
 public struct HoldsRead: Sendable, Equatable {
     public var holds: [SharedHold]
+    /// The sequence number of the group's last write (not a time).
     public var at: Int64
     public var epoch: Int64
 
