@@ -123,12 +123,27 @@ import Testing
         #expect(b.flow.holds.held("pair:106:+1", at: clock.now()) != nil, "read again 250 ms later, not after the 1 s retry")
     }
 
+    /// A slow store holds a message up `longestWait` at most, not for the whole read (review: every
+    /// message of the worker waited for it, as long as the store took).
+    @Test func aSlowReadHoldsAMessageUpBrieflyNotForTheWholeRead() async throws {
+        let store = WatchedStore(MemoryStore(clock: clock))
+        store.slowChanges.withLock { $0 = .seconds(2) }
+        let worker = (flow: FlowControl(clock: clock, logger: logger), holds: SharedHolds(store: store, policies: Self.policies))
+        let began = ContinuousClock.now
+        await worker.holds.refresh(worker.flow, at: clock.now(), logger: logger)
+        await worker.holds.refresh(worker.flow, at: clock.now(), logger: logger)
+        let waited = ContinuousClock.now - began
+        #expect(waited < .seconds(1), "two messages waited \(waited) for a read of 2 s")
+    }
+
     /// The in-memory store, counting clears; its first `announce` fails when told.
     final class WatchedStore: HoldStore {
         let store: MemoryStore
         let clears = Mutex(0)
         /// A group whose holds cannot be read.
         let unreadable = Mutex<String?>(nil)
+        /// How long `changes` takes.
+        let slowChanges = Mutex<Duration?>(nil)
         /// Whether an announce has been let through (or need not fail).
         private let announcedOnce: Mutex<Bool>
 
@@ -148,7 +163,10 @@ import Testing
             if first { throw StoreUnavailable("refused (test)") }
             try await store.announce(group: group, change: change)
         }
-        func changes() async throws(StoreUnavailable) -> [String: String] { try await store.changes() }
+        func changes() async throws(StoreUnavailable) -> [String: String] {
+            if let slow = slowChanges.withLock({ $0 }) { try? await Task.sleep(for: slow) }
+            return try await store.changes()
+        }
         func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead {
             if unreadable.withLock({ $0 == group }) { throw StoreUnavailable("unreadable (test)") }
             return try await store.holds(group: group, since: since)

@@ -10,8 +10,8 @@ import Synchronization
 /// hold lasts across workers (one outage, one escalation, whichever worker met it). What others
 /// wrote is read at most every `freshness`: one small map of the senders whose holds changed, then
 /// the holds of those that did. A message that finds the last read older waits for the next one
-/// (one message in a quarter of a second, two Redis round trips or more; the others cost one
-/// atomic load), so a hold is
+/// (two Redis round trips or more, `longestWait` at most; once in a quarter of a second — the
+/// others cost one atomic load), so a hold is
 /// in effect on every worker for each request that begins `freshness` after it was written.
 /// Without a store, and while it cannot be reached, each worker holds alone (a failed read is
 /// tried again after `retryAfter`, with no message waiting for it); a sender whose holds could not
@@ -27,9 +27,15 @@ public final class SharedHolds: Sendable {
     public static let freshness: Duration = .milliseconds(250)
     /// After a failed read, the next one.
     static let retryAfter: Duration = .seconds(1)
+    /// How long a message waits for a read at most: a slow store does not hold every message up
+    /// (a healthy read takes two round trips, well under a millisecond).
+    static let longestWait: Duration = .milliseconds(100)
 
     private struct State {
         var reading: Task<Void, Never>?
+        /// Messages waiting for the read in flight.
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
         /// The last read failed: messages do not wait for the next.
         var failing = false
         /// Each group's change as last read (`HoldStore.changes`), and where its last read stood (no holds kept).
@@ -59,14 +65,40 @@ public final class SharedHolds: Sendable {
     /// (waiting for a read another message began meanwhile, unless reads are failing).
     public func refresh(_ flow: FlowControl, at now: Date, logger: Logger) async {
         guard let store, Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return }
-        let reading = state.withLock { state -> Task<Void, Never>? in
-            if let reading = state.reading { return state.failing ? nil : reading }
-            guard Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return nil }
-            let task = Task { await self.read(from: store, flow, begun: now, logger: logger) }
-            state.reading = task
-            return state.failing ? nil : task
+        let wait = state.withLock { state -> Bool in
+            if state.reading != nil { return !state.failing }
+            guard Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return false }
+            state.reading = Task { await self.read(from: store, flow, begun: now, logger: logger) }
+            return !state.failing
         }
-        await reading?.value
+        if wait { await waitForRead(atMost: Self.longestWait) }
+    }
+
+    /// Waits until the read in flight ends, `limit` at most.
+    private func waitForRead(atMost limit: Duration) async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let now = self.state.withLock { state -> Bool in
+                            if state.reading == nil || Task.isCancelled { return true }
+                            state.waiters[id] = continuation
+                            return false
+                        }
+                        if now { continuation.resume() }
+                    }
+                } onCancel: {
+                    self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+                }
+            }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     private func read(from store: any HoldStore, _ flow: FlowControl, begun: Date, logger: Logger) async {
@@ -108,8 +140,9 @@ public final class SharedHolds: Sendable {
         } catch {
             failure = error
         }
-        state.withLock { state in
+        let waiters = state.withLock { state in
             state.reading = nil
+            defer { state.waiters = [:] }
             if let failure {
                 if !state.failing { logger.warning("holds of other workers not read (this worker holds alone meanwhile)", metadata: ["error": .string(failure.reason)]) }
                 state.failing = true
@@ -119,7 +152,9 @@ public final class SharedHolds: Sendable {
                 state.failing = false
                 nextRead.store(Self.milliseconds(begun.addingTimeInterval(Self.freshness.secondsDouble)), ordering: .releasing)
             }
+            return state.waiters.values
         }
+        waiters.forEach { $0.resume() }
     }
 
     private typealias GroupRead = (group: String, token: String, result: Result<HoldsRead, StoreUnavailable>)
