@@ -204,7 +204,8 @@ final class Bench {
         let load = workload(count: count, prefix: label)
         let queue = try await queue(with: load, label: label)
         standIn.reset()
-        let pids = try start(subject, queue: queue, concurrency: concurrency, pacing: options.workerPacing, worker: worker)
+        let pids = try start(subject, queue: queue, concurrency: concurrency, pacing: options.workerPacing,
+                             tracing: subject == .worker && options.workerTracing, worker: worker)
         defer { pids.forEach(stop) }
         let drain = try await drain(load, queue: queue, pids: pids)
         let rate = latencyRate ?? drain.halfRate

@@ -34,6 +34,9 @@ struct Options {
     var rounds = 4
     /// `--worker-pacing off`: the worker / bare and builds runs with the worker's pacing off (on, never binding, by default).
     var workerPacing = true
+    /// `--worker-tracing on`: the worker of the worker / bare and builds runs traces every message
+    /// (OTLP/HTTP to the stand-in): the A/B of a change to tracing's cost (off by default).
+    var workerTracing = false
     var concurrency = 32
     var latencySeconds = 10
     /// Messages for each point of the concurrency and process series (scaling mode).
@@ -97,6 +100,7 @@ struct Options {
             case "--cluster-seeds": clusterSeeds = value
             case "--log-level": logLevel = value
             case "--worker-pacing": workerPacing = value != "off"
+            case "--worker-tracing": workerTracing = value == "on"
             case "--broker-pid": brokerPID = pid_t(value)
             case "--redis-pid": redisPID = pid_t(value)
             default: print("unknown option \(name)")

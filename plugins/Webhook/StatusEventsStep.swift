@@ -7,17 +7,18 @@ import Tracing
 /// linked to the webhook's own trace), and its event carries it on: one trace from the publish of a
 /// message to its delivery status.
 struct StatusEventsStep: Step {
-    let traced = MessageTracing().isOn
+    /// The tracer, nil unless one was bootstrapped before the step was built.
+    let tracer = MessageTracing().tracer
 
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard var batch = message.values[WebhookBatchKey.self] else {
             message.values[PreparedEventsKey.self] = []
             return .next
         }
-        if traced {
+        if let tracer {
             for index in batch.statuses.indices where batch.statuses[index].publish {
                 guard let send = batch.statuses[index].sendTrace else { continue }
-                batch.statuses[index].eventTrace = Self.traceStatus(batch.statuses[index], of: send)
+                batch.statuses[index].eventTrace = Self.traceStatus(batch.statuses[index], of: send, tracer: tracer)
             }
             message.values[WebhookBatchKey.self] = batch
         }
@@ -26,14 +27,16 @@ struct StatusEventsStep: Step {
     }
 
     /// A span for `status` in the trace of its send (`traceparent`), linked to the webhook's; the headers of its event.
-    private static func traceStatus(_ status: WebhookBatch.Status, of traceparent: String) -> [String: String] {
-        let span = InstrumentationSystem.tracer.startSpan("delivery.\(status.status)", context: TraceHeaders.context(of: ["traceparent": traceparent]), ofKind: .consumer)
+    private static func traceStatus(_ status: WebhookBatch.Status, of traceparent: String, tracer: any Tracer) -> [String: String] {
+        let span = tracer.startSpan("delivery.\(status.status)", context: TraceHeaders.context(of: ["traceparent": traceparent], via: tracer), ofKind: .consumer)
         defer { span.end() }
-        span.attributes["whatsapp.wamid"] = status.wamid
-        span.attributes["whatsapp.status"] = status.status
-        if let id = status.internalID { span.attributes["outbound.internal_id"] = id }
+        span.updateAttributes {
+            $0["whatsapp.wamid"] = status.wamid
+            $0["whatsapp.status"] = status.status
+            if let id = status.internalID { $0["outbound.internal_id"] = id }
+        }
         if let webhook = ServiceContext.current { span.addLink(SpanLink(context: webhook, attributes: [:])) }
-        return TraceHeaders.of(span.context)
+        return TraceHeaders.of(span.context, via: tracer)
     }
 }
 

@@ -31,8 +31,8 @@ public final class CloudAPIClient: CloudAPISender {
     private let problems = Mutex(Problems())
     /// Each sender's request head, made once.
     private let requestHeads = SenderRequestHeads()
-    /// Whether sends are traced (a tracer was bootstrapped before the resource was built).
-    private let traced = MessageTracing().isOn
+    /// The tracer of sends, nil unless one was bootstrapped before the resource was built.
+    private let tracer = MessageTracing().tracer
     /// How long the pool keeps an idle connection open.
     private static let idleTimeout = Duration.seconds(60)
     /// One send at a time opens a connection while none is known to be open: for half the pool's
@@ -101,21 +101,26 @@ public final class CloudAPIClient: CloudAPISender {
     /// could not be read — the wamid then comes with the message's first status (SPEC 13).
     public func send(_ request: PreparedRequest, from sender: String, logger: Logger) async throws(CloudAPIFailure) -> String? {
         let entry = try await enterConnection()
-        guard traced, let parent = ServiceContext.current else { return try await post(request, from: sender, entry: entry, logger: logger, span: nil) }
+        guard let tracer, let parent = ServiceContext.current else { return try await post(request, from: sender, entry: entry, logger: logger, span: nil) }
         // A client span under the step's: the HTTP status, Meta's error code and the wamid on it.
-        let span = InstrumentationSystem.tracer.startSpan("POST /{version}/{phone_number_id}/messages", context: parent, ofKind: .client)
+        let span = tracer.startSpan("POST /{version}/{phone_number_id}/messages", context: parent, ofKind: .client)
         defer { span.end() }
-        span.attributes["http.request.method"] = "POST"
-        span.attributes["url.template"] = "/{version}/{phone_number_id}/messages"
-        span.attributes["whatsapp.phone_number_id"] = sender
+        // Set together: each `attributes[…] =` copies the span's attributes under its lock, twice.
+        span.updateAttributes {
+            $0["http.request.method"] = "POST"
+            $0["url.template"] = "/{version}/{phone_number_id}/messages"
+            $0["whatsapp.phone_number_id"] = sender
+        }
         do {
             let wamid = try await post(request, from: sender, entry: entry, logger: logger, span: span)
             if let wamid { span.attributes["whatsapp.wamid"] = wamid }
             return wamid
         } catch {
-            if let status = error.status { span.attributes["http.response.status_code"] = status }
-            if let code = error.code { span.attributes["whatsapp.error.code"] = code }
-            span.attributes["error.type"] = error.kind.rawValue
+            span.updateAttributes {
+                if let status = error.status { $0["http.response.status_code"] = status }
+                if let code = error.code { $0["whatsapp.error.code"] = code }
+                $0["error.type"] = error.kind.rawValue
+            }
             span.setStatus(SpanStatus(code: .error, message: error.reason))
             throw error
         }

@@ -7,8 +7,9 @@ import Tracing
 /// Off unless a tracer was bootstrapped (`InstrumentationSystem.bootstrap`) before the worker was
 /// built: then `isOn` is false and nothing here runs — no span, no extraction, no task-local.
 public struct MessageTracing: Sendable {
-    /// The tracer bootstrapped before this was made (read once: the global is behind a lock).
-    private let tracer: (any Tracer)?
+    /// The tracer bootstrapped before this was made, nil when tracing is off (read once: the global
+    /// is behind a lock, too dear to take for every span).
+    public let tracer: (any Tracer)?
 
     public var isOn: Bool { tracer != nil }
 
@@ -21,19 +22,27 @@ public struct MessageTracing: Sendable {
     /// source received with it; nil when tracing is off.
     func startDelivery(_ delivery: Delivery, pipeline: String) -> (any Span)? {
         guard let tracer else { return nil }
-        let parent = delivery.traceHeaders.isEmpty ? ServiceContext.topLevel : TraceHeaders.context(of: delivery.traceHeaders)
+        let parent = delivery.traceHeaders.isEmpty ? ServiceContext.topLevel : TraceHeaders.context(of: delivery.traceHeaders, via: tracer)
         let span = tracer.startSpan("process \(pipeline)", context: parent, ofKind: .consumer)
         guard span.isRecording else { return span }
-        span.attributes["messaging.operation.type"] = "process"
-        span.attributes["outbound.attempt"] = delivery.attemptsMade + 1
-        if let lane = delivery.lane { span.attributes["outbound.lane"] = lane.name }
+        span.updateAttributes {
+            $0["messaging.operation.type"] = "process"
+            $0["outbound.attempt"] = delivery.attemptsMade + 1
+            if let lane = delivery.lane { $0["outbound.lane"] = lane.name }
+        }
         return span
+    }
+
+    /// The `traceparent`/`tracestate` of `context` (none when tracing is off).
+    func headers(of context: ServiceContext) -> [String: String] {
+        tracer.map { TraceHeaders.of(context, via: $0) } ?? [:]
     }
 
     /// Runs a step of a traced message in its own span (named after the step), current for the
     /// step's work: a failure marks it as an error.
-    static func step<Result>(_ name: String, of message: ServiceContext, _ operation: () async throws -> Result) async throws -> Result {
-        let span = InstrumentationSystem.tracer.startSpan(name, context: message)
+    func step<Result>(_ name: String, of message: ServiceContext, _ operation: () async throws -> Result) async throws -> Result {
+        guard let tracer else { return try await operation() }
+        let span = tracer.startSpan(name, context: message)
         defer { span.end() }
         do {
             return try await ServiceContext.withValue(span.context) { try await operation() }
@@ -67,10 +76,10 @@ public struct MessageTrace: Sendable {
 /// W3C trace-context headers (`traceparent`, `tracestate`) as strings, the way sources and sinks
 /// carry them (AMQP headers, HTTP headers): what an `Instrument` reads from and writes into.
 public enum TraceHeaders {
-    /// The headers of `context` (empty when it has no span, or tracing is off).
-    public static func of(_ context: ServiceContext) -> [String: String] {
+    /// The headers of `context` (empty when it has no span), as `instrument` (the tracer) writes them.
+    public static func of(_ context: ServiceContext, via instrument: any Instrument) -> [String: String] {
         var headers: [String: String] = [:]
-        InstrumentationSystem.instrument.inject(context, into: &headers, using: Injector())
+        instrument.inject(context, into: &headers, using: Injector())
         return headers
     }
 
@@ -88,10 +97,10 @@ public enum TraceHeaders {
         return parts.map(\.count) == [2, 32, 16, 2] && parts.allSatisfy(lowerHex)
     }
 
-    /// The context `headers` carry (as received: a parent for new spans).
-    public static func context(of headers: [String: String]) -> ServiceContext {
+    /// The context `headers` carry (as received: a parent for new spans), as `instrument` (the tracer) reads them.
+    public static func context(of headers: [String: String], via instrument: any Instrument) -> ServiceContext {
         var context = ServiceContext.topLevel
-        InstrumentationSystem.instrument.extract(headers, into: &context, using: Extractor())
+        instrument.extract(headers, into: &context, using: Extractor())
         return context
     }
 

@@ -89,6 +89,8 @@ public struct PipelineExecutor: Sendable {
     private let reportedDefaults: [String: JSONValue]
     /// What the irreversible step says to do with a send in doubt (`StepContext.inDoubt`).
     public let inDoubtPolicy: InDoubtPolicy
+    /// The spans of steps of a traced message.
+    private let tracing = MessageTracing()
 
     public init(pipelineName: String, steps: [BoundStep], worker: WorkerConfiguration, workerID: String, clock: any WallClock = SystemWallClock(), flow: FlowControl, logger: Logger) {
         self.pipelineName = pipelineName
@@ -299,7 +301,7 @@ public struct PipelineExecutor: Sendable {
     /// Runs the step (in its own span when the message is traced).
     private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
         guard let trace = message.trace, trace.isRecorded else { return try await performUntraced(bound, &message, context, internalID: internalID) }
-        return try await MessageTracing.step(bound.name, of: trace.context) { try await performUntraced(bound, &message, context, internalID: internalID) }
+        return try await tracing.step(bound.name, of: trace.context) { try await performUntraced(bound, &message, context, internalID: internalID) }
     }
 
     private func performUntraced(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {

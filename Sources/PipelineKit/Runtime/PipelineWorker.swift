@@ -154,7 +154,7 @@ public final class PipelineWorker: Service, Sendable {
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
         if let span {
             message.trace = MessageTrace(context: span.context, isRecorded: span.isRecording,
-                                         headers: span.isRecording ? TraceHeaders.of(span.context) : TraceHeaders.wellFormed(delivery.traceHeaders))
+                                         headers: span.isRecording ? tracing.headers(of: span.context) : TraceHeaders.wellFormed(delivery.traceHeaders))
             if span.isRecording, let id = message.internalID { span.attributes["outbound.internal_id"] = id }
         }
         if let maxAge = configuration.maxAge {
