@@ -120,6 +120,34 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// Headers in the worker's own namespace set upstream (`x-carried-…`, `x-attempts`) that name no
+    /// time, a time years ahead, or a count past 64 bits: each message is sent once at once, and the
+    /// worker runs on. Before, `1e300` and `inf` trapped where the worker turned them into a wait or
+    /// a header — the process ended, and again for each redelivery — and `x-attempts` at `Int64.max`
+    /// overflowed counting the attempt.
+    @Test func hostileCarriedHeadersNeitherEndTheWorkerNorHoldTheMessage() async throws {
+        let e2e = try await EndToEndHarness()
+        let worker = try await e2e.startWorker()
+        let yearsAhead = String(Int64((Date().timeIntervalSince1970 + 3 * 365 * 86_400) * 1000))
+        let hostile: [(String, AMQPValue)] = [
+            ("x-carried-send-slot", .string("1e300")), ("x-carried-marketing-retry-at", .string("inf")),
+            ("x-carried-pacing-ticket", .string("7@1e300")), ("x-attempts", .int(.max)),
+            ("x-carried-send-slot", .string(yearsAhead)), ("x-carried-pacing-ticket", .string("7@\(yearsAhead)")),
+        ]
+        for (index, (name, value)) in hostile.enumerated() {
+            var headers = AMQPTable()
+            headers[name] = value
+            try await e2e.inspector.publish([e2e.textMessage(index)], to: e2e.queue, headers: headers)
+        }
+        try await e2e.inspector.publish([e2e.textMessage(hostile.count)], to: e2e.queue)
+        try await poll("every message sent", timeout: .seconds(20)) { e2e.server.sentByRecipient.count == hostile.count + 1 }
+        try await e2e.waitUntilFinished(hostile.count + 1, by: [worker])
+        #expect(e2e.server.sentByRecipient.values.allSatisfy { $0 == 1 })
+        #expect(try await e2e.inspector.depth("\(e2e.queue).dead") == 0)
+        #expect(try await worker.stop() == 0, "the worker ran on and stopped cleanly")
+        await e2e.cleanUp()
+    }
+
     @Test func aHeldPairWaitsWhileOtherRecipientsFlow() async throws {
         let e2e = try await EndToEndHarness()
         let held = "+5511999999999"

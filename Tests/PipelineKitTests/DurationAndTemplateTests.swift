@@ -7,9 +7,16 @@ import Testing
         #expect(DurationParser.parse(text)?.milliseconds == milliseconds)
     }
 
-    @Test(arguments: ["", "s", "5x", "-1s", "1d", "ms5", "abc"])
+    @Test(arguments: ["", "s", "5x", "-1s", "1d", "ms5", "abc", "inf", "nan", "1e17", "1e300s", "876601h"])
     func rejectsBadDurations(text: String) {
         #expect(DurationParser.parse(text) == nil)
+    }
+
+    /// 100 years is the longest (`1e17`, as `IDEMPOTENCY_TTL_SECONDS`, trapped converting to milliseconds).
+    @Test func aHundredYearsIsTheLongestDuration() {
+        #expect(DurationParser.parse("876600h")?.milliseconds == 3_155_760_000_000)
+        #expect(DurationParser.parse("3155760000")?.milliseconds == 3_155_760_000_000)
+        #expect(DurationParser.parse("3155760001") == nil)
     }
 
     @Test func formatsDurations() {

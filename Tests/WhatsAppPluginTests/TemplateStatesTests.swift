@@ -113,7 +113,8 @@ import ValidatePlugin
         await #expect(throws: StoreUnavailable.self) { try await TemplateStates(store: store).state(of: "sale", "en_US", at: start) }
     }
 
-    @Test(arguments: ["paused:abc", "resumed", ""])
+    /// `paused:1e300` (a value another service wrote) gave a pause end that trapped where the wait was made.
+    @Test(arguments: ["paused:abc", "resumed", "", "paused:1e300", "paused:inf", "paused:nan"])
     func anUnreadableStateIsNoState(value: String) {
         #expect(TemplateStates.decode(value) == nil)
     }

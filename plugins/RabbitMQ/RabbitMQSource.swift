@@ -75,8 +75,17 @@ public final class RabbitMQSource: Source {
                 traceHeaders[key] = text
             }
         }
-        return Delivery(body: delivery.body, attemptsMade: headers["x-attempts"]?.intValue ?? 0, firstSeen: firstSeen, carried: carried, lane: lane,
+        return Delivery(body: delivery.body, attemptsMade: attemptsMade(headers["x-attempts"]), firstSeen: firstSeen, carried: carried, lane: lane,
                         traceHeaders: traceHeaders, receipt: delivery)
+    }
+
+    /// The most attempts a delivery is taken to have made: an `x-attempts` set upstream beyond it
+    /// (or below 0) must not overflow the count or retry a message forever.
+    static let mostAttempts = 1_000_000
+
+    /// `x-attempts` as a count in `0...mostAttempts` (0 when absent or not an integer).
+    static func attemptsMade(_ header: AMQPValue?) -> Int {
+        min(max(header?.intValue ?? 0, 0), mostAttempts)
     }
 
     public func start() async throws {

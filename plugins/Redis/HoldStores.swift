@@ -208,13 +208,9 @@ extension MemoryStore: HoldStore {
     private static let seqField = "~seq"
     private static let epochField = "~epoch"
 
-    private static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-    }
-
     public func hold(_ key: String, group: String, policy: EscalationPolicy, kind: WaitReason, startedAgo: Duration?) async throws(StoreUnavailable) -> SharedHold {
         try atomically { entries, date in
-            let now = Self.milliseconds(date)
+            let now = date.epochMilliseconds()
             let hashKey = RedisStore.holdsKey(group)
             var fields = entries[hashKey]?.fields ?? [:]
             let stored = fields[key].flatMap(StoredHold.init).flatMap { $0.forgetAt > now ? $0 : nil }
@@ -229,7 +225,7 @@ extension MemoryStore: HoldStore {
             fields[Self.seqField] = String(seq)
             if fields[Self.epochField] == nil { fields[Self.epochField] = String(now) }
             fields[key] = StoredHold(count: count, until: now + length, began: now, forgetAt: forgetAt, seq: seq, kind: kind).text
-            let forgotten = Date(timeIntervalSince1970: Double(forgetAt) / 1000)
+            let forgotten = Date(epochMilliseconds: Double(forgetAt))
             entries[hashKey] = Entry(fields: fields, expires: max(entries[hashKey]?.expires ?? forgotten, forgotten))
             let lives = Int64(((entries[hashKey]?.expires ?? forgotten).timeIntervalSince(date) * 1000).rounded(.up))
             return SharedHold(key: key, kind: kind, count: count, remaining: .milliseconds(length), change: RedisStore.change(seq: seq, at: now, keep: lives))
@@ -246,7 +242,7 @@ extension MemoryStore: HoldStore {
             let until = date.addingTimeInterval(Double(new.count == 3 ? new[2] : 0) / 1000)
             changes[group] = new.count == 3 ? new.map(String.init).joined(separator: ":") : change
             if changes.count > 64 {
-                let now = Self.milliseconds(date)
+                let now = date.epochMilliseconds()
                 changes = changes.filter { parts($0.value).count != 3 || parts($0.value)[1] + parts($0.value)[2] > now }
             }
             entries[RedisStore.changesKey] = Entry(fields: changes, expires: max(entries[RedisStore.changesKey]?.expires ?? until, until))
@@ -259,7 +255,7 @@ extension MemoryStore: HoldStore {
 
     public func holds(group: String, since: HoldsRead?) async throws(StoreUnavailable) -> HoldsRead {
         try atomically { entries, date in
-            let now = Self.milliseconds(date)
+            let now = date.epochMilliseconds()
             let fields = entries[RedisStore.holdsKey(group)]?.fields ?? [:]
             let current = fields[Self.seqField].flatMap { Int64($0) } ?? 0
             let epoch = fields[Self.epochField].flatMap { Int64($0) } ?? 0
@@ -277,7 +273,7 @@ extension MemoryStore: HoldStore {
         try atomically { entries, date in
             let hashKey = RedisStore.holdsKey(group)
             guard var entry = entries[hashKey], let stored = entry.fields?[key] else { return true }
-            if let startedAgo, let hold = StoredHold(stored), hold.began > Self.milliseconds(date) - startedAgo.milliseconds { return false }
+            if let startedAgo, let hold = StoredHold(stored), hold.began > date.epochMilliseconds() - startedAgo.milliseconds { return false }
             entry.fields?[key] = nil
             entries[hashKey] = entry
             return true

@@ -43,7 +43,7 @@ public struct AccountLimits: Sendable {
     /// hold is one of the holds `dispatch` checks for marketing messages.)
     func beforeSending(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome? {
         let now = context.clock.now()
-        if let retryAt = MarketingRetry.read(message), retryAt > now {
+        if let retryAt = MarketingRetry.read(message, now: now, longest: marketingRetryAfter), retryAt > now {
             return waiting("marketing:\(message.values[PreparedRequestKey.self]?.recipient ?? "?")", until: retryAt, .marketingLimit)
         }
         guard let template = Self.template(of: message) else { return nil }
@@ -111,11 +111,11 @@ public struct AccountLimits: Sendable {
             throw StepFailure(.permanent, "template disabled: \(error.reason)", code: error.code)
         case .marketingDeclined:
             // It went once more after its wait and was declined again: Meta keeps declining it.
-            if MarketingRetry.read(message) != nil {
+            if MarketingRetry.read(message, now: now, longest: marketingRetryAfter) != nil {
                 throw StepFailure(.permanent, "declined again for the user's marketing limit after waiting \(DurationParser.format(marketingRetryAfter)): \(error.reason)", code: error.code)
             }
             MarketingRetry.write(now.addingTimeInterval(marketingRetryAfter.secondsDouble), &message)
-            let retryAt = MarketingRetry.read(message) ?? now
+            let retryAt = MarketingRetry.read(message, now: now, longest: marketingRetryAfter) ?? now
             return waiting("marketing:\(request.recipient)", until: retryAt, .marketingLimit)
         case .marketingStopped:
             message.values[MarketingStoppedKey.self] = (request.recipient, sender)

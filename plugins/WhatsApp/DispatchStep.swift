@@ -84,7 +84,7 @@ public struct DispatchStep: Step {
         if configuration.pacing {
             // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new turn keeps the pace.
             let slot: Date
-            let reserved = SendSlot.read(message)
+            let reserved = SendSlot.read(message, now: context.clock.now())
             if let reserved, reserved.timeIntervalSince(context.clock.now()) > -SendPacer.staleness {
                 slot = reserved
             } else {

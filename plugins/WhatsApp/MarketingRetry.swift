@@ -6,12 +6,16 @@ import PipelineKit
 enum MarketingRetry {
     static let carriedKey = "marketing-retry-at"
 
-    static func read(_ message: Message) -> Date? {
-        message.carried[carriedKey].flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
+    /// When the message may go once more; nil when it carries no such time, or text that is no
+    /// time within `longest` (`marketing_retry_after`) of `now` (not this worker's: a header set
+    /// upstream must not hold the message).
+    static func read(_ message: Message, now: Date, longest: Duration) -> Date? {
+        guard let at = message.carried[carriedKey].flatMap(Date.init(epochMillisecondsText:)) else { return nil }
+        return at.timeIntervalSince(now) <= longest.secondsDouble + 1 ? at : nil
     }
 
     static func write(_ at: Date?, _ message: inout Message) {
-        message.carried[carriedKey] = at.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded(.up))) }
+        message.carried[carriedKey] = at.map { String($0.epochMilliseconds(.up)) }
     }
 }
 

@@ -6,7 +6,7 @@ import RedisPlugin
 extension MemoryStore: MessagingLimitStore {
     public func take(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitTake {
         try atomically { entries, now in
-            let ms = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+            let ms = now.epochMilliseconds()
             var scores = (entries[key]?.scores ?? [:]).filter { $0.value > Double(ms - window.milliseconds) }
             defer { entries[key] = scores.isEmpty ? nil : Entry(scores: scores) }
             if scores[recipient] != nil {
@@ -14,7 +14,7 @@ extension MemoryStore: MessagingLimitStore {
                 return .counted
             }
             if scores.count >= limit, let oldest = scores.values.min() {
-                return .full(until: Date(timeIntervalSince1970: (oldest + Double(window.milliseconds)) / 1000))
+                return .full(until: Date(epochMilliseconds: oldest + Double(window.milliseconds)))
             }
             scores[recipient] = Double(ms)
             return .taken(at: ms)

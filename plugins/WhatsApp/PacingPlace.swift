@@ -18,7 +18,7 @@ enum PacingPlace: MessageValueKey {
         let held = message.values[Self.self]
         if let held, held.pacer !== pacer { held.pacer.away(held.ticket) }
         let carried = message.carried[carriedKey].map(Carried.init)
-        if held == nil, let turn = carried?.turn, turn.timeIntervalSince(now) >= farAhead { return .wait(until: turn) }
+        if held == nil, let turn = carried?.turn, (farAhead...SendSlot.farthest).contains(turn.timeIntervalSince(now)) { return .wait(until: turn) }
         let ticket = held.flatMap { $0.pacer === pacer ? $0.ticket : nil }
             ?? pacer.ticket(lane: message.lane, order: message.firstSeen, id: carried?.id)
         let turn = await pacer.take(ticket)
@@ -28,7 +28,7 @@ enum PacingPlace: MessageValueKey {
             message.carried[carriedKey] = nil
         case .wait(let until):
             message.values[Self.self] = (pacer, ticket)
-            message.carried[carriedKey] = "\(ticket.id)@\(Int64((until.timeIntervalSince1970 * 1000).rounded()))"
+            message.carried[carriedKey] = "\(ticket.id)@\(until.epochMilliseconds(.toNearestOrAwayFromZero))"
         }
         return turn
     }
@@ -41,7 +41,7 @@ enum PacingPlace: MessageValueKey {
         init(_ text: String) {
             let parts = text.split(separator: "@")
             id = parts.first.flatMap { UInt64($0) }
-            turn = parts.dropFirst().first.flatMap { Double($0) }.map { Date(timeIntervalSince1970: $0 / 1000) }
+            turn = parts.dropFirst().first.flatMap(Date.init(epochMillisecondsText:))
         }
     }
 

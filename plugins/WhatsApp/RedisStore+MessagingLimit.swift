@@ -44,7 +44,7 @@ extension RedisStore: MessagingLimitStore {
         switch kind {
         case 0: return .taken(at: Int64(value))
         case 1: return .counted
-        default: return .full(until: Date(timeIntervalSince1970: Double(value) / 1000))
+        default: return .full(until: Date(epochMilliseconds: Double(value)))
         }
     }
 

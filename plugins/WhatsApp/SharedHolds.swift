@@ -64,10 +64,10 @@ public final class SharedHolds: Sendable {
     /// Brings the holds met elsewhere into `flow` when the last read is older than `freshness`
     /// (waiting for a read another message began meanwhile, unless reads are failing).
     public func refresh(_ flow: FlowControl, at now: Date, logger: Logger) async {
-        guard let store, Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return }
+        guard let store, now.epochMilliseconds() >= nextRead.load(ordering: .acquiring) else { return }
         let wait = state.withLock { state -> Bool in
             if state.reading != nil { return !state.failing }
-            guard Self.milliseconds(now) >= nextRead.load(ordering: .acquiring) else { return false }
+            guard now.epochMilliseconds() >= nextRead.load(ordering: .acquiring) else { return false }
             state.reading = Task { await self.read(from: store, flow, begun: now, logger: logger) }
             return !state.failing
         }
@@ -146,11 +146,11 @@ public final class SharedHolds: Sendable {
             if let failure {
                 if !state.failing { logger.warning("holds of other workers not read (this worker holds alone meanwhile)", metadata: ["error": .string(failure.reason)]) }
                 state.failing = true
-                nextRead.store(Self.milliseconds(flow.clock.now().addingTimeInterval(Self.retryAfter.secondsDouble)), ordering: .releasing)
+                nextRead.store(flow.clock.now().addingTimeInterval(Self.retryAfter.secondsDouble).epochMilliseconds(), ordering: .releasing)
             } else {
                 if state.failing { logger.notice("holds of other workers read again") }
                 state.failing = false
-                nextRead.store(Self.milliseconds(begun.addingTimeInterval(Self.freshness.secondsDouble)), ordering: .releasing)
+                nextRead.store(begun.addingTimeInterval(Self.freshness.secondsDouble).epochMilliseconds(), ordering: .releasing)
             }
             return state.waiters.values
         }
@@ -269,9 +269,5 @@ public final class SharedHolds: Sendable {
 
     private static func since(_ date: Date, _ flow: FlowControl) -> Duration {
         .milliseconds(Int64(flow.clock.now().timeIntervalSince(date) * 1000))
-    }
-
-    private static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
     }
 }

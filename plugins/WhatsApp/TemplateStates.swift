@@ -193,14 +193,14 @@ public final class TemplateStates: Sendable {
     }
 
     private static func value(pausedUntil until: Date) -> String {
-        "paused:\(Int64((until.timeIntervalSince1970 * 1000).rounded()))"
+        "paused:\(until.epochMilliseconds(.toNearestOrAwayFromZero))"
     }
 
     /// `paused:{epoch milliseconds}` or `disabled`; anything else is no state.
     public static func decode(_ value: String?) -> State? {
         guard let value else { return nil }
         if value == "disabled" { return .disabled }
-        guard value.hasPrefix("paused:"), let milliseconds = Double(value.dropFirst("paused:".count)) else { return nil }
-        return .paused(until: Date(timeIntervalSince1970: milliseconds / 1000))
+        guard value.hasPrefix("paused:"), let until = Date(epochMillisecondsText: value.dropFirst("paused:".count)) else { return nil }
+        return .paused(until: until)
     }
 }

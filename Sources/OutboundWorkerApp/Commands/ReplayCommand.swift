@@ -37,7 +37,7 @@ struct ReplayCommand: AsyncParsableCommand {
     var dryRun = false
 
     func validate() throws {
-        if let since, DurationParser.parse(since) == nil { throw ValidationError("--since \"\(since)\" is not a duration (e.g. 30m, 2h, 168h)") }
+        if let since, DurationParser.parse(since) == nil { throw ValidationError("--since \"\(since)\" is not a duration (e.g. 30m, 2h, 168h; at most 100 years)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     }
 

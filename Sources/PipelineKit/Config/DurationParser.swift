@@ -1,17 +1,25 @@
-/// Durations in pipeline files: a number of seconds (`30`, `0.5`) or a number with a unit (`250ms`, `30s`, `5m`, `24h`).
+/// Durations in pipeline files: a number of seconds (`30`, `0.5`) or a number with a unit (`250ms`, `30s`, `5m`, `24h`),
+/// at most `longest`.
 public enum DurationParser {
-    /// Parses `text`; nil when it is not a duration.
+    /// The longest duration a pipeline may set (100 years, in milliseconds): TTLs, leases and waits
+    /// beyond it mean nothing, and far beyond it (`1e17`) they would overflow where they are added up.
+    public static let longest: Double = 3_155_760_000_000
+
+    /// Parses `text`; nil when it is not a duration, or one longer than `longest`.
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingWhitespace()
         let units: [(suffix: String, milliseconds: Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
         for unit in units where trimmed.hasSuffix(unit.suffix) {
             let number = trimmed.dropLast(unit.suffix.count)
             if unit.suffix == "s", number.hasSuffix("m") { continue }
-            guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
-            return .milliseconds(Int64((value * unit.milliseconds).rounded()))
+            guard let value = Double(number) else { return nil }
+            return milliseconds(value * unit.milliseconds)
         }
-        guard let seconds = Double(trimmed), seconds.isFinite, seconds >= 0 else { return nil }
-        return .milliseconds(Int64((seconds * 1000).rounded()))
+        return Double(trimmed).flatMap { milliseconds($0 * 1000) }
+    }
+
+    private static func milliseconds(_ value: Double) -> Duration? {
+        (0...longest).contains(value) ? .milliseconds(Int64(value.rounded())) : nil
     }
 
     /// The shortest exact spelling of a duration: `250ms`, `30s`, `2m`, `24h`.

@@ -91,7 +91,7 @@ public struct SettingsResolver {
         case .duration:
             guard let text else { return fail("expected a duration, found \(node.kindName)") }
             guard let duration = DurationParser.parse(text) else {
-                return fail("\"\(text)\" is not a duration (write seconds, or 250ms, 30s, 5m, 24h)")
+                return fail("\"\(text)\" is not a duration (write seconds, or 250ms, 30s, 5m, 24h; at most 100 years)")
             }
             return .duration(duration)
         case .durationList:
@@ -99,7 +99,7 @@ public struct SettingsResolver {
             var durations: [SettingValue] = []
             for item in items {
                 guard let itemText = item.scalar, let duration = DurationParser.parse(itemText) else {
-                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): \(item.scalar.map { "\"\($0)\"" } ?? item.kindName) is not a duration (write seconds, or 250ms, 30s, 5m, 24h)"))
+                    diagnostics.append(.error(at: item.location, "`\(spec.name)` of \(owner): \(item.scalar.map { "\"\($0)\"" } ?? item.kindName) is not a duration (write seconds, or 250ms, 30s, 5m, 24h; at most 100 years)"))
                     continue
                 }
                 durations.append(.duration(duration))
