@@ -41,13 +41,13 @@ public final class RedisClient: Sendable {
         }
     }
 
-    /// Runs a command (binary-safe arguments); an error reply is returned as `.error`, not thrown.
+    /// Runs a command given as text (sent as its UTF-8 bytes); an error reply is returned as `.error`, not thrown.
     public func send(_ arguments: [String]) async throws(RedisError) -> RedisReply {
         if let router { return try await router.send(arguments.map { Array($0.utf8) }).get() }
         return try await nextConnection().send(RedisCommand(arguments.map(\.utf8))).get()
     }
 
-    /// Runs a command given as byte strings.
+    /// Runs a command given as byte strings (binary-safe: any bytes, NUL included).
     public func send(bytes arguments: [[UInt8]]) async throws(RedisError) -> RedisReply {
         if let router { return try await router.send(arguments).get() }
         return try await nextConnection().send(RedisCommand(arguments)).get()

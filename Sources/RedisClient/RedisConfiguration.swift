@@ -42,7 +42,7 @@ public struct RedisSentinelConfiguration: Sendable, Equatable {
     }
 }
 
-/// A host and port.
+/// A host and port (written `[::1]:6379` for an IPv6 host, as settings take it).
 public struct RedisAddress: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
@@ -52,5 +52,5 @@ public struct RedisAddress: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    public var description: String { "\(host):\(port)" }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

@@ -11,6 +11,12 @@ import TestSupport
         ("cluster", RedisClient(configuration: RedisConfiguration(cluster: TestServices.redisCluster))),
     ]
 
+    /// Messages name an IPv6 server as settings write it (before: `::1:6379`, host and port run together).
+    @Test func anAddressReadsAsSettingsWriteIt() {
+        #expect(RedisAddress(host: "::1", port: 6379).description == "[::1]:6379")
+        #expect(RedisAddress(host: "redis.internal", port: 6379).description == "redis.internal:6379")
+    }
+
     @Test(arguments: [0, 1])
     func argumentsArriveWhole(_ which: Int) async throws {
         let (name, client) = Self.clients[which]

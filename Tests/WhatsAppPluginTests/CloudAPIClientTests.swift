@@ -134,6 +134,8 @@ final class CapturedLogs: @unchecked Sendable {
             let error = await failure(client, "\(answer)")
             #expect(error?.kind == kind, "\(answer)")
             #expect(error?.reason.contains(reason) == true, "\(error?.reason ?? "")")
+            // The stand-in's answers carry Meta's `fbtrace_id` ("trace"), what its support asks for.
+            #expect(error?.reason.hasSuffix("[fbtrace_id trace]") == true, "\(error?.reason ?? "")")
         }
         await client.shutdown()
     }

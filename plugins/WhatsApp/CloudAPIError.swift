@@ -90,6 +90,8 @@ public struct CloudAPIFailure: Error, Sendable, Equatable, CustomStringConvertib
         if let code { reason += ", code \(code)" }
         if let message = error?.message { reason += ": \(message.prefix(300))" }
         if let details = error?.error_data?.details { reason += " (\(details.prefix(300)))" }
+        // What Meta's support asks for about a failed request.
+        if let trace = error?.fbtrace_id { reason += " [fbtrace_id \(trace.prefix(64))]" }
         return CloudAPIFailure(CloudAPIErrorTable.classify(code: code, status: status), status: status, code: code, reason: reason)
     }
 

@@ -39,6 +39,24 @@ public struct ResourceBuildContext: Sendable {
 }
 
 /// A resource kind (`uses:` under `resources:`): its settings and how to build it.
+///
+/// ```swift
+/// enum ClockSettings {
+///     static let offset = Setting.duration("offset", default: .zero, "added to the system clock")
+///     static let schema = SettingsSchema(offset)
+/// }
+///
+/// extension ResourcePlugin {
+///     static let clock = ResourcePlugin(
+///         name: "clock", summary: "a shared clock", settings: ClockSettings.schema,
+///         make: { context in Clock(offset: context.settings[ClockSettings.offset]) })
+/// }
+/// // a step takes it by the name its pipeline gave it:
+/// // let clock = try context.resources.get(context.settings[MySettings.clock], as: Clock.self)
+/// ```
+///
+/// Resources are built before the steps (in the order they are listed, so one may use another
+/// named in its settings) and shut down when the pipeline that built them is retired.
 public struct ResourcePlugin: Sendable {
     public var name: String
     public var summary: String

@@ -19,6 +19,24 @@ public struct SinkBuildContext: Sendable {
 
 /// Where outcomes go (`events:` in a pipeline): its settings and how to build it. The sink is
 /// told every final outcome before the message is settled (`OutcomeSink`).
+///
+/// ```swift
+/// struct LogSink: OutcomeSink {
+///     let logger: Logger
+///     func record(_ outcome: Outcome) async throws { logger.info("outcome", metadata: ["decision": "\(outcome.decision)"]) }
+/// }
+///
+/// extension SinkPlugin {
+///     static let log = SinkPlugin(
+///         name: "log", summary: "each outcome as a log line", settings: SettingsSchema(),
+///         render: { _, _ in [] },                                   // what `outbound-worker test` compares: no events
+///         make: { context in LogSink(logger: context.logger) })
+/// }
+/// // registered once by the executable: registry.register(SinkPlugin.log)
+/// ```
+///
+/// `record` throwing (the transport refused the event) keeps the message unsettled: the runtime
+/// reports the outcome again with backoff, so an outcome is never lost.
 public struct SinkPlugin: Sendable {
     public var name: String
     public var summary: String

@@ -16,6 +16,24 @@ public struct SourceBuildContext: Sendable {
 
 /// A source kind (`source.uses`): its settings and how to build it. The runtime's own
 /// settings (`WorkerConfiguration.settings`) are added to every source's schema.
+///
+/// ```swift
+/// enum FileSourceSettings {
+///     static let path = Setting.requiredString("path", "the file to read, one message a line")
+///     static let schema = SettingsSchema(path)
+/// }
+///
+/// extension SourcePlugin {
+///     static let file = SourcePlugin(
+///         name: "file", summary: "messages from a file, one a line", settings: FileSourceSettings.schema,
+///         make: { context in FileSource(path: context.settings[FileSourceSettings.path], capacity: context.worker.concurrency) })
+/// }
+/// // registered once by the executable: registry.register(SourcePlugin.file)
+/// ```
+///
+/// `FileSource` conforms to `Source`: it yields `.delivery` events, and carries out each
+/// `Settlement` the runtime decides (ack, redeliver after a delay, dead-letter). The runtime does
+/// the rest — concurrency, attempts, waits, pauses, the drain at shutdown.
 public struct SourcePlugin: Sendable {
     public var name: String
     public var summary: String

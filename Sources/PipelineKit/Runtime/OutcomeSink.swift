@@ -32,6 +32,9 @@ public struct Outcome: Sendable {
 public protocol OutcomeSink: Sendable {
     /// Connects (declares what it publishes to); called once before the first outcome.
     func start() async throws
+    /// Publishes what became of one message, before the message is settled. Throwing (the transport
+    /// refused it) leaves the message unsettled: the runtime reports the outcome again with backoff,
+    /// or hands the delivery back to a source that does not keep it.
     func record(_ outcome: Outcome) async throws
     /// Disconnects, after the last outcome.
     func shutdown() async
