@@ -87,6 +87,19 @@ import ValidatePlugin
         #expect(throws: StepFailure(.invalid, "body is \(tooLarge.count) bytes, at most 1048576")) { try validator.validate(Message(body: tooLarge)) }
     }
 
+    /// A body of more than 100,000 JSON values is invalid, not parsed into memory whole: before,
+    /// 16 MiB of `[0,0,…]` (8 million values) was parsed for each message in flight, before any step
+    /// could refuse its size.
+    @Test func aBodyOfMoreThanAHundredThousandValuesIsInvalid() throws {
+        func body(_ values: Int) -> [UInt8] {
+            Array((#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"metadata":{"n":["# + Array(repeating: "0", count: values - 8).joined(separator: ",") + "]}}").utf8)
+        }
+        #expect(Message(body: body(Message.maximumValues)).payload != nil, "100,000 values, the object itself counted, are fine")
+        let many = Message(body: body(Message.maximumValues + 1))
+        #expect(many.payload == nil)
+        #expect(throws: StepFailure(.invalid, "body holds more than 100000 JSON values")) { try MessageValidator(maxBytes: 1 << 20).validate(many) }
+    }
+
     @Test func nestingDeeperThanSixtyFourLevelsIsInvalid() throws {
         func nested(_ depth: Int) -> [UInt8] {
             Array((#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"metadata":{"deep":"# + String(repeating: "[", count: depth - 2) + String(repeating: "]", count: depth - 2) + "}}").utf8)

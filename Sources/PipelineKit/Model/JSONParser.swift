@@ -16,17 +16,22 @@ struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
     /// Objects and arrays nested deeper than this are refused (`ParseError.isNestedTooDeep`).
     private let nestingLimit: Int
+    /// Texts of more values than this are refused (`ParseError.hasTooManyValues`): a value takes
+    /// tens of bytes in memory for as few as two of text (`[0,0,…]`).
+    private let valueLimit: Int
     private var index = 0
     private var depth = 0
+    private var values = 0
 
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, nestingLimit: Int) throws(JSONValue.ParseError) -> JSONValue {
-        var parser = JSONParser(bytes: bytes, nestingLimit: nestingLimit)
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, nestingLimit: Int, valueLimit: Int) throws(JSONValue.ParseError) -> JSONValue {
+        var parser = JSONParser(bytes: bytes, nestingLimit: nestingLimit, valueLimit: valueLimit)
         return try parser.document()
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, nestingLimit: Int) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, nestingLimit: Int, valueLimit: Int) {
         self.bytes = bytes
         self.nestingLimit = min(nestingLimit, JSONValue.deepestNesting)
+        self.valueLimit = valueLimit
     }
 
     private mutating func document() throws(JSONValue.ParseError) -> JSONValue {
@@ -42,6 +47,10 @@ struct JSONParser {
 
     private mutating func value() throws(JSONValue.ParseError) -> JSONValue {
         guard let byte = current else { throw failure("the text ends where a value should be") }
+        values += 1
+        guard values <= valueLimit else {
+            throw JSONValue.ParseError(description: "more than \(valueLimit) values at offset \(index)", hasTooManyValues: true)
+        }
         switch byte {
         case .openBrace: return try object()
         case .openBracket: return try array()

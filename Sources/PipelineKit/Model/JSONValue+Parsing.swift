@@ -4,10 +4,13 @@ extension JSONValue {
         public let description: String
         /// The text nests objects and arrays deeper than the parse allowed.
         public let isNestedTooDeep: Bool
+        /// The text holds more values than the parse allowed.
+        public let hasTooManyValues: Bool
 
-        init(description: String, isNestedTooDeep: Bool = false) {
+        init(description: String, isNestedTooDeep: Bool = false, hasTooManyValues: Bool = false) {
             self.description = description
             self.isNestedTooDeep = isNestedTooDeep
+            self.hasTooManyValues = hasTooManyValues
         }
     }
 
@@ -15,17 +18,19 @@ extension JSONValue {
     public static let deepestNesting = 512
 
     /// Parses JSON text (any value at the top level); see `JSONParser` for what it accepts.
-    /// Objects and arrays nested deeper than `nestingLimit` (at most `deepestNesting`) are refused.
-    public init(parsing bytes: [UInt8], nestingLimit: Int = deepestNesting) throws(ParseError) {
+    /// Objects and arrays nested deeper than `nestingLimit` (at most `deepestNesting`) are refused,
+    /// and texts of more than `valueLimit` values (every object, array, string, number, `true`,
+    /// `false` and `null` counts one).
+    public init(parsing bytes: [UInt8], nestingLimit: Int = deepestNesting, valueLimit: Int = .max) throws(ParseError) {
         self = try bytes.withUnsafeBytes { raw in
-            Result { () throws(ParseError) in try JSONValue(parsing: raw, nestingLimit: nestingLimit) }
+            Result { () throws(ParseError) in try JSONValue(parsing: raw, nestingLimit: nestingLimit, valueLimit: valueLimit) }
         }.get()
     }
 
     /// Parses JSON text from raw memory (an HTTP answer's body as NIO holds it), without a copy.
-    public init(parsing bytes: UnsafeRawBufferPointer, nestingLimit: Int = deepestNesting) throws(ParseError) {
+    public init(parsing bytes: UnsafeRawBufferPointer, nestingLimit: Int = deepestNesting, valueLimit: Int = .max) throws(ParseError) {
         self = try bytes.withMemoryRebound(to: UInt8.self) { buffer in
-            Result { () throws(ParseError) in try JSONParser.parse(buffer, nestingLimit: nestingLimit) }
+            Result { () throws(ParseError) in try JSONParser.parse(buffer, nestingLimit: nestingLimit, valueLimit: valueLimit) }
         }.get()
     }
 }

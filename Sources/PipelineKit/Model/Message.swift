@@ -41,11 +41,12 @@ public struct Message: Sendable {
             parseError = "body is \(body.count) bytes; bodies over \(Self.maximumParsedBytes) bytes are not read"
         } else {
             do {
-                payload = try JSONValue(parsing: body, nestingLimit: Self.maximumNesting)
+                payload = try JSONValue(parsing: body, nestingLimit: Self.maximumNesting, valueLimit: Self.maximumValues)
                 parseError = nil
             } catch {
                 payload = nil
-                parseError = error.isNestedTooDeep ? "body nests objects and arrays deeper than \(Self.maximumNesting) levels" : "body is not valid JSON: \(error)"
+                parseError = error.isNestedTooDeep ? "body nests objects and arrays deeper than \(Self.maximumNesting) levels"
+                    : error.hasTooManyValues ? "body holds more than \(Self.maximumValues) JSON values" : "body is not valid JSON: \(error)"
             }
         }
     }
@@ -54,6 +55,10 @@ public struct Message: Sendable {
     public static let maximumParsedBytes = 16 << 20
     /// Objects and arrays nested deeper than this make a body invalid.
     public static let maximumNesting = 64
+    /// Bodies of more JSON values than this are invalid (a message request holds hundreds at
+    /// most): a value takes tens of bytes parsed for as few as two of text, and a 16 MiB
+    /// `[0,0,…]` is 8 million of them, for each message in flight.
+    public static let maximumValues = 100_000
 
     /// A top-level string field of the payload (for key templates and log metadata).
     public func field(_ name: String) -> String? {
