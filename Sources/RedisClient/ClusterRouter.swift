@@ -184,8 +184,9 @@ struct Redirection: Equatable {
     /// The redirection in `message`, an answer of `node` (whose host an endpoint without one, `:6380`, means).
     init?(_ message: String, from node: RedisAddress) {
         let parts = message.split(separator: " ")
-        guard parts.count == 3, parts[0] == "MOVED" || parts[0] == "ASK", let slot = Int(parts[1]),
-              let colon = parts[2].lastIndex(of: ":"), let port = Int(parts[2][parts[2].index(after: colon)...]) else { return nil }
+        // A slot or port out of range is no redirection (it would index past the slot map, or trap connecting).
+        guard parts.count == 3, parts[0] == "MOVED" || parts[0] == "ASK", let slot = Int(parts[1]), (0..<ClusterSlot.count).contains(slot),
+              let colon = parts[2].lastIndex(of: ":"), let port = Int(parts[2][parts[2].index(after: colon)...]), RedisAddress.ports.contains(port) else { return nil }
         moved = parts[0] == "MOVED"
         self.slot = slot
         let host = String(parts[2][..<colon])

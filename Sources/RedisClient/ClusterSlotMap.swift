@@ -12,7 +12,7 @@ struct ClusterSlotMap: Sendable, Equatable {
         guard case .array(let ranges) = reply, !ranges.isEmpty else { return nil }
         for range in ranges {
             guard case .array(let parts) = range, parts.count >= 3, let first = parts[0].integer, let last = parts[1].integer,
-                  case .array(let master) = parts[2], master.count >= 2, let port = master[1].integer,
+                  case .array(let master) = parts[2], master.count >= 2, let port = master[1].integer, RedisAddress.ports.contains(port),
                   first >= 0, last < ClusterSlot.count, first <= last else { return nil }
             let host = master[0].string.flatMap { $0.isEmpty || $0 == "?" ? nil : $0 } ?? node.host
             let index = assign(RedisAddress(host: host, port: port))

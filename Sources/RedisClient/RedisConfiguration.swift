@@ -53,4 +53,7 @@ public struct RedisAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// The ports a server can listen on (what a server's answer names beyond them is no address).
+    public static let ports = 1...65535
 }

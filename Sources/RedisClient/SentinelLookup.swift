@@ -43,7 +43,7 @@ enum SentinelLookup {
         }
         switch RedisConnection.execute(context, ["SENTINEL", "get-master-addr-by-name", sentinel.masterName].map { Array($0.utf8) }) {
         case .success(.array(let parts)) where parts.count == 2:
-            guard let host = parts[0].string, let port = parts[1].string.flatMap(Int.init) else { return .failure(.server("unreadable answer")) }
+            guard let host = parts[0].string, let port = parts[1].string.flatMap(Int.init), RedisAddress.ports.contains(port) else { return .failure(.server("unreadable answer")) }
             return .success(RedisAddress(host: host, port: port))
         case .success(.error(let message)):
             if message.hasPrefix("NOAUTH") || message.hasPrefix("WRONGPASS") { return .failure(.authentication("Sentinel \(address) wants a password (sentinel_password): \(message)")) }

@@ -106,6 +106,18 @@ import TestSupport
         }
     }
 
+    /// The stored attempt is input (another service, a hand edit): one past 64 bits' end overflowed
+    /// counting the resend's attempt, and the worker trapped.
+    @Test func aStoredAttemptBeyondAnyCountIsTakenAtTheMost() async throws {
+        let stored = #"{"status":"in_doubt","owner":"worker-x","since":"\#(UTCTimestamp.format(clock.now()))","attempt":9223372036854775807}"#
+        #expect(KeyState.decode(stored)?.attempt == .max, "the value reads as written")
+        try await store.set("doubt:m1", stored, ttl: .seconds(86_400))
+        clock.advance(by: .seconds(600))
+        var copy = message([ReplayNote.carriedKey: UTCTimestamp.format(clock.now())])
+        #expect(try await step.run(&copy, context()) == .next, "replayed after its window: sent again")
+        #expect(copy.attempt == Delivery.attemptsRange.upperBound + 1)
+    }
+
     /// A replay note from before the doubt (the message was replayed once, sent, and went in doubt
     /// again) decides nothing: `dead_letter` applies. The old code sent it again on every window.
     @Test func aReplayOlderThanTheDoubtDoesNotSendItAgain() async throws {

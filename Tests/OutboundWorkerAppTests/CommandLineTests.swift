@@ -116,6 +116,16 @@ import TestSupport
         #expect(result.output.contains("\(variantFile):4:5: error: step `mark_early` (mark_completed) needs `receipt`, which no earlier step provides (step `dispatch` provides it, but comes later: move `mark_early` after it)"), "\(result.output)")
     }
 
+    /// A heartbeat beyond AMQP's 16 bits of seconds passed `check` and trapped connecting; a
+    /// duration past 100 years trapped reading the pipeline. Both are errors at their lines now.
+    @Test func durationsBeyondWhatTheyCanBeAreErrorsAtTheirLines() throws {
+        let (base, variantFile) = try variant("source:\n  with:\n    heartbeat: 600000h\n    max_age: 1e17\n")
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(variantFile):3:16: error: `heartbeat` of source `rabbitmq`: at most 65535s (AMQP's limit), found 600000h"), "\(result.output)")
+        #expect(result.output.contains("\(variantFile):4:14: error: `max_age` of source `rabbitmq`: \"1e17\" is not a duration"), "\(result.output)")
+    }
+
     @Test func flowControlSettingsAreCheckedAtTheirLines() throws {
         let (base, variantFile) = try variant("""
             source:

@@ -4,6 +4,18 @@ import Testing
 
 /// Holds grow per outage, not per failure, and one probe tries when a hold ends.
 @Suite struct EscalatingHoldsTests {
+    /// A hold's count can come from a store (another worker's, or anything written there): a count
+    /// of 2^62 made `length` loop that many times under the holds' lock (the worker hung), and
+    /// `Int.min` or a count past the end of 64 bits trapped (a range, then `count + 1`).
+    @Test(.timeLimit(.minutes(1))) func aCountFromAStoreCostsAFewStepsAndNeverOverflows() {
+        let policy = EscalationPolicy(first: .seconds(1), factor: 4, cap: .seconds(256))
+        #expect(policy.length(1 << 62) == .seconds(256))
+        #expect(policy.length(.min) == .seconds(1))
+        #expect(policy.length(2) == .seconds(16))
+        #expect(SharedHold(key: "k", kind: .pairHold, count: .max, remaining: .seconds(1)).count == SharedHold.countRange.upperBound)
+        #expect(SharedHold(key: "k", kind: .pairHold, count: .min, remaining: .seconds(1)).count == 0)
+    }
+
     private let policy = EscalationPolicy(first: .seconds(5), factor: 2, cap: .seconds(300))
 
     @Test func aBurstOfFailuresInOneOutageHoldsOnceNotOncePerFailure() {

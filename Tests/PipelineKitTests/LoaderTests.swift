@@ -73,6 +73,14 @@ import Testing
         #expect(found.contains { $0.contains("\"nack\" is not one of ack, requeue") })
     }
 
+    /// Before, a step named `pipeline` passed `check` and trapped building the worker (at start, or
+    /// at a SIGHUP of a running one): the runtime's own decisions are counted under that name.
+    @Test func aStepCannotTakeTheRuntimesName() {
+        let found = errors(Fixtures.pipeline.replacingOccurrences(of: "name: send", with: "name: pipeline"))
+        #expect(found.count == 1, "\(found)")
+        #expect(found.first?.contains("step name `pipeline` is the runtime's own") == true, "\(found)")
+    }
+
     @Test func duplicateStepNamesAndReferences() {
         var text = Fixtures.pipeline + "\n  - name: send\n    uses: send\n"
         text = text.replacingOccurrences(of: "store:\n    uses: store", with: "db:\n    uses: store")

@@ -121,7 +121,8 @@ extension IdempotencyStep {
             InDoubtWaits.shared.end(key, resolution: "status")
             return .alreadySent("in doubt, settled by a status\(wamid.map { " as \($0)" } ?? "")")
         case .resending(let value, let previous):
-            let attempt = KeyState.decode(previous)?.attempt ?? message.attempt
+            // (A stored count is input: kept within what a delivery can report, so `+ 1` cannot overflow.)
+            let attempt = Delivery.attempts(clamping: KeyState.decode(previous)?.attempt ?? message.attempt)
             context.logger.warning("send in doubt and no status within the window: sending it again", metadata: ["window": .string(DurationParser.format(context.inDoubt.window)), "attempt": "\(attempt + 1)"])
             message.attempt = attempt + 1
             message.carried[Self.inDoubtNote] = nil

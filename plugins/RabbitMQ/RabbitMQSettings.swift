@@ -63,6 +63,9 @@ public struct RabbitMQSettings: Sendable {
     }
 
     /// Rules `check` applies to the source's settings.
+    /// The longest heartbeat AMQP can negotiate (a 16-bit count of seconds).
+    static let longestHeartbeat: Duration = .seconds(65_535)
+
     static func check(_ pipeline: PipelineDefinition) -> [Diagnostic] {
         let source = pipeline.source
         let settings = source.settings
@@ -70,6 +73,9 @@ public struct RabbitMQSettings: Sendable {
         let heartbeat = settings[heartbeatInterval]
         if heartbeat != .zero, heartbeat.milliseconds % 1000 != 0 {
             diagnostics.append(.error(at: settings.location(of: heartbeatInterval) ?? source.location, "`heartbeat` of source `rabbitmq`: AMQP heartbeats are whole seconds (write 1s or more, or 0 to turn them off), found \(DurationParser.format(heartbeat))"))
+        } else if heartbeat > Self.longestHeartbeat {
+            // AMQP carries it in 16 bits; beyond, the connection's setup trapped.
+            diagnostics.append(.error(at: settings.location(of: heartbeatInterval) ?? source.location, "`heartbeat` of source `rabbitmq`: at most \(DurationParser.format(Self.longestHeartbeat)) (AMQP's limit), found \(DurationParser.format(heartbeat))"))
         }
         diagnostics += checkLanes(settings, source)
         let prefetch = settings[prefetchCount]

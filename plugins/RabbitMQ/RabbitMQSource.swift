@@ -79,13 +79,10 @@ public final class RabbitMQSource: Source {
                         traceHeaders: traceHeaders, receipt: delivery)
     }
 
-    /// The most attempts a delivery is taken to have made: an `x-attempts` set upstream beyond it
-    /// (or below 0) must not overflow the count or retry a message forever.
-    static let mostAttempts = 1_000_000
-
-    /// `x-attempts` as a count in `0...mostAttempts` (0 when absent or not an integer).
+    /// `x-attempts` as a count in `Delivery.attemptsRange` (0 when absent or not an integer): one set
+    /// upstream beyond it (or below 0) must not overflow the count or retry a message for ever.
     static func attemptsMade(_ header: AMQPValue?) -> Int {
-        min(max(header?.intValue ?? 0, 0), mostAttempts)
+        Delivery.attempts(clamping: header?.intValue ?? 0)
     }
 
     public func start() async throws {

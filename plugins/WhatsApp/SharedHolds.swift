@@ -116,7 +116,7 @@ public final class SharedHolds: Sendable {
             for (_, _, read) in reads {
                 for hold in read.holds {
                     guard hold.remaining > .zero, let policy = policies[hold.kind] else { continue }
-                    flow.holds.adopt(hold.key, until: now.addingTimeInterval(hold.remaining.secondsDouble), count: hold.count, policy: policy,
+                    flow.holds.adopt(hold.key, until: now.addingTimeInterval(min(hold.remaining, policy.cap).secondsDouble), count: hold.count, policy: policy,
                                      kind: hold.kind, reason: "held by another worker (\(hold.kind))")
                 }
             }
@@ -197,7 +197,8 @@ public final class SharedHolds: Sendable {
             let shared = try await store.hold(key, group: group, policy: policy, kind: kind, startedAgo: Self.since(startedAt, flow))
             let now = flow.clock.now()
             state.withLock { remember(shared, in: group, &$0, now: now) }
-            let until = now.addingTimeInterval(shared.remaining.secondsDouble)
+            // (What the store says is input: no hold lasts beyond its policy's cap.)
+            let until = now.addingTimeInterval(min(shared.remaining, policy.cap).secondsDouble)
             flow.holds.adopt(key, until: until, count: shared.count, policy: policy, kind: kind, reason: reason, replacing: true)
             if let change = shared.change { await announce(change, of: group, to: store, logger: logger) }
             return until
@@ -239,7 +240,7 @@ public final class SharedHolds: Sendable {
     /// Under the lock of `state`.
     private func remember(_ hold: SharedHold, in group: String, _ state: inout State, now: Date) {
         guard let policy = policies[hold.kind] else { return }
-        remember(hold.key, in: group, forgetAt: now.addingTimeInterval(hold.remaining.secondsDouble + 2 * policy.cap.secondsDouble), &state)
+        remember(hold.key, in: group, forgetAt: now.addingTimeInterval(min(hold.remaining, policy.cap).secondsDouble + 2 * policy.cap.secondsDouble), &state)
     }
 
     private func remember(_ key: String, in group: String, forgetAt: Date, _ state: inout State) {

@@ -231,7 +231,7 @@ struct PipelineTestRunner {
         await running.value
         return bodies.map { body in
             guard let outcome = sink.outcome(of: body) else {
-                let stuck = Decision.requeue(after: .zero, step: "pipeline", reason: "no decision: still waiting with nothing left to wake it, or after \(Self.maxWakes) wake-ups", pause: nil)
+                let stuck = Decision.requeue(after: .zero, step: PipelineExecutor.runtimeStepName, reason: "no decision: still waiting with nothing left to wake it, or after \(Self.maxWakes) wake-ups", pause: nil)
                 return MessageResult(decision: stuck, waits: [], outcome: Outcome(decision: stuck, message: Message(body: body), sent: false))
             }
             return MessageResult(decision: outcome.decision, waits: outcome.waits, outcome: outcome)

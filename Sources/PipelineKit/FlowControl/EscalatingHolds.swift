@@ -13,10 +13,15 @@ public struct EscalationPolicy: Sendable, Hashable {
         self.cap = cap
     }
 
-    /// The length of hold number `count` (0 is the first).
+    /// The length of hold number `count` (0 is the first; a negative count is the first too).
+    /// Stops growing at `cap`: a count read from a store, however large, costs a few steps.
     public func length(_ count: Int) -> Duration {
         var length = first
-        for _ in 0..<count where length < cap { length = length * factor }
+        var step = 0
+        while step < count, length < cap {
+            length = length * factor
+            step += 1
+        }
         return min(length, cap)
     }
 }

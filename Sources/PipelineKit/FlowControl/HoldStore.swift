@@ -38,17 +38,21 @@ public protocol HoldStore: Resource {
 public struct SharedHold: Sendable, Equatable {
     public var key: String
     public var kind: WaitReason
-    /// Holds in a row since the key was last cleared, minus one (0: the first).
+    /// Holds in a row since the key was last cleared, minus one (0: the first); within
+    /// `countRange` (a count read from a store is input: counting on from it must not overflow).
     public var count: Int
     /// How long it still lasts (zero or less: it has ended).
     public var remaining: Duration
     /// When this call wrote it: the group's change, for `HoldStore.announce`.
     public var change: String?
 
+    /// The counts a hold keeps: a hold's length stops growing long before the end.
+    public static let countRange = 0...64
+
     public init(key: String, kind: WaitReason, count: Int, remaining: Duration, change: String? = nil) {
         self.key = key
         self.kind = kind
-        self.count = count
+        self.count = min(max(count, Self.countRange.lowerBound), Self.countRange.upperBound)
         self.remaining = remaining
         self.change = change
     }

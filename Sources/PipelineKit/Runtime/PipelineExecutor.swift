@@ -89,6 +89,9 @@ public struct PipelineExecutor: Sendable {
     private let reportedDefaults: [String: JSONValue]
     /// What the irreversible step says to do with a send in doubt (`StepContext.inDoubt`).
     public let inDoubtPolicy: InDoubtPolicy
+    /// The step name of the runtime's own decisions (expiry, waits, drain) in metrics, logs and dead
+    /// letters: no step of a pipeline may take it.
+    public static let runtimeStepName = "pipeline"
     /// The spans of steps of a traced message.
     private let tracing = MessageTracing()
 
@@ -101,7 +104,7 @@ public struct PipelineExecutor: Sendable {
         self.flow = flow
         self.logger = logger
         self.stepTimers = steps.map { Timer(label: "outbound_step_duration_seconds", dimensions: [("step", $0.name)], preferredDisplayUnit: .seconds) }
-        self.outcomeCounters = Dictionary(uniqueKeysWithValues: (["pipeline"] + steps.map(\.name)).map { step in
+        self.outcomeCounters = Dictionary(uniqueKeysWithValues: ([Self.runtimeStepName] + steps.map(\.name)).map { step in
             (step, Dictionary(Self.outcomeNames(of: steps).map { ($0, Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", $0)])) }) { first, _ in first })
         })
         self.degradedCounters = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, Counter(label: "outbound_degraded_total", dimensions: [("step", $0.name)])) })
@@ -359,7 +362,7 @@ public struct PipelineExecutor: Sendable {
     }
 
     private func decided(_ decision: Decision, _ internalID: String?) -> RunOutcome {
-        MessageLogContext.during(internalID, step: decision.stepName ?? "pipeline") {
+        MessageLogContext.during(internalID, step: decision.stepName ?? Self.runtimeStepName) {
             record(decision)
         }
         return .decided(decision)
@@ -367,7 +370,7 @@ public struct PipelineExecutor: Sendable {
 
     /// Counts and logs the decision (the task-local log context names the deciding step).
     private func record(_ decision: Decision) {
-        let step = decision.stepName ?? "pipeline"
+        let step = decision.stepName ?? Self.runtimeStepName
         (outcomeCounters[step]?[decision.outcomeName] ?? Counter(label: "outbound_messages_total", dimensions: [("step", step), ("outcome", decision.outcomeName)])).increment()
         switch decision {
         case .ack(.completed):

@@ -191,7 +191,7 @@ public final class PipelineWorker: Service, Sendable {
                     // marketing retry's time — which a plain release would lose.)
                     // Back a little before the wait ends, to spend the rest of it parked.
                     let remaining = Duration.milliseconds(Int64(max(back.timeIntervalSince(flow.clock.now()) - sourceLead, Self.shortestTrip) * 1000))
-                    MessageLogContext.during(run.message.internalID, step: "pipeline") {
+                    MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
                         logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
                     }
                     Counter(label: "outbound_waits_through_source_total", dimensions: [("reason", wait.reason.rawValue)]).increment()
@@ -227,7 +227,7 @@ public final class PipelineWorker: Service, Sendable {
         while source.keepsDeliveriesWhileOutcomesAreRefused, await shutdown.sleep(for: reportRetry.length(refusals)) {
             guard source.stillHolds(delivery) else {
                 // Its connection is gone and the broker has handed it out again: that delivery reports it (a sent one as a duplicate).
-                MessageLogContext.during(run.message.internalID, step: "pipeline") {
+                MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
                     logger.notice("outcome still not recorded and the delivery went back to the broker with its connection; its redelivery reports it")
                 }
                 return
@@ -325,7 +325,7 @@ public final class PipelineWorker: Service, Sendable {
         } catch {
             // Logged as an error once per outage, not once per message and retry.
             let level: Logger.Level = unreported.refused("\(error)") ? .error : .debug
-            MessageLogContext.during(run.message.internalID, step: "pipeline") {
+            MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
                 logger.log(level: level, "outcome not recorded; the message stays here and its outcome is reported again with backoff",
                            metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
             }

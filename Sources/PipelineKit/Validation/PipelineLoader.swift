@@ -379,6 +379,10 @@ public struct PipelineLoader: Sendable {
                 diagnostics.append(.error(at: nameNode.location, "duplicate step name `\(name)` (first at \(first.line):\(first.column))"))
                 continue
             }
+            if name == PipelineExecutor.runtimeStepName {
+                diagnostics.append(.error(at: nameNode.location, "step name `\(name)` is the runtime's own (metrics, logs and dead letters name its decisions so): choose another"))
+                continue
+            }
             seen[name] = nameNode.location
             guard let uses = readUses(item, kind: "step", known: Array(registry.steps.keys), &diagnostics), let plugin = registry.steps[uses] else { continue }
             let owner = "step `\(name)` (\(uses))"
