@@ -10,7 +10,7 @@ public struct RabbitMQSettings: Sendable {
     public static let declareQueues = Setting.boolean("declare", default: true, "declare the queue, its retry queues and {queue}.dead")
     static let queueKind = Setting.choice("queue_type", default: QueueTopology.QueueType.classic, "quorum for a RabbitMQ cluster")
     static let deliveryLimitCount = Setting.integer("delivery_limit", 1...1000, default: 20, "quorum only: deliveries after which the broker dead-letters a message that crashes every worker")
-    static let heartbeatInterval = Setting.duration("heartbeat", default: .seconds(30), "AMQP heartbeat interval, whole seconds (0 turns heartbeats off)")
+    static let heartbeatInterval = Setting.duration("heartbeat", default: .seconds(30), "AMQP heartbeat interval, whole seconds, at most 65535s (0 turns heartbeats off)")
     static let laneName = Setting.requiredString("name", "the lane's name, as events, `status`, metrics and `publish --lane` know it")
     static let laneQueue = Setting.requiredString("queue", "the lane's queue (it gets its own retry queues)")
     static let laneShare = Setting.fraction("max_share", default: 1, "the share of a sender's sends this lane may take at most while another lane has messages waiting for that sender")
