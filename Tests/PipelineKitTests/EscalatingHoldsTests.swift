@@ -12,6 +12,8 @@ import Testing
         #expect(policy.length(1 << 62) == .seconds(256))
         #expect(policy.length(.min) == .seconds(1))
         #expect(policy.length(2) == .seconds(16))
+        #expect(EscalationPolicy(first: .zero, factor: 2, cap: .seconds(5)).length(1 << 62) == .zero, "a length that cannot grow stops at once")
+        #expect(EscalationPolicy(first: .seconds(1), factor: 1, cap: .seconds(5)).length(1 << 62) == .seconds(1))
         #expect(SharedHold(key: "k", kind: .pairHold, count: .max, remaining: .seconds(1)).count == SharedHold.countRange.upperBound)
         #expect(SharedHold(key: "k", kind: .pairHold, count: .min, remaining: .seconds(1)).count == 0)
     }

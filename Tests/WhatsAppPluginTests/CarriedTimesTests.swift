@@ -32,8 +32,15 @@ import Testing
         #expect(MarketingRetry.read(message, now: now, longest: .seconds(86_400)) == now.addingTimeInterval(86_400))
     }
 
+    /// A retry set before a reload shortened `marketing_retry_after` (or by a worker of a longer
+    /// setting) still holds, up to a week ahead.
+    @Test func aRetrySetUnderALongerSettingStillHolds() {
+        let at = now.addingTimeInterval(20 * 3600)
+        #expect(MarketingRetry.read(carrying(MarketingRetry.carriedKey, String(at.epochMilliseconds())), now: now, longest: .seconds(3600)) == at)
+    }
+
     /// Before, `inf` became a wait that never ended, which trapped when the message left for the delay queues.
-    @Test(arguments: ["1e300", "inf", "nan", "abc", "1800086402000"])
+    @Test(arguments: ["1e300", "inf", "nan", "abc", "1800604801000"])
     func aMarketingRetryThatIsNoTimeOrBeyondItsWaitIsNone(text: String) {
         #expect(MarketingRetry.read(carrying(MarketingRetry.carriedKey, text), now: now, longest: .seconds(86_400)) == nil)
     }

@@ -5,7 +5,7 @@ public struct ValidateStep: Step {
     public let validator: MessageValidator
 
     static let maxBodyBytes = Setting.integer("max_body_bytes", 256...Message.maximumParsedBytes, default: 1 << 20,
-                                              "largest accepted message body in bytes (bodies nested deeper than 64 levels, or of more than 100,000 JSON values, are refused too; a body over 16 MiB is not read at all)")
+                                              "largest accepted message body in bytes (bodies nested deeper than 64 levels, or of more than 100,000 JSON values and one per 8 bytes beyond, are refused too; a body over 16 MiB is not read at all)")
 
     public init(validator: MessageValidator) {
         self.validator = validator

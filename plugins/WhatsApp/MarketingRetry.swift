@@ -6,12 +6,16 @@ import PipelineKit
 enum MarketingRetry {
     static let carriedKey = "marketing-retry-at"
 
+    /// The farthest ahead a retry time is taken whatever `marketing_retry_after` says now: one set
+    /// before a reload that shortened it (or by a worker of a longer setting) still holds.
+    static let farthest: TimeInterval = 7 * 86_400
+
     /// When the message may go once more; nil when it carries no such time, or text that is no
-    /// time within `longest` (`marketing_retry_after`) of `now` (not this worker's: a header set
-    /// upstream must not hold the message).
+    /// time within `longest` (`marketing_retry_after`, at least `farthest`) of `now` (not a
+    /// worker's: a header set upstream must not hold the message for years).
     static func read(_ message: Message, now: Date, longest: Duration) -> Date? {
         guard let at = message.carried[carriedKey].flatMap(Date.init(epochMillisecondsText:)) else { return nil }
-        return at.timeIntervalSince(now) <= longest.secondsDouble + 1 ? at : nil
+        return at.timeIntervalSince(now) <= max(longest.secondsDouble + 1, farthest) ? at : nil
     }
 
     static func write(_ at: Date?, _ message: inout Message) {

@@ -14,12 +14,15 @@ public struct EscalationPolicy: Sendable, Hashable {
     }
 
     /// The length of hold number `count` (0 is the first; a negative count is the first too).
-    /// Stops growing at `cap`: a count read from a store, however large, costs a few steps.
+    /// Stops at `cap`, or where it stops growing (a `first` of zero, a `factor` of 1): a count
+    /// read from a store, however large, costs a few steps.
     public func length(_ count: Int) -> Duration {
         var length = first
         var step = 0
         while step < count, length < cap {
-            length = length * factor
+            let next = length * factor
+            guard next > length else { break }
+            length = next
             step += 1
         }
         return min(length, cap)

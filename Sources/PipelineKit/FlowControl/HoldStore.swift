@@ -46,8 +46,9 @@ public struct SharedHold: Sendable, Equatable {
     /// When this call wrote it: the group's change, for `HoldStore.announce`.
     public var change: String?
 
-    /// The counts a hold keeps: a hold's length stops growing long before the end.
-    public static let countRange = 0...64
+    /// The counts a hold keeps (counting on from the end cannot overflow; a hold's length stops
+    /// growing long before it, and distinct counts stay distinct holds).
+    public static let countRange = 0...(1 << 30)
 
     public init(key: String, kind: WaitReason, count: Int, remaining: Duration, change: String? = nil) {
         self.key = key

@@ -41,12 +41,13 @@ public struct Message: Sendable {
             parseError = "body is \(body.count) bytes; bodies over \(Self.maximumParsedBytes) bytes are not read"
         } else {
             do {
-                payload = try JSONValue(parsing: body, nestingLimit: Self.maximumNesting, valueLimit: Self.maximumValues)
+                payload = try JSONValue(parsing: body, nestingLimit: Self.maximumNesting, valueLimit: Self.valueLimit(forBytes: body.count))
                 parseError = nil
             } catch {
                 payload = nil
                 parseError = error.isNestedTooDeep ? "body nests objects and arrays deeper than \(Self.maximumNesting) levels"
-                    : error.hasTooManyValues ? "body holds more than \(Self.maximumValues) JSON values" : "body is not valid JSON: \(error)"
+                    : error.hasTooManyValues ? "body holds more than \(Self.valueLimit(forBytes: body.count)) JSON values (one per \(Self.bytesPerValue) bytes beyond \(Self.maximumValues))"
+                    : "body is not valid JSON: \(error)"
             }
         }
     }
@@ -55,10 +56,18 @@ public struct Message: Sendable {
     public static let maximumParsedBytes = 16 << 20
     /// Objects and arrays nested deeper than this make a body invalid.
     public static let maximumNesting = 64
-    /// Bodies of more JSON values than this are invalid (a message request holds hundreds at
-    /// most): a value takes tens of bytes parsed for as few as two of text, and a 16 MiB
-    /// `[0,0,…]` is 8 million of them, for each message in flight.
+    /// Bodies of more JSON values than this are invalid — unless they are long enough to hold
+    /// more at `bytesPerValue` (a message request holds hundreds; a 3 MB webhook of statuses,
+    /// about 20 bytes a value, 150,000): a value takes tens of bytes parsed for as few as two of
+    /// text, and a 16 MiB `[0,0,…]` was 8 million of them, for each message in flight.
     public static let maximumValues = 100_000
+    /// The fewest bytes of text a value takes on average in a body allowed more than `maximumValues`.
+    public static let bytesPerValue = 8
+
+    /// How many JSON values a body of `bytes` may hold.
+    public static func valueLimit(forBytes bytes: Int) -> Int {
+        max(maximumValues, bytes / bytesPerValue)
+    }
 
     /// A top-level string field of the payload (for key templates and log metadata).
     public func field(_ name: String) -> String? {
