@@ -62,10 +62,10 @@ public struct RabbitMQSettings: Sendable {
         lanes.first { $0.lane.name == name }?.queue
     }
 
-    /// Rules `check` applies to the source's settings.
     /// The longest heartbeat AMQP can negotiate (a 16-bit count of seconds).
     static let longestHeartbeat: Duration = .seconds(65_535)
 
+    /// Rules `check` applies to the source's settings.
     static func check(_ pipeline: PipelineDefinition) -> [Diagnostic] {
         let source = pipeline.source
         let settings = source.settings

@@ -75,14 +75,9 @@ public final class RabbitMQSource: Source {
                 traceHeaders[key] = text
             }
         }
-        return Delivery(body: delivery.body, attemptsMade: attemptsMade(headers["x-attempts"]), firstSeen: firstSeen, carried: carried, lane: lane,
+        // `x-attempts` set upstream beyond the range (or below 0) must not overflow the count or retry a message for ever.
+        return Delivery(body: delivery.body, attemptsMade: Delivery.attempts(clamping: headers["x-attempts"]?.intValue ?? 0), firstSeen: firstSeen, carried: carried, lane: lane,
                         traceHeaders: traceHeaders, receipt: delivery)
-    }
-
-    /// `x-attempts` as a count in `Delivery.attemptsRange` (0 when absent or not an integer): one set
-    /// upstream beyond it (or below 0) must not overflow the count or retry a message for ever.
-    static func attemptsMade(_ header: AMQPValue?) -> Int {
-        Delivery.attempts(clamping: header?.intValue ?? 0)
     }
 
     public func start() async throws {

@@ -6,15 +6,6 @@ public struct Delivery: Sendable {
     public var body: [UInt8]
     /// Deliveries of this message that used an attempt before this one (0 on first delivery).
     public var attemptsMade: Int
-    /// The counts of attempts a source or store may report: what is read beyond them (a header set
-    /// upstream, a value another service wrote) is taken as the nearest end, so counting on from it
-    /// never overflows.
-    public static let attemptsRange = 0...1_000_000
-
-    /// `count` taken within `attemptsRange`.
-    public static func attempts(clamping count: Int) -> Int {
-        min(max(count, attemptsRange.lowerBound), attemptsRange.upperBound)
-    }
     /// When the message first entered the system, if the source knows (`max_age` counts from it).
     public var firstSeen: Date?
     /// What steps noted on the message before it last went round the source (`Message.carried`).
@@ -25,6 +16,16 @@ public struct Delivery: Sendable {
     public var traceHeaders: [String: String]
     /// The source's own handle on the delivery, given back to it in `settle`.
     public var receipt: any Sendable
+
+    /// The counts of attempts a source or store may report: what is read beyond them (a header set
+    /// upstream, a value another service wrote) is taken as the nearest end, so counting on from it
+    /// never overflows.
+    public static let attemptsRange = 0...1_000_000
+
+    /// `count` taken within `attemptsRange`.
+    public static func attempts(clamping count: Int) -> Int {
+        min(max(count, attemptsRange.lowerBound), attemptsRange.upperBound)
+    }
 
     public init(body: [UInt8], attemptsMade: Int = 0, firstSeen: Date? = nil, carried: [String: String] = [:], lane: Lane? = nil, traceHeaders: [String: String] = [:], receipt: any Sendable) {
         self.traceHeaders = traceHeaders
