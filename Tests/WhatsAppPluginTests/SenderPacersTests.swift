@@ -25,3 +25,22 @@ struct SenderPacersTests {
         #expect(after.pacer("100", flow, new) === before.pacer("100", flow, old), "one pacer per sender in a worker")
     }
 }
+
+/// A step's cache of pacers drops those `FlowControl` let go (idle) once it has doubled, and a
+/// sender whose pacer was let go gets the new one.
+struct SenderPacersPruningTests {
+    @Test func pacersLetGoLeaveTheStepsCacheAndTheSenderGetsItsNewOne() throws {
+        let clock = ManualWallClock()
+        let flow = FlowControl(clock: clock, logger: Logger(label: "test"))
+        let pacers = SenderPacers()
+        let client = try SenderPacersTests().client(throughput: 10)
+        let first = pacers.pacer("0", flow, client)
+        for sender in 1..<SenderPacers.leastPruneSize - 1 { _ = pacers.pacer("\(sender)", flow, client) }
+        #expect(pacers.count == SenderPacers.leastPruneSize - 1)
+        clock.advance(by: .seconds(Int64(FlowControl.idlePacerLifetime) + 1))
+        // A new sender: every pacer before is idle and let go; the cache reaches its pruning size.
+        _ = pacers.pacer("new", flow, client)
+        #expect(pacers.count == 1, "only the new sender's pacer is kept")
+        #expect(pacers.pacer("0", flow, client) !== first, "the first sender's next message gets a new pacer")
+    }
+}

@@ -123,6 +123,11 @@ public final class SendPacer: Sendable {
         var interval: TimeInterval { 1 / rate }
         /// Slots dropped unused (expired, or let go by a reload or a slowdown) since the last look (`outbound_send_slots_unused_total`).
         var unused = 0
+        /// When a message last asked for a turn (or the pacer was made).
+        var lastAsked: Date
+        /// Let go by `FlowControl` (idle): a message that asks still is told to come back at once, and
+        /// then finds the sender's new pacer.
+        var retired = false
 
         mutating func forget(before now: Date) {
             let oldest = now.addingTimeInterval(-SendPacer.staleness)
@@ -319,7 +324,7 @@ public final class SendPacer: Sendable {
         self.key = key
         self.clock = clock
         self.logger = logger
-        state = Mutex(State(limit: max(limit, 0.001), store: store))
+        state = Mutex(State(limit: max(limit, 0.001), store: store, lastAsked: clock.now()))
         rateGauge = Gauge(label: "outbound_sender_rate", dimensions: [("sender", label)])
         unusedSlots = Counter(label: "outbound_send_slots_unused_total", dimensions: [("sender", label)])
         rateGauge.record(max(limit, 0.001) * Self.headroom)
@@ -328,8 +333,9 @@ public final class SendPacer: Sendable {
     /// The rate paced at now, messages per second.
     public var rate: Double { state.withLock { $0.rate } }
 
-    /// Counts the changes of limit or store (`configure`): while it reads the same, no one has
-    /// configured this pacer otherwise since (a step may keep the pacer it configured until then).
+    /// Counts the changes of limit or store (`configure`) and the pacer's retirement: while it reads
+    /// the same, no one has configured this pacer otherwise since and it is still the sender's (a
+    /// step may keep the pacer it configured until then).
     public var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
     private let generationCounter = Atomic<UInt64>(0)
 
@@ -347,6 +353,23 @@ public final class SendPacer: Sendable {
         }
         if changed { rateGauge.record(rate) }
         return generation
+    }
+
+    /// Lets the pacer go if no message has asked it for a turn since `cutoff` and none has a place
+    /// in its line or waits for a fetch: its metric series are removed and its generation changes.
+    func retire(unusedSince cutoff: Date) -> Bool {
+        let retired = state.withLock { state -> Bool in
+            state.forget(before: clock.now())
+            guard !state.retired, state.lastAsked < cutoff, state.places.isEmpty, !state.fetching, state.waiters.isEmpty else { return false }
+            state.retired = true
+            generationCounter.add(1, ordering: .acquiringAndReleasing)
+            return true
+        }
+        if retired {
+            rateGauge.destroy()
+            unusedSlots.destroy()
+        }
+        return retired
     }
 
     /// The place in line of a message of `lane` that entered the system at `order` (now when
@@ -367,6 +390,9 @@ public final class SendPacer: Sendable {
             var unused = 0
             let next: Next = state.withLock { state in
                 let now = clock.now()
+                // Let go while the message looked it up: the sender's new pacer gives the turn.
+                if state.retired { return .turn(.wait(until: now)) }
+                state.lastAsked = now
                 state.forget(before: now)
                 (unused, state.unused) = (state.unused, 0)
                 state.places[ticket.id] = Place(ticket: ticket, due: now)
