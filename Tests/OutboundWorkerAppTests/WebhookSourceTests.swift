@@ -22,7 +22,7 @@ import WebhookPlugin
     private let configured: Settings
 
     init() throws {
-        configured = try settings("port: \(port)\nverify_token: verify\napp_secret: unit-secret\n", schema: SourcePlugin.whatsAppWebhook.settings)
+        configured = try settings("port: \(port)\nverify_token: verify\napp_secret: unit-secret\nmax_pending_bytes: 1048576\n", schema: SourcePlugin.whatsAppWebhook.settings)
     }
 
     private func makeSource() async throws -> any Source {
@@ -31,14 +31,15 @@ import WebhookPlugin
         return try await SourcePlugin.whatsAppWebhook.make(SourceBuildContext(settings: configured, worker: WorkerConfiguration(settings: configured), logger: logger))
     }
 
-    /// POSTs a signed status webhook; returns the status answered.
-    private func post(_ wamid: String) async throws -> Int {
-        let body = Array(#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"\#(wamid)","status":"sent"}]}}]}]}"#.utf8)
+    /// POSTs a signed status webhook (with `padding` bytes more); returns the status answered.
+    private func post(_ wamid: String, padding: Int = 0, timeout: TimeAmount = .seconds(20)) async throws -> Int {
+        let pad = String(repeating: " ", count: padding)
+        let body = Array(#"{"object":"whatsapp_business_account",\#(pad)"entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"\#(wamid)","status":"sent"}]}}]}]}"#.utf8)
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/webhooks/whatsapp")
         request.method = .POST
         for (name, value) in SourcePlugin.whatsAppWebhook.admission?.authenticate(body, configured) ?? [:] { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: body))
-        return Int(try await HTTPClient.shared.execute(request, timeout: .seconds(20)).status.code)
+        return Int(try await HTTPClient.shared.execute(request, timeout: timeout).status.code)
     }
 
     @Test func everyPostHandedOutIsAnsweredAndStopReturns() async throws {
@@ -69,6 +70,35 @@ import WebhookPlugin
         try await poll("the source stops", timeout: .seconds(10)) { stopped.isRaised }
         #expect(try await forgotten.value == 503, "a POST the runtime never settled is answered 503 when the source stops (Meta retries)")
         #expect(await events.next() == nil, "events end with stop")
-        await #expect(throws: (any Error).self, "the server no longer listens") { try await post("wamid.after") }
+        // (The HTTP client tries to connect again until the request's deadline: a short one.)
+        await #expect(throws: (any Error).self, "the server no longer listens") { try await post("wamid.after", timeout: .seconds(1)) }
+    }
+
+    @Test func postsBeyondMaxPendingBytesAreAnswered503AtOnceUntilThePipelineCatchesUp() async throws {
+        let source = try await makeSource()
+        try await source.start()
+        var events = source.events.makeAsyncIterator()
+        guard case .connected? = await events.next() else { throw TestFailure("no `.connected` first") }
+        let large = 400_000
+
+        // Two large POSTs wait for the pipeline (800 KB of the 1 MiB allowed).
+        let first = Task { try await post("wamid.1", padding: large) }
+        guard case .delivery(let one)? = await events.next() else { throw TestFailure("the first POST was not handed out") }
+        let second = Task { try await post("wamid.2", padding: large) }
+        guard case .delivery(let two)? = await events.next() else { throw TestFailure("the second POST was not handed out") }
+        #expect(try await post("wamid.3", padding: large) == 503, "a third would pass max_pending_bytes: answered at once, not held")
+        // A small one still fits.
+        let small = Task { try await post("wamid.small") }
+        guard case .delivery(let three)? = await events.next() else { throw TestFailure("a POST within the bytes left was not handed out") }
+
+        // The pipeline settles one: there is room again.
+        #expect(await source.settle(one, .ack))
+        #expect(try await first.value == 200)
+        let fourth = Task { try await post("wamid.4", padding: large) }
+        guard case .delivery(let four)? = await events.next() else { throw TestFailure("a POST was not handed out once there was room") }
+        for delivery in [two, three, four] { #expect(await source.settle(delivery, .ack)) }
+        #expect(try await [second.value, small.value, fourth.value] == [200, 200, 200])
+        source.stopIntake()
+        await source.stop()
     }
 }

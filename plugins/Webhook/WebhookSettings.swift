@@ -8,13 +8,17 @@ struct WebhookSettings: Sendable {
     static let appSecret = Setting.requiredString("app_secret", secrecy: .secret, "the app secret that signs each POST (X-Hub-Signature-256)")
     static let maxBodyBytes = Setting.integer("max_body_bytes", 1024...16_777_216, default: 1 << 20, "larger POSTs are refused with 413")
 
-    static let schema = SettingsSchema(port, path, verifyToken, appSecret, maxBodyBytes)
+    static let maxPendingBytes = Setting.integer("max_pending_bytes", 1_048_576...1_073_741_824, default: 64 << 20,
+                                                 "bytes of POSTs that may wait for the pipeline; a POST beyond is answered 503 at once (Meta delivers it again later)")
+
+    static let schema = SettingsSchema(port, path, verifyToken, appSecret, maxBodyBytes, maxPendingBytes)
 
     var port: Int
     var path: String
     var verifyToken: String
     var appSecret: String
     var maxBodyBytes: Int
+    var maxPendingBytes: Int
 
     init(_ settings: Settings) {
         port = settings[Self.port]
@@ -22,6 +26,7 @@ struct WebhookSettings: Sendable {
         verifyToken = settings[Self.verifyToken]
         appSecret = settings[Self.appSecret]
         maxBodyBytes = settings[Self.maxBodyBytes]
+        maxPendingBytes = settings[Self.maxPendingBytes]
     }
 }
 

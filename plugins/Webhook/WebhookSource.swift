@@ -12,6 +12,10 @@ import Synchronization
 /// and becomes one delivery, answered 200 only once its outcome is settled — its events
 /// confirmed by the broker — and 503 otherwise, so Meta retries.
 ///
+/// POSTs handed out wait for the pipeline with their bodies; beyond `max_pending_bytes` of them a
+/// POST is answered 503 at once (Meta's retries are the backpressure), so a burst — Meta
+/// delivering what it held back while the worker was down — cannot take the worker's memory.
+///
 /// Shutdown: after `stopIntake` a POST is answered 503 at once (the server keeps listening while
 /// the runtime drains); `stop` answers 503 to any POST handed out that the runtime never settled,
 /// then stops the server gracefully — requests in progress are answered, idle connections closed.
@@ -20,17 +24,40 @@ public final class WebhookSource: Source {
     struct Receipt: Sendable {
         /// Names the POST among those handed out.
         let id: String
+        /// Its body's size.
+        let bytes: Int
         let answer: @Sendable (HTTPResponse.Status) -> Void
     }
 
     /// Whether POSTs become deliveries, and those handed out and not settled yet.
     private struct Intake {
         enum Phase { case starting, open, stopped }
+        /// Why a POST is not handed out.
+        enum Refusal { case closed, full }
         var phase = Phase.starting
         var paused = false
         var unsettled: [String: Receipt] = [:]
+        /// The bodies of `unsettled`, in bytes.
+        var pendingBytes = 0
+        /// POSTs are being refused for `max_pending_bytes` (logged when it starts).
+        var full = false
 
         var accepting: Bool { phase == .open && !paused }
+
+        /// Hands `receipt`'s POST out, or says why not: one POST is taken whatever its size when none waits.
+        mutating func admit(_ receipt: Receipt, maxPendingBytes: Int) -> Refusal? {
+            guard accepting else { return .closed }
+            guard unsettled.isEmpty || pendingBytes + receipt.bytes <= maxPendingBytes else { return .full }
+            unsettled[receipt.id] = receipt
+            pendingBytes += receipt.bytes
+            full = false
+            return nil
+        }
+
+        mutating func settle(_ id: String) {
+            guard let receipt = unsettled.removeValue(forKey: id) else { return }
+            pendingBytes -= receipt.bytes
+        }
     }
 
     /// The HTTP server: its own service group (not the worker's: it must go on answering while
@@ -88,7 +115,7 @@ public final class WebhookSource: Source {
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) async -> Bool {
         guard let receipt = delivery.receipt as? Receipt else { return false }
-        intake.withLock { _ = $0.unsettled.removeValue(forKey: receipt.id) }
+        intake.withLock { $0.settle(receipt.id) }
         switch settlement {
         case .ack:
             receipt.answer(.ok)
@@ -116,7 +143,7 @@ public final class WebhookSource: Source {
     public func stop() async {
         let unsettled = intake.withLock { state -> [Receipt] in
             state.phase = .stopped
-            defer { state.unsettled = [:] }
+            defer { (state.unsettled, state.pendingBytes) = ([:], 0) }
             return Array(state.unsettled.values)
         }
         // Handed out and never settled (the runtime stopped reading): Meta delivers them again.
@@ -175,18 +202,27 @@ public final class WebhookSource: Source {
         let id = UUID().uuidString
         let status = await withCheckedContinuation { (answer: CheckedContinuation<HTTPResponse.Status, Never>) in
             let once = Mutex(Optional(answer))
-            let receipt = Receipt(id: id) { status in once.withLock { $0.take() }?.resume(returning: status) }
+            let receipt = Receipt(id: id, bytes: body.count) { status in once.withLock { $0.take() }?.resume(returning: status) }
             let delivery = Delivery(body: body, firstSeen: Date(), receipt: receipt)
             // Checked and handed out under the lock `stopIntake` takes: a POST taken is read by the
             // runtime (it comes before `.intakeStopped`), one after is answered 503 at once.
-            let handedOut = intake.withLock { state -> Bool in
-                guard state.accepting else { return false }
-                state.unsettled[id] = receipt
-                if case .enqueued = continuation.yield(.delivery(delivery)) { return true }
-                state.unsettled[id] = nil
-                return false
+            let (refusal, startsRefusing) = intake.withLock { state -> (Intake.Refusal?, Bool) in
+                if let refusal = state.admit(receipt, maxPendingBytes: settings.maxPendingBytes) {
+                    defer { if refusal == .full { state.full = true } }
+                    return (refusal, refusal == .full && !state.full)
+                }
+                if case .enqueued = continuation.yield(.delivery(delivery)) { return (nil, false) }
+                state.settle(id)
+                return (.closed, false)
             }
-            if !handedOut { receipt.answer(.serviceUnavailable) }
+            if let refusal {
+                if refusal == .full { Self.rejected(503).increment() }
+                if startsRefusing {
+                    logger.warning("webhook POSTs answered 503 until the pipeline catches up: those waiting for it hold max_pending_bytes",
+                                   metadata: ["max_pending_bytes": "\(settings.maxPendingBytes)"])
+                }
+                receipt.answer(.serviceUnavailable)
+            }
         }
         return Response(status: status)
     }
