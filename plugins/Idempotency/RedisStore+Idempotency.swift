@@ -44,9 +44,8 @@ extension RedisStore: IdempotencyStore {
     /// (ms), ARGV[6] '1' to resend after it. The lease and the window are judged by Redis's clock.
     /// Returns {1, value} claimed, {2, existing} completed, {3, existing} in flight, {4, value, previous}
     /// taken over, {5, existing, remaining ms} in doubt, {6, value, previous} resending, {7, existing} in doubt past its window.
-    static let claimScript = RedisScript(isoFunctions + "\n" + """
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    static let claimScript = RedisScript(LuaClock.functions + "\n" + isoFunctions + "\n" + """
+        local now = now_ms()
         local value = '{"status":"processing","owner":' .. cjson.encode(ARGV[1]) .. ',"since":"' .. iso(now) .. '"}'
         local existing = redis.call('GET', KEYS[1])
         if not existing then
@@ -75,9 +74,8 @@ extension RedisStore: IdempotencyStore {
 
     /// KEYS[1] the key; ARGV[1] the claim, ARGV[2] owner, ARGV[3] attempt, ARGV[4] ttl (s) when the key is gone.
     /// Returns {1, value} marked in doubt, {2, current} completed, {3, current} someone else's.
-    static let markInDoubtScript = RedisScript(isoFunctions + "\n" + """
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    static let markInDoubtScript = RedisScript(LuaClock.functions + "\n" + isoFunctions + "\n" + """
+        local now = now_ms()
         local value = '{"status":"in_doubt","owner":' .. cjson.encode(ARGV[2]) .. ',"since":"' .. iso(now) .. '","attempt":' .. ARGV[3] .. '}'
         local current = redis.call('GET', KEYS[1])
         if not current then
@@ -171,15 +169,14 @@ extension RedisStore: IdempotencyStore {
     }
 
     /// KEYS[1] the key; ARGV[1] owner, ARGV[2] age (ms). Returns 1 released, 2 too young, 0 not orphaned.
-    static let releaseOrphanScript = RedisScript(isoFunctions + "\n" + """
+    static let releaseOrphanScript = RedisScript(LuaClock.functions + "\n" + isoFunctions + "\n" + """
         local existing = redis.call('GET', KEYS[1])
         if not existing then return 0 end
         local ok, state = pcall(cjson.decode, existing)
         if not ok or type(state) ~= 'table' or state.status ~= 'processing' or state.owner ~= ARGV[1] then return 0 end
         local since = epoch(state.since)
         if not since then return 0 end
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local now = now_ms()
         if now - since < tonumber(ARGV[2]) then return 2 end
         redis.call('DEL', KEYS[1])
         return 1

@@ -14,9 +14,8 @@ extension RedisStore: HoldStore {
     /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] first length, ARGV[3] factor,
     /// ARGV[4] longest length (ms), ARGV[5] how long ago the failed request began (ms; -1: unknown),
     /// ARGV[6] the kind. Returns {count, ms until it ends, seq of the write (0: none), now, ms the hash lives}.
-    static let holdScript = RedisScript("""
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    static let holdScript = RedisScript(LuaClock.functions + "\n" + """
+        local now = now_ms()
         local first, factor, cap, ago = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
         local count, ends, began = -1, 0, 0
         local stored = redis.call('HGET', KEYS[1], ARGV[1])
@@ -49,7 +48,7 @@ extension RedisStore: HoldStore {
     /// KEYS[1] `holds:changes`; ARGV[1] the group, ARGV[2] its change `{seq}:{ms}:{keep}`, ARGV[3]
     /// keep (ms: as long as the group's hash lives), made to reach as far as the change it replaces
     /// (announces may land out of order). A map of many groups drops those whose hash has expired.
-    static let announceScript = RedisScript("""
+    static let announceScript = RedisScript(LuaClock.functions + "\n" + """
         local seq, ms, keep = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')
         local old = redis.call('HGET', KEYS[1], ARGV[1])
         if seq and old then
@@ -61,8 +60,7 @@ extension RedisStore: HoldStore {
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
         if redis.call('HLEN', KEYS[1]) > 64 then
-          local t = redis.call('TIME')
-          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          local now = now_ms()
           local all = redis.call('HGETALL', KEYS[1])
           for i = 1, #all, 2 do
             local ms, keep = string.match(all[i + 1], '^%d+:(%d+):(%d+)$')
@@ -75,9 +73,8 @@ extension RedisStore: HoldStore {
     /// KEYS[1] the group's hash; ARGV[1] the epoch and ARGV[2] the seq of the last read (-1: none).
     /// Returns {seq now, epoch, then key, kind, count, ms until it ends, for each hold not
     /// forgotten written after it}. A hash begun again since (it expired) is read whole.
-    static let holdsScript = RedisScript("""
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    static let holdsScript = RedisScript(LuaClock.functions + "\n" + """
+        local now = now_ms()
         local current = tonumber(redis.call('HGET', KEYS[1], '~seq') or '0')
         local epoch = tonumber(redis.call('HGET', KEYS[1], '~epoch') or '0')
         local since = tonumber(ARGV[2])
@@ -98,13 +95,12 @@ extension RedisStore: HoldStore {
 
     /// KEYS[1] the group's hash; ARGV[1] the held key, ARGV[2] how long ago the successful request
     /// began (ms; -1: unknown). Returns 0 when the hold stands (it began after the request), else 1.
-    static let clearScript = RedisScript("""
+    static let clearScript = RedisScript(LuaClock.functions + "\n" + """
         local stored = redis.call('HGET', KEYS[1], ARGV[1])
         if not stored then return 1 end
         local ago = tonumber(ARGV[2])
         if ago >= 0 then
-          local t = redis.call('TIME')
-          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          local now = now_ms()
           local began = tonumber(string.match(stored, '^%d+:%d+:(%d+):') or '0')
           if began > now - ago then return 0 end
         end

@@ -8,9 +8,8 @@ import RedisPlugin
 extension RedisStore: MessagingLimitStore {
     /// KEYS[1] the portfolio's set; ARGV[1] recipient, ARGV[2] limit, ARGV[3] window (ms).
     /// Returns {0, now} taken, {1, 0} counted already, {2, ms} full until then.
-    static let takeScript = RedisScript("""
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    static let takeScript = RedisScript(LuaClock.functions + "\n" + """
+        local now = now_ms()
         local window = tonumber(ARGV[3])
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
         if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
