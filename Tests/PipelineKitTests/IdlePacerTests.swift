@@ -49,6 +49,19 @@ import TestSupport
         #expect(pacer(flow, "busy") === busy, "asked 60 s ago")
     }
 
+    @Test func aPacerWhoseSendsAreAnsweredIsKeptWithoutTurns() async {
+        // With pacing off, messages take no turns: their answers still use the sender's pacer.
+        let flow = flow
+        let (answered, slowed) = (pacer(flow, "answered"), pacer(flow, "slowed"))
+        pass(FlowControl.idlePacerLifetime - 30)
+        answered.speedUp()
+        slowed.slowDown()
+        pass(60)
+        _ = pacer(flow, "another")
+        #expect(pacer(flow, "answered") === answered, "a send succeeded 60 s ago")
+        #expect(pacer(flow, "slowed") === slowed, "a 130429 60 s ago: its slowdown is kept")
+    }
+
     @Test func aPacerWithAPlaceInItsLineIsKeptHoweverLongItIsIdle() async {
         let flow = flow
         // One message every 1,053 s: the second message's turn is further ahead than the lifetime.

@@ -54,13 +54,14 @@ public final class FlowControl: Sendable {
     /// limit and store: a caller may keep the pacer without configuring it again while it reads the
     /// same (it changes too when the pacer is let go, idle: `idlePacerLifetime`).
     public func configuredPacer(key: String, label: String, limit: Double, store: (any SlotStore)?) -> (pacer: SendPacer, generation: UInt64) {
-        let (pacer, existing) = pacers.withLock { pacers -> (SendPacer, Bool) in
-            if let pacer = pacers.byKey[key] { return (pacer, true) }
+        // Configured under the lock a sweep takes: a pacer retired between its lookup and its
+        // configuration would give a generation that stays current, and be kept for good.
+        pacers.withLock { pacers in
+            if let pacer = pacers.byKey[key] { return (pacer, pacer.configure(limit: limit, store: store)) }
             pacers.sweep(now: clock.now())
             let pacer = SendPacer(key: key, label: label, limit: limit, store: store, clock: clock, logger: logger)
             pacers.byKey[key] = pacer
-            return (pacer, false)
+            return (pacer, pacer.generation)
         }
-        return (pacer, existing ? pacer.configure(limit: limit, store: store) : pacer.generation)
     }
 }

@@ -123,8 +123,8 @@ public final class SendPacer: Sendable {
         var interval: TimeInterval { 1 / rate }
         /// Slots dropped unused (expired, or let go by a reload or a slowdown) since the last look (`outbound_send_slots_unused_total`).
         var unused = 0
-        /// When a message last asked for a turn (or the pacer was made).
-        var lastAsked: Date
+        /// When a message last asked for a turn or was answered (or the pacer was made).
+        var lastUsed: Date
         /// Let go by `FlowControl` (idle): a message that asks still is told to come back at once, and
         /// then finds the sender's new pacer.
         var retired = false
@@ -324,7 +324,7 @@ public final class SendPacer: Sendable {
         self.key = key
         self.clock = clock
         self.logger = logger
-        state = Mutex(State(limit: max(limit, 0.001), store: store, lastAsked: clock.now()))
+        state = Mutex(State(limit: max(limit, 0.001), store: store, lastUsed: clock.now()))
         rateGauge = Gauge(label: "outbound_sender_rate", dimensions: [("sender", label)])
         unusedSlots = Counter(label: "outbound_send_slots_unused_total", dimensions: [("sender", label)])
         rateGauge.record(max(limit, 0.001) * Self.headroom)
@@ -355,21 +355,23 @@ public final class SendPacer: Sendable {
         return generation
     }
 
-    /// Lets the pacer go if no message has asked it for a turn since `cutoff` and none has a place
-    /// in its line or waits for a fetch: its metric series are removed and its generation changes.
+    /// Lets the pacer go if no message has asked it for a turn (nor a send's answer slowed it down
+    /// or sped it up) since `cutoff` and none has a place in its line or waits for a fetch: its
+    /// metric series are removed and its generation changes.
     func retire(unusedSince cutoff: Date) -> Bool {
-        let retired = state.withLock { state -> Bool in
+        let unused = state.withLock { state -> Int? in
             state.forget(before: clock.now())
-            guard !state.retired, state.lastAsked < cutoff, state.places.isEmpty, !state.fetching, state.waiters.isEmpty else { return false }
+            guard !state.retired, state.lastUsed < cutoff, state.places.isEmpty, !state.fetching, state.waiters.isEmpty else { return nil }
             state.retired = true
             generationCounter.add(1, ordering: .acquiringAndReleasing)
-            return true
+            defer { state.unused = 0 }
+            return state.unused
         }
-        if retired {
-            rateGauge.destroy()
-            unusedSlots.destroy()
-        }
-        return retired
+        guard let unused else { return false }
+        if unused > 0 { unusedSlots.increment(by: unused) }
+        rateGauge.destroy()
+        unusedSlots.destroy()
+        return true
     }
 
     /// The place in line of a message of `lane` that entered the system at `order` (now when
@@ -392,7 +394,7 @@ public final class SendPacer: Sendable {
                 let now = clock.now()
                 // Let go while the message looked it up: the sender's new pacer gives the turn.
                 if state.retired { return .turn(.wait(until: now)) }
-                state.lastAsked = now
+                state.lastUsed = now
                 state.forget(before: now)
                 (unused, state.unused) = (state.unused, 0)
                 state.places[ticket.id] = Place(ticket: ticket, due: now)
@@ -507,6 +509,7 @@ public final class SendPacer: Sendable {
     public func slowDown() {
         let now = clock.now()
         let slowed = state.withLock { state -> Bool in
+            state.lastUsed = now
             let since = state.lastSlowdown.map { now.timeIntervalSince($0) } ?? .infinity
             let factor: Double
             if since >= Self.calmAfter {
@@ -534,7 +537,9 @@ public final class SendPacer: Sendable {
 
     /// A send succeeded: win back 5 % of the limit per second of successes.
     public func speedUp() {
+        let now = clock.now()
         let rate: Double? = state.withLock { state in
+            state.lastUsed = now
             guard state.multiplier < 1 else { return nil }
             state.multiplier = min(1, state.multiplier + 0.05 / max(1, state.rate))
             return state.rate
