@@ -149,6 +149,17 @@ import TestSupport
         #expect(output.contains("\(variantFile):10:25: error: `throughput_store` of resource `whatsapp`: no `redis` resource named `cache`"), "\(output)")
     }
 
+    @Test func aWebhookThatCannotHoldTwoOfItsLargestPostsIsAnErrorAtItsLine() throws {
+        let original = try String(contentsOf: TestServices.repository.appendingPathComponent("pipelines/statuses.yaml"), encoding: .utf8)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("s-\(UUID().uuidString).yaml").path
+        try original.replacingOccurrences(of: "    max_body_bytes: 1048576\n", with: "    max_body_bytes: 1048576\n    max_pending_bytes: 1572864\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let line = try #require(original.components(separatedBy: "\n").firstIndex { $0.hasPrefix("    max_body_bytes:") }) + 2
+        let result = try worker(["check", "--pipeline", path], Self.token.merging(["WEBHOOK_VERIFY_TOKEN": "v", "WEBHOOK_APP_SECRET": "s"]) { $1 })
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(path):\(line):24: error: `max_pending_bytes` of source `whatsapp_webhook` (1572864) must hold two of the largest POSTs (2 × `max_body_bytes` = 2097152)"), "\(result.output)")
+    }
+
     @Test func highAvailabilityAndTLSSettingsAreCheckedAtTheirLines() throws {
         let (base, variantFile) = try variant("""
             source:

@@ -9,9 +9,19 @@ struct WebhookSettings: Sendable {
     static let maxBodyBytes = Setting.integer("max_body_bytes", 1024...16_777_216, default: 1 << 20, "larger POSTs are refused with 413")
 
     static let maxPendingBytes = Setting.integer("max_pending_bytes", 1_048_576...1_073_741_824, default: 64 << 20,
-                                                 "bytes of POSTs that may wait for the pipeline; a POST beyond is answered 503 at once (Meta delivers it again later)")
+                                                 "bytes of POSTs that may wait for the pipeline (at least 2 × max_body_bytes); a POST beyond is answered 503 at once (Meta delivers it again later)")
 
     static let schema = SettingsSchema(port, path, verifyToken, appSecret, maxBodyBytes, maxPendingBytes)
+
+    /// `max_pending_bytes` holds two of the largest POSTs: with less, a large POST would be taken
+    /// only when none waits, and under a steady flow of small ones be answered 503 until Meta gave up.
+    static func check(_ pipeline: PipelineDefinition) -> [Diagnostic] {
+        let source = pipeline.source
+        let (body, pending) = (source.settings[maxBodyBytes], source.settings[maxPendingBytes])
+        guard pending < 2 * body else { return [] }
+        return [.error(at: source.settings.location(of: maxPendingBytes) ?? source.location,
+                       "`max_pending_bytes` of source `whatsapp_webhook` (\(pending)) must hold two of the largest POSTs (2 × `max_body_bytes` = \(2 * body)): a large POST would otherwise wait behind every small one")]
+    }
 
     var port: Int
     var path: String
@@ -36,6 +46,7 @@ extension SourcePlugin {
         name: "whatsapp_webhook",
         summary: "Meta's WhatsApp webhook over HTTP (Hummingbird): verification GET, signed POSTs answered 200 once their events are confirmed",
         settings: WebhookSettings.schema,
+        check: WebhookSettings.check,
         admission: WebhookAdmission.admission,
         make: { context in WebhookSource(settings: WebhookSettings(context.settings), worker: context.worker, logger: context.logger) }
     )
