@@ -19,11 +19,8 @@ struct EventsCommand: AsyncParsableCommand {
     var count: Int?
 
     func run() async throws {
-        let environment = ProcessEnvironment.load()
         // Only the events section is read: watching needs no Cloud API token.
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
-        printDiagnostics(loaded.diagnostics)
-        guard let events = loaded.events else { throw ExitStatus.invalid }
+        let events = try options.read { $0.loadEvents(path: $1, variant: $2) }
         let urls = try BrokerConnection.urls(events.settings)
         let exchange = events.settings[EventsSettings.exchangeName]
         var logger = Logger(label: "outbound-worker.events")

@@ -13,12 +13,9 @@ struct LimitsCommand: AsyncParsableCommand {
     @OptionGroup var options: PipelineOptions
 
     func run() async throws {
-        let environment = ProcessEnvironment.load()
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment)
-            .loadSteps(using: StepPlugin.dispatch.name, resources: [DispatchSettings.store.name, DispatchSettings.client.name],
-                       path: options.file(environment), variant: options.variant(environment))
-        printDiagnostics(loaded.diagnostics)
-        guard let view = loaded.view else { throw ExitStatus.invalid }
+        let view = try options.read {
+            $0.loadSteps(using: StepPlugin.dispatch.name, resources: [DispatchSettings.store.name, DispatchSettings.client.name], path: $1, variant: $2)
+        }
         guard let step = view.steps.first else { throw ValidationError("the pipeline has no `dispatch` step") }
         guard let client = view.resources.first(where: { $0.name == step.settings[DispatchSettings.client] }),
               let storeName = step.settings[DispatchSettings.store] else {

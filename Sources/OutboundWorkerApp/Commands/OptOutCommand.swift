@@ -85,11 +85,7 @@ struct OptOutCommand: AsyncParsableCommand {
 
     /// The opt-out lists of the pipeline's `suppress` step, through its store.
     static func list(_ lists: Lists) async throws -> (OptOutList, any Resource) {
-        let environment = ProcessEnvironment.load()
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment)
-            .loadSteps(using: StepPlugin.suppress.name, resources: [SuppressSettings.store.name], path: lists.options.file(environment), variant: lists.options.variant(environment))
-        printDiagnostics(loaded.diagnostics)
-        guard let view = loaded.view else { throw ExitStatus.invalid }
+        let view = try lists.options.read { $0.loadSteps(using: StepPlugin.suppress.name, resources: [SuppressSettings.store.name], path: $1, variant: $2) }
         guard let step = view.steps.first else { throw ValidationError("the pipeline has no `suppress` step: it has no opt-out lists") }
         let store = try await ResourceMaker.make(step.settings[SuppressSettings.store], for: step, in: view)
         guard let keyValue = store as? any KeyValueStore else { throw ValidationError("resource `\(step.settings[SuppressSettings.store])` holds no lists") }

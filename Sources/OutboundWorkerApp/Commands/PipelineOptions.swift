@@ -22,6 +22,29 @@ struct PipelineOptions: ParsableArguments {
     func load(_ environment: [String: String], registry: PluginRegistry = BuiltinPlugins.registry) -> PipelineLoader.Result {
         PipelineLoader(registry: registry, environment: environment).load(path: file(environment), variant: variant(environment))
     }
+
+    /// The part of the pipeline an operator command reads (`read`, with the built-in plugins, this
+    /// file and variant, and the process's environment), its diagnostics printed to standard
+    /// error; the command ends `invalid` when the part could not be read.
+    ///
+    /// ```swift
+    /// let events = try options.read { $0.loadEvents(path: $1, variant: $2) }
+    /// ```
+    func read<Part>(_ read: (PipelineLoader, _ path: String, _ variant: String?) -> (Part?, diagnostics: [Diagnostic])) throws -> Part {
+        let environment = ProcessEnvironment.load()
+        let (part, diagnostics) = read(PipelineLoader(registry: BuiltinPlugins.registry, environment: environment), file(environment), variant(environment))
+        printDiagnostics(diagnostics)
+        guard let part else { throw ExitStatus.invalid }
+        return part
+    }
+
+    /// The source and the worker settings (`read`).
+    func readSource() throws -> (source: ComponentDefinition, worker: WorkerConfiguration) {
+        try read { loader, path, variant in
+            let loaded = loader.loadSource(path: path, variant: variant)
+            return (loaded.source.map { ($0, loaded.worker) }, loaded.diagnostics)
+        }
+    }
 }
 
 /// Prints diagnostics to standard error in `FILE:LINE:COL: error: MESSAGE` form.

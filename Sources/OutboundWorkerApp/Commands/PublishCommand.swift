@@ -28,14 +28,11 @@ struct PublishCommand: AsyncParsableCommand {
     var files: [String]
 
     func run() async throws {
-        let environment = ProcessEnvironment.load()
         // Only the source is read: publishing needs neither the Cloud API's token nor Redis.
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadSource(path: options.file(environment), variant: options.variant(environment))
-        printDiagnostics(loaded.diagnostics)
-        guard let source = loaded.source else { throw ExitStatus.invalid }
+        let (source, worker) = try options.readSource()
         let settings = source.settings
         let urls = try BrokerConnection.urls(settings)
-        let topology = try QueueTopology(source: settings, worker: loaded.worker)
+        let topology = try QueueTopology(source: settings, worker: worker)
         let queue = try self.queue ?? laneQueue(settings) ?? topology.queue
         var documents: [(String, [UInt8])] = []
         for file in files {

@@ -42,11 +42,8 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let environment = ProcessEnvironment.load()
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadSource(path: options.file(environment), variant: options.variant(environment))
-        printDiagnostics(loaded.diagnostics)
-        guard let source = loaded.source else { throw ExitStatus.invalid }
-        let topology = try QueueTopology(source: source.settings, worker: loaded.worker)
+        let (source, worker) = try options.readSource()
+        let topology = try QueueTopology(source: source.settings, worker: worker)
         let urls = try BrokerConnection.urls(source.settings)
         let filter = DeadLetterFilter(steps: Set(step), codes: Set(code), since: since.flatMap(DurationParser.parse).map { Date() - TimeInterval($0.milliseconds) / 1000 })
         let lanes = try RabbitMQSettings(source.settings).lanes

@@ -28,12 +28,8 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let environment = ProcessEnvironment.load()
         // The source, the idempotency step and its store: no Cloud API token needed.
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment)
-            .loadSteps(using: StepPlugin.idempotency.name, path: options.file(environment), variant: options.variant(environment))
-        printDiagnostics(loaded.diagnostics)
-        guard let view = loaded.view else { throw ExitStatus.invalid }
+        let view = try options.read { $0.loadSteps(using: StepPlugin.idempotency.name, path: $1, variant: $2) }
         let topology = try QueueTopology(source: view.source.settings, worker: view.worker)
         let urls = try BrokerConnection.urls(view.source.settings)
 
