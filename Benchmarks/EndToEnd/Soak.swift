@@ -43,6 +43,8 @@ final class Soak {
     var faults = FaultFigures()
     private var events: [String] = []
     private let started = ContinuousClock.now
+    /// `started` on the clock the stand-in stamps its arrivals with.
+    private let startedUptime = DispatchTime.now().uptimeNanoseconds
     private var ttlToggle = false
 
     init(bench: Bench, options: Options, standIn: StandIn) throws {
@@ -113,7 +115,7 @@ final class Soak {
         log("| disruptions | \(events.joined(separator: "; ")) |")
         log("| transient failures answered by the stand-in | \(standIn.failed) |")
         log("| valid ids not sent | \(missing.count)\(missing.isEmpty ? "" : ": \(missing.prefix(20))") |")
-        log("| duplicate sends (limit: the killed worker's \(killedInFlight) in flight) | \(duplicates) |")
+        log("| duplicate sends (limit: the killed worker's \(killedInFlight) in flight) | \(duplicates)\(duplicateArrivals(sent)) |")
         // A dead letter whose original's ack a restart or the kill lost is dead-lettered again: a copy, not a loss.
         log("| in .dead | \(dead): \(deadIDs.count) distinct ids, \(deadIDs == invalidIDs ? "exactly the invalid ones" : "NOT the invalid ones"); by step \(deadSteps); copies (limit \(killedInFlight)): \(dead - deadIDs.count) |")
         for row in faults.rows { log(row) }
@@ -133,6 +135,19 @@ final class Soak {
 
     func log(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// When each sent-twice id arrived at the stand-in (s since the start, as the disruptions
+    /// are logged), the first 20: a second send a lease (2 min) after the kill is a takeover of
+    /// a killed worker's claim whose send was answered and not yet marked.
+    private func duplicateArrivals(_ sent: [Int: Int]) -> String {
+        let twice = Set(sent.filter { $0.value > 1 }.keys)
+        guard !twice.isEmpty else { return "" }
+        let arrivals = Dictionary(grouping: standIn.snapshot.filter { twice.contains($0.0) }, by: \.0)
+        let listed = arrivals.keys.sorted().prefix(20).map { id in
+            "soak-\(id) at " + (arrivals[id] ?? []).map { String(format: "%.1f", Double($0.1 &- startedUptime) / 1e9) }.joined(separator: " and ") + " s"
+        }
+        return ": " + listed.joined(separator: "; ")
     }
 
     /// The time since the soak started, as the log and the disruptions give it.
