@@ -137,6 +137,30 @@ import TestSupport
         try await scenario.cleanUp()
     }
 
+    /// A send in doubt waits in memory on the pipeline it started with. A reload must not wait for
+    /// it: the SIGHUP after it (the fix of a bad token, say) waited behind it for the whole window.
+    @Test func aSecondReloadDoesNotWaitForAMessageInDoubtOnTheFirstPipeline() async throws {
+        let scenario = try await InDoubtTests.Scenario(acceptedLost: 0..<0, unacceptedLost: 0..<1)
+        let e2e = scenario.e2e
+        let environment = e2e.folder.appendingPathComponent(".env")
+        try "IDEMPOTENCY_TTL_SECONDS=86400\n".write(to: environment, atomically: true, encoding: .utf8)
+        let worker = try await e2e.startWorker(extra: ["OUTBOUND_EVENTS_EXCHANGE": scenario.outboundEvents.exchange, "WHATSAPP_IN_DOUBT_WINDOW": "60s"], directory: e2e.folder)
+        let redis = e2e.redis()
+        try await e2e.publish([e2e.textMessage(0)])
+        try await poll("in doubt") { try await scenario.key(0, redis)?.contains(#""status":"in_doubt""#) == true }
+        for (round, ttl) in [86_000, 85_000].enumerated() {
+            try "IDEMPOTENCY_TTL_SECONDS=\(ttl)\n".write(to: environment, atomically: true, encoding: .utf8)
+            worker.signal(SIGHUP)
+            try await poll("reload \(round + 1) done while the message waits in doubt", timeout: .seconds(10)) {
+                worker.log.components(separatedBy: "pipeline reloaded").count - 1 == round + 1
+            }
+        }
+        #expect(try await scenario.key(0, redis)?.contains(#""status":"in_doubt""#) == true, "still in doubt: the reloads did not wait for it")
+        #expect(e2e.requestsByRecipient[e2e.recipient(0)] == 1, "not resent before its window")
+        try await worker.stop()
+        try await scenario.cleanUp()
+    }
+
     /// A worker killed while 5 sends are in doubt: the next one waits from the keys' `since`, resends
     /// none before the window, and each is accepted once.
     @Test func aWorkerKilledWhileSendsAreInDoubtLeavesThemInDoubtAndTheNextResendsAfterTheWindow() async throws {

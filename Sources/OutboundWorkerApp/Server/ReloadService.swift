@@ -19,13 +19,17 @@ struct ReloadService: Service {
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
-        for await _ in signals.cancelOnGracefulShutdown() {
-            await reload()
+        // The pipelines replaced retire beside the next reloads (their messages may wait in memory for minutes).
+        await withDiscardingTaskGroup { retirements in
+            for await _ in signals.cancelOnGracefulShutdown() {
+                if let retire = await reload() { retirements.addTask { await retire(logger) } }
+            }
         }
     }
 
-    /// Loads, validates and swaps in the pipeline; logs what happened.
-    func reload() async {
+    /// Loads, validates and swaps in the pipeline; logs what happened. Returns the replaced
+    /// pipeline's retirement (`PipelineHost.replace`), nil when nothing was replaced.
+    func reload() async -> (@Sendable (Logger) async -> Void)? {
         logger.info("reloading pipeline", metadata: ["file": .string(file), "variant": .string(variant ?? "")])
         let result = PipelineLoader(registry: registry, environment: environment()).load(path: file, variant: variant)
         guard let definition = result.definition else {
@@ -33,12 +37,12 @@ struct ReloadService: Service {
                 logger.error("\(diagnostic.description)")
             }
             logger.error("reload rejected: the pipeline has errors; the previous pipeline stays in use")
-            return
+            return nil
         }
         let old = host.pipeline
         if definition == old.definition {
             logger.info("pipeline unchanged")
-            return
+            return nil
         }
         if definition.source != old.definition.source {
             logger.warning("changes to `source` take effect only after a restart; the running source is unchanged")
@@ -47,10 +51,13 @@ struct ReloadService: Service {
             let assembled = try await assembler.assemble(definition, reuse: old)
             logger.info("pipeline reloaded", metadata: ["digest": .string(definition.digest), "previous_digest": .string(old.definition.digest),
                                                         "changed": .string(Self.changes(from: old.definition, to: definition).joined(separator: ", "))])
+            let retire = host.replace(with: assembled)
             // The pauses end as soon as the new pipeline is in use, not once the old one has drained.
-            await host.replace(with: assembled, logger: logger) { worker.endPauses() }
+            worker.endPauses()
+            return retire
         } catch {
             logger.error("reload rejected: cannot build the new pipeline; the previous pipeline stays in use", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
