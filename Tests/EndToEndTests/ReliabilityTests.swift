@@ -184,18 +184,23 @@ import TestSupport
     }
 
     /// SIGHUP's default action ends a process: one that came while the worker was still starting
-    /// (connecting to Redis, say) killed it before its reload handler was installed.
-    @Test func aSighupWhileStartingDoesNotEndTheWorker() async throws {
+    /// (connecting to Redis, say) killed it before its reload handler was installed. Ignored
+    /// instead, it was lost: the file edited meanwhile was not read until the next SIGHUP.
+    @Test func aSighupWhileStartingDoesNotEndTheWorkerAndReloadsOnceItRuns() async throws {
         let e2e = try await EndToEndHarness()
         let silent = try SilentListener()
         e2e.redisPort = silent.port
-        try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "resources:\n", with: "resources:\n  redis:\n    with: { command_timeout: 3s }\n"))
+        let variant = EndToEndHarness.variant.replacingOccurrences(of: "resources:\n", with: "resources:\n  redis:\n    with: { command_timeout: 3s }\n")
+        try e2e.writeVariant(variant)
         let worker = try WorkerProcess(environment: e2e.environment.merging(["REDIS_PASSWORD": "secret"]) { $1 }, healthPort: freePort())
-        // The worker is connecting to Redis, waiting for the answer to AUTH that never comes.
+        // The worker is connecting to Redis, waiting for the answer to AUTH that never comes: the file is read already.
         try await poll("the worker connecting to Redis") { silent.hasPendingConnection }
+        try e2e.writeVariant(variant.replacingOccurrences(of: "command_timeout: 3s", with: "command_timeout: 2s"))
         worker.signal(SIGHUP)
         try await worker.waitUntilReady()
         #expect(worker.log.contains(#""message":"starting""#), "\(worker.log.suffix(1500))")
+        try await poll("the edit made while starting is in use") { worker.log.contains("pipeline reloaded") }
+        #expect(worker.log.contains(#""changed":"resource redis"#), "\(worker.log.suffix(1500))")
         try await worker.stop()
         await e2e.cleanUp()
     }

@@ -5,6 +5,7 @@ import Metrics
 import PipelineKit
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// `run`: the worker, until SIGTERM/SIGINT.
 struct RunCommand: AsyncParsableCommand {
@@ -13,8 +14,10 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var options: PipelineOptions
 
     func run() async throws {
-        // A reload asked for while the worker starts has nothing to reload yet; SIGHUP's default would end the process.
+        // SIGHUP's default would end the process. One that comes while the worker starts (the file
+        // edited after it was read, Redis slow to answer) is kept and reloads once it runs.
         signal(SIGHUP, SIG_IGN)
+        let reloads = await UnixSignalsSequence(trapping: .sighup)
         let environment = ProcessEnvironment.load()
         let settings: ProcessSettings
         do {
@@ -77,7 +80,7 @@ struct RunCommand: AsyncParsableCommand {
         var configuration = ServiceGroupConfiguration(
             services: (tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                 .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics)),
-                .init(service: ReloadService(registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
+                .init(service: ReloadService(signals: reloads, registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
                                              assembler: assembler, host: host, worker: worker, logger: logger)),
                 .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             ],

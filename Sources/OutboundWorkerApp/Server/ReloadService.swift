@@ -6,6 +6,8 @@ import UnixSignals
 /// Re-reads `.env` and the pipeline on SIGHUP. A valid pipeline is used for new messages; an invalid
 /// one is rejected with its errors logged in the `check` format, and the old one stays.
 struct ReloadService: Service {
+    /// SIGHUPs, trapped since the process began (one sent while it started reloads once this runs).
+    let signals: UnixSignalsSequence
     let registry: PluginRegistry
     /// Reads the environment anew (`.env` under the process environment) on each reload.
     let environment: @Sendable () -> [String: String]
@@ -18,7 +20,6 @@ struct ReloadService: Service {
     let logger: Logger
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
         // The pipelines replaced retire beside the next reloads (their messages may wait in memory for minutes).
         await withDiscardingTaskGroup { retirements in
             for await _ in signals.cancelOnGracefulShutdown() {
