@@ -13,9 +13,16 @@ import TestSupport
         private let continuation: AsyncStream<SourceEvent>.Continuation
         private let settled = Mutex<[Settlement]>([])
         private let flow = Mutex<[String]>([])
+        /// `stopIntake` is confirmed only by `confirmIntakeStopped` (a broker slow to answer the consumer's cancel).
+        private let slowToStop: Bool
 
-        init() {
+        init(slowToStop: Bool = false) {
+            self.slowToStop = slowToStop
             (events, continuation) = AsyncStream.makeStream()
+        }
+
+        func confirmIntakeStopped() {
+            continuation.yield(.intakeStopped)
         }
 
         var capacity: Int { 8 }
@@ -35,7 +42,7 @@ import TestSupport
         func pause() { flow.withLock { $0.append("pause") } }
         func resume() { flow.withLock { $0.append("resume") } }
         func stopIntake() {
-            continuation.yield(.intakeStopped)
+            if !slowToStop { continuation.yield(.intakeStopped) }
         }
         func stop() async {
             continuation.finish()
@@ -97,10 +104,10 @@ import TestSupport
         ])
     }
 
-    private func start(sink: RecordingSink, steps: [BoundStep], longestInMemory: Duration? = .seconds(300)) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
+    private func start(sink: RecordingSink, steps: [BoundStep], longestInMemory: Duration? = .seconds(300), source: ScriptedSource = ScriptedSource(),
+                       drainTimeout: Duration = WorkerConfiguration.drainTimeoutSetting.defaultValue) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
         let logger = Logger(label: "test")
-        let source = ScriptedSource()
-        var configuration = WorkerConfiguration(concurrency: 2)
+        var configuration = WorkerConfiguration(concurrency: 2, drainTimeout: drainTimeout)
         configuration.longestInMemory = longestInMemory
         let flow = FlowControl(logger: logger)
         let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
@@ -161,6 +168,34 @@ import TestSupport
         #expect(source.settlements == [.release], "not acknowledged without its event")
         #expect(undo.all.isEmpty, "sent: the claim stays, so the next delivery reports a duplicate instead of sending again")
         #expect(worker.unreportedOutcomes == nil)
+    }
+
+    /// A step that runs until it is cancelled (a message the drain must requeue).
+    final class Endless: Step {
+        let started = Mutex(false)
+
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            started.withLock { $0 = true }
+            try await Task.sleep(for: .seconds(600))
+            return .next
+        }
+    }
+
+    @Test func theDrainRunsFromShutdownNotFromWhenTheSourceConfirmsItsIntakeStopped() async throws {
+        let step = Endless()
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [ExecutorTests.bound("endless", step)], source: ScriptedSource(slowToStop: true),
+                                           drainTimeout: .seconds(2))
+        source.deliver(#"{"internalId":"a"}"#)
+        try await Self.poll { step.started.withLock { $0 } }
+        worker.beginShutdown()
+        // The broker answers the consumer's cancel only after the drain's time has passed.
+        try await Task.sleep(for: .seconds(3))
+        #expect(source.settlements.isEmpty, "in flight until the source confirms its intake stopped")
+        let confirmed = ContinuousClock.now
+        source.confirmIntakeStopped()
+        try await task.value
+        #expect(source.settlements == [.release], "requeued at the drain's end")
+        #expect(ContinuousClock.now - confirmed < .seconds(1), "the drain had run its 2 s since shutdown: no second drain after the confirm (\(ContinuousClock.now - confirmed))")
     }
 
     @Test func theDeliveryIsAcknowledgedOnlyOnceItsEventIsConfirmed() async throws {

@@ -86,9 +86,9 @@ struct RunCommand: AsyncParsableCommand {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        // Shutdown is bounded in every state: the drain, then a send in progress (its own timeout), then a margin.
-        configuration.maximumGracefulShutdownDuration = definition.worker.drainTimeout + Self.longestTimeout(of: definition) + .seconds(10)
-        configuration.maximumCancellationDuration = .seconds(5)
+        let bounds = Self.shutdownBounds(of: definition)
+        configuration.maximumGracefulShutdownDuration = bounds.graceful
+        configuration.maximumCancellationDuration = bounds.cancellation
         do {
             try await ServiceGroup(configuration: configuration).run()
         } catch {
@@ -102,9 +102,17 @@ struct RunCommand: AsyncParsableCommand {
         logger.info("stopped")
     }
 
-    /// The longest time limit of one call among the pipeline's resources.
-    static func longestTimeout(of definition: PipelineDefinition) -> Duration {
-        definition.slowestCall?.timeout ?? .zero
+    /// How long the outcomes of the last sends may wait for the broker: two batches of events, each
+    /// waiting for its confirm up to the publisher's 15 s (a broker under a memory or disk alarm).
+    static let lastReports = Duration.seconds(30)
+
+    /// Shutdown is bounded in every state — the drain, then a send in progress (its own timeout),
+    /// then the last outcomes' confirms, then a margin — and past that the group is cancelled;
+    /// its cancellation, whose end is a crash, leaves a send begun at the last moment its own
+    /// timeout (a crash mid-send leaves a `processing` key and perhaps a second copy).
+    static func shutdownBounds(of definition: PipelineDefinition) -> (graceful: Duration, cancellation: Duration) {
+        let longest = definition.slowestCall?.timeout ?? .zero
+        return (definition.worker.drainTimeout + longest + lastReports + .seconds(10), longest + .seconds(5))
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 import Tracing
 
 /// The worker loop: takes deliveries from a `Source`, runs each through the current pipeline
@@ -24,6 +25,8 @@ public final class PipelineWorker: Service, Sendable {
     private let logger: Logger
     private let permits: Permits
     private let shutdown = ShutdownSignal()
+    /// When shutdown began: the drain runs from then, not from when the source confirms its intake stopped.
+    private let shutdownBegan = Mutex<ContinuousClock.Instant?>(nil)
     /// Parking per lane, by rank (one, rank 0, for a source without lanes).
     private let parkings: [Parking]
     private let running = ActivityTracker()
@@ -88,6 +91,7 @@ public final class PipelineWorker: Service, Sendable {
     public func beginShutdown() {
         guard !shutdown.isRaised else { return }
         logger.info("shutting down: no new messages, draining those in flight", metadata: ["in_flight": "\(running.active)"])
+        shutdownBegan.withLock { $0 = $0 ?? .now }
         shutdown.raise()
         permits.close()
         pauses.stop()
@@ -122,7 +126,10 @@ public final class PipelineWorker: Service, Sendable {
                     break intake
                 }
             }
-            if running.active > 0, await !running.waitUntilIdle(timeout: configuration.drainTimeout) {
+            // `drain_timeout` from SIGTERM: a broker slow to confirm the consumer's cancel (it answers a
+            // silent connection only when the heartbeat fails) does not lengthen the drain.
+            let drained = shutdownBegan.withLock { $0 }.map { ContinuousClock.now - $0 } ?? .zero
+            if running.active > 0, await !running.waitUntilIdle(timeout: max(.zero, configuration.drainTimeout - drained)) {
                 logger.warning("drain timeout reached; requeueing messages still in flight (a send in progress finishes first)",
                                metadata: ["timeout": .string(DurationParser.format(configuration.drainTimeout)), "in_flight": "\(running.active)"])
                 group.cancelAll()
