@@ -22,6 +22,27 @@ import TestSupport
         await harness.cleanUp(running.source)
     }
 
+    /// The process may end as soon as `stop` returns: the acks still queued on the consumer's
+    /// thread then were lost, and their messages came back to be reported again as duplicates.
+    @Test func stopReturnsOnceTheLastAcksAreSentAndTheConnectionClosed() async throws {
+        let harness = try SourceHarness()
+        let source = try harness.source("prefetch: 100\n")
+        try await harness.inspector.publish(bodies(100, prefix: "stop"), to: harness.queue)
+        try await source.start()
+        var events = source.events.makeAsyncIterator()
+        var deliveries: [Delivery] = []
+        while deliveries.count < 100, let event = await events.next() {
+            if case .delivery(let delivery) = event { deliveries.append(delivery) }
+        }
+        for delivery in deliveries { #expect(await source.settle(delivery, .ack)) }
+        source.stopIntake()
+        await source.stop()
+        #expect(!source.status().connected, "the consumer's connection is closed when stop returns")
+        // Closed with its acks sent: none of the 100 went back to the queue.
+        #expect(try await harness.inspector.depth(harness.queue) == 0)
+        await harness.cleanUp(source)
+    }
+
     @Test func retriesWaitTheBackoffAndCountAttemptsThenDeadLetter() async throws {
         let harness = try SourceHarness()
         let step = RecordingStep { message in

@@ -24,6 +24,10 @@ public final class RabbitMQSource: Source {
     private let consumerStarted = Atomic<Bool>(false)
     private let settleFailures = Counter(label: "outbound_settle_failures_total")
     private let depthProbe = Mutex<Task<Void, Never>?>(nil)
+    /// Every lane's consumer has ended: its last acks sent, its connection closed.
+    private let consumersEnded: ConsumersEnded
+    /// How long `stop` waits for that (a close is two RPCs of at most 2 s each).
+    static let stopWait = Duration.seconds(5)
 
     public init(settings: Settings, worker: WorkerConfiguration, logger: Logger) throws {
         let settings = try RabbitMQSettings(settings)
@@ -37,6 +41,8 @@ public final class RabbitMQSource: Source {
         // The source's intake stops, and its events end, once every lane's consumer's have.
         let intakeStopped = Atomic<Int>(0)
         let finished = Atomic<Int>(0)
+        let ended = ConsumersEnded()
+        consumersEnded = ended
         consumers = lanes.map { lane in
             var logger = logger
             if let lane { logger[metadataKey: "lane"] = .string(lane.lane.name) }
@@ -50,7 +56,10 @@ public final class RabbitMQSource: Source {
                     if intakeStopped.add(1, ordering: .acquiringAndReleasing).newValue == lanes.count { continuation.yield(.intakeStopped) }
                 }
             }, finished: {
-                if finished.add(1, ordering: .acquiringAndReleasing).newValue == lanes.count { continuation.finish() }
+                if finished.add(1, ordering: .acquiringAndReleasing).newValue == lanes.count {
+                    continuation.finish()
+                    ended.end()
+                }
             })
         }
         publisher = AMQPPublisher(urls: settings.urls, heartbeat: settings.heartbeat, logger: logger)
@@ -135,6 +144,14 @@ public final class RabbitMQSource: Source {
         depthProbe.withLock { $0?.cancel() }
         if consumerStarted.load(ordering: .acquiring) {
             consumers.forEach { $0.stop() }
+            // The last acks go out on the consumers' threads: the process may end once this returns,
+            // and acks lost then bring their messages back (as duplicates). Bounded: a broker that no longer answers.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.consumersEnded.wait() }
+                group.addTask { try? await Task.sleep(for: Self.stopWait) }
+                await group.next()
+                group.cancelAll()
+            }
         } else {
             continuation.finish()
         }
@@ -292,4 +309,20 @@ extension SourcePlugin {
         check: RabbitMQSettings.check,
         make: { context in try RabbitMQSource(settings: context.settings, worker: context.worker, logger: context.logger) }
     )
+}
+
+/// Whether every lane's consumer has ended, for `stop` to wait on.
+private final class ConsumersEnded: Sendable {
+    private let ended = Atomic<Bool>(false)
+    private let waiters = Waiters()
+
+    func end() {
+        ended.store(true, ordering: .releasing)
+        waiters.resumeAll()
+    }
+
+    /// Returns once every consumer has ended (at once if they have), or when the task is cancelled.
+    func wait() async {
+        await waiters.wait(unless: { ended.load(ordering: .acquiring) })
+    }
 }
