@@ -16,52 +16,43 @@ final class PipelineHost: PipelineProvider {
         }
     }
 
-    private struct State {
-        var current: Slot
-        /// Pipelines replaced whose unused resources are not shut down yet, oldest first.
-        var retiring: [Slot] = []
-    }
-
-    private let state: Mutex<State>
+    private let current: Mutex<Slot>
+    private let retirements = RetirementLine()
 
     init(_ pipeline: AssembledPipeline) {
-        state = Mutex(State(current: Slot(pipeline)))
+        current = Mutex(Slot(pipeline))
     }
 
-    var pipeline: AssembledPipeline { state.withLock { $0.current.pipeline } }
+    var pipeline: AssembledPipeline { current.withLock { $0.pipeline } }
 
     func checkout() -> (executor: PipelineExecutor, done: @Sendable () -> Void) {
-        let slot = state.withLock { state in
-            state.current.inFlight.add(1, ordering: .relaxed)
-            return state.current
+        let slot = current.withLock { slot in
+            slot.inFlight.add(1, ordering: .relaxed)
+            return slot
         }
         return (slot.pipeline.executor, { slot.inFlight.subtract(1, ordering: .relaxed) })
     }
 
     /// Makes `pipeline` current, at once, and returns the previous one's retirement: it waits until
     /// no message is in flight on the previous pipeline and every pipeline replaced before it is
-    /// retired, then shuts down the previous pipeline's resources that `pipeline` does not use. A
-    /// reload does not wait for it: a message keeps its pipeline while it waits in memory (a hold, a
-    /// send in doubt: minutes), and the next SIGHUP — the fix of a bad token — must not wait behind it.
+    /// retired (`RetirementLine`), then shuts down the previous pipeline's resources that `pipeline`
+    /// does not use. A reload does not wait for it: a message keeps its pipeline while it waits in
+    /// memory (a hold, a send in doubt: minutes), and the next SIGHUP — the fix of a bad token —
+    /// must not wait behind it.
     func replace(with pipeline: AssembledPipeline) -> @Sendable (Logger) async -> Void {
-        let previous = state.withLock { state in
-            defer { state.current = Slot(pipeline) }
-            state.retiring.append(state.current)
-            return state.current
+        let (previous, place) = current.withLock { slot in
+            let previous = slot
+            slot = Slot(pipeline)
+            return (previous, retirements.enter(isIdle: { previous.inFlight.load(ordering: .relaxed) == 0 }))
         }
-        return { logger in await self.retire(previous, replacedBy: pipeline, logger: logger) }
-    }
-
-    private func retire(_ previous: Slot, replacedBy pipeline: AssembledPipeline, logger: Logger) async {
-        // (Polled: a drain at shutdown ends every wait; cancelled, the process is ending and the resources go now.)
-        while state.withLock({ $0.retiring.first }) !== previous || previous.inFlight.load(ordering: .relaxed) > 0 {
-            do { try await Task.sleep(for: .milliseconds(50)) } catch { break }
+        return { logger in
+            await self.retirements.retire(place) {
+                for (name, resource) in previous.pipeline.resources.byName where pipeline.resources.byName[name].map({ $0 as AnyObject }) !== (resource as AnyObject) {
+                    logger.info("shutting down replaced resource", metadata: ["resource": .string(name)])
+                    await resource.shutdown()
+                }
+            }
         }
-        for (name, resource) in previous.pipeline.resources.byName where pipeline.resources.byName[name].map({ $0 as AnyObject }) !== (resource as AnyObject) {
-            logger.info("shutting down replaced resource", metadata: ["resource": .string(name)])
-            await resource.shutdown()
-        }
-        state.withLock { $0.retiring.removeAll { $0 === previous } }
     }
 
     /// Shuts down every resource of the current pipeline.
