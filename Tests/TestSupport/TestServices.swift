@@ -137,12 +137,18 @@ public func poll(_ what: String, timeout: Duration = .seconds(30), _ condition: 
     throw TestFailure("timed out after \(timeout) waiting for \(what)")
 }
 
+/// Ports `freePort` has handed out in this process.
+private let handedOutPorts = Mutex<Set<Int>>([])
+
 /// A loopback port nothing listens on now, for a worker's health server, a webhook or a scratch
 /// Redis: below the ephemeral range, and never one of the services' ports (25680–25713,
-/// 26479–26481 and friends are taken by the test and cluster profiles).
+/// 26479–26481 and friends are taken by the test and cluster profiles). Never one handed out
+/// before in this process: two drawn for one worker (its webhook and its health server) were
+/// the same port once in about ten thousand, and the worker could not start.
 public func freePort() -> Int {
     while true {
         let port = Int.random(in: 20000...29999)
+        guard handedOutPorts.withLock({ $0.insert(port).inserted }) else { continue }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return port }
         var address = sockaddr_in()
