@@ -32,8 +32,8 @@ public final class WebhookSource: Source {
     /// Whether POSTs become deliveries, and those handed out and not settled yet.
     private struct Intake {
         enum Phase { case starting, open, stopped }
-        /// Why a POST is not handed out.
-        enum Refusal { case closed, full }
+        /// Why a POST is not handed out; `starting`: the first refusal for `max_pending_bytes` since one was taken.
+        enum Refusal { case closed, full(starting: Bool) }
         var phase = Phase.starting
         var paused = false
         var unsettled: [String: Receipt] = [:]
@@ -47,7 +47,10 @@ public final class WebhookSource: Source {
         /// Hands `receipt`'s POST out, or says why not: one POST is taken whatever its size when none waits.
         mutating func admit(_ receipt: Receipt, maxPendingBytes: Int) -> Refusal? {
             guard accepting else { return .closed }
-            guard unsettled.isEmpty || pendingBytes + receipt.bytes <= maxPendingBytes else { return .full }
+            guard unsettled.isEmpty || pendingBytes + receipt.bytes <= maxPendingBytes else {
+                defer { full = true }
+                return .full(starting: !full)
+            }
             unsettled[receipt.id] = receipt
             pendingBytes += receipt.bytes
             full = false
@@ -206,23 +209,20 @@ public final class WebhookSource: Source {
             let delivery = Delivery(body: body, firstSeen: Date(), receipt: receipt)
             // Checked and handed out under the lock `stopIntake` takes: a POST taken is read by the
             // runtime (it comes before `.intakeStopped`), one after is answered 503 at once.
-            let (refusal, startsRefusing) = intake.withLock { state -> (Intake.Refusal?, Bool) in
-                if let refusal = state.admit(receipt, maxPendingBytes: settings.maxPendingBytes) {
-                    defer { if refusal == .full { state.full = true } }
-                    return (refusal, refusal == .full && !state.full)
-                }
-                if case .enqueued = continuation.yield(.delivery(delivery)) { return (nil, false) }
+            let refusal = intake.withLock { state -> Intake.Refusal? in
+                if let refusal = state.admit(receipt, maxPendingBytes: settings.maxPendingBytes) { return refusal }
+                if case .enqueued = continuation.yield(.delivery(delivery)) { return nil }
                 state.settle(id)
-                return (.closed, false)
+                return .closed
             }
-            if let refusal {
-                if refusal == .full { Self.rejected(503).increment() }
-                if startsRefusing {
+            if case .full(let starting) = refusal {
+                Self.rejected(503).increment()
+                if starting {
                     logger.warning("webhook POSTs answered 503 until the pipeline catches up: those waiting for it hold max_pending_bytes",
                                    metadata: ["max_pending_bytes": "\(settings.maxPendingBytes)"])
                 }
-                receipt.answer(.serviceUnavailable)
             }
+            if refusal != nil { receipt.answer(.serviceUnavailable) }
         }
         return Response(status: status)
     }
