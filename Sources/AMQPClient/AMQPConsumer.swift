@@ -60,6 +60,11 @@ public final class AMQPConsumer: @unchecked Sendable {
     private var consumerTag = ""
     private var acks = AckCoalescer()
 
+    /// How long a basic.qos, basic.consume or basic.cancel waits for the broker's answer before the
+    /// connection is given up (and, for a stopIntake, intake reported stopped): a broker that went
+    /// silent would otherwise hold SIGTERM's drain until its heartbeat failed, or for good without heartbeats.
+    static let answerTimeout = Duration.seconds(10)
+
     /// `events` receives deliveries and connection changes on the consumer's thread; `finished` is called once after `stop`.
     public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), ackBatching: AckBatching = .none,
                 logger: Logger, events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
@@ -152,6 +157,7 @@ public final class AMQPConsumer: @unchecked Sendable {
             }
             do {
                 let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
+                session.limitAnswers(to: Self.answerTimeout)
                 generation += 1
                 acks = AckCoalescer(ackBatching)
                 // A pause, resume or stopIntake still queued (one a failed batch gave back, say) decides whether this connection consumes.

@@ -53,6 +53,13 @@ final class AMQPSession {
         throw tlsError ?? lastError
     }
 
+    /// Bounds every RPC from now on (librabbitmq waits forever by default, or, with heartbeats, until
+    /// two are missed); one that times out closes the socket, and the caller's error ends the session.
+    func limitAnswers(to timeout: Duration) {
+        var limit = Self.timeval(timeout)
+        _ = amqp_set_rpc_timeout(state, &limit)
+    }
+
     deinit {
         closePolitely()
         amqp_destroy_connection(state)
@@ -153,8 +160,7 @@ final class AMQPSession {
     /// that ignores frames (RabbitMQ does that for 30 s after its connection.close).
     private func closePolitely() {
         guard canSend else { return }
-        var timeout = Self.timeval(Self.closeTimeout)
-        _ = amqp_set_rpc_timeout(state, &timeout)
+        limitAnswers(to: Self.closeTimeout)
         if !channelClosedByBroker {
             let reply = amqp_channel_close(state, Self.channel, Int32(AMQP_REPLY_SUCCESS))
             if reply.reply_type != AMQP_RESPONSE_NORMAL { _ = failure(reply, "channel.close") }

@@ -56,13 +56,6 @@ import TestSupport
             return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 16)))
         }
 
-        /// A relay to the test broker that can stall (`HoldingProxy`), and the `RABBITMQ_URL` through it.
-        func stallableBroker() throws -> (proxy: HoldingProxy, url: String) {
-            let broker = try AMQPURL(TestServices.rabbitURL)
-            let proxy = try HoldingProxy(to: broker.port)
-            return (proxy, proxy.url(replacing: "\(broker.host):\(broker.port)", in: TestServices.rabbitURL))
-        }
-
         func cleanUp() async throws {
             try await worker?.stop()
             await e2e.inspector.delete([events.queue])
@@ -181,7 +174,7 @@ import TestSupport
     /// confirm, so Meta's retry publishes the status instead of dropping it as a duplicate.
     @Test func aStatusCountsAsPublishedOnlyOnceItsEventIsConfirmed() async throws {
         let statuses = try await Statuses()
-        let (proxy, url) = try statuses.stallableBroker()
+        let (proxy, url) = try HoldingProxy.toTestBroker()
         defer { proxy.close() }
         try await statuses.start(["RABBITMQ_URL": url])
         let wamid = "\(uniqueName("crash")).1"
@@ -212,7 +205,7 @@ import TestSupport
     /// event fails, and the worker exits 0 within the drain timeout (20 s), not by a forced exit.
     @Test func onSigtermEveryPostIsAnsweredAndTheWorkerExitsCleanly() async throws {
         let statuses = try await Statuses()
-        let (proxy, url) = try statuses.stallableBroker()
+        let (proxy, url) = try HoldingProxy.toTestBroker()
         defer { proxy.close() }
         try await statuses.start(["RABBITMQ_URL": url])
         let worker = try #require(statuses.worker)

@@ -1,7 +1,7 @@
+import AMQPClient
 import Foundation
 import PipelineKit
 import Synchronization
-import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,8 +13,8 @@ import Glibc
 /// connection it accepts is relayed only that long after (nothing read or forwarded meanwhile), as
 /// one to a far server takes that long to open (TCP and TLS handshakes: 100 ms and more to Meta).
 /// `close` cuts every connection and stops listening.
-final class HoldingProxy: Sendable {
-    let port: Int
+public final class HoldingProxy: Sendable {
+    public let port: Int
     private let target: Int
     private let connectDelay: Duration
     private let listener: Int32
@@ -30,7 +30,7 @@ final class HoldingProxy: Sendable {
     private let state = Mutex(State())
 
     /// Listens on a free loopback port and relays each connection to `127.0.0.1:targetPort`, `connectDelay` after it came.
-    init(to targetPort: Int, connectDelay: Duration = .zero) throws {
+    public init(to targetPort: Int, connectDelay: Duration = .zero) throws {
         target = targetPort
         self.connectDelay = connectDelay
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -55,21 +55,28 @@ final class HoldingProxy: Sendable {
         thread.start()
     }
 
+    /// A relay to the test broker, and `TestServices.rabbitURL` through it.
+    public static func toTestBroker() throws -> (proxy: HoldingProxy, url: String) {
+        let broker = try AMQPURL(TestServices.rabbitURL)
+        let proxy = try HoldingProxy(to: broker.port)
+        return (proxy, proxy.url(replacing: "\(broker.host):\(broker.port)", in: TestServices.rabbitURL))
+    }
+
     /// `url` with its host and port replaced by the proxy's.
-    func url(replacing hostAndPort: String, in url: String) -> String {
+    public func url(replacing hostAndPort: String, in url: String) -> String {
         url.replacingOccurrences(of: hostAndPort, with: "127.0.0.1:\(port)")
     }
 
     /// From now on, what clients send is swallowed.
-    func hold() {
+    public func hold() {
         state.withLock { $0.holding = true }
     }
 
     /// Bytes swallowed since `hold`.
-    var swallowed: Int { state.withLock { $0.swallowed } }
+    public var swallowed: Int { state.withLock { $0.swallowed } }
 
     /// Stops listening and cuts every connection (what was swallowed is never delivered).
-    func close() {
+    public func close() {
         // shutdown wakes the threads blocked on these sockets, which close them when they end
         // (under the lock, so no socket is closed, and its number reused, in between).
         state.withLock { state in
