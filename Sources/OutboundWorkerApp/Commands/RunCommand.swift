@@ -74,23 +74,25 @@ struct RunCommand: AsyncParsableCommand {
             await host.shutdown()
             throw ExitStatus.cannotStart
         }
+        let shutdownLimits = ShutdownLimits(for: definition)
         let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, sink: sink, logger: logger)
         logger.info("starting", metadata: ["pipeline": .string(definition.name), "digest": .string(definition.digest), "worker_id": .string(assembler.workerID)])
         // The exporter first: a group stops its services last to first, so the spans of the drain are still exported.
         var configuration = ServiceGroupConfiguration(
             services: (tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
-                .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics)),
+                .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics), failureTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: ReloadService(signals: reloads, registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
-                                             assembler: assembler, host: host, worker: worker, logger: logger)),
+                                             assembler: assembler, host: host, worker: worker, shutdownLimits: shutdownLimits, logger: logger),
+                      failureTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        let bounds = Self.shutdownBounds(of: definition)
-        configuration.maximumGracefulShutdownDuration = bounds.graceful
-        configuration.maximumCancellationDuration = bounds.cancellation
+        // The limits follow the reloads (`ShutdownLimits`); the group's own would stay as they are now.
+        configuration.maximumGracefulShutdownDuration = nil
+        configuration.maximumCancellationDuration = nil
         do {
-            try await ServiceGroup(configuration: configuration).run()
+            try await shutdownLimits.enforce(on: ServiceGroup(configuration: configuration), from: { await worker.stopping() }, logger: logger)
         } catch {
             logger.error("stopped on an error: \(error)")
             await sink?.shutdown()
@@ -100,19 +102,6 @@ struct RunCommand: AsyncParsableCommand {
         await sink?.shutdown()
         await host.shutdown()
         logger.info("stopped")
-    }
-
-    /// How long the outcomes of the last sends may wait for the broker: two batches of events, each
-    /// waiting for its confirm up to the publisher's 15 s (a broker under a memory or disk alarm).
-    static let lastReports = Duration.seconds(30)
-
-    /// Shutdown is bounded in every state — the drain, then a send in progress (its own timeout),
-    /// then the last outcomes' confirms, then a margin — and past that the group is cancelled;
-    /// its cancellation, whose end is a crash, leaves a send begun at the last moment its own
-    /// timeout (a crash mid-send leaves a `processing` key and perhaps a second copy).
-    static func shutdownBounds(of definition: PipelineDefinition) -> (graceful: Duration, cancellation: Duration) {
-        let longest = definition.slowestCall?.timeout ?? .zero
-        return (definition.worker.drainTimeout + longest + lastReports + .seconds(10), longest + .seconds(5))
     }
 }
 

@@ -17,6 +17,8 @@ struct ReloadService: Service {
     let host: PipelineHost
     /// Its pauses end when the pipeline changes (a new token, a fixed CA): the next message probes at once.
     let worker: PipelineWorker
+    /// Raised by a pipeline whose calls may take longer (a send begun at the drain's end runs its `timeout`).
+    let shutdownLimits: ShutdownLimits
     let logger: Logger
 
     func run() async throws {
@@ -52,6 +54,7 @@ struct ReloadService: Service {
             let assembled = try await assembler.assemble(definition, reuse: old)
             logger.info("pipeline reloaded", metadata: ["digest": .string(definition.digest), "previous_digest": .string(old.definition.digest),
                                                         "changed": .string(Self.changes(from: old.definition, to: definition).joined(separator: ", "))])
+            shutdownLimits.include(definition)
             let retire = host.replace(with: assembled)
             // The pauses end as soon as the new pipeline is in use, not once the old one has drained.
             worker.endPauses()

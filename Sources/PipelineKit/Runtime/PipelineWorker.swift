@@ -77,6 +77,8 @@ public final class PipelineWorker: Service, Sendable {
     public var oldestWait: Duration { parkings.map(\.oldestWait).max() ?? .zero }
 
     public func run() async throws {
+        // (For `stopping`, when the worker ends without a shutdown: its source failed to start, say.)
+        defer { shutdown.raise() }
         try await withGracefulShutdownHandler {
             try await source.start()
             await loop()
@@ -85,6 +87,11 @@ public final class PipelineWorker: Service, Sendable {
         } onGracefulShutdown: {
             self.beginShutdown()
         }
+    }
+
+    /// Returns once the worker's shutdown has begun or its `run` has ended (or the task is cancelled).
+    public func stopping() async {
+        await shutdown.wait()
     }
 
     /// Stops taking messages: waiting and not-yet-started ones go back to the source, running ones drain.
