@@ -60,14 +60,17 @@ public final class AMQPConsumer: @unchecked Sendable {
     private var consumerTag = ""
     private var acks = AckCoalescer()
 
-    /// How long a basic.qos, basic.consume or basic.cancel waits for the broker's answer before the
-    /// connection is given up (and, for a stopIntake, intake reported stopped): a broker that went
-    /// silent would otherwise hold SIGTERM's drain until its heartbeat failed, or for good without heartbeats.
-    static let answerTimeout = Duration.seconds(10)
+    /// How long a basic.qos or basic.consume waits for the broker's answer before the connection is
+    /// given up: without heartbeats librabbitmq waits for good, and meanwhile the thread carries out no
+    /// command — a stopIntake included, which SIGTERM's drain waits for. Longer than the two missed
+    /// heartbeats (60 s by default) that end a silent connection anyway, and than a quorum queue's
+    /// leader election: a broker that is slow but alive keeps its connection and its deliveries' acks.
+    private let answerTimeout: Duration
 
     /// `events` receives deliveries and connection changes on the consumer's thread; `finished` is called once after `stop`.
-    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), ackBatching: AckBatching = .none,
-                logger: Logger, events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
+    public init(urls: [AMQPURL], queue: String, prefetch: Int, heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), answerTimeout: Duration = .seconds(90),
+                ackBatching: AckBatching = .none, logger: Logger, events: @escaping @Sendable (AMQPConsumerEvent) -> Void, finished: @escaping @Sendable () -> Void = {}) {
+        self.answerTimeout = answerTimeout
         emit = events
         self.finished = finished
         self.urls = urls
@@ -157,7 +160,7 @@ public final class AMQPConsumer: @unchecked Sendable {
             }
             do {
                 let session = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
-                session.limitAnswers(to: Self.answerTimeout)
+                session.limitAnswers(to: answerTimeout)
                 generation += 1
                 acks = AckCoalescer(ackBatching)
                 // A pause, resume or stopIntake still queued (one a failed batch gave back, say) decides whether this connection consumes.
@@ -360,10 +363,15 @@ public final class AMQPConsumer: @unchecked Sendable {
         }
     }
 
+    /// Cancels consuming without waiting for the broker's cancel-ok (nowait): deliveries it sent
+    /// before it saw the cancel still arrive and are handled as such, and a broker that is slow or
+    /// silent does not hold the thread — a stopIntake is reported at once, and the connection stays
+    /// for the acks of the deliveries still in flight.
     private func cancelConsuming(_ session: AMQPSession) throws(AMQPError) {
         let arena = CArena()
-        _ = amqp_basic_cancel(session.state, AMQPSession.channel, arena.bytes(consumerTag))
-        try session.checkReply("basic.cancel")
+        var cancel = amqp_basic_cancel_t(consumer_tag: arena.bytes(consumerTag), nowait: 1)
+        let status = amqp_send_method(session.state, AMQPSession.channel, AMQPSession.Method.basicCancel, &cancel)
+        if status != AMQP_STATUS_OK.rawValue { throw session.failure(status: status, "basic.cancel") }
     }
 
     private func send(_ frames: [AckCoalescer.Frame], _ session: AMQPSession) throws(AMQPError) {

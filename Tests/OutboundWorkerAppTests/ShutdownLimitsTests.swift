@@ -88,12 +88,12 @@ import TestSupport
 
     /// SIGHUP is still read while the worker drains: a pipeline reloaded then counts as well.
     @Test func aLimitRaisedDuringTheDrainIsTheOneEnforced() async throws {
-        let limits = ShutdownLimits(.init(graceful: .milliseconds(500), cancellation: .seconds(30)))
-        let cancelled = try await shutDown(drain: .seconds(1), under: limits) {
-            // A reload 200 ms into the drain, once the limit of 500 ms is being waited out.
+        let limits = ShutdownLimits(.init(graceful: .seconds(2), cancellation: .seconds(30)))
+        let cancelled = try await shutDown(drain: .seconds(3), under: limits) {
+            // A reload 200 ms into the drain, once the limit of 2 s is being waited out.
             try await Task.sleep(for: .milliseconds(200))
             limits.include(.init(graceful: .seconds(20), cancellation: .seconds(30)))
         }
-        #expect(cancelled == false, "the drain ran its whole second under the raised limit")
+        #expect(cancelled == false, "the drain ran its whole 3 s under the raised limit")
     }
 }

@@ -78,14 +78,16 @@ struct RunCommand: AsyncParsableCommand {
         let worker = PipelineWorker(source: source, pipelines: host, configuration: definition.worker, flow: flow, sink: sink, logger: logger)
         logger.info("starting", metadata: ["pipeline": .string(definition.name), "digest": .string(definition.digest), "worker_id": .string(assembler.workerID)])
         // The exporter first: a group stops its services last to first, so the spans of the drain are still exported.
+        // The worker last, so it is the first told whenever the group shuts down: its drain, and the
+        // limits (`ShutdownLimits`), start then. Any service that ends shuts the group down gracefully.
+        let services: [any Service] = (tracing.map { [$0] } ?? []) + [
+            HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics),
+            ReloadService(signals: reloads, registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
+                          assembler: assembler, host: host, worker: worker, shutdownLimits: shutdownLimits, logger: logger),
+            worker,
+        ]
         var configuration = ServiceGroupConfiguration(
-            services: (tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
-                .init(service: HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics), failureTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: ReloadService(signals: reloads, registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
-                                             assembler: assembler, host: host, worker: worker, shutdownLimits: shutdownLimits, logger: logger),
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-            ],
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         // The limits follow the reloads (`ShutdownLimits`); the group's own would stay as they are now.

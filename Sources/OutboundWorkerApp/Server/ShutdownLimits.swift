@@ -60,24 +60,29 @@ final class ShutdownLimits: Sendable {
         return Bounds(graceful: definition.worker.drainTimeout + longest + lastReports + .seconds(10), cancellation: longest + .seconds(5))
     }
 
-    /// Runs `group` (made without limits of its own); once `shutdownBegun` returns, ends a shutdown
+    /// Runs `group` (made without limits of its own, every service of it shutting it down gracefully
+    /// when it ends: a cancelled group has no limit); once `shutdownBegun` returns, ends a shutdown
     /// that outlasts the graceful limit by cancelling the group, and one whose cancellation outlasts
     /// the cancellation limit by a crash. Both limits are read when they would expire, so a reload
     /// during the drain (SIGHUP is still read then) counts.
     func enforce(on group: ServiceGroup, from shutdownBegun: @escaping @Sendable () async -> Void, logger: Logger) async throws {
         let crash = Mutex<DispatchWorkItem?>(nil)
         defer { crash.withLock { $0?.cancel() } }
-        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+        try await withThrowingTaskGroup(of: Ending.self) { tasks in
             tasks.addTask {
                 try await group.run()
-                return true
+                return .groupEnded
             }
             tasks.addTask {
                 await shutdownBegun()
                 return await self.waitOutGracefulLimit(from: .now)
             }
-            while let finished = try await tasks.next() {
-                if finished { break }
+            waiting: while let ending = try await tasks.next() {
+                switch ending {
+                case .groupEnded: break waiting
+                case .watchCancelled: continue waiting
+                case .gracefulLimitPassed: break
+                }
                 let limits = current
                 logger.error("shutdown outlasted its limit; cancelling what still runs", metadata: [
                     "graceful_limit": .string(DurationParser.format(limits.graceful)), "cancellation_limit": .string(DurationParser.format(limits.cancellation)),
@@ -90,15 +95,23 @@ final class ShutdownLimits: Sendable {
         }
     }
 
-    /// Sleeps until the graceful limit, counted from `start`, has passed; false then, true when cancelled first.
-    private func waitOutGracefulLimit(from start: ContinuousClock.Instant) async -> Bool {
+    /// How a task of `enforce` ended.
+    private enum Ending {
+        case groupEnded
+        case gracefulLimitPassed
+        /// The watch over the limit was cancelled before it passed (the group may still run).
+        case watchCancelled
+    }
+
+    /// Sleeps until the graceful limit, counted from `start`, has passed.
+    private func waitOutGracefulLimit(from start: ContinuousClock.Instant) async -> Ending {
         while true {
             let deadline = start + current.graceful
-            guard ContinuousClock.now < deadline else { return false }
+            guard ContinuousClock.now < deadline else { return .gracefulLimitPassed }
             do {
                 try await Task.sleep(until: deadline)
             } catch {
-                return true
+                return .watchCancelled
             }
         }
     }
