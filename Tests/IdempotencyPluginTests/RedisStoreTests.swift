@@ -1,5 +1,5 @@
 import Foundation
-import IdempotencyPlugin
+@testable import IdempotencyPlugin
 import Logging
 import PipelineKit
 import RedisClient
@@ -340,28 +340,65 @@ import TestSupport
 
     /// Claims `id` as worker-a (orphan age 400 ms) until one claim is sent while the server sleeps:
     /// it runs when Redis wakes, its answer long given up. Returns once the key holds that claim.
-    static func loseAClaim(of id: String, on redis: ScratchRedis) async throws -> (RedisStore, IdempotencyStep, String) {
+    static func loseAClaim(of id: String, on redis: ScratchRedis, onInFlight: IdempotencyStep.InFlightPolicy = .requeue) async throws
+        -> (store: RedisStore, step: IdempotencyStep, prefix: String, message: Message) {
         let store = Self.store(port: redis.port, timeout: .milliseconds(100))
         let prefix = uniqueName("lost")
         let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
-                                   onDuplicate: .ack, onInFlight: .requeue, orphanAge: .milliseconds(400))
+                                   onDuplicate: .ack, onInFlight: onInFlight, orphanAge: .milliseconds(400))
         try await store.set("warm", "1", ttl: .seconds(10))
         let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
-        var lost = false
+        var lost: Message?
         let deadline = ContinuousClock.now + .seconds(5)
-        while !lost, ContinuousClock.now < deadline {
+        while lost == nil, ContinuousClock.now < deadline {
             var message = Self.message(id)
             do {
                 _ = try await step.run(&message, Self.context("worker-a"))
                 await step.undo(message, Self.context("worker-a"))
             } catch {
-                lost = true
+                lost = message
             }
         }
-        #expect(lost, "a claim against a sleeping Redis must time out")
+        let message = try #require(lost, "a claim against a sleeping Redis must time out")
         await sleeper.value
         try await poll("the lost claim to have run") { (try? await store.read("\(prefix):\(id)"))?.value.contains(#""owner":"worker-a""#) == true }
-        return (store, step, prefix)
+        return (store, step, prefix, message)
+    }
+
+    /// Under `on_in_flight: ack` the retry of a message whose claim went unanswered found the key
+    /// `processing` by that very claim, took it for a copy in flight and acknowledged it: the message
+    /// was never sent (audit). Its retry now waits, here and on another worker, and is sent once the
+    /// claim is taken over.
+    @Test func theRetryOfAnUnansweredClaimIsNotDroppedAsInFlight() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let (_, step, _, failed) = try await Self.loseAClaim(of: "m1", on: redis, onInFlight: .ack)
+        // The retry carries what the failed run noted (`carried` goes with the message through the retry queue).
+        for worker in ["worker-a", "worker-b"] {
+            var retry = Self.message("m1")
+            retry.carried = failed.carried
+            let outcome = try await step.run(&retry, Self.context(worker))
+            guard case .requeue = outcome else {
+                Issue.record("the retry on \(worker) must wait for the claim, not end as \(outcome)")
+                return
+            }
+        }
+        // A copy that never lost a claim is still a copy in flight: acknowledged, as configured.
+        var copy = Self.message("m1")
+        let copyOutcome = try await step.run(&copy, Self.context("worker-b"))
+        guard case .finish(as: let label, _) = copyOutcome, label == .duplicate else {
+            Issue.record("a copy of a message in flight is acknowledged as a duplicate under on_in_flight: ack, not \(copyOutcome)")
+            return
+        }
+        var retry = Self.message("m1")
+        try await poll("the retry sent once the orphaned claim is taken over", timeout: .seconds(10)) {
+            retry = Self.message("m1")
+            retry.carried = failed.carried
+            return try await step.run(&retry, Self.context("worker-a")) == .next
+        }
+        #expect(retry.carried[IdempotencyStep.unansweredClaimNote] == nil, "a claim answered clears the note")
+        await step.undo(retry, Self.context("worker-a"))
     }
 
     /// A claim whose answer was lost, and whose message's retry then goes to another worker: that
@@ -372,7 +409,7 @@ import TestSupport
         let redis = try ScratchRedis()
         try await redis.start()
         defer { Task { try? await redis.stop() } }
-        let (store, step, prefix) = try await Self.loseAClaim(of: "m1", on: redis)
+        let (store, step, prefix, _) = try await Self.loseAClaim(of: "m1", on: redis)
         var early = Self.message("m1")
         guard case .requeue = try await step.run(&early, Self.context("worker-b")) else {
             Issue.record("a fresh claim of another worker is in flight")
@@ -402,7 +439,7 @@ import TestSupport
         let redis = try ScratchRedis()
         try await redis.start()
         defer { Task { try? await redis.stop() } }
-        let (_, step, _) = try await Self.loseAClaim(of: "m1", on: redis)
+        let (_, step, _, _) = try await Self.loseAClaim(of: "m1", on: redis)
         // Not at once (a send that went on without its claim under fail_open may still be under way),
         // but after `orphanAge` — never after the whole lease.
         var retry = Self.message("m1")

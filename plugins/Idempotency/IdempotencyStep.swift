@@ -51,6 +51,11 @@ public struct IdempotencyStep: Step {
         InDoubtWaits.register()
     }
 
+    /// `Message.carried` note of a message whose claim went unanswered (Redis slow or gone): the key
+    /// may hold its own claim, so `processing` is not taken for a copy in flight and `on_in_flight:
+    /// ack` does not drop it (it waits, as under `requeue`, for the claim to be released or taken over).
+    static let unansweredClaimNote = "claim-unanswered"
+
     /// The claim is this message's until its lease runs out (then another worker's copy takes it
     /// over), and a send that starts must end before: the lease less the send's timeout.
     public var heldFor: Duration? { max(.zero, lease - sendTimeout) }
@@ -73,6 +78,7 @@ public struct IdempotencyStep: Step {
             // without it would be over (`releaseLostClaims`).
             LocalClaims.shared.end(key)
             LocalClaims.shared.lost(key, owner: context.workerID, releaseAfter: orphanAge)
+            message.carried[Self.unansweredClaimNote] = "1"
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.
             if own {
                 InDoubtWaits.shared.begin(key)
@@ -81,7 +87,7 @@ public struct IdempotencyStep: Step {
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
         switch result {
-        case .claimed, .tookOver, .resending: break
+        case .claimed, .tookOver, .resending: message.carried[Self.unansweredClaimNote] = nil
         case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
         }
         await markUnmarked(context)
@@ -105,10 +111,11 @@ public struct IdempotencyStep: Step {
             }
         case .inFlight(let existing):
             let owner = KeyState.decode(existing)?.owner ?? "another worker"
-            switch onInFlight {
-            case .requeue: return .requeue(after: nil, reason: "in flight: \(key) is being processed by \(owner)")
-            case .ack: return .finish(as: .duplicate, "in flight: \(key) is being processed by \(owner)")
+            // After a claim of its own went unanswered the value may be that very claim, not a copy in flight: never dropped.
+            if onInFlight == .ack, message.carried[Self.unansweredClaimNote] == nil {
+                return .finish(as: .duplicate, "in flight: \(key) is being processed by \(owner)")
             }
+            return .requeue(after: nil, reason: "in flight: \(key) is being processed by \(owner)")
         case .tookOver(let value, let previous):
             Counter.takeovers.increment()
             context.logger.warning("took over an idempotency key whose lease had expired (by Redis's clock)", metadata: ["previous_owner": .string(KeyState.decode(previous)?.owner ?? "unknown")])
