@@ -184,6 +184,14 @@ import TestSupport
         #expect(unnamed.output.contains("\(named):3:24: error: resource `redis` (redis): `sentinels` needs `master_name`"), "\(unnamed.output)")
     }
 
+    /// hiredis reads a zero time limit as none (audit): a command would wait for good on a Redis that hangs.
+    @Test func aRedisTimeLimitOfZeroIsAnError() throws {
+        let (base, variantFile) = try variant("resources:\n  redis:\n    with: { command_timeout: 0s }\n")
+        let result = try worker(["check", "--pipeline", base, "--env", "broken"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(variantFile):3:30: error: `command_timeout` of resource `redis` (redis): at least 1ms (0 would wait for good on a Redis that hangs), found 0s"), "\(result.output)")
+    }
+
     @Test func aDrainShorterThanASendIsAWarning() throws {
         let (base, variantFile) = try variant("source:\n  with:\n    drain_timeout: 5s\n")
         let result = try worker(["check", "--pipeline", base, "--env", "broken"])
