@@ -397,8 +397,60 @@ import TestSupport
             retry.carried = failed.carried
             return try await step.run(&retry, Self.context("worker-a")) == .next
         }
-        #expect(retry.carried[IdempotencyStep.unansweredClaimNote] == nil, "a claim answered clears the note")
         await step.undo(retry, Self.context("worker-a"))
+    }
+
+    /// A claim whose release by `undo` failed (Redis slow just then, after a send that failed) stayed
+    /// `processing` for the whole lease: the message's retry was acknowledged as in flight under
+    /// `on_in_flight: ack` — never sent — and requeued for the lease (2 min) under `requeue` (audit).
+    @Test func aClaimWhoseReleaseFailedIsNeitherDroppedNorHeldForTheLease() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        // One connection: once a command has found it broken and made it anew, the next ones use it.
+        let store = RedisStore(client: RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redis.port, poolSize: 1)), logger: Self.logger)
+        let prefix = uniqueName("unreleased")
+        let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
+                                   onDuplicate: .ack, onInFlight: .ack, orphanAge: .milliseconds(400))
+        var first = Self.message("m1")
+        #expect(try await step.run(&first, Self.context("worker-a")) == .next)
+        // The send failed; its undo meets Redis restarting (its data kept): the release never runs.
+        _ = try redis.cli(["save"])
+        try await redis.stop()
+        await step.undo(first, Self.context("worker-a"))
+        try await redis.start()
+        var kept: String?
+        try await poll("Redis answering again") {
+            do {
+                kept = try await store.read("\(prefix):m1")?.value ?? "no key"
+                return true
+            } catch {
+                return false
+            }
+        }
+        #expect(kept?.contains(#""owner":"worker-a""#) == true, "the release did not reach Redis: \(kept ?? "")")
+
+        var retry = Self.message("m1")
+        retry.carried = first.carried
+        let outcome = try await step.run(&retry, Self.context("worker-b"))
+        guard case .requeue = outcome else {
+            Issue.record("the retry must wait for its own claim to be released, not end as \(outcome)")
+            return
+        }
+        // Worker A releases it once Redis answers again (on its next claim): the retry is sent well before the lease.
+        let failedAt = ContinuousClock.now
+        var number = 0
+        try await poll("the retry claims the key", timeout: .seconds(10)) {
+            number += 1
+            var other = Self.message("other-\(number)")
+            _ = try await step.run(&other, Self.context("worker-a"))
+            await step.undo(other, Self.context("worker-a"))
+            retry = Self.message("m1")
+            retry.carried = first.carried
+            return try await step.run(&retry, Self.context("worker-b")) == .next
+        }
+        #expect(ContinuousClock.now - failedAt < .seconds(10))
+        await step.undo(retry, Self.context("worker-b"))
     }
 
     /// A claim whose answer was lost, and whose message's retry then goes to another worker: that

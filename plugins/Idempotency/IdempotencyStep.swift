@@ -51,10 +51,11 @@ public struct IdempotencyStep: Step {
         InDoubtWaits.register()
     }
 
-    /// `Message.carried` note of a message whose claim went unanswered (Redis slow or gone): the key
-    /// may hold its own claim, so `processing` is not taken for a copy in flight and `on_in_flight:
-    /// ack` does not drop it (it waits, as under `requeue`, for the claim to be released or taken over).
-    static let unansweredClaimNote = "claim-unanswered"
+    /// `Message.carried` note of a message an attempt of which claimed its key, or may have (the claim
+    /// went unanswered): the key may still hold that claim — its answer lost, or its release by `undo`
+    /// failed — so on a retry `processing` is not taken for a copy in flight and `on_in_flight: ack`
+    /// does not drop it (it waits, as under `requeue`, for the claim to be released or taken over).
+    static let claimedNote = "claimed"
 
     /// The claim is this message's until its lease runs out (then another worker's copy takes it
     /// over), and a send that starts must end before: the lease less the send's timeout.
@@ -78,7 +79,7 @@ public struct IdempotencyStep: Step {
             // without it would be over (`releaseLostClaims`).
             LocalClaims.shared.end(key)
             LocalClaims.shared.lost(key, owner: context.workerID, releaseAfter: orphanAge)
-            message.carried[Self.unansweredClaimNote] = "1"
+            message.carried[Self.claimedNote] = "1"
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.
             if own {
                 InDoubtWaits.shared.begin(key)
@@ -87,7 +88,7 @@ public struct IdempotencyStep: Step {
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
         switch result {
-        case .claimed, .tookOver, .resending: message.carried[Self.unansweredClaimNote] = nil
+        case .claimed, .tookOver, .resending: message.carried[Self.claimedNote] = "1"
         case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
         }
         await markUnmarked(context)
@@ -111,8 +112,8 @@ public struct IdempotencyStep: Step {
             }
         case .inFlight(let existing):
             let owner = KeyState.decode(existing)?.owner ?? "another worker"
-            // After a claim of its own went unanswered the value may be that very claim, not a copy in flight: never dropped.
-            if onInFlight == .ack, message.carried[Self.unansweredClaimNote] == nil {
+            // After a claim of its own the value may be that very claim, not a copy in flight: never dropped.
+            if onInFlight == .ack, message.carried[Self.claimedNote] == nil {
                 return .finish(as: .duplicate, "in flight: \(key) is being processed by \(owner)")
             }
             return .requeue(after: nil, reason: "in flight: \(key) is being processed by \(owner)")
@@ -164,7 +165,9 @@ public struct IdempotencyStep: Step {
                 context.logger.notice("idempotency key not released: another worker owns it now")
             }
         } catch {
-            context.logger.warning("idempotency key not released; it expires with its lease", metadata: ["error": .string(error.reason)])
+            // Released once the store answers again (`releaseLostClaims`), so that the retry need not wait out the lease.
+            LocalClaims.shared.lost(claim.key, owner: context.workerID, releaseAfter: orphanAge)
+            context.logger.warning("idempotency key not released; released once the store answers again", metadata: ["error": .string(error.reason)])
         }
     }
 }
