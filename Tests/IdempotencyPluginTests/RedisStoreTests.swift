@@ -365,6 +365,23 @@ import TestSupport
         return (store, step, prefix, message)
     }
 
+    /// Claims `id` on worker B (its retry, carrying `carried`) while worker A goes on claiming other
+    /// messages — each claim of A's that Redis answers releases A's lost claims that are due; returns the message that claimed.
+    static func claimOnWorkerB(_ id: String, carrying carried: [String: String] = [:], while step: IdempotencyStep) async throws -> Message {
+        var number = 0
+        var retry = Self.message(id)
+        try await poll("worker B's retry claims the key", timeout: .seconds(10)) {
+            number += 1
+            var other = Self.message("other-\(number)")
+            _ = try await step.run(&other, Self.context("worker-a"))
+            await step.undo(other, Self.context("worker-a"))
+            retry = Self.message(id)
+            retry.carried = carried
+            return try await step.run(&retry, Self.context("worker-b")) == .next
+        }
+        return retry
+    }
+
     /// Under `on_in_flight: ack` the retry of a message whose claim went unanswered found the key
     /// `processing` by that very claim, took it for a copy in flight and acknowledged it: the message
     /// was never sent (audit). Its retry now waits, here and on another worker, and is sent once the
@@ -439,16 +456,7 @@ import TestSupport
         }
         // Worker A releases it once Redis answers again (on its next claim): the retry is sent well before the lease.
         let failedAt = ContinuousClock.now
-        var number = 0
-        try await poll("the retry claims the key", timeout: .seconds(10)) {
-            number += 1
-            var other = Self.message("other-\(number)")
-            _ = try await step.run(&other, Self.context("worker-a"))
-            await step.undo(other, Self.context("worker-a"))
-            retry = Self.message("m1")
-            retry.carried = first.carried
-            return try await step.run(&retry, Self.context("worker-b")) == .next
-        }
+        retry = try await Self.claimOnWorkerB("m1", carrying: first.carried, while: step)
         #expect(ContinuousClock.now - failedAt < .seconds(10))
         await step.undo(retry, Self.context("worker-b"))
     }
@@ -469,16 +477,7 @@ import TestSupport
         }
         // Worker A goes on with other messages; worker B's retry claims m1 well before the 120 s lease.
         let lostAt = ContinuousClock.now
-        var number = 0
-        var retry = Self.message("m1")
-        try await poll("worker B's retry claims the key", timeout: .seconds(10)) {
-            number += 1
-            var other = Self.message("other-\(number)")
-            _ = try await step.run(&other, Self.context("worker-a"))
-            await step.undo(other, Self.context("worker-a"))
-            retry = Self.message("m1")
-            return try await step.run(&retry, Self.context("worker-b")) == .next
-        }
+        let retry = try await Self.claimOnWorkerB("m1", while: step)
         #expect(ContinuousClock.now - lostAt < .seconds(10))
         #expect(try await store.read("\(prefix):m1")?.value.contains(#""owner":"worker-b""#) == true)
         await step.undo(retry, Self.context("worker-b"))
