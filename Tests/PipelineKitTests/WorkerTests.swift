@@ -170,15 +170,39 @@ import TestSupport
         #expect(worker.unreportedOutcomes == nil)
     }
 
-    /// A step that runs until it is cancelled (a message the drain must requeue).
+    /// A step that runs until it is cancelled (a message the drain must requeue), having noted `notes` in what the message carries.
     final class Endless: Step {
         let started = Mutex(false)
+        let notes: [String: String]
+
+        init(noting notes: [String: String] = [:]) {
+            self.notes = notes
+        }
 
         func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            message.carried.merge(notes) { $1 }
             started.withLock { $0 = true }
             try await Task.sleep(for: .seconds(600))
             return .next
         }
+    }
+
+    /// Requeued at the drain's end, the message went back as a plain release, which brings the
+    /// original back as it was: what the run noted — the idempotency step's note that it claimed its
+    /// key — was lost, and a retry that met that claim, unreleased, took it for a copy in flight (review).
+    @Test func aMessageRequeuedAtTheDrainsEndKeepsWhatItsRunNoted() async throws {
+        let step = Endless(noting: ["claimed": "1"])
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [ExecutorTests.bound("endless", step)], drainTimeout: .milliseconds(500))
+        source.deliver(#"{"internalId":"a"}"#)
+        try await Self.poll { step.started.withLock { $0 } }
+        worker.beginShutdown()
+        try await task.value
+        guard case .redeliver(_, let attemptsMade, let carried)? = source.settlements.first, source.settlements.count == 1 else {
+            Issue.record("back with what it carries, not as the original: \(source.settlements)")
+            return
+        }
+        #expect(carried == ["claimed": "1"])
+        #expect(attemptsMade == 0, "a requeue uses up no attempt")
     }
 
     @Test func theDrainRunsFromShutdownNotFromWhenTheSourceConfirmsItsIntakeStopped() async throws {

@@ -258,7 +258,15 @@ public final class PipelineWorker: Service, Sendable {
             var abandoned = run
             await executor.abandon(&abandoned)
         }
-        _ = await source.settle(delivery, .release)
+        _ = await source.settle(delivery, release(delivery, carrying: run.message.carried))
+    }
+
+    /// Back to the source at once: a plain release — unless the run changed what the message carries
+    /// (the idempotency step's note that it claimed its key, say), which a release would lose, the
+    /// original coming back as it was: then a copy that carries it, round the shortest delay.
+    private func release(_ delivery: Delivery, carrying carried: [String: String]) -> Settlement {
+        guard carried != delivery.carried else { return .release }
+        return .redeliver(after: .milliseconds(Int64(Self.shortestTrip * 1000)), attemptsMade: delivery.attemptsMade, carried: carried)
     }
 
     /// After the send the outcome is decided (completed): it is reported while the steps after
@@ -358,7 +366,8 @@ public final class PipelineWorker: Service, Sendable {
         case .deadLetter(let failure):
             settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
         case .requeue(let after, _, _, let pause):
-            settlement = after == .zero ? .release : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried)
+            settlement = after == .zero ? release(delivery, carrying: run.message.carried)
+                : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried)
             if pause?.coversAll == true { pauses.changed() }  // (again: a reload may have ended it meanwhile)
         }
         if await !source.settle(delivery, settlement) {
