@@ -340,12 +340,12 @@ import TestSupport
 
     /// Claims `id` as worker-a (orphan age 400 ms) until one claim is sent while the server sleeps:
     /// it runs when Redis wakes, its answer long given up. Returns once the key holds that claim.
-    static func loseAClaim(of id: String, on redis: ScratchRedis, onInFlight: IdempotencyStep.InFlightPolicy = .requeue) async throws
+    static func loseAClaim(of id: String, on redis: ScratchRedis, onInFlight: IdempotencyStep.InFlightPolicy = .requeue, orphanAge: Duration = .milliseconds(400)) async throws
         -> (store: RedisStore, step: IdempotencyStep, prefix: String, message: Message) {
         let store = Self.store(port: redis.port, timeout: .milliseconds(100))
         let prefix = uniqueName("lost")
         let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
-                                   onDuplicate: .ack, onInFlight: onInFlight, orphanAge: .milliseconds(400))
+                                   onDuplicate: .ack, onInFlight: onInFlight, orphanAge: orphanAge)
         try await store.set("warm", "1", ttl: .seconds(10))
         let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
         var lost: Message?
@@ -390,7 +390,8 @@ import TestSupport
         let redis = try ScratchRedis()
         try await redis.start()
         defer { Task { try? await redis.stop() } }
-        let (_, step, _, failed) = try await Self.loseAClaim(of: "m1", on: redis, onInFlight: .ack)
+        // An orphan age long enough that worker A's retry below comes before it even on a busy machine.
+        let (_, step, _, failed) = try await Self.loseAClaim(of: "m1", on: redis, onInFlight: .ack, orphanAge: .seconds(3))
         // The retry carries what the failed run noted (`carried` goes with the message through the retry queue).
         for worker in ["worker-a", "worker-b"] {
             var retry = Self.message("m1")

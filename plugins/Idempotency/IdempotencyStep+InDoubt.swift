@@ -71,6 +71,11 @@ extension IdempotencyStep {
     /// Which store this step's keys are in, for what `InDoubtWaits` keeps.
     var storeIdentity: ObjectIdentifier { ObjectIdentifier(store as AnyObject) }
 
+    /// This worker's claims in this step's store (`LocalClaims`' lost claims).
+    func claimant(_ context: StepContext) -> LocalClaims.Claimant {
+        LocalClaims.Claimant(worker: context.workerID, store: storeIdentity)
+    }
+
     /// Claims a key left in doubt past its window for a resend, whatever the pipeline's `on_in_doubt`.
     func claimAgain(_ key: String, _ context: StepContext) async throws -> ClaimResult {
         _ = LocalClaims.shared.begin(key)
@@ -79,7 +84,9 @@ extension IdempotencyStep {
             if case .resending = result {} else { LocalClaims.shared.end(key) }
             return result
         } catch {
+            // As for a first claim: its answer may be lost with the claim made; released once the store answers.
             LocalClaims.shared.end(key)
+            LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
     }

@@ -78,7 +78,7 @@ public struct IdempotencyStep: Step {
             // worker's retry need not wait out the lease, the value is released once a send
             // without it would be over (`releaseLostClaims`).
             LocalClaims.shared.end(key)
-            LocalClaims.shared.lost(key, owner: context.workerID, releaseAfter: orphanAge)
+            LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
             message.carried[Self.claimedNote] = "1"
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.
             if own {
@@ -95,6 +95,7 @@ public struct IdempotencyStep: Step {
         await releaseLostClaims(context)
         if case .inDoubtExpired(let existing) = result, Self.replayedAfter(existing, message) {
             // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.
+            message.carried[Self.claimedNote] = "1"
             result = try await claimAgain(key, context)
         }
         if let outcome = try await resolveInDoubt(result, key: key, &message, context) { return outcome }
@@ -133,9 +134,9 @@ public struct IdempotencyStep: Step {
     /// value is no longer this worker's processing one: either way it is left alone). A key a
     /// message here waits on in doubt is not released: its value may be that send's unmarked claim.
     private func releaseLostClaims(_ context: StepContext) async {
-        for key in LocalClaims.shared.dueLost(owner: context.workerID) {
+        for key in LocalClaims.shared.dueLost(owner: claimant(context)) {
             if InDoubtWaits.shared.isWaiting(key) {
-                LocalClaims.shared.settleLost(key, owner: context.workerID, retryAfter: .seconds(1))
+                LocalClaims.shared.settleLost(key, owner: claimant(context), retryAfter: .seconds(1))
                 continue
             }
             do {
@@ -143,14 +144,14 @@ public struct IdempotencyStep: Step {
                 case .released:
                     Counter.lostClaimsReleased.increment()
                     context.logger.notice("released this worker's claim whose answer was lost; another worker's retry can claim it", metadata: ["key": .string(key)])
-                    LocalClaims.shared.settleLost(key, owner: context.workerID)
+                    LocalClaims.shared.settleLost(key, owner: claimant(context))
                 case .notOrphaned:
-                    LocalClaims.shared.settleLost(key, owner: context.workerID)
+                    LocalClaims.shared.settleLost(key, owner: claimant(context))
                 case .tooYoung:
-                    LocalClaims.shared.settleLost(key, owner: context.workerID, retryAfter: .seconds(1))
+                    LocalClaims.shared.settleLost(key, owner: claimant(context), retryAfter: .seconds(1))
                 }
             } catch {
-                LocalClaims.shared.settleLost(key, owner: context.workerID, retryAfter: .seconds(1))
+                LocalClaims.shared.settleLost(key, owner: claimant(context), retryAfter: .seconds(1))
                 return
             }
         }
@@ -166,7 +167,7 @@ public struct IdempotencyStep: Step {
             }
         } catch {
             // Released once the store answers again (`releaseLostClaims`), so that the retry need not wait out the lease.
-            LocalClaims.shared.lost(claim.key, owner: context.workerID, releaseAfter: orphanAge)
+            LocalClaims.shared.lost(claim.key, owner: claimant(context), releaseAfter: orphanAge)
             context.logger.warning("idempotency key not released; released once the store answers again", metadata: ["error": .string(error.reason)])
         }
     }

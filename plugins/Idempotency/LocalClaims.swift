@@ -20,10 +20,17 @@ final class LocalClaims: Sendable {
         var since: ContinuousClock.Instant
     }
 
+    /// Who made a claim: the worker (its `processing` value's owner) and the store it was made in (a
+    /// lost claim is released in its own store; another answers that it holds no such value).
+    struct Claimant: Hashable {
+        var worker: String
+        var store: ObjectIdentifier
+    }
+
     /// A claim whose answer was lost: its key may hold `owner`'s `processing` value with nobody sending.
     private struct Lost: Hashable {
         var key: String
-        var owner: String
+        var owner: Claimant
     }
 
     private let holders = Mutex<[String: Holding]>([:])
@@ -49,7 +56,7 @@ final class LocalClaims: Sendable {
     /// The claim of `key` by `owner` failed (its answer may have been lost after it ran): its value,
     /// if any, is to be released once it is older than a send can take (`after`), so that another
     /// worker's retry need not wait out the whole lease.
-    func lost(_ key: String, owner: String, releaseAfter after: Duration) {
+    func lost(_ key: String, owner: Claimant, releaseAfter after: Duration) {
         let due = ContinuousClock.now + after
         let count = lost.withLock { lost in
             if lost.count > 10_000 { lost.removeAll() }
@@ -60,7 +67,7 @@ final class LocalClaims: Sendable {
     }
 
     /// The lost claims of `owner` due for release and held by no message here.
-    func dueLost(owner: String) -> [String] {
+    func dueLost(owner: Claimant) -> [String] {
         guard lostCount.load(ordering: .relaxed) > 0 else { return [] }
         let now = ContinuousClock.now
         let keys = lost.withLock { lost in lost.filter { $0.key.owner == owner && $0.value <= now }.map(\.key.key) }
@@ -69,7 +76,7 @@ final class LocalClaims: Sendable {
 
     /// The lost claim of `key` needs no more release (released, or no longer `owner`'s processing value);
     /// with `retryAfter`, it is tried again then.
-    func settleLost(_ key: String, owner: String, retryAfter: Duration? = nil) {
+    func settleLost(_ key: String, owner: Claimant, retryAfter: Duration? = nil) {
         let count = lost.withLock { lost in
             lost[Lost(key: key, owner: owner)] = retryAfter.map { ContinuousClock.now + $0 }
             return lost.count
