@@ -391,11 +391,15 @@ import TestSupport
         try await redis.start()
         defer { Task { try? await redis.stop() } }
         // An orphan age long enough that worker A's retry below comes before it even on a busy machine.
-        let (_, step, _, failed) = try await Self.loseAClaim(of: "m1", on: redis, onInFlight: .ack, orphanAge: .seconds(3))
-        // The retry carries what the failed run noted (`carried` goes with the message through the retry queue).
+        // The retry carries what the failed run noted (`carried` goes with the message through the retry
+        // queue); the failed run itself has ended (fail_closed), and with it its message.
+        let (step, carried) = try await { () async throws -> (IdempotencyStep, [String: String]) in
+            let lost = try await Self.loseAClaim(of: "m1", on: redis, onInFlight: .ack, orphanAge: .seconds(3))
+            return (lost.step, lost.message.carried)
+        }()
         for worker in ["worker-a", "worker-b"] {
             var retry = Self.message("m1")
-            retry.carried = failed.carried
+            retry.carried = carried
             let outcome = try await step.run(&retry, Self.context(worker))
             guard case .requeue = outcome else {
                 Issue.record("the retry on \(worker) must wait for the claim, not end as \(outcome)")
@@ -412,10 +416,39 @@ import TestSupport
         var retry = Self.message("m1")
         try await poll("the retry sent once the orphaned claim is taken over", timeout: .seconds(10)) {
             retry = Self.message("m1")
-            retry.carried = failed.carried
+            retry.carried = carried
             return try await step.run(&retry, Self.context("worker-a")) == .next
         }
         await step.undo(retry, Self.context("worker-a"))
+    }
+
+    /// Under `fail_open` a message whose claim went unanswered goes on without it and may wait (pacing,
+    /// holds) for minutes; its lost claim was released after the orphan age all the same, and a copy
+    /// of the message then claimed and sent it while this one still waited to send (audit). The claim
+    /// now stays held while the message is here, and is released once it has gone.
+    @Test func aLostClaimIsKeptWhileItsMessageGoesOnWithoutItAndReleasedOnceItHasGone() async throws {
+        let redis = try ScratchRedis()
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        var lost: (store: RedisStore, step: IdempotencyStep, prefix: String, message: Message)? = try await Self.loseAClaim(of: "m1", on: redis)
+        let (store, step, prefix) = try #require(lost.map { ($0.store, $0.step, $0.prefix) })
+        // Well past the orphan age (400 ms), worker A claims other messages (each answered claim releases what is due).
+        try await Task.sleep(for: .seconds(1))
+        for number in 1...3 {
+            var other = Self.message("other-\(number)")
+            _ = try await step.run(&other, Self.context("worker-a"))
+            await step.undo(other, Self.context("worker-a"))
+        }
+        #expect(try await store.read("\(prefix):m1")?.value.contains(#""owner":"worker-a""#) == true, "kept while its message is here")
+        var copy = Self.message("m1")
+        guard case .requeue = try await step.run(&copy, Self.context("worker-b")) else {
+            Issue.record("a copy must not claim the key while the message that lost its claim may still send it")
+            return
+        }
+        // The message has gone (sent, or back to the source): the claim is released, and the copy goes.
+        lost = nil
+        let retry = try await Self.claimOnWorkerB("m1", while: step)
+        await step.undo(retry, Self.context("worker-b"))
     }
 
     /// A claim whose release by `undo` failed (Redis slow just then, after a send that failed) stayed

@@ -254,8 +254,13 @@ import TestSupport
     struct Claim: Step {
         let heldFor: Duration?
         let undone: Fixtures.UndoLog
+        /// false: the store does not answer (the claim may stand there all the same).
+        var answered = true
 
-        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome { .next }
+        func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+            guard answered else { throw StepFailure(.unavailable, "store: no answer") }
+            return .next
+        }
         func undo(_ message: Message, _ context: StepContext) async { undone.append(context.stepName) }
     }
 
@@ -301,6 +306,24 @@ import TestSupport
         #expect(undo.all == ["claim"], "the claim given back as it goes round")
         #expect((3...4).contains(pacing.waits.withLock { $0 }), "waited in memory while the claim lasted: \(pacing.waits.withLock { $0 })")
         #expect(TestMetricsSystem.counter("outbound_waits_through_source_total", [("reason", "throughput")]) > throughSource, "the trip through the source counted")
+    }
+
+    /// Under `fail_open` a message goes on when its claim is not answered — a claim that may stand in
+    /// the store all the same, with its lease; it then waited in memory for as long as pacing asked,
+    /// past that lease, when another worker's copy could take the claim over and send (review).
+    @Test func aMessageWhoseClaimWentUnansweredWaitsInMemoryOnlyWhileAClaimWouldLast() async throws {
+        let pacing = RepeatedWait(times: 6)
+        let sends = Fixtures.UndoLog()
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [
+            ExecutorTests.bound("claim", Claim(heldFor: .milliseconds(500), undone: Fixtures.UndoLog(), answered: false), degradation: .failOpen),
+            ExecutorTests.bound("pacing", pacing),
+            ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in sends.append("send"); return .next }, undone: nil), irreversible: true),
+        ])
+        guard try await redelivery(of: #"{"internalId":"u"}"#, source, worker, task) != nil else {
+            Issue.record("kept in memory for 6 waits of 100 ms past a claim's 375 ms: \(source.settlements)")
+            return
+        }
+        #expect(sends.all.isEmpty, "not sent after its claim could have run out")
     }
 
     /// Waits for what another worker may lift early (a paused template): 60 s away, looking again

@@ -63,6 +63,8 @@ public struct IdempotencyStep: Step {
 
     public func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         let key = try renderKey(key, message)
+        // A claim of an earlier pass of this run that went unanswered stops counting before this one counts.
+        message.values[UnansweredClaimKey.self] = nil
         InDoubtWaits.shared.touch()
         // A message whose own send is in doubt never takes a processing value over: that may be its own unmarked claim.
         let own = message.carried[Self.inDoubtNote] != nil
@@ -73,11 +75,12 @@ public struct IdempotencyStep: Step {
         do {
             result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone && !own ? orphanAge : nil, inDoubt: context.inDoubt)
         } catch {
-            // The claim may have been made with its answer lost: as nobody here holds the key, the
-            // next claim takes this worker's own `processing` value over; and so that another
-            // worker's retry need not wait out the lease, the value is released once a send
-            // without it would be over (`releaseLostClaims`).
-            LocalClaims.shared.end(key)
+            // The claim may have been made with its answer lost. It stays held while the message is
+            // here (under fail_open it goes on without it, and may wait); once the message has gone,
+            // nobody here holds the key: the next claim takes this worker's own `processing` value
+            // over, and so that another worker's retry need not wait out the lease, the value is
+            // released once a send without it would be over (`releaseLostClaims`).
+            message.values[UnansweredClaimKey.self] = UnansweredClaim(holding: key)
             LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
             message.carried[Self.claimedNote] = "1"
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.

@@ -201,7 +201,8 @@ public struct PipelineExecutor: Sendable {
                         logger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
                     }
                     run.skipped.append(index)
-                    run.passed(index, irreversible: false)
+                    // What the step may hold all the same (a claim made with its answer lost) bounds the waits in memory as if it passed.
+                    run.passed(index, irreversible: false, keepUntil: keepUntil)
                     continue
                 }
                 if failure.kind == .inDoubt {
