@@ -13,6 +13,7 @@ import TestSupport
         private let continuation: AsyncStream<SourceEvent>.Continuation
         private let settled = Mutex<[Settlement]>([])
         private let flow = Mutex<[String]>([])
+        private let holding = Mutex(true)
         /// `stopIntake` is confirmed only by `confirmIntakeStopped` (a broker slow to answer the consumer's cancel).
         private let slowToStop: Bool
 
@@ -39,6 +40,9 @@ import TestSupport
             settled.withLock { $0.append(settlement) }
             return true
         }
+        /// From now on its deliveries are no longer this worker's (their connection was lost).
+        func loseDeliveries() { holding.withLock { $0 = false } }
+        func stillHolds(_ delivery: Delivery) -> Bool { holding.withLock { $0 } }
         func pause() { flow.withLock { $0.append("pause") } }
         func resume() { flow.withLock { $0.append("resume") } }
         func stopIntake() {
@@ -105,13 +109,14 @@ import TestSupport
     }
 
     private func start(sink: RecordingSink, steps: [BoundStep], longestInMemory: Duration? = .seconds(300), source: ScriptedSource = ScriptedSource(),
-                       drainTimeout: Duration = WorkerConfiguration.drainTimeoutSetting.defaultValue) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
+                       drainTimeout: Duration = WorkerConfiguration.drainTimeoutSetting.defaultValue,
+                       provider: (PipelineExecutor) -> any PipelineProvider = { FixedPipeline($0) }) -> (ScriptedSource, PipelineWorker, Task<Void, any Error>) {
         let logger = Logger(label: "test")
         var configuration = WorkerConfiguration(concurrency: 2, drainTimeout: drainTimeout)
         configuration.longestInMemory = longestInMemory
         let flow = FlowControl(logger: logger)
         let executor = PipelineExecutor(pipelineName: "t", steps: steps, worker: configuration, workerID: "w", flow: flow, logger: logger)
-        let worker = PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, sink: sink,
+        let worker = PipelineWorker(source: source, pipelines: provider(executor), configuration: configuration, flow: flow, sink: sink,
                                     reportRetry: EscalationPolicy(first: .milliseconds(20), factor: 2, cap: .milliseconds(80)), logger: logger)
         return (source, worker, Task { try await worker.run() })
     }
@@ -268,10 +273,12 @@ import TestSupport
     /// telling it to wait once more: others take the slots it waited for).
     final class RepeatedWait: Step {
         let times: Int
+        let each: Duration
         let waits = Mutex(0)
 
-        init(times: Int) {
+        init(times: Int, each: Duration = .milliseconds(100)) {
             self.times = times
+            self.each = each
         }
 
         func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
@@ -279,7 +286,7 @@ import TestSupport
                 defer { count += 1 }
                 return count < times
             }
-            return waitAgain ? .wait(Wait(key: "pacing", until: context.clock.now().addingTimeInterval(0.1), reason: .throughput)) : .next
+            return waitAgain ? .wait(Wait(key: "pacing", until: context.clock.now().addingTimeInterval(each.secondsDouble), reason: .throughput)) : .next
         }
     }
 
@@ -324,6 +331,77 @@ import TestSupport
             return
         }
         #expect(sends.all.isEmpty, "not sent after its claim could have run out")
+    }
+
+    /// A pipeline a test replaces, as a reload does.
+    final class ReplaceablePipeline: PipelineProvider {
+        private let current: Mutex<(executor: PipelineExecutor, generation: Int)>
+
+        init(_ executor: PipelineExecutor) {
+            current = Mutex((executor, 0))
+        }
+
+        func replace(with executor: PipelineExecutor) {
+            current.withLock { $0 = (executor, $0.generation + 1) }
+        }
+
+        func checkout() -> CheckedOutPipeline {
+            let (executor, generation) = current.withLock { $0 }
+            return CheckedOutPipeline(executor: executor, isReplaced: { self.current.withLock { $0.generation } != generation })
+        }
+    }
+
+    /// A message waiting in memory kept the pipeline a reload had replaced — the SIGHUP that fixes a
+    /// bad token — and went on with it when its wait ended: a request with the old token, a 190, and
+    /// every message paused again (review). It now goes round the source, to run on the new pipeline.
+    @Test func aMessageWaitingWhenItsPipelineIsReplacedRunsOnTheNewOne() async throws {
+        let pacing = RepeatedWait(times: 1, each: .seconds(1))
+        let oldSends = Fixtures.UndoLog()
+        let undo = Fixtures.UndoLog()
+        let replaceable = Mutex<ReplaceablePipeline?>(nil)
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [
+            ExecutorTests.bound("claim", Claim(heldFor: nil, undone: undo)),
+            ExecutorTests.bound("pacing", pacing),
+            ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in oldSends.append("send"); return .next }, undone: nil), irreversible: true),
+        ]) { executor in
+            let provider = ReplaceablePipeline(executor)
+            replaceable.withLock { $0 = provider }
+            return provider
+        }
+        source.deliver(#"{"internalId":"r"}"#)
+        try await Self.poll { pacing.waits.withLock { $0 } == 1 }
+        let replacement = ExecutorTests.pipeline([ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in .next }, undone: nil), irreversible: true)])
+        try #require(replaceable.withLock { $0 }).replace(with: replacement)
+        try await Self.poll { !source.settlements.isEmpty }
+        worker.beginShutdown()
+        try await task.value
+        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+            Issue.record("round the source to the new pipeline: \(source.settlements)")
+            return
+        }
+        #expect(after == .seconds(PipelineWorker.shortestTrip))
+        #expect(oldSends.all.isEmpty, "nothing sent on the replaced pipeline")
+        #expect(undo.all == ["claim"], "what the old run held is given back")
+    }
+
+    /// A message waiting in memory whose delivery's connection was lost went on all the same, while
+    /// the broker handed it out again: two runs of one message, and with Redis degraded two sends (review).
+    @Test func aMessageWhoseDeliveryWasLostWhileItWaitedDoesNotGoOn() async throws {
+        let pacing = RepeatedWait(times: 1, each: .milliseconds(500))
+        let sends = Fixtures.UndoLog()
+        let (source, worker, task) = start(sink: RecordingSink(), steps: [
+            ExecutorTests.bound("pacing", pacing),
+            ExecutorTests.bound("send", Fixtures.Recorder(outcome: { _ in sends.append("send"); return .next }, undone: nil), irreversible: true),
+        ])
+        source.deliver(#"{"internalId":"l"}"#)
+        try await Self.poll { pacing.waits.withLock { $0 } == 1 }
+        source.loseDeliveries()
+        try await Self.poll { worker.messages.active == 0 }
+        #expect(worker.messages.active == 0, "done with it once its wait ended")
+        #expect(sends.all.isEmpty, "its redelivery sends it, not this run")
+        #expect(source.settlements.isEmpty, "nothing to settle on a connection that is gone")
+        worker.beginShutdown()
+        try await task.value
     }
 
     /// Waits for what another worker may lift early (a paused template): 60 s away, looking again

@@ -10,6 +10,8 @@ final class PipelineHost: PipelineProvider {
     final class Slot: Sendable {
         let pipeline: AssembledPipeline
         let inFlight = Atomic<Int>(0)
+        /// A reload made another pipeline current.
+        let replaced = Atomic<Bool>(false)
 
         init(_ pipeline: AssembledPipeline) {
             self.pipeline = pipeline
@@ -25,12 +27,13 @@ final class PipelineHost: PipelineProvider {
 
     var pipeline: AssembledPipeline { current.withLock { $0.pipeline } }
 
-    func checkout() -> (executor: PipelineExecutor, done: @Sendable () -> Void) {
+    func checkout() -> CheckedOutPipeline {
         let slot = current.withLock { slot in
             slot.inFlight.add(1, ordering: .relaxed)
             return slot
         }
-        return (slot.pipeline.executor, { slot.inFlight.subtract(1, ordering: .relaxed) })
+        return CheckedOutPipeline(executor: slot.pipeline.executor, isReplaced: { slot.replaced.load(ordering: .acquiring) },
+                                  done: { slot.inFlight.subtract(1, ordering: .relaxed) })
     }
 
     /// Makes `pipeline` current, at once, and returns the previous one's retirement: it waits until
@@ -42,6 +45,7 @@ final class PipelineHost: PipelineProvider {
     func replace(with pipeline: AssembledPipeline) -> @Sendable (Logger) async -> Void {
         let (previous, place) = current.withLock { slot in
             let previous = slot
+            previous.replaced.store(true, ordering: .releasing)
             slot = Slot(pipeline)
             return (previous, retirements.enter(isIdle: { previous.inFlight.load(ordering: .relaxed) == 0 }))
         }

@@ -1,7 +1,24 @@
 /// Hands the worker the pipeline a new message runs on. A message keeps the executor it
 /// started with to its end, even across a reload; `done` says it is settled.
 public protocol PipelineProvider: Sendable {
-    func checkout() -> (executor: PipelineExecutor, done: @Sendable () -> Void)
+    func checkout() -> CheckedOutPipeline
+}
+
+/// The pipeline a message runs on, from `PipelineProvider.checkout`.
+public struct CheckedOutPipeline: Sendable {
+    public let executor: PipelineExecutor
+    /// True once a reload has made another pipeline current: a message waiting in memory then
+    /// goes round the source to run on the new one, instead of going on with what the reload
+    /// replaced (a token that failed, a CA that was not trusted).
+    public let isReplaced: @Sendable () -> Bool
+    /// The message is settled: it no longer uses the pipeline.
+    public let done: @Sendable () -> Void
+
+    public init(executor: PipelineExecutor, isReplaced: @escaping @Sendable () -> Bool = { false }, done: @escaping @Sendable () -> Void = {}) {
+        self.executor = executor
+        self.isReplaced = isReplaced
+        self.done = done
+    }
 }
 
 /// One pipeline that never changes (tests, benchmarks).
@@ -12,7 +29,7 @@ public struct FixedPipeline: PipelineProvider {
         self.executor = executor
     }
 
-    public func checkout() -> (executor: PipelineExecutor, done: @Sendable () -> Void) {
-        (executor, {})
+    public func checkout() -> CheckedOutPipeline {
+        CheckedOutPipeline(executor: executor)
     }
 }

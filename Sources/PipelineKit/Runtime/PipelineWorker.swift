@@ -151,19 +151,20 @@ public final class PipelineWorker: Service, Sendable {
             _ = await source.settle(delivery, .release)
             return
         }
-        let (executor, done) = pipelines.checkout()
-        defer { done() }
-        guard let span = tracing.startDelivery(delivery, pipeline: executor.pipelineName) else {
-            return await run(delivery, rank: rank, executor: executor, span: nil)
+        let pipeline = pipelines.checkout()
+        defer { pipeline.done() }
+        guard let span = tracing.startDelivery(delivery, pipeline: pipeline.executor.pipelineName) else {
+            return await run(delivery, rank: rank, pipeline: pipeline, span: nil)
         }
         defer { span.end() }
         // A trace not sampled goes on (events carry its headers) but is not current: nothing makes spans of it.
-        guard span.isRecording else { return await run(delivery, rank: rank, executor: executor, span: span) }
-        await ServiceContext.withValue(span.context) { await run(delivery, rank: rank, executor: executor, span: span) }
+        guard span.isRecording else { return await run(delivery, rank: rank, pipeline: pipeline, span: span) }
+        await ServiceContext.withValue(span.context) { await run(delivery, rank: rank, pipeline: pipeline, span: span) }
     }
 
-    /// Runs a delivery that holds a permit through `executor` until it is settled (`span`: its trace, when tracing is on).
-    private func run(_ delivery: Delivery, rank: Int, executor: PipelineExecutor, span: (any Span)?) async {
+    /// Runs a delivery that holds a permit through its pipeline until it is settled (`span`: its trace, when tracing is on).
+    private func run(_ delivery: Delivery, rank: Int, pipeline: CheckedOutPipeline, span: (any Span)?) async {
+        let executor = pipeline.executor
         inFlight.increment()
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
         if let span {
@@ -193,7 +194,25 @@ public final class PipelineWorker: Service, Sendable {
                 permits.release()
                 let keepUntil = configuration.waitsWithinHolds ? run.keepInMemoryUntil : nil
                 let kept = configuration.longestInMemory.map { taken.addingTimeInterval($0.secondsDouble) }
-                guard case .leave(let back) = await park(wait, rank: rank, keepUntil: keepUntil, keptUntil: kept) else {
+                var parked = await park(wait, rank: rank, keepUntil: keepUntil, keptUntil: kept)
+                if case .goOn = parked {
+                    if !source.stillHolds(delivery) {
+                        // Its connection was lost while it waited: the broker has handed it out again, and that delivery goes on.
+                        permits.release()
+                        await executor.abandon(&run)
+                        MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
+                            logger.notice("the connection its delivery came on was lost while it waited; its redelivery goes on")
+                        }
+                        return
+                    }
+                    // A reload replaced its pipeline meanwhile (a new token, a trusted CA): it runs on the new one, after a
+                    // trip through the source, instead of going on with what was replaced — failing, and pausing everything again.
+                    if pipeline.isReplaced() {
+                        permits.release()
+                        parked = .leave(back: flow.clock.now())
+                    }
+                }
+                guard case .leave(let back) = parked else {
                     inFlight.increment()
                     continue
                 }
