@@ -181,28 +181,6 @@ import TestSupport
         await harness.inspector.delete([harness.queue])
     }
 
-    /// A retry copy that can never be published (no retry queue, declaring off) sent the message back
-    /// to the queue at once, its delay and attempt lost: a failed send tried again about once a
-    /// second, for good (review). It is dead-lettered instead, saying why.
-    @Test func aMessageWhoseRetryCopyCanNeverBePublishedIsDeadLettered() async throws {
-        let harness = try SourceHarness()
-        let dead = harness.queue + ".dead"
-        try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: harness.queue))
-        try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: dead))
-        let step = RecordingStep { _ in throw StepFailure(.transient, "503 from the Cloud API") }
-        let running = try harness.worker("declare: false\nconcurrency: 1\n", onError: .retry, step)
-        try await harness.inspector.publish(bodies(1, prefix: "unretriable"), to: harness.queue, declare: false)
-        let letters = try await harness.inspector.drain(dead, expecting: 1)
-        await running.stop()
-        #expect(step.all.count == 1, "tried once, not again and again: \(step.all.count)")
-        let letter = try #require(letters.first)
-        #expect(letter.properties.headers["x-error-step"] == .string("retry"))
-        #expect(letter.properties.headers["x-error"]?.stringValue?.contains("its retry copy to \(harness.queue).retry.1 was refused") == true,
-                "\(letter.properties.headers["x-error"]?.stringValue ?? "")")
-        #expect(try await harness.inspector.depth(harness.queue) == 0)
-        await harness.inspector.delete([harness.queue, dead])
-    }
-
     @Test func afterShutdownNothingNewStartsAndPrefetchedMessagesGoBack() async throws {
         let harness = try SourceHarness()
         let step = RecordingStep { _ in

@@ -181,16 +181,7 @@ public final class RabbitMQSource: Source {
             for (key, value) in carried.sorted(by: { $0.key < $1.key }) { properties.headers[Self.carriedPrefix + key] = .string(value) }
             properties.headers["x-attempts"] = .int(Int64(attemptsMade))
             properties.expiration = String(expiration)
-            let reason: String
-            switch await publishThenAcknowledge(original, to: queue, properties, consumer) {
-            case .published: return true
-            case .notPublished: return false
-            case .refused(let refusal): reason = refusal
-            }
-            // Back in the queue it would come at once, its delay, attempt and notes lost — a failed send
-            // tried again about once a second, for good: a dead letter that says why stops it.
-            logger.error("the retry copy can never be published; dead-lettering the message", metadata: ["queue": .string(queue), "error": .string(reason)])
-            return await settle(delivery, .deadLetter(DeadLetter(step: Self.retryStep, reason: "its retry copy to \(queue) was refused: \(reason)", attemptsMade: attemptsMade)))
+            return await publishThenAcknowledge(original, to: queue, properties, consumer)
         case .deadLetter(let letter):
             var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
             // A letter stays until it is replayed or removed: the original's time to live is not its own.
@@ -201,30 +192,8 @@ public final class RabbitMQSource: Source {
             properties.headers["x-dead-lettered-at"] = .string(UTCTimestamp.format(Date()))
             if let code = letter.code { properties.headers["x-error-code"] = .int(Int64(code)) }
             if let lane = delivery.lane { properties.headers[DeadLetteredMessage.laneHeader] = .string(lane.name) }
-            switch await publishThenAcknowledge(original, to: topology.deadQueue, properties, consumer) {
-            case .published: return true
-            case .notPublished: return false
-            case .refused: break
-            }
-            logger.error("the message goes back to the queue", metadata: ["queue": .string(topology.deadQueue)])
-            // Not straight back: a refusal that lasts would otherwise go round as fast as the broker answers.
-            try? await Task.sleep(for: .seconds(1))
-            consumer.nack(original, requeue: true)
-            return false
+            return await publishThenAcknowledge(original, to: topology.deadQueue, properties, consumer)
         }
-    }
-
-    /// `x-error-step` of a message dead-lettered because its retry copy could never be published.
-    static let retryStep = "retry"
-
-    /// What became of a copy (`publishThenAcknowledge`).
-    private enum CopyOutcome {
-        /// Confirmed, and the original acknowledged.
-        case published
-        /// The connection is gone or the worker stops (the original goes back to the queue).
-        case notPublished
-        /// Refused in a way retrying cannot cure; the original is still held.
-        case refused(String)
     }
 
     /// The properties a copy carries: the original's, except `user_id`, which the broker checks
@@ -243,9 +212,9 @@ public final class RabbitMQSource: Source {
 
     /// Publishes a copy until the broker confirms it, then acknowledges the original. A refusal
     /// that retrying cannot cure (a property the broker rejects, no route) is tried once with
-    /// plain properties and once after declaring the queues again, then reported (the original
-    /// still held); when the worker stops, the original goes back to the queue.
-    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties, _ consumer: AMQPConsumer) async -> CopyOutcome {
+    /// plain properties and once after declaring the queues again; then, or when the worker
+    /// stops, the original goes back to the queue. Returns whether the copy was confirmed.
+    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties, _ consumer: AMQPConsumer) async -> Bool {
         var properties = properties
         var delay = Duration.milliseconds(100)
         var simplified = false
@@ -254,7 +223,7 @@ public final class RabbitMQSource: Source {
             do {
                 try await publisher.publish(routingKey: routingKey, body: original.body, properties: properties)
                 consumer.ack(original)
-                return .published
+                return true
             } catch {
                 switch error {
                 case .broker(let code, _) where !simplified && (code == 406 || code == 403):
@@ -268,20 +237,17 @@ public final class RabbitMQSource: Source {
                     try? await declareQueuesOnce()
                     continue
                 case .closed:
-                    return .notPublished
+                    return false
                 default:
                     break
                 }
-                if Task.isCancelled {
+                if error.isPermanent || Task.isCancelled {
                     settleFailures.increment()
-                    logger.error("copy not published before the worker stopped; the message goes back to the queue", metadata: ["queue": .string(routingKey), "error": "\(error)"])
+                    logger.error("copy not published; the message goes back to the queue", metadata: ["queue": .string(routingKey), "error": "\(error)"])
+                    // Not straight back: a refusal that lasts would otherwise go round as fast as the broker answers.
+                    if !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
                     consumer.nack(original, requeue: true)
-                    return .notPublished
-                }
-                if error.isPermanent {
-                    settleFailures.increment()
-                    logger.error("copy not published", metadata: ["queue": .string(routingKey), "error": "\(error)"])
-                    return .refused("\(error)")
+                    return false
                 }
                 logger.warning("copy to \(routingKey) not confirmed; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)
