@@ -195,22 +195,11 @@ public final class PipelineWorker: Service, Sendable {
                 let keepUntil = configuration.waitsWithinHolds ? run.keepInMemoryUntil : nil
                 let kept = configuration.longestInMemory.map { taken.addingTimeInterval($0.secondsDouble) }
                 var parked = await park(wait, rank: rank, keepUntil: keepUntil, keptUntil: kept)
-                if case .goOn = parked {
-                    if !source.stillHolds(delivery) {
-                        // Its connection was lost while it waited: the broker has handed it out again, and that delivery goes on.
-                        permits.release()
-                        await executor.abandon(&run)
-                        MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
-                            logger.notice("the connection its delivery came on was lost while it waited; its redelivery goes on")
-                        }
-                        return
-                    }
-                    // A reload replaced its pipeline meanwhile (a new token, a trusted CA): it runs on the new one, after a
-                    // trip through the source, instead of going on with what was replaced — failing, and pausing everything again.
-                    if pipeline.isReplaced() {
-                        permits.release()
-                        parked = .leave(back: flow.clock.now())
-                    }
+                // A reload replaced its pipeline meanwhile (a new token, a trusted CA): it runs on the new one, after a
+                // trip through the source, instead of going on with what was replaced — failing, and pausing everything again.
+                if case .goOn = parked, pipeline.isReplaced() {
+                    permits.release()
+                    parked = .leave(back: flow.clock.now())
                 }
                 guard case .leave(let back) = parked else {
                     inFlight.increment()
@@ -277,7 +266,11 @@ public final class PipelineWorker: Service, Sendable {
             var abandoned = run
             await executor.abandon(&abandoned)
         }
-        _ = await source.settle(delivery, release(delivery, carrying: run.message.carried))
+        // (Its connection may have gone since it was last looked at: then the broker hands it out again.)
+        guard source.stillHolds(delivery) else { return }
+        // Sent, it goes back as it came: a copy would carry the note that it claimed its key, and be
+        // taken over and sent again after the lease where the original is acknowledged as a duplicate.
+        _ = await source.settle(delivery, run.sent ? .release : release(delivery, carrying: run.message.carried))
     }
 
     /// Back to the source at once: a plain release — unless the run changed what the message carries
