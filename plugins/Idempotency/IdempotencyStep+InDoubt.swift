@@ -77,15 +77,16 @@ extension IdempotencyStep {
     }
 
     /// Claims a key left in doubt past its window for a resend, whatever the pipeline's `on_in_doubt`.
-    func claimAgain(_ key: String, _ context: StepContext) async throws -> ClaimResult {
+    func claimAgain(_ key: String, _ message: inout Message, _ context: StepContext) async throws -> ClaimResult {
         _ = LocalClaims.shared.begin(key)
         do {
             let result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: nil, inDoubt: InDoubtPolicy(window: .zero, decision: .resend))
             if case .resending = result {} else { LocalClaims.shared.end(key) }
             return result
         } catch {
-            // As for a first claim: its answer may be lost with the claim made; released once the store answers.
-            LocalClaims.shared.end(key)
+            // As for a first claim: its answer may be lost with the claim made — held while the message is
+            // here, released once it has gone and the store answers.
+            message.values[UnansweredClaimKey.self] = UnansweredClaim(holding: key)
             LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }

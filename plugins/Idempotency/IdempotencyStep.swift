@@ -99,7 +99,7 @@ public struct IdempotencyStep: Step {
         if case .inDoubtExpired(let existing) = result, Self.replayedAfter(existing, message) {
             // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.
             message.carried[Self.claimedNote] = "1"
-            result = try await claimAgain(key, context)
+            result = try await claimAgain(key, &message, context)
         }
         if let outcome = try await resolveInDoubt(result, key: key, &message, context) { return outcome }
         switch result {

@@ -3,14 +3,16 @@ import Synchronization
 /// The idempotency keys this worker process holds for messages it is handling now, across
 /// pipeline reloads. A key that Redis says is `processing` by this worker but that no message
 /// here holds was claimed by a claim whose answer never came (the reply missed
-/// `command_timeout`): nobody is sending it, so the next claim takes it over at once instead
-/// of waiting out the lease (`processing` by itself would otherwise requeue the message for the
-/// whole lease).
+/// `command_timeout`): nobody is sending it, so the next claim takes it over once it is older
+/// than a send can take, instead of waiting out the lease (`processing` by itself would otherwise
+/// requeue the message for the whole lease), and such lost claims are released for other
+/// workers once the store answers again.
 ///
 /// ```swift
-/// LocalClaims.shared.begin(key)          // before the claim is sent
-/// let orphaned = LocalClaims.shared.heldOnlyOnce(key)
-/// LocalClaims.shared.end(key)            // released, completed, or the claim failed
+/// let alone = LocalClaims.shared.begin(key)   // before the claim is sent: true when no other message here holds it
+/// LocalClaims.shared.end(key)                 // released, completed, or found a duplicate
+/// // a claim that went unanswered: held while its message is here (`UnansweredClaim`), and
+/// LocalClaims.shared.lost(key, owner: claimant, releaseAfter: orphanAge)
 /// ```
 final class LocalClaims: Sendable {
     static let shared = LocalClaims()
@@ -84,7 +86,8 @@ final class LocalClaims: Sendable {
         lostCount.store(count, ordering: .relaxed)
     }
 
-    /// The message no longer holds `key` here (released, completed, found a duplicate, or its claim failed).
+    /// The message no longer holds `key` here (released, completed, found a duplicate; or, for a claim
+    /// that went unanswered, the message has gone: `UnansweredClaim`).
     func end(_ key: String) {
         holders.withLock { holders in
             guard let holding = holders[key] else { return }

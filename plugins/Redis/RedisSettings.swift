@@ -36,10 +36,11 @@ public enum RedisSettings {
     /// `sentinels` needs `master_name`; `master_name` alone names nothing; a cluster has no Sentinels.
     static func check(_ resource: ComponentDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
         let settings = resource.settings
-        // hiredis reads a zero time limit as none: every command would wait for good on a Redis that hangs.
-        for (name, limit) in [("command_timeout", commandTimeout), ("connect_timeout", connectTimeout)] where settings[limit] < .milliseconds(1) {
+        // hiredis reads a zero read limit as none, and gives up a connection at once with a zero connect limit.
+        for (name, limit, zero) in [("command_timeout", commandTimeout, "0 would wait for good on a Redis that hangs"),
+                                    ("connect_timeout", connectTimeout, "0 gives up every connection at once")] where settings[limit] < .milliseconds(1) {
             return [.error(at: settings.location(of: limit) ?? resource.location,
-                           "`\(name)` of resource `\(resource.name)` (redis): at least 1ms (0 would wait for good on a Redis that hangs), found \(DurationParser.format(settings[limit]))")]
+                           "`\(name)` of resource `\(resource.name)` (redis): at least 1ms (\(zero)), found \(DurationParser.format(settings[limit]))")]
         }
         let hasSentinels = !settings[sentinels].isEmpty
         if hasSentinels, !settings[cluster].isEmpty {

@@ -63,8 +63,8 @@ final class ShutdownLimits: Sendable {
     /// Runs `group` (made without limits of its own, every service of it shutting it down gracefully
     /// when it ends: a cancelled group has no limit); once `shutdownBegun` returns, ends a shutdown
     /// that outlasts the graceful limit by cancelling the group, and one whose cancellation outlasts
-    /// the cancellation limit by a crash. Both limits are read when they would expire, so a reload
-    /// during the drain (SIGHUP is still read then) counts.
+    /// the cancellation limit by a crash. The graceful limit is read when it would expire, so a reload
+    /// during the drain (SIGHUP is still read then) counts; the cancellation limit when cancelling begins.
     func enforce(on group: ServiceGroup, from shutdownBegun: @escaping @Sendable () async -> Void, logger: Logger) async throws {
         let crash = Mutex<DispatchWorkItem?>(nil)
         defer { crash.withLock { $0?.cancel() } }

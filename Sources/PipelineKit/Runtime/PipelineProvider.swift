@@ -1,5 +1,6 @@
-/// Hands the worker the pipeline a new message runs on. A message keeps the executor it
-/// started with to its end, even across a reload; `done` says it is settled.
+/// Hands the worker the pipeline a new message runs on. A running message keeps the executor
+/// it started with to its end, even across a reload; one waiting in memory when a reload replaced
+/// it goes round the source to run on the new one (`CheckedOutPipeline.isReplaced`).
 public protocol PipelineProvider: Sendable {
     func checkout() -> CheckedOutPipeline
 }

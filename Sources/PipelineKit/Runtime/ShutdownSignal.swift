@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
 
-/// A one-way flag that tasks can wait on: set once, when the worker begins to shut down.
+/// A one-way flag that tasks can wait on: set once, when the worker begins to shut down (or its
+/// `run` ends without a shutdown: `PipelineWorker.stopping`).
 final class ShutdownSignal: Sendable {
     private let flag = Atomic<Bool>(false)
     private let waiters = Waiters()
