@@ -76,6 +76,15 @@ extension IdempotencyStep {
         LocalClaims.Claimant(worker: context.workerID, store: storeIdentity)
     }
 
+    /// A claim of `key` that went unanswered (it may stand in the store): held while the message is
+    /// here (`UnansweredClaim`), released once it has gone and the store answers (`releaseLostClaims`),
+    /// and noted in what the message carries (`claimedNote`).
+    func holdUnanswered(_ key: String, _ message: inout Message, _ context: StepContext) {
+        message.values[UnansweredClaimKey.self] = UnansweredClaim(holding: key)
+        LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
+        message.carried[Self.claimedNote] = "1"
+    }
+
     /// Claims a key left in doubt past its window for a resend, whatever the pipeline's `on_in_doubt`.
     func claimAgain(_ key: String, _ message: inout Message, _ context: StepContext) async throws -> ClaimResult {
         _ = LocalClaims.shared.begin(key)
@@ -84,10 +93,7 @@ extension IdempotencyStep {
             if case .resending = result {} else { LocalClaims.shared.end(key) }
             return result
         } catch {
-            // As for a first claim: its answer may be lost with the claim made — held while the message is
-            // here, released once it has gone and the store answers.
-            message.values[UnansweredClaimKey.self] = UnansweredClaim(holding: key)
-            LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
+            holdUnanswered(key, &message, context)
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
     }

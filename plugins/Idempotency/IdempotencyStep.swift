@@ -80,9 +80,7 @@ public struct IdempotencyStep: Step {
             // nobody here holds the key: the next claim takes this worker's own `processing` value
             // over, and so that another worker's retry need not wait out the lease, the value is
             // released once a send without it would be over (`releaseLostClaims`).
-            message.values[UnansweredClaimKey.self] = UnansweredClaim(holding: key)
-            LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
-            message.carried[Self.claimedNote] = "1"
+            holdUnanswered(key, &message, context)
             // In doubt, never on without the key (fail_open would send it again blindly): look again later.
             if own {
                 InDoubtWaits.shared.begin(key)
@@ -137,9 +135,10 @@ public struct IdempotencyStep: Step {
     /// value is no longer this worker's processing one: either way it is left alone). A key a
     /// message here waits on in doubt is not released: its value may be that send's unmarked claim.
     private func releaseLostClaims(_ context: StepContext) async {
-        for key in LocalClaims.shared.dueLost(owner: claimant(context)) {
+        let owner = claimant(context)
+        for key in LocalClaims.shared.dueLost(owner: owner) {
             if InDoubtWaits.shared.isWaiting(key) {
-                LocalClaims.shared.settleLost(key, owner: claimant(context), retryAfter: .seconds(1))
+                LocalClaims.shared.settleLost(key, owner: owner, retryAfter: .seconds(1))
                 continue
             }
             do {
@@ -147,14 +146,14 @@ public struct IdempotencyStep: Step {
                 case .released:
                     Counter.lostClaimsReleased.increment()
                     context.logger.notice("released this worker's claim whose answer was lost; another worker's retry can claim it", metadata: ["key": .string(key)])
-                    LocalClaims.shared.settleLost(key, owner: claimant(context))
+                    LocalClaims.shared.settleLost(key, owner: owner)
                 case .notOrphaned:
-                    LocalClaims.shared.settleLost(key, owner: claimant(context))
+                    LocalClaims.shared.settleLost(key, owner: owner)
                 case .tooYoung:
-                    LocalClaims.shared.settleLost(key, owner: claimant(context), retryAfter: .seconds(1))
+                    LocalClaims.shared.settleLost(key, owner: owner, retryAfter: .seconds(1))
                 }
             } catch {
-                LocalClaims.shared.settleLost(key, owner: claimant(context), retryAfter: .seconds(1))
+                LocalClaims.shared.settleLost(key, owner: owner, retryAfter: .seconds(1))
                 return
             }
         }

@@ -66,8 +66,8 @@ final class ShutdownLimits: Sendable {
     /// the cancellation limit by a crash. The graceful limit is read when it would expire, so a reload
     /// during the drain (SIGHUP is still read then) counts; the cancellation limit when cancelling begins.
     func enforce(on group: ServiceGroup, from shutdownBegun: @escaping @Sendable () async -> Void, logger: Logger) async throws {
-        let crash = Mutex<DispatchWorkItem?>(nil)
-        defer { crash.withLock { $0?.cancel() } }
+        var crash: DispatchWorkItem?
+        defer { crash?.cancel() }
         try await withThrowingTaskGroup(of: Ending.self) { tasks in
             tasks.addTask {
                 try await group.run()
@@ -87,7 +87,7 @@ final class ShutdownLimits: Sendable {
                 logger.error("shutdown outlasted its limit; cancelling what still runs", metadata: [
                     "graceful_limit": .string(DurationParser.format(limits.graceful)), "cancellation_limit": .string(DurationParser.format(limits.cancellation)),
                 ])
-                crash.withLock { $0 = Self.crash(after: limits.cancellation) }
+                crash = Self.crash(after: limits.cancellation)
                 // Only the group still runs: cancelling it is what the group's own limit did.
                 tasks.cancelAll()
             }
