@@ -14,19 +14,16 @@ import TestSupport
     @Test func aConnectionTheBrokerClosesIsReplacedWithinFiveSeconds() async throws {
         let harness = try SourceHarness()
         // The worker's own user, so the broker closes only the worker's connections.
-        let user = uniqueName("closed")
-        try TestServices.rabbitmqctl(["add_user", user, "closed-password"])
-        defer { try? TestServices.rabbitmqctl(["delete_user", user]) }
-        try TestServices.rabbitmqctl(["set_permissions", "-p", "/", user, ".*", ".*", ".*"])
-        let broker = try AMQPURL(TestServices.rabbitURL)
+        let user = try SourceHarness.BrokerUser("closed")
+        defer { user.delete() }
         let step = RecordingStep()
-        let running = try harness.worker(url: "amqp://\(user):closed-password@\(broker.host):\(broker.port)/%2F", step)
+        let running = try harness.worker(url: user.url, step)
         do {
             try await poll("the worker consuming") { running.source.status().consuming }
             try await harness.inspector.publish([Array(#"{"internalId":"before"}"#.utf8)], to: harness.queue, declare: false)
             try await poll("the message sent before the close handled") { step.count("before") == 1 }
 
-            try TestServices.rabbitmqctl(["close_all_user_connections", user, "closed by BrokerClosedConnectionTests"])
+            try user.closeConnections()
             // Timed from the command's return (its Erlang VM takes most of a second to start, before it closes anything).
             let closed = ContinuousClock.now
             try await harness.inspector.publish([Array(#"{"internalId":"after"}"#.utf8)], to: harness.queue, declare: false)

@@ -145,13 +145,10 @@ import TestSupport
     /// dead letter was refused (406) and retried forever.
     @Test func aCopyOfAMessageFromAnotherUserIsDeadLettered() async throws {
         let harness = try SourceHarness()
-        let user = "copier-\(UUID().uuidString.prefix(6).lowercased())"
-        try TestServices.rabbitmqctl(["add_user", user, "copier-password"])
-        defer { try? TestServices.rabbitmqctl(["delete_user", user]) }
-        try TestServices.rabbitmqctl(["set_permissions", "-p", "/", user, ".*", ".*", ".*"])
-        let broker = try AMQPURL(TestServices.rabbitURL)
+        let user = try SourceHarness.BrokerUser("copier")
+        defer { user.delete() }
         let step = RecordingStep { _ in throw StepFailure(.invalid, "bad") }
-        let running = try harness.worker(url: "amqp://\(user):copier-password@\(broker.host):\(broker.port)/%2F", onError: .deadLetter, step)
+        let running = try harness.worker(url: user.url, onError: .deadLetter, step)
         try await poll("the worker's queues declared") { (try? await harness.inspector.publisher.messageCount(running.source.topology.deadQueue)) != nil }
         var properties = AMQPProperties.persistentJSON
         properties.userID = "guest"
@@ -179,6 +176,46 @@ import TestSupport
         let depth = try await harness.inspector.depth(harness.queue, settlingAt: 5)
         #expect(depth == 5, "every message back in the queue (depth \(depth))")
         await harness.inspector.delete([harness.queue])
+    }
+
+    /// A copy the broker does not confirm is published again every few seconds while its message keeps
+    /// a place of `concurrency` — also after the consumer's connection was lost and the broker
+    /// handed the message out again, which then never got a place (concurrency 1). A copy is
+    /// published only while its original is held.
+    @Test func aCopyIsNoLongerRetriedOnceItsOriginalWasHandedOutAgain() async throws {
+        _ = TestMetricsSystem.shared
+        let harness = try SourceHarness()
+        let user = try SourceHarness.BrokerUser("unconfirmed")
+        defer { user.delete() }
+        let step = RecordingStep { _ in throw StepFailure(.invalid, "no such template") }
+        let running = try harness.worker("concurrency: 1\n", url: user.url, onError: .deadLetter, step)
+        // A full dead-letter queue that refuses what comes: every letter is nacked.
+        let dead = running.source.topology.deadQueue
+        let policy = uniqueName("full")
+        try TestServices.rabbitmqctl(["set_policy", "--apply-to", "queues", "--priority", "100", policy,
+                                      "^" + NSRegularExpression.escapedPattern(for: dead) + "$", #"{"max-length":0,"overflow":"reject-publish"}"#])
+        defer { try? TestServices.rabbitmqctl(["clear_policy", policy]) }
+        do {
+            try await poll("the policy applied to the dead-letter queue") {
+                try TestServices.rabbitmqctlOutput(["list_queues", "name", "policy", "--quiet", "--no-table-headers"])
+                    .split(separator: "\n").contains { $0.split(whereSeparator: \.isWhitespace).map(String.init) == [dead, policy] }
+            }
+            let refusedBefore = TestMetricsSystem.counter("outbound_settle_failures_total")
+            try await harness.inspector.publish(bodies(1, prefix: "unconfirmed"), to: harness.queue, declare: false)
+            try await poll("its dead letter refused") { TestMetricsSystem.counter("outbound_settle_failures_total") > refusedBefore }
+            #expect(try await harness.inspector.depth(dead) == 0)
+            try user.closeConsumingConnections()
+            try await poll("the message handed out again tried again", timeout: .seconds(20)) { step.count("unconfirmed-0") >= 2 }
+            try TestServices.rabbitmqctl(["clear_policy", policy])
+            let letters = try await harness.inspector.drain(dead, expecting: 1, timeout: .seconds(20))
+            #expect(letters.count == 1)
+        } catch {
+            await running.stop()
+            throw error
+        }
+        await running.stop()
+        #expect(try await harness.inspector.depth(dead) == 0, "one letter, not one for each delivery")
+        await harness.cleanUp(running.source)
     }
 
     @Test func afterShutdownNothingNewStartsAndPrefetchedMessagesGoBack() async throws {

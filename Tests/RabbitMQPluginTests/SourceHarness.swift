@@ -45,6 +45,41 @@ struct SourceHarness {
         return RunningWorker(PipelineWorker(source: source, pipelines: FixedPipeline(executor), configuration: configuration, flow: flow, logger: Self.logger), source: source)
     }
 
+    /// A broker user of the test's own (every permission on `/`), so the broker can close just its
+    /// connections; `url` logs in as it. `delete` when done.
+    struct BrokerUser {
+        let name: String
+        let url: String
+
+        init(_ prefix: String) throws {
+            name = uniqueName(prefix)
+            try TestServices.rabbitmqctl(["add_user", name, "\(prefix)-password"])
+            try TestServices.rabbitmqctl(["set_permissions", "-p", "/", name, ".*", ".*", ".*"])
+            let broker = try AMQPURL(TestServices.rabbitURL)
+            url = "amqp://\(name):\(prefix)-password@\(broker.host):\(broker.port)/%2F"
+        }
+
+        /// Closes every connection of the user (`rabbitmqctl close_all_user_connections`).
+        func closeConnections() throws {
+            try TestServices.rabbitmqctl(["close_all_user_connections", name, "closed by a test"])
+        }
+
+        /// Closes the user's connections that consume (not its publisher's).
+        func closeConsumingConnections() throws {
+            let channels = try TestServices.rabbitmqctlOutput(["list_channels", "connection", "user", "consumer_count", "--quiet", "--no-table-headers"])
+            let consuming = channels.split(separator: "\n").compactMap { line -> String? in
+                let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).map(String.init)
+                return fields.count == 3 && fields[1] == name && (Int(fields[2]) ?? 0) > 0 ? fields[0] : nil
+            }
+            guard !consuming.isEmpty else { throw TestFailure("no consuming connection of \(name): \(channels)") }
+            for connection in Set(consuming) { try TestServices.rabbitmqctl(["close_connection", connection, "closed by a test"]) }
+        }
+
+        func delete() {
+            try? TestServices.rabbitmqctl(["delete_user", name])
+        }
+    }
+
     func cleanUp(_ source: RabbitMQSource) async {
         // Not the retry queues (empty by now): see EndToEndHarness.cleanUp.
         await inspector.delete(source.topology.declarations.map(\.name).filter { !$0.contains(".retry.") })

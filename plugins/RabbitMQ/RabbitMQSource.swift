@@ -213,13 +213,21 @@ public final class RabbitMQSource: Source {
     /// Publishes a copy until the broker confirms it, then acknowledges the original. A refusal
     /// that retrying cannot cure (a property the broker rejects, no route) is tried once with
     /// plain properties and once after declaring the queues again; then, or when the worker
-    /// stops, the original goes back to the queue. Returns whether the copy was confirmed.
+    /// stops, the original goes back to the queue. Nothing is published once the original's
+    /// connection is gone (the broker delivers it again). Returns whether the copy was confirmed.
     private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties, _ consumer: AMQPConsumer) async -> Bool {
         var properties = properties
         var delay = Duration.milliseconds(100)
         var simplified = false
         var redeclared = false
         while true {
+            // Its connection gone, the broker hands the original out again: a copy now would be a second one
+            // (and its place of `concurrency`, kept while the copy is retried, would be taken from that delivery).
+            guard consumer.holds(original) else {
+                logger.warning("the message's connection was lost before its copy was confirmed; the broker delivers it again",
+                               metadata: ["queue": .string(routingKey)])
+                return false
+            }
             do {
                 try await publisher.publish(routingKey: routingKey, body: original.body, properties: properties)
                 consumer.ack(original)
@@ -249,6 +257,7 @@ public final class RabbitMQSource: Source {
                     consumer.nack(original, requeue: true)
                     return false
                 }
+                settleFailures.increment()
                 logger.warning("copy to \(routingKey) not confirmed; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
