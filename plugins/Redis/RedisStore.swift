@@ -16,11 +16,17 @@ public final class RedisStore: Resource {
     private let logger: Logger
     private let failures = Mutex(0)
     private let errors = Counter(label: "outbound_redis_errors_total")
+    /// The last error a command got as its answer (OOM, MISCONF, READONLY, NOPERM…), and when.
+    private let lastRefusal = Mutex<(reason: String, at: ContinuousClock.Instant)?>(nil)
+    /// How long `/health` reports Redis down after a command was refused.
+    private let refusalShown: Duration
 
-    public init(client: RedisClient, buckets: Int = RedisSettings.defaultStateBuckets, logger: Logger) {
+    /// `refusalShown`: how long `health` reports Redis down after a command got an error as its answer.
+    public init(client: RedisClient, buckets: Int = RedisSettings.defaultStateBuckets, refusalShown: Duration = .seconds(10), logger: Logger) {
         self.client = client
         self.wamids = WamidBuckets(prefix: "wamids", count: buckets)
         self.statuses = WamidBuckets(prefix: "statuses", count: buckets)
+        self.refusalShown = refusalShown
         self.logger = logger
     }
 
@@ -38,13 +44,19 @@ public final class RedisStore: Resource {
         return store
     }
 
+    /// Down when Redis does not answer PING — or answers it but refused a command in the last
+    /// `refusalShown` (out of memory, writes stopped after a failed save, a read-only replica, an
+    /// ACL): steps then apply their degradation policy (`fail_open` sends without deduplication),
+    /// which a PING alone would hide.
     public func health() async -> HealthStatus {
         do {
             let reply = try await client.send(["PING"])
-            return reply == .status("PONG") ? .up : .down("unexpected PING answer")
+            guard reply == .status("PONG") else { return .down("unexpected PING answer") }
         } catch {
             return .down(error.description)
         }
+        guard let refusal = lastRefusal.withLock({ $0 }), ContinuousClock.now - refusal.at < refusalShown else { return .up }
+        return .down("a command was refused \((ContinuousClock.now - refusal.at).components.seconds) s ago: \(refusal.reason)")
     }
 
     public func shutdown() async {}
@@ -61,6 +73,7 @@ public final class RedisStore: Resource {
             return result
         } catch {
             errors.increment()
+            if case .server(let reason) = error { lastRefusal.withLock { $0 = (reason, .now) } }
             let first = failures.withLock { count in
                 count += 1
                 return count == 1
