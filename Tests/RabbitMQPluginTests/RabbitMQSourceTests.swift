@@ -218,6 +218,32 @@ import TestSupport
         await harness.cleanUp(running.source)
     }
 
+    /// With `declare: false` and a retry queue missing, every retry copy is refused and the message goes
+    /// round about once a second, its attempt not counted: the start says so, naming each missing queue.
+    @Test func withoutDeclaringTheStartNamesEveryQueueThatIsMissing() async throws {
+        let harness = try SourceHarness()
+        try await harness.inspector.publisher.declare(AMQPQueueDeclaration(name: harness.queue))
+        let logs = CapturedLogs()
+        let settings = try harness.settings("declare: false\nretry: { backoff: [1s, 10s] }\n")
+        let source = try RabbitMQSource(settings: settings, worker: WorkerConfiguration(settings: settings), logger: logs.logger)
+        try await source.start()
+        let missing = [harness.queue + ".retry.1", harness.queue + ".retry.2", harness.queue + ".dead"]
+        let named = { Set(logs.lines.filter { $0.message.contains("does not exist") }.compactMap { $0.metadata["queue"]?.description }) }
+        do {
+            try await poll("each missing queue named") { Set(missing).isSubset(of: named()) }
+        } catch {
+            source.stopIntake()
+            await source.stop()
+            throw error
+        }
+        source.stopIntake()
+        await source.stop()
+        #expect(logs.all.contains("retry copies to it are refused"), "\(logs.all)")
+        #expect(logs.all.contains("dead letters are refused"), "\(logs.all)")
+        #expect(named() == Set(missing), "the queue that exists is not named: \(logs.all)")
+        await harness.inspector.delete([harness.queue])
+    }
+
     @Test func afterShutdownNothingNewStartsAndPrefetchedMessagesGoBack() async throws {
         let harness = try SourceHarness()
         let step = RecordingStep { _ in

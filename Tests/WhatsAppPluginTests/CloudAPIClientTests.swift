@@ -56,28 +56,6 @@ import TestSupport
     }
 }
 
-/// Captures log lines so tests can check what was (not) logged.
-final class CapturedLogs: @unchecked Sendable {
-    private let lines = Mutex<[String]>([])
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-    var all: String { lines.withLock { $0.joined(separator: "\n") } }
-
-    struct Handler: LogHandler {
-        let sink: CapturedLogs
-        var logLevel: Logger.Level = .trace
-        var metadata: Logger.Metadata = [:]
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            sink.append("\(event.message) \(metadata.merging(event.metadata ?? [:]) { $1 })")
-        }
-    }
-
-    var logger: Logger { Logger(label: "captured") { _ in Handler(sink: self) } }
-}
-
 @Suite(.serialized) struct CloudAPIClientTests {
     static let token = "EAAG-secret-token-never-logged"
 

@@ -95,7 +95,33 @@ public final class RabbitMQSource: Source {
         guard !stopping.load(ordering: .acquiring) else { return }
         consumerStarted.store(true, ordering: .releasing)
         consumers.forEach { $0.start() }
-        depthProbe.withLock { $0 = Task { [publisher, topology] in await Self.reportDepth(of: topology, through: publisher) } }
+        depthProbe.withLock {
+            $0 = Task { [publisher, topology, declare = settings.declare, logger] in
+                if !declare { await Self.warnOfMissingQueues(of: topology, through: publisher, logger: logger) }
+                await Self.reportDepth(of: topology, through: publisher)
+            }
+        }
+    }
+
+    /// With `declare: false`, says at start which of the queues the worker uses do not exist: a retry
+    /// queue missing makes every retry copy refused — a failed send then tried again about once a
+    /// second, its attempt not counted —, `.dead` missing every dead letter.
+    private static func warnOfMissingQueues(of topology: QueueTopology, through publisher: AMQPPublisher, logger: Logger) async {
+        for queue in topology.declarations.map(\.name) {
+            do {
+                _ = try await publisher.messageCount(queue)
+                continue
+            } catch {
+                guard case .broker(404, _) = error else { continue }
+            }
+            let consequence = switch queue {
+            case topology.deadQueue: "dead letters are refused and their messages go back to the queue, tried again about once a second"
+            case _ where topology.laneQueues.contains(queue): "nothing is consumed from it"
+            default: "retry copies to it are refused: a failed send goes back to the queue and is tried again about once a second, its delay and attempt lost"
+            }
+            logger.error("queue does not exist and declare is false: \(consequence); declare it, or set declare: true (the worker then declares it as it needs it)",
+                         metadata: ["queue": .string(queue)])
+        }
     }
 
     /// How often `outbound_queue_messages` is read from the broker.
