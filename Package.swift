@@ -173,7 +173,7 @@ let package = Package(
             dependencies: ["OutboundWorkerApp", "RedisPlugin", "IdempotencyPlugin", "WhatsAppPlugin", "RedisClient", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: strict
         ),
-        .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RabbitMQPluginTests", dependencies: ["RabbitMQPlugin", "EventsPlugin", "AMQPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SuppressPluginTests", dependencies: ["SuppressPlugin", "RedisPlugin", "ValidatePlugin", "WhatsAppPlugin", "WebhookPlugin", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisPluginTests", dependencies: ["RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WebhookPluginTests", dependencies: ["WebhookPlugin", "AccountLimitsPlugin", "IdempotencyPlugin", "RedisPlugin", "RedisClient", "TestSupport"], swiftSettings: strict),

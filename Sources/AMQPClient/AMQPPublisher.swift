@@ -62,7 +62,41 @@ public final class AMQPPublisher: @unchecked Sendable {
         var body: [UInt8]
         var properties: AMQPProperties
         var mandatory: Bool
-        var continuation: CheckedContinuation<Result<Void, AMQPError>, Never>
+        var confirmation: Confirmation
+    }
+
+    /// Who hears a publish's confirm: its caller, or the group of a publish in order.
+    private enum Confirmation {
+        case caller(CheckedContinuation<Result<Void, AMQPError>, Never>)
+        case group(ConfirmGroup)
+
+        func resume(returning result: Result<Void, AMQPError>) {
+            switch self {
+            case .caller(let continuation): continuation.resume(returning: result)
+            case .group(let group): group.confirm(result)
+            }
+        }
+    }
+
+    /// The confirms of a publish in order: its caller hears once every message has its own, with the first failure.
+    private final class ConfirmGroup: Sendable {
+        private let state: Mutex<(remaining: Int, failure: AMQPError?)>
+        private let continuation: CheckedContinuation<Result<Void, AMQPError>, Never>
+
+        init(count: Int, continuation: CheckedContinuation<Result<Void, AMQPError>, Never>) {
+            state = Mutex((count, nil))
+            self.continuation = continuation
+        }
+
+        func confirm(_ result: Result<Void, AMQPError>) {
+            let outcome = state.withLock { state -> Result<Void, AMQPError>? in
+                if case .failure(let error) = result, state.failure == nil { state.failure = error }
+                state.remaining -= 1
+                guard state.remaining == 0 else { return nil }
+                return state.failure.map { .failure($0) } ?? .success(())
+            }
+            if let outcome { continuation.resume(returning: outcome) }
+        }
     }
 
     private enum Request {
@@ -73,7 +107,7 @@ public final class AMQPPublisher: @unchecked Sendable {
 
         func fail(_ error: AMQPError) {
             switch self {
-            case .publish(let publish): publish.continuation.resume(returning: .failure(error))
+            case .publish(let publish): publish.confirmation.resume(returning: .failure(error))
             case .declare(_, _, let continuation), .remember(_, let continuation), .delete(_, _, let continuation): continuation.resume(returning: .failure(error))
             }
         }
@@ -116,38 +150,71 @@ public final class AMQPPublisher: @unchecked Sendable {
     /// an error (`.unroutable`); without it, the broker drops such a message and confirms it.
     public func publish(exchange: String = "", routingKey: String, body: [UInt8], properties: AMQPProperties, mandatory: Bool = true) async throws(AMQPError) {
         try await withCheckedContinuation { continuation in
-            submit(.publish(Publish(exchange: exchange, routingKey: routingKey, body: body, properties: properties, mandatory: mandatory, continuation: continuation)))
+            submit([.publish(Publish(exchange: exchange, routingKey: routingKey, body: body, properties: properties, mandatory: mandatory, confirmation: .caller(continuation)))])
+        }.get()
+    }
+
+    /// A message for `publish(inOrder:)`.
+    public struct Message: Sendable {
+        public var exchange: String
+        public var routingKey: String
+        public var body: [UInt8]
+        public var properties: AMQPProperties
+        public var mandatory: Bool
+
+        public init(exchange: String = "", routingKey: String, body: [UInt8], properties: AMQPProperties, mandatory: Bool = true) {
+            self.exchange = exchange
+            self.routingKey = routingKey
+            self.body = body
+            self.properties = properties
+            self.mandatory = mandatory
+        }
+    }
+
+    /// Publishes `messages` one after the other — the broker takes them in this order, where
+    /// separate `publish` calls made at once reach it in any order — and waits for every confirm;
+    /// fails with the first failure (others may have been confirmed).
+    public func publish(inOrder messages: [Message]) async throws(AMQPError) {
+        if messages.count <= 1 {
+            // (No group to count confirms for one message.)
+            guard let message = messages.first else { return }
+            return try await publish(exchange: message.exchange, routingKey: message.routingKey, body: message.body, properties: message.properties, mandatory: message.mandatory)
+        }
+        try await withCheckedContinuation { continuation in
+            let group = ConfirmGroup(count: messages.count, continuation: continuation)
+            submit(messages.map { .publish(Publish(exchange: $0.exchange, routingKey: $0.routingKey, body: $0.body, properties: $0.properties,
+                                                   mandatory: $0.mandatory, confirmation: .group(group))) })
         }.get()
     }
 
     /// Declares an exchange (again after every reconnect).
     public func declare(_ exchange: AMQPExchangeDeclaration) async throws(AMQPError) {
-        _ = try await withCheckedContinuation { continuation in submit(.remember(.exchange(exchange), continuation)) }.get()
+        _ = try await withCheckedContinuation { continuation in submit([.remember(.exchange(exchange), continuation)]) }.get()
     }
 
     /// Binds a queue to an exchange (again after every reconnect).
     public func bind(_ binding: AMQPBinding) async throws(AMQPError) {
-        _ = try await withCheckedContinuation { continuation in submit(.remember(.binding(binding), continuation)) }.get()
+        _ = try await withCheckedContinuation { continuation in submit([.remember(.binding(binding), continuation)]) }.get()
     }
 
     /// Declares a durable queue (again after every reconnect). Returns its depth.
     @discardableResult
     public func declare(_ queue: AMQPQueueDeclaration) async throws(AMQPError) -> Int {
         try await withCheckedContinuation { continuation in
-            submit(.declare(queue, passive: false, continuation))
+            submit([.declare(queue, passive: false, continuation)])
         }.get()
     }
 
     /// The number of ready messages in a queue (passive declare); fails if it does not exist.
     public func messageCount(_ queue: String) async throws(AMQPError) -> Int {
         try await withCheckedContinuation { continuation in
-            submit(.declare(AMQPQueueDeclaration(name: queue), passive: true, continuation))
+            submit([.declare(AMQPQueueDeclaration(name: queue), passive: true, continuation)])
         }.get()
     }
 
     /// Deletes a queue (`ifEmpty`: only if it holds no message, atomically on the broker; else a 406).
     public func delete(_ queue: String, ifEmpty: Bool = false) async throws(AMQPError) {
-        _ = try await withCheckedContinuation { continuation in submit(.delete(queue, ifEmpty: ifEmpty, continuation)) }.get()
+        _ = try await withCheckedContinuation { continuation in submit([.delete(queue, ifEmpty: ifEmpty, continuation)]) }.get()
     }
 
     /// Closes the connection; pending requests fail with `.closed`.
@@ -156,12 +223,13 @@ public final class AMQPPublisher: @unchecked Sendable {
         signal.signal()
     }
 
-    private func submit(_ request: Request) {
+    /// Queues requests for the connection's thread, together and in their order.
+    private func submit(_ batch: [Request]) {
         if stopping.load(ordering: .acquiring) {
-            request.fail(.closed)
+            batch.forEach { $0.fail(.closed) }
             return
         }
-        requests.withLock { $0.append(request) }
+        requests.withLock { $0.append(contentsOf: batch) }
         signal.signal()
     }
 
@@ -367,7 +435,7 @@ public final class AMQPPublisher: @unchecked Sendable {
         }
         for (offset, request) in publishes.enumerated() {
             guard case .publish(let publish) = request else { continue }
-            publish.continuation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(.notConfirmed("no confirm")))
+            publish.confirmation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(.notConfirmed("no confirm")))
         }
     }
 

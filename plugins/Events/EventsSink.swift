@@ -49,20 +49,13 @@ final class EventsSink: OutcomeSink {
         let exchange = settings.exchange
         let messageTrace = outcome.message.trace?.headers ?? [:]
         // Not mandatory: with no queue bound, the exchange drops events, as its owner decided.
-        @Sendable func publish(_ event: PreparedEvent) async throws {
-            try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(),
-                                        properties: Self.properties(tracing: event.traceHeaders.isEmpty ? messageTrace : event.traceHeaders), mandatory: false)
+        let messages = events.map { event in
+            AMQPPublisher.Message(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(),
+                                  properties: Self.properties(tracing: event.traceHeaders.isEmpty ? messageTrace : event.traceHeaders), mandatory: false)
         }
         do {
-            if events.count == 1 {
-                // The common case, one outcome event: no child task to hop through.
-                try await publish(events[0])
-            } else {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for event in events { group.addTask { try await publish(event) } }
-                    try await group.waitForAll()
-                }
-            }
+            // In order: a message's statuses (`sent`, then `delivered`) reach consumers as they were ranked.
+            try await publisher.publish(inOrder: messages)
             published.increment(by: Int64(events.count))
         } catch {
             refused.increment()
