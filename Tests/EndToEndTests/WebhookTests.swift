@@ -99,6 +99,9 @@ import TestSupport
         #expect(try await statuses.post(body, signature: "sha256=é") == 401, "a signature that is no hex")
         #expect(try await statuses.post(body, signature: "sha256=" + String(repeating: "é", count: 32)) == 401, "no hex, 64 bytes")
         #expect(try await statuses.post("not json") == 400)
+        // Signed, but nested deeper than a message is read: answered 200 before, its statuses dropped for good.
+        let deep = String(repeating: "[", count: Message.maximumNesting + 6) + String(repeating: "]", count: Message.maximumNesting + 6)
+        #expect(try await statuses.post(#"{"object":"whatsapp_business_account","entry":[],"deep":\#(deep)}"#) == 400)
         #expect(try await statuses.post(#"{"object":"x","pad":"\#(String(repeating: "p", count: 1 << 20))"}"#) == 413)
         // read before delivered: read goes out, the late delivered is dropped.
         #expect(try await statuses.post(Self.statuses([("\(prefix).late", "read", "late-1"), ("\(prefix).late", "delivered", "late-1")])) == 200)

@@ -10,10 +10,13 @@ enum WebhookAdmission {
         if !signature.verifies(signatureHeader, body: body) {
             return SourceAdmission.Refusal(status: 401, reason: "missing or wrong X-Hub-Signature-256")
         }
-        guard case .object? = try? JSONValue(parsing: body) else {
-            return SourceAdmission.Refusal(status: 400, reason: "the body is not a JSON object")
+        // Read as the pipeline will read it: a body it could not (nested too deep, too many values) was answered
+        // 200 and its statuses dropped, Meta not sending it again.
+        switch Message.payload(of: body) {
+        case .success(.object): return nil
+        case .success: return SourceAdmission.Refusal(status: 400, reason: "the body is not a JSON object")
+        case .failure(let unreadable): return SourceAdmission.Refusal(status: 400, reason: unreadable.reason)
         }
-        return nil
     }
 
     /// 200 once the outcome is final (events confirmed, or nothing to be made of the body); 503 to have Meta retry.

@@ -36,19 +36,33 @@ public struct Message: Sendable {
         self.notAfter = notAfter
         self.carried = carried
         self.values = MessageValues()
-        if body.count > Self.maximumParsedBytes {
+        switch Self.payload(of: body) {
+        case .success(let parsed):
+            payload = parsed
+            parseError = nil
+        case .failure(let error):
             payload = nil
-            parseError = "body is \(body.count) bytes; bodies over \(Self.maximumParsedBytes) bytes are not read"
-        } else {
-            do {
-                payload = try JSONValue(parsing: body, nestingLimit: Self.maximumNesting, valueLimit: Self.valueLimit(forBytes: body.count))
-                parseError = nil
-            } catch {
-                payload = nil
-                parseError = error.isNestedTooDeep ? "body nests objects and arrays deeper than \(Self.maximumNesting) levels"
-                    : error.hasTooManyValues ? "body holds more than \(Self.valueLimit(forBytes: body.count)) JSON values (one per \(Self.bytesPerValue) bytes beyond \(Self.maximumValues))"
-                    : "body is not valid JSON: \(error)"
-            }
+            parseError = error.reason
+        }
+    }
+
+    /// Why a body has no payload.
+    public struct UnreadableBody: Error {
+        public var reason: String
+    }
+
+    /// A body parsed as every message's is, within the limits below: a source that checks bodies
+    /// before they become messages (a webhook's 400) refuses what its messages could not read.
+    public static func payload(of body: [UInt8]) -> Result<JSONValue, UnreadableBody> {
+        guard body.count <= maximumParsedBytes else {
+            return .failure(UnreadableBody(reason: "body is \(body.count) bytes; bodies over \(maximumParsedBytes) bytes are not read"))
+        }
+        do {
+            return .success(try JSONValue(parsing: body, nestingLimit: maximumNesting, valueLimit: valueLimit(forBytes: body.count)))
+        } catch {
+            return .failure(UnreadableBody(reason: error.isNestedTooDeep ? "body nests objects and arrays deeper than \(maximumNesting) levels"
+                : error.hasTooManyValues ? "body holds more than \(valueLimit(forBytes: body.count)) JSON values (one per \(bytesPerValue) bytes beyond \(maximumValues))"
+                : "body is not valid JSON: \(error)"))
         }
     }
 
