@@ -140,4 +140,28 @@ import TestSupport
         await e2e.inspector.delete([events.queue])
         await e2e.cleanUp()
     }
+    /// A template message to a new recipient that never reached the Cloud API (its connection refused)
+    /// kept the messaging-limit unit it took: an egress outage during a campaign filled the portfolio's
+    /// window with recipients who were sent nothing, and new recipients waited up to a day.
+    @Test func aSendThatNeverLeftGivesItsMessagingLimitUnitBack() async throws {
+        let e2e = try await EndToEndHarness()
+        let portfolio = uniqueName("portfolio").replacingOccurrences(of: "-", with: "_")
+        let sender = String(UInt64.random(in: 100_000_000_000...999_999_999_999))
+        try """
+            source:
+              with: { retry: { max_attempts: 1, backoff: [300ms] } }
+            resources:
+              whatsapp:
+                with: { timeout: 2s, portfolios: { \(portfolio): { senders: ["\(sender)"], messaging_limit: 20 } } }
+            """.write(to: e2e.folder.appendingPathComponent("outbound.e2e.yaml"), atomically: true, encoding: .utf8)
+        let environment = ["WHATSAPP_API_URL": "http://127.0.0.1:\(freePort())", "WHATSAPP_PHONE_NUMBER_ID": sender]
+        let worker = try await e2e.startWorker(extra: environment)
+        try await e2e.publish([Array(#"{"internalId":"\#(e2e.id(1))","to":"\#(e2e.recipient(1))","type":"template","template":{"name":"order_update","language":"en_US"}}"#.utf8)])
+        let dead = try await e2e.inspector.drain("\(e2e.queue).dead", expecting: 1)
+        try await worker.stop()
+        #expect(dead.first?.properties.headers["x-error"]?.stringValue?.contains("connection") == true, "\(dead.first?.properties.headers["x-error"]?.stringValue ?? "")")
+        let limits = try TestServices.run(TestServices.executable, ["limits"], environment: e2e.environment.merging(environment) { $1 })
+        #expect(limits.output.contains("portfolio \(portfolio) (senders \(sender)): 0 of 20 recipients"), "\(limits.output)")
+        await e2e.cleanUp()
+    }
 }

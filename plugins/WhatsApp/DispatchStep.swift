@@ -115,8 +115,9 @@ public struct DispatchStep: Step {
         } catch {
             // What the probes held out for is settled below, whatever the answer: the next message may probe.
             probes.forEach(flow.holds.returnProbe)
-            // Refused (an answer, not a lost one) or not tried: the messaging-limit unit it took goes back.
-            if error.status != nil || error.kind == .connectionOpening { await limits.giveBackUnit(&message, context) }
+            // Refused (an answer, not a lost one) or never sent (the connection not opened, the request not fully
+            // written): the messaging-limit unit it took goes back. Only a send in doubt may have reached a recipient.
+            if error.kind != .inDoubt { await limits.giveBackUnit(&message, context) }
             if error.status != nil, error.kind != .configuration {
                 // The Cloud API answered: it is reachable as configured, and unless it refused the sender, the sender and its token work.
                 flow.holds.clear(configuration.configurationScope.key)
