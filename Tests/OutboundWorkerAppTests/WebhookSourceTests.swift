@@ -101,4 +101,45 @@ import WebhookPlugin
         source.stopIntake()
         await source.stop()
     }
+    /// Bodies are bounded while they are received, before a signature says who sends them: a
+    /// connection that sent part of a large body and stalled held it for good, and any number of them
+    /// took the worker's memory. Beyond `max_pending_bytes` being read, a POST is answered 503 unread.
+    @Test func bodiesBeingReceivedBeyondMaxPendingBytesAreRefusedUnread() async throws {
+        let source = try await makeSource()
+        try await source.start()
+        var events = source.events.makeAsyncIterator()
+        guard case .connected? = await events.next() else { throw TestFailure("no `.connected` first") }
+        // Declares all but 76 bytes of the 1 MiB (a signed POST here is 147), sends a tenth and stalls.
+        let (chunks, feed) = AsyncStream.makeStream(of: ByteBuffer.self)
+        feed.yield(ByteBuffer(repeating: UInt8(ascii: " "), count: 100_000))
+        var stalling = HTTPClientRequest(url: "http://127.0.0.1:\(port)/webhooks/whatsapp")
+        stalling.method = .POST
+        stalling.body = .stream(chunks, length: .known(Int64(1_048_500)))
+        let stalled = Task { try await HTTPClient.shared.execute(stalling, timeout: .seconds(60)) }
+
+        // A signed POST is refused unread once the stalled body is being read (handed out before, and let through).
+        var refused = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !refused, ContinuousClock.now < deadline {
+            do {
+                refused = try await post("wamid.meanwhile", timeout: .seconds(1)) == 503
+            } catch {
+                // Handed out, its answer waiting for the pipeline: settled, and tried again.
+                guard case .delivery(let delivery)? = await events.next() else { throw TestFailure("no answer and not handed out: \(error)") }
+                _ = await source.settle(delivery, .ack)
+            }
+        }
+        #expect(refused, "a POST while 1 MiB is being read was not refused")
+
+        // The stalled connection gone, its reservation goes with it.
+        stalled.cancel()
+        feed.finish()
+        _ = await stalled.result
+        let after = Task { try await post("wamid.after") }
+        guard case .delivery(let delivery)? = await events.next() else { throw TestFailure("a POST after the stalled one went was not handed out") }
+        #expect(await source.settle(delivery, .ack))
+        #expect(try await after.value == 200)
+        source.stopIntake()
+        await source.stop()
+    }
 }

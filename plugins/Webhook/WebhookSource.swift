@@ -16,6 +16,9 @@ import Synchronization
 /// POST is answered 503 at once (Meta's retries are the backpressure), so a burst — Meta
 /// delivering what it held back while the worker was down — cannot take the worker's memory.
 ///
+/// Bodies being received are bounded too, before their signature is checked (`BodiesBeingRead`),
+/// and a connection idle for `idleTimeout` while its request is read is closed.
+///
 /// Shutdown: after `stopIntake` a POST is answered 503 at once (the server keeps listening while
 /// the runtime drains); `stop` answers 503 to any POST handed out that the runtime never settled,
 /// then stops the server gracefully — requests in progress are answered, idle connections closed.
@@ -77,6 +80,7 @@ public final class WebhookSource: Source {
     private let signature: WebhookSignature
     private let logger: Logger
     private let intake = Mutex(Intake())
+    private let beingRead: BodiesBeingRead
     private let listening = Atomic<Bool>(false)
     private let server = Mutex<RunningServer?>(nil)
     /// How long `stop` waits for requests in progress (a client still sending its body) before it closes their connections.
@@ -86,6 +90,7 @@ public final class WebhookSource: Source {
         self.settings = settings
         signature = WebhookSignature(appSecret: settings.appSecret)
         capacity = worker.concurrency * 2
+        beingRead = BodiesBeingRead(limit: settings.maxPendingBytes)
         self.logger = logger
         (events, continuation) = AsyncStream.makeStream(of: SourceEvent.self)
     }
@@ -95,7 +100,8 @@ public final class WebhookSource: Source {
         router.get(RouterPath(settings.path)) { request, _ in self.verify(request) }
         router.post(RouterPath(settings.path)) { request, _ in await self.receive(request) }
         let (started, startedSink) = AsyncStream.makeStream(of: Bool.self)
-        let app = Application(router: router, configuration: .init(address: .hostname("0.0.0.0", port: settings.port), serverName: "outbound-worker-webhook"),
+        let app = Application(router: router, server: .http1(configuration: .init(idleTimeout: Self.idleTimeout)),
+                              configuration: .init(address: .hostname("0.0.0.0", port: settings.port), serverName: "outbound-worker-webhook"),
                               onServerRunning: { _ in startedSink.yield(true) }, logger: logger)
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
         // Detached: a task made here would inherit the worker's graceful shutdown, and the server
@@ -186,11 +192,30 @@ public final class WebhookSource: Source {
         return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: String(challenge))))
     }
 
+    /// A connection that sends nothing this long while its request is read, or between requests, is closed
+    /// (one answered is kept however long its answer takes: that waits for the pipeline).
+    static let idleTimeout = TimeAmount.seconds(30)
+
     private func receive(_ request: Request) async -> Response {
         var request = request
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > settings.maxBodyBytes {
+            Self.rejected(413).increment()
+            return Response(status: .contentTooLarge)
+        }
+        // One byte over the limit is enough to know it is too large.
+        let reserved = declared ?? settings.maxBodyBytes + 1
+        if case .refused(let starting) = beingRead.reserve(reserved) {
+            Self.rejected(503).increment()
+            if starting {
+                logger.warning("webhook POSTs answered 503 unread: bodies being received and not yet checked hold max_pending_bytes (connections sending slowly?)",
+                               metadata: ["max_pending_bytes": "\(settings.maxPendingBytes)"])
+            }
+            return Response(status: .serviceUnavailable)
+        }
         let body: [UInt8]
         do {
-            // One byte over the limit is enough to know it is too large.
+            defer { beingRead.release(reserved) }
             body = Array(try await request.collectBody(upTo: settings.maxBodyBytes + 1).readableBytesView)
         } catch {
             Self.rejected(413).increment()
