@@ -152,6 +152,16 @@ final class AMQPSession {
     // MARK: Closing
 
     /// Whether the broker still reads what this session sends.
+    /// Opens the channel again after the broker closed it (a channel error: a refused declaration,
+    /// a transaction it could not complete); the connection stays.
+    func reopenChannel() throws(AMQPError) {
+        guard channelClosedByBroker else { return }
+        _ = amqp_channel_open(state, Self.channel)
+        let reply = amqp_get_rpc_reply(state)
+        guard reply.reply_type == AMQP_RESPONSE_NORMAL else { throw failure(reply, "channel.open") }
+        channelClosedByBroker = false
+    }
+
     private var canSend: Bool { !closedByBroker && !socketFailed && amqp_get_sockfd(state) >= 0 }
 
     /// Closes channel and connection when the broker still listens, each RPC bounded by

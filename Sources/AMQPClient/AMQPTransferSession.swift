@@ -4,7 +4,8 @@ import Foundation
 /// A blocking connection for operator tools: reads a queue without consuming it (`basic.get`,
 /// unacknowledged until the connection closes) and moves messages in transactions, so a copy's
 /// publish and its original's ack commit together or not at all — a tool killed at any point
-/// leaves each message in exactly one of the two queues.
+/// leaves each message in exactly one of the two queues. (A commit the broker could not complete —
+/// a queue refused a publish — still applied its acks: `putBack` restores what it removed.)
 ///
 /// Not thread-safe, and every call blocks: make it and use it inside `AMQPTransferSession.run`,
 /// which gives it a thread of its own.
@@ -25,7 +26,13 @@ public final class AMQPTransferSession {
 
     private init(urls: [AMQPURL], connectTimeout: Duration) throws(AMQPError) {
         session = try AMQPSession(urls: urls, heartbeat: 0, connectTimeout: connectTimeout)
+        // Without heartbeats, a broker that stops reading (a memory alarm blocks publishing connections)
+        // held a get or a commit for good, and the tool with it.
+        session.limitAnswers(to: Self.answerTimeout)
     }
+
+    /// How long an RPC (get, commit, declare) waits for the broker's answer before the connection is given up.
+    public static let answerTimeout = Duration.seconds(30)
 
     /// Runs `work` with a session on a thread of its own (its calls block); the connection closes
     /// afterwards, returning every message read and not acknowledged to its queue.
@@ -112,6 +119,17 @@ public final class AMQPTransferSession {
             amqp_destroy_message(&message)
         }
         return returned
+    }
+
+    /// Publishes `message` to `queue` in a transaction of its own, on the channel opened again if
+    /// the broker closed it: for a message a failed commit removed — RabbitMQ applies a
+    /// transaction's acks even when a queue refuses one of its publishes (`partial tx completion`).
+    public func putBack(_ message: AMQPDelivery, to queue: String) throws(AMQPError) {
+        try session.reopenChannel()
+        guard amqp_tx_select(session.state, AMQPSession.channel) != nil else { throw session.failure(amqp_get_rpc_reply(session.state), "tx.select") }
+        transactional = true
+        try publish(routingKey: queue, body: message.body, properties: message.properties)
+        guard try commit().isEmpty else { throw .unroutable("no queue `\(queue)`") }
     }
 
     private static let getOK: amqp_method_number_t = 0x003C_0047

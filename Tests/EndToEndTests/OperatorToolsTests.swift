@@ -128,6 +128,26 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// RabbitMQ applies a transaction's acks even when a queue refuses one of its publishes: a replay
+    /// into a source queue at a length limit that rejects publishes removed each letter it tried and
+    /// its copy went nowhere. The letter is put back, and the replay stops saying why.
+    @Test func aReplayTheSourceQueueRefusesLeavesEveryLetterInDead() async throws {
+        let e2e = try await EndToEndHarness()
+        let dead = "\(e2e.queue).dead"
+        try await e2e.inspector.publish([], to: e2e.queue)
+        try await e2e.inspector.publish((0..<3).map(e2e.textMessage), to: dead, headers: ["x-error-step": .string("dispatch"), "x-error-code": .int(131000)])
+        let policy = try await TestServices.applyPolicy(#"{"max-length":0,"overflow":"reject-publish"}"#, to: e2e.queue)
+        defer { TestServices.clearPolicy(policy) }
+        let replay = try TestServices.run(TestServices.executable, ["replay"], environment: e2e.environment)
+        #expect(replay.status == 3, "\(replay.output)")
+        #expect(replay.output.contains("refused the replayed copy") && replay.output.contains("back in `\(dead)`"), "\(replay.output)")
+        let left = try await e2e.inspector.depth(dead, settlingAt: 3)
+        #expect(left == 3, "every letter still in .dead: \(left)")
+        #expect(try await e2e.inspector.depth(e2e.queue) == 0)
+        await e2e.inspector.delete([dead])
+        await e2e.cleanUp()
+    }
+
     /// `status` reads each state from real Redis: completed (with the wamid), processing (by whom,
     /// since when), in doubt (since when), unknown; and counts the copies waiting in `.dead`.
     @Test func statusTellsCompletedProcessingInDoubtAndUnknown() async throws {

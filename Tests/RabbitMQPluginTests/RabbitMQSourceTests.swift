@@ -191,22 +191,17 @@ import TestSupport
         let running = try harness.worker("concurrency: 1\n", url: user.url, onError: .deadLetter, step)
         // A full dead-letter queue that refuses what comes: every letter is nacked.
         let dead = running.source.topology.deadQueue
-        let policy = uniqueName("full")
-        try TestServices.rabbitmqctl(["set_policy", "--apply-to", "queues", "--priority", "100", policy,
-                                      "^" + NSRegularExpression.escapedPattern(for: dead) + "$", #"{"max-length":0,"overflow":"reject-publish"}"#])
-        defer { try? TestServices.rabbitmqctl(["clear_policy", policy]) }
         do {
-            try await poll("the policy applied to the dead-letter queue") {
-                try TestServices.rabbitmqctlOutput(["list_queues", "name", "policy", "--quiet", "--no-table-headers"])
-                    .split(separator: "\n").contains { $0.split(whereSeparator: \.isWhitespace).map(String.init) == [dead, policy] }
-            }
+            try await poll("the worker's queues declared") { (try? await harness.inspector.publisher.messageCount(dead)) != nil }
+            let policy = try await TestServices.applyPolicy(#"{"max-length":0,"overflow":"reject-publish"}"#, to: dead)
+            defer { TestServices.clearPolicy(policy) }
             let refusedBefore = TestMetricsSystem.counter("outbound_settle_failures_total")
             try await harness.inspector.publish(bodies(1, prefix: "unconfirmed"), to: harness.queue, declare: false)
             try await poll("its dead letter refused") { TestMetricsSystem.counter("outbound_settle_failures_total") > refusedBefore }
             #expect(try await harness.inspector.depth(dead) == 0)
             try user.closeConsumingConnections()
             try await poll("the message handed out again tried again", timeout: .seconds(20)) { step.count("unconfirmed-0") >= 2 }
-            try TestServices.rabbitmqctl(["clear_policy", policy])
+            TestServices.clearPolicy(policy)
             let letters = try await harness.inspector.drain(dead, expecting: 1, timeout: .seconds(20))
             #expect(letters.count == 1)
         } catch {

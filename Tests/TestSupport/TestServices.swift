@@ -63,6 +63,24 @@ public enum TestServices {
         _ = try rabbitmqctlOutput(arguments)
     }
 
+    /// Applies a policy of the test's own to exactly `queue` (a JSON `definition`, e.g.
+    /// `{"max-length":0,"overflow":"reject-publish"}`) and returns once the broker shows it applied;
+    /// returns its name, for `clearPolicy`.
+    public static func applyPolicy(_ definition: String, to queue: String) async throws -> String {
+        let name = uniqueName("policy")
+        try rabbitmqctl(["set_policy", "--apply-to", "queues", "--priority", "100", name,
+                         "^" + NSRegularExpression.escapedPattern(for: queue) + "$", definition])
+        try await poll("the policy applied to \(queue)") {
+            try rabbitmqctlOutput(["list_queues", "name", "policy", "--quiet", "--no-table-headers"])
+                .split(separator: "\n").contains { $0.split(whereSeparator: \.isWhitespace).map(String.init) == [queue, name] }
+        }
+        return name
+    }
+
+    public static func clearPolicy(_ name: String) {
+        try? rabbitmqctl(["clear_policy", name])
+    }
+
     /// Runs `rabbitmqctl ARGUMENTS` against the test broker (about 0.7 s a call); returns its output.
     public static func rabbitmqctlOutput(_ arguments: [String]) throws -> String {
         let result = try run(repository.appendingPathComponent("scripts/services").path, ["ctl"] + arguments, environment: ["SERVICES_PROFILE": "test"])

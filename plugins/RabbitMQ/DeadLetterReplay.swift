@@ -82,7 +82,14 @@ public struct DeadLetterReplay: Sendable {
         let queue = letter.replayQueue(in: topology, lanes: lanes)
         try session.publish(routingKey: queue, body: letter.message.body, properties: letter.replayProperties(at: Date()))
         try session.ack(letter.message)
-        let returned = try session.commit()
+        let commit = Result { () throws(AMQPError) -> [AMQPDelivery] in try session.commit() }
+        if case .failure(.broker(406, let text)) = commit, text.contains("partial tx completion") {
+            // The queue refused the copy (a length limit with reject-publish, say) and the broker applied the
+            // letter's removal anyway: without this the letter was in neither queue.
+            try session.putBack(letter.message, to: topology.deadQueue)
+            throw ReplayError(message: "the broker refused the replayed copy for `\(queue)` (\(text): a length limit that rejects publishes?); that letter is back in `\(topology.deadQueue)`")
+        }
+        let returned = try commit.get()
         guard returned.isEmpty else {
             // The source queue vanished after the start: the letter goes back where it was.
             try session.publish(routingKey: topology.deadQueue, body: letter.message.body, properties: letter.message.properties)

@@ -53,8 +53,13 @@ struct ReplayCommand: AsyncParsableCommand {
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
         let watcher = Task {
             for await _ in signals {
-                interrupted.store(true, ordering: .releasing)
-                FileHandle.standardError.write(Data("\ninterrupted: finishing the move in progress, then stopping\n".utf8))
+                if interrupted.exchange(true, ordering: .acquiringAndReleasing) {
+                    // A second signal: a move waiting on a broker that does not answer ends now. Its transaction,
+                    // never committed, is rolled back when the connection goes: each letter stays in one queue.
+                    FileHandle.standardError.write(Data("interrupted again: stopping now (a move not committed stays undone)\n".utf8))
+                    Foundation.exit(130)
+                }
+                FileHandle.standardError.write(Data("\ninterrupted: finishing the move in progress, then stopping (again to stop at once)\n".utf8))
             }
         }
         defer { watcher.cancel() }
@@ -69,7 +74,7 @@ struct ReplayCommand: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("… \(totals.scanned)/\(totals.present) looked at, \(totals.matched) \(verb)\n".utf8))
                 }
             }
-        } catch let error as AMQPError {
+        } catch where error is AMQPError || error is ReplayError {
             FileHandle.standardError.write(Data("replay: \(error)\n".utf8))
             throw ExitStatus.cannotStart
         }
