@@ -6,26 +6,36 @@ enum AdmittedStatusesKey: MessageValueKey {
     typealias Value = [(wamid: String, status: String, rank: Int)]
 }
 
+/// The wamids a message holds in `StatusesInFlight` until its statuses are recorded or given up.
+enum HeldWamidsKey: MessageValueKey {
+    typealias Value = Set<String>
+}
+
 /// Step `order_statuses`: each (wamid, status) is published once, and statuses only move forward
 /// per wamid (sent < delivered < read < played; `failed` once, whatever came before).
 ///
 /// The step only reads the ledger to decide; the statuses it lets through are recorded as
 /// published in `settled`, once their events are confirmed and the POST acknowledged. A crash
 /// before that records nothing, and Meta's retry publishes them (at least once; never lost).
-/// Two copies of one POST handled at the same moment may both publish.
+/// Meanwhile their wamids are held in this process (`StatusesInFlight`): a later POST with a
+/// status of one of them is checked once they are recorded. Two processes handling statuses of
+/// one wamid at the same moment may both publish.
 struct OrderStatusesStep: Step {
     let ledger: any StatusLedger
     let ttl: Duration
+    var inFlight = StatusesInFlight()
     static let duplicates = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "duplicate")])
     static let outOfOrder = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "out_of_order")])
 
     func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
         guard var batch = message.values[WebhookBatchKey.self], !batch.statuses.isEmpty else { return .next }
         let offered = batch.statuses.map { (wamid: $0.wamid, status: $0.status, rank: StatusRank.of($0.status)) }
+        let held = await inFlight.hold(Set(offered.map(\.wamid)))
         let admissions: [StatusAdmission]
         do {
             admissions = try await ledger.check(offered)
         } catch {
+            inFlight.release(held)
             throw StepFailure(.unavailable, "status ledger: \(error.reason)")
         }
         for (index, admission) in admissions.enumerated() {
@@ -36,19 +46,29 @@ struct OrderStatusesStep: Step {
             }
             batch.statuses[index].publish = false
         }
-        message.values[AdmittedStatusesKey.self] = zip(offered, admissions).filter { $0.1 == .publish }.map(\.0)
+        let admitted = zip(offered, admissions).filter { $0.1 == .publish }.map(\.0)
+        let publishing = held.intersection(admitted.map(\.wamid))
+        inFlight.release(held.subtracting(publishing))
+        message.values[AdmittedStatusesKey.self] = admitted
+        message.values[HeldWamidsKey.self] = publishing
         message.values[WebhookBatchKey.self] = batch
         return .next
     }
 
     /// The events are confirmed and the POST acknowledged: the statuses now count as published.
     func settled(_ message: Message, _ context: StepContext) async {
+        defer { inFlight.release(message.values[HeldWamidsKey.self] ?? []) }
         guard let admitted = message.values[AdmittedStatusesKey.self], !admitted.isEmpty else { return }
         do {
             try await ledger.record(admitted, ttl: ttl)
         } catch {
             context.logger.warning("statuses published but not recorded; a redelivery publishes them again", metadata: ["error": .string(error.reason)])
         }
+    }
+
+    /// Not published now (a later step failed, or the POST goes back): its wamids are free for the next.
+    func undo(_ message: Message, _ context: StepContext) async {
+        inFlight.release(message.values[HeldWamidsKey.self] ?? [])
     }
 }
 
