@@ -47,8 +47,10 @@ struct ReloadService: Service {
             logger.info("pipeline unchanged")
             return nil
         }
-        if definition.source != old.definition.source {
-            logger.warning("changes to `source` take effect only after a restart; the running source is unchanged")
+        // Built once at start: a reload that changed them went on as if it had applied them (the log said reloaded).
+        let restartOnly = Self.restartOnlyChanges(from: old.definition, to: definition)
+        if !restartOnly.isEmpty {
+            logger.warning("changes to \(restartOnly.joined(separator: ", ")) take effect only after a restart; what runs is unchanged")
         }
         do {
             let assembled = try await assembler.assemble(definition, reuse: old)
@@ -63,6 +65,12 @@ struct ReloadService: Service {
             logger.error("reload rejected: cannot build the new pipeline; the previous pipeline stays in use", metadata: ["error": "\(error)"])
             return nil
         }
+    }
+
+    /// The parts that differ which a reload does not change: the source, the events sink, the health port.
+    static func restartOnlyChanges(from old: PipelineDefinition, to new: PipelineDefinition) -> [String] {
+        [("`source`", old.source != new.source), ("`events`", old.events != new.events), ("the health port", old.healthPort != new.healthPort)]
+            .filter(\.1).map(\.0)
     }
 
     /// The parts that differ, by name (`step idempotency`, `resource redis`, …).
