@@ -93,8 +93,16 @@ import TestSupport
         #expect(bad.status != 0)
         #expect(bad.output.contains("12: not an E.164 number"), "\(bad.output)")
 
-        let published = try await events.take(e2e.inspector, expecting: 2)
-        #expect(published.map(\.routingKey) == ["optout.added", "optout.removed"], "one event per change, none for a change that changed nothing")
+        // The events broker unreachable: nothing changes (the number was added and its event lost before;
+        // a second run found it listed already and published nothing).
+        let unreachable = try TestServices.run(TestServices.executable, ["optout", "add", "--sender", sender, normalised],
+                                               environment: environment.merging(["RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:\(freePort())/%2F"]) { $1 })
+        #expect(unreachable.status == 3 && unreachable.output.contains("unreachable, nothing changed"), "\(unreachable.output)")
+        #expect(try optout(["check", "--sender", sender, normalised]).output.contains("\(normalised) not listed"))
+        #expect(try optout(["add", "--sender", sender, normalised]).output.contains("\(normalised) added"), "added once the broker is there")
+
+        let published = try await events.take(e2e.inspector, expecting: 3)
+        #expect(published.map(\.routingKey) == ["optout.added", "optout.removed", "optout.added"], "one event per change, none for a change that changed nothing")
         #expect(published.allSatisfy { $0.body["source"]?.stringValue == "cli" && $0.body["sender"]?.stringValue == sender && $0.body["recipient"]?.stringValue == normalised })
 
         await e2e.inspector.delete([events.queue])

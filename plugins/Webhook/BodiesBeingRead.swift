@@ -33,6 +33,9 @@ final class BodiesBeingRead: Sendable {
         }
     }
 
+    /// Bytes reserved now.
+    var bytes: Int { state.withLock { $0.bytes } }
+
     func release(_ bytes: Int) {
         state.withLock { $0.bytes -= bytes }
     }

@@ -192,6 +192,9 @@ public final class WebhookSource: Source {
         return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: String(challenge))))
     }
 
+    /// Bytes of bodies being received and not yet checked (for tests).
+    var bytesBeingRead: Int { beingRead.bytes }
+
     /// A connection that sends nothing this long while its request is read, or between requests, is closed
     /// (one answered is kept however long its answer takes: that waits for the pipeline).
     static let idleTimeout = TimeAmount.seconds(30)

@@ -92,42 +92,69 @@ struct OptOutCommand: AsyncParsableCommand {
         return (OptOutList(store: keyValue, prefix: step.settings[SuppressSettings.prefix]), store)
     }
 
-    /// Adds or removes each number, then publishes an event for each change (when the pipeline has events).
+    /// Adds or removes each number, publishing an event for each change as it is made (when the
+    /// pipeline has events). The events exchange is reached first: a broker that cannot be reached
+    /// changes nothing (a change made without its event could never be published again — a second
+    /// run finds the number listed already).
     static func change(add: Bool, _ numbers: [String], _ lists: Lists) async throws {
         let normalised = try normalise(numbers)
+        let events = try await ChangeEvents.open(lists.options)
+        defer { events?.stop() }
         let (list, store) = try await list(lists)
-        var events: [PreparedEvent] = []
         for number in normalised {
             let changed = try await unavailableAsExit { () async throws(StoreUnavailable) in
                 add ? try await list.add(number, sender: lists.sender) : try await list.remove(number, sender: lists.sender)
             }
             print("\(number) \(changed ? (add ? "added" : "removed") : (add ? "already listed" : "not listed"))")
-            if changed { events.append(OptOutEvent.prepared(added: add, recipient: number, sender: lists.sender, source: .cli, at: Date())) }
+            if changed, let events {
+                try await events.publish(OptOutEvent.prepared(added: add, recipient: number, sender: lists.sender, source: .cli, at: Date()), of: number)
+            }
         }
         await store.shutdown()
-        try await publish(events, lists.options)
     }
 
-    /// Publishes the events to the pipeline's events exchange, confirmed; none without an `events:` section.
-    static func publish(_ events: [PreparedEvent], _ options: PipelineOptions) async throws {
-        guard !events.isEmpty else { return }
-        let environment = ProcessEnvironment.load()
-        let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
-        guard let section = loaded.events else { return }
-        var logger = Logger(label: "outbound-worker.optout")
-        logger.logLevel = .error
-        let publisher = AMQPPublisher(urls: try BrokerConnection.urls(section.settings), logger: logger)
-        publisher.start()
-        defer { publisher.stop() }
-        let exchange = section.settings[EventsSettings.exchangeName]
-        do {
-            try await publisher.declare(AMQPExchangeDeclaration(name: exchange))
-            for event in events {
-                try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(), properties: .persistentJSON, mandatory: false)
+    /// The pipeline's events exchange, reached before any list changes.
+    private struct ChangeEvents {
+        let publisher: AMQPPublisher
+        let exchange: String
+
+        /// Connects and declares the exchange; nil without an `events:` section; exit 1 for one that does
+        /// not load (its diagnostics printed), exit 3 for a broker that cannot be reached.
+        static func open(_ options: PipelineOptions) async throws -> ChangeEvents? {
+            let environment = ProcessEnvironment.load()
+            let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
+            guard let section = loaded.events else {
+                if loaded.diagnostics.isEmpty { return nil }
+                printDiagnostics(loaded.diagnostics)
+                throw ExitStatus.invalid
             }
-        } catch {
-            FileHandle.standardError.write(Data("the lists changed, but their events were not published to \(exchange): \(error)\n".utf8))
-            throw ExitStatus.cannotStart
+            var logger = Logger(label: "outbound-worker.optout")
+            logger.logLevel = .critical
+            let events = ChangeEvents(publisher: AMQPPublisher(urls: try BrokerConnection.urls(section.settings), logger: logger),
+                                      exchange: section.settings[EventsSettings.exchangeName])
+            events.publisher.start()
+            do {
+                try await events.publisher.declare(AMQPExchangeDeclaration(name: events.exchange))
+            } catch {
+                events.stop()
+                FileHandle.standardError.write(Data("events exchange \(events.exchange) unreachable, nothing changed: \(error)\n".utf8))
+                throw ExitStatus.cannotStart
+            }
+            return events
+        }
+
+        /// Publishes the event of `number`'s change, confirmed; exit 3 when it is not (its change stays made).
+        func publish(_ event: PreparedEvent, of number: String) async throws {
+            do {
+                try await publisher.publish(exchange: exchange, routingKey: event.routingKey, body: event.body.encodedBytes(), properties: .persistentJSON, mandatory: false)
+            } catch {
+                FileHandle.standardError.write(Data("\(number) changed, but its event was not published to \(exchange) (the numbers after it are unchanged): \(error)\n".utf8))
+                throw ExitStatus.cannotStart
+            }
+        }
+
+        func stop() {
+            publisher.stop()
         }
     }
 
