@@ -115,6 +115,12 @@ import TestSupport
         let refused = try TestServices.run(TestServices.executable, ["publish", bad.path], environment: e2e.environment)
         #expect(refused.status == 1)
         #expect(refused.output.contains("bad.jsonl: document 2: not valid JSON"))
+        // The broker refusing them is no fault of the input (exit 1 before, and no word of how far it got).
+        let policy = try await TestServices.applyPolicy(#"{"max-length":0,"overflow":"reject-publish"}"#, to: e2e.queue)
+        defer { TestServices.clearPolicy(policy) }
+        let full = try TestServices.run(TestServices.executable, ["publish", file.path], environment: e2e.environment)
+        #expect(full.status == 3, "\(full.output)")
+        #expect(full.output.contains("the first 0 of 250 document(s) were confirmed"), "\(full.output)")
         await e2e.cleanUp()
     }
 }

@@ -57,11 +57,20 @@ struct PublishCommand: AsyncParsableCommand {
         var published = 0
         for start in stride(from: 0, to: documents.count, by: batch) {
             let slice = documents[start..<min(start + batch, documents.count)]
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for (_, body) in slice {
-                    group.addTask { try await publisher.publish(routingKey: queue, body: body, properties: .persistentJSON) }
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (_, body) in slice {
+                        group.addTask { try await publisher.publish(routingKey: queue, body: body, properties: .persistentJSON) }
+                    }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
+            } catch {
+                // The broker's refusal is not the input's fault (exit 1): say how far it got, so a second run can start there.
+                FileHandle.standardError.write(Data("""
+                    \npublish to \(queue) failed: \(error); the first \(published) of \(documents.count) document(s) were confirmed, \
+                    of the \(slice.count) after them some may have been\n
+                    """.utf8))
+                throw ExitStatus.cannotStart
             }
             published += slice.count
             if documents.count >= 5000 { FileHandle.standardError.write(Data("\r\(published)/\(documents.count)".utf8)) }
