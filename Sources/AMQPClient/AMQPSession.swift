@@ -265,9 +265,11 @@ final class AMQPSession {
     }
 
     /// Declares a queue (passive: only checks it and reads its depth). Returns the message count.
-    func declareQueue(_ name: String, passive: Bool, durable: Bool, arguments: AMQPTable) throws(AMQPError) -> Int {
+    /// `exclusive`: the connection's own, deleted when it closes; another connection's declare is refused (405).
+    func declareQueue(_ name: String, passive: Bool, durable: Bool, exclusive: Bool = false, arguments: AMQPTable) throws(AMQPError) -> Int {
         let arena = CArena()
-        guard let ok = amqp_queue_declare(state, Self.channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, 0, 0, arena.table(arguments)) else {
+        guard let ok = amqp_queue_declare(state, Self.channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, exclusive ? 1 : 0, exclusive ? 1 : 0,
+                                          arena.table(arguments)) else {
             throw failure(amqp_get_rpc_reply(state), "declare queue `\(name)`")
         }
         return Int(ok.pointee.message_count)

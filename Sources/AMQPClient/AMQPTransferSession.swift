@@ -60,6 +60,19 @@ public final class AMQPTransferSession {
         try session.declareQueue(queue, passive: true, durable: true, arguments: AMQPTable())
     }
 
+    /// Takes the lock named `name` for as long as this session lasts — an exclusive queue of that
+    /// name, which the broker deletes when the connection closes. Throws `.broker(405, …)` while
+    /// another connection holds it.
+    /// (A refusal closes the channel: it is opened again, so the session goes on.)
+    public func lock(_ name: String) throws(AMQPError) {
+        do {
+            _ = try session.declareQueue(name, passive: false, durable: false, exclusive: true, arguments: AMQPTable())
+        } catch {
+            if case .broker = error { try session.reopenChannel() }
+            throw error
+        }
+    }
+
     /// The next message of `queue`, unacknowledged (it returns to the queue when the session
     /// closes unless acknowledged); nil when the queue is empty.
     public func get(_ queue: String) throws(AMQPError) -> AMQPDelivery? {

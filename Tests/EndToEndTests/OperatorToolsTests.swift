@@ -148,6 +148,32 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// `replay` and `status` read `.dead` by holding each letter unacknowledged until they end: a
+    /// second reader meanwhile did not see what the first held and said nothing — here `status`
+    /// found no copy of a message whose letter a replay held. The second now waits (10 s) for the
+    /// first, then says `.dead` is busy.
+    @Test func aSecondReaderOfDeadSaysItIsBusyInsteadOfMissingLetters() async throws {
+        let e2e = try await EndToEndHarness()
+        let dead = "\(e2e.queue).dead"
+        try await e2e.inspector.publish([], to: e2e.queue)
+        try await e2e.inspector.publish([e2e.textMessage(1)], to: dead, headers: ["x-error-step": .string("dispatch"), "x-error-code": .int(131000)])
+        let environment = e2e.environment
+        // Another reader, as a replay in progress: its lock taken, the letter held.
+        let whileHeld = try await AMQPTransferSession.run(urls: [try AMQPURL(TestServices.rabbitURL)]) { session in
+            try session.lock(dead + ".reader")
+            _ = try session.get(dead)
+            return try TestServices.run(TestServices.executable, ["status", "--format", "json", e2e.id(1)], environment: environment)
+        }
+        #expect(whileHeld.status == 3, "\(whileHeld.output)")
+        #expect(whileHeld.output.contains("another replay or status is reading"), "\(whileHeld.output)")
+        _ = try await e2e.inspector.depth(dead, settlingAt: 1)
+        let after = try TestServices.run(TestServices.executable, ["status", "--format", "json", e2e.id(1)], environment: environment)
+        let report = try JSONValue(parsing: Array(after.output.utf8)).arrayValue?.first
+        #expect(report?["dead_letters"]?["count"]?.numberValue == 1, "found once the other reader is gone: \(after.output)")
+        await e2e.inspector.delete([dead])
+        await e2e.cleanUp()
+    }
+
     /// `status` reads each state from real Redis: completed (with the wamid), processing (by whom,
     /// since when), in doubt (since when), unknown; and counts the copies waiting in `.dead`.
     @Test func statusTellsCompletedProcessingInDoubtAndUnknown() async throws {

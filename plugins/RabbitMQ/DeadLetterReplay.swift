@@ -53,6 +53,7 @@ public struct DeadLetterReplay: Sendable {
         try await AMQPTransferSession.run(urls: urls) { session in
             // Checked first, so a missing source queue fails before anything moves.
             _ = try session.messageCount(topology.queue)
+            try DeadLetterReaders.lock(topology.deadQueue, in: session)
             var outcome = Outcome()
             outcome.present = try session.messageCount(topology.deadQueue)
             if !dryRun { try session.beginTransactions() }

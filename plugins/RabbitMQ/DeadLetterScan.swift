@@ -25,6 +25,7 @@ public struct DeadLetterScan: Sendable {
     /// The dead letters of `ids`.
     public func letters(of ids: Set<String>) async throws -> Result {
         try await AMQPTransferSession.run(urls: urls) { session in
+            try DeadLetterReaders.lock(deadQueue, in: session)
             let present = try session.messageCount(deadQueue)
             guard present <= Self.maximumScanned else { return .tooLong(present: present) }
             var found: [String: [DeadLetteredMessage]] = [:]

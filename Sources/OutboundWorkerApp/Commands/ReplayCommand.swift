@@ -74,7 +74,7 @@ struct ReplayCommand: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("… \(totals.scanned)/\(totals.present) looked at, \(totals.matched) \(verb)\n".utf8))
                 }
             }
-        } catch where error is AMQPError || error is ReplayError {
+        } catch where error is AMQPError || error is ReplayError || error is DeadLetterReaders.Busy {
             FileHandle.standardError.write(Data("replay: \(error)\n".utf8))
             throw ExitStatus.cannotStart
         }

@@ -55,7 +55,8 @@ struct StatusCommand: AsyncParsableCommand {
             }
         } catch {
             complete = false
-            for index in reports.indices { reports[index].deadLetters.note = "broker unavailable: \(error)" }
+            let note = error is DeadLetterReaders.Busy ? "not read: \(error)" : "broker unavailable: \(error)"
+            for index in reports.indices { reports[index].deadLetters.note = note }
         }
         switch format {
         case .text: reports.forEach { print($0.text) }
