@@ -178,6 +178,8 @@ public final class AMQPConsumer: @unchecked Sendable {
             } catch {
                 // A connection that breaks while stopping (flushing the last acks) needs no reconnect.
                 if isStopping { break }
+                // Its deliveries are the broker's again from now, not once a new connection is made: `holds` says so at once.
+                generation += 1
                 state.withLock { $0 = Status(connected: false, consuming: false, lastError: error.description) }
                 if !intakeStopped { emit(.disconnected(error.description)) }
                 logger.warning("rabbitmq consumer disconnected; reconnecting", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])

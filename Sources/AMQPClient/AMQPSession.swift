@@ -151,7 +151,6 @@ final class AMQPSession {
 
     // MARK: Closing
 
-    /// Whether the broker still reads what this session sends.
     /// Opens the channel again after the broker closed it (a channel error: a refused declaration,
     /// a transaction it could not complete); the connection stays.
     func reopenChannel() throws(AMQPError) {
@@ -162,6 +161,7 @@ final class AMQPSession {
         channelClosedByBroker = false
     }
 
+    /// Whether the broker still reads what this session sends.
     private var canSend: Bool { !closedByBroker && !socketFailed && amqp_get_sockfd(state) >= 0 }
 
     /// Closes channel and connection when the broker still listens, each RPC bounded by

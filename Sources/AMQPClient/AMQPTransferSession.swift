@@ -5,7 +5,8 @@ import Foundation
 /// unacknowledged until the connection closes) and moves messages in transactions, so a copy's
 /// publish and its original's ack commit together or not at all — a tool killed at any point
 /// leaves each message in exactly one of the two queues. (A commit the broker could not complete —
-/// a queue refused a publish — still applied its acks: `putBack` restores what it removed.)
+/// a queue refused a publish — still applied its acks: `putBack` restores what it removed, unless
+/// that is refused too.)
 ///
 /// Not thread-safe, and every call blocks: make it and use it inside `AMQPTransferSession.run`,
 /// which gives it a thread of its own.

@@ -101,6 +101,15 @@ import TestSupport
         #expect(try optout(["check", "--sender", sender, normalised]).output.contains("\(normalised) not listed"))
         #expect(try optout(["add", "--sender", sender, normalised]).output.contains("\(normalised) added"), "added once the broker is there")
 
+        // A pipeline without `events:` has its lists managed all the same, no event published.
+        let shipped = try String(contentsOf: TestServices.repository.appendingPathComponent("pipelines/outbound.yaml"), encoding: .utf8)
+        let eventsStart = try #require(shipped.range(of: "\nevents:")), resourcesStart = try #require(shipped.range(of: "\nresources:"))
+        let withoutEvents = e2e.folder.appendingPathComponent("no-events.yaml")
+        try (String(shipped[..<eventsStart.lowerBound]) + String(shipped[resourcesStart.lowerBound...])).write(to: withoutEvents, atomically: true, encoding: .utf8)
+        let quiet = try TestServices.run(TestServices.executable, ["optout", "add", "--pipeline", withoutEvents.path, "--sender", sender, "+5511900000001"],
+                                         environment: environment.merging(["PIPELINE_ENV": ""]) { $1 })
+        #expect(quiet.status == 0 && quiet.output.contains("+5511900000001 added"), "\(quiet.output)")
+
         let published = try await events.take(e2e.inspector, expecting: 3)
         #expect(published.map(\.routingKey) == ["optout.added", "optout.removed", "optout.added"], "one event per change, none for a change that changed nothing")
         #expect(published.allSatisfy { $0.body["source"]?.stringValue == "cli" && $0.body["sender"]?.stringValue == sender && $0.body["recipient"]?.stringValue == normalised })

@@ -87,7 +87,15 @@ public struct DeadLetterReplay: Sendable {
         if case .failure(.broker(406, let text)) = commit, text.contains("partial tx completion") {
             // The queue refused the copy (a length limit with reject-publish, say) and the broker applied the
             // letter's removal anyway: without this the letter was in neither queue.
-            try session.putBack(letter.message, to: topology.deadQueue)
+            do {
+                try session.putBack(letter.message, to: topology.deadQueue)
+            } catch {
+                // The last copy is this one: given to the operator rather than lost without a word.
+                throw ReplayError(message: """
+                    the broker refused the replayed copy for `\(queue)` (\(text)), and putting the letter back in `\(topology.deadQueue)` failed too \
+                    (\(error)): it is in neither queue. Its body, to publish again (`outbound-worker publish`): \(String(decoding: letter.message.body, as: UTF8.self))
+                    """)
+            }
             throw ReplayError(message: "the broker refused the replayed copy for `\(queue)` (\(text): a length limit that rejects publishes?); that letter is back in `\(topology.deadQueue)`")
         }
         let returned = try commit.get()

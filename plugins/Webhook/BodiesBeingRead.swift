@@ -20,7 +20,7 @@ final class BodiesBeingRead: Sendable {
         self.limit = limit
     }
 
-    /// Reserves `bytes` for a body about to be read; `release` them once it is checked.
+    /// Reserves `bytes` for a body about to be read; `release` them once it is read.
     func reserve(_ bytes: Int) -> Reservation {
         state.withLock { state in
             guard state.bytes == 0 || state.bytes + bytes <= limit else {

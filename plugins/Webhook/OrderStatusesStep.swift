@@ -6,9 +6,9 @@ enum AdmittedStatusesKey: MessageValueKey {
     typealias Value = [(wamid: String, status: String, rank: Int)]
 }
 
-/// The wamids a message holds in `StatusesInFlight` until its statuses are recorded or given up.
+/// What a message holds in `StatusesInFlight` until its statuses are recorded or given up.
 enum HeldWamidsKey: MessageValueKey {
-    typealias Value = Set<String>
+    typealias Value = StatusesInFlight.Held
 }
 
 /// Step `order_statuses`: each (wamid, status) is published once, and statuses only move forward
@@ -18,12 +18,12 @@ enum HeldWamidsKey: MessageValueKey {
 /// published in `settled`, once their events are confirmed and the POST acknowledged. A crash
 /// before that records nothing, and Meta's retry publishes them (at least once; never lost).
 /// Meanwhile their wamids are held in this process (`StatusesInFlight`): a later POST with a
-/// status of one of them is checked once they are recorded. Two processes handling statuses of
-/// one wamid at the same moment may both publish.
+/// status of one of them is checked once they are recorded (waiting at most 5 s). Two processes
+/// handling statuses of one wamid at the same moment may both publish.
 struct OrderStatusesStep: Step {
     let ledger: any StatusLedger
     let ttl: Duration
-    var inFlight = StatusesInFlight()
+    var inFlight = StatusesInFlight.shared
     static let duplicates = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "duplicate")])
     static let outOfOrder = Counter(label: "outbound_webhook_statuses_dropped_total", dimensions: [("reason", "out_of_order")])
 
@@ -35,7 +35,7 @@ struct OrderStatusesStep: Step {
         do {
             admissions = try await ledger.check(offered)
         } catch {
-            inFlight.release(held)
+            inFlight.release(held.wamids, of: held)
             throw StepFailure(.unavailable, "status ledger: \(error.reason)")
         }
         for (index, admission) in admissions.enumerated() {
@@ -47,17 +47,17 @@ struct OrderStatusesStep: Step {
             batch.statuses[index].publish = false
         }
         let admitted = zip(offered, admissions).filter { $0.1 == .publish }.map(\.0)
-        let publishing = held.intersection(admitted.map(\.wamid))
-        inFlight.release(held.subtracting(publishing))
+        let publishing = held.wamids.intersection(admitted.map(\.wamid))
+        inFlight.release(held.wamids.subtracting(publishing), of: held)
         message.values[AdmittedStatusesKey.self] = admitted
-        message.values[HeldWamidsKey.self] = publishing
+        message.values[HeldWamidsKey.self] = StatusesInFlight.Held(holder: held.holder, wamids: publishing)
         message.values[WebhookBatchKey.self] = batch
         return .next
     }
 
     /// The events are confirmed and the POST acknowledged: the statuses now count as published.
     func settled(_ message: Message, _ context: StepContext) async {
-        defer { inFlight.release(message.values[HeldWamidsKey.self] ?? []) }
+        defer { release(message) }
         guard let admitted = message.values[AdmittedStatusesKey.self], !admitted.isEmpty else { return }
         do {
             try await ledger.record(admitted, ttl: ttl)
@@ -68,7 +68,11 @@ struct OrderStatusesStep: Step {
 
     /// Not published now (a later step failed, or the POST goes back): its wamids are free for the next.
     func undo(_ message: Message, _ context: StepContext) async {
-        inFlight.release(message.values[HeldWamidsKey.self] ?? [])
+        release(message)
+    }
+
+    private func release(_ message: Message) {
+        if let held = message.values[HeldWamidsKey.self] { inFlight.release(held.wamids, of: held) }
     }
 }
 

@@ -7,18 +7,34 @@ import Synchronization
 /// neither yet) and reached consumers in either order. Processes of the statuses pipeline side by
 /// side still check each on its own.
 ///
-/// Bounded: a POST waits at most `longestWait`, then goes on with what is free; a hold not given
-/// back within `forgottenAfter` (its message went back to the source without its steps undone)
-/// counts as free.
+/// Bounded: a POST waits at most `longestWait`, then goes on with what is free — unordered against
+/// the one it waited for, as before; a hold not given back within `forgottenAfter` (its message
+/// went back to the source without its steps undone) counts as free. One per process
+/// (`shared`): the pipeline a reload replaced holds its POSTs' wamids in the same table.
 final class StatusesInFlight: Sendable {
+    /// The process's: a reload builds the step again, and POSTs on the pipeline it replaced still hold wamids.
+    static let shared = StatusesInFlight()
     static let longestWait = Duration.seconds(5)
     static let forgottenAfter = Duration.seconds(30)
     /// How often a waiting POST looks again (waits last about an event's confirm and a Redis write).
     static let look = Duration.milliseconds(2)
 
+    /// Whose hold a wamid is, and since when.
+    private struct Hold {
+        var holder: UInt64
+        var since: ContinuousClock.Instant
+    }
+
     private struct State {
-        var held: [String: ContinuousClock.Instant] = [:]
+        var held: [String: Hold] = [:]
         var waiting = 0
+        var nextHolder: UInt64 = 0
+    }
+
+    /// What `hold` took: given back with `release`.
+    struct Held: Sendable, Equatable {
+        var holder: UInt64
+        var wamids: Set<String>
     }
 
     private let state = Mutex(State())
@@ -29,23 +45,25 @@ final class StatusesInFlight: Sendable {
     /// Whether a POST holds `wamid` (for tests).
     func isHeld(_ wamid: String) -> Bool { state.withLock { $0.held[wamid] != nil } }
 
-    /// Holds `wamids` once no other POST holds any of them (after `longestWait`, those free);
-    /// returns those it holds, to `release`.
-    func hold(_ wamids: Set<String>) async -> Set<String> {
+    /// Holds `wamids` once no other POST holds any of them (after `longestWait`, or once the task is
+    /// cancelled, those free); returns what it holds, to `release`.
+    func hold(_ wamids: Set<String>) async -> Held {
         let deadline = ContinuousClock.now + Self.longestWait
         var waited = false
         defer { if waited { state.withLock { $0.waiting -= 1 } } }
         while true {
             let now = ContinuousClock.now
-            let taken = state.withLock { state -> Set<String>? in
-                let busy = wamids.filter { state.held[$0].map { now - $0 < Self.forgottenAfter } ?? false }
-                guard busy.isEmpty || now >= deadline else {
+            let giveUp = now >= deadline || Task.isCancelled
+            let taken = state.withLock { state -> Held? in
+                let busy = wamids.filter { state.held[$0].map { now - $0.since < Self.forgottenAfter } ?? false }
+                guard busy.isEmpty || giveUp else {
                     if !waited { state.waiting += 1 }
                     return nil
                 }
+                state.nextHolder += 1
                 let free = wamids.subtracting(busy)
-                for wamid in free { state.held[wamid] = now }
-                return free
+                for wamid in free { state.held[wamid] = Hold(holder: state.nextHolder, since: now) }
+                return Held(holder: state.nextHolder, wamids: free)
             }
             if let taken { return taken }
             waited = true
@@ -53,10 +71,11 @@ final class StatusesInFlight: Sendable {
         }
     }
 
-    func release(_ wamids: Set<String>) {
+    /// Gives back `wamids` of what `held` took (those another POST took over since are its own).
+    func release(_ wamids: Set<String>, of held: Held) {
         guard !wamids.isEmpty else { return }
         state.withLock { state in
-            for wamid in wamids { state.held.removeValue(forKey: wamid) }
+            for wamid in wamids where state.held[wamid]?.holder == held.holder { state.held.removeValue(forKey: wamid) }
         }
     }
 }

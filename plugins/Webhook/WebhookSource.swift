@@ -195,6 +195,30 @@ public final class WebhookSource: Source {
     /// Bytes of bodies being received and not yet checked (for tests).
     var bytesBeingRead: Int { beingRead.bytes }
 
+    /// How long a body may take to arrive: one sent a byte at a time, never idle long enough for
+    /// `idleTimeout`, would hold its share of the bodies being read for good.
+    static let bodyDeadline = Duration.seconds(30)
+
+    /// The body, or nil when it did not arrive within `bodyDeadline`.
+    private static func collect(_ body: RequestBody, upTo limit: Int) async throws -> ByteBuffer? {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var collected = ByteBuffer()
+                for try await part in body {
+                    guard collected.readableBytes + part.readableBytes <= limit else { throw WebhookError("body over \(limit - 1) bytes") }
+                    collected.writeImmutableBuffer(part)
+                }
+                return collected
+            }
+            group.addTask {
+                try await Task.sleep(for: bodyDeadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+    }
+
     /// A connection that sends nothing this long while its request is read, or between requests, is closed
     /// (one answered is kept however long its answer takes: that waits for the pipeline).
     static let idleTimeout = TimeAmount.seconds(30)
@@ -219,7 +243,11 @@ public final class WebhookSource: Source {
         let body: [UInt8]
         do {
             defer { beingRead.release(reserved) }
-            body = Array(try await request.collectBody(upTo: settings.maxBodyBytes + 1).readableBytesView)
+            guard let read = try await Self.collect(request.body, upTo: settings.maxBodyBytes + 1) else {
+                Self.rejected(408).increment()
+                return Response(status: .requestTimeout)
+            }
+            body = Array(read.readableBytesView)
         } catch {
             Self.rejected(413).increment()
             return Response(status: .contentTooLarge)

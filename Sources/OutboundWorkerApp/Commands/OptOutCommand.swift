@@ -122,7 +122,7 @@ struct OptOutCommand: AsyncParsableCommand {
         /// not load (its diagnostics printed), exit 3 for a broker that cannot be reached.
         static func open(_ options: PipelineOptions) async throws -> ChangeEvents? {
             let environment = ProcessEnvironment.load()
-            let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment))
+            let loaded = PipelineLoader(registry: BuiltinPlugins.registry, environment: environment).loadEvents(path: options.file(environment), variant: options.variant(environment), optional: true)
             guard let section = loaded.events else {
                 if loaded.diagnostics.isEmpty { return nil }
                 printDiagnostics(loaded.diagnostics)

@@ -83,7 +83,7 @@ struct RunCommand: AsyncParsableCommand {
         let services: [any Service] = (tracing.map { [$0] } ?? []) + [
             HealthServer.application(port: healthPort, worker: worker, host: host, metrics: metrics),
             ReloadService(signals: reloads, registry: BuiltinPlugins.registry, environment: { ProcessEnvironment.load() }, file: file, variant: variant,
-                          assembler: assembler, host: host, worker: worker, shutdownLimits: shutdownLimits, logger: logger),
+                          assembler: assembler, host: host, worker: worker, shutdownLimits: shutdownLimits, started: host.pipeline.definition, logger: logger),
             worker,
         ]
         var configuration = ServiceGroupConfiguration(

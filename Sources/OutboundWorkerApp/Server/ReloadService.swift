@@ -19,6 +19,8 @@ struct ReloadService: Service {
     let worker: PipelineWorker
     /// Raised by a pipeline whose calls may take longer (a send begun at the drain's end runs its `timeout`).
     let shutdownLimits: ShutdownLimits
+    /// The pipeline the process started with: what the source, the events sink and the health server were built from.
+    let started: PipelineDefinition
     let logger: Logger
 
     func run() async throws {
@@ -47,8 +49,8 @@ struct ReloadService: Service {
             logger.info("pipeline unchanged")
             return nil
         }
-        // Built once at start: a reload that changed them went on as if it had applied them (the log said reloaded).
-        let restartOnly = Self.restartOnlyChanges(from: old.definition, to: definition)
+        // Built once at start (compared with that, not the last reload): a reload that changed them went on as if applied.
+        let restartOnly = Self.restartOnlyChanges(from: started, to: definition)
         if !restartOnly.isEmpty {
             logger.warning("changes to \(restartOnly.joined(separator: ", ")) take effect only after a restart; what runs is unchanged")
         }

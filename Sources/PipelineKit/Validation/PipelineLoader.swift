@@ -55,8 +55,9 @@ public struct PipelineLoader: Sendable {
     }
 
     /// Loads only the `events` of `path` (with its variant), for commands that read the events.
-    public func loadEvents(path: String, variant: String? = nil) -> (events: ComponentDefinition?, diagnostics: [Diagnostic]) {
-        let (node, tree, diagnostics) = section("events", path: path, variant: variant)
+    /// A pipeline without the section is an error unless `optional` (then: nil and no diagnostic).
+    public func loadEvents(path: String, variant: String? = nil, optional: Bool = false) -> (events: ComponentDefinition?, diagnostics: [Diagnostic]) {
+        let (node, tree, diagnostics) = section("events", path: path, variant: variant, optional: optional)
         guard let node, let tree else { return (nil, diagnostics) }
         var all = diagnostics
         let events = readEvents(ConfigNode(.mapping([ConfigEntry(key: "events", keyLocation: node.location, value: node)]), at: tree.location), &all)
@@ -113,12 +114,13 @@ public struct PipelineLoader: Sendable {
         return (StepsView(source: source, worker: WorkerConfiguration(settings: source.settings), steps: steps, resources: resources), diagnostics)
     }
 
-    /// One top-level part of the merged pipeline, its variables substituted, and the whole tree.
-    private func section(_ name: String, path: String, variant: String?) -> (ConfigNode?, ConfigNode?, [Diagnostic]) {
+    /// One top-level part of the merged pipeline, its variables substituted, and the whole tree
+    /// (a part that is missing: an error, unless `optional`).
+    private func section(_ name: String, path: String, variant: String?, optional: Bool = false) -> (ConfigNode?, ConfigNode?, [Diagnostic]) {
         switch merge(path: path, variant: variant) {
         case .success(let (tree, _, diagnostics)):
             guard let node = tree[name] else {
-                return (nil, nil, diagnostics + [.error(at: tree.location, "the pipeline has no `\(name)` section")])
+                return (nil, nil, diagnostics + (optional ? [] : [.error(at: tree.location, "the pipeline has no `\(name)` section")]))
             }
             let (interpolated, interpolationDiagnostics) = Interpolator(environment: environment).interpolate(node)
             return (interpolated, tree, diagnostics + interpolationDiagnostics)
