@@ -24,6 +24,19 @@ struct SlotStoreTests {
         #expect(next.first <= horizon + .microseconds(1), "granted within the horizon: \(next.first)")
     }
 
+    /// A slot time an hour ahead of the store's clock — what a Redis whose clock stepped back an hour
+    /// leaves, or a replica an hour behind once promoted — was waited for: every sender of the key
+    /// stopped on every worker for the hour. No grant reaches beyond the horizon and an interval.
+    @Test(arguments: StoreKind.allCases) func aSlotTimeFarAheadOfTheStoresClockIsNotWaitedFor(_ kind: StoreKind) async throws {
+        let store = try #require(kind.store(as: (any SlotStore & KeyValueStore).self))
+        let key = uniqueName("throughput")
+        let anHourAhead = Date().addingTimeInterval(3600).timeIntervalSince1970
+        try await store.set(key, kind == .memory ? String(anHourAhead) : String(format: "%.0f", anHourAhead * 1e6), ttl: .seconds(7200))
+        let (interval, horizon) = (Duration.milliseconds(100), Duration.seconds(1))
+        let grant = try await store.takeSlots(key: key, interval: interval, count: 1, within: horizon)
+        #expect(grant.first <= horizon + interval, "waited for \(grant.first)")
+    }
+
     /// Spare slots (SPEC 8): granted only while the key's capacity is idle, judged in the same step
     /// as the grant — never once another worker's slots lie ahead.
     @Test(arguments: StoreKind.allCases) func spareSlotsOnlyWhileTheCapacityIsIdle(_ kind: StoreKind) async throws {

@@ -3,6 +3,9 @@ import PipelineKit
 import RedisClient
 
 /// Send slots shared by every worker (`SlotStore`): a GCRA in one Lua script, judged by Redis's clock.
+/// No grant reaches beyond now + horizon + interval: a slot time stored further ahead was written by
+/// a clock ahead of this one (Redis's own stepped back, a promoted replica behind) and is read as
+/// that bound — trusted as read, it stalled every worker for the difference.
 extension RedisStore: SlotStore {
     /// KEYS[1] the pacer's key; ARGV[1] the interval (fractional: whole microseconds would space
     /// the slots up to 5 % closer than the pacer does at 100,000/s), ARGV[3] the horizon, in
@@ -16,6 +19,7 @@ extension RedisStore: SlotStore {
         local horizon = tonumber(ARGV[3])
         local wanted = tonumber(ARGV[2])
         local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+        if tat > now + horizon + interval then tat = now + horizon + interval end
         if tat <= now then
           tat = now
           wanted = wanted + (tonumber(ARGV[4] or '0') or 0)
@@ -43,7 +47,8 @@ extension RedisStore: SlotStore {
 extension MemoryStore: SlotStore {
     public func takeSlots(key: String, interval: Duration, count: Int, spare: Int, within horizon: Duration) async throws -> SlotGrant {
         try atomically { entries, now in
-            let stored = entries[key].flatMap { Double($0.value) }.map { Date(timeIntervalSince1970: $0) } ?? now
+            let farthest = now.addingTimeInterval(horizon.secondsDouble + interval.secondsDouble)
+            let stored = min(entries[key].flatMap { Double($0.value) }.map { Date(timeIntervalSince1970: $0) } ?? now, farthest)
             let (tat, wanted) = stored <= now ? (now, count + spare) : (stored, count)
             let room = now.addingTimeInterval(horizon.secondsDouble).timeIntervalSince(tat)
             if room < -1e-6 { return SlotGrant(first: .nanoseconds(Int64(-room * 1e9)), count: 0) }
