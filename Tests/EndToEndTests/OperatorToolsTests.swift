@@ -128,15 +128,21 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// The source queue declared, and a dead letter (a transient code) of each of `numbers`' text messages in `.dead`; returns `.dead`.
+    private func deadLetters(_ numbers: Range<Int>, of e2e: EndToEndHarness) async throws -> String {
+        let dead = "\(e2e.queue).dead"
+        try await e2e.inspector.publish([], to: e2e.queue)
+        try await e2e.inspector.publish(numbers.map(e2e.textMessage), to: dead, headers: ["x-error-step": .string("dispatch"), "x-error-code": .int(131000)])
+        return dead
+    }
+
     /// RabbitMQ applies a transaction's acks even when a queue refuses one of its publishes: a replay
     /// into a source queue at a length limit that rejects publishes removed each letter it tried and
     /// its copy went nowhere. The letter is put back, and the replay stops saying why.
     @Test func aReplayTheSourceQueueRefusesLeavesEveryLetterInDead() async throws {
         let e2e = try await EndToEndHarness()
-        let dead = "\(e2e.queue).dead"
-        try await e2e.inspector.publish([], to: e2e.queue)
-        try await e2e.inspector.publish((0..<3).map(e2e.textMessage), to: dead, headers: ["x-error-step": .string("dispatch"), "x-error-code": .int(131000)])
-        let policy = try await TestServices.applyPolicy(#"{"max-length":0,"overflow":"reject-publish"}"#, to: e2e.queue)
+        let dead = try await deadLetters(0..<3, of: e2e)
+        let policy = try await TestServices.applyPolicy(TestServices.refuseEveryPublish, to: e2e.queue)
         defer { TestServices.clearPolicy(policy) }
         let replay = try TestServices.run(TestServices.executable, ["replay"], environment: e2e.environment)
         #expect(replay.status == 3, "\(replay.output)")
@@ -154,9 +160,7 @@ import TestSupport
     /// first, then says `.dead` is busy.
     @Test func aSecondReaderOfDeadSaysItIsBusyInsteadOfMissingLetters() async throws {
         let e2e = try await EndToEndHarness()
-        let dead = "\(e2e.queue).dead"
-        try await e2e.inspector.publish([], to: e2e.queue)
-        try await e2e.inspector.publish([e2e.textMessage(1)], to: dead, headers: ["x-error-step": .string("dispatch"), "x-error-code": .int(131000)])
+        let dead = try await deadLetters(1..<2, of: e2e)
         let environment = e2e.environment
         // Another reader, as a replay in progress: its lock taken, the letter held.
         let whileHeld = try await AMQPTransferSession.run(urls: [try AMQPURL(TestServices.rabbitURL)]) { session in

@@ -116,7 +116,7 @@ import TestSupport
         #expect(refused.status == 1)
         #expect(refused.output.contains("bad.jsonl: document 2: not valid JSON"))
         // The broker refusing them is no fault of the input (exit 1 before, and no word of how far it got).
-        let policy = try await TestServices.applyPolicy(#"{"max-length":0,"overflow":"reject-publish"}"#, to: e2e.queue)
+        let policy = try await TestServices.applyPolicy(TestServices.refuseEveryPublish, to: e2e.queue)
         defer { TestServices.clearPolicy(policy) }
         let full = try TestServices.run(TestServices.executable, ["publish", file.path], environment: e2e.environment)
         #expect(full.status == 3, "\(full.output)")

@@ -193,7 +193,7 @@ import TestSupport
         let dead = running.source.topology.deadQueue
         do {
             try await poll("the worker's queues declared") { (try? await harness.inspector.publisher.messageCount(dead)) != nil }
-            let policy = try await TestServices.applyPolicy(#"{"max-length":0,"overflow":"reject-publish"}"#, to: dead)
+            let policy = try await TestServices.applyPolicy(TestServices.refuseEveryPublish, to: dead)
             defer { TestServices.clearPolicy(policy) }
             let refusedBefore = TestMetricsSystem.counter("outbound_settle_failures_total")
             try await harness.inspector.publish(bodies(1, prefix: "unconfirmed"), to: harness.queue, declare: false)

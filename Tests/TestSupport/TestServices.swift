@@ -77,6 +77,9 @@ public enum TestServices {
         return name
     }
 
+    /// A policy definition under which a queue refuses every publish (the broker nacks it).
+    public static let refuseEveryPublish = #"{"max-length":0,"overflow":"reject-publish"}"#
+
     public static func clearPolicy(_ name: String) {
         try? rabbitmqctl(["clear_policy", name])
     }

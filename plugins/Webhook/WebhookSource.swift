@@ -202,14 +202,7 @@ public final class WebhookSource: Source {
     /// The body, or nil when it did not arrive within `bodyDeadline`.
     private static func collect(_ body: RequestBody, upTo limit: Int) async throws -> ByteBuffer? {
         try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask {
-                var collected = ByteBuffer()
-                for try await part in body {
-                    guard collected.readableBytes + part.readableBytes <= limit else { throw WebhookError("body over \(limit - 1) bytes") }
-                    collected.writeImmutableBuffer(part)
-                }
-                return collected
-            }
+            group.addTask { try await body.collect(upTo: limit) }
             group.addTask {
                 try await Task.sleep(for: bodyDeadline)
                 return nil
@@ -224,7 +217,6 @@ public final class WebhookSource: Source {
     static let idleTimeout = TimeAmount.seconds(30)
 
     private func receive(_ request: Request) async -> Response {
-        var request = request
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > settings.maxBodyBytes {
             Self.rejected(413).increment()
