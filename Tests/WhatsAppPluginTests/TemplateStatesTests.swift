@@ -76,6 +76,27 @@ import ValidatePlugin
         #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(10)) == .paused(until: until), "an empty store does not undo what could not be shared")
     }
 
+    /// A pause learned while the store could not be written was kept by that worker for its 3 h
+    /// after an approval (which deletes a key the store never held): the approval is noted, and
+    /// what was learned before it is dropped; a pause learned after it stands.
+    @Test func anApprovalEndsWhatAWorkerCouldNotShare() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let worker = TemplateStates(store: store), statuses = TemplateStates(store: store)
+        store.setAvailable(false)
+        await #expect(throws: StoreUnavailable.self) { try await worker.refused("sale", "en_US", at: start) }
+        store.setAvailable(true)
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(10)) == .paused(until: start.addingTimeInterval(3 * 3600)))
+        try await statuses.approve("sale", "en_US", at: start.addingTimeInterval(20))
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(21)) == nil, "the approval ends it")
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(22)) == nil)
+
+        store.setAvailable(false)
+        await #expect(throws: StoreUnavailable.self) { try await worker.refused("sale", "en_US", at: start.addingTimeInterval(30)) }
+        store.setAvailable(true)
+        #expect(try await worker.state(of: "sale", "en_US", at: start.addingTimeInterval(40)) == .paused(until: start.addingTimeInterval(30 + 3 * 3600)),
+                "a pause learned after the approval stands")
+    }
+
     /// SPEC 15: a pause without an update ends 3 h after the *first* `132015`. The answers of the
     /// requests that were under way, or of other workers, moved the end later by each one, and a
     /// worker that had not read the store yet cut an update's `SECOND_PAUSE` (6 h) to 3 h.

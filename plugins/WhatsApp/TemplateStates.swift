@@ -4,10 +4,12 @@ import Synchronization
 
 /// Templates Meta paused or disabled (SPEC 15), shared by every worker and the statuses pipeline
 /// through a key-value store: `template:{name}:{language}` holds `paused:{end, epoch ms}`
-/// (expiring when the pause ends) or `disabled`; an approval deletes it. Each worker remembers what it read for one
+/// (expiring when the pause ends) or `disabled`; an approval deletes it and notes when it came in
+/// `template-approved:{name}:{language}`. Each worker remembers what it read for one
 /// second, so a template's messages cost one read a second, and an update is in effect everywhere
 /// within that second; what this worker learns itself (a `132015` answer) is in effect at once,
-/// and stays so for this worker while the store cannot be read or could not be written.
+/// and stays so for this worker while the store cannot be read or could not be written — until
+/// it ends or an approval after it is noted.
 ///
 /// ```swift
 /// let templates = TemplateStates(store: store)
@@ -35,10 +37,16 @@ public final class TemplateStates: Sendable {
         var readAt: Date
     }
 
+    /// A state this worker learned and could not share, and when.
+    private struct Unshared {
+        var state: State
+        var learnedAt: Date
+    }
+
     private let store: (any KeyValueStore)?
     private let remembered = Mutex<[String: Remembered]>([:])
     /// What this worker learned itself and could not share (the store refused the write).
-    private let unshared = Mutex<[String: State]>([:])
+    private let unshared = Mutex<[String: Unshared]>([:])
     /// When this worker first found each template paused in its current pause.
     private let pausedSeen = Mutex<[String: Date]>([:])
     /// When this worker last found a template it knew paused approved (its key gone before the pause's
@@ -55,6 +63,12 @@ public final class TemplateStates: Sendable {
         "template:\(name):\(language)"
     }
 
+    /// The store key that notes a template's last approval (epoch milliseconds), kept as long as a
+    /// state learned while the store could not be written can last.
+    static func approvalKey(of key: String) -> String {
+        "template-approved:" + key.dropFirst("template:".count)
+    }
+
     /// The template's state now; nil: approved (or never heard of).
     public func state(of name: String, _ language: String, at now: Date) async throws(StoreUnavailable) -> State? {
         let key = Self.key(name, language)
@@ -62,14 +76,15 @@ public final class TemplateStates: Sendable {
             return Self.current(known.state, at: now)
         }
         let wasPaused = remembered.withLock { $0[key] }.flatMap { Self.current($0.state, at: now) }.map { if case .paused = $0 { true } else { false } } ?? false
-        let own = unshared.withLock { $0[key] }.flatMap { Self.current($0, at: now) }
+        let own = unshared.withLock { $0[key] }.flatMap { unshared in Self.current(unshared.state, at: now).map { (state: $0, learnedAt: unshared.learnedAt) } }
         var state: State?
         if let store {
             do {
-                state = Self.decode(try await store.read(key)?.value) ?? own
+                state = Self.decode(try await store.read(key)?.value)
+                if state == nil, let own, try await !approved(key, since: own.learnedAt, in: store) { state = own.state }
             } catch {
                 guard let own else { throw error }
-                state = own
+                state = own.state
             }
         } else {
             state = remembered.withLock { $0[key]?.state }
@@ -91,7 +106,7 @@ public final class TemplateStates: Sendable {
         remember(key, .paused(until: until), at: now)
         let length = until.timeIntervalSince(now)
         guard length >= 1 else { return }
-        try await share(key, .paused(until: until)) { store throws(StoreUnavailable) in
+        try await share(key, .paused(until: until), at: now) { store throws(StoreUnavailable) in
             try await store.set(key, Self.value(pausedUntil: until), ttl: .seconds(Int64(length.rounded(.up))))
         }
     }
@@ -110,7 +125,7 @@ public final class TemplateStates: Sendable {
         let until = now.addingTimeInterval(Self.defaultPause.secondsDouble)
         remember(key, .paused(until: until), at: now)
         var state = State.paused(until: until)
-        try await share(key, state) { store throws(StoreUnavailable) in
+        try await share(key, state, at: now) { store throws(StoreUnavailable) in
             guard try await !store.setIfAbsent(key, Self.value(pausedUntil: until), ttl: Self.defaultPause) else { return }
             if let stored = Self.current(Self.decode(try await store.read(key)?.value), at: now) { state = stored }
         }
@@ -122,7 +137,7 @@ public final class TemplateStates: Sendable {
     public func disable(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
         let key = Self.key(name, language)
         remember(key, .disabled, at: now)
-        try await share(key, .disabled) { store throws(StoreUnavailable) in try await store.set(key, "disabled", ttl: Self.disabledFor) }
+        try await share(key, .disabled, at: now) { store throws(StoreUnavailable) in try await store.set(key, "disabled", ttl: Self.disabledFor) }
     }
 
     /// How often a waiting message parked in memory looks again, however long the pause has lasted
@@ -149,13 +164,26 @@ public final class TemplateStates: Sendable {
         }
     }
 
-    /// The template may be sent again (an `APPROVED` or `REINSTATED` update).
+    /// The template may be sent again (an `APPROVED` or `REINSTATED` update). Noted in the store,
+    /// so a worker that learned a state it could not share drops it too.
     public func approve(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
         let key = Self.key(name, language)
         remember(key, nil, at: now)
         seenApproved(key, at: now)
         _ = unshared.withLock { $0.removeValue(forKey: key) }
-        try await store?.delete(key)
+        guard let store else { return }
+        try await store.set(Self.approvalKey(of: key), String(now.epochMilliseconds()), ttl: Self.disabledFor)
+        try await store.delete(key)
+    }
+
+    /// Whether the store notes an approval of `key` at or after `since`; drops what this worker learned and could not share if so.
+    private func approved(_ key: String, since: Date, in store: any KeyValueStore) async throws(StoreUnavailable) -> Bool {
+        guard let approvedAt = try await store.read(Self.approvalKey(of: key)).flatMap({ Date(epochMillisecondsText: $0.value) }),
+              approvedAt >= since else { return false }
+        unshared.withLock { unshared in
+            if let learned = unshared[key], learned.learnedAt <= approvedAt { unshared[key] = nil }
+        }
+        return true
     }
 
     private func seenApproved(_ key: String, at now: Date) {
@@ -166,13 +194,13 @@ public final class TemplateStates: Sendable {
     }
 
     /// Writes what this worker learned; kept as its own while the write fails.
-    private func share(_ key: String, _ state: State, _ write: (any KeyValueStore) async throws(StoreUnavailable) -> Void) async throws(StoreUnavailable) {
+    private func share(_ key: String, _ state: State, at now: Date, _ write: (any KeyValueStore) async throws(StoreUnavailable) -> Void) async throws(StoreUnavailable) {
         guard let store else { return }
         do {
             try await write(store)
             _ = unshared.withLock { $0.removeValue(forKey: key) }
         } catch {
-            unshared.withLock { $0[key] = state }
+            unshared.withLock { $0[key] = Unshared(state: state, learnedAt: now) }
             throw error
         }
     }
