@@ -423,6 +423,26 @@ import TestSupport
         await harness.cleanUp(running.source)
     }
 
+    /// A reason of any size is cut to 2,000 bytes in `x-error`: cut to 2,000 characters, one that
+    /// quoted a character of 100,000 combining marks made a header larger than a frame, and its
+    /// publish failed — the connection dropped, the copy retried for good, the message never dead.
+    @Test func aDeadLetterWithAHugeReasonIsPublished() async throws {
+        let harness = try SourceHarness()
+        let reason = "bad: t" + String(repeating: "\u{301}", count: 100_000)
+        let running = try harness.worker(onError: .deadLetter, RecordingStep { _ in throw StepFailure(.invalid, reason) })
+        try await poll("the source to declare its queues") { running.source.status().connected }
+        try await harness.inspector.publish(bodies(2, prefix: "huge-reason"), to: harness.queue, declare: false)
+        let dead = running.source.topology.deadQueue
+        try await poll("2 dead letters") { try await harness.inspector.depth(dead) == 2 }
+        await running.stop()
+        let letters = try await harness.inspector.drain(dead, expecting: 2)
+        let errors = letters.compactMap { $0.properties.headers["x-error"]?.stringValue }
+        #expect(errors.count == 2)
+        #expect(errors.allSatisfy { $0.utf8.starts(with: "bad: t".utf8) }, "\(errors.map { $0.prefix(utf8Bytes: 80) })")
+        #expect(errors.allSatisfy { $0.utf8.count <= 2000 }, "\(errors.map(\.utf8.count)) bytes")
+        await harness.cleanUp(running.source)
+    }
+
     @Test func urlsParseWithVhostsAndHidePasswords() throws {
         let url = try AMQPURL("amqp://user:p%40ss@broker.example:5673/%2F")
         #expect(url.host == "broker.example")

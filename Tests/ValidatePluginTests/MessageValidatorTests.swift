@@ -65,6 +65,20 @@ import ValidatePlugin
         #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"id":"1","caption":"\#(caption)"}}"#)?.contains("media.caption: 1025 characters, at most 1024") == true)
     }
 
+    /// A value quoted in a reason is cut by bytes: one character may hold any number of combining
+    /// marks, and a type of "t" and 70,000 accents (one character) was quoted whole — 140 KB in
+    /// `x-error`, more than a frame holds, so its dead letter was never published.
+    @Test func aQuotedValueIsBoundedInBytesNotCharacters() {
+        let oneCharacter = "t" + String(repeating: "\u{301}", count: 70_000)
+        for json in [#"{"internalId":"a","to":"+5511987654321","type":"\#(oneCharacter)"}"#,
+                     #"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"x"},"category":"\#(oneCharacter)","expiresAt":"\#(oneCharacter)"}"#,
+                     #"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"n","language":"\#(oneCharacter)"}}"#] {
+            let found = reason(json) ?? ""
+            #expect(!found.isEmpty)
+            #expect(found.utf8.count < 1_000, "\(found.utf8.count) bytes")
+        }
+    }
+
     @Test func everyProblemIsListed() {
         let found = reason(#"{"internalId":"a b","to":"1","type":"text","text":{"body":""}}"#) ?? ""
         #expect(found.contains("internalId:"))

@@ -42,7 +42,7 @@ enum OutboundEvent {
             body["error"] = .object([
                 "step": .string(failure.step),
                 "code": failure.code.map { .number(JSONNumber($0)) } ?? failure.symbolicCode.map(JSONValue.string) ?? .null,
-                "message": .string(String(failure.reason.prefix(2000))),
+                "message": .string(failure.reason.prefix(utf8Bytes: 2000)),
             ])
         }
         return .object(body)

@@ -73,7 +73,7 @@ public struct DeadLetteredMessage: Sendable {
         if let code { parts.append("code=\(code)") }
         if let lane { parts.append("lane=\(lane)") }
         if let deadLetteredAt { parts.append("at=\(UTCTimestamp.format(deadLetteredAt))") }
-        if let error { parts.append("error=\"\(error.prefix(120))\"") }
+        if let error { parts.append("error=\"\(error.prefix(utf8Bytes: 120))\"") }
         return parts.joined(separator: " ")
     }
 

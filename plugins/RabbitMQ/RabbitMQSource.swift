@@ -213,7 +213,7 @@ public final class RabbitMQSource: Source {
             // A letter stays until it is replayed or removed: the original's time to live is not its own.
             properties.expiration = nil
             properties.headers["x-error-step"] = .string(letter.step)
-            properties.headers["x-error"] = .string(String(letter.reason.prefix(2000)))
+            properties.headers["x-error"] = .string(letter.reason.prefix(utf8Bytes: 2000))
             properties.headers["x-attempts"] = .int(Int64(letter.attemptsMade))
             properties.headers["x-dead-lettered-at"] = .string(UTCTimestamp.format(Date()))
             if let code = letter.code { properties.headers["x-error-code"] = .int(Int64(code)) }

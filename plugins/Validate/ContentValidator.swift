@@ -43,7 +43,7 @@ struct ContentValidator {
         if let name { problems.limit(name, "template.name", 1...512) }
         let language = problems.requiredString(template, "language", path: "template.language")
         if let language, !(2...15).contains(language.count) || !language.allSatisfy({ $0.isLetter || $0 == "_" || $0 == "-" }) {
-            problems.add("template.language: \"\(language.prefix(20))\" is not a language code such as en_US")
+            problems.add("template.language: \"\(language.prefix(utf8Bytes: 20))\" is not a language code such as en_US")
         }
         var components: JSONValue?
         if let value = template["components"], value != .null {

@@ -55,14 +55,14 @@ public struct MessageValidator: Sendable {
             if let text = value.stringValue, let date = Self.instant(text) {
                 expiresAt = date
             } else {
-                problems.add("expiresAt: must be an ISO 8601 instant such as 2026-12-01T10:00:00Z, found \(value.stringValue.map { "\"\($0.prefix(40))\"" } ?? value.kindName)")
+                problems.add("expiresAt: must be an ISO 8601 instant such as 2026-12-01T10:00:00Z, found \(value.stringValue.map { "\"\($0.prefix(utf8Bytes: 40))\"" } ?? value.kindName)")
             }
         }
         var category: MessageCategory?
         if let value = object["category"], value != .null {
             category = value.stringValue.flatMap(MessageCategory.init(rawValue:))
             if category == nil {
-                problems.add("category: must be one of \(MessageCategory.allCases.map(\.rawValue).joined(separator: ", ")), found \(value.stringValue.map { "\"\($0.prefix(40))\"" } ?? value.kindName)")
+                problems.add("category: must be one of \(MessageCategory.allCases.map(\.rawValue).joined(separator: ", ")), found \(value.stringValue.map { "\"\($0.prefix(utf8Bytes: 40))\"" } ?? value.kindName)")
             }
         }
         if let metadata = object["metadata"], metadata.objectValue == nil, metadata != .null {
@@ -70,7 +70,7 @@ public struct MessageValidator: Sendable {
         }
         guard let type = problems.requiredString(object, "type") else { return nil }
         guard Self.types.contains(type) else {
-            problems.add("type: \"\(type.prefix(40))\" is not one of \(Self.types.joined(separator: ", "))")
+            problems.add("type: \"\(type.prefix(utf8Bytes: 40))\" is not one of \(Self.types.joined(separator: ", "))")
             return nil
         }
         var content = ContentValidator(problems: problems)

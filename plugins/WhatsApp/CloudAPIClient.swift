@@ -289,7 +289,7 @@ public final class CloudAPIClient: CloudAPISender {
         if status >= 500 || status == 429 { return .failed(.answer(status: status, error: nil)) }
         // Too large a request, URI or header: this message's own fault, whoever answered.
         if [413, 414, 431].contains(status) { return .failed(.answer(status: status, error: nil)) }
-        let location = headers.first(name: "Location").map { " to \($0.prefix(200))" } ?? ""
+        let location = headers.first(name: "Location").map { " to \($0.prefix(utf8Bytes: 200))" } ?? ""
         let what = (300..<400).contains(status) ? "a redirect\(location)" : "no Cloud API error object in its body"
         return .failed(CloudAPIFailure(.configuration, status: status, code: nil, reason: "HTTP \(status) with \(what), not a Cloud API answer: check `base_url` and `api_version`"))
     }
@@ -327,7 +327,7 @@ public final class CloudAPIClient: CloudAPISender {
         guard let open = page.range(of: "<title>", options: .caseInsensitive),
               let close = page.range(of: "</title>", options: .caseInsensitive, range: open.upperBound..<page.endIndex) else { return "" }
         let title = page[open.upperBound..<close.lowerBound].split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        return title.isEmpty ? "" : " (\"\(title.prefix(100))\")"
+        return title.isEmpty ? "" : " (\"\(title.prefix(utf8Bytes: 100))\")"
     }
 
     public func health() async -> HealthStatus {

@@ -88,10 +88,10 @@ public struct CloudAPIFailure: Error, Sendable, Equatable, CustomStringConvertib
         let code = error?.code
         var reason = "HTTP \(status)"
         if let code { reason += ", code \(code)" }
-        if let message = error?.message { reason += ": \(message.prefix(300))" }
-        if let details = error?.error_data?.details { reason += " (\(details.prefix(300)))" }
+        if let message = error?.message { reason += ": \(message.prefix(utf8Bytes: 300))" }
+        if let details = error?.error_data?.details { reason += " (\(details.prefix(utf8Bytes: 300)))" }
         // What Meta's support asks for about a failed request.
-        if let trace = error?.fbtrace_id { reason += " [fbtrace_id \(trace.prefix(64))]" }
+        if let trace = error?.fbtrace_id { reason += " [fbtrace_id \(trace.prefix(utf8Bytes: 64))]" }
         return CloudAPIFailure(CloudAPIErrorTable.classify(code: code, status: status), status: status, code: code, reason: reason)
     }
 

@@ -69,7 +69,7 @@ struct MessageStatus: Encodable {
             completed_at = at
         case .unreadable(let value):
             state = "unreadable"
-            detail = String(value.prefix(200))
+            detail = String(value.prefix(utf8Bytes: 200))
         case .unavailable(let reason):
             state = "unavailable"
             detail = reason
@@ -97,7 +97,7 @@ struct MessageStatus: Encodable {
         if let count = deadLetters.count {
             lines.append("  dead  \(count) in \(deadLetters.queue)")
             for copy in deadLetters.copies {
-                lines.append("        step=\(copy.step ?? "-")\(copy.code.map { " code=\($0)" } ?? "")\(copy.lane.map { " lane=\($0)" } ?? "") at=\(copy.dead_lettered_at ?? "?") \(copy.error.map { "\"\($0.prefix(120))\"" } ?? "")")
+                lines.append("        step=\(copy.step ?? "-")\(copy.code.map { " code=\($0)" } ?? "")\(copy.lane.map { " lane=\($0)" } ?? "") at=\(copy.dead_lettered_at ?? "?") \(copy.error.map { "\"\($0.prefix(utf8Bytes: 120))\"" } ?? "")")
             }
         } else if let note = deadLetters.note {
             lines.append("  dead  \(deadLetters.queue): \(note)")
