@@ -118,7 +118,9 @@ public final class AMQPPublisher: @unchecked Sendable {
     private let connectTimeout: Duration
     private let confirmTimeout: Duration
     private let logger: Logger
-    private let requests = Mutex<[Request]>([])
+    /// What waits for the thread; `closed` once it has ended (a request then fails at once, not
+    /// queued where nothing would answer it).
+    private let requests = Mutex<(pending: [Request], closed: Bool)>(([], false))
     private let signal = DispatchSemaphore(value: 0)
     private let stopping = Atomic<Bool>(false)
     private let connectedState = Mutex<(Bool, AMQPError?)>((false, nil))
@@ -225,20 +227,24 @@ public final class AMQPPublisher: @unchecked Sendable {
 
     /// Queues requests for the connection's thread, together and in their order.
     private func submit(_ batch: [Request]) {
-        if stopping.load(ordering: .acquiring) {
+        let queued = requests.withLock { requests in
+            guard !requests.closed, !stopping.load(ordering: .acquiring) else { return false }
+            requests.pending.append(contentsOf: batch)
+            return true
+        }
+        guard queued else {
             batch.forEach { $0.fail(.closed) }
             return
         }
-        requests.withLock { $0.append(contentsOf: batch) }
         signal.signal()
     }
 
     private func runLoop() {
         while !stopping.load(ordering: .acquiring) {
             _ = signal.wait(timeout: .now() + .milliseconds(session == nil ? 100 : 1000))
-            let batch = requests.withLock { pending in
-                defer { pending.removeAll() }
-                return pending
+            let batch = requests.withLock { requests in
+                defer { requests.pending.removeAll() }
+                return requests.pending
             }
             guard ensureSession() else {
                 let error = connectedState.withLock { $0.1 } ?? .connection("not connected")
@@ -254,11 +260,14 @@ public final class AMQPPublisher: @unchecked Sendable {
             } catch {
                 drop(error)
             }
+            // librabbitmq keeps each frame it read (a confirm, an answer) until released; all of them are read by now.
+            if let session { amqp_maybe_release_buffers(session.state) }
         }
-        requests.withLock { pending in
-            pending.forEach { $0.fail(.closed) }
-            pending.removeAll()
+        let left = requests.withLock { requests in
+            defer { (requests.pending, requests.closed) = ([], true) }
+            return requests.pending
         }
+        left.forEach { $0.fail(.closed) }
         session = nil
     }
 

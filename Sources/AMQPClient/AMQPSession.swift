@@ -94,7 +94,9 @@ final class AMQPSession {
         if login.reply_type != AMQP_RESPONSE_NORMAL {
             let detail = describe(login)
             amqp_destroy_connection(state)
-            if login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION || detail.contains("closed") || detail.contains("403") {
+            // (librabbitmq asks for authentication_failure_close: a refused login is the broker's close, never a bare
+            // closed socket — that is a node going away, or a balancer without a backend: the next URL is tried.)
+            if login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION {
                 throw .authentication("user `\(url.user)` at \(url.host):\(url.port) vhost `\(url.virtualHost)` (wrong user, password or vhost?): \(detail)")
             }
             throw .connection("login to \(url.host):\(url.port): \(detail)")

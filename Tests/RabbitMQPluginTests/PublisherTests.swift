@@ -1,5 +1,8 @@
 import AMQPClient
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Testing
 import TestSupport
@@ -42,5 +45,104 @@ import TestSupport
         }
         #expect(try await inspector.depth(queue) == routed, "every publish reported confirmed is in the queue")
         await inspector.delete([queue])
+    }
+
+    /// librabbitmq keeps every frame it reads (a confirm, an RPC's answer) in the connection's
+    /// memory pool until the caller releases it: the publisher never did, so a publisher that ran for
+    /// days grew by about 40 bytes a confirm (the consumer has always released its own).
+    @Test func aPublisherDoesNotGrowWithEveryConfirm() async throws {
+        var logger = Logger(label: "test.publisher")
+        logger.logLevel = .critical
+        let publisher = AMQPPublisher(urls: [try AMQPURL(TestServices.rabbitURL)], logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        func publishOneAtATime(_ count: Int) async throws {
+            for index in 0..<count {
+                try await publisher.publish(exchange: "amq.direct", routingKey: "nothing-bound", body: Array("\(index)".utf8), properties: AMQPProperties(), mandatory: false)
+            }
+        }
+        try await publishOneAtATime(2_000)
+        let before = try Self.residentBytes()
+        try await publishOneAtATime(60_000)
+        let grown = try Self.residentBytes() - before
+        #expect(grown < 1_200_000, "the process grew by \(grown) bytes over 60,000 confirms (2.7 MB before)")
+    }
+
+    /// A node that takes the connection and closes it during the handshake (one stopping, a load
+    /// balancer without a backend) is a connection failure, and the next URL is tried: it was read
+    /// as a refused login ("connection closed" contains "closed"), which stops at the first URL —
+    /// at start the worker said its password was wrong and exited.
+    @Test func aConnectionClosedDuringTheHandshakeIsNotARefusedLogin() async throws {
+        let broker = try AMQPURL(TestServices.rabbitURL)
+        let closing = try HandshakeCloser()
+        defer { closing.stop() }
+        let closingURL = try AMQPURL(TestServices.rabbitURL.replacingOccurrences(of: "\(broker.host):\(broker.port)", with: "127.0.0.1:\(closing.port)"))
+        var logger = Logger(label: "test.publisher")
+        logger.logLevel = .critical
+        let alone = AMQPPublisher(urls: [closingURL], logger: logger)
+        alone.start()
+        defer { alone.stop() }
+        do {
+            _ = try await alone.declare(AMQPQueueDeclaration(name: uniqueName("never")))
+            Issue.record("declared through a node that closes every connection")
+        } catch {
+            #expect(!error.isRefusedIdentity, "\(error)")
+        }
+        let publisher = AMQPPublisher(urls: [closingURL, broker], logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        let queue = uniqueName("next-url")
+        _ = try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        try await publisher.delete(queue)
+    }
+
+    /// The test process's resident memory (`/proc/self/statm`).
+    private static func residentBytes() throws -> Int {
+        let statm = try String(contentsOfFile: "/proc/self/statm", encoding: .utf8).split(separator: " ")
+        return (statm.count > 1 ? Int(statm[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// A node that reads a client's AMQP protocol header and closes the connection (a node stopping).
+private final class HandshakeCloser: Sendable {
+    let port: Int
+    private let listener: Int32
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard listener >= 0, bound == 0, listen(listener, 8) == 0 else { throw TestFailure("cannot listen: \(String(cString: strerror(errno)))") }
+        var local = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &local) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        port = Int(UInt16(bigEndian: local.sin_port))
+        self.listener = listener
+        Thread {
+            while true {
+                let client = accept(listener, nil, nil)
+                guard client >= 0 else { break }
+                var header = [UInt8](repeating: 0, count: 8)
+                var read = 0
+                while read < 8 {
+                    let count = header.withUnsafeMutableBytes { recv(client, $0.baseAddress! + read, 8 - read, 0) }
+                    guard count > 0 else { break }
+                    read += count
+                }
+                Glibc.close(client)
+            }
+            Glibc.close(listener)
+        }.start()
+    }
+
+    /// Stops listening (the accepting thread ends).
+    func stop() {
+        _ = shutdown(listener, CInt(SHUT_RDWR))
     }
 }
