@@ -132,27 +132,45 @@ public struct AccountLimits: Sendable {
         }
     }
 
+    /// The messaging-limit window a message counts in, and the part of its limit it may use: for a
+    /// template from a sender of a portfolio with a limit, when a store counts it.
+    private func window(of message: Message, sender: String, _ configuration: CloudAPIConfiguration, at now: Date)
+        async -> (store: any MessagingLimitStore, key: String, allowed: Int, portfolio: String)? {
+        guard let store = messaging.store, Self.template(of: message) != nil, let portfolio = configuration.portfolio(of: sender),
+              let limit = await messaging.announced.limit(of: portfolio, at: now) else { return nil }
+        return (store, MessagingLimits.key(portfolio.name), MessagingLimits.allowed(of: limit, lane: message.lane), portfolio.name)
+    }
+
+    /// Whether the message's window was found full lately: then its unit is taken before its send
+    /// slot (`takeUnit` first), so that while the window stays full it waits without a slot.
+    func takesUnitFirst(_ message: Message, sender: String, _ configuration: CloudAPIConfiguration, at now: Date) async -> Bool {
+        guard let window = await window(of: message, sender: sender, configuration, at: now) else { return false }
+        return messaging.fullWindows.isFull(FullWindows.id(window.key, allowed: window.allowed), at: now)
+    }
+
     /// Just before the request of a template message from a sender of a portfolio with a
-    /// messaging limit: a unit for a new recipient, or a wait while the window is full.
+    /// messaging limit (or before its send slot, while the window was found full lately): a unit
+    /// for a new recipient, or a wait while the window is full.
     func takeUnit(_ message: inout Message, _ request: PreparedRequest, sender: String, _ configuration: CloudAPIConfiguration,
                   _ context: StepContext) async throws -> StepOutcome? {
-        guard let store = messaging.store, Self.template(of: message) != nil, let portfolio = configuration.portfolio(of: sender),
-              let limit = await messaging.announced.limit(of: portfolio, at: context.clock.now()) else { return nil }
-        let key = MessagingLimits.key(portfolio.name)
+        guard let window = await window(of: message, sender: sender, configuration, at: context.clock.now()) else { return nil }
         let take: MessagingLimitTake
         do {
-            take = try await store.take(key, recipient: request.recipient, limit: MessagingLimits.allowed(of: limit, lane: message.lane), window: MessagingLimits.window)
+            take = try await window.store.take(window.key, recipient: request.recipient, limit: window.allowed, window: MessagingLimits.window)
         } catch {
-            throw StepFailure(.unavailable, "messaging limit of portfolio \(portfolio.name): \(error.reason)")
+            throw StepFailure(.unavailable, "messaging limit of portfolio \(window.portfolio): \(error.reason)")
         }
+        let id = FullWindows.id(window.key, allowed: window.allowed)
         switch take {
         case .counted:
             return nil
         case .taken(let at):
-            message.values[MessagingUnitKey.self] = MessagingUnit(key: key, recipient: request.recipient, takenAt: at)
+            messaging.fullWindows.found(id, fullUntil: nil)
+            message.values[MessagingUnitKey.self] = MessagingUnit(key: window.key, recipient: request.recipient, takenAt: at)
             return nil
         case .full(let until):
-            return waiting(key, until: max(until, context.clock.now().addingTimeInterval(1)), .messagingLimit)
+            messaging.fullWindows.found(id, fullUntil: until)
+            return waiting(window.key, until: max(until, context.clock.now().addingTimeInterval(1)), .messagingLimit)
         }
     }
 

@@ -80,6 +80,22 @@ public struct DispatchStep: Step {
             probes.forEach(flow.holds.returnProbe)
             throw error
         }
+        func takeUnit() async throws -> StepOutcome? {
+            do {
+                guard let limited = try await limits.takeUnit(&message, request, sender: sender, configuration, context) else { return nil }
+                probes.forEach(flow.holds.returnProbe)
+                return limited
+            } catch {
+                probes.forEach(flow.holds.returnProbe)
+                throw error
+            }
+        }
+        // While its messaging-limit window is full, a message would take a send slot only to wait for the window.
+        let unitFirst = await limits.takesUnitFirst(message, sender: sender, configuration, at: now)
+        if unitFirst, let limited = try await takeUnit() {
+            PacingPlace.stepAway(message)
+            return limited
+        }
         let pacer = pacers.pacer(sender, flow, client)
         if configuration.pacing {
             // A slot reserved before a hold or pause ended, or kept too long in a queue, is past: a new turn keeps the pace.
@@ -100,15 +116,7 @@ public struct DispatchStep: Step {
             }
             SendSlot.write(nil, &message)
         }
-        do {
-            if let limited = try await limits.takeUnit(&message, request, sender: sender, configuration, context) {
-                probes.forEach(flow.holds.returnProbe)
-                return limited
-            }
-        } catch {
-            probes.forEach(flow.holds.returnProbe)
-            throw error
-        }
+        if !unitFirst, let limited = try await takeUnit() { return limited }
         let startedAt = context.clock.now()
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)

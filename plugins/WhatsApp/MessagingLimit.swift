@@ -1,5 +1,6 @@
 import Foundation
 import PipelineKit
+import Synchronization
 
 /// What taking a unit of a portfolio's messaging limit found.
 public enum MessagingLimitTake: Sendable, Equatable {
@@ -29,6 +30,8 @@ public struct MessagingLimits: Sendable {
     public let store: (any MessagingLimitStore)?
     /// Limits Meta announced, over the configured ones.
     public let announced: AnnouncedLimits
+    /// The windows this worker found full lately.
+    let fullWindows = FullWindows()
     /// Meta's window.
     public static let window: Duration = .seconds(86_400)
 
@@ -44,5 +47,27 @@ public struct MessagingLimits: Sendable {
     public static func allowed(of limit: Int, lane: Lane? = nil) -> Int {
         if lane?.rank == 0 { return limit }
         return max(1, Int((Double(limit) * 0.9).rounded(.down)))
+    }
+}
+
+/// Windows a take found full (by key and the part of the limit asked for), until their oldest
+/// recipient leaves: while one is, `dispatch` takes a message's unit before its send slot, so a
+/// message that waits for the window — back every few minutes while it stays full — takes no slot
+/// its sender's other messages would have used.
+final class FullWindows: Sendable {
+    private let until = Mutex<[String: Date]>([:])
+
+    static func id(_ key: String, allowed: Int) -> String { "\(key)/\(allowed)" }
+
+    func isFull(_ id: String, at now: Date) -> Bool {
+        until.withLock { $0[id].map { $0 > now } ?? false }
+    }
+
+    /// What a take found: full until then, or room (nil).
+    func found(_ id: String, fullUntil: Date?) {
+        until.withLock { until in
+            if until.count > 1024 { until.removeAll() }
+            until[id] = fullUntil
+        }
     }
 }
