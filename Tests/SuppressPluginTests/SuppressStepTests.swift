@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PipelineKit
+import Synchronization
 import RedisPlugin
 @testable import SuppressPlugin
 import Testing
@@ -101,12 +102,7 @@ struct SuppressStepTests {
 
     @Test func aStopChangesTheListAndItsUndoTakesTheChangeBack() async throws {
         let step = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
-        func post(_ text: String) throws -> Message {
-            let body = #"{"entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"100"},"messages":[{"from":"5511933330001","type":"text","text":{"body":"\#(text)"}}]}}]}]}"#
-            var message = Message(body: Array(body.utf8))
-            message.values[WebhookBatchKey.self] = WebhookBatch(try #require(message.payload), receivedAt: clock.now())
-            return message
-        }
+        func post(_ text: String) throws -> Message { try inbound([("5511933330001", text)]) }
         var stop = try post("STOP")
         #expect(try await step.run(&stop, context()) == .next)
         #expect(stop.values[PreparedEventsKey.self]?.map(\.routingKey) == ["optout.added"])
@@ -118,5 +114,76 @@ struct SuppressStepTests {
         #expect(try await list.listing("+5511933330001", sender: "100") == .sender, "an undo takes back only what its own run changed")
         await step.undo(stop, context())
         #expect(try await list.listing("+5511933330001", sender: "100") == nil, "the refused run's addition is taken back, so Meta's retry makes it again")
+    }
+
+    /// A POST of inbound texts as the statuses pipeline reads it (`metadata`: the change's, as JSON).
+    func inbound(_ texts: [(from: String, body: String)], metadata: String = #"{"phone_number_id":"100"}"#) throws -> Message {
+        let messages = texts.map { #"{"from":"\#($0.from)","type":"text","text":{"body":"\#($0.body)"}}"# }.joined(separator: ",")
+        let body = #"{"entry":[{"changes":[{"field":"messages","value":{"metadata":\#(metadata),"messages":[\#(messages)]}}]}]}"#
+        var message = Message(body: Array(body.utf8))
+        message.values[WebhookBatchKey.self] = WebhookBatch(try #require(message.payload), receivedAt: clock.now())
+        return message
+    }
+
+    /// A STOP and a START of one writer in one batch, taken back (their events refused), leave the
+    /// list as it was: taken back first to last, the START's undo listed the writer again.
+    @Test func aStopAndAStartInOneBatchAreTakenBackLastFirst() async throws {
+        let step = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
+        var batch = try inbound([("5511933330001", "STOP"), ("5511933330001", "START")])
+        _ = try await step.run(&batch, context())
+        #expect(batch.values[PreparedEventsKey.self]?.map(\.routingKey) == ["optout.added", "optout.removed"])
+        await step.undo(batch, context())
+        #expect(try await list.listing("+5511933330001", sender: "100") == nil, "as before the batch")
+    }
+
+    /// The runtime does not undo the step that failed: the changes it made before the store failed
+    /// stayed, so Meta's retry of the POST found them made and published no event for them.
+    @Test func aRunTheStoreFailsPartWayTakesBackWhatItChanged() async throws {
+        let failing = FailingAdds(failFrom: 2)
+        let step = OptOutKeywordsStep(list: OptOutList(store: failing.store(over: store)), optOut: ["STOP"], resume: ["START"])
+        var batch = try inbound([("5511933330001", "STOP"), ("5511933330002", "STOP")])
+        await #expect(throws: StepFailure.self) { try await step.run(&batch, context()) }
+        #expect(try await list.listing("+5511933330001", sender: "100") == nil, "the first change taken back")
+        failing.heal()
+        var retry = try inbound([("5511933330001", "STOP"), ("5511933330002", "STOP")])
+        _ = try await step.run(&retry, context())
+        #expect(retry.values[PreparedEventsKey.self]?.count == 2, "the retry makes both changes, with their events")
+    }
+
+    /// A change that names no business number is no writer's word on the list for every sender: a
+    /// START took the writer off the list an operator keeps for all senders.
+    @Test func anInboundTextWithoutTheNumberWrittenToChangesNothing() async throws {
+        let step = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
+        _ = try await list.add("+5511933330001", sender: nil)
+        for metadata in ["{}", #"{"phone_number_id":100}"#, #"{"phone_number_id":""}"#] {
+            var batch = try inbound([("5511933330001", "START"), ("5511933330002", "STOP")], metadata: metadata)
+            _ = try await step.run(&batch, context())
+            #expect(batch.values[PreparedEventsKey.self] == nil, "\(metadata)")
+        }
+        #expect(try await list.listing("+5511933330001", sender: nil) == .allSenders)
+        #expect(try await list.numbers(sender: nil) == ["+5511933330001"])
+    }
+}
+
+/// Member additions that fail from the `failFrom`-th on, until healed.
+final class FailingAdds: Sendable {
+    private let failFrom: Int
+    private let state = Mutex((adds: 0, healed: false))
+
+    init(failFrom: Int) {
+        self.failFrom = failFrom
+    }
+
+    func heal() { state.withLock { $0.healed = true } }
+
+    /// `base`, its additions failing.
+    func store(over base: MemoryStore) -> InterceptedStore {
+        InterceptedStore(base, beforeAdd: { [self] _ throws(StoreUnavailable) in
+            let fails = state.withLock { state in
+                state.adds += 1
+                return !state.healed && state.adds >= failFrom
+            }
+            if fails { throw StoreUnavailable("refused (test)") }
+        })
     }
 }

@@ -118,8 +118,8 @@ import ValidatePlugin
     /// A read of the store that began before this worker read a `132015` answer must not put back
     /// what it found (no pause): SPEC 15, no request of a template starts after its `132015` is read.
     @Test func aReadUnderWayDoesNotUndoARefusalLearnedMeanwhile() async throws {
-        let store = HeldReads(MemoryStore(clock: SystemWallClock()))
-        let worker = TemplateStates(store: store)
+        let store = HeldReads()
+        let worker = TemplateStates(store: store.store(over: MemoryStore(clock: SystemWallClock())))
         let read = Task { try await worker.state(of: "sale", "en_US", at: start) }
         try await poll("the read under way") { store.held }
         try await worker.refused("sale", "en_US", at: start.addingTimeInterval(0.1))
@@ -169,34 +169,19 @@ import ValidatePlugin
     }
 }
 
-/// A store whose reads find their value at once and then wait for `release()` (a read under way).
-final class HeldReads: KeyValueStore {
-    private let base: MemoryStore
+/// Reads that find their value at once and then wait for `release()` (a read under way).
+final class HeldReads: Sendable {
     private let gate = AsyncStream<Void>.makeStream()
     private let holding = Mutex(false)
-
-    init(_ base: MemoryStore) {
-        self.base = base
-    }
 
     var held: Bool { holding.withLock { $0 } }
     func release() { gate.continuation.finish() }
 
-    func read(_ key: String) async throws(StoreUnavailable) -> (value: String, ttl: Duration?)? {
-        let value = try await base.read(key)
-        holding.withLock { $0 = true }
-        for await _ in gate.stream {}
-        return value
+    /// `base`, its reads held.
+    func store(over base: MemoryStore) -> InterceptedStore {
+        InterceptedStore(base, afterRead: { [self] _ in
+            holding.withLock { $0 = true }
+            for await _ in gate.stream {}
+        })
     }
-
-    func set(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) { try await base.set(key, value, ttl: ttl) }
-    func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> Bool { try await base.setIfAbsent(key, value, ttl: ttl) }
-    func delete(_ key: String) async throws(StoreUnavailable) -> Bool { try await base.delete(key) }
-    func addMembers(_ members: [String], to key: String) async throws(StoreUnavailable) -> Int { try await base.addMembers(members, to: key) }
-    func removeMembers(_ members: [String], from key: String) async throws(StoreUnavailable) -> Int { try await base.removeMembers(members, from: key) }
-    func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] { try await base.isMember(member, ofEach: keys) }
-    func members(of key: String) async throws(StoreUnavailable) -> [String] { try await base.members(of: key) }
-    func keys(prefix: String) async throws(StoreUnavailable) -> [String] { try await base.keys(prefix: prefix) }
-    func health() async -> HealthStatus { await base.health() }
-    func shutdown() async {}
 }

@@ -31,7 +31,9 @@ struct OptOutKeywordsStep: Step {
                     ? try await list.add(request.recipient, sender: request.sender)
                     : try await list.remove(request.recipient, sender: request.sender)
             } catch {
-                message.values[OptOutChangesKey.self] = made
+                // The runtime undoes the steps before a failing one, not the step itself: the changes made are taken back
+                // here, so Meta's retry of the POST makes them — and publishes their events — again.
+                await takeBack(made, context)
                 throw StepFailure(.unavailable, "opt-out lists: \(error.reason)")
             }
             guard changed else { continue }
@@ -48,7 +50,12 @@ struct OptOutKeywordsStep: Step {
 
     /// The events were refused (or a later step failed): the changes of this run are taken back.
     func undo(_ message: Message, _ context: StepContext) async {
-        for change in message.values[OptOutChangesKey.self] ?? [] {
+        await takeBack(message.values[OptOutChangesKey.self] ?? [], context)
+    }
+
+    /// Takes `changes` back, the last first (a STOP and a START of one writer in one batch end as they began).
+    private func takeBack(_ changes: [OptOutChange], _ context: StepContext) async {
+        for change in changes.reversed() {
             do {
                 _ = change.add ? try await list.remove(change.recipient, sender: change.sender) : try await list.add(change.recipient, sender: change.sender)
             } catch {
@@ -58,9 +65,11 @@ struct OptOutKeywordsStep: Step {
     }
 
     /// What the inbound texts of a batch ask for, in order: `+digits` of the writer, the business number written to.
+    /// A change that names no business number (`metadata.phone_number_id`) asks for nothing: it is no
+    /// writer's word on the list for every sender, which only an operator changes (`optout add`).
     static func requests(in batch: WebhookBatch, optOut: Set<String>, resume: Set<String>) -> [OptOutChange] {
         batch.changes.filter { $0.field == "messages" }.flatMap { change -> [OptOutChange] in
-            let sender = change.value["metadata"]?["phone_number_id"]?.stringValue
+            guard let sender = change.value["metadata"]?["phone_number_id"]?.stringValue, !sender.isEmpty else { return [] }
             return (change.value["messages"]?.arrayValue ?? []).compactMap { inbound in
                 guard inbound["type"]?.stringValue == "text", let body = inbound["text"]?["body"]?.stringValue,
                       let from = inbound["from"]?.stringValue, let recipient = MessageValidator.normalisePhone(from) else { return nil }
@@ -81,7 +90,7 @@ struct OptOutKeywordsStep: Step {
 /// One change an inbound text asks for.
 struct OptOutChange: Sendable, Equatable {
     var recipient: String
-    var sender: String?
+    var sender: String
     var add: Bool
 }
 
