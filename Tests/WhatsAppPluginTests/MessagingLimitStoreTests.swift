@@ -14,6 +14,20 @@ struct MessagingLimitStoreTests {
         try #require(kind.store(as: (any MessagingLimitStore).self))
     }
 
+    /// A limit of 0 (a number Meta's webhook may carry) lets no new recipient in: the script did
+    /// arithmetic on the oldest entry of an empty window and failed — every such message was
+    /// requeued as if Redis were down — while the twin let the recipient in.
+    @Test(arguments: Kind.allCases) func aLimitOfZeroLetsNoNewRecipientIn(_ kind: Kind) async throws {
+        let store = try Self.store(kind)
+        let key = uniqueName("msglimit")
+        guard case .full(let until) = try await store.take(key, recipient: "+1", limit: 0, window: .seconds(3600)) else {
+            Issue.record("full at once")
+            return
+        }
+        #expect(until.timeIntervalSinceNow > 3500, "\(until)")
+        #expect(MessagingLimits.allowed(of: 0) == 0, "and no share of it outside the urgent lane")
+    }
+
     @Test(arguments: Kind.allCases) func uniqueRecipientsUseUnitsUpToTheLimitAndARefusalGivesItsUnitBack(_ kind: Kind) async throws {
         let store = try Self.store(kind)
         let key = uniqueName("msglimit")

@@ -13,8 +13,9 @@ extension MemoryStore: MessagingLimitStore {
                 scores[recipient] = Double(ms)
                 return .counted
             }
-            if scores.count >= limit, let oldest = scores.values.min() {
-                return .full(until: Date(epochMilliseconds: oldest + Double(window.milliseconds)))
+            if scores.count >= limit {
+                // (An empty window is full only under a limit of 0: until a window from now.)
+                return .full(until: Date(epochMilliseconds: (scores.values.min() ?? Double(ms)) + Double(window.milliseconds)))
             }
             scores[recipient] = Double(ms)
             return .taken(at: ms)

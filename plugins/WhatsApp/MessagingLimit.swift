@@ -43,9 +43,10 @@ public struct MessagingLimits: Sendable {
     public static func key(_ portfolio: String) -> String { "msglimit:\(portfolio)" }
 
     /// What a message of `lane` may use of `limit`: all of it in the most urgent lane (`urgent`);
-    /// in the others, and without lanes, floor(0.9 × limit) — the last 10 % is kept for urgent messages.
+    /// in the others, and without lanes, floor(0.9 × limit), at least 1 of a limit above 0 — the
+    /// last 10 % is kept for urgent messages.
     public static func allowed(of limit: Int, lane: Lane? = nil) -> Int {
-        if lane?.rank == 0 { return limit }
+        if lane?.rank == 0 || limit <= 0 { return limit }
         return max(1, Int((Double(limit) * 0.9).rounded(.down)))
     }
 }

@@ -19,7 +19,7 @@ extension RedisStore: MessagingLimitStore {
         end
         if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
           local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-          return {2, tonumber(oldest[2]) + window}
+          return {2, (tonumber(oldest[2]) or now) + window}
         end
         redis.call('ZADD', KEYS[1], now, ARGV[1])
         redis.call('PEXPIRE', KEYS[1], window)
