@@ -48,6 +48,16 @@ import TestSupport
         #expect(result.output.contains("pipelines/outbound.yaml:37:185: error: resource `whatsapp` (whatsapp_cloud_api) needs `access_token` or `access_tokens`"), "\(result.output)")
     }
 
+    /// The sender's id goes into the request's path: the number itself (a common mix-up) or a value
+    /// with a space passed `check`, and every message without its own phoneNumberId was refused by
+    /// the Cloud API (code 100, permanent: dead-lettered) or reported as a bad `base_url`.
+    @Test(arguments: ["+15550100", "1555 0100"]) func aSenderIdThatIsNotOneIsReportedAtItsValue(_ id: String) throws {
+        let result = try worker(["check"], ["WHATSAPP_PHONE_NUMBER_ID": id])
+        #expect(result.status == 1)
+        #expect(result.output.contains("pipelines/outbound.yaml:37:"), "\(result.output)")
+        #expect(result.output.contains("error: `phone_number_id` \"\(id)\" of resource `whatsapp` is not a phone number id (1–32 digits 0-9)"), "\(result.output)")
+    }
+
     @Test func severalProblemsAreReportedInOneRun() throws {
         let path = try temporaryPipeline {
             $0.replacingOccurrences(of: "prefetch: 64", with: "prefetch: many")

@@ -48,6 +48,11 @@ public enum CloudAPISettings {
         if settings[accessToken] == nil, settings[accessTokens].isEmpty {
             return [.error(at: settings.location(of: accessToken) ?? resource.location, "resource `\(resource.name)` (whatsapp_cloud_api) needs `access_token` or `access_tokens`")]
         }
+        if let sender = settings[phoneNumberID], let problem = MapKeys.digits.problem(sender) {
+            // (It goes into the request's path: the number itself, a common mix-up, is refused by the Cloud API for every message.)
+            return [.error(at: settings.location(of: phoneNumberID) ?? resource.location,
+                           "`phone_number_id` \"\(sender)\" of resource `\(resource.name)` \(problem): the id Meta shows for the number, not the number")]
+        }
         var owner: [String: String] = [:]
         for portfolio in Portfolio.all(settings) {
             for sender in portfolio.senders.sorted() {
