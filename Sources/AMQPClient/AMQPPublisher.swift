@@ -117,6 +117,7 @@ public final class AMQPPublisher: @unchecked Sendable {
     private let heartbeat: Int
     private let connectTimeout: Duration
     private let confirmTimeout: Duration
+    private let answerTimeout: Duration
     private let logger: Logger
     /// What waits for the thread; `closed` once it has ended (a request then fails at once, not
     /// queued where nothing would answer it).
@@ -133,11 +134,15 @@ public final class AMQPPublisher: @unchecked Sendable {
     private var tlsFailuresInARow = 0
     private var backoff = Duration.milliseconds(100)
 
-    public init(urls: [AMQPURL], heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), confirmTimeout: Duration = .seconds(15), logger: Logger) {
+    /// `answerTimeout`: how long a broker's answer to a declaration or a deletion is waited for before
+    /// the connection is given up (a broker that stops answering, heartbeats off, held every publish for good).
+    public init(urls: [AMQPURL], heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), confirmTimeout: Duration = .seconds(15),
+                answerTimeout: Duration = .seconds(30), logger: Logger) {
         self.urls = urls
         self.heartbeat = heartbeat
         self.connectTimeout = connectTimeout
         self.confirmTimeout = confirmTimeout
+        self.answerTimeout = answerTimeout
         self.logger = logger
     }
 
@@ -276,6 +281,7 @@ public final class AMQPPublisher: @unchecked Sendable {
         guard ContinuousClock.now >= retryAt else { return false }
         do {
             let fresh = try AMQPSession(urls: urls, heartbeat: heartbeat, connectTimeout: connectTimeout)
+            fresh.limitAnswers(to: answerTimeout)
             _ = amqp_confirm_select(fresh.state, AMQPSession.channel)
             try fresh.checkReply("confirm.select")
             for declaration in declarations { _ = try apply(declaration, on: fresh) }

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 
@@ -94,6 +95,34 @@ import TestSupport
         let queue = uniqueName("next-url")
         _ = try await publisher.declare(AMQPQueueDeclaration(name: queue))
         try await publisher.delete(queue)
+    }
+
+    /// A broker that stops answering (a path that drops what it carries, heartbeats off) held the
+    /// publisher's thread in a declaration's answer for good — every publish and event of the process
+    /// behind it. An answer is waited for `answerTimeout`, then the connection is given up.
+    @Test func aDeclarationTheBrokerNeverAnswersFailsInTime() async throws {
+        let (proxy, url) = try HoldingProxy.toTestBroker()
+        defer { proxy.close() }
+        var logger = Logger(label: "test.publisher")
+        logger.logLevel = .critical
+        let publisher = AMQPPublisher(urls: [try AMQPURL(url)], heartbeat: 0, answerTimeout: .seconds(2), logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        let queue = uniqueName("silent")
+        _ = try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        proxy.hold()
+        let answered = Mutex<String?>(nil)
+        Task {
+            do {
+                _ = try await publisher.declare(AMQPQueueDeclaration(name: queue))
+                answered.withLock { $0 = "declared" }
+            } catch {
+                answered.withLock { $0 = "\(error)" }
+            }
+        }
+        try await poll("the declaration to fail", timeout: .seconds(20)) { answered.withLock { $0 } != nil }
+        #expect(answered.withLock { $0 } != "declared", "not answered: an error")
+        await (try QueueInspector()).delete([queue])
     }
 
     /// The test process's resident memory (`/proc/self/statm`).
