@@ -434,8 +434,9 @@ public final class AMQPPublisher: @unchecked Sendable {
                 } ?? "no queue bound for the routing key"
                 var message = amqp_message_t()
                 let read = amqp_read_message(session.state, frame.channel, &message, 0)
-                if read.reply_type == AMQP_RESPONSE_NORMAL,
-                   let id = AMQPDecode.properties(message.properties).headers[Self.publishIDHeader]?.stringValue.flatMap(UInt64.init) {
+                // A read that failed has freed what it read (and left the body's pointer behind: destroying it again is a double free).
+                guard read.reply_type == AMQP_RESPONSE_NORMAL else { throw session.failure(read, "read a returned message") }
+                if let id = AMQPDecode.properties(message.properties).headers[Self.publishIDHeader]?.stringValue.flatMap(UInt64.init) {
                     returned[id] = reason
                 } else {
                     unidentifiedReturn = reason

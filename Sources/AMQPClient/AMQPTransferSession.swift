@@ -126,10 +126,10 @@ public final class AMQPTransferSession {
             guard frame.frame_type == UInt8(AMQP_FRAME_METHOD), frame.payload.method.id == AMQPSession.Method.basicReturn else { continue }
             var message = amqp_message_t()
             let read = amqp_read_message(session.state, frame.channel, &message, 0)
-            if read.reply_type == AMQP_RESPONSE_NORMAL {
-                returned.append(AMQPDelivery(deliveryTag: 0, connectionGeneration: 0, redelivered: false, exchange: "", routingKey: "",
-                                             body: AMQPDecode.bytes(message.body), properties: AMQPDecode.properties(message.properties)))
-            }
+            // (A read that failed has freed what it read: destroying it again is a double free.)
+            guard read.reply_type == AMQP_RESPONSE_NORMAL else { break }
+            returned.append(AMQPDelivery(deliveryTag: 0, connectionGeneration: 0, redelivered: false, exchange: "", routingKey: "",
+                                         body: AMQPDecode.bytes(message.body), properties: AMQPDecode.properties(message.properties)))
             amqp_destroy_message(&message)
         }
         return returned

@@ -125,6 +125,26 @@ import TestSupport
         await (try QueueInspector()).delete([queue])
     }
 
+    /// A message the broker returns (no queue for it) whose body is cut off by a lost connection:
+    /// librabbitmq frees the body it was reading, and the publisher freed it again — the process
+    /// crashed (glibc's double free, or a segmentation fault for a large body).
+    @Test func aReturnedMessageCutOffMidBodyIsAnErrorNotACrash() async throws {
+        let (proxy, url) = try HoldingProxy.toTestBroker()
+        defer { proxy.close() }
+        var logger = Logger(label: "test.publisher")
+        logger.logLevel = .critical
+        let publisher = AMQPPublisher(urls: [try AMQPURL(url)], heartbeat: 0, logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        let queue = uniqueName("cut")
+        _ = try await publisher.declare(AMQPQueueDeclaration(name: queue))
+        proxy.cut(afterRelaying: 65_536)
+        await #expect(throws: AMQPError.self) {
+            try await publisher.publish(routingKey: "\(queue).nowhere", body: [UInt8](repeating: 7, count: 4 << 20), properties: .persistentJSON)
+        }
+        await (try QueueInspector()).delete([queue])
+    }
+
     /// The test process's resident memory (`/proc/self/statm`).
     private static func residentBytes() throws -> Int {
         let statm = try String(contentsOfFile: "/proc/self/statm", encoding: .utf8).split(separator: " ")

@@ -23,6 +23,8 @@ public final class HoldingProxy: Sendable {
         var holding = false
         var swallowed = 0
         var closed = false
+        /// Bytes still relayed to clients before every connection is cut (`cut(afterRelaying:)`).
+        var cutAfter: Int?
         /// Each relayed connection's two sockets, by the client's; and how many of its two pumps ended.
         var connections: [Int32: (upstream: Int32, ended: Int)] = [:]
     }
@@ -70,6 +72,11 @@ public final class HoldingProxy: Sendable {
     /// From now on, what clients send is swallowed.
     public func hold() {
         state.withLock { $0.holding = true }
+    }
+
+    /// Relays `bytes` more to the clients, then cuts every connection (one cut mid-message).
+    public func cut(afterRelaying bytes: Int) {
+        state.withLock { $0.cutAfter = bytes }
     }
 
     /// Bytes swallowed since `hold`.
@@ -150,13 +157,20 @@ public final class HoldingProxy: Sendable {
                 state.swallowed += count
                 return true
             }) { continue }
+            // Toward the client, within what is left before a cut.
+            let (relayed, cutsNow) = swallowing ? (count, false) : state.withLock { state -> (Int, Bool) in
+                guard let left = state.cutAfter else { return (count, false) }
+                state.cutAfter = left - min(left, count)
+                return (min(left, count), left <= count)
+            }
             var sent = 0
-            while sent < count {
-                let written = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, count - sent, CInt(MSG_NOSIGNAL)) }
+            while sent < relayed {
+                let written = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, relayed - sent, CInt(MSG_NOSIGNAL)) }
                 if written < 0, errno == EINTR { continue }
                 guard written > 0 else { break relay }
                 sent += written
             }
+            if cutsNow { break }
         }
         _ = Glibc.shutdown(source, CInt(SHUT_RDWR))
         _ = Glibc.shutdown(destination, CInt(SHUT_RDWR))
