@@ -82,14 +82,15 @@ public final class AMQPTransferSession {
         guard reply.reply_type == AMQP_RESPONSE_NORMAL else { throw session.failure(reply, "get from `\(queue)`") }
         guard reply.reply.id == Self.getOK, let decoded = reply.reply.decoded else { return nil }
         let ok = decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
+        // (Its strings point into the frame's memory, released below: copied first.)
+        let (exchange, routingKey) = (AMQPDecode.string(ok.exchange), AMQPDecode.string(ok.routing_key))
         var message = amqp_message_t()
         let read = amqp_read_message(session.state, AMQPSession.channel, &message, 0)
         guard read.reply_type == AMQP_RESPONSE_NORMAL else { throw session.failure(read, "read a message of `\(queue)`") }
         defer { amqp_destroy_message(&message) }
         amqp_maybe_release_buffers(session.state)
         return AMQPDelivery(deliveryTag: ok.delivery_tag, connectionGeneration: 0, redelivered: ok.redelivered != 0,
-                            exchange: AMQPDecode.string(ok.exchange), routingKey: AMQPDecode.string(ok.routing_key),
-                            body: AMQPDecode.bytes(message.body), properties: AMQPDecode.properties(message.properties))
+                            exchange: exchange, routingKey: routingKey, body: AMQPDecode.bytes(message.body), properties: AMQPDecode.properties(message.properties))
     }
 
     /// Puts the channel in transaction mode: publishes and acks take effect at `commit`.

@@ -45,14 +45,30 @@ import WhatsAppPlugin
         let statuses = AnnouncedLimits(store: store), worker = AnnouncedLimits(store: store)
         let portfolio = Portfolio(name: "main", senders: ["1"], messagingLimit: 250, accounts: ["9001", "9002"])
         #expect(await worker.limit(of: portfolio, at: now) == 250, "nothing announced: the configured limit")
-        try await statuses.announce(2000, account: "9002")
+        try await statuses.announce(2000, account: "9002", at: now)
         #expect(await worker.limit(of: portfolio, at: now.addingTimeInterval(0.5)) == 250, "a worker trusts its read for a second")
         #expect(await worker.limit(of: portfolio, at: now.addingTimeInterval(1)) == 2000)
-        try await statuses.announce(-1, account: "9001")
+        try await statuses.announce(-1, account: "9001", at: now.addingTimeInterval(1))
         #expect(await worker.limit(of: portfolio, at: now.addingTimeInterval(2)) == nil, "unlimited")
         let other = Portfolio(name: "other", senders: ["2"], messagingLimit: 250, accounts: ["9003"])
         #expect(await worker.limit(of: other, at: now.addingTimeInterval(2)) == 250, "another account's update is not this portfolio's")
         store.setAvailable(false)
         #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 250, "a store that cannot be read leaves the configured limit")
+    }
+
+    /// The newest announcement of a portfolio's accounts is its limit: the first account with any
+    /// announcement was, so an old TIER_2K of the first account hid a TIER_10K (or a downgrade) of
+    /// the second for the 400 days announcements are kept.
+    @Test func theNewestAnnouncementOfAPortfoliosAccountsIsItsLimit() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let statuses = AnnouncedLimits(store: store)
+        let portfolio = Portfolio(name: "main", senders: ["1"], messagingLimit: 250, accounts: ["9001", "9002"])
+        try await statuses.announce(2000, account: "9001", at: now.addingTimeInterval(-86_400))
+        try await statuses.announce(10_000, account: "9002", at: now)
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 10_000)
+        try await statuses.announce(1000, account: "9001", at: now.addingTimeInterval(60))
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 1000, "a downgrade after it")
+        try await store.set(AnnouncedLimits.key(account: "9002"), "100000", ttl: .seconds(60))
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 1000, "a value without its time (as written before) is the oldest")
     }
 }

@@ -45,7 +45,7 @@ struct AccountUpdatesStep: Step {
                     guard let account = change.account,
                           let limit = AnnouncedLimits.parse(change.value["max_daily_conversations_per_business"]) ?? AnnouncedLimits.parse(change.value["max_daily_conversation_per_phone"])
                     else { continue }
-                    try await limits.announce(limit, account: account)
+                    try await limits.announce(limit, account: account, at: change.time ?? batch.receivedAt)
                     context.logger.notice("messaging limit update", metadata: ["account": .string(account), "limit": "\(limit < 0 ? "unlimited" : String(limit))"])
                 default:
                     continue

@@ -4,8 +4,8 @@ import Synchronization
 
 /// Messaging limits Meta announced (`business_capability_update`, SPEC 15) per WhatsApp Business
 /// Account, shared through a key-value store: `msglimit:account:{id}` holds the limit (-1:
-/// unlimited). They override a portfolio's `messaging_limit`; each worker trusts what it read for
-/// a second.
+/// unlimited) and when Meta made the change (`{limit}@{epoch ms}`). The newest of a portfolio's
+/// accounts overrides its `messaging_limit`; each worker trusts what it read for a second.
 ///
 /// The update names the account, not its phone numbers. A portfolio finds its account in its
 /// `accounts`, or, without them, through its senders: every statuses webhook names the account
@@ -15,12 +15,18 @@ import Synchronization
 /// ```swift
 /// let limits = AnnouncedLimits(store: store)
 /// try await limits.learn(sender: "105512345", account: "102290129340398", at: now) // statuses pipeline, any webhook
-/// try await limits.announce(10_000, account: "102290129340398")            // statuses pipeline
+/// try await limits.announce(10_000, account: "102290129340398", at: time)  // statuses pipeline
 /// let limit = await limits.limit(of: portfolio, at: now)                  // dispatch: nil is unlimited
 /// ```
 public final class AnnouncedLimits: Sendable {
+    /// A limit Meta announced for an account, and when it made the change.
+    private struct Announcement {
+        var limit: Int
+        var at: Date
+    }
+
     private struct Remembered {
-        var limit: Int?
+        var announcement: Announcement?
         var readAt: Date
     }
 
@@ -54,15 +60,17 @@ public final class AnnouncedLimits: Sendable {
 
     public static func key(sender: String) -> String { "msglimit:sender:\(sender)" }
 
-    /// The limit of `portfolio` now: the one Meta announced for one of its accounts (its
+    /// The limit of `portfolio` now: the one Meta announced last for one of its accounts (its
     /// `accounts`, else those its senders were seen with), else its `messaging_limit`; nil:
     /// unlimited. A store that cannot be read leaves the configured one.
     public func limit(of portfolio: Portfolio, at now: Date) async -> Int? {
         let accounts = portfolio.accounts.isEmpty ? await seenAccounts(of: portfolio, at: now) : portfolio.accounts
+        var newest: Announcement?
         for account in accounts {
-            if let announced = await announced(account, at: now) { return announced == Self.unlimited ? nil : announced }
+            if let announced = await announced(account, at: now), newest.map({ announced.at > $0.at }) ?? true { newest = announced }
         }
-        return portfolio.messagingLimit
+        guard let newest else { return portfolio.messagingLimit }
+        return newest.limit == Self.unlimited ? nil : newest.limit
     }
 
     /// Records that `sender` (a phone number id) belongs to `account`, as a webhook about it says;
@@ -80,9 +88,9 @@ public final class AnnouncedLimits: Sendable {
         }
     }
 
-    /// Records Meta's new limit for `account` (-1: unlimited).
-    public func announce(_ limit: Int, account: String) async throws(StoreUnavailable) {
-        try await store?.set(Self.key(account: account), String(limit), ttl: Self.keptFor)
+    /// Records Meta's new limit for `account` (-1: unlimited), changed at `time` (the update's).
+    public func announce(_ limit: Int, account: String, at time: Date) async throws(StoreUnavailable) {
+        try await store?.set(Self.key(account: account), "\(limit)@\(time.epochMilliseconds())", ttl: Self.keptFor)
     }
 
     /// Meta's word for no limit.
@@ -152,17 +160,25 @@ public final class AnnouncedLimits: Sendable {
         }
     }
 
-    private func announced(_ account: String, at now: Date) async -> Int? {
+    private func announced(_ account: String, at now: Date) async -> Announcement? {
         let key = Self.key(account: account)
-        if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < 1 { return known.limit }
+        if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < 1 { return known.announcement }
         guard let store else { return nil }
-        let limit: Int?
+        let announcement: Announcement?
         do {
-            limit = try await store.read(key).flatMap { Self.checked(Int($0.value)) }
+            announcement = try await store.read(key).flatMap { Self.announcement($0.value) }
         } catch {
-            return remembered.withLock { $0[key]?.limit }
+            return remembered.withLock { $0[key]?.announcement }
         }
-        remembered.withLock { $0[key] = Remembered(limit: limit, readAt: now) }
-        return limit
+        remembered.withLock { $0[key] = Remembered(announcement: announcement, readAt: now) }
+        return announcement
+    }
+
+    /// `{limit}@{epoch ms}`, or a bare limit (as written before the time was kept: the oldest).
+    private static func announcement(_ value: String) -> Announcement? {
+        let parts = value.split(separator: "@", maxSplits: 1)
+        guard let first = parts.first, let limit = checked(Int(first)) else { return nil }
+        let at = parts.count > 1 ? Date(epochMillisecondsText: parts[1]) : nil
+        return Announcement(limit: limit, at: at ?? .distantPast)
     }
 }
