@@ -152,11 +152,14 @@ import ValidatePlugin
         let context = StepContext(stepName: "dispatch", logger: logger, workerID: "w", clock: clock, flow: FlowControl(clock: clock, logger: logger))
         var message = Message(body: Array(#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"sale","language":"en_US"}}"#.utf8))
         message.values[ValidatedMessageKey.self] = try MessageValidator().validate(message)
+        _ = try await TransformStep().run(&message, context)
+        let request = try #require(message.values[PreparedRequestKey.self])
+        let configuration = CloudAPIConfiguration(settings: try settings("access_token: t\n", schema: CloudAPISettings.schema))
         try await templates.pause("sale", "en_US", until: start.addingTimeInterval(3 * 3600), at: start)
 
         func wait(after elapsed: TimeInterval) async throws -> Wait? {
             clock.advance(by: .milliseconds(Int64(start.addingTimeInterval(elapsed).timeIntervalSince(clock.now()) * 1000)))
-            guard case .wait(let wait)? = try await limits.beforeSending(&message, context) else { return nil }
+            guard case .wait(let wait)? = try await limits.beforeSending(&message, request, sender: "100", configuration, context) else { return nil }
             return wait
         }
         let first = try #require(try await wait(after: 0))

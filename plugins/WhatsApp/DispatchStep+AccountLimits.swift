@@ -39,9 +39,10 @@ public struct AccountLimits: Sendable {
         return (name, language)
     }
 
-    /// Before the request: a wait or a refusal that no request is made for; nil: go on. (The spam
-    /// hold is one of the holds `dispatch` checks for marketing messages.)
-    func beforeSending(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome? {
+    /// Before the request (and the send slot): a wait or a refusal that no request is made for;
+    /// nil: go on. (The spam hold is one of the holds `dispatch` checks for marketing messages.)
+    func beforeSending(_ message: inout Message, _ request: PreparedRequest, sender: String, _ configuration: CloudAPIConfiguration,
+                       _ context: StepContext) async throws -> StepOutcome? {
         let now = context.clock.now()
         if let retryAt = MarketingRetry.read(message, now: now, longest: marketingRetryAfter), retryAt > now {
             return waiting("marketing:\(message.values[PreparedRequestKey.self]?.recipient ?? "?")", until: retryAt, .marketingLimit)
@@ -63,7 +64,7 @@ public struct AccountLimits: Sendable {
             return pausedWait(key, until: until, reason: "template \(template.name) (\(template.language)) paused by Meta", context)
         case nil:
             context.flow.holds.clear(key)
-            return nil
+            return try await waitWhileFull(message, request, sender: sender, configuration, context)
         }
     }
 
@@ -141,16 +142,37 @@ public struct AccountLimits: Sendable {
         return (store, MessagingLimits.key(portfolio.name), MessagingLimits.allowed(of: limit, lane: message.lane), portfolio.name)
     }
 
-    /// Whether the message's window was found full lately: then its unit is taken before its send
-    /// slot (`takeUnit` first), so that while the window stays full it waits without a slot.
-    func takesUnitFirst(_ message: Message, sender: String, _ configuration: CloudAPIConfiguration, at now: Date) async -> Bool {
-        guard let window = await window(of: message, sender: sender, configuration, at: now) else { return false }
-        return messaging.fullWindows.isFull(FullWindows.id(window.key, allowed: window.allowed), at: now)
+    /// Before the send slot, while the message's window was found full lately: a wait without a
+    /// slot — a message that waits for the window takes none from its sender's other messages — if
+    /// it still is for this recipient. A look that takes nothing: the unit is taken just
+    /// before the request, as ever (one taken here would be kept by a message that then waits for
+    /// its turn, expires or goes round the delay queues).
+    private func waitWhileFull(_ message: Message, _ request: PreparedRequest, sender: String, _ configuration: CloudAPIConfiguration,
+                       _ context: StepContext) async throws -> StepOutcome? {
+        let now = context.clock.now()
+        guard let window = await window(of: message, sender: sender, configuration, at: now) else { return nil }
+        let id = FullWindows.id(window.key, allowed: window.allowed)
+        guard messaging.fullWindows.isFull(id, at: now) else { return nil }
+        let look: MessagingLimitLook
+        do {
+            look = try await window.store.look(window.key, recipient: request.recipient, limit: window.allowed, window: MessagingLimits.window)
+        } catch {
+            throw StepFailure(.unavailable, "messaging limit of portfolio \(window.portfolio): \(error.reason)")
+        }
+        switch look {
+        case .counted:
+            return nil
+        case .room:
+            messaging.fullWindows.found(id, fullUntil: nil)
+            return nil
+        case .full(let until):
+            messaging.fullWindows.found(id, fullUntil: until)
+            return waiting(window.key, until: max(until, now.addingTimeInterval(1)), .messagingLimit)
+        }
     }
 
     /// Just before the request of a template message from a sender of a portfolio with a
-    /// messaging limit (or before its send slot, while the window was found full lately): a unit
-    /// for a new recipient, or a wait while the window is full.
+    /// messaging limit: a unit for a new recipient, or a wait while the window is full.
     func takeUnit(_ message: inout Message, _ request: PreparedRequest, sender: String, _ configuration: CloudAPIConfiguration,
                   _ context: StepContext) async throws -> StepOutcome? {
         guard let window = await window(of: message, sender: sender, configuration, at: context.clock.now()) else { return nil }

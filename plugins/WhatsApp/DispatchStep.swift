@@ -71,7 +71,7 @@ public struct DispatchStep: Step {
             }
         }
         do {
-            if let limited = try await limits.beforeSending(&message, context) {
+            if let limited = try await limits.beforeSending(&message, request, sender: sender, configuration, context) {
                 probes.forEach(flow.holds.returnProbe)
                 PacingPlace.stepAway(message)
                 return limited
@@ -79,22 +79,6 @@ public struct DispatchStep: Step {
         } catch {
             probes.forEach(flow.holds.returnProbe)
             throw error
-        }
-        func takeUnit() async throws -> StepOutcome? {
-            do {
-                guard let limited = try await limits.takeUnit(&message, request, sender: sender, configuration, context) else { return nil }
-                probes.forEach(flow.holds.returnProbe)
-                return limited
-            } catch {
-                probes.forEach(flow.holds.returnProbe)
-                throw error
-            }
-        }
-        // While its messaging-limit window is full, a message would take a send slot only to wait for the window.
-        let unitFirst = await limits.takesUnitFirst(message, sender: sender, configuration, at: now)
-        if unitFirst, let limited = try await takeUnit() {
-            PacingPlace.stepAway(message)
-            return limited
         }
         let pacer = pacers.pacer(sender, flow, client)
         if configuration.pacing {
@@ -116,7 +100,15 @@ public struct DispatchStep: Step {
             }
             SendSlot.write(nil, &message)
         }
-        if !unitFirst, let limited = try await takeUnit() { return limited }
+        do {
+            if let limited = try await limits.takeUnit(&message, request, sender: sender, configuration, context) {
+                probes.forEach(flow.holds.returnProbe)
+                return limited
+            }
+        } catch {
+            probes.forEach(flow.holds.returnProbe)
+            throw error
+        }
         let startedAt = context.clock.now()
         do {
             message.values[DeliveryReceiptKey.self] = try await client.send(request, from: sender, logger: context.logger)

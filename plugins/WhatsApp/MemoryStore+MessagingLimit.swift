@@ -22,6 +22,16 @@ extension MemoryStore: MessagingLimitStore {
         }
     }
 
+    public func look(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitLook {
+        try atomically { entries, now in
+            let ms = Double(now.epochMilliseconds())
+            let scores = (entries[key]?.scores ?? [:]).filter { $0.value > ms - Double(window.milliseconds) }
+            if scores[recipient] != nil { return .counted }
+            guard scores.count >= limit else { return .room }
+            return .full(until: Date(epochMilliseconds: (scores.values.min() ?? ms) + Double(window.milliseconds)))
+        }
+    }
+
     public func giveBack(_ key: String, recipient: String, takenAt at: Int64) async throws(StoreUnavailable) {
         try atomically { entries, _ in
             guard var scores = entries[key]?.scores, scores[recipient] == Double(at) else { return }

@@ -12,6 +12,16 @@ public enum MessagingLimitTake: Sendable, Equatable {
     case full(until: Date)
 }
 
+/// What a look at a portfolio's window found for one recipient (nothing taken).
+public enum MessagingLimitLook: Sendable, Equatable {
+    /// The recipient is counted already: a template to them costs no unit.
+    case counted
+    /// A unit would be free.
+    case room
+    /// The window is full: the oldest recipient leaves it then.
+    case full(until: Date)
+}
+
 /// Unique recipients per portfolio over a rolling window, shared by every worker (SPEC 15): one
 /// sorted set per portfolio, `msglimit:{portfolio}`, each recipient scored with their last
 /// template's time. Exact, not approximate: a recipient is counted once however often they are written to.
@@ -19,6 +29,8 @@ public protocol MessagingLimitStore: Resource {
     /// Counts `recipient` in `key`'s window: already counted, a unit taken (fewer than `limit`
     /// counted), or full. Atomic across workers.
     func take(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitTake
+    /// What `take` would find for `recipient` now, without taking or changing anything.
+    func look(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitLook
     /// Gives a unit back (the Cloud API refused the message): only if `recipient`'s entry is still the one taken at `at`.
     func giveBack(_ key: String, recipient: String, takenAt at: Int64) async throws(StoreUnavailable)
     /// How many recipients the window of `key` counts now.
@@ -52,9 +64,9 @@ public struct MessagingLimits: Sendable {
 }
 
 /// Windows a take found full (by key and the part of the limit asked for), until their oldest
-/// recipient leaves: while one is, `dispatch` takes a message's unit before its send slot, so a
-/// message that waits for the window — back every few minutes while it stays full — takes no slot
-/// its sender's other messages would have used.
+/// recipient leaves: while one is, `dispatch` looks at the window before a message's send slot (a
+/// read that takes nothing), so a message that waits for the window — back every few minutes while
+/// it stays full — takes no slot its sender's other messages would have used.
 final class FullWindows: Sendable {
     private let until = Mutex<[String: Date]>([:])
 

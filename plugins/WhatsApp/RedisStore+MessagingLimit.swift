@@ -26,6 +26,18 @@ extension RedisStore: MessagingLimitStore {
         return {0, now}
         """)
 
+    /// `takeScript` without a write: KEYS[1] the portfolio's set; ARGV[1] recipient, ARGV[2] limit,
+    /// ARGV[3] window (ms). Returns {0, 0} room, {1, 0} counted, {2, ms} full until then.
+    static let lookScript = RedisScript(LuaClock.functions + "\n" + """
+        local now = now_ms()
+        local since = now - tonumber(ARGV[3])
+        local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+        if score and tonumber(score) > since then return {1, 0} end
+        if redis.call('ZCOUNT', KEYS[1], '(' .. since, '+inf') < tonumber(ARGV[2]) then return {0, 0} end
+        local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+        return {2, (tonumber(oldest[2]) or now) + tonumber(ARGV[3])}
+        """)
+
     /// KEYS[1] the set; ARGV[1] recipient, ARGV[2] the time its unit was taken.
     static let giveBackScript = RedisScript("""
         local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -37,14 +49,31 @@ extension RedisStore: MessagingLimitStore {
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.takeScript, keys: [key], arguments: [recipient, String(limit), String(window.milliseconds)])
         }
-        guard case .array(let parts) = reply, parts.count == 2, case .integer(let kind) = parts[0], case .integer(let value) = parts[1] else {
-            throw StoreUnavailable("unexpected answer to the messaging-limit script: \(reply)")
-        }
+        let (kind, value) = try Self.kindAndValue(of: reply)
         switch kind {
         case 0: return .taken(at: Int64(value))
         case 1: return .counted
         default: return .full(until: Date(epochMilliseconds: Double(value)))
         }
+    }
+
+    public func look(_ key: String, recipient: String, limit: Int, window: Duration) async throws(StoreUnavailable) -> MessagingLimitLook {
+        let reply = try await perform { () async throws(RedisError) in
+            try await client.evaluate(Self.lookScript, keys: [key], arguments: [recipient, String(limit), String(window.milliseconds)])
+        }
+        switch try Self.kindAndValue(of: reply) {
+        case (0, _): return .room
+        case (1, _): return .counted
+        case (_, let value): return .full(until: Date(epochMilliseconds: Double(value)))
+        }
+    }
+
+    /// The `{kind, value}` both messaging-limit scripts answer.
+    private static func kindAndValue(of reply: RedisReply) throws(StoreUnavailable) -> (Int, Int) {
+        guard case .array(let parts) = reply, parts.count == 2, case .integer(let kind) = parts[0], case .integer(let value) = parts[1] else {
+            throw StoreUnavailable("unexpected answer to a messaging-limit script: \(reply)")
+        }
+        return (kind, value)
     }
 
     public func giveBack(_ key: String, recipient: String, takenAt at: Int64) async throws(StoreUnavailable) {
