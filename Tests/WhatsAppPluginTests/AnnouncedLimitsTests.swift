@@ -2,7 +2,8 @@ import Foundation
 import PipelineKit
 import RedisPlugin
 import Testing
-import WhatsAppPlugin
+import TestSupport
+@testable import WhatsAppPlugin
 
 /// Meta's `business_capability_update` limits over a portfolio's configured one.
 @Suite struct AnnouncedLimitsTests {
@@ -68,7 +69,22 @@ import WhatsAppPlugin
         #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 10_000)
         try await statuses.announce(1000, account: "9001", at: now.addingTimeInterval(60))
         #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 1000, "a downgrade after it")
-        try await store.set(AnnouncedLimits.key(account: "9002"), "100000", ttl: .seconds(60))
-        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 1000, "a value without its time (as written before) is the oldest")
+        #expect(try await store.read(AnnouncedLimits.key(account: "9001"))?.value == "1000", "the limit as workers of an earlier version read it")
+        try await store.set(AnnouncedLimits.key(account: "9003"), "100000", ttl: .seconds(60))
+        let withOld = Portfolio(name: "main", senders: ["1"], messagingLimit: 250, accounts: ["9003", "9001"])
+        #expect(await AnnouncedLimits(store: store).limit(of: withOld, at: now) == 1000, "a limit without its time (as written before) is the oldest")
+    }
+
+    /// A portfolio's sender or account that is not an id (the number itself) matched no sender, and
+    /// the portfolio went unlimited without a word: `check` names it (review).
+    @Test(arguments: [#"{ main: { senders: ["+15550100"], messaging_limit: 250 } }"#, #"{ main: { senders: ["100"], accounts: ["WABA 1"] } }"#])
+    func aPortfolioIdThatIsNotOneIsAnError(_ portfolios: String) throws {
+        let location = SourceLocation(file: "t.yaml", line: 1, column: 1)
+        let resource = ComponentDefinition(name: "whatsapp", uses: "whatsapp_cloud_api",
+                                           settings: try settings("access_token: t\nportfolios: \(portfolios)\n", schema: CloudAPISettings.schema), location: location)
+        let pipeline = PipelineDefinition(version: 1, name: "t", source: ComponentDefinition(name: "source", uses: "rabbitmq", settings: Settings(), location: location),
+                                          resources: [resource], steps: [], worker: WorkerConfiguration(), files: [])
+        let errors = CloudAPISettings.check(resource, pipeline).map(\.message)
+        #expect(errors.contains { $0.contains("is not a phone number id") }, "\(errors)")
     }
 }

@@ -4,7 +4,8 @@ import Synchronization
 
 /// Messaging limits Meta announced (`business_capability_update`, SPEC 15) per WhatsApp Business
 /// Account, shared through a key-value store: `msglimit:account:{id}` holds the limit (-1:
-/// unlimited) and when Meta made the change (`{limit}@{epoch ms}`). The newest of a portfolio's
+/// unlimited), `msglimit:account:{id}:at` when Meta made the change (epoch ms; a key of its own, so
+/// that workers of a version before it read the limit as ever). The newest of a portfolio's
 /// accounts overrides its `messaging_limit`; each worker trusts what it read for a second.
 ///
 /// The update names the account, not its phone numbers. A portfolio finds its account in its
@@ -90,8 +91,13 @@ public final class AnnouncedLimits: Sendable {
 
     /// Records Meta's new limit for `account` (-1: unlimited), changed at `time` (the update's).
     public func announce(_ limit: Int, account: String, at time: Date) async throws(StoreUnavailable) {
-        try await store?.set(Self.key(account: account), "\(limit)@\(time.epochMilliseconds())", ttl: Self.keptFor)
+        guard let store else { return }
+        try await store.set(Self.key(account: account), String(limit), ttl: Self.keptFor)
+        try await store.set(Self.timeKey(account: account), String(time.epochMilliseconds()), ttl: Self.keptFor)
     }
+
+    /// When the limit of `account` was changed (epoch ms).
+    static func timeKey(account: String) -> String { key(account: account) + ":at" }
 
     /// Meta's word for no limit.
     static let unlimited = -1
@@ -166,19 +172,14 @@ public final class AnnouncedLimits: Sendable {
         guard let store else { return nil }
         let announcement: Announcement?
         do {
-            announcement = try await store.read(key).flatMap { Self.announcement($0.value) }
+            // (A limit without its time, as written before the time was kept, is the oldest.)
+            let limit = try await store.read(key).flatMap { Self.checked(Int($0.value)) }
+            let at = limit == nil ? nil : try await store.read(Self.timeKey(account: account)).flatMap { Date(epochMillisecondsText: $0.value) }
+            announcement = limit.map { Announcement(limit: $0, at: at ?? .distantPast) }
         } catch {
             return remembered.withLock { $0[key]?.announcement }
         }
         remembered.withLock { $0[key] = Remembered(announcement: announcement, readAt: now) }
         return announcement
-    }
-
-    /// `{limit}@{epoch ms}`, or a bare limit (as written before the time was kept: the oldest).
-    private static func announcement(_ value: String) -> Announcement? {
-        let parts = value.split(separator: "@", maxSplits: 1)
-        guard let first = parts.first, let limit = checked(Int(first)) else { return nil }
-        let at = parts.count > 1 ? Date(epochMillisecondsText: parts[1]) : nil
-        return Announcement(limit: limit, at: at ?? .distantPast)
     }
 }

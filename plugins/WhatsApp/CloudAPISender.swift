@@ -55,6 +55,12 @@ public enum CloudAPISettings {
         }
         var owner: [String: String] = [:]
         for portfolio in Portfolio.all(settings) {
+            // (An id that is not one — the number itself — would match no sender, and the portfolio would go unlimited without a word.)
+            for id in portfolio.senders.sorted() + portfolio.accounts {
+                if let problem = MapKeys.digits.problem(id) {
+                    return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location, "portfolio `\(portfolio.name)`: \"\(id)\" \(problem)")]
+                }
+            }
             for sender in portfolio.senders.sorted() {
                 if let first = owner[sender] {
                     return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location,
