@@ -135,9 +135,10 @@ public final class AMQPPublisher: @unchecked Sendable {
     private var backoff = Duration.milliseconds(100)
 
     /// `answerTimeout`: how long a broker's answer to a declaration or a deletion is waited for before
-    /// the connection is given up (a broker that stops answering, heartbeats off, held every publish for good).
+    /// the connection is given up (a broker that stops answering, heartbeats off, held every publish for
+    /// good); as the consumer's, longer than two missed heartbeats and a quorum queue's leader election.
     public init(urls: [AMQPURL], heartbeat: Int = 30, connectTimeout: Duration = .seconds(5), confirmTimeout: Duration = .seconds(15),
-                answerTimeout: Duration = .seconds(30), logger: Logger) {
+                answerTimeout: Duration = .seconds(90), logger: Logger) {
         self.urls = urls
         self.heartbeat = heartbeat
         self.connectTimeout = connectTimeout

@@ -93,7 +93,13 @@ final class AMQPSession {
         let login = outbound_amqp_login_plain(state, url.virtualHost, 0, 131_072, Int32(heartbeat), url.user, url.password)
         if login.reply_type != AMQP_RESPONSE_NORMAL {
             let detail = describe(login)
+            let close = login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ? serverClose(login.reply) : nil
             amqp_destroy_connection(state)
+            // A connection limit of the user or the vhost reached (530 "… connection limit (N) is reached") is no
+            // refusal of who logs in: the next URL, and this one again later.
+            if let (code, text) = close, code == 530, text.contains("connection limit") {
+                throw .connection("login to \(url.host):\(url.port): \(detail)")
+            }
             // (librabbitmq asks for authentication_failure_close: a refused login is the broker's close, never a bare
             // closed socket — that is a node going away, or a balancer without a backend: the next URL is tried.)
             if login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION {

@@ -127,8 +127,9 @@ public final class AMQPTransferSession {
             guard frame.frame_type == UInt8(AMQP_FRAME_METHOD), frame.payload.method.id == AMQPSession.Method.basicReturn else { continue }
             var message = amqp_message_t()
             let read = amqp_read_message(session.state, frame.channel, &message, 0)
-            // (A read that failed has freed what it read: destroying it again is a double free.)
-            guard read.reply_type == AMQP_RESPONSE_NORMAL else { break }
+            // (A read that failed has freed what it read: destroying it again is a double free.) A return
+            // not read is a copy that went nowhere unnoticed: the commit is reported failed instead.
+            guard read.reply_type == AMQP_RESPONSE_NORMAL else { throw session.failure(read, "read a returned message") }
             returned.append(AMQPDelivery(deliveryTag: 0, connectionGeneration: 0, redelivered: false, exchange: "", routingKey: "",
                                          body: AMQPDecode.bytes(message.body), properties: AMQPDecode.properties(message.properties)))
             amqp_destroy_message(&message)

@@ -10,6 +10,8 @@ import TestSupport
 
 /// The confirmed publisher against the real broker.
 @Suite(.serialized) struct PublisherTests {
+    static let logger = SourceHarness.logger
+
     /// Publishes made together are confirmed together, often by one `multiple` ack; the broker
     /// returns an unroutable one just before that ack. Each return must fail its own publish:
     /// blamed on another, the unroutable copy counts as confirmed (and its original is lost),
@@ -18,9 +20,7 @@ import TestSupport
         let inspector = try QueueInspector()
         let queue = uniqueName("returns")
         try await inspector.publisher.declare(AMQPQueueDeclaration(name: queue))
-        var logger = Logger(label: "test.publisher")
-        logger.logLevel = .critical
-        let publisher = AMQPPublisher(urls: [try AMQPURL(TestServices.rabbitURL)], logger: logger)
+        let publisher = AMQPPublisher(urls: [try AMQPURL(TestServices.rabbitURL)], logger: Self.logger)
         publisher.start()
         defer { publisher.stop() }
         var routed = 0
@@ -52,9 +52,7 @@ import TestSupport
     /// memory pool until the caller releases it: the publisher never did, so a publisher that ran for
     /// days grew by about 40 bytes a confirm (the consumer has always released its own).
     @Test func aPublisherDoesNotGrowWithEveryConfirm() async throws {
-        var logger = Logger(label: "test.publisher")
-        logger.logLevel = .critical
-        let publisher = AMQPPublisher(urls: [try AMQPURL(TestServices.rabbitURL)], logger: logger)
+        let publisher = AMQPPublisher(urls: [try AMQPURL(TestServices.rabbitURL)], logger: Self.logger)
         publisher.start()
         defer { publisher.stop() }
         func publishOneAtATime(_ count: Int) async throws {
@@ -78,23 +76,39 @@ import TestSupport
         let closing = try HandshakeCloser()
         defer { closing.stop() }
         let closingURL = try AMQPURL(TestServices.rabbitURL.replacingOccurrences(of: "\(broker.host):\(broker.port)", with: "127.0.0.1:\(closing.port)"))
-        var logger = Logger(label: "test.publisher")
-        logger.logLevel = .critical
-        let alone = AMQPPublisher(urls: [closingURL], logger: logger)
-        alone.start()
-        defer { alone.stop() }
-        do {
-            _ = try await alone.declare(AMQPQueueDeclaration(name: uniqueName("never")))
-            Issue.record("declared through a node that closes every connection")
-        } catch {
-            #expect(!error.isRefusedIdentity, "\(error)")
-        }
-        let publisher = AMQPPublisher(urls: [closingURL, broker], logger: logger)
+        let alone = try #require(await Self.declarationError(through: closingURL), "declared through a node that closes every connection")
+        #expect(!alone.isRefusedIdentity, "\(alone)")
+        let publisher = AMQPPublisher(urls: [closingURL, broker], logger: Self.logger)
         publisher.start()
         defer { publisher.stop() }
         let queue = uniqueName("next-url")
         _ = try await publisher.declare(AMQPQueueDeclaration(name: queue))
         try await publisher.delete(queue)
+    }
+
+    /// A user (or vhost) at its connection limit is closed with 530 "connection limit … is reached":
+    /// no refused login (a starting worker exited saying its password was wrong), a connection problem
+    /// that passes once a connection is freed (review).
+    @Test func aConnectionLimitReachedIsNotARefusedLogin() async throws {
+        let user = try SourceHarness.BrokerUser("limited")
+        try TestServices.rabbitmqctl(["set_user_limits", user.name, #"{"max-connections": 0}"#])
+        defer { try? TestServices.rabbitmqctl(["delete_user", user.name]) }
+        let error = try #require(await Self.declarationError(through: try AMQPURL(user.url)), "declared beyond the user's connection limit")
+        #expect(!error.isRefusedIdentity, "\(error)")
+        #expect("\(error)".contains("connection limit"), "\(error)")
+    }
+
+    /// What a publisher connecting to `url` alone answers a declaration with (nil: declared).
+    private static func declarationError(through url: AMQPURL) async -> AMQPError? {
+        let publisher = AMQPPublisher(urls: [url], logger: logger)
+        publisher.start()
+        defer { publisher.stop() }
+        do {
+            _ = try await publisher.declare(AMQPQueueDeclaration(name: uniqueName("never")))
+            return nil
+        } catch {
+            return error
+        }
     }
 
     /// A broker that stops answering (a path that drops what it carries, heartbeats off) held the
@@ -103,9 +117,7 @@ import TestSupport
     @Test func aDeclarationTheBrokerNeverAnswersFailsInTime() async throws {
         let (proxy, url) = try HoldingProxy.toTestBroker()
         defer { proxy.close() }
-        var logger = Logger(label: "test.publisher")
-        logger.logLevel = .critical
-        let publisher = AMQPPublisher(urls: [try AMQPURL(url)], heartbeat: 0, answerTimeout: .seconds(2), logger: logger)
+        let publisher = AMQPPublisher(urls: [try AMQPURL(url)], heartbeat: 0, answerTimeout: .seconds(2), logger: Self.logger)
         publisher.start()
         defer { publisher.stop() }
         let queue = uniqueName("silent")
@@ -131,9 +143,7 @@ import TestSupport
     @Test func aReturnedMessageCutOffMidBodyIsAnErrorNotACrash() async throws {
         let (proxy, url) = try HoldingProxy.toTestBroker()
         defer { proxy.close() }
-        var logger = Logger(label: "test.publisher")
-        logger.logLevel = .critical
-        let publisher = AMQPPublisher(urls: [try AMQPURL(url)], heartbeat: 0, logger: logger)
+        let publisher = AMQPPublisher(urls: [try AMQPURL(url)], heartbeat: 0, logger: Self.logger)
         publisher.start()
         defer { publisher.stop() }
         let queue = uniqueName("cut")

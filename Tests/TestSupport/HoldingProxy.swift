@@ -74,7 +74,8 @@ public final class HoldingProxy: Sendable {
         state.withLock { $0.holding = true }
     }
 
-    /// Relays `bytes` more to the clients, then cuts every connection (one cut mid-message).
+    /// Relays `bytes` more to the clients, then cuts the connection that relayed the last of them
+    /// (one cut mid-message); later connections are relayed as before.
     public func cut(afterRelaying bytes: Int) {
         state.withLock { $0.cutAfter = bytes }
     }
@@ -160,7 +161,7 @@ public final class HoldingProxy: Sendable {
             // Toward the client, within what is left before a cut.
             let (relayed, cutsNow) = swallowing ? (count, false) : state.withLock { state -> (Int, Bool) in
                 guard let left = state.cutAfter else { return (count, false) }
-                state.cutAfter = left - min(left, count)
+                state.cutAfter = left > count ? left - count : nil
                 return (min(left, count), left <= count)
             }
             var sent = 0
