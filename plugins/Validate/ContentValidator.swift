@@ -42,7 +42,9 @@ struct ContentValidator {
         let name = problems.requiredString(template, "name", path: "template.name")
         if let name { problems.limit(name, "template.name", 1...512) }
         let language = problems.requiredString(template, "language", path: "template.language")
-        if let language, !(2...15).contains(language.count) || !language.allSatisfy({ $0.isLetter || $0 == "_" || $0 == "-" }) {
+        // (ASCII letters, by bytes: a letter with combining marks counts as one character, and the code becomes a store key.)
+        if let language, !(2...15).contains(language.utf8.count)
+            || !language.utf8.allSatisfy({ (0x61...0x7A).contains($0 | 0x20) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) {
             problems.add("template.language: \"\(language.prefix(utf8Bytes: 20))\" is not a language code such as en_US")
         }
         var components: JSONValue?

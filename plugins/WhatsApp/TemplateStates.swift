@@ -176,15 +176,22 @@ public final class TemplateStates: Sendable {
         try await store.delete(key)
     }
 
-    /// Whether the store notes an approval of `key` at or after `since`; drops what this worker learned and could not share if so.
+    /// Whether the store notes an approval of `key` at or after `since` (within `clockSkew`: the
+    /// approval's time is the statuses pipeline's clock); drops what this worker learned and could not share if so.
     private func approved(_ key: String, since: Date, in store: any KeyValueStore) async throws(StoreUnavailable) -> Bool {
-        guard let approvedAt = try await store.read(Self.approvalKey(of: key)).flatMap({ Date(epochMillisecondsText: $0.value) }),
-              approvedAt >= since else { return false }
+        guard let noted = try await store.read(Self.approvalKey(of: key)).flatMap({ Date(epochMillisecondsText: $0.value) }) else { return false }
+        let approvedAt = noted.addingTimeInterval(Self.clockSkew)
+        guard approvedAt >= since else { return false }
         unshared.withLock { unshared in
             if let learned = unshared[key], learned.learnedAt <= approvedAt { unshared[key] = nil }
         }
         return true
     }
+
+    /// How far apart the clocks of a worker and the statuses pipeline may be when an approval is
+    /// compared with a state learned just after it (a state learned after the approval that this
+    /// drops comes back with the template's next refusal).
+    static let clockSkew: TimeInterval = 2
 
     private func seenApproved(_ key: String, at now: Date) {
         approvedSeen.withLock { seen in
