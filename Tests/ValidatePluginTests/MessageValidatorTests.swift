@@ -77,6 +77,9 @@ import ValidatePlugin
             #expect(!found.isEmpty)
             #expect(found.utf8.count < 1_000, "\(found.utf8.count) bytes")
         }
+        // Two characters, 140 KB: a language code is ASCII (it becomes a store key).
+        let en = "en" + String(repeating: "\u{301}", count: 70_000)
+        #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"n","language":"\#(en)"}}"#)?.contains("template.language") == true)
     }
 
     @Test func everyProblemIsListed() {
