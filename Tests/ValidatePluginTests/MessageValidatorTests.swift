@@ -35,6 +35,10 @@ import ValidatePlugin
         (#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":""}}"#, "text.body: must not be empty"),
         (#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi","previewUrl":"yes"}}"#, "text.previewUrl: must be true or false"),
         (#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"x"}}"#, "template.language: required"),
+        // Meta refuses these (after a request, with a vaguer error): refused here, naming the field.
+        (#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"x","language":"en-US"}}"#, "template.language: \"en-US\" is not a language code"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"id":""}}"#, "media.id: must not be empty"),
+        (#"{"internalId":"a","to":"+5511987654321","type":"text","text":{"body":"Hi"},"replyTo":""}"#, "replyTo: must not be empty"),
         (#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"x","language":"en_US","components":{}}}"#, "template.components: must be an array"),
         (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{}}"#, "media: give exactly one of id, link"),
         (#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"id":"1","link":"https://x"}}"#, "media: give exactly one of id, link"),
@@ -80,6 +84,12 @@ import ValidatePlugin
         // Two characters, 140 KB: a language code is ASCII (it becomes a store key).
         let en = "en" + String(repeating: "\u{301}", count: 70_000)
         #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"n","language":"\#(en)"}}"#)?.contains("template.language") == true)
+    }
+
+    /// A URL's scheme is case-insensitive: an `HTTPS://` link was refused as no http(s) URL.
+    @Test func anUpperCaseSchemeIsAnHTTPSLink() {
+        #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"link":"HTTPS://example.com/a.png"}}"#) == nil)
+        #expect(reason(#"{"internalId":"a","to":"+5511987654321","type":"image","media":{"link":"ftp://example.com/a.png"}}"#)?.contains("media.link: must be an http(s) URL") == true)
     }
 
     @Test func everyProblemIsListed() {

@@ -42,9 +42,10 @@ struct ContentValidator {
         let name = problems.requiredString(template, "name", path: "template.name")
         if let name { problems.limit(name, "template.name", 1...512) }
         let language = problems.requiredString(template, "language", path: "template.language")
-        // (ASCII letters, by bytes: a letter with combining marks counts as one character, and the code becomes a store key.)
+        // ASCII letters and `_`, by bytes: a letter with combining marks counts as one character, and the code
+        // becomes a store key; Meta's codes have no `-` (en-US is refused with 132001, after a request).
         if let language, !(2...15).contains(language.utf8.count)
-            || !language.utf8.allSatisfy({ (0x61...0x7A).contains($0 | 0x20) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) {
+            || !language.utf8.allSatisfy({ (0x61...0x7A).contains($0 | 0x20) || $0 == UInt8(ascii: "_") }) {
             problems.add("template.language: \"\(language.prefix(utf8Bytes: 20))\" is not a language code such as en_US")
         }
         var components: JSONValue?
@@ -61,10 +62,11 @@ struct ContentValidator {
 
     private mutating func media(_ kind: OutboundMessage.MediaKind, _ object: [String: JSONValue]) -> OutboundMessage.Content? {
         guard let media = problems.requiredObject(object, "media") else { return nil }
-        let id = problems.optionalString(media, "id", path: "media.id", maxLength: 256)
+        let id = problems.optionalString(media, "id", path: "media.id", maxLength: 256, allowsEmpty: false)
         let link = problems.optionalString(media, "link", path: "media.link", maxLength: 2048)
         if (id == nil) == (link == nil) { problems.add("media: give exactly one of id, link") }
-        if let link, !(link.hasPrefix("https://") || link.hasPrefix("http://")) {
+        // (A URL's scheme is case-insensitive: HTTPS://… is an https URL.)
+        if let link, case let scheme = link.prefix(8).lowercased(), !(scheme.hasPrefix("https://") || scheme.hasPrefix("http://")) {
             problems.add("media.link: must be an http(s) URL")
         }
         let caption = problems.optionalString(media, "caption", path: "media.caption", maxLength: 1024)

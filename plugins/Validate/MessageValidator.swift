@@ -45,7 +45,7 @@ public struct MessageValidator: Sendable {
             to = Self.normalisePhone(raw)
             if to == nil { problems.add("to: not an E.164 number (optional +, then 8–15 digits)") }
         }
-        let replyTo = problems.optionalString(object, "replyTo", maxLength: 256)
+        let replyTo = problems.optionalString(object, "replyTo", maxLength: 256, allowsEmpty: false)
         let phoneNumberID = problems.optionalString(object, "phoneNumberId", maxLength: 64)
         if let phoneNumberID, MapKeys.digits.problem(phoneNumberID) != nil {
             problems.add("phoneNumberId: must be the id of a sender phone number, 1–32 digits 0-9")

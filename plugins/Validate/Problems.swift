@@ -22,12 +22,16 @@ struct Problems: Sendable {
         return text
     }
 
-    /// An optional string member, at most `maxLength` characters.
-    mutating func optionalString(_ object: [String: JSONValue], _ key: String, path: String? = nil, maxLength: Int) -> String? {
+    /// An optional string member, at most `maxLength` characters (`allowsEmpty`: "" is a value).
+    mutating func optionalString(_ object: [String: JSONValue], _ key: String, path: String? = nil, maxLength: Int, allowsEmpty: Bool = true) -> String? {
         let name = path ?? key
         guard let value = object[key], value != .null else { return nil }
         guard let text = value.stringValue else {
             add("\(name): must be a string, found \(value.kindName)")
+            return nil
+        }
+        if text.isEmpty, !allowsEmpty {
+            add("\(name): must not be empty")
             return nil
         }
         if text.count > maxLength {
