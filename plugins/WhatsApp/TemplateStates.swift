@@ -76,7 +76,7 @@ public final class TemplateStates: Sendable {
             return Self.current(known.state, at: now)
         }
         let wasPaused = remembered.withLock { $0[key] }.flatMap { Self.current($0.state, at: now) }.map { if case .paused = $0 { true } else { false } } ?? false
-        let own = unshared.withLock { $0[key] }.flatMap { unshared in Self.current(unshared.state, at: now).map { (state: $0, learnedAt: unshared.learnedAt) } }
+        let own = unshared.withLock { $0[key] }.flatMap { Self.current($0.state, at: now) == nil ? nil : $0 }
         var state: State?
         if let store {
             do {
