@@ -35,6 +35,8 @@ struct KeyValueStoreTests {
         #expect(try await store.addMembers(["+2", "+3"], to: a) == 1)
         #expect(try await store.isMember("+2", ofEach: [a, b]) == [true, false])
         #expect(try await store.isMember("+3", of: a))
+        #expect(try await store.holdsAny(of: ["+9", "+3"], ofEach: [a, b]) == [true, false])
+        #expect(try await store.holdsAny(of: ["+8", "+9"], ofEach: [a, b]) == [false, false])
         #expect(try await store.members(of: a) == ["+1", "+2", "+3"])
         #expect(try await store.removeMembers(["+1", "+9"], from: a) == 1)
         #expect(try await store.members(of: a) == ["+2", "+3"])

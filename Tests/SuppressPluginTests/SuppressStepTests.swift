@@ -163,6 +163,53 @@ struct SuppressStepTests {
         #expect(try await list.listing("+5511933330001", sender: nil) == .allSenders)
         #expect(try await list.numbers(sender: nil) == ["+5511933330001"])
     }
+
+    /// A Brazilian registered before the ninth digit writes from `55` + area + 8 digits; upstream
+    /// sends to the number with the 9. Their STOP listed a form no message's `to` matched.
+    @Test func aStopFromTheRegisteredFormSuppressesMarketingToTheDialledOne() async throws {
+        let keywords = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
+        var stop = try inbound([("551187654321", "STOP")])
+        _ = try await keywords.run(&stop, context())
+        var marketing = try validated(#"{"internalId":"m","to":"+5511987654321","type":"template","template":{"name":"spring_sale","language":"en_US"}}"#)
+        guard case .finish(.suppressed, _) = try await suppress().run(&marketing, context()) else { Issue.record("not suppressed"); return }
+        #expect(try await list.listing("+525512345678", sender: nil) == nil)
+        #expect(try await list.add("+5215512345678", sender: nil))
+        #expect(try await list.listing("+525512345678", sender: "100") == .allSenders, "Mexico: the form with 1 covers the one without")
+    }
+
+    /// A START takes the writer off whichever form they were listed by (an operator's, or the
+    /// `to` of a message Meta refused with 131050); taking back a STOP removes only the form it added.
+    @Test func aStartRemovesEveryFormAndATakenBackStopOnlyItsOwn() async throws {
+        let keywords = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
+        #expect(try await list.add("+5511987654321", sender: "100"))
+        var stop = try inbound([("551187654321", "STOP")])
+        _ = try await keywords.run(&stop, context())
+        await keywords.undo(stop, context())
+        #expect(try await list.numbers(sender: "100") == ["+5511987654321"], "the form listed before the STOP stays")
+        var start = try inbound([("551187654321", "START")])
+        _ = try await keywords.run(&start, context())
+        #expect(start.values[PreparedEventsKey.self]?.map(\.routingKey) == ["optout.removed"])
+        #expect(try await list.listing("+5511987654321", sender: "100") == nil)
+    }
+}
+
+/// WhatsApp knows a Brazilian or Mexican user by the number they registered with, which may lack
+/// Brazil's ninth digit or keep Mexico's `1`: their STOP listed a form no outbound `to` matched.
+struct PhoneNumberFormsTests {
+    @Test(arguments: [
+        ("+5511987654321", ["+5511987654321", "+551187654321"]),  // Brazil, the ninth digit and without
+        ("+551187654321", ["+551187654321", "+5511987654321"]),
+        ("+559281723241", ["+559281723241", "+5592981723241"]),
+        ("+551133334444", ["+551133334444"]),  // a landline (2–5): no mobile form
+        ("+5511933334444", ["+5511933334444"]),  // a 9 before 3: a number issued with nine digits
+        ("+525512345678", ["+525512345678", "+5215512345678"]),  // Mexico, without and with the 1
+        ("+5215512345678", ["+5215512345678", "+525512345678"]),
+        ("+14155550100", ["+14155550100"]),
+        ("+44207946000", ["+44207946000"]),
+    ])
+    func aNumberAndItsOtherForm(_ number: String, _ forms: [String]) {
+        #expect(PhoneNumberForms.of(number) == forms)
+    }
 }
 
 /// Member additions that fail from the `failFrom`-th on, until healed.

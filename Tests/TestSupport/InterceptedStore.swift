@@ -29,7 +29,7 @@ public final class InterceptedStore: KeyValueStore {
     public func setIfAbsent(_ key: String, _ value: String, ttl: Duration) async throws(StoreUnavailable) -> Bool { try await base.setIfAbsent(key, value, ttl: ttl) }
     public func delete(_ key: String) async throws(StoreUnavailable) -> Bool { try await base.delete(key) }
     public func removeMembers(_ members: [String], from key: String) async throws(StoreUnavailable) -> Int { try await base.removeMembers(members, from: key) }
-    public func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] { try await base.isMember(member, ofEach: keys) }
+    public func holdsAny(of members: [String], ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] { try await base.holdsAny(of: members, ofEach: keys) }
     public func members(of key: String) async throws(StoreUnavailable) -> [String] { try await base.members(of: key) }
     public func keys(prefix: String) async throws(StoreUnavailable) -> [String] { try await base.keys(prefix: prefix) }
     public func health() async -> HealthStatus { await base.health() }

@@ -46,8 +46,8 @@ extension MemoryStore: KeyValueStore {
         }
     }
 
-    public func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
-        try atomically { entries, _ in keys.map { entries[$0]?.members?.contains(member) ?? false } }
+    public func holdsAny(of members: [String], ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
+        try atomically { entries, _ in keys.map { key in members.contains { entries[key]?.members?.contains($0) ?? false } } }
     }
 
     public func members(of key: String) async throws(StoreUnavailable) -> [String] {

@@ -43,22 +43,27 @@ extension RedisStore: KeyValueStore {
         }
     }
 
-    /// One `SISMEMBER` per key, sent together (the client pipelines them on one round trip).
-    public func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
+    /// One `SISMEMBER` per key and member, sent together (the client pipelines them on one round trip;
+    /// `SMISMEMBER` would need Redis 6.2).
+    public func holdsAny(of members: [String], ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
         let client = self.client
         return try await perform { () async throws(RedisError) -> [Bool] in
             let answers = await withTaskGroup(of: (Int, Result<Bool, RedisError>).self) { group in
                 for (index, key) in keys.enumerated() {
-                    group.addTask {
-                        do throws(RedisError) {
-                            return (index, .success(try await client.checked(["SISMEMBER", key, member]).integer == 1))
-                        } catch {
-                            return (index, .failure(error))
+                    for member in members {
+                        group.addTask {
+                            do throws(RedisError) {
+                                return (index, .success(try await client.checked(["SISMEMBER", key, member]).integer == 1))
+                            } catch {
+                                return (index, .failure(error))
+                            }
                         }
                     }
                 }
                 var answers = [Result<Bool, RedisError>](repeating: .success(false), count: keys.count)
-                for await (index, answer) in group { answers[index] = answer }
+                for await (index, answer) in group {
+                    if case .success(false) = answers[index] { answers[index] = answer }
+                }
                 return answers
             }
             return try answers.map { answer throws(RedisError) in try answer.get() }

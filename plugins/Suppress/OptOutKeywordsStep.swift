@@ -57,7 +57,11 @@ struct OptOutKeywordsStep: Step {
     private func takeBack(_ changes: [OptOutChange], _ context: StepContext) async {
         for change in changes.reversed() {
             do {
-                _ = change.add ? try await list.remove(change.recipient, sender: change.sender) : try await list.add(change.recipient, sender: change.sender)
+                if change.add {
+                    try await list.takeBackAddition(of: change.recipient, sender: change.sender)
+                } else {
+                    _ = try await list.add(change.recipient, sender: change.sender)
+                }
             } catch {
                 context.logger.warning("an opt-out change whose event was not published could not be taken back", metadata: ["error": .string(error.reason)])
             }

@@ -23,16 +23,23 @@ public struct OptOutList: Sendable {
         try await store.addMembers([number], to: key(sender: sender)) == 1
     }
 
-    /// Removes `number` from the list of `sender` (nil: all senders); whether it was on it.
+    /// Removes `number`, in each of its forms (`PhoneNumberForms`), from the list of `sender` (nil:
+    /// all senders); whether any form was on it. A writer's START takes them off whichever form they
+    /// were listed by.
     public func remove(_ number: String, sender: String?) async throws(StoreUnavailable) -> Bool {
-        try await store.removeMembers([number], from: key(sender: sender)) == 1
+        try await store.removeMembers(PhoneNumberForms.of(number), from: key(sender: sender)) > 0
     }
 
-    /// The list that holds `number` for a message from `sender`: the sender's own, else the one for
-    /// all senders; nil when neither does. One round trip.
+    /// Takes back an `add` of `number`: that form only (another form may have been listed before).
+    public func takeBackAddition(of number: String, sender: String?) async throws(StoreUnavailable) {
+        try await store.removeMembers([number], from: key(sender: sender))
+    }
+
+    /// The list that holds `number`, in any of its forms (`PhoneNumberForms`), for a message from
+    /// `sender`: the sender's own, else the one for all senders; nil when neither does. One round trip.
     public func listing(_ number: String, sender: String?) async throws(StoreUnavailable) -> Listing? {
         let keys = [sender.map { key(sender: $0) }, key(sender: nil)].compactMap { $0 }
-        let found = try await store.isMember(number, ofEach: keys)
+        let found = try await store.holdsAny(of: PhoneNumberForms.of(number), ofEach: keys)
         if sender != nil, found.first == true { return .sender }
         return found.last == true ? .allSenders : nil
     }

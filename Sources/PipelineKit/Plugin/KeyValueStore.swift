@@ -27,8 +27,8 @@ public protocol KeyValueStore: Resource {
     /// Removes members from the set at `key`; returns how many were in it.
     @discardableResult
     func removeMembers(_ members: [String], from key: String) async throws(StoreUnavailable) -> Int
-    /// For each key, whether its set holds `member` (one round trip however many keys).
-    func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool]
+    /// For each key, whether its set holds any of `members` (one round trip however many keys and members).
+    func holdsAny(of members: [String], ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool]
     /// Every member of the set at `key`, sorted (read in pages: no long blocking call).
     func members(of key: String) async throws(StoreUnavailable) -> [String]
     /// Every key that starts with `prefix`, sorted (read in pages: no long blocking call; for operator tools, not per message).
@@ -36,6 +36,11 @@ public protocol KeyValueStore: Resource {
 }
 
 extension KeyValueStore {
+    /// For each key, whether its set holds `member`.
+    public func isMember(_ member: String, ofEach keys: [String]) async throws(StoreUnavailable) -> [Bool] {
+        try await holdsAny(of: [member], ofEach: keys)
+    }
+
     /// Whether the set at `key` holds `member`.
     public func isMember(_ member: String, of key: String) async throws(StoreUnavailable) -> Bool {
         try await isMember(member, ofEach: [key]).first ?? false
