@@ -75,6 +75,19 @@ import TestSupport
         #expect(await AnnouncedLimits(store: store).limit(of: withOld, at: now) == 1000, "a limit without its time (as written before) is the oldest")
     }
 
+    /// Meta delivers a webhook again for days after a POST that failed: an update older than the one
+    /// recorded replaced it (a TIER_2K delivered again after the TIER_10K that followed it).
+    @Test func anOlderUpdateDeliveredLateDoesNotReplaceANewerOne() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let statuses = AnnouncedLimits(store: store)
+        let portfolio = Portfolio(name: "main", senders: ["1"], messagingLimit: 250, accounts: ["9001"])
+        try await statuses.announce(10_000, account: "9001", at: now)
+        try await statuses.announce(2000, account: "9001", at: now.addingTimeInterval(-3600))
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 10_000)
+        try await statuses.announce(1000, account: "9001", at: now)
+        #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 1000, "one of the same moment is recorded (the later delivered)")
+    }
+
     /// A portfolio's sender or account that is not an id (the number itself) matched no sender, and
     /// the portfolio went unlimited without a word: `check` names it (review).
     @Test(arguments: [#"{ main: { senders: ["+15550100"], messaging_limit: 250 } }"#, #"{ main: { senders: ["100"], accounts: ["WABA 1"] } }"#])

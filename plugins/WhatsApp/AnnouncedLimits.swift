@@ -89,9 +89,14 @@ public final class AnnouncedLimits: Sendable {
         }
     }
 
-    /// Records Meta's new limit for `account` (-1: unlimited), changed at `time` (the update's).
+    /// Records Meta's new limit for `account` (-1: unlimited), changed at `time` (the update's),
+    /// unless a newer change is recorded: Meta delivers a webhook again for days after a POST that
+    /// failed, and an old tier must not replace a newer one. (Two updates of one account recorded at
+    /// the same moment by two workers may still interleave: the store offers no compare-and-set.)
     public func announce(_ limit: Int, account: String, at time: Date) async throws(StoreUnavailable) {
         guard let store else { return }
+        if let recorded = try await store.read(Self.timeKey(account: account)).flatMap({ Int($0.value) }),
+           recorded > time.epochMilliseconds() { return }
         try await store.set(Self.key(account: account), String(limit), ttl: Self.keptFor)
         try await store.set(Self.timeKey(account: account), String(time.epochMilliseconds()), ttl: Self.keptFor)
     }
