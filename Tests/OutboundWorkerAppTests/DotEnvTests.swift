@@ -14,6 +14,9 @@ import TestSupport
             SINGLE='single'
             TRAILING=value # comment
             EMPTY=
+            QUOTED_WITH_COMMENT="EAAG token" # rotated 05-01
+            SINGLE_WITH_COMMENT='p@ss#word'   # a comment
+            INNER_QUOTE="a"b"
             not a line
             """.write(toFile: path, atomically: true, encoding: .utf8)
         let values = ProcessEnvironment.parseDotEnv(path: path)
@@ -23,7 +26,10 @@ import TestSupport
         #expect(values["SINGLE"] == "single")
         #expect(values["TRAILING"] == "value")
         #expect(values["EMPTY"] == "")
-        #expect(values.count == 6)
+        #expect(values["QUOTED_WITH_COMMENT"] == "EAAG token", "a quoted value with a comment after it: the quotes were kept")
+        #expect(values["SINGLE_WITH_COMMENT"] == "p@ss#word")
+        #expect(values["INNER_QUOTE"] == "a\"b")
+        #expect(values.count == 9)
     }
 
     @Test func theRealEnvironmentWins() throws {

@@ -19,13 +19,27 @@ public enum ProcessEnvironment {
             guard !line.hasPrefix("#"), let separator = line.firstIndex(of: "=") else { continue }
             let key = line[..<separator].trimmingCharacters(in: .whitespaces)
             var value = line[line.index(after: separator)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
-                value = String(value.dropFirst().dropLast())
+            if let quoted = unquoted(value) {
+                value = quoted
             } else if let comment = value.range(of: " #") {
                 value = value[..<comment.lowerBound].trimmingCharacters(in: .whitespaces)
             }
             values[key] = value
         }
         return values
+    }
+
+    /// A value in single or double quotes, with a comment after them or none: what is between them
+    /// (the first closing quote followed by nothing but a comment ends it); nil when not quoted.
+    static func unquoted(_ value: String) -> String? {
+        guard let quote = value.first, quote == "\"" || quote == "'" else { return nil }
+        let body = value.dropFirst()
+        var index = body.startIndex
+        while let close = body[index...].firstIndex(of: quote) {
+            let rest = body[body.index(after: close)...].drop { $0 == " " || $0 == "\t" }
+            if rest.isEmpty || rest.hasPrefix("#") { return String(body[..<close]) }
+            index = body.index(after: close)
+        }
+        return nil
     }
 }
