@@ -19,6 +19,22 @@ import TestSupport
         return path
     }
 
+    /// A pipeline without what `optout` reads is an invalid configuration (exit 1, SPEC 2): it exited
+    /// 2 with the command's usage. And `limits` with Redis down said opt-out lists were unavailable.
+    @Test func operatorCommandsNameWhatIsMissingOrUnavailable() throws {
+        let limits = try worker(["limits"], Self.token.merging(["REDIS_HOST": "127.0.0.1", "REDIS_PORT": String(freePort())]) { $1 })
+        #expect(limits.status == 3, "\(limits.output)")
+        #expect(limits.output.contains("limits unavailable: "), "\(limits.output)")
+        let noSuppress = try temporaryPipeline { yaml in
+            yaml.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("  - name: suppress") && !$0.hasPrefix("    uses: suppress")
+                && !$0.hasPrefix("    with: { store: redis, client: whatsapp, categories") && !$0.hasPrefix("    degradation: fail_closed  # Redis down: marketing") }
+                .joined(separator: "\n")
+        }
+        let optout = try worker(["optout", "list", "--pipeline", noSuppress])
+        #expect(optout.status == 1, "\(optout.output)")
+        #expect(optout.output.contains("error: the pipeline has no `suppress` step"), "\(optout.output)")
+    }
+
     @Test(arguments: ["", "local", "staging", "prod"])
     func shippedPipelinesAreValid(variant: String) throws {
         let result = try worker(["check"] + (variant.isEmpty ? [] : ["--env", variant]))
@@ -142,6 +158,7 @@ import TestSupport
               with:
                 max_age: 0s
                 heartbeat: 500ms
+                pause: 0s
             resources:
               whatsapp:
                 with:
@@ -154,9 +171,10 @@ import TestSupport
         let output = result.output
         #expect(output.contains("\(variantFile):3:14: error: `max_age` of source `rabbitmq` must be more than 0"), "\(output)")
         #expect(output.contains("\(variantFile):4:16: error: `heartbeat` of source `rabbitmq`: AMQP heartbeats are whole seconds"), "\(output)")
-        #expect(output.contains("\(variantFile):8:19: error: `throughput` of resource `whatsapp` (whatsapp_cloud_api): 0 is out of range 1…100000"), "\(output)")
-        #expect(output.contains("\(variantFile):9:42: error: `throughput_by_sender` of resource `whatsapp` (whatsapp_cloud_api): key \"abc\" is not a phone number id"), "\(output)")
-        #expect(output.contains("\(variantFile):10:25: error: `throughput_store` of resource `whatsapp`: no `redis` resource named `cache`"), "\(output)")
+        #expect(output.contains("\(variantFile):9:19: error: `throughput` of resource `whatsapp` (whatsapp_cloud_api): 0 is out of range 1…100000"), "\(output)")
+        #expect(output.contains("\(variantFile):10:42: error: `throughput_by_sender` of resource `whatsapp` (whatsapp_cloud_api): key \"abc\" is not a phone number id"), "\(output)")
+        #expect(output.contains("\(variantFile):11:25: error: `throughput_store` of resource `whatsapp`: no `redis` resource named `cache`"), "\(output)")
+        #expect(output.contains("\(variantFile):5:12: error: `pause` of source `rabbitmq` must be more than 0"), "a pause of 0 made every sender-side hold end at once: \(output)")
     }
 
     @Test func aWebhookThatCannotHoldTwoOfItsLargestPostsIsAnErrorAtItsLine() throws {

@@ -24,6 +24,14 @@ import Testing
         #expect((try? interpolator.expand("${EMPTY:?x}").get()) == nil)
     }
 
+    /// A secret written in the file with a `${` in it was quoted whole in the error, which `check`,
+    /// a start and a SIGHUP print or log.
+    @Test func anUnterminatedReferenceDoesNotQuoteTheValue() {
+        guard case .failure(let problem) = interpolator.expand("Xy${9k-secret") else { Issue.record("expected a failure"); return }
+        #expect(!problem.message.contains("secret"), "\(problem.message)")
+        #expect(problem.message.contains("unterminated `${` at character 3 of the value"), "\(problem.message)")
+    }
+
     @Test func unsetVariableWithoutDefaultIsAnError() {
         let result = interpolator.expand("${MISSING}")
         guard case .failure(let problem) = result else { Issue.record("expected a failure"); return }

@@ -158,7 +158,7 @@ import Testing
                   - name: claim
                     with: { mode: requeue }
                   - name: finish
-                    remove: true
+                    remove: True
                   - name: check2
                     uses: check
                     after: check
@@ -192,6 +192,13 @@ import Testing
         let found = result.diagnostics.map(\.description)
         #expect(found.contains { $0.contains("p.bad.yaml:3:13: error: cannot remove step `nope`") })
         #expect(found.contains { $0.contains("p.bad.yaml:6:12: error: `after: missing` names no step") })
+        let unread = try Fixtures.folder([
+            "p.yaml": Fixtures.pipeline,
+            "p.bad.yaml": "steps:\n  - name: finish\n    remove: yes please\n  - name: send\n    after: check\n",
+        ])
+        let ignored = PipelineLoader(registry: Fixtures.registry, environment: [:]).load(path: unread + "/p.yaml", variant: "bad").diagnostics.map(\.description)
+        #expect(ignored.contains { $0.contains("p.bad.yaml:3:13: error: `remove` of step `finish` must be true or false") }, "\(ignored)")
+        #expect(ignored.contains { $0.contains("p.bad.yaml:5:12: error: `after:` places a new step; step `send` is in the base") }, "\(ignored)")
         let missing = PipelineLoader(registry: Fixtures.registry, environment: [:]).load(path: folder + "/p.yaml", variant: "absent")
         #expect(missing.diagnostics.first?.message.contains("variant `absent` has no file") == true)
     }

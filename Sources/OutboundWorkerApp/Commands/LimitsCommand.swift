@@ -16,14 +16,14 @@ struct LimitsCommand: AsyncParsableCommand {
         let view = try options.read {
             $0.loadSteps(using: StepPlugin.dispatch.name, resources: [DispatchSettings.store.name, DispatchSettings.client.name], path: $1, variant: $2)
         }
-        guard let step = view.steps.first else { throw ValidationError("the pipeline has no `dispatch` step") }
+        guard let step = view.steps.first else { throw ExitStatus.pipelineLacks("the pipeline has no `dispatch` step") }
         guard let client = view.resources.first(where: { $0.name == step.settings[DispatchSettings.client] }),
               let storeName = step.settings[DispatchSettings.store] else {
-            throw ValidationError("`dispatch` names no `store`: limits and template states are not shared")
+            throw ExitStatus.pipelineLacks("`dispatch` names no `store`: limits and template states are not shared")
         }
         let resource = try await ResourceMaker.make(storeName, for: step, in: view)
         guard let store = resource as? any KeyValueStore, let window = resource as? any MessagingLimitStore else {
-            throw ValidationError("resource `\(storeName)` keeps no limits")
+            throw ExitStatus.pipelineLacks("resource `\(storeName)` keeps no limits")
         }
         let announced = AnnouncedLimits(store: store)
         for portfolio in CloudAPIConfiguration(settings: client.settings).portfolios {
@@ -32,15 +32,15 @@ struct LimitsCommand: AsyncParsableCommand {
                 print("portfolio \(portfolio.name) (senders \(senders)): unlimited")
                 continue
             }
-            let counted = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in
+            let counted = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in
                 try await window.counted(MessagingLimits.key(portfolio.name), window: MessagingLimits.window)
             }
             let usable = MessagingLimits.allowed(of: limit)
             print("portfolio \(portfolio.name) (senders \(senders)): \(counted) of \(limit) recipients in the last 24 h; \(max(0, usable - counted)) left (\(usable) usable outside the urgent lane, \(limit) in it)")
         }
-        let keys = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await store.keys(prefix: "template:") }
+        let keys = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in try await store.keys(prefix: "template:") }
         for key in keys {
-            let value = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await store.read(key)?.value }
+            let value = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in try await store.read(key)?.value }
             let template = key.dropFirst("template:".count)
             switch TemplateStates.decode(value) {
             case .paused(let until)?: print("template \(template): paused until \(UTCTimestamp.format(until))")

@@ -55,7 +55,7 @@ struct OptOutCommand: AsyncParsableCommand {
             let normalised = try OptOutCommand.normalise(numbers)
             let (list, store) = try await OptOutCommand.list(lists)
             for number in normalised {
-                let listed = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await list.listing(number, sender: lists.sender) }
+                let listed = try await ExitStatus.unavailableAsExit("opt-out lists") { () async throws(StoreUnavailable) in try await list.listing(number, sender: lists.sender) }
                 print("\(number) \(listed == nil ? "not listed" : "listed")")
             }
             await store.shutdown()
@@ -68,7 +68,7 @@ struct OptOutCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (list, store) = try await OptOutCommand.list(lists)
-            let numbers = try await OptOutCommand.unavailableAsExit { () async throws(StoreUnavailable) in try await list.numbers(sender: lists.sender) }
+            let numbers = try await ExitStatus.unavailableAsExit("opt-out lists") { () async throws(StoreUnavailable) in try await list.numbers(sender: lists.sender) }
             numbers.forEach { print($0) }
             await store.shutdown()
         }
@@ -86,9 +86,9 @@ struct OptOutCommand: AsyncParsableCommand {
     /// The opt-out lists of the pipeline's `suppress` step, through its store.
     static func list(_ lists: Lists) async throws -> (OptOutList, any Resource) {
         let view = try lists.options.read { $0.loadSteps(using: StepPlugin.suppress.name, resources: [SuppressSettings.store.name], path: $1, variant: $2) }
-        guard let step = view.steps.first else { throw ValidationError("the pipeline has no `suppress` step: it has no opt-out lists") }
+        guard let step = view.steps.first else { throw ExitStatus.pipelineLacks("the pipeline has no `suppress` step: it has no opt-out lists") }
         let store = try await ResourceMaker.make(step.settings[SuppressSettings.store], for: step, in: view)
-        guard let keyValue = store as? any KeyValueStore else { throw ValidationError("resource `\(step.settings[SuppressSettings.store])` holds no lists") }
+        guard let keyValue = store as? any KeyValueStore else { throw ExitStatus.pipelineLacks("resource `\(step.settings[SuppressSettings.store])` holds no lists") }
         return (OptOutList(store: keyValue, prefix: step.settings[SuppressSettings.prefix]), store)
     }
 
@@ -102,7 +102,7 @@ struct OptOutCommand: AsyncParsableCommand {
         defer { events?.stop() }
         let (list, store) = try await list(lists)
         for number in normalised {
-            let changed = try await unavailableAsExit { () async throws(StoreUnavailable) in
+            let changed = try await ExitStatus.unavailableAsExit("opt-out lists") { () async throws(StoreUnavailable) in
                 add ? try await list.add(number, sender: lists.sender) : try await list.remove(number, sender: lists.sender)
             }
             print("\(number) \(changed ? (add ? "added" : "removed") : (add ? "already listed" : "not listed"))")
@@ -155,16 +155,6 @@ struct OptOutCommand: AsyncParsableCommand {
 
         func stop() {
             publisher.stop()
-        }
-    }
-
-    /// Runs a store call; an unavailable store ends the command with exit 3 and the reason.
-    static func unavailableAsExit<T>(_ body: () async throws(StoreUnavailable) -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            FileHandle.standardError.write(Data("opt-out lists unavailable: \(error.reason)\n".utf8))
-            throw ExitStatus.cannotStart
         }
     }
 }

@@ -59,4 +59,22 @@ enum ExitStatus {
     static let invalid = ExitCode(1)
     static let usage = ExitCode(2)
     static let cannotStart = ExitCode(3)
+
+    /// The pipeline lacks what a command needs (a step, a store): `message` on standard error and
+    /// exit 1, as for any invalid configuration — not 2 with the command's usage.
+    static func pipelineLacks(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        return invalid
+    }
+
+    /// Runs a store call; an unavailable store ends the command with exit 3 and the reason, naming
+    /// what could not be read (`opt-out lists`, `limits`).
+    static func unavailableAsExit<T>(_ what: String, _ body: () async throws(StoreUnavailable) -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            FileHandle.standardError.write(Data("\(what) unavailable: \(error.reason)\n".utf8))
+            throw cannotStart
+        }
+    }
 }

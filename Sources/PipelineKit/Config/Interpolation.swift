@@ -78,7 +78,8 @@ public struct Interpolator: Sendable {
             }
             let body = afterDollar.dropFirst()
             guard let close = body.firstIndex(of: "}") else {
-                return .failure(Problem(message: "unterminated `${` in \"\(text)\" (write `$${` for a literal `${`)"))
+                // The value is not quoted: it may be a secret written in the file (the diagnostic's position names it).
+                return .failure(Problem(message: "unterminated `${` at character \(text.distance(from: text.startIndex, to: dollar) + 1) of the value (write `$${` for a literal `${`)"))
             }
             let reference = body[..<close]
             rest = body[body.index(after: close)...]

@@ -59,12 +59,23 @@ public enum VariantMerger {
                 diagnostics.append(.error(at: patch.location, "a variant step needs a `name` naming the step it patches or adds"))
                 continue
             }
-            let remove = patch["remove"]?.scalar == "true"
+            let remove: Bool
+            switch patch["remove"].map({ $0.scalar?.lowercased() }) {
+            case nil, "false"?: remove = false
+            case "true"?: remove = true
+            case .some:
+                diagnostics.append(.error(at: patch["remove"]?.location ?? patch.location, "`remove` of step `\(name)` must be true or false"))
+                continue
+            }
             let after = patch["after"]
             let body = patchEntries.filter { $0.key != "remove" && $0.key != "after" }
             var patchBody = patch
             patchBody.value = .mapping(body)
             if let index = steps.firstIndex(where: { $0["name"]?.scalar == name }) {
+                if let after, !remove {
+                    diagnostics.append(.error(at: after.location, "`after:` places a new step; step `\(name)` is in the base and keeps its place (remove it and add it under another name to move it)"))
+                    continue
+                }
                 if remove {
                     steps.remove(at: index)
                 } else {

@@ -58,7 +58,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
         let settings = source.settings
         let durations: [(String, Duration?, SourceLocation?)] = [(drainTimeoutSetting.name, settings[drainTimeoutSetting], settings.location(of: drainTimeoutSetting)),
                          (maxAgeSetting.name, settings[maxAgeSetting], settings.location(of: maxAgeSetting)),
-                         (maxParkSetting.name, settings[maxParkSetting], settings.location(of: maxParkSetting))]
+                         (maxParkSetting.name, settings[maxParkSetting], settings.location(of: maxParkSetting)),
+                         (pauseSetting.name, settings[pauseSetting], settings.location(of: pauseSetting))]
         for case let (name, value?, location) in durations where value <= .zero {
             diagnostics.append(.error(at: location ?? source.location, "`\(name)` of source `\(source.uses)` must be more than 0"))
         }
