@@ -37,22 +37,23 @@ struct ReloadService: Service {
     func reload() async -> (@Sendable (Logger) async -> Void)? {
         logger.info("reloading pipeline", metadata: ["file": .string(file), "variant": .string(variant ?? "")])
         let result = PipelineLoader(registry: registry, environment: environment()).load(path: file, variant: variant)
-        guard let definition = result.definition else {
+        guard let loaded = result.definition else {
             for diagnostic in result.diagnostics {
                 logger.error("\(diagnostic.description)")
             }
             logger.error("reload rejected: the pipeline has errors; the previous pipeline stays in use")
             return nil
         }
+        // Built once at start (compared with that, not the last reload): a reload that changed them went on as if applied.
+        let restartOnly = Self.restartOnlyChanges(from: started, to: loaded)
+        if !restartOnly.isEmpty {
+            logger.warning("changes to \(restartOnly.joined(separator: ", ")) take effect only after a restart; what runs is unchanged")
+        }
+        let definition = Self.applicable(loaded, started: started)
         let old = host.pipeline
         if definition == old.definition {
             logger.info("pipeline unchanged")
             return nil
-        }
-        // Built once at start (compared with that, not the last reload): a reload that changed them went on as if applied.
-        let restartOnly = Self.restartOnlyChanges(from: started, to: definition)
-        if !restartOnly.isEmpty {
-            logger.warning("changes to \(restartOnly.joined(separator: ", ")) take effect only after a restart; what runs is unchanged")
         }
         do {
             let assembled = try await assembler.assemble(definition, reuse: old)
@@ -75,13 +76,25 @@ struct ReloadService: Service {
             .filter(\.1).map(\.0)
     }
 
+    /// `definition` with what a reload does not change as the process started it: the source with
+    /// the runtime settings read from it (concurrency, retry, pauses, ages), the events sink, the
+    /// health port. A new executor built with a changed `retry` dead-lettered after the new
+    /// `max_attempts` while the source's delay queues stayed those of the old backoff.
+    static func applicable(_ definition: PipelineDefinition, started: PipelineDefinition) -> PipelineDefinition {
+        var applicable = definition
+        applicable.source = started.source
+        applicable.worker = started.worker
+        applicable.events = started.events
+        applicable.healthPort = started.healthPort
+        return applicable
+    }
+
     /// The parts that differ, by name (`step idempotency`, `resource redis`, …).
     static func changes(from old: PipelineDefinition, to new: PipelineDefinition) -> [String] {
         var changed: [String] = []
         for resource in new.resources where old.resource(named: resource.name) != resource { changed.append("resource \(resource.name)") }
         for step in new.steps where old.step(named: step.name) != step { changed.append("step \(step.name)") }
         for step in old.steps where new.step(named: step.name) == nil { changed.append("removed step \(step.name)") }
-        if old.retry != new.retry { changed.append("retry") }
         return changed
     }
 }
