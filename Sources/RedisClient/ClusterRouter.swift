@@ -150,7 +150,7 @@ final class ClusterRouter: Sendable {
             defer { redisFree(context) }
             if let password = configuration.password, !password.isEmpty,
                case .success(.error(let message)) = RedisConnection.execute(context, [Array("AUTH".utf8), Array(password.utf8)]) {
-                refused = "AUTH failed at \(node): \(message)"
+                if RedisConnection.isRefusal(message) { refused = "AUTH failed at \(node): \(message)" }
                 continue
             }
             if case .success(let reply) = RedisConnection.execute(context, [Array("CLUSTER".utf8), Array("SLOTS".utf8)]),

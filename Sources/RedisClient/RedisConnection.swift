@@ -128,6 +128,14 @@ final class RedisConnection: @unchecked Sendable {
 
     private static let asking = RedisCommand(["ASKING".utf8])
 
+    /// Whether an error answer to `AUTH` or `SELECT` refuses the credentials or the database
+    /// (`WRONGPASS`, `NOAUTH`, `NOPERM`, `ERR invalid password`, `ERR AUTH … without any password
+    /// configured`, `ERR DB index is out of range`) rather than reporting a server not yet usable.
+    static func isRefusal(_ message: String) -> Bool {
+        ["WRONGPASS", "NOAUTH", "NOPERM", "ERR invalid password", "ERR AUTH", "ERR Client sent AUTH", "ERR DB index", "ERR invalid DB index"]
+            .contains { message.hasPrefix($0) }
+    }
+
     private func disconnect(reason: String) -> RedisError {
         if let context { redisFree(context) }
         context = nil
@@ -190,6 +198,9 @@ final class RedisConnection: @unchecked Sendable {
             case .success(.error(let message)):
                 redisFree(fresh)
                 let what = command[0] == "SELECT" ? "SELECT \(configuration.database)" : command[0]
+                // A server at `maxclients`, loading its data or busy with a script answers the first command with
+                // an error too: that is a server not yet usable (retried), not credentials refused (which stop a start).
+                guard Self.isRefusal(message) else { return .failure(.unavailable("\(what) not answered at \(server): \(message)")) }
                 return .failure(.authentication("\(what) failed at \(server): \(message)"))
             case .success(.array(let role)) where command[0] == "ROLE" && role.first?.string != "master":
                 redisFree(fresh)

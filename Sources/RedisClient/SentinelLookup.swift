@@ -36,7 +36,9 @@ enum SentinelLookup {
         defer { redisFree(context) }
         if let password = sentinel.password, !password.isEmpty {
             switch RedisConnection.execute(context, [Array("AUTH".utf8), Array(password.utf8)]) {
-            case .success(.error(let message)): return .failure(.authentication("AUTH failed at Sentinel \(address) (sentinel_password): \(message)"))
+            case .success(.error(let message)) where RedisConnection.isRefusal(message):
+                return .failure(.authentication("AUTH failed at Sentinel \(address) (sentinel_password): \(message)"))
+            case .success(.error(let message)): return .failure(.unavailable("Sentinel \(address) did not answer AUTH: \(message)"))
             case .failure(let error): return .failure(error)
             case .success: break
             }

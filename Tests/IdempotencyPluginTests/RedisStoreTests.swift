@@ -183,6 +183,30 @@ import TestSupport
         #expect(try await store.read("\(prefix):r2")?.value == someoneElse)
     }
 
+    /// A Redis at `maxclients` answers a new connection's AUTH with `ERR max number of clients
+    /// reached`: that was read as refused credentials, and a worker restarted then would not start.
+    @Test func aServerAtMaxClientsIsNotARefusedPassword() async throws {
+        let redis = try ScratchRedis(password: "s3cret")
+        try await redis.start()
+        defer { Task { try? await redis.stop() } }
+        let holder = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redis.port, password: "s3cret", poolSize: 1))
+        try await holder.connect()
+        _ = try await holder.send(["CONFIG", "SET", "maxclients", "1"])
+        let settings = Settings([
+            ResolvedSetting(name: "host", value: .string("127.0.0.1"), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "port", value: .integer(redis.port), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "password", value: .string("s3cret"), origin: .pluginDefault, location: nil, secrecy: .secret),
+            ResolvedSetting(name: "db", value: .integer(0), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "command_timeout", value: .duration(.milliseconds(250)), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "connect_timeout", value: .duration(.seconds(1)), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "pool_size", value: .integer(1), origin: .pluginDefault, location: nil, secrecy: .none),
+        ])
+        let store = try await RedisStore.connect(settings: settings, logger: Self.logger)
+        guard case .down = await store.health() else { Issue.record("a server refusing clients is down"); return }
+        _ = try await holder.send(["CONFIG", "SET", "maxclients", "10000"])
+        try await poll("the store to connect once the server takes clients") { await store.health() == .up }
+    }
+
     @Test func passwordAndDatabaseAreUsed() async throws {
         let redis = try ScratchRedis(password: "s3cret")
         try await redis.start()
