@@ -31,6 +31,21 @@ import Testing
         #expect(holds.held("token:default", at: clock.now())?.count == 1)
     }
 
+    /// The wall clock stepped back an hour during a 5 s pause (NTP, a VM resumed): the pause, an
+    /// instant on that clock, lasted an hour and 5 s — consumption stopped that long (audit).
+    @Test func aWallClockSteppedBackDoesNotLengthenAHold() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        holds.hold("token:a", policy: policy, kind: .paused, reason: "190", pausesSource: "token_rejected")
+        holds.hold("token:b", policy: policy, kind: .paused, reason: "190", pausesSource: "token_rejected")
+        clock.advance(by: .seconds(-3600))
+        let held = holds.held("token:a", at: clock.now())
+        #expect(held.map { $0.until.timeIntervalSince(clock.now()) } == 5, "held \(held.map { $0.until.timeIntervalSince(clock.now()) } ?? 0) s more")
+        #expect(holds.pausingSource.map { $0.until.timeIntervalSince(clock.now()) } == [5, 5], "what stops consumption, as the source's follower reads it")
+        clock.advance(by: .seconds(5))
+        #expect(holds.held("token:a", at: clock.now()) == nil, "its probe goes when the 5 s are over")
+    }
+
     @Test func whenAHoldEndsOneProbeGoesAndTheOthersWaitForItsResult() {
         let clock = ManualWallClock()
         let holds = EscalatingHolds(clock: clock)

@@ -40,6 +40,19 @@ import Testing
         #expect(abs(urgentSlot.timeIntervalSince(start) - 1 / 9.5) < 0.002, "at the sender's next slot: \(urgentSlot.timeIntervalSince(start))")
     }
 
+    /// The wall clock stepped back an hour (NTP, a VM resumed): the sender's next slot, placed
+    /// before the step, lay an hour ahead, and every message of the sender waited it out (audit).
+    @Test func aWallClockSteppedBackIsNotWaitedOut() async throws {
+        let (pacer, clock) = pacer()
+        let start = clock.now()
+        #expect(await pacer.take(pacer.ticket(lane: nil, order: start)) == .go(start))
+        clock.advance(by: .seconds(-3600))
+        let slot = await turn(pacer.ticket(lane: nil, order: clock.now()), pacer, clock)
+        // At most a slot and the horizon ahead (105 ms + 100 ms), as anything the pacer places.
+        let waited = clock.now().timeIntervalSince(start.addingTimeInterval(-3600))
+        #expect(slot.timeIntervalSince(clock.now()) <= 0.21 && waited <= 0.21, "waited \(waited) s")
+    }
+
     @Test func aLone130429SlowsTheSenderALittleAndAnotherSoonAfterHalvesIt() async throws {
         let (pacer, clock) = pacer()
         // A 130429 this long after the one before, and the fraction of the paced rate left after it.

@@ -75,6 +75,28 @@ public final class EscalatingHolds: Sendable {
         func hold(_ key: String) -> Hold {
             Hold(key: key, until: until, reason: reason, kind: kind, count: count + 1, pausesSource: pausesSource, covers: covers)
         }
+
+        /// The hold as it stands at `now` should the wall clock have stepped back since it began
+        /// (NTP, a VM resumed: it began "after" now): it keeps the length it had, from now, instead
+        /// of lasting the step longer. Nil when the clock has not stepped back.
+        func followingClockBack(to now: Date) -> Entry? {
+            let step = heldAt.timeIntervalSince(now)
+            guard step > 1 else { return nil }
+            var entry = self
+            entry.until = until.addingTimeInterval(-step)
+            entry.forgetAt = forgetAt.addingTimeInterval(-step)
+            entry.probeUntil = probeUntil?.addingTimeInterval(-step)
+            entry.heldAt = now
+            return entry
+        }
+    }
+
+    /// The entry of `key` at `now`, moved back with the wall clock if it stepped back since (`followingClockBack`).
+    private static func entry(_ key: String, in entries: inout [String: Entry], at now: Date) -> Entry? {
+        guard let entry = entries[key] else { return nil }
+        guard let moved = entry.followingClockBack(to: now) else { return entry }
+        entries[key] = moved
+        return moved
     }
 
     private let clock: any WallClock
@@ -100,7 +122,7 @@ public final class EscalatingHolds: Sendable {
         let now = clock.now()
         return entries.withLock { entries in
             prune(&entries, now: now)
-            if let current = entries[key], current.until > now || startedAt.map({ $0 <= current.heldAt }) == true {
+            if let current = Self.entry(key, in: &entries, at: now), current.until > now || startedAt.map({ $0 <= current.heldAt }) == true {
                 return (current.until, .milliseconds(max(0, Int64((current.until.timeIntervalSince(now) * 1000).rounded(.up)))))
             }
             let count = entries[key].map { $0.count + 1 } ?? 0
@@ -160,7 +182,7 @@ public final class EscalatingHolds: Sendable {
     public func check(_ key: String, at now: Date) -> Check {
         guard any.load(ordering: .acquiring) else { return .free }
         return entries.withLock { entries in
-            guard var entry = entries[key] else { return .free }
+            guard var entry = Self.entry(key, in: &entries, at: now) else { return .free }
             if entry.until > now {
                 return .held(entry.hold(key))
             }
@@ -233,7 +255,8 @@ public final class EscalatingHolds: Sendable {
         guard any.load(ordering: .acquiring) else { return [] }
         let now = clock.now()
         return entries.withLock { entries in
-            entries.filter { $0.value.until > now && included($0.value) }
+            for (key, entry) in entries { if let moved = entry.followingClockBack(to: now) { entries[key] = moved } }
+            return entries.filter { $0.value.until > now && included($0.value) }
                 .map { $0.value.hold($0.key) }
                 .sorted { $0.until < $1.until }
         }

@@ -134,6 +134,15 @@ public final class SendPacer: Sendable {
             let stale = slots.firstIndex { $0 >= oldest } ?? slots.count
             unused += stale
             slots.removeFirst(stale)
+            // Nothing is placed further ahead than a horizon and a slot: what is was placed before the wall
+            // clock stepped back (NTP, a VM resumed), and is let go or brought back instead of waited out.
+            let furthest = now.addingTimeInterval(SendPacer.horizon + interval)
+            if let beyond = slots.firstIndex(where: { $0 > furthest }) {
+                unused += slots.count - beyond
+                slots.removeSubrange(beyond...)
+            }
+            if let local = localNext, local > furthest { localNext = furthest }
+            if let full = storeFullUntil, full > furthest { storeFullUntil = furthest }
             // Forgotten places are looked for a few times a second, not on every turn (the line may be long).
             if now.timeIntervalSince(lastForgotten) >= 0.25 || now < lastForgotten {
                 lastForgotten = now
