@@ -42,6 +42,23 @@ import TestSupport
         store.setAvailable(true)
     }
 
+    /// Under `on_in_flight: ack` the claim lets another delivery that finds it end as a copy in
+    /// flight — the broker's redelivery of this one too: the run's own copy must outlive its
+    /// delivery. Not under `requeue`, nor for a delivery that carried the note (never so dropped).
+    @Test func aClaimUnderAckOutlivesItsDelivery() async throws {
+        let acking = IdempotencyStep(store: store, key: try KeyTemplate("outlive:{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
+                                     onDuplicate: .ack, onInFlight: .ack, orphanAge: .seconds(11))
+        var first = message(id: "ack-1")
+        #expect(try await acking.run(&first, context()) == .next)
+        #expect(first.outlivesItsDelivery)
+        var noted = message(["claimed": "1"], id: "ack-2")
+        #expect(try await acking.run(&noted, context()) == .next)
+        #expect(!noted.outlivesItsDelivery, "its redelivery carries the note too")
+        var requeueing = message(id: "requeue-1")
+        #expect(try await step.run(&requeueing, context()) == .next)
+        #expect(!requeueing.outlivesItsDelivery)
+    }
+
     /// A message whose send is in doubt, looking at its key while the store is down: under
     /// `fail_open` the old code skipped the step and sent again.
     @Test func aSendInDoubtNeverGoesOnWithoutItsKey() async throws {

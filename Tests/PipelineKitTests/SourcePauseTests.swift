@@ -34,7 +34,7 @@ import Testing
         #expect(source.consumption == ["pause"])
         #expect(worker.pauseReason == "code 190: token expired")
         #expect(flow.holds.pausingSource.map(\.key) == ["pipeline:t"], "the hold is the pause's one record")
-        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+        guard case .redeliver(let after, _, _, _)? = source.settlements.first else {
             Issue.record("the message waits out the pause: \(source.settlements)")
             return
         }

@@ -198,7 +198,7 @@ import TestSupport
         try await Self.poll { step.started.withLock { $0 } }
         worker.beginShutdown()
         try await task.value
-        guard case .redeliver(_, let attemptsMade, let carried)? = source.settlements.first, source.settlements.count == 1 else {
+        guard case .redeliver(_, let attemptsMade, let carried, _)? = source.settlements.first, source.settlements.count == 1 else {
             Issue.record("back with what it carries, not as the original: \(source.settlements)")
             return
         }
@@ -248,7 +248,7 @@ import TestSupport
         try await Self.poll { !source.settlements.isEmpty }
         worker.beginShutdown()
         try await task.value
-        guard case .redeliver(let after, _, _)? = source.settlements.first else { return nil }
+        guard case .redeliver(let after, _, _, _)? = source.settlements.first else { return nil }
         return after
     }
 
@@ -371,7 +371,7 @@ import TestSupport
         try await Self.poll { !source.settlements.isEmpty }
         worker.beginShutdown()
         try await task.value
-        guard case .redeliver(let after, _, _)? = source.settlements.first else {
+        guard case .redeliver(let after, _, _, _)? = source.settlements.first else {
             Issue.record("round the source to the new pipeline: \(source.settlements)")
             return
         }
@@ -441,7 +441,7 @@ import TestSupport
         try await task.value
         let acknowledged = source.settlements.filter { if case .ack = $0 { true } else { false } }
         let away = source.settlements.compactMap { settlement -> Duration? in
-            if case .redeliver(let after, _, _) = settlement { after } else { nil }
+            if case .redeliver(let after, _, _, _) = settlement { after } else { nil }
         }
         #expect(acknowledged.count == 6, "the parked ones went on once the wait was lifted: \(source.settlements)")
         #expect(away.count == 1, "the one parking had no room for went round the source: \(source.settlements)")
@@ -476,7 +476,7 @@ import TestSupport
         worker.beginShutdown()
         try await task.value
         let away = source.settlements.compactMap { settlement -> Duration? in
-            if case .redeliver(let after, _, _) = settlement { after } else { nil }
+            if case .redeliver(let after, _, _, _) = settlement { after } else { nil }
         }
         #expect(away == [.seconds(PipelineWorker.shortestTrip)], "the one parking had no room for, round for 1 s: \(source.settlements)")
     }

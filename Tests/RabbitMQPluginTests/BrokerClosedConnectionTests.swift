@@ -2,6 +2,7 @@
 import Foundation
 import PipelineKit
 import RabbitMQPlugin
+import Synchronization
 import Testing
 import TestSupport
 
@@ -38,6 +39,34 @@ import TestSupport
             await running.stop()
             throw error
         }
+        await harness.cleanUp(running.source)
+    }
+
+    /// Under `on_in_flight: ack` a delivery that finds another's claim is acknowledged as a copy in
+    /// flight — the broker's redelivery of a message too, when its first delivery waits in memory
+    /// as its connection is lost. That first run then retried (a transient failure): its copy was not
+    /// published, the original's connection being gone, and the message was in no queue (audit).
+    /// A run whose message outlives its delivery publishes its copy whatever became of it.
+    @Test func aRetryWhoseRedeliveryEndedOnItsAccountIsPublished() async throws {
+        let harness = try SourceHarness()
+        let user = try SourceHarness.BrokerUser("outlived")
+        defer { user.delete() }
+        let step = ClaimingStep()
+        let running = try harness.worker("retry: { max_attempts: 3, backoff: [200ms] }\n", url: user.url, step)
+        do {
+            try await poll("the worker consuming") { running.source.status().consuming }
+            try await harness.inspector.publish([Array(#"{"internalId":"only"}"#.utf8)], to: harness.queue, declare: false)
+            try await poll("the first delivery claimed and waiting") { step.calls == 1 }
+            try user.closeConsumingConnections()
+            try await poll("the redelivery acknowledged as a copy in flight") { step.calls == 2 }
+            step.fail()
+            try await poll("the first run's retry delivered", timeout: .seconds(15)) { step.retried }
+            try await poll("the queue empty") { try await harness.inspector.depth(harness.queue) == 0 }
+        } catch {
+            await running.stop()
+            throw error
+        }
+        await running.stop()
         await harness.cleanUp(running.source)
     }
 
@@ -137,5 +166,30 @@ import TestSupport
         #expect(ConsumerCommand.carriedOver([.pause, .resume], paused: false).paused == false, "the last of pause and resume wins")
         #expect(ConsumerCommand.carriedOver([.resume, .pause], paused: false).paused)
         #expect(ConsumerCommand.carriedOver([], paused: true).paused, "with nothing queued the state stays as it was")
+    }
+}
+
+/// The idempotency step under `on_in_flight: ack`, as a test step: the first delivery claims (it
+/// outlives its delivery) and waits until `fail`, then fails for a retry; a delivery without the
+/// claim's note while the claim stands is acknowledged as a copy in flight; one with it is done.
+final class ClaimingStep: Step {
+    private let state = Mutex((calls: 0, failing: false, retried: false))
+
+    var calls: Int { state.withLock { $0.calls } }
+    var retried: Bool { state.withLock { $0.retried } }
+    func fail() { state.withLock { $0.failing = true } }
+
+    func run(_ message: inout Message, _ context: StepContext) async throws -> StepOutcome {
+        let call = state.withLock { state in
+            state.calls += 1
+            if message.carried["claimed"] != nil { state.retried = true }
+            return state.calls
+        }
+        if message.carried["claimed"] != nil { return .next }
+        guard call == 1 else { return .finish(as: "duplicate", "in flight: claimed by the first delivery") }
+        message.carried["claimed"] = "1"
+        message.outlivesItsDelivery = true
+        while !state.withLock({ $0.failing }) { try await Task.sleep(for: .milliseconds(20)) }
+        throw StepFailure(.transient, "503")
     }
 }

@@ -34,7 +34,7 @@ struct SourceHarness {
     }
 
     /// A worker on a new source with `yaml` settings, running `step` (`on_error` as given).
-    func worker(_ yaml: String = "", url: String = TestServices.rabbitURL, onError: ErrorPolicy = .retry, _ step: RecordingStep) throws -> RunningWorker {
+    func worker(_ yaml: String = "", url: String = TestServices.rabbitURL, onError: ErrorPolicy = .retry, _ step: any Step) throws -> RunningWorker {
         let settings = try settings(yaml, url: url)
         let configuration = WorkerConfiguration(settings: settings)
         let source = try RabbitMQSource(settings: settings, worker: configuration, logger: Self.logger)

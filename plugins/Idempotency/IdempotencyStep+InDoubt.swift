@@ -82,7 +82,7 @@ extension IdempotencyStep {
     func holdUnanswered(_ key: String, _ message: inout Message, _ context: StepContext) {
         message.values[UnansweredClaimKey.self] = UnansweredClaim(holding: key)
         LocalClaims.shared.lost(key, owner: claimant(context), releaseAfter: orphanAge)
-        message.carried[Self.claimedNote] = "1"
+        noteClaimed(&message)
     }
 
     /// Claims a key left in doubt past its window for a resend, whatever the pipeline's `on_in_doubt`.

@@ -57,6 +57,16 @@ public struct IdempotencyStep: Step {
     /// does not drop it (it waits, as under `requeue`, for the claim to be released or taken over).
     static let claimedNote = "claimed"
 
+    /// Notes in what the message carries that this attempt claimed its key, or may have. Under
+    /// `on_in_flight: ack` another delivery of the message that finds the claim is acknowledged as a
+    /// copy in flight — the broker's redelivery of this one too, should its connection be lost — so
+    /// what this run ends with is then published whatever becomes of its delivery
+    /// (`Message.outlivesItsDelivery`). A delivery that carried the note already is never so dropped.
+    func noteClaimed(_ message: inout Message) {
+        if onInFlight == .ack, message.carried[Self.claimedNote] == nil { message.outlivesItsDelivery = true }
+        message.carried[Self.claimedNote] = "1"
+    }
+
     /// The claim is this message's until its lease runs out (then another worker's copy takes it
     /// over), and a send that starts must end before: the lease less the send's timeout.
     public var heldFor: Duration? { max(.zero, lease - sendTimeout) }
@@ -89,14 +99,14 @@ public struct IdempotencyStep: Step {
             throw StepFailure(.unavailable, "idempotency store: \(error.reason)")
         }
         switch result {
-        case .claimed, .tookOver, .resending: message.carried[Self.claimedNote] = "1"
+        case .claimed, .tookOver, .resending: noteClaimed(&message)
         case .completed, .inFlight, .inDoubt, .inDoubtExpired: LocalClaims.shared.end(key)
         }
         await markUnmarked(context)
         await releaseLostClaims(context)
         if case .inDoubtExpired(let existing) = result, Self.replayedAfter(existing, message) {
             // Dead-lettered in doubt, then replayed by an operator: that is the decision to send it again.
-            message.carried[Self.claimedNote] = "1"
+            noteClaimed(&message)
             result = try await claimAgain(key, &message, context)
         }
         if let outcome = try await resolveInDoubt(result, key: key, &message, context) { return outcome }

@@ -200,14 +200,14 @@ public final class RabbitMQSource: Source {
         case .release:
             consumer.nack(original, requeue: true)
             return true
-        case .redeliver(let after, let attemptsMade, let carried):
+        case .redeliver(let after, let attemptsMade, let carried, let evenIfRedelivered):
             let (queue, expiration) = topology.route(delay: after, laneQueue: delivery.lane.flatMap { settings.queue(ofLane: $0.name) })
             var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
             properties.headers.entries.removeAll { $0.key.hasPrefix(Self.carriedPrefix) }
             for (key, value) in carried.sorted(by: { $0.key < $1.key }) { properties.headers[Self.carriedPrefix + key] = .string(value) }
             properties.headers["x-attempts"] = .int(Int64(attemptsMade))
             properties.expiration = String(expiration)
-            return await publishThenAcknowledge(original, to: queue, properties, consumer)
+            return await publishThenAcknowledge(original, to: queue, properties, consumer, evenIfRedelivered: evenIfRedelivered)
         case .deadLetter(let letter):
             var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
             // A letter stays until it is replayed or removed: the original's time to live is not its own.
@@ -218,7 +218,7 @@ public final class RabbitMQSource: Source {
             properties.headers["x-dead-lettered-at"] = .string(UTCTimestamp.format(Date()))
             if let code = letter.code { properties.headers["x-error-code"] = .int(Int64(code)) }
             if let lane = delivery.lane { properties.headers[DeadLetteredMessage.laneHeader] = .string(lane.name) }
-            return await publishThenAcknowledge(original, to: topology.deadQueue, properties, consumer)
+            return await publishThenAcknowledge(original, to: topology.deadQueue, properties, consumer, evenIfRedelivered: letter.evenIfRedelivered)
         }
     }
 
@@ -240,8 +240,11 @@ public final class RabbitMQSource: Source {
     /// that retrying cannot cure (a property the broker rejects, no route) is tried once with
     /// plain properties and once after declaring the queues again; then, or when the worker
     /// stops, the original goes back to the queue. Nothing is published once the original's
-    /// connection is gone (the broker delivers it again). Returns whether the copy was confirmed.
-    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties, _ consumer: AMQPConsumer) async -> Bool {
+    /// connection is gone (the broker delivers it again) — unless `evenIfRedelivered`: that
+    /// redelivery may have ended on this run's account (`Message.outlivesItsDelivery`). Returns
+    /// whether the copy was confirmed.
+    private func publishThenAcknowledge(_ original: AMQPDelivery, to routingKey: String, _ properties: AMQPProperties, _ consumer: AMQPConsumer,
+                                        evenIfRedelivered: Bool) async -> Bool {
         var properties = properties
         var delay = Duration.milliseconds(100)
         var simplified = false
@@ -249,7 +252,7 @@ public final class RabbitMQSource: Source {
         while true {
             // Its connection gone, the broker hands the original out again: a copy now would be a second one
             // (and its place of `concurrency`, kept while the copy is retried, would be taken from that delivery).
-            guard consumer.holds(original) else {
+            guard consumer.holds(original) || evenIfRedelivered else {
                 logger.warning("the message's connection was lost before its copy was confirmed; the broker delivers it again",
                                metadata: ["queue": .string(routingKey)])
                 return false

@@ -19,6 +19,12 @@ public struct Message: Sendable {
     /// Short notes a step keeps with the message when it waits through the source (a send slot
     /// it reserved): the source stores them with the copy and hands them back on its return.
     public var carried: [String: String]
+    /// Set by a step that lets other deliveries of this message end on this run's account (the
+    /// idempotency step under `on_in_flight: ack` acknowledges a copy that finds this run's claim):
+    /// should the delivery's connection be lost, the broker's redelivery of it may be gone that way,
+    /// so what the run settles with — a retry's copy, a wait through the source, a dead letter — is
+    /// published even then (a second copy is one the idempotency step deduplicates).
+    public var outlivesItsDelivery = false
     /// The source lane the message came from (nil: the source has no lanes).
     public var lane: Lane?
     /// When the message first entered the system, when the source knows: within a lane, a sender's

@@ -217,7 +217,8 @@ public final class PipelineWorker: Service, Sendable {
                         logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
                     }
                     Counter(label: "outbound_waits_through_source_total", dimensions: [("reason", wait.reason.rawValue)]).increment()
-                    _ = await source.settle(delivery, .redeliver(after: remaining, attemptsMade: delivery.attemptsMade, carried: run.message.carried))
+                    _ = await source.settle(delivery, .redeliver(after: remaining, attemptsMade: delivery.attemptsMade, carried: run.message.carried,
+                                                                 evenIfRedelivered: run.message.outlivesItsDelivery))
                 }
                 return
             }
@@ -248,6 +249,8 @@ public final class PipelineWorker: Service, Sendable {
         var refusals = 0
         while source.keepsDeliveriesWhileOutcomesAreRefused, await shutdown.sleep(for: reportRetry.length(refusals)) {
             guard source.stillHolds(delivery) else {
+                // Unsent, and its redelivery may have ended on this run's account: a copy goes instead (below).
+                if !run.sent, run.message.outlivesItsDelivery { break }
                 // Its connection is gone and the broker has handed it out again: that delivery reports it (a sent one as a duplicate).
                 MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
                     logger.notice("outcome still not recorded and the delivery went back to the broker with its connection; its redelivery reports it")
@@ -266,19 +269,20 @@ public final class PipelineWorker: Service, Sendable {
             var abandoned = run
             await executor.abandon(&abandoned)
         }
-        // (Its connection may have gone since it was last looked at: then the broker hands it out again.)
-        guard source.stillHolds(delivery) else { return }
+        // (Its connection may have gone since it was last looked at: then the broker hands it out again —
+        // unless that redelivery may have ended on this run's account: then a copy goes, as below.)
+        guard source.stillHolds(delivery) || (!run.sent && run.message.outlivesItsDelivery) else { return }
         // Sent, it goes back as it came: a copy would carry the note that it claimed its key, and be
         // taken over and sent again after the lease where the original is acknowledged as a duplicate.
-        _ = await source.settle(delivery, run.sent ? .release : release(delivery, carrying: run.message.carried))
+        _ = await source.settle(delivery, run.sent ? .release : release(delivery, carrying: run.message.carried, outliving: run.message.outlivesItsDelivery))
     }
 
     /// Back to the source at once: a plain release — unless the run changed what the message carries
     /// (the idempotency step's note that it claimed its key, say), which a release would lose, the
     /// original coming back as it was: then a copy that carries it, round the shortest delay.
-    private func release(_ delivery: Delivery, carrying carried: [String: String]) -> Settlement {
+    private func release(_ delivery: Delivery, carrying carried: [String: String], outliving: Bool) -> Settlement {
         guard carried != delivery.carried else { return .release }
-        return .redeliver(after: .milliseconds(Int64(Self.shortestTrip * 1000)), attemptsMade: delivery.attemptsMade, carried: carried)
+        return .redeliver(after: .milliseconds(Int64(Self.shortestTrip * 1000)), attemptsMade: delivery.attemptsMade, carried: carried, evenIfRedelivered: outliving)
     }
 
     /// After the send the outcome is decided (completed): it is reported while the steps after
@@ -370,16 +374,18 @@ public final class PipelineWorker: Service, Sendable {
     /// Settles the delivery as the decision says, once its outcome is reported; once acknowledged, the steps hear it.
     private func settle(_ delivery: Delivery, as decision: Decision, run: PipelineRun, executor: PipelineExecutor) async {
         let settlement: Settlement
+        let outliving = run.message.outlivesItsDelivery
         switch decision {
         case .ack:
             settlement = .ack
         case .retry(let after, let attempt, _):
-            settlement = .redeliver(after: jittered(after), attemptsMade: attempt - 1, carried: run.message.carried)
+            settlement = .redeliver(after: jittered(after), attemptsMade: attempt - 1, carried: run.message.carried, evenIfRedelivered: outliving)
         case .deadLetter(let failure):
-            settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code))
+            settlement = .deadLetter(DeadLetter(step: failure.step, reason: failure.reason, attemptsMade: run.message.attempt, code: failure.code,
+                                                evenIfRedelivered: outliving))
         case .requeue(let after, _, _, let pause):
-            settlement = after == .zero ? release(delivery, carrying: run.message.carried)
-                : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried)
+            settlement = after == .zero ? release(delivery, carrying: run.message.carried, outliving: outliving)
+                : .redeliver(after: after, attemptsMade: delivery.attemptsMade, carried: run.message.carried, evenIfRedelivered: outliving)
             if pause?.coversAll == true { pauses.changed() }  // (again: a reload may have ended it meanwhile)
         }
         if await !source.settle(delivery, settlement) {
