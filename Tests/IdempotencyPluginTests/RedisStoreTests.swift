@@ -183,6 +183,19 @@ import TestSupport
         #expect(try await store.read("\(prefix):r2")?.value == someoneElse)
     }
 
+    /// The `redis` resource's settings for `redis` (host, port, its password, then `database`, timeouts, pool).
+    private static func settings(of redis: ScratchRedis, database: Int, poolSize: Int) -> Settings {
+        Settings([
+            ResolvedSetting(name: "host", value: .string("127.0.0.1"), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "port", value: .integer(redis.port), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "password", value: .string(redis.password ?? ""), origin: .pluginDefault, location: nil, secrecy: .secret),
+            ResolvedSetting(name: "db", value: .integer(database), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "command_timeout", value: .duration(.milliseconds(250)), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "connect_timeout", value: .duration(.seconds(1)), origin: .pluginDefault, location: nil, secrecy: .none),
+            ResolvedSetting(name: "pool_size", value: .integer(poolSize), origin: .pluginDefault, location: nil, secrecy: .none),
+        ])
+    }
+
     /// A Redis at `maxclients` answers a new connection's AUTH with `ERR max number of clients
     /// reached`: that was read as refused credentials, and a worker restarted then would not start.
     @Test func aServerAtMaxClientsIsNotARefusedPassword() async throws {
@@ -192,16 +205,7 @@ import TestSupport
         let holder = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: redis.port, password: "s3cret", poolSize: 1))
         try await holder.connect()
         _ = try await holder.send(["CONFIG", "SET", "maxclients", "1"])
-        let settings = Settings([
-            ResolvedSetting(name: "host", value: .string("127.0.0.1"), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "port", value: .integer(redis.port), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "password", value: .string("s3cret"), origin: .pluginDefault, location: nil, secrecy: .secret),
-            ResolvedSetting(name: "db", value: .integer(0), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "command_timeout", value: .duration(.milliseconds(250)), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "connect_timeout", value: .duration(.seconds(1)), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "pool_size", value: .integer(1), origin: .pluginDefault, location: nil, secrecy: .none),
-        ])
-        let store = try await RedisStore.connect(settings: settings, logger: Self.logger)
+        let store = try await RedisStore.connect(settings: Self.settings(of: redis, database: 0, poolSize: 1), logger: Self.logger)
         guard case .down = await store.health() else { Issue.record("a server refusing clients is down"); return }
         _ = try await holder.send(["CONFIG", "SET", "maxclients", "10000"])
         try await poll("the store to connect once the server takes clients") { await store.health() == .up }
@@ -211,15 +215,7 @@ import TestSupport
         let redis = try ScratchRedis(password: "s3cret")
         try await redis.start()
         defer { Task { try? await redis.stop() } }
-        let settings = Settings([
-            ResolvedSetting(name: "host", value: .string("127.0.0.1"), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "port", value: .integer(redis.port), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "password", value: .string("s3cret"), origin: .pluginDefault, location: nil, secrecy: .secret),
-            ResolvedSetting(name: "db", value: .integer(3), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "command_timeout", value: .duration(.milliseconds(250)), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "connect_timeout", value: .duration(.seconds(1)), origin: .pluginDefault, location: nil, secrecy: .none),
-            ResolvedSetting(name: "pool_size", value: .integer(2), origin: .pluginDefault, location: nil, secrecy: .none),
-        ])
+        let settings = Self.settings(of: redis, database: 3, poolSize: 2)
         let store = try await RedisStore.connect(settings: settings, logger: Self.logger)
         try await store.set("db3-key", "value", ttl: .seconds(60))
         #expect(try redis.cli(["-n", "3", "get", "db3-key"]) == "value")
