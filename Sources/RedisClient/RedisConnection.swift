@@ -7,9 +7,9 @@ import Synchronization
 ///
 /// Commands submitted while the queue is busy are sent together as one pipeline:
 /// concurrent callers share round trips. A broken or timed-out context is freed
-/// and reconnected on a later command, with backoff. With Sentinel, each connect asks a
-/// Sentinel where the master is and checks its `ROLE`; a `READONLY` answer (the server was
-/// demoted by a failover) drops the connection, so the next command finds the new master.
+/// and reconnected on a later command, with backoff. Each connect checks the server's `ROLE` (with
+/// Sentinel, after asking a Sentinel where the master is); a `READONLY` answer (the server was
+/// demoted by a failover) drops the connection, so a later command finds the new master.
 final class RedisConnection: @unchecked Sendable {
     private struct Pending {
         var command: RedisCommand
@@ -119,6 +119,8 @@ final class RedisConnection: @unchecked Sendable {
             freeReplyObject(raw)
             if case .error(let message) = reply, message.hasPrefix("READONLY") {
                 broken = disconnect(reason: "\(address?.description ?? "the server") is a replica now (a failover?); finding the master again")
+                // Not at once: a name that still points at the replica would be connected to again for every batch.
+                backOff()
                 item.continuation.resume(returning: .failure(broken ?? .unavailable(message)))
                 continue
             }
@@ -178,7 +180,7 @@ final class RedisConnection: @unchecked Sendable {
         return scheduleRetry(lastError)
     }
 
-    /// A context on `server`, logged in, on the configured database, and (with Sentinel) a master.
+    /// A context on `server`, logged in, on the configured database, and a master.
     private func connect(to server: RedisAddress) -> Result<UnsafeMutablePointer<redisContext>, RedisError> {
         let fresh: UnsafeMutablePointer<redisContext>
         switch Self.open(server, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout) {
@@ -189,7 +191,8 @@ final class RedisConnection: @unchecked Sendable {
         if let password = configuration.password, !password.isEmpty { setup.append(["AUTH", password]) }
         if configuration.database != 0 { setup.append(["SELECT", String(configuration.database)]) }
         // Sentinel's answer can be stale (a failover under way): only a master is used.
-        if configuration.sentinel != nil { setup.append(["ROLE"]) }
+        // So is a host that names a replica (a DNS name or address still on the demoted master after a failover).
+        setup.append(["ROLE"])
         for command in setup {
             switch Self.execute(fresh, command.map { Array($0.utf8) }) {
             case .success(.error) where command[0] == "ROLE":
@@ -236,10 +239,15 @@ final class RedisConnection: @unchecked Sendable {
     }
 
     private func scheduleRetry(_ error: RedisError) -> Result<Void, RedisError> {
+        backOff()
+        return .failure(error)
+    }
+
+    /// The next connection attempt waits `backoff` (doubling up to 2 s), unless another connection of the pool connects meanwhile.
+    private func backOff() {
         failedAt = .now
         retryAt = .now + backoff
         backoff = min(backoff * 2, .seconds(2))
-        return .failure(error)
     }
 
     static func execute(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> Result<RedisReply, RedisError> {
