@@ -46,6 +46,18 @@ import Testing
         #expect(holds.held("token:a", at: clock.now()) == nil, "its probe goes when the 5 s are over")
     }
 
+    /// A caller's `now` read before a wait (a Redis refresh, a starved thread) is older than a hold
+    /// made meanwhile: taken for a clock stepped back, it shortened that hold for everyone (review).
+    @Test func aCallersEarlierNowDoesNotShortenAHold() {
+        let clock = ManualWallClock()
+        let holds = EscalatingHolds(clock: clock)
+        let readBefore = clock.now()
+        clock.advance(by: .seconds(3))
+        holds.hold("pair:1:+5511987654321", policy: policy, kind: .pairHold, reason: "131056")
+        #expect(holds.held("pair:1:+5511987654321", at: readBefore) != nil)
+        #expect(holds.held("pair:1:+5511987654321", at: clock.now()).map { $0.until.timeIntervalSince(clock.now()) } == 5)
+    }
+
     @Test func whenAHoldEndsOneProbeGoesAndTheOthersWaitForItsResult() {
         let clock = ManualWallClock()
         let holds = EscalatingHolds(clock: clock)

@@ -30,6 +30,9 @@ import Testing
         guard case .failure(let problem) = interpolator.expand("Xy${9k-secret") else { Issue.record("expected a failure"); return }
         #expect(!problem.message.contains("secret"), "\(problem.message)")
         #expect(problem.message.contains("unterminated `${` at character 3 of the value"), "\(problem.message)")
+        guard case .failure(let invalid) = interpolator.expand("p${a b-secret}q") else { Issue.record("expected a failure"); return }
+        #expect(!invalid.message.contains("secret"), "\(invalid.message)")
+        #expect(invalid.message.contains("the `${…}` at character 2 of the value is not a variable reference"), "\(invalid.message)")
     }
 
     @Test func unsetVariableWithoutDefaultIsAnError() {

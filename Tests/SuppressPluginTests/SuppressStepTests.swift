@@ -191,6 +191,19 @@ struct SuppressStepTests {
         #expect(start.values[PreparedEventsKey.self]?.map(\.routingKey) == ["optout.removed"])
         #expect(try await list.listing("+5511987654321", sender: "100") == nil)
     }
+
+    /// A STOP and a START of one writer in one batch, taken back, end as they began when the writer
+    /// was listed in the other form: the START's take-back put back only the writer's form, which
+    /// the STOP's then took off, and the listing was gone (review).
+    @Test func aStopAndAStartTakenBackPutBackTheFormThatWasListed() async throws {
+        let keywords = OptOutKeywordsStep(list: list, optOut: ["STOP"], resume: ["START"])
+        #expect(try await list.add("+5511987654321", sender: "100"))
+        var batch = try inbound([("551187654321", "STOP"), ("551187654321", "START")])
+        _ = try await keywords.run(&batch, context())
+        #expect(batch.values[PreparedEventsKey.self]?.map(\.routingKey) == ["optout.added", "optout.removed"])
+        await keywords.undo(batch, context())
+        #expect(try await list.numbers(sender: "100") == ["+5511987654321"], "as before the batch")
+    }
 }
 
 /// WhatsApp knows a Brazilian or Mexican user by the number they registered with, which may lack

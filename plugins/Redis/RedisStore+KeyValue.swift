@@ -60,9 +60,14 @@ extension RedisStore: KeyValueStore {
                         }
                     }
                 }
+                // Per key: held if any answer says so, else the first failure, else not held.
                 var answers = [Result<Bool, RedisError>](repeating: .success(false), count: keys.count)
                 for await (index, answer) in group {
-                    if case .success(false) = answers[index] { answers[index] = answer }
+                    switch (answers[index], answer) {
+                    case (.success(true), _): continue
+                    case (_, .success(true)), (.success(false), .failure): answers[index] = answer
+                    default: continue
+                    }
                 }
                 return answers
             }

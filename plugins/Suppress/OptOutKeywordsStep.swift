@@ -24,12 +24,15 @@ struct OptOutKeywordsStep: Step {
         guard let batch = message.values[WebhookBatchKey.self] else { return .next }
         var made: [OptOutChange] = []
         var events: [PreparedEvent] = []
-        for request in Self.requests(in: batch, optOut: optOut, resume: resume) {
+        for var request in Self.requests(in: batch, optOut: optOut, resume: resume) {
             let changed: Bool
             do {
-                changed = request.add
-                    ? try await list.add(request.recipient, sender: request.sender)
-                    : try await list.remove(request.recipient, sender: request.sender)
+                if request.add {
+                    changed = try await list.add(request.recipient, sender: request.sender)
+                } else {
+                    request.removedForms = try await list.remove(request.recipient, sender: request.sender)
+                    changed = !request.removedForms.isEmpty
+                }
             } catch {
                 // The runtime undoes the steps before a failing one, not the step itself: the changes made are taken back
                 // here, so Meta's retry of the POST makes them — and publishes their events — again.
@@ -60,7 +63,7 @@ struct OptOutKeywordsStep: Step {
                 if change.add {
                     try await list.takeBackAddition(of: change.recipient, sender: change.sender)
                 } else {
-                    _ = try await list.add(change.recipient, sender: change.sender)
+                    try await list.putBack(change.removedForms, sender: change.sender)
                 }
             } catch {
                 context.logger.warning("an opt-out change whose event was not published could not be taken back", metadata: ["error": .string(error.reason)])
@@ -96,6 +99,8 @@ struct OptOutChange: Sendable, Equatable {
     var recipient: String
     var sender: String
     var add: Bool
+    /// A removal's: the forms of the number that were on the list (what a take-back puts back).
+    var removedForms: [String] = []
 }
 
 /// The changes a run of `optout_keywords` made (what `undo` takes back).

@@ -24,10 +24,19 @@ public struct OptOutList: Sendable {
     }
 
     /// Removes `number`, in each of its forms (`PhoneNumberForms`), from the list of `sender` (nil:
-    /// all senders); whether any form was on it. A writer's START takes them off whichever form they
-    /// were listed by.
-    public func remove(_ number: String, sender: String?) async throws(StoreUnavailable) -> Bool {
-        try await store.removeMembers(PhoneNumberForms.of(number), from: key(sender: sender)) > 0
+    /// all senders); the forms that were on it (to put back exactly those). A writer's START takes
+    /// them off whichever form they were listed by.
+    public func remove(_ number: String, sender: String?) async throws(StoreUnavailable) -> [String] {
+        var removed: [String] = []
+        for form in PhoneNumberForms.of(number) where try await store.removeMembers([form], from: key(sender: sender)) == 1 {
+            removed.append(form)
+        }
+        return removed
+    }
+
+    /// Takes back a `remove`: puts back exactly the forms it took off.
+    public func putBack(_ forms: [String], sender: String?) async throws(StoreUnavailable) {
+        try await store.addMembers(forms, to: key(sender: sender))
     }
 
     /// Takes back an `add` of `number`: that form only (another form may have been listed before).

@@ -103,7 +103,7 @@ struct OptOutCommand: AsyncParsableCommand {
         let (list, store) = try await list(lists)
         for number in normalised {
             let changed = try await ExitStatus.unavailableAsExit("opt-out lists") { () async throws(StoreUnavailable) in
-                add ? try await list.add(number, sender: lists.sender) : try await list.remove(number, sender: lists.sender)
+                add ? try await list.add(number, sender: lists.sender) : try await !list.remove(number, sender: lists.sender).isEmpty
             }
             print("\(number) \(changed ? (add ? "added" : "removed") : (add ? "already listed" : "not listed"))")
             if changed, let events {

@@ -30,14 +30,16 @@ public enum ProcessEnvironment {
     }
 
     /// A value in single or double quotes, with a comment after them or none: what is between them
-    /// (the first closing quote followed by nothing but a comment ends it); nil when not quoted.
+    /// (the first closing quote followed by nothing, or by whitespace and a `#` comment, ends it —
+    /// a `#` right after a quote is part of the value); nil when not quoted.
     static func unquoted(_ value: String) -> String? {
         guard let quote = value.first, quote == "\"" || quote == "'" else { return nil }
         let body = value.dropFirst()
         var index = body.startIndex
         while let close = body[index...].firstIndex(of: quote) {
-            let rest = body[body.index(after: close)...].drop { $0 == " " || $0 == "\t" }
-            if rest.isEmpty || rest.hasPrefix("#") { return String(body[..<close]) }
+            let after = body[body.index(after: close)...]
+            let rest = after.drop { $0 == " " || $0 == "\t" }
+            if rest.isEmpty || (rest.hasPrefix("#") && rest.count < after.count) { return String(body[..<close]) }
             index = body.index(after: close)
         }
         return nil

@@ -83,7 +83,7 @@ public struct Interpolator: Sendable {
             }
             let reference = body[..<close]
             rest = body[body.index(after: close)...]
-            switch resolve(reference) {
+            switch resolve(reference, at: text.distance(from: text.startIndex, to: dollar) + 1) {
             case .success(let (value, name, fromEnvironment)):
                 output += value
                 if expansion.usedVariable == nil { expansion.usedVariable = name }
@@ -97,7 +97,8 @@ public struct Interpolator: Sendable {
         return .success(expansion)
     }
 
-    private func resolve(_ reference: Substring) -> Result<(String, String, Bool), Problem> {
+    /// The value of `reference` (what is between `${` and `}`, at character `position` of the value).
+    private func resolve(_ reference: Substring, at position: Int) -> Result<(String, String, Bool), Problem> {
         let name: Substring
         var defaultValue: Substring?
         var requiredMessage: Substring?
@@ -111,7 +112,8 @@ public struct Interpolator: Sendable {
             name = reference
         }
         guard Self.isVariableName(name) else {
-            return .failure(Problem(message: "`${\(reference)}` is not a variable reference: use ${NAME}, ${NAME:-default} or ${NAME:?message}"))
+            // Not quoted: it may be part of a secret written in the file.
+            return .failure(Problem(message: "the `${…}` at character \(position) of the value is not a variable reference: use ${NAME}, ${NAME:-default} or ${NAME:?message} (`$${` for a literal `${`)"))
         }
         let variable = String(name)
         let value = environment[variable]

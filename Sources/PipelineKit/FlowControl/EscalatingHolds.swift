@@ -91,7 +91,9 @@ public final class EscalatingHolds: Sendable {
         }
     }
 
-    /// The entry of `key` at `now`, moved back with the wall clock if it stepped back since (`followingClockBack`).
+    /// The entry of `key`, moved back with the wall clock if it stepped back since (`followingClockBack`).
+    /// `now`: the clock's, read here — a caller's may have been read before a wait, and a hold made
+    /// meanwhile would look as if the clock had stepped back.
     private static func entry(_ key: String, in entries: inout [String: Entry], at now: Date) -> Entry? {
         guard let entry = entries[key] else { return nil }
         guard let moved = entry.followingClockBack(to: now) else { return entry }
@@ -182,7 +184,7 @@ public final class EscalatingHolds: Sendable {
     public func check(_ key: String, at now: Date) -> Check {
         guard any.load(ordering: .acquiring) else { return .free }
         return entries.withLock { entries in
-            guard var entry = Self.entry(key, in: &entries, at: now) else { return .free }
+            guard var entry = Self.entry(key, in: &entries, at: clock.now()) else { return .free }
             if entry.until > now {
                 return .held(entry.hold(key))
             }
