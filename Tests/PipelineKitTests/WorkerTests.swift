@@ -16,10 +16,16 @@ import TestSupport
         /// `stopIntake` is confirmed only by `confirmIntakeStopped` (a broker slow to answer the consumer's cancel).
         private let slowToStop: Bool
 
-        init(slowToStop: Bool = false) {
+        /// `handsBack`: cannot hold a delivery while its outcome is refused (a webhook's 503).
+        private let handsBack: Bool
+
+        init(slowToStop: Bool = false, handsBack: Bool = false) {
             self.slowToStop = slowToStop
+            self.handsBack = handsBack
             (events, continuation) = AsyncStream.makeStream()
         }
+
+        var keepsDeliveriesWhileOutcomesAreRefused: Bool { !handsBack }
 
         func confirmIntakeStopped() {
             continuation.yield(.intakeStopped)
@@ -169,6 +175,21 @@ import TestSupport
         #expect(source.settlements == [.release], "not acknowledged without its event")
         #expect(undo.all.isEmpty, "sent: the claim stays, so the next delivery reports a duplicate instead of sending again")
         #expect(worker.unreportedOutcomes == nil)
+    }
+
+    /// A source that cannot hold a delivery while its outcome is refused (the statuses webhook,
+    /// answered 503) hands it back at once: /health said ok throughout an outage of the events
+    /// broker, Meta retrying for days (audit). Its refusals show for a while after the last.
+    @Test func refusedOutcomesOfASourceThatHandsDeliveriesBackShowOnHealth() async throws {
+        let sink = RecordingSink(refusals: .max)
+        let (source, worker, task) = start(sink: sink, steps: [ExecutorTests.bound("claim", Fixtures.Recorder(outcome: { _ in .next }, undone: Fixtures.UndoLog()))],
+                                           source: ScriptedSource(handsBack: true))
+        source.deliver(#"{"internalId":"a"}"#)
+        try await Self.poll { !source.settlements.isEmpty }
+        let shown = try #require(worker.unreportedOutcomes, "an outcome refused a moment ago")
+        #expect(shown.count == 0, "none held: handed back")
+        worker.beginShutdown()
+        try await task.value
     }
 
     /// A step that runs until it is cancelled (a message the drain must requeue), having noted `notes` in what the message carries.

@@ -263,6 +263,7 @@ public final class PipelineWorker: Service, Sendable {
             }
             refusals += 1
         }
+        if !source.keepsDeliveriesWhileOutcomesAreRefused { unreported.handedBack() }
         // Nothing was sent and nothing undone yet (a completed run without a send, a duplicate): what the
         // steps recorded is undone, so the next delivery redoes it. A failure's run was undone when decided.
         if !run.sent, decision == .ack(.completed) || decision.isFinished {

@@ -2,12 +2,23 @@ import Metrics
 import Synchronization
 
 /// Messages that hold on to their delivery because the sink refused their outcome, and why:
-/// `/health` says `degraded` while any waits, `outbound_unreported_outcomes` counts them.
+/// `/health` says `degraded` while any waits, `outbound_unreported_outcomes` counts them. A source
+/// that cannot hold a delivery meanwhile (a webhook answers 503, and Meta sends it again) hands it
+/// back at once: its refusals show on `/health` for `shownFor` after the last one.
 final class UnreportedOutcomes: Sendable {
     private struct State {
         var waiting = 0
         var reason: String?
+        /// When a delivery was last handed back to its source because its outcome was refused.
+        var handedBackAt: ContinuousClock.Instant?
+
+        func shown(at now: ContinuousClock.Instant) -> Bool {
+            waiting > 0 || handedBackAt.map { now - $0 < UnreportedOutcomes.shownFor } ?? false
+        }
     }
+
+    /// How long a delivery handed back for a refused outcome keeps `/health` degraded.
+    static let shownFor: Duration = .seconds(60)
 
     private let state = Mutex(State())
     private let gauge = Gauge(label: "outbound_unreported_outcomes")
@@ -16,11 +27,12 @@ final class UnreportedOutcomes: Sendable {
         gauge.record(0)
     }
 
-    /// A report was refused for `reason`; true when it is the first since none waited (worth an error in the log).
+    /// A report was refused for `reason`; true when it is the first of an outage (nothing shown
+    /// until now: worth an error in the log).
     func refused(_ reason: String) -> Bool {
         state.withLock { state in
             defer { state.reason = reason }
-            return state.reason == nil
+            return state.reason == nil || !state.shown(at: .now)
         }
     }
 
@@ -36,15 +48,20 @@ final class UnreportedOutcomes: Sendable {
     func end() {
         gauge.record(state.withLock { state in
             state.waiting -= 1
-            if state.waiting == 0 { state.reason = nil }
+            if !state.shown(at: .now) { state.reason = nil }
             return state.waiting
         })
     }
 
-    /// How many wait and the last refusal, nil when none waits.
+    /// A delivery went back to a source that cannot hold it while its outcome is refused.
+    func handedBack() {
+        state.withLock { $0.handedBackAt = .now }
+    }
+
+    /// How many wait and the last refusal; nil when none waits and none was handed back lately.
     var current: (count: Int, reason: String)? {
         state.withLock { state in
-            guard state.waiting > 0 else { return nil }
+            guard state.shown(at: .now) else { return nil }
             return (state.waiting, state.reason ?? "outcome not recorded")
         }
     }
