@@ -35,6 +35,22 @@ import TestSupport
         #expect(optout.output.contains("error: the pipeline has no `suppress` step"), "\(optout.output)")
     }
 
+    /// A statuses pipeline without `events:` answered every POST 200 and recorded its statuses as
+    /// published, none published: Meta's retries, after the fix, were deduplicated against them (audit).
+    @Test func stepsThatPrepareEventsNeedTheEventsSection() throws {
+        let original = try String(contentsOf: TestServices.repository.appendingPathComponent("pipelines/statuses.yaml"), encoding: .utf8)
+        var lines = original.components(separatedBy: "\n")
+        let start = try #require(lines.firstIndex(of: "events:"))
+        let end = try #require(lines[(start + 1)...].firstIndex { !$0.hasPrefix(" ") })
+        lines.removeSubrange(start..<end)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("s-\(UUID().uuidString).yaml").path
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try worker(["check", "--pipeline", path], Self.token.merging(["WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v"]) { $1 })
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.output.contains("step `events` prepares events and the pipeline has no `events:` section"), "\(result.output)")
+        #expect(result.output.contains("step `optouts` prepares events"), "\(result.output)")
+    }
+
     @Test(arguments: ["", "local", "staging", "prod"])
     func shippedPipelinesAreValid(variant: String) throws {
         let result = try worker(["check"] + (variant.isEmpty ? [] : ["--env", variant]))

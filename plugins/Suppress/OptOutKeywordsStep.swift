@@ -127,6 +127,7 @@ extension StepPlugin {
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
         requires: [.webhookBatch],
+        check: eventsSectionNeeded,
         make: { context in
             let settings = context.settings
             return OptOutKeywordsStep(

@@ -44,6 +44,6 @@ extension StepPlugin {
     /// The `status_events` step plugin.
     public static let statusEvents = StepPlugin(
         name: "status_events", summary: "turns the batch into delivery.<status> and webhook.<field> events for the events sink",
-        settings: SettingsSchema([]), requires: [.webhookBatch],
+        settings: SettingsSchema([]), requires: [.webhookBatch], check: eventsSectionNeeded,
         make: { _ in StatusEventsStep() })
 }

@@ -15,6 +15,14 @@ public enum AccompanyingEventsKey: MessageValueKey {
     public typealias Value = [PreparedEvent]
 }
 
+/// The `check` of a step that prepares events (`PreparedEventsKey`): without an `events:` section
+/// nothing publishes them, and its messages would be acknowledged — a webhook's POST answered
+/// 200 — with their events never published.
+public func eventsSectionNeeded(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
+    guard pipeline.events == nil else { return [] }
+    return [.error(at: step.location, "step `\(step.name)` prepares events and the pipeline has no `events:` section to publish them: its messages would be acknowledged with their events never published")]
+}
+
 /// One event to publish: its routing key and JSON body.
 public struct PreparedEvent: Sendable, Equatable {
     public var routingKey: String
