@@ -37,12 +37,14 @@ final class ActivityTracker: Sendable {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
-                    let idle = self.state.withLock { state -> Bool in
-                        if state.active == 0 { return true }
+                    // Cancelled (the timeout came first and has let go of the waiters, or is about to under
+                    // this lock): not registered, or it would wait for every running task to end by itself.
+                    let resumeNow = self.state.withLock { state -> Bool in
+                        if state.active == 0 || Task.isCancelled { return true }
                         state.idleWaiters.append(continuation)
                         return false
                     }
-                    if idle { continuation.resume() }
+                    if resumeNow { continuation.resume() }
                 }
                 return true
             }
