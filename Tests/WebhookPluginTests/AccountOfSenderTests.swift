@@ -4,10 +4,8 @@ import Logging
 import PipelineKit
 import RedisPlugin
 import Testing
-import TestSupport
-import ValidatePlugin
 import WebhookPlugin
-@testable import WhatsAppPlugin
+import WhatsAppPlugin
 
 /// Meta's `business_capability_update` names the WhatsApp Business Account, not its phone numbers
 /// (SPEC 15: "a webhook that carries a new limit updates it"): a portfolio that lists no `accounts`
@@ -42,31 +40,6 @@ import WebhookPlugin
         #expect(await worker.limit(of: listed, at: later) == 250, "a portfolio's own `accounts` are the ones it follows")
         let other = Portfolio(name: "other", senders: ["105599999"], messagingLimit: 250)
         #expect(await worker.limit(of: other, at: later) == 250, "a sender never seen has no account")
-    }
-
-    /// A template's name is its WhatsApp Business Account's alone: a DISABLED update of one
-    /// tenant's template dead-lettered every tenant's template of that name and language for 30
-    /// days (a PAUSED one held them 3 h). A sender whose account is known reads its account's
-    /// state; one whose account no webhook has named yet reads the template's as before.
-    @Test func aTemplateUpdateHoldsOnlyTheAccountItConcerns() async throws {
-        let step = AccountUpdatesStep(templates: TemplateStates(store: store), limits: AnnouncedLimits(store: store))
-        try await post(Self.delivered, step)
-        try await post(Self.delivered.replacingOccurrences(of: "9001", with: "9002").replacingOccurrences(of: "105512345", with: "105567890"), step)
-        try await post(#"{"object":"whatsapp_business_account","entry":[{"id":"9001","time":1800000000,"changes":[{"field":"message_template_status_update","value":{"event":"DISABLED","message_template_name":"sale","message_template_language":"en_US"}}]}]}"#, step)
-
-        let limits = AccountLimits(templates: TemplateStates(store: store), messaging: MessagingLimits(store: nil, announced: AnnouncedLimits(store: store)))
-        let logger = Logger(label: "test")
-        let context = StepContext(stepName: "dispatch", logger: logger, workerID: "w", clock: clock, flow: FlowControl(clock: clock, logger: logger))
-        let configuration = CloudAPIConfiguration(settings: try settings("access_token: t\n", schema: CloudAPISettings.schema))
-        func dispatch(from sender: String) async throws -> StepOutcome? {
-            var message = Message(body: Array(#"{"internalId":"a","to":"+5511987654321","type":"template","template":{"name":"sale","language":"en_US"}}"#.utf8))
-            message.values[ValidatedMessageKey.self] = try MessageValidator().validate(message)
-            _ = try await TransformStep().run(&message, context)
-            return try await limits.beforeSending(&message, try #require(message.values[PreparedRequestKey.self]), sender: sender, configuration, context)
-        }
-        #expect(try await dispatch(from: "105567890") == nil, "the other account's template of the same name is sent")
-        await #expect(throws: StepFailure.self, "the account's own is dead-lettered") { try await dispatch(from: "105512345") }
-        await #expect(throws: StepFailure.self, "a sender whose account is not known follows the update, as before") { try await dispatch(from: "105599999") }
     }
 
     /// The pair is written once, not on every webhook (a status webhook per message sent).

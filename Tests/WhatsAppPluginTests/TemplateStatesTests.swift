@@ -141,21 +141,6 @@ import ValidatePlugin
     }
 }
 
-/// The store keys of a template's state: its account's, or without one (as every version before).
-@Suite struct TemplateKeyTests {
-    @Test func aTemplateIsKeyedByItsAccountWhenKnown() async throws {
-        #expect(TemplateStates.key("sale", "en_US") == "template:sale:en_US")
-        #expect(TemplateStates.key("sale", "en_US", account: "9001") == "template:9001:sale:en_US")
-        let templates = TemplateStates(store: MemoryStore(clock: SystemWallClock()))
-        let now = Date()
-        try await templates.disable("sale", "en_US", account: "9001", at: now)
-        #expect(try await TemplateStates(store: nil).state(of: "sale", "en_US", account: "9001", at: now) == nil, "a store of its own: nothing")
-        #expect(try await templates.state(of: "sale", "en_US", account: "9002", at: now) == nil)
-        #expect(try await templates.state(of: "sale", "en_US", at: now) == nil)
-        #expect(try await templates.state(of: "sale", "en_US", account: "9001", at: now) == .disabled)
-    }
-}
-
 /// What `dispatch` answers for a message of a paused template, as the pause goes on.
 @Suite struct PausedTemplateWaitTests {
     @Test func aWaitingMessageLooksAgainEveryFewSecondsInMemoryWhileItsTripsRoundTheSourceGrowLonger() async throws {

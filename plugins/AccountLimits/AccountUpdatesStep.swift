@@ -39,7 +39,7 @@ struct AccountUpdatesStep: Step {
                 switch change.field {
                 case "message_template_status_update":
                     guard let update = TemplateUpdate(change, receivedAt: batch.receivedAt) else { continue }
-                    try await apply(update, account: change.account, now: context.clock.now())
+                    try await apply(update, now: context.clock.now())
                     context.logger.notice("template status update", metadata: ["template": "\(update.name) (\(update.language))", "event": .string(update.event)])
                 case "business_capability_update":
                     guard let account = change.account,
@@ -58,21 +58,16 @@ struct AccountUpdatesStep: Step {
         return .next
     }
 
-    /// The update for the account's template (`TemplateStates.key`), and for the template without
-    /// an account, which workers that do not know their sender's account read (as every version
-    /// before did): they follow it as before, where those that know theirs see only their own.
-    private func apply(_ update: TemplateUpdate, account: String?, now: Date) async throws(StoreUnavailable) {
-        for account in Set([account, nil]) {
-            switch update.event {
-            case "PAUSED":
-                try await templates.pause(update.name, update.language, account: account, until: update.pauseEnds, at: now)
-            case "DISABLED":
-                try await templates.disable(update.name, update.language, account: account, at: now)
-            case "APPROVED", "REINSTATED":
-                try await templates.approve(update.name, update.language, account: account, at: now)
-            default:
-                break
-            }
+    private func apply(_ update: TemplateUpdate, now: Date) async throws(StoreUnavailable) {
+        switch update.event {
+        case "PAUSED":
+            try await templates.pause(update.name, update.language, until: update.pauseEnds, at: now)
+        case "DISABLED":
+            try await templates.disable(update.name, update.language, at: now)
+        case "APPROVED", "REINSTATED":
+            try await templates.approve(update.name, update.language, at: now)
+        default:
+            break
         }
     }
 }

@@ -145,7 +145,7 @@ public final class AnnouncedLimits: Sendable {
 
     /// The account `sender` was last seen with, read at most once an hour (once a minute while
     /// none is known, or after a failed read; nil: none seen, or the store is down).
-    public func account(of sender: String, at now: Date) async -> String? {
+    private func account(of sender: String, at now: Date) async -> String? {
         let known = accounts.withLock { $0[sender] }
         if let known, now.timeIntervalSince(known.readAt) < Self.freshness(of: known.id) { return known.id }
         guard let store else { return nil }

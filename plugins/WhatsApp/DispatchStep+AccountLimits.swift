@@ -48,16 +48,15 @@ public struct AccountLimits: Sendable {
             return waiting("marketing:\(message.values[PreparedRequestKey.self]?.recipient ?? "?")", until: retryAt, .marketingLimit)
         }
         guard let template = Self.template(of: message) else { return nil }
-        let account = await messaging.announced.account(of: sender, at: now)
         let state: TemplateStates.State?
         do {
-            state = try await templates.state(of: template.name, template.language, account: account, at: now)
+            state = try await templates.state(of: template.name, template.language, at: now)
         } catch {
             // Meta refuses a paused template itself: one request, and this worker knows from then on.
             context.logger.debug("template states unavailable; sending", metadata: ["error": .string(error.reason)])
             return nil
         }
-        let key = TemplateStates.key(template.name, template.language, account: account)
+        let key = TemplateStates.key(template.name, template.language)
         switch state {
         case .disabled?:
             throw Self.disabled(template.name, template.language)
@@ -94,26 +93,21 @@ public struct AccountLimits: Sendable {
         switch error.kind {
         case .templatePaused:
             guard let (name, language) = template else { return nil }
-            let account = await messaging.announced.account(of: sender, at: now)
             var state: TemplateStates.State? = .paused(until: now.addingTimeInterval(TemplateStates.defaultPause.secondsDouble))
-            await record(context) { () async throws(StoreUnavailable) in
-                state = try await templates.refused(name, language, account: account, at: now, startedAt: startedAt)
-            }
-            let key = TemplateStates.key(name, language, account: account)
+            await record(context) { () async throws(StoreUnavailable) in state = try await templates.refused(name, language, at: now, startedAt: startedAt) }
             guard let state else {
                 context.logger.notice("132015 for a request begun before the template was approved: sent again",
                                       metadata: ["template": "\(name) (\(language))"])
-                return .wait(Wait(key: key, until: now, reason: .templatePaused))
+                return .wait(Wait(key: TemplateStates.key(name, language), until: now, reason: .templatePaused))
             }
             context.logger.warning("template paused by Meta: its messages wait", metadata: ["template": "\(name) (\(language))", "reason": .string(error.reason)])
             guard case .paused(let until) = state else {
                 throw Self.disabled(name, language)
             }
-            return pausedWait(key, until: until, reason: "template \(name) (\(language)) paused by Meta: \(error.reason)", context)
+            return pausedWait(TemplateStates.key(name, language), until: until, reason: "template \(name) (\(language)) paused by Meta: \(error.reason)", context)
         case .templateDisabled:
             if let (name, language) = template {
-                let account = await messaging.announced.account(of: sender, at: now)
-                await record(context) { () async throws(StoreUnavailable) in try await templates.disable(name, language, account: account, at: now) }
+                await record(context) { () async throws(StoreUnavailable) in try await templates.disable(name, language, at: now) }
             }
             throw StepFailure(.permanent, "template disabled: \(error.reason)", code: error.code)
         case .marketingDeclined:

@@ -3,9 +3,9 @@ import PipelineKit
 import Synchronization
 
 /// Templates Meta paused or disabled (SPEC 15), shared by every worker and the statuses pipeline
-/// through a key-value store: `template:{account}:{name}:{language}` (`key`) holds `paused:{end,
-/// epoch ms}` (expiring when the pause ends) or `disabled`; an approval deletes it and notes when
-/// it came in `template-approved:{account}:{name}:{language}`. Each worker remembers what it read for one
+/// through a key-value store: `template:{name}:{language}` holds `paused:{end, epoch ms}`
+/// (expiring when the pause ends) or `disabled`; an approval deletes it and notes when it came in
+/// `template-approved:{name}:{language}`. Each worker remembers what it read for one
 /// second, so a template's messages cost one read a second, and an update is in effect everywhere
 /// within that second; what this worker learns itself (a `132015` answer) is in effect at once,
 /// and stays so for this worker while the store cannot be read or could not be written — until
@@ -58,13 +58,9 @@ public final class TemplateStates: Sendable {
         self.store = store
     }
 
-    /// The store key of a template (name + language) of a WhatsApp Business Account:
-    /// `template:{account}:{name}:{language}` — a template's name is its account's alone, and one
-    /// tenant's paused or disabled template must not hold another's of the same name. Without the
-    /// account (a sender no webhook has named it for yet), `template:{name}:{language}`, as every
-    /// version before keyed it: what workers that do not know the account read.
-    public static func key(_ name: String, _ language: String, account: String? = nil) -> String {
-        account.map { "template:\($0):\(name):\(language)" } ?? "template:\(name):\(language)"
+    /// The store key of a template (name + language).
+    public static func key(_ name: String, _ language: String) -> String {
+        "template:\(name):\(language)"
     }
 
     /// The store key that notes a template's last approval (epoch milliseconds), kept as long as a
@@ -74,8 +70,8 @@ public final class TemplateStates: Sendable {
     }
 
     /// The template's state now; nil: approved (or never heard of).
-    public func state(of name: String, _ language: String, account: String? = nil, at now: Date) async throws(StoreUnavailable) -> State? {
-        let key = Self.key(name, language, account: account)
+    public func state(of name: String, _ language: String, at now: Date) async throws(StoreUnavailable) -> State? {
+        let key = Self.key(name, language)
         if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < Self.freshness {
             return Self.current(known.state, at: now)
         }
@@ -104,8 +100,8 @@ public final class TemplateStates: Sendable {
 
     /// The template is paused until `until` (a `132015` answer, a `PAUSED` update).
     /// A pause this worker knows to last longer (a `SECOND_PAUSE`) is not shortened.
-    public func pause(_ name: String, _ language: String, account: String? = nil, until: Date, at now: Date) async throws(StoreUnavailable) {
-        let key = Self.key(name, language, account: account)
+    public func pause(_ name: String, _ language: String, until: Date, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language)
         if case .paused(let current)? = remembered.withLock({ $0[key]?.state }), current > until { return }
         remember(key, .paused(until: until), at: now)
         let length = until.timeIntervalSince(now)
@@ -122,8 +118,8 @@ public final class TemplateStates: Sendable {
     /// the request began (`startedAt`) before this worker saw the template approved: the answer is
     /// of the pause that ended, and the message goes again (a new pause refuses its next request).
     @discardableResult
-    public func refused(_ name: String, _ language: String, account: String? = nil, at now: Date, startedAt: Date? = nil) async throws(StoreUnavailable) -> State? {
-        let key = Self.key(name, language, account: account)
+    public func refused(_ name: String, _ language: String, at now: Date, startedAt: Date? = nil) async throws(StoreUnavailable) -> State? {
+        let key = Self.key(name, language)
         if let startedAt, let approved = approvedSeen.withLock({ $0[key] }), startedAt < approved { return nil }
         if let known = Self.current(remembered.withLock({ $0[key]?.state }), at: now) { return known }
         let until = now.addingTimeInterval(Self.defaultPause.secondsDouble)
@@ -138,8 +134,8 @@ public final class TemplateStates: Sendable {
     }
 
     /// The template is disabled (a `132016` answer, a `DISABLED` update).
-    public func disable(_ name: String, _ language: String, account: String? = nil, at now: Date) async throws(StoreUnavailable) {
-        let key = Self.key(name, language, account: account)
+    public func disable(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language)
         remember(key, .disabled, at: now)
         try await share(key, .disabled, at: now) { store throws(StoreUnavailable) in try await store.set(key, "disabled", ttl: Self.disabledFor) }
     }
@@ -170,8 +166,8 @@ public final class TemplateStates: Sendable {
 
     /// The template may be sent again (an `APPROVED` or `REINSTATED` update). Noted in the store,
     /// so a worker that learned a state it could not share drops it too.
-    public func approve(_ name: String, _ language: String, account: String? = nil, at now: Date) async throws(StoreUnavailable) {
-        let key = Self.key(name, language, account: account)
+    public func approve(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language)
         remember(key, nil, at: now)
         seenApproved(key, at: now)
         _ = unshared.withLock { $0.removeValue(forKey: key) }
