@@ -31,3 +31,21 @@ import Testing
         #expect(returned == 2_000, "a wait at its timeout hung until the running task ended")
     }
 }
+
+/// What `/health` shows of outcomes the sink refused.
+@Suite struct UnreportedOutcomesTests {
+    /// A hand-back (a webhook's 503) shows until an outcome is recorded again — not only for a
+    /// minute, which a probe every few minutes missed at low traffic (review).
+    @Test func aHandBackShowsUntilAnOutcomeIsRecorded() {
+        let unreported = UnreportedOutcomes()
+        #expect(unreported.refused("broker refused"), "the first of an outage")
+        unreported.begin()
+        unreported.handedBack()
+        unreported.end()
+        #expect(unreported.current?.count == 0)
+        #expect(unreported.current?.reason == "broker refused")
+        #expect(!unreported.refused("broker refused"), "the same outage: logged once")
+        unreported.recorded()
+        #expect(unreported.current == nil, "recorded again: over")
+    }
+}

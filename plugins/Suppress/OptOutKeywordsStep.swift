@@ -127,7 +127,7 @@ extension StepPlugin {
         defaultOnError: .deadLetter,
         defaultDegradation: .failClosed,
         requires: [.webhookBatch],
-        check: eventsSectionNeeded,
+        check: eventsSectionExpected,
         make: { context in
             let settings = context.settings
             return OptOutKeywordsStep(

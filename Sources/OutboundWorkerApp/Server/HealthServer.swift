@@ -86,7 +86,7 @@ struct HealthReport {
         if let reason = pause ?? paused.first?.reason {
             body["reason"] = .string("\(pause != nil ? "consumption" : "sending") paused: \(reason)")
         } else if let unreported {
-            let held = unreported.count > 0 ? "\(unreported.count) messages held until they are" : "refused within the last minute; the source sends them again"
+            let held = unreported.count > 0 ? "\(unreported.count) messages held until they are" : "refused lately, none recorded since; the source sends them again"
             body["reason"] = .string("outcomes not recorded (\(held)): \(unreported.reason)")
         }
         return HealthReport(status: status, body: .object(body))

@@ -15,12 +15,20 @@ public enum AccompanyingEventsKey: MessageValueKey {
     public typealias Value = [PreparedEvent]
 }
 
-/// The `check` of a step that prepares events (`PreparedEventsKey`): without an `events:` section
-/// nothing publishes them, and its messages would be acknowledged — a webhook's POST answered
-/// 200 — with their events never published.
+/// The `check` of a step whose events are its point (`PreparedEventsKey`): without an `events:`
+/// section nothing publishes them, and its messages would be acknowledged — a webhook's POST
+/// answered 200 — with their events never published.
 public func eventsSectionNeeded(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
     guard pipeline.events == nil else { return [] }
     return [.error(at: step.location, "step `\(step.name)` prepares events and the pipeline has no `events:` section to publish them: its messages would be acknowledged with their events never published")]
+}
+
+/// The `check` of a step that does its work and prepares events beside it: without `events:` the
+/// work is done and its events are not published — said, not refused (a pipeline that wants only
+/// the work was valid before).
+public func eventsSectionExpected(_ step: StepDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
+    guard pipeline.events == nil else { return [] }
+    return [.warning(at: step.location, "step `\(step.name)` prepares events and the pipeline has no `events:` section: its changes are made, their events never published")]
 }
 
 /// One event to publish: its routing key and JSON body.

@@ -360,6 +360,7 @@ public final class PipelineWorker: Service, Sendable {
         guard let sink else { return true }
         do {
             try await sink.record(Outcome(decision: decision, run: run))
+            unreported.recorded()
             return true
         } catch {
             // Logged as an error once per outage, not once per message and retry.

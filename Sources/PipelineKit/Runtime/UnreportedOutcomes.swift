@@ -4,7 +4,8 @@ import Synchronization
 /// Messages that hold on to their delivery because the sink refused their outcome, and why:
 /// `/health` says `degraded` while any waits, `outbound_unreported_outcomes` counts them. A source
 /// that cannot hold a delivery meanwhile (a webhook answers 503, and Meta sends it again) hands it
-/// back at once: its refusals show on `/health` for `shownFor` after the last one.
+/// back at once: its refusals show on `/health` until an outcome is recorded again, or for
+/// `shownFor` after the last one.
 final class UnreportedOutcomes: Sendable {
     private struct State {
         var waiting = 0
@@ -17,10 +18,13 @@ final class UnreportedOutcomes: Sendable {
         }
     }
 
-    /// How long a delivery handed back for a refused outcome keeps `/health` degraded.
-    static let shownFor: Duration = .seconds(60)
+    /// How long a delivery handed back for a refused outcome keeps `/health` degraded without an
+    /// outcome recorded since (longer than Meta waits between its first retries of a POST).
+    static let shownFor: Duration = .seconds(900)
 
     private let state = Mutex(State())
+    /// Whether a hand-back shows: a recorded outcome costs one atomic load otherwise.
+    private let handedBackShown = Atomic<Bool>(false)
     private let gauge = Gauge(label: "outbound_unreported_outcomes")
 
     init() {
@@ -55,7 +59,19 @@ final class UnreportedOutcomes: Sendable {
 
     /// A delivery went back to a source that cannot hold it while its outcome is refused.
     func handedBack() {
-        state.withLock { $0.handedBackAt = .now }
+        state.withLock { state in
+            state.handedBackAt = .now
+            handedBackShown.store(true, ordering: .releasing)
+        }
+    }
+
+    /// An outcome was recorded: the sink takes them again, and what was handed back no longer shows.
+    func recorded() {
+        guard handedBackShown.load(ordering: .acquiring) else { return }
+        state.withLock { state in
+            state.handedBackAt = nil
+            handedBackShown.store(false, ordering: .releasing)
+        }
     }
 
     /// How many wait and the last refusal; nil when none waits and none was handed back lately.
