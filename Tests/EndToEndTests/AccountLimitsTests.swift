@@ -63,6 +63,8 @@ import TestSupport
         // DISABLED: the next message of that template is dead-lettered without a request.
         #expect(try await statuses.post(Self.templateUpdate("DISABLED", name: other)) == 200)
         try await poll("disabled shared") { try await redis.send(["GET", "template:\(other):en_US"]).string == "disabled" }
+        #expect(try await redis.send(["GET", "template:1:\(other):en_US"]).string == "disabled",
+                "and under the account the update names (entry 1), which senders `sender_accounts` gives it read")
         let before = e2e.server.requests.count
         try await e2e.publish([template(e2e, campaign + 11, name: other, category: "utility")])
         let letters = try await e2e.inspector.drain("\(e2e.queue).dead", expecting: 1)

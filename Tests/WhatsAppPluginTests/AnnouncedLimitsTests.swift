@@ -89,15 +89,20 @@ import TestSupport
     }
 
     /// A portfolio's sender or account that is not an id (the number itself) matched no sender, and
-    /// the portfolio went unlimited without a word: `check` names it (review).
-    @Test(arguments: [#"{ main: { senders: ["+15550100"], messaging_limit: 250 } }"#, #"{ main: { senders: ["100"], accounts: ["WABA 1"] } }"#])
-    func aPortfolioIdThatIsNotOneIsAnError(_ portfolios: String) throws {
+    /// the portfolio went unlimited without a word: `check` names it (review); so for a sender's
+    /// account in `sender_accounts`, whose templates would then be keyed by something no update names.
+    @Test(arguments: [
+        (#"portfolios: { main: { senders: ["+15550100"], messaging_limit: 250 } }"#, #""+15550100" is not a phone number id"#),
+        (#"portfolios: { main: { senders: ["100"], accounts: ["WABA 1"] } }"#, #"account "WABA 1" is not a WhatsApp Business Account id"#),
+        (#"sender_accounts: { "100": "WABA 1" }"#, #"the account of sender 100, "WABA 1", is not a WhatsApp Business Account id"#),
+    ])
+    func anIdThatIsNotOneIsAnError(_ setting: String, _ expected: String) throws {
         let location = SourceLocation(file: "t.yaml", line: 1, column: 1)
         let resource = ComponentDefinition(name: "whatsapp", uses: "whatsapp_cloud_api",
-                                           settings: try settings("access_token: t\nportfolios: \(portfolios)\n", schema: CloudAPISettings.schema), location: location)
+                                           settings: try settings("access_token: t\n\(setting)\n", schema: CloudAPISettings.schema), location: location)
         let pipeline = PipelineDefinition(version: 1, name: "t", source: ComponentDefinition(name: "source", uses: "rabbitmq", settings: Settings(), location: location),
                                           resources: [resource], steps: [], worker: WorkerConfiguration(), files: [])
         let errors = CloudAPISettings.check(resource, pipeline).map(\.message)
-        #expect(errors.contains { $0.contains("is not a phone number id") }, "\(errors)")
+        #expect(errors.contains { $0.contains(expected) }, "\(errors)")
     }
 }

@@ -141,6 +141,27 @@ import ValidatePlugin
     }
 }
 
+/// The store keys of a template's state: its account's (`sender_accounts`), or without one (SPEC 15).
+@Suite struct TemplateKeyTests {
+    @Test func aTemplateIsKeyedByItsAccountWhenKnown() async throws {
+        #expect(TemplateStates.key("sale", "en_US") == "template:sale:en_US")
+        #expect(TemplateStates.key("sale", "en_US", account: "9001") == "template:9001:sale:en_US")
+        let templates = TemplateStates(store: MemoryStore(clock: SystemWallClock()))
+        let now = Date()
+        try await templates.disable("sale", "en_US", account: "9001", at: now)
+        #expect(try await TemplateStates(store: nil).state(of: "sale", "en_US", account: "9001", at: now) == nil, "a store of its own: nothing")
+        #expect(try await templates.state(of: "sale", "en_US", account: "9002", at: now) == nil)
+        #expect(try await templates.state(of: "sale", "en_US", at: now) == nil)
+        #expect(try await templates.state(of: "sale", "en_US", account: "9001", at: now) == .disabled)
+    }
+
+    @Test func aKeyIsDescribedWithItsAccount() {
+        #expect(TemplateStates.describe(key: TemplateStates.key("sale", "en_US", account: "9001")) == "sale:en_US of account 9001")
+        #expect(TemplateStates.describe(key: TemplateStates.key("sale", "en_US")) == "sale:en_US")
+        #expect(TemplateStates.describe("sale", "en_US", account: nil) == "sale (en_US)")
+    }
+}
+
 /// What `dispatch` answers for a message of a paused template, as the pause goes on.
 @Suite struct PausedTemplateWaitTests {
     @Test func aWaitingMessageLooksAgainEveryFewSecondsInMemoryWhileItsTripsRoundTheSourceGrowLonger() async throws {

@@ -9,7 +9,8 @@ import WhatsAppPlugin
 ///
 /// - `message_template_status_update`: `PAUSED` pauses a template (`TemplateStates`; 3 h for a
 ///   `FIRST_PAUSE`, 6 h for a `SECOND_PAUSE`, from the update), `DISABLED` disables it,
-///   `APPROVED`/`REINSTATED` lets it go again.
+///   `APPROVED`/`REINSTATED` lets it go again — for the account the update names (the entry's id)
+///   and for the senders no account is configured for.
 /// - `business_capability_update`: a new messaging limit for the WhatsApp Business Account
 ///   (`AnnouncedLimits`), which every portfolio listing that account in `accounts` then uses.
 /// - Any webhook: the account of each phone number id it names (`AnnouncedLimits.learn`), for
@@ -39,7 +40,7 @@ struct AccountUpdatesStep: Step {
                 switch change.field {
                 case "message_template_status_update":
                     guard let update = TemplateUpdate(change, receivedAt: batch.receivedAt) else { continue }
-                    try await apply(update, now: context.clock.now())
+                    try await apply(update, account: change.account, now: context.clock.now())
                     context.logger.notice("template status update", metadata: ["template": "\(update.name) (\(update.language))", "event": .string(update.event)])
                 case "business_capability_update":
                     guard let account = change.account,
@@ -58,16 +59,21 @@ struct AccountUpdatesStep: Step {
         return .next
     }
 
-    private func apply(_ update: TemplateUpdate, now: Date) async throws(StoreUnavailable) {
-        switch update.event {
-        case "PAUSED":
-            try await templates.pause(update.name, update.language, until: update.pauseEnds, at: now)
-        case "DISABLED":
-            try await templates.disable(update.name, update.language, at: now)
-        case "APPROVED", "REINSTATED":
-            try await templates.approve(update.name, update.language, at: now)
-        default:
-            break
+    /// The update under the account's key (`TemplateStates.key`), which `dispatch` reads for the
+    /// senders `sender_accounts` gives that account, and under the key without one, which it reads
+    /// for every other sender (SPEC 15: by name and language).
+    private func apply(_ update: TemplateUpdate, account: String?, now: Date) async throws(StoreUnavailable) {
+        for account in Set([account, nil]) {
+            switch update.event {
+            case "PAUSED":
+                try await templates.pause(update.name, update.language, account: account, until: update.pauseEnds, at: now)
+            case "DISABLED":
+                try await templates.disable(update.name, update.language, account: account, at: now)
+            case "APPROVED", "REINSTATED":
+                try await templates.approve(update.name, update.language, account: account, at: now)
+            default:
+                break
+            }
         }
     }
 }

@@ -39,8 +39,15 @@ public enum CloudAPISettings {
         if case .string(let word) = value { MessageCategory(rawValue: word) } else { nil }
     }
 
+    static let senderAccounts = Setting.stringMap(
+        "sender_accounts", keys: .digits,
+        "the WhatsApp Business Account id of each sender phone number id: its paused and disabled templates are then its account's alone (a template's name is its account's; unlisted senders share them by name and language)")
+
     public static let schema = SettingsSchema(baseURL, apiVersion, phoneNumberID, accessToken, accessTokens, timeout, maxConnections, caFile, dryRun,
-                                              throughput, throughputBySender, throughputStore, pacing, templateCategories, Portfolio.setting)
+                                              throughput, throughputBySender, throughputStore, pacing, templateCategories, Portfolio.setting,
+                                              senderAccounts)
+
+    private static let accountProblem = "is not a WhatsApp Business Account id (1–32 digits 0-9)"
 
     /// Rules across the resource's settings.
     static func check(_ resource: ComponentDefinition, _ pipeline: PipelineDefinition) -> [Diagnostic] {
@@ -53,13 +60,22 @@ public enum CloudAPISettings {
             return [.error(at: settings.location(of: phoneNumberID) ?? resource.location,
                            "`phone_number_id` \"\(sender)\" of resource `\(resource.name)` \(problem): the id Meta shows for the number, not the number")]
         }
+        for (sender, account) in settings[senderAccounts].sorted(by: { $0.key < $1.key }) {
+            if MapKeys.digits.problem(account) != nil {
+                return [.error(at: settings.location(of: senderAccounts) ?? resource.location,
+                               "`sender_accounts`: the account of sender \(sender), \"\(account)\", \(accountProblem)")]
+            }
+        }
         var owner: [String: String] = [:]
         for portfolio in Portfolio.all(settings) {
             // (An id that is not one — the number itself — would match no sender, and the portfolio would go unlimited without a word.)
-            for id in portfolio.senders.sorted() + portfolio.accounts {
+            for id in portfolio.senders.sorted() {
                 if let problem = MapKeys.digits.problem(id) {
                     return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location, "portfolio `\(portfolio.name)`: \"\(id)\" \(problem)")]
                 }
+            }
+            for id in portfolio.accounts where MapKeys.digits.problem(id) != nil {
+                return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location, "portfolio `\(portfolio.name)`: account \"\(id)\" \(accountProblem)")]
             }
             for sender in portfolio.senders.sorted() {
                 if let first = owner[sender] {
@@ -95,6 +111,8 @@ public struct CloudAPIConfiguration: Sendable {
     public var templateCategories: [String: MessageCategory]
     /// Business portfolios whose senders share a messaging limit.
     public var portfolios: [Portfolio]
+    /// The WhatsApp Business Account of each sender listed, whose templates' states are its own.
+    public var senderAccounts: [String: String]
     /// What pauses when a sender's own token (`access_tokens`) is rejected: every sender of that token.
     private var tokenScopes: [String: PauseScope] = [:]
     /// What pauses when the shared `access_token` is rejected: with no per-sender tokens, everything.
@@ -120,6 +138,7 @@ public struct CloudAPIConfiguration: Sendable {
         throughputStore = settings[CloudAPISettings.throughputStore]
         templateCategories = settings[CloudAPISettings.templateCategories]
         portfolios = Portfolio.all(settings)
+        senderAccounts = settings[CloudAPISettings.senderAccounts]
         // (The senders of the shared token are every one without a token of its own: the default one is named.)
         let tokens = accessTokens
         let defaultSenderCovered = defaultSender.flatMap { tokens[$0] == nil ? [$0] : nil } ?? []

@@ -48,20 +48,21 @@ public struct AccountLimits: Sendable {
             return waiting("marketing:\(message.values[PreparedRequestKey.self]?.recipient ?? "?")", until: retryAt, .marketingLimit)
         }
         guard let template = Self.template(of: message) else { return nil }
+        let account = configuration.senderAccounts[sender]
         let state: TemplateStates.State?
         do {
-            state = try await templates.state(of: template.name, template.language, at: now)
+            state = try await templates.state(of: template.name, template.language, account: account, at: now)
         } catch {
             // Meta refuses a paused template itself: one request, and this worker knows from then on.
             context.logger.debug("template states unavailable; sending", metadata: ["error": .string(error.reason)])
             return nil
         }
-        let key = TemplateStates.key(template.name, template.language)
+        let key = TemplateStates.key(template.name, template.language, account: account)
         switch state {
         case .disabled?:
-            throw Self.disabled(template.name, template.language)
+            throw Self.disabled(TemplateStates.describe(template.name, template.language, account: account))
         case .paused(let until)?:
-            return pausedWait(key, until: until, reason: "template \(template.name) (\(template.language)) paused by Meta", context)
+            return pausedWait(key, until: until, reason: "template \(TemplateStates.describe(template.name, template.language, account: account)) paused by Meta", context)
         case nil:
             context.flow.holds.clear(key)
             return try await waitWhileFull(message, request, sender: sender, configuration, context)
@@ -69,8 +70,8 @@ public struct AccountLimits: Sendable {
     }
 
     /// A message of a template found disabled: dead-lettered without a request.
-    private static func disabled(_ name: String, _ language: String) -> StepFailure {
-        StepFailure(.permanent, "template disabled: \(name) (\(language)); not sent", code: 132016)
+    private static func disabled(_ template: String) -> StepFailure {
+        StepFailure(.permanent, "template disabled: \(template); not sent", code: 132016)
     }
 
     /// A message of a paused template waits until the pause ends or, sooner, until it looks again:
@@ -87,27 +88,32 @@ public struct AccountLimits: Sendable {
     /// An answer that concerns an account limit: what becomes of the message. Throws the failure
     /// for those that end it; nil for an answer that is not one of them. (`startedAt`: when the request began.)
     func answered(_ error: CloudAPIFailure, _ message: inout Message, _ request: PreparedRequest, sender: String, startedAt: Date,
-                  holds: SharedHolds, _ context: StepContext) async throws -> StepOutcome? {
+                  holds: SharedHolds, _ configuration: CloudAPIConfiguration, _ context: StepContext) async throws -> StepOutcome? {
         let now = context.clock.now()
         let template = Self.template(of: message)
+        let account = configuration.senderAccounts[sender]
         switch error.kind {
         case .templatePaused:
             guard let (name, language) = template else { return nil }
             var state: TemplateStates.State? = .paused(until: now.addingTimeInterval(TemplateStates.defaultPause.secondsDouble))
-            await record(context) { () async throws(StoreUnavailable) in state = try await templates.refused(name, language, at: now, startedAt: startedAt) }
+            await record(context) { () async throws(StoreUnavailable) in
+                state = try await templates.refused(name, language, account: account, at: now, startedAt: startedAt)
+            }
+            let key = TemplateStates.key(name, language, account: account)
+            let described = TemplateStates.describe(name, language, account: account)
             guard let state else {
                 context.logger.notice("132015 for a request begun before the template was approved: sent again",
-                                      metadata: ["template": "\(name) (\(language))"])
-                return .wait(Wait(key: TemplateStates.key(name, language), until: now, reason: .templatePaused))
+                                      metadata: ["template": .string(described)])
+                return .wait(Wait(key: key, until: now, reason: .templatePaused))
             }
-            context.logger.warning("template paused by Meta: its messages wait", metadata: ["template": "\(name) (\(language))", "reason": .string(error.reason)])
+            context.logger.warning("template paused by Meta: its messages wait", metadata: ["template": .string(described), "reason": .string(error.reason)])
             guard case .paused(let until) = state else {
-                throw Self.disabled(name, language)
+                throw Self.disabled(described)
             }
-            return pausedWait(TemplateStates.key(name, language), until: until, reason: "template \(name) (\(language)) paused by Meta: \(error.reason)", context)
+            return pausedWait(key, until: until, reason: "template \(described) paused by Meta: \(error.reason)", context)
         case .templateDisabled:
             if let (name, language) = template {
-                await record(context) { () async throws(StoreUnavailable) in try await templates.disable(name, language, at: now) }
+                await record(context) { () async throws(StoreUnavailable) in try await templates.disable(name, language, account: account, at: now) }
             }
             throw StepFailure(.permanent, "template disabled: \(error.reason)", code: error.code)
         case .marketingDeclined:

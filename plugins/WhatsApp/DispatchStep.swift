@@ -126,7 +126,7 @@ public struct DispatchStep: Step {
                     flow.holds.clear(scopes.token.key)
                 }
             }
-            if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, holds: holds, context) {
+            if let limited = try await limits.answered(error, &message, request, sender: sender, startedAt: startedAt, holds: holds, configuration, context) {
                 return limited
             }
             switch error.kind {

@@ -3,9 +3,10 @@ import PipelineKit
 import Synchronization
 
 /// Templates Meta paused or disabled (SPEC 15), shared by every worker and the statuses pipeline
-/// through a key-value store: `template:{name}:{language}` holds `paused:{end, epoch ms}`
+/// through a key-value store: `template:{name}:{language}` — `template:{account}:{name}:{language}`
+/// for a sender whose WhatsApp Business Account is configured (`key`) — holds `paused:{end, epoch ms}`
 /// (expiring when the pause ends) or `disabled`; an approval deletes it and notes when it came in
-/// `template-approved:{name}:{language}`. Each worker remembers what it read for one
+/// `template-approved:…` (the same key's rest). Each worker remembers what it read for one
 /// second, so a template's messages cost one read a second, and an update is in effect everywhere
 /// within that second; what this worker learns itself (a `132015` answer) is in effect at once,
 /// and stays so for this worker while the store cannot be read or could not be written — until
@@ -58,9 +59,27 @@ public final class TemplateStates: Sendable {
         self.store = store
     }
 
-    /// The store key of a template (name + language).
-    public static func key(_ name: String, _ language: String) -> String {
-        "template:\(name):\(language)"
+    /// The store key of a template (name + language): `template:{name}:{language}` (SPEC 15), or
+    /// `template:{account}:{name}:{language}` for a sender whose WhatsApp Business Account
+    /// `sender_accounts` names — a template's name is its account's alone, so that one tenant's
+    /// paused or disabled template does not hold another's of the same name. The statuses pipeline
+    /// writes each update under both.
+    public static func key(_ name: String, _ language: String, account: String? = nil) -> String {
+        account.map { "template:\($0):\(name):\(language)" } ?? "template:\(name):\(language)"
+    }
+
+    /// A template as logs, dead letters and `/health` name it: `order_update (en_US)`, with `of
+    /// account 9001` when its state is its account's.
+    public static func describe(_ name: String, _ language: String, account: String?) -> String {
+        "\(name) (\(language))" + (account.map { " of account \($0)" } ?? "")
+    }
+
+    /// What `outbound-worker limits` prints for a store key: `order_update:en_US`, with `of account
+    /// 9001` for an account's (template names and language codes hold no `:`).
+    public static func describe(key: String) -> String {
+        let parts = key.dropFirst("template:".count).split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return String(key.dropFirst("template:".count)) }
+        return "\(parts[1]):\(parts[2]) of account \(parts[0])"
     }
 
     /// The store key that notes a template's last approval (epoch milliseconds), kept as long as a
@@ -70,8 +89,8 @@ public final class TemplateStates: Sendable {
     }
 
     /// The template's state now; nil: approved (or never heard of).
-    public func state(of name: String, _ language: String, at now: Date) async throws(StoreUnavailable) -> State? {
-        let key = Self.key(name, language)
+    public func state(of name: String, _ language: String, account: String? = nil, at now: Date) async throws(StoreUnavailable) -> State? {
+        let key = Self.key(name, language, account: account)
         if let known = remembered.withLock({ $0[key] }), now.timeIntervalSince(known.readAt) < Self.freshness {
             return Self.current(known.state, at: now)
         }
@@ -100,8 +119,8 @@ public final class TemplateStates: Sendable {
 
     /// The template is paused until `until` (a `132015` answer, a `PAUSED` update).
     /// A pause this worker knows to last longer (a `SECOND_PAUSE`) is not shortened.
-    public func pause(_ name: String, _ language: String, until: Date, at now: Date) async throws(StoreUnavailable) {
-        let key = Self.key(name, language)
+    public func pause(_ name: String, _ language: String, account: String? = nil, until: Date, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language, account: account)
         if case .paused(let current)? = remembered.withLock({ $0[key]?.state }), current > until { return }
         remember(key, .paused(until: until), at: now)
         let length = until.timeIntervalSince(now)
@@ -118,8 +137,8 @@ public final class TemplateStates: Sendable {
     /// the request began (`startedAt`) before this worker saw the template approved: the answer is
     /// of the pause that ended, and the message goes again (a new pause refuses its next request).
     @discardableResult
-    public func refused(_ name: String, _ language: String, at now: Date, startedAt: Date? = nil) async throws(StoreUnavailable) -> State? {
-        let key = Self.key(name, language)
+    public func refused(_ name: String, _ language: String, account: String? = nil, at now: Date, startedAt: Date? = nil) async throws(StoreUnavailable) -> State? {
+        let key = Self.key(name, language, account: account)
         if let startedAt, let approved = approvedSeen.withLock({ $0[key] }), startedAt < approved { return nil }
         if let known = Self.current(remembered.withLock({ $0[key]?.state }), at: now) { return known }
         let until = now.addingTimeInterval(Self.defaultPause.secondsDouble)
@@ -134,8 +153,8 @@ public final class TemplateStates: Sendable {
     }
 
     /// The template is disabled (a `132016` answer, a `DISABLED` update).
-    public func disable(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
-        let key = Self.key(name, language)
+    public func disable(_ name: String, _ language: String, account: String? = nil, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language, account: account)
         remember(key, .disabled, at: now)
         try await share(key, .disabled, at: now) { store throws(StoreUnavailable) in try await store.set(key, "disabled", ttl: Self.disabledFor) }
     }
@@ -166,8 +185,8 @@ public final class TemplateStates: Sendable {
 
     /// The template may be sent again (an `APPROVED` or `REINSTATED` update). Noted in the store,
     /// so a worker that learned a state it could not share drops it too.
-    public func approve(_ name: String, _ language: String, at now: Date) async throws(StoreUnavailable) {
-        let key = Self.key(name, language)
+    public func approve(_ name: String, _ language: String, account: String? = nil, at now: Date) async throws(StoreUnavailable) {
+        let key = Self.key(name, language, account: account)
         remember(key, nil, at: now)
         seenApproved(key, at: now)
         _ = unshared.withLock { $0.removeValue(forKey: key) }

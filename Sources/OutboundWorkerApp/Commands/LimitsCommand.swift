@@ -41,7 +41,7 @@ struct LimitsCommand: AsyncParsableCommand {
         let keys = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in try await store.keys(prefix: "template:") }
         for key in keys {
             let value = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in try await store.read(key)?.value }
-            let template = key.dropFirst("template:".count)
+            let template = TemplateStates.describe(key: key)
             switch TemplateStates.decode(value) {
             case .paused(let until)?: print("template \(template): paused until \(UTCTimestamp.format(until))")
             case .disabled?: print("template \(template): disabled")
