@@ -33,6 +33,32 @@ public final class RedisClient: Sendable {
         return try await router.send(arguments.map { Array($0.utf8) }, to: node).get()
     }
 
+    /// Whether Redis answers `PING` — on a Redis Cluster every master the slot map knows, at once (a
+    /// master that does not answer leaves its slots' keys unreachable until a replica takes over,
+    /// while the others answer); nil when all do, else what the first that did not said.
+    public func unansweredPing() async -> String? {
+        let ping: [[UInt8]] = [Array("PING".utf8)]
+        guard let router else { return Self.problem(ofPingAnswer: await nextConnection().send(RedisCommand(ping))) }
+        let nodes = router.masters()
+        guard !nodes.isEmpty else { return Self.problem(ofPingAnswer: await router.send(ping)) }
+        return await withTaskGroup(of: String?.self) { group in
+            for node in nodes {
+                group.addTask { Self.problem(ofPingAnswer: await router.send(ping, to: node)).map { "master \(node): \($0)" } }
+            }
+            var first: String?
+            for await problem in group where first == nil { first = problem }
+            return first
+        }
+    }
+
+    private static func problem(ofPingAnswer answer: Result<RedisReply, RedisError>) -> String? {
+        switch answer {
+        case .success(.status("PONG")): nil
+        case .success(let reply): "unexpected PING answer: \(reply)"
+        case .failure(let error): error.description
+        }
+    }
+
     /// Connects every pooled connection now; reports a wrong password or database, or an unreachable server.
     public func connect() async throws(RedisError) {
         if let router { return try await router.connect() }

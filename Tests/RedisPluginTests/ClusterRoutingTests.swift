@@ -1,5 +1,8 @@
 import Foundation
+import Logging
+import PipelineKit
 import RedisClient
+import RedisPlugin
 import Testing
 import TestSupport
 
@@ -105,5 +108,25 @@ import TestSupport
         #expect(try Self.masters().allSatisfy { $0.port != victim.port }, "a replica took over")
         _ = try TestServices.cluster(["start", "redis"])
         try await poll("the killed node back, as a replica") { (try? Self.cli(victim.port, ["role"]))?.hasPrefix("slave") == true }
+    }
+
+    /// A master that does not answer leaves its slots' keys unreachable while the others answer;
+    /// `/health` pinged one master only and said up (audit). Now every master is pinged.
+    @Test func aMasterThatDoesNotAnswerShowsOnHealth() async throws {
+        _ = try TestServices.cluster(["start", "redis"])
+        let store = RedisStore(client: Self.client(), logger: Logger(label: "test.cluster-health"))
+        try await store.client.connect()
+        #expect(await store.health() == .up)
+        // The master the map lists last (a keyless PING went to the first): its clients paused, its cluster bus not.
+        let silent = try #require(store.client.masters().last)
+        _ = try Self.cli(silent.port, ["client", "pause", "2000", "ALL"])
+        let health = await store.health()
+        _ = try? Self.cli(silent.port, ["client", "unpause"])
+        guard case .down(let reason) = health else {
+            Issue.record("health \(health) while master \(silent) does not answer")
+            return
+        }
+        #expect(reason.contains("master \(silent)"), "\(reason)")
+        try await poll("up again once it answers") { await store.health() == .up }
     }
 }

@@ -44,17 +44,12 @@ public final class RedisStore: Resource {
         return store
     }
 
-    /// Down when Redis does not answer PING — or answers it but refused a command in the last
-    /// `refusalShown` (out of memory, writes stopped after a failed save, a read-only replica, an
-    /// ACL): steps then apply their degradation policy (`fail_open` sends without deduplication),
-    /// which a PING alone would hide.
+    /// Down when Redis — on a Redis Cluster, any master — does not answer PING, or answers it but
+    /// refused a command in the last `refusalShown` (out of memory, writes stopped after a failed
+    /// save, a read-only replica, an ACL): steps then apply their degradation policy (`fail_open`
+    /// sends without deduplication), which a PING alone would hide.
     public func health() async -> HealthStatus {
-        do {
-            let reply = try await client.send(["PING"])
-            guard reply == .status("PONG") else { return .down("unexpected PING answer") }
-        } catch {
-            return .down(error.description)
-        }
+        if let problem = await client.unansweredPing() { return .down(problem) }
         guard let refusal = lastRefusal.withLock({ $0 }), ContinuousClock.now - refusal.at < refusalShown else { return .up }
         return .down("a command was refused \((ContinuousClock.now - refusal.at).components.seconds) s ago: \(refusal.reason)")
     }
