@@ -86,9 +86,15 @@ import WebhookPlugin
         #expect(try await send("sale", from: "1003") == .next)
 
         log.script([StandInCloudAPI.Answer(status: 400, errorCode: 132016, errorMessage: "Template is disabled")])
-        await #expect(throws: StepFailure.self) { try await send("promo", from: "1002") }
+        let failure = await #expect(throws: StepFailure.self) { try await send("promo", from: "1002") }
+        #expect(failure?.reason.hasPrefix("template disabled: promo (en_US) of account 9002: ") == true, "\(String(describing: failure))")
         #expect(try await store.read("template:9002:promo:en_US")?.value == "disabled")
         #expect(try await send("promo", from: "1001") == .next)
-        #expect(log.received.map(\.sender) == ["1001", "1002", "1003", "1002", "1001"])
+
+        log.script([StandInCloudAPI.Answer(status: 400, errorCode: 132015, errorMessage: "Template is paused")])
+        #expect(try await waits("welcome", from: "1003"), "a sender listed nowhere learns it under the shared key")
+        #expect(try await store.read("template:welcome:en_US")?.value.hasPrefix("paused:") == true)
+        #expect(try await send("welcome", from: "1001") == .next, "which no listed sender reads")
+        #expect(log.received.map(\.sender) == ["1001", "1002", "1003", "1002", "1001", "1003", "1001"])
     }
 }

@@ -88,6 +88,20 @@ import TestSupport
         #expect(await AnnouncedLimits(store: store).limit(of: portfolio, at: now) == 1000, "one of the same moment is recorded (the later delivered)")
     }
 
+    /// A sender's configured account that Meta's webhooks contradict is told once (`dispatch` logs
+    /// it, `limits` prints it): that account's template updates would not reach the sender (review).
+    @Test func aConfiguredAccountTheWebhooksContradictIsToldOnce() async throws {
+        let store = MemoryStore(clock: SystemWallClock())
+        let now = Date()
+        try await AnnouncedLimits(store: store).learn(sender: "1", account: "9005", at: now)
+        try await AnnouncedLimits(store: store).learn(sender: "2", account: "9002", at: now)
+        let worker = AnnouncedLimits(store: store)
+        #expect(await worker.contradiction(of: "9001", for: "1", at: now) == "9005")
+        #expect(await worker.contradiction(of: "9001", for: "1", at: now) == nil, "once")
+        #expect(await worker.contradiction(of: "9002", for: "2", at: now) == nil, "they agree")
+        #expect(await worker.contradiction(of: "9003", for: "3", at: now) == nil, "no webhook named one")
+    }
+
     /// A portfolio's sender or account that is not an id (the number itself) matched no sender, and
     /// the portfolio went unlimited without a word: `check` names it (review); so for a sender's
     /// account in `sender_accounts`, whose templates would then be keyed by something no update names.
@@ -95,6 +109,8 @@ import TestSupport
         (#"portfolios: { main: { senders: ["+15550100"], messaging_limit: 250 } }"#, #""+15550100" is not a phone number id"#),
         (#"portfolios: { main: { senders: ["100"], accounts: ["WABA 1"] } }"#, #"account "WABA 1" is not a WhatsApp Business Account id"#),
         (#"sender_accounts: { "100": "WABA 1" }"#, #"the account of sender 100, "WABA 1", is not a WhatsApp Business Account id"#),
+        ("sender_accounts: { \"100\": \"9002\" }\nportfolios: { main: { senders: [\"100\"], accounts: [\"9001\"] } }",
+         "`sender_accounts` gives sender 100 account 9002, which its portfolio `main` does not list in `accounts` (9001)"),
     ])
     func anIdThatIsNotOneIsAnError(_ setting: String, _ expected: String) throws {
         let location = SourceLocation(file: "t.yaml", line: 1, column: 1)

@@ -143,21 +143,21 @@ import ValidatePlugin
 
 /// The store keys of a template's state: its account's (`sender_accounts`), or without one (SPEC 15).
 @Suite struct TemplateKeyTests {
-    @Test func aTemplateIsKeyedByItsAccountWhenKnown() async throws {
+    @Test func aTemplateIsKeyedByItsAccountWhenGiven() async throws {
         #expect(TemplateStates.key("sale", "en_US") == "template:sale:en_US")
         #expect(TemplateStates.key("sale", "en_US", account: "9001") == "template:9001:sale:en_US")
-        let templates = TemplateStates(store: MemoryStore(clock: SystemWallClock()))
+        let store = MemoryStore(clock: SystemWallClock())
         let now = Date()
-        try await templates.disable("sale", "en_US", account: "9001", at: now)
-        #expect(try await TemplateStates(store: nil).state(of: "sale", "en_US", account: "9001", at: now) == nil, "a store of its own: nothing")
-        #expect(try await templates.state(of: "sale", "en_US", account: "9002", at: now) == nil)
-        #expect(try await templates.state(of: "sale", "en_US", at: now) == nil)
-        #expect(try await templates.state(of: "sale", "en_US", account: "9001", at: now) == .disabled)
+        try await TemplateStates(store: store).disable("sale", "en_US", account: "9001", at: now)
+        let other = TemplateStates(store: store)
+        #expect(try await other.state(of: "sale", "en_US", account: "9002", at: now) == nil)
+        #expect(try await other.state(of: "sale", "en_US", at: now) == nil)
+        #expect(try await other.state(of: "sale", "en_US", account: "9001", at: now) == .disabled, "read from the store")
     }
 
     @Test func aKeyIsDescribedWithItsAccount() {
-        #expect(TemplateStates.describe(key: TemplateStates.key("sale", "en_US", account: "9001")) == "sale:en_US of account 9001")
-        #expect(TemplateStates.describe(key: TemplateStates.key("sale", "en_US")) == "sale:en_US")
+        #expect(TemplateStates.parts(ofKey: TemplateStates.key("sale", "en_US", account: "9001")) == ("sale:en_US", "9001"))
+        #expect(TemplateStates.parts(ofKey: TemplateStates.key("sale", "en_US")) == ("sale:en_US", nil))
         #expect(TemplateStates.describe("sale", "en_US", account: nil) == "sale (en_US)")
     }
 }

@@ -41,7 +41,8 @@ struct AccountUpdatesStep: Step {
                 case "message_template_status_update":
                     guard let update = TemplateUpdate(change, receivedAt: batch.receivedAt) else { continue }
                     try await apply(update, account: change.account, now: context.clock.now())
-                    context.logger.notice("template status update", metadata: ["template": "\(update.name) (\(update.language))", "event": .string(update.event)])
+                    context.logger.notice("template status update", metadata: ["template": .string(TemplateStates.describe(update.name, update.language, account: change.account)),
+                                                                              "event": .string(update.event)])
                 case "business_capability_update":
                     guard let account = change.account,
                           let limit = AnnouncedLimits.parse(change.value["max_daily_conversations_per_business"]) ?? AnnouncedLimits.parse(change.value["max_daily_conversation_per_phone"])

@@ -47,6 +47,8 @@ public final class AnnouncedLimits: Sendable {
     private let accounts = Mutex<[String: Account]>([:])
     /// The accounts of each portfolio without `accounts`, by name.
     private let seen = Mutex<[String: SeenAccounts]>([:])
+    /// The senders (with the account named) whose configured account `contradiction` reported.
+    private let contradictions = Mutex<Set<String>>([])
     /// How long an announcement, or a sender's account, is kept without a newer one.
     static let keptFor: Duration = .seconds(400 * 86_400)
     /// How long a worker trusts the account it read for a sender, and how often the statuses
@@ -141,6 +143,18 @@ public final class AnnouncedLimits: Sendable {
         }
         seen.withLock { $0[portfolio.name] = SeenAccounts(accounts: accounts, readAt: now) }
         return accounts
+    }
+
+    /// The account the statuses webhooks named with `sender` when it is not `configured` (its
+    /// `sender_accounts` entry): that account's template updates do not reach the sender. Once per
+    /// sender and account named; nil afterwards, when they agree, or when none was named.
+    public func contradiction(of configured: String, for sender: String, at now: Date) async -> String? {
+        guard let named = await account(of: sender, at: now), named != configured else { return nil }
+        let first = contradictions.withLock { told in
+            if told.count > 4096 { told.removeAll() }
+            return told.insert("\(sender):\(named)").inserted
+        }
+        return first ? named : nil
     }
 
     /// The account `sender` was last seen with, read at most once an hour (once a minute while

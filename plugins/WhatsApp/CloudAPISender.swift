@@ -78,6 +78,10 @@ public enum CloudAPISettings {
                 return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location, "portfolio `\(portfolio.name)`: account \"\(id)\" \(accountProblem)")]
             }
             for sender in portfolio.senders.sorted() {
+                if !portfolio.accounts.isEmpty, let account = settings[senderAccounts][sender], !portfolio.accounts.contains(account) {
+                    return [.error(at: settings.location(of: senderAccounts) ?? resource.location,
+                                   "`sender_accounts` gives sender \(sender) account \(account), which its portfolio `\(portfolio.name)` does not list in `accounts` (\(portfolio.accounts.joined(separator: ", "))): one of them is wrong")]
+                }
                 if let first = owner[sender] {
                     return [.error(at: settings.location(of: Portfolio.setting) ?? resource.location,
                                    "sender \(sender) is in portfolios `\(first)` and `\(portfolio.name)`: a sender belongs to one business portfolio")]

@@ -49,6 +49,10 @@ public struct AccountLimits: Sendable {
         }
         guard let template = Self.template(of: message) else { return nil }
         let account = configuration.senderAccounts[sender]
+        if let account, let named = await messaging.announced.contradiction(of: account, for: sender, at: now) {
+            context.logger.warning("sender_accounts gives this sender another account than Meta's webhooks name: its template updates do not reach it",
+                                   metadata: ["sender": .string(sender), "configured": .string(account), "named": .string(named)])
+        }
         let state: TemplateStates.State?
         do {
             state = try await templates.state(of: template.name, template.language, account: account, at: now)
@@ -115,7 +119,8 @@ public struct AccountLimits: Sendable {
             if let (name, language) = template {
                 await record(context) { () async throws(StoreUnavailable) in try await templates.disable(name, language, account: account, at: now) }
             }
-            throw StepFailure(.permanent, "template disabled: \(error.reason)", code: error.code)
+            let described = template.map { "\(TemplateStates.describe($0.name, $0.language, account: account)): " } ?? ""
+            throw StepFailure(.permanent, "template disabled: \(described)\(error.reason)", code: error.code)
         case .marketingDeclined:
             // It went once more after its wait and was declined again: Meta keeps declining it.
             if MarketingRetry.read(message, now: now, longest: marketingRetryAfter) != nil {

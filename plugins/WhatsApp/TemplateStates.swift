@@ -74,12 +74,12 @@ public final class TemplateStates: Sendable {
         "\(name) (\(language))" + (account.map { " of account \($0)" } ?? "")
     }
 
-    /// What `outbound-worker limits` prints for a store key: `order_update:en_US`, with `of account
-    /// 9001` for an account's (template names and language codes hold no `:`).
-    public static func describe(key: String) -> String {
+    /// A store key read back: the template (`order_update:en_US`) and the account it is keyed by,
+    /// if any (template names and language codes hold no `:`).
+    public static func parts(ofKey key: String) -> (template: String, account: String?) {
         let parts = key.dropFirst("template:".count).split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return String(key.dropFirst("template:".count)) }
-        return "\(parts[1]):\(parts[2]) of account \(parts[0])"
+        guard parts.count == 3 else { return (String(key.dropFirst("template:".count)), nil) }
+        return ("\(parts[1]):\(parts[2])", String(parts[0]))
     }
 
     /// The store key that notes a template's last approval (epoch milliseconds), kept as long as a

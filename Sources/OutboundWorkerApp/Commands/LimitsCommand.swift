@@ -26,7 +26,8 @@ struct LimitsCommand: AsyncParsableCommand {
             throw ExitStatus.pipelineLacks("resource `\(storeName)` keeps no limits")
         }
         let announced = AnnouncedLimits(store: store)
-        for portfolio in CloudAPIConfiguration(settings: client.settings).portfolios {
+        let configuration = CloudAPIConfiguration(settings: client.settings)
+        for portfolio in configuration.portfolios {
             let senders = portfolio.senders.sorted().joined(separator: ", ")
             guard let limit = await announced.limit(of: portfolio, at: Date()) else {
                 print("portfolio \(portfolio.name) (senders \(senders)): unlimited")
@@ -39,13 +40,22 @@ struct LimitsCommand: AsyncParsableCommand {
             print("portfolio \(portfolio.name) (senders \(senders)): \(counted) of \(limit) recipients in the last 24 h; \(max(0, usable - counted)) left (\(usable) usable outside the urgent lane, \(limit) in it)")
         }
         let keys = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in try await store.keys(prefix: "template:") }
+        // (The statuses pipeline keeps every account's states; those of accounts no sender is listed with are read by no worker.)
+        let listed = Set(configuration.senderAccounts.values)
         for key in keys {
+            let (template, account) = TemplateStates.parts(ofKey: key)
+            if let account, !listed.contains(account) { continue }
             let value = try await ExitStatus.unavailableAsExit("limits") { () async throws(StoreUnavailable) in try await store.read(key)?.value }
-            let template = TemplateStates.describe(key: key)
+            let described = template + (account.map { " of account \($0)" } ?? "")
             switch TemplateStates.decode(value) {
-            case .paused(let until)?: print("template \(template): paused until \(UTCTimestamp.format(until))")
-            case .disabled?: print("template \(template): disabled")
+            case .paused(let until)?: print("template \(described): paused until \(UTCTimestamp.format(until))")
+            case .disabled?: print("template \(described): disabled")
             case nil: continue
+            }
+        }
+        for (sender, account) in configuration.senderAccounts.sorted(by: { $0.key < $1.key }) {
+            if let named = await announced.contradiction(of: account, for: sender, at: Date()) {
+                print("sender \(sender): `sender_accounts` gives account \(account), Meta's webhooks name \(named): that account's template updates do not reach it")
             }
         }
         await resource.shutdown()
