@@ -149,9 +149,17 @@ import TestSupport
                 #expect(await client.health() == .down(error.reason), "health reports a configuration failure")
             }
         }
-        // Any 2xx is sent, even an HTML page (its wamid comes with the first status, SPEC 13).
-        server.answer { _, _ in .html(status: 200, body: "<html><body>Welcome</body></html>") }
+        // Any 2xx is sent, even an HTML page (its wamid comes with the first status, SPEC 13) — but
+        // the Cloud API always gives one, and a `base_url` answering every POST with a page had
+        // every message counted sent and none delivered, /health ok: it shows until a wamid comes.
+        server.answer { _, _ in .html(status: 200, body: "<html><head><title>Welcome to nginx!</title></head></html>") }
         #expect(try await client.send(request, from: "1055", logger: Logger(label: "t")) == nil)
+        let health = await client.health()
+        guard case .down(let reason) = health else {
+            Issue.record("health \(health) after a 2xx HTML page")
+            return
+        }
+        #expect(reason.contains("without a wamid") && reason.contains("Welcome to nginx!") && reason.contains("`base_url`"), "\(reason)")
         server.answer { _, _ in .success }
         #expect(try await client.send(request, from: "1055", logger: Logger(label: "t")) != nil)
         #expect(await client.health() == .up, "the Cloud API answered: nothing wrong any more")
@@ -256,6 +264,7 @@ import TestSupport
             server.answer { _, _ in .raw(status: 200, body: body) }
             let wamid = try await client.send(request, from: "1055", logger: Logger(label: "t"))
             #expect(wamid == nil, "\(body)")
+            #expect(await client.health() != .up, "\(body)")
         }
         await client.shutdown()
     }

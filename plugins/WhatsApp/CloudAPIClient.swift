@@ -48,11 +48,14 @@ public final class CloudAPIClient: CloudAPISender {
         var transport: (reason: String, at: ContinuousClock.Instant)?
         /// A configuration failure, reported until the Cloud API answers.
         var configuration: String?
+        /// A 2xx answer without a wamid (what it was), reported until one with a wamid comes, for 10 min at most.
+        var withoutWamid: (what: String, at: ContinuousClock.Instant)?
     }
 
     public init(settings: Settings, slotStore: (any SlotStore)? = nil) throws {
         configuration = CloudAPIConfiguration(settings: settings)
         self.slotStore = slotStore
+        _ = Self.withoutWamid  // exported at 0 from the start, for the alert's rate
         let url = URL(string: configuration.baseURL)
         host = url?.host ?? configuration.baseURL
         port = url?.port ?? (url?.scheme == "http" ? 80 : 443)
@@ -185,8 +188,12 @@ public final class CloudAPIClient: CloudAPISender {
         }
         switch reading {
         case .sent(let wamid):
-            answered()
+            answered(withWamid: true)
             return wamid
+        case .sentWithoutWamid(let what):
+            answered()
+            sentWithoutWamid(status: answer.status, what, logger: logger)
+            return nil
         case .failed(let failure) where failure.kind == .configuration:
             throw configurationFailure(failure)
         case .failed(let failure):
@@ -232,10 +239,32 @@ public final class CloudAPIClient: CloudAPISender {
         return failure
     }
 
-    /// The Cloud API answered: whatever was wrong with reaching it is not any more.
-    private func answered() {
+    /// A 2xx answer without a wamid: sent (SPEC 13: the wamid comes with the first status) — but
+    /// the Cloud API always gives one, and a `base_url` that points at something else answering 2xx
+    /// (a web server, a proxy's page) would have every message counted sent and none delivered.
+    /// Counted (`outbound_sent_without_wamid_total`, alert `OutboundWorkerSentWithoutWamid`),
+    /// logged when it begins, and on `/health` until an answer with a wamid comes.
+    private func sentWithoutWamid(status: Int, _ what: String, logger: Logger) {
+        Self.withoutWamid.increment()
+        let begins = problems.withLock { problems in
+            defer { problems.withoutWamid = (what, .now) }
+            return problems.withoutWamid == nil
+        }
+        if begins {
+            logger.warning("the Cloud API accepted a message without a wamid in its answer: sent, its wamid comes with the first status; if every answer is so, `base_url` is not the Cloud API",
+                           metadata: ["status": "\(status)", "answer": .string(what)])
+        }
+    }
+
+    private static let withoutWamid = Counter(label: "outbound_sent_without_wamid_total")
+
+    /// The Cloud API answered: whatever was wrong with reaching it is not any more (and with a
+    /// wamid: the answers are the Cloud API's).
+    private func answered(withWamid: Bool = false) {
         problems.withLock { problems in
-            if problems.transport != nil || problems.configuration != nil { problems = Problems() }
+            problems.transport = nil
+            problems.configuration = nil
+            if withWamid { problems.withoutWamid = nil }
         }
     }
 
@@ -252,12 +281,15 @@ public final class CloudAPIClient: CloudAPISender {
         let reading = body.withUnsafeBytes { read(status: status, headers: headers, body: $0, truncated: false) }
         switch reading {
         case .sent(let wamid): return wamid
+        case .sentWithoutWamid: return nil
         case .failed(let failure): throw failure
         }
     }
 
     enum Reading {
-        case sent(String?)
+        case sent(String)
+        /// A 2xx without a wamid in it (what the answer was).
+        case sentWithoutWamid(String)
         case failed(CloudAPIFailure)
     }
 
@@ -278,7 +310,8 @@ public final class CloudAPIClient: CloudAPISender {
         if (200..<300).contains(status) {
             // Any 2xx is sent (SPEC 13), even one whose body is no Cloud API answer: the wamid then comes with the first status.
             (status == 200 ? sent : Counter(label: "outbound_dispatch_total", dimensions: [("status", String(status)), ("code", "none")])).increment()
-            return .sent(truncated || html ? nil : wamid(in: body))
+            if !truncated, !html, let wamid = wamid(in: body) { return .sent(wamid) }
+            return .sentWithoutWamid(truncated ? "an answer over the size read" : html ? "an HTML page\(title(of: body))" : "no messages[0].id in the answer")
         }
         let error = html ? nil : try? JSONDecoder().decode(CloudAPIErrorBody.Envelope.self, from: Data(body)).error
         count(status: String(status), code: error?.code.map(String.init) ?? "none")
@@ -333,6 +366,9 @@ public final class CloudAPIClient: CloudAPISender {
     public func health() async -> HealthStatus {
         let now = self.problems.withLock { $0 }
         if let reason = now.configuration { return .down(reason) }
+        if let (what, when) = now.withoutWamid, ContinuousClock.now - when < .seconds(600) {
+            return .down("HTTP 2xx without a wamid (\(what)): counted sent; is `base_url` the Cloud API?")
+        }
         guard let (reason, when) = now.transport, ContinuousClock.now - when < .seconds(30) else { return .up }
         return .down(reason)
     }
