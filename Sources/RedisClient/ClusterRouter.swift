@@ -67,10 +67,7 @@ final class ClusterRouter: Sendable {
                 return .failure(.unavailable("no master of the Redis Cluster is known for this key (seeds: \(seedList))"))
             }
             let result = await send(arguments, to: node, asking: asking)
-            guard case .success(.error(let message)) = result else {
-                if case .failure = result { requestRefresh() }
-                return result
-            }
+            guard case .success(.error(let message)) = result else { return result }
             if let redirection = Redirection(message, from: node) {
                 if redirection.moved {
                     state.withLock { $0.map.move(redirection.slot, to: redirection.node) }
@@ -89,11 +86,15 @@ final class ClusterRouter: Sendable {
         return .failure(.unavailable("redis cluster: more than \(Self.maxRedirections) redirections for one command"))
     }
 
-    /// Runs a command on `node` itself (e.g. `SCAN`, which pages through one node's keys).
+    /// Runs a command on `node` itself (e.g. `SCAN`, which pages through one node's keys, or the
+    /// PING of `/health`); a node that cannot be reached refreshes the map (a replica may have taken
+    /// over: an idle worker would otherwise keep the dead master in its map).
     func send(_ arguments: [[UInt8]], to node: RedisAddress, asking: Bool = false) async -> Result<RedisReply, RedisError> {
         let connections = pool(of: node)
         let index = abs(next.add(1, ordering: .relaxed).oldValue % connections.count)
-        return await connections[index].send(RedisCommand(arguments), asking: asking)
+        let result = await connections[index].send(RedisCommand(arguments), asking: asking)
+        if case .failure = result { requestRefresh() }
+        return result
     }
 
     private func pool(of node: RedisAddress) -> [RedisConnection] {

@@ -129,4 +129,21 @@ import TestSupport
         #expect(reason.contains("master \(silent)"), "\(reason)")
         try await poll("up again once it answers") { await store.health() == .up }
     }
+
+    /// An idle worker (only `/health`'s PINGs) whose master was killed: the PING of the dead
+    /// master refreshes the map, so once a replica took over `/health` is ok again — it kept
+    /// pinging the dead master, down until a message happened to touch its slots.
+    @Test func anIdleClientFollowsAFailoverOnHealth() async throws {
+        _ = try TestServices.cluster(["start", "redis"])
+        let store = RedisStore(client: Self.client(), logger: Logger(label: "test.cluster-health"))
+        try await store.client.connect()
+        #expect(await store.health() == .up)
+        let victim = try #require(try Self.masters().first)
+        defer { _ = try? TestServices.cluster(["start", "redis"]) }
+        _ = try TestServices.cluster(["kill-cluster-master", String(victim.port)])
+        try await poll("a replica took over", timeout: .seconds(30)) { (try? Self.masters())?.contains { $0.port == victim.port } == false }
+        try await poll("health ok again, with no other command", timeout: .seconds(10)) { await store.health() == .up }
+        _ = try TestServices.cluster(["start", "redis"])
+        try await poll("the killed node back, as a replica") { (try? Self.cli(victim.port, ["role"]))?.hasPrefix("slave") == true }
+    }
 }
