@@ -197,7 +197,8 @@ public final class CloudAPIClient: CloudAPISender {
         case .failed(let failure) where failure.kind == .configuration:
             throw configurationFailure(failure)
         case .failed(let failure):
-            answered()
+            // An error object with its code is the Cloud API's own answer, as a wamid is.
+            answered(withWamid: failure.code != nil)
             throw failure
         }
     }
@@ -212,6 +213,7 @@ public final class CloudAPIClient: CloudAPISender {
             answered()
             if (200..<300).contains(status) {
                 logger.warning("sent, but the answer was cut off: the wamid comes with the first status", metadata: ["status": "\(status)", "error": .string(what)])
+                sentWithoutWamid(status: status, "an answer cut off: \(what)", logger: logger)
                 return nil
             }
             // The Cloud API answered an error, so it did not accept the message: safe to send again.
@@ -248,7 +250,7 @@ public final class CloudAPIClient: CloudAPISender {
         Self.withoutWamid.increment()
         let begins = problems.withLock { problems in
             defer { problems.withoutWamid = (what, .now) }
-            return problems.withoutWamid == nil
+            return problems.withoutWamid.map { ContinuousClock.now - $0.at >= Self.withoutWamidShown } ?? true
         }
         if begins {
             logger.warning("the Cloud API accepted a message without a wamid in its answer: sent, its wamid comes with the first status; if every answer is so, `base_url` is not the Cloud API",
@@ -257,9 +259,11 @@ public final class CloudAPIClient: CloudAPISender {
     }
 
     private static let withoutWamid = Counter(label: "outbound_sent_without_wamid_total")
+    /// How long `health()` shows a 2xx without a wamid when no answer of the Cloud API's came since.
+    private static let withoutWamidShown: Duration = .seconds(600)
 
     /// The Cloud API answered: whatever was wrong with reaching it is not any more (and with a
-    /// wamid: the answers are the Cloud API's).
+    /// wamid, or an error object of its own: the answers are the Cloud API's).
     private func answered(withWamid: Bool = false) {
         problems.withLock { problems in
             problems.transport = nil
@@ -366,7 +370,7 @@ public final class CloudAPIClient: CloudAPISender {
     public func health() async -> HealthStatus {
         let now = self.problems.withLock { $0 }
         if let reason = now.configuration { return .down(reason) }
-        if let (what, when) = now.withoutWamid, ContinuousClock.now - when < .seconds(600) {
+        if let (what, when) = now.withoutWamid, ContinuousClock.now - when < Self.withoutWamidShown {
             return .down("HTTP 2xx without a wamid (\(what)): counted sent; is `base_url` the Cloud API?")
         }
         guard let (reason, when) = now.transport, ContinuousClock.now - when < .seconds(30) else { return .up }

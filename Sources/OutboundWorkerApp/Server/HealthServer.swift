@@ -53,14 +53,14 @@ struct HealthReport {
         if let unreported {
             checks["events"] = .object(["status": .string("down"), "error": .string(unreported.reason), "messages_held": .number(JSONNumber(unreported.count))])
         }
-        for resource in pipeline.definition.resources {
-            guard let instance = pipeline.resources.byName[resource.name] else { continue }
-            switch await instance.health() {
+        let instances = pipeline.definition.resources.compactMap { resource in pipeline.resources.byName[resource.name].map { (resource.name, $0) } }
+        for (name, health) in await ResourceChecks.run(instances) {
+            switch health {
             case .up:
-                checks[resource.name] = .object(["status": .string("up")])
+                checks[name] = .object(["status": .string("up")])
             case .down(let reason):
                 degraded = true
-                checks[resource.name] = .object(["status": .string("down"), "error": .string(reason)])
+                checks[name] = .object(["status": .string("down"), "error": .string(reason)])
             }
         }
         let status = !sourceStatus.connected ? "down" : (degraded ? "degraded" : "ok")
