@@ -34,7 +34,8 @@ let package = Package(
 
         // I/O clients.
         .target(name: "AMQPClient", dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .target(name: "RedisClient", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "RedisClient", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: strict),
 
         // The runtime: knows no plugin and no I/O client.
         .target(

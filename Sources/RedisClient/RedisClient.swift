@@ -1,3 +1,4 @@
+import Crypto
 import Logging
 import Synchronization
 
@@ -10,7 +11,6 @@ public final class RedisClient: Sendable {
     private let connections: [RedisConnection]
     private let router: ClusterRouter?
     private let next = Atomic<Int>(0)
-    private let scriptHashes = Mutex<[String: String]>([:])
 
     public init(configuration: RedisConfiguration) {
         self.configuration = configuration
@@ -91,19 +91,11 @@ public final class RedisClient: Sendable {
         return reply
     }
 
-    /// Runs a Lua script by its SHA1, loading it on first use and again after a server restart.
+    /// Runs a Lua script by its SHA1; a server that does not know it yet (first use, a restart, a
+    /// failover, another master of a cluster) gets it by `EVAL`, which runs it and keeps it.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply {
         let tail = [String(keys.count)] + keys + arguments
-        var sha = scriptHashes.withLock { $0[script.source] }
-        if sha == nil {
-            // (On a cluster `SCRIPT LOAD` reaches one master: if that one is down, the script still runs by `EVAL` where its key is.)
-            guard let loaded = (try? await checked(["SCRIPT", "LOAD", script.source]))?.string else {
-                return try await checked(["EVAL", script.source] + tail)
-            }
-            scriptHashes.withLock { $0[script.source] = loaded }
-            sha = loaded
-        }
-        let reply = try await send(["EVALSHA", sha ?? ""] + tail)
+        let reply = try await send(["EVALSHA", script.sha] + tail)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
             return try await checked(["EVAL", script.source] + tail)
         }
@@ -115,8 +107,13 @@ public final class RedisClient: Sendable {
 /// A Lua script run with `EVALSHA`.
 public struct RedisScript: Sendable, Hashable {
     public let source: String
+    /// Its SHA1 in hex, as Redis names it: computed once, where the script is made (a `static let`),
+    /// not looked up by the script's text for every call.
+    public let sha: String
 
     public init(_ source: String) {
         self.source = source
+        let digits = Array("0123456789abcdef".utf8)
+        sha = String(decoding: Insecure.SHA1.hash(data: Array(source.utf8)).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
     }
 }

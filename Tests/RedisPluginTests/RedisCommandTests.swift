@@ -54,4 +54,21 @@ import TestSupport
         #expect(try await mine == .bulk(Array("mine".utf8)), "\(name)")
         _ = try await client.send(["DEL", key])
     }
+
+    /// A script goes by the SHA1 computed where it is made — Redis's own — not looked up by its text
+    /// for every call; a server that does not know it yet gets it by `EVAL` and knows it from then on.
+    @Test(arguments: [0, 1])
+    func aScriptGoesByItsSHA1(_ which: Int) async throws {
+        let (name, client) = Self.clients[which]
+        #expect(RedisScript("return 1").sha == "e0e1f9fabfc9d4800c877a703b823ac0578ff8db")
+        let key = uniqueName("script")
+        let script = RedisScript("-- \(key)\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+        #expect(try await client.evaluate(script, keys: [key], arguments: ["2"]) == .integer(2), "\(name): unknown to the server, run by EVAL")
+        #expect(try await client.evaluate(script, keys: [key], arguments: ["3"]) == .integer(5), "\(name)")
+        if !client.isCluster {
+            #expect(try await client.send(["SCRIPT", "EXISTS", script.sha]) == .array([.integer(1)]), "kept by the server under that SHA1")
+            #expect(try await client.send(["SCRIPT", "LOAD", script.source]).string == script.sha)
+        }
+        _ = try await client.send(["DEL", key])
+    }
 }
