@@ -109,12 +109,18 @@ import TestSupport
         let result = try TestServices.run(TestServices.executable, ["publish", file.path, single.path], environment: e2e.environment)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("published 251 message(s) to \(e2e.queue)"))
-        #expect(try await e2e.inspector.depth(e2e.queue) == 251)
+        // In the file's order (audit: 500 publishes at once reached the broker in any order; SPEC 14 serves a lane first come, first served).
+        let queued = try await e2e.inspector.drain(e2e.queue, expecting: 251)
+        #expect(queued.map(\.body) == (0..<250).map { e2e.textMessage($0) } + [Array(try Data(contentsOf: single))], "published in order")
         let bad = e2e.folder.appendingPathComponent("bad.jsonl")
-        try "{\"a\":1}\nnot json\n".write(to: bad, atomically: true, encoding: .utf8)
+        try "{\"a\":1}\n\nnot json\n".write(to: bad, atomically: true, encoding: .utf8)
         let refused = try TestServices.run(TestServices.executable, ["publish", bad.path], environment: e2e.environment)
         #expect(refused.status == 1)
-        #expect(refused.output.contains("bad.jsonl: document 2: not valid JSON"))
+        #expect(refused.output.contains("bad.jsonl:3: not valid JSON"), "the file's line: \(refused.output)")
+        // A broker that cannot be reached is exit 3 (SPEC 2), as a refusal is: the declaration before the publishes exited 1.
+        let unreachable = try TestServices.run(TestServices.executable, ["publish", file.path],
+                                               environment: e2e.environment.merging(["RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:\(freePort())/%2F"]) { $1 })
+        #expect(unreachable.status == 3, "\(unreachable.output)")
         // The broker refusing them is no fault of the input (exit 1 before, and no word of how far it got).
         let policy = try await TestServices.applyPolicy(TestServices.refuseEveryPublish, to: e2e.queue)
         defer { TestServices.clearPolicy(policy) }

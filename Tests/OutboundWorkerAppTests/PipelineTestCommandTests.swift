@@ -65,6 +65,31 @@ import TestSupport
         #expect(result.output.contains("outcome: expected completed, got expired"), "\(result.output)")
     }
 
+    /// A sender-side failure is "retried, not dead-lettered" (SPEC 6), and SPEC 7's words for it are
+    /// `retry`; the worker calls it `requeue` (again without an attempt). `retry` matches it (audit:
+    /// a case written as SPEC 7 says failed), `requeue` says more, `dead_letter` does not.
+    @Test func aRequeueIsARetry() throws {
+        let path = try write("""
+            pipeline: \(pipeline)
+            cases:
+              - name: as a retry
+                input: { internalId: "t1", to: "+5511987654321", type: text, text: { body: "Hi" } }
+                whatsapp: { status: 401, error_code: 190, error_message: "Error validating access token" }
+                expect: { outcome: retry, error: "code 190" }
+              - name: as a requeue
+                input: { internalId: "t2", to: "+5511987654321", type: text, text: { body: "Hi" } }
+                whatsapp: { status: 401, error_code: 190, error_message: "Error validating access token" }
+                expect: { outcome: requeue }
+              - name: not as a dead letter
+                input: { internalId: "t3", to: "+5511987654321", type: text, text: { body: "Hi" } }
+                whatsapp: { status: 401, error_code: 190, error_message: "Error validating access token" }
+                expect: { outcome: dead_letter }
+            """)
+        let result = try TestServices.run(TestServices.executable, ["test", path])
+        #expect(result.output.contains("2 passed, 1 failed"), "\(result.output)")
+        #expect(result.output.contains("outcome: expected dead_letter, got requeue"), "\(result.output)")
+    }
+
     @Test func aWrongExpectationFailsWithThePathOfTheDifference() throws {
         let path = try write("""
             pipeline: \(pipeline)

@@ -34,14 +34,14 @@ struct PublishCommand: AsyncParsableCommand {
         let urls = try BrokerConnection.urls(settings)
         let topology = try QueueTopology(source: settings, worker: worker)
         let queue = try self.queue ?? laneQueue(settings) ?? topology.queue
-        var documents: [(String, [UInt8])] = []
+        var documents: [[UInt8]] = []
         for file in files {
-            for (index, document) in try Self.documents(in: file).enumerated() {
+            for (line, document) in try Self.documents(in: file) {
                 if !raw, (try? JSONSerialization.jsonObject(with: Data(document), options: [.fragmentsAllowed])) == nil {
-                    FileHandle.standardError.write(Data("\(file): document \(index + 1): not valid JSON (use --raw to publish it anyway)\n".utf8))
+                    FileHandle.standardError.write(Data("\(file):\(line): not valid JSON (use --raw to publish it anyway)\n".utf8))
                     throw ExitStatus.invalid
                 }
-                documents.append((file, document))
+                documents.append(document)
             }
         }
         var logger = Logger(label: "outbound-worker.publish")
@@ -51,19 +51,20 @@ struct PublishCommand: AsyncParsableCommand {
         defer { publisher.stop() }
         if settings[RabbitMQSettings.declareQueues], topology.laneQueues.contains(queue) {
             // The worker's own declarations: a quorum source queue is declared quorum, with its retry and dead queues.
-            try await topology.declare(on: publisher, logger: logger)
+            do {
+                try await topology.declare(on: publisher, logger: logger)
+            } catch {
+                FileHandle.standardError.write(Data("publish: cannot declare the queues of \(queue): \(error); nothing published\n".utf8))
+                throw ExitStatus.cannotStart
+            }
         }
         let batch = 500
         var published = 0
         for start in stride(from: 0, to: documents.count, by: batch) {
             let slice = documents[start..<min(start + batch, documents.count)]
             do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (_, body) in slice {
-                        group.addTask { try await publisher.publish(routingKey: queue, body: body, properties: .persistentJSON) }
-                    }
-                    try await group.waitForAll()
-                }
+                // In the file's order (SPEC 14: first come, first served within a lane); separate publishes at once reach the broker in any order.
+                try await publisher.publish(inOrder: slice.map { AMQPPublisher.Message(routingKey: queue, body: $0, properties: .persistentJSON) })
             } catch {
                 // The broker's refusal is not the input's fault (exit 1): say how far it got, so a second run can start there.
                 FileHandle.standardError.write(Data("""
@@ -92,8 +93,9 @@ struct PublishCommand: AsyncParsableCommand {
         return queue
     }
 
-    /// A file's documents: the whole file when it is one JSON value, else one per non-empty line.
-    static func documents(in file: String) throws -> [[UInt8]] {
+    /// A file's documents with the line each starts on: the whole file when it is one JSON value,
+    /// else one per non-empty line.
+    static func documents(in file: String) throws -> [(line: Int, document: [UInt8])] {
         let data: Data
         if file == "-" {
             data = FileHandle.standardInput.readDataToEndOfFile()
@@ -105,10 +107,10 @@ struct PublishCommand: AsyncParsableCommand {
             data = contents
         }
         if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil {
-            return [Array(data)]
+            return [(1, Array(data))]
         }
-        return data.split(separator: UInt8(ascii: "\n")).map { Array($0) }.filter { line in
-            line.contains { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") }
+        return data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { index, line in
+            line.contains { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") } ? (index + 1, Array(line)) : nil
         }
     }
 }
