@@ -161,6 +161,28 @@ import TestSupport
         await harness.cleanUp(running.source)
     }
 
+    /// A letter the broker dead-lettered itself keeps its publisher's `user_id`; `replay` run as
+    /// another user was refused (406) at that letter, every time (audit).
+    @Test func aLetterFromAnotherUserIsReplayed() async throws {
+        let harness = try SourceHarness()
+        let user = try SourceHarness.BrokerUser("replayer")
+        defer { user.delete() }
+        let running = try harness.worker(url: user.url, RecordingStep { _ in .next })
+        let topology = running.source.topology
+        try await poll("the worker's queues declared") { (try? await harness.inspector.publisher.messageCount(topology.deadQueue)) != nil }
+        await running.stop()
+        var properties = AMQPProperties.persistentJSON
+        properties.userID = "guest"
+        try await harness.inspector.publisher.publish(routingKey: topology.deadQueue, body: Array(#"{"internalId":"from-guest"}"#.utf8), properties: properties)
+        let replay = DeadLetterReplay(urls: [try AMQPURL(user.url)], topology: topology, filter: DeadLetterFilter(), limit: nil, dryRun: false)
+        let outcome = try await replay.run { _ in }
+        #expect(outcome.moved == 1, "\(outcome)")
+        let back = try await harness.inspector.drain(harness.queue, expecting: 1, timeout: .seconds(10))
+        #expect(back.first?.properties.userID == nil)
+        #expect(back.first?.properties.headers["x-original-user-id"] == .string("guest"))
+        await harness.cleanUp(running.source)
+    }
+
     /// A copy that can never be published (no queue, and declaring is off) goes back to the
     /// queue instead of being retried forever, and shutdown is not held up by it.
     @Test func aCopyThatCanNeverBePublishedDoesNotHoldUpShutdown() async throws {

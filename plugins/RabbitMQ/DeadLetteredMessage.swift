@@ -52,7 +52,7 @@ public struct DeadLetteredMessage: Sendable {
                                   "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-first-received"]
 
     /// The copy `replay` publishes to the source queue: attempts reset, the error kept as
-    /// `x-replayed-from-error`, and `x-replayed-at`, from which the source counts its age. Steps
+    /// `x-replayed-from-error`, `user_id` kept as `x-original-user-id`, and `x-replayed-at`, from which the source counts its age. Steps
     /// learn that an operator replayed it (`Message.carried[ReplayNote.carriedKey]`): a send left
     /// in doubt is then sent again (SPEC 13).
     public func replayProperties(at now: Date) -> AMQPProperties {
@@ -63,6 +63,9 @@ public struct DeadLetteredMessage: Sendable {
         properties.headers["x-replayed-at"] = .string(UTCTimestamp.format(now))
         properties.headers[RabbitMQSource.carriedPrefix + ReplayNote.carriedKey] = .string(UTCTimestamp.format(now))
         properties.expiration = nil
+        // A letter the broker dead-lettered itself (a quorum queue's delivery limit) keeps its publisher's
+        // `user_id`: replayed as another user, the broker refused it (406) and every replay stopped there.
+        RabbitMQSource.keepUserIDAsHeader(&properties)
         return properties
     }
 

@@ -222,14 +222,19 @@ public final class RabbitMQSource: Source {
         }
     }
 
+    /// Moves `user_id` — which the broker checks against the publishing connection's user — into
+    /// the header `x-original-user-id`, for a copy published by another user than the original.
+    static func keepUserIDAsHeader(_ properties: inout AMQPProperties) {
+        guard let user = properties.userID else { return }
+        properties.headers["x-original-user-id"] = .string(user)
+        properties.userID = nil
+    }
+
     /// The properties a copy carries: the original's, except `user_id`, which the broker checks
     /// against the publishing connection's user (kept as the header `x-original-user-id`).
     static func copyProperties(of delivery: AMQPDelivery, firstSeen: Date?) -> AMQPProperties {
         var properties = delivery.properties
-        if let user = properties.userID {
-            properties.headers["x-original-user-id"] = .string(user)
-            properties.userID = nil
-        }
+        keepUserIDAsHeader(&properties)
         if properties.timestamp == nil, properties.headers["x-first-received"] == nil, let firstSeen {
             properties.headers["x-first-received"] = .string(UTCTimestamp.format(firstSeen))
         }
