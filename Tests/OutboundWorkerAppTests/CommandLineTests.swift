@@ -19,6 +19,19 @@ import TestSupport
         return path
     }
 
+    /// Audit of the operator commands: `events` with the broker unreachable exited 1 (the input's
+    /// fault) where SPEC 2 says 3; `events --count 0` printed one event; `test --output` without
+    /// `--format junit` wrote nothing and said nothing. Both are usage errors now (exit 2).
+    @Test func operatorCommandsExitAsSPEC2Says() throws {
+        let events = try worker(["events"], Self.token.merging(["RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:\(freePort())/%2F"]) { $1 })
+        #expect(events.status == 3, "\(events.output)")
+        #expect(events.output.contains("events: cannot bind a queue to"), "\(events.output)")
+        let none = try worker(["events", "--count", "0"])
+        #expect(none.status == 2 && none.output.contains("--count must be 1 or more"), "\(none.output)")
+        let output = try worker(["test", "--output", FileManager.default.temporaryDirectory.appendingPathComponent("r-\(UUID().uuidString).xml").path])
+        #expect(output.status == 2 && output.output.contains("give --format junit"), "\(output.output)")
+    }
+
     /// A pipeline without what `optout` reads is an invalid configuration (exit 1, SPEC 2): it exited
     /// 2 with the command's usage. And `limits` with Redis down said opt-out lists were unavailable.
     @Test func operatorCommandsNameWhatIsMissingOrUnavailable() throws {

@@ -18,6 +18,10 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many events.")
     var count: Int?
 
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count must be 1 or more (without it: every event until Ctrl-C)") }
+    }
+
     func run() async throws {
         // Only the events section is read: watching needs no Cloud API token.
         let events = try options.read { $0.loadEvents(path: $1, variant: $2) }
@@ -30,15 +34,25 @@ struct EventsCommand: AsyncParsableCommand {
         defer { publisher.stop() }
         // A queue of this command's own, removed by the broker a minute after it is last used.
         let queue = "outbound-worker.events.\(UUID().uuidString.prefix(8).lowercased())"
-        try await publisher.declare(AMQPExchangeDeclaration(name: exchange))
-        try await publisher.declare(AMQPQueueDeclaration(name: queue, durable: false, arguments: ["x-expires": .int(60_000)]))
-        try await publisher.bind(AMQPBinding(queue: queue, exchange: exchange, routingKey: routingKey))
+        do {
+            try await publisher.declare(AMQPExchangeDeclaration(name: exchange))
+            try await publisher.declare(AMQPQueueDeclaration(name: queue, durable: false, arguments: ["x-expires": .int(60_000)]))
+            try await publisher.bind(AMQPBinding(queue: queue, exchange: exchange, routingKey: routingKey))
+        } catch {
+            // The broker, not the input (exit 1 before): SPEC 2's exit 3.
+            FileHandle.standardError.write(Data("events: cannot bind a queue to \(exchange): \(error)\n".utf8))
+            throw ExitStatus.cannotStart
+        }
         FileHandle.standardError.write(Data("events of \(exchange) (\(routingKey)); Ctrl-C stops\n".utf8))
         let (consumer, deliveries) = AMQPConsumer.streaming(urls: urls, queue: queue, prefetch: 100, logger: logger)
         consumer.start()
         defer { consumer.stop() }
         var printed = 0
         for await event in deliveries {
+            if case .disconnected(let reason) = event {
+                // Its queue is not durable: events published until it is bound again are not seen.
+                FileHandle.standardError.write(Data("events: connection lost (\(reason)); events published until it is back are missed\n".utf8))
+            }
             guard case .delivery(let delivery) = event else { continue }
             FileHandle.standardOutput.write(Data("\(delivery.routingKey) ".utf8) + Data(delivery.body) + Data("\n".utf8))
             consumer.ack(delivery)

@@ -16,6 +16,11 @@ struct TestCommand: AsyncParsableCommand {
     @Argument(help: "Test files (default: pipelines/tests/*.yaml).")
     var files: [String] = []
 
+    func validate() throws {
+        // (It was ignored: no file written, and nothing said so.)
+        if output != nil, format != .junit { throw ValidationError("--output writes the JUnit XML: give --format junit with it") }
+    }
+
     func run() async throws {
         var paths = files
         if paths.isEmpty {
