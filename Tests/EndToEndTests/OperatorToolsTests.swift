@@ -194,7 +194,12 @@ import TestSupport
 
         _ = try await redis.send(["SET", "idempotency:outbound:\(e2e.id(4))", #"{"status":"in_doubt","owner":"worker-elsewhere","since":"\#(since)","attempt":2}"#, "EX", "600"])
 
-        let text = try TestServices.run(TestServices.executable, ["status", e2e.id(1), e2e.id(2), e2e.id(3), e2e.id(4)], environment: e2e.environment)
+        // Dead-lettered in doubt (`on_in_doubt: dead_letter`): its key stays in_doubt, and it was called waiting (audit).
+        _ = try await redis.send(["SET", "idempotency:outbound:\(e2e.id(5))", #"{"status":"in_doubt","owner":"worker-elsewhere","since":"\#(since)","attempt":1}"#, "EX", "600"])
+        try await e2e.inspector.publish([e2e.textMessage(5)], to: "\(e2e.queue).dead",
+                                        headers: ["x-error-step": .string("dispatch"), "x-error": .string("in doubt: no status within the window"), "x-error-code": .string("in_doubt")])
+
+        let text = try TestServices.run(TestServices.executable, ["status", e2e.id(1), e2e.id(2), e2e.id(3), e2e.id(4), e2e.id(5)], environment: e2e.environment)
         #expect(text.status == 0, "\(text.output)")
         #expect(text.output.contains("idempotency:outbound:\(e2e.id(1)): completed at "), "\(text.output)")
         #expect(text.output.contains(", wamid wamid.standin."), "\(text.output)")
@@ -202,6 +207,8 @@ import TestSupport
         #expect(text.output.contains("idempotency:outbound:\(e2e.id(3)): absent"), "\(text.output)")
         // SPEC 13: "`status ID` shows `in_doubt` and since when".
         #expect(text.output.contains("idempotency:outbound:\(e2e.id(4)): in_doubt since \(since)"), "\(text.output)")
+        #expect(text.output.contains("waiting for a delivery status or the window"), "\(text.output)")
+        #expect(text.output.contains("idempotency:outbound:\(e2e.id(5)): in_doubt since \(since)") && text.output.contains("dead-lettered in doubt"), "\(text.output)")
 
         let json = try TestServices.run(TestServices.executable, ["status", "--format", "json", e2e.id(1), e2e.id(2), e2e.id(3)], environment: e2e.environment)
         #expect(json.status == 0, "\(json.output)")
@@ -219,8 +226,8 @@ import TestSupport
         #expect(reports.last?["state"]?.stringValue == "absent")
         #expect(reports.last?["dead_letters"]?["count"]?.numberValue == 0)
         // status reads each letter unacknowledged; the broker puts it back a moment after status ends.
-        let stillDead = try await e2e.inspector.depth("\(e2e.queue).dead", settlingAt: 1)
-        #expect(stillDead == 1, "status reads .dead without consuming it: \(stillDead) there")
+        let stillDead = try await e2e.inspector.depth("\(e2e.queue).dead", settlingAt: 2)
+        #expect(stillDead == 2, "status reads .dead without consuming it: \(stillDead) there")
         await e2e.cleanUp()
     }
 }
