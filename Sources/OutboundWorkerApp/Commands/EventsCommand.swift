@@ -48,10 +48,19 @@ struct EventsCommand: AsyncParsableCommand {
         consumer.start()
         defer { consumer.stop() }
         var printed = 0
+        var lost = false
         for await event in deliveries {
-            if case .disconnected(let reason) = event {
-                // Its queue is not durable: events published until it is bound again are not seen.
-                FileHandle.standardError.write(Data("events: connection lost (\(reason)); events published until it is back are missed\n".utf8))
+            // Once an outage (the consumer reports each failed attempt to reconnect): the queue keeps
+            // collecting events for a minute, but not across a broker restart (it is not durable).
+            switch event {
+            case .disconnected(let reason) where !lost:
+                lost = true
+                FileHandle.standardError.write(Data("events: connection lost (\(reason)); reconnecting — events are missed only if the broker restarts or this stays down over a minute\n".utf8))
+            case .connected where lost:
+                lost = false
+                FileHandle.standardError.write(Data("events: reconnected\n".utf8))
+            default:
+                break
             }
             guard case .delivery(let delivery) = event else { continue }
             FileHandle.standardOutput.write(Data("\(delivery.routingKey) ".utf8) + Data(delivery.body) + Data("\n".utf8))

@@ -88,7 +88,7 @@ struct MessageStatus: Encodable {
         case "absent": lines.append("  key   \(keyName)absent (never seen within its ttl, or released after a failure)")
         case "processing": lines.append("  key   \(keyName)processing by \(owner ?? "?") since \(since ?? "?")\(age_seconds.map { " (\($0)s ago)" } ?? "")")
         case "in_doubt":
-            lines.append("  key   \(keyName)in_doubt since \(since ?? "?")\(age_seconds.map { " (\($0)s ago)" } ?? ""): sent by \(owner ?? "?") (attempt \(attempt.map(String.init) ?? "?")), its answer lost; \((deadLetters.count ?? 0) > 0 ? "dead-lettered in doubt (on_in_doubt: dead_letter; `replay` sends it again)" : "waiting for a delivery status or the window")")
+            lines.append("  key   \(keyName)in_doubt since \(since ?? "?")\(age_seconds.map { " (\($0)s ago)" } ?? ""): sent by \(owner ?? "?") (attempt \(attempt.map(String.init) ?? "?")), its answer lost; \(deadLetters.copies.contains { $0.error?.hasPrefix("in doubt") == true } ? "dead-lettered in doubt (on_in_doubt: dead_letter; `replay` sends it again)" : "waiting for a delivery status or the window")")
         case "completed": lines.append("  key   \(keyName)completed at \(completed_at ?? "?"), wamid \(wamid ?? "unknown yet (the first status brings it)")")
         case "unknown": break
         default: lines.append("  key   \(keyName)\(state): \(detail ?? "")")

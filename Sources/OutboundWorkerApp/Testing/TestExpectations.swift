@@ -8,12 +8,16 @@ import WhatsAppPlugin
 enum TestExpectations {
     /// Whether the outcome a case expects names what happened. SPEC 7 has four words (completed,
     /// duplicate, dead_letter, retry); the worker tells two of them apart further: an expired
-    /// message is dead-lettered (SPEC 8), so `dead_letter` matches `expired`; a `requeue` (a
-    /// sender-side failure, SPEC 6: "retried, not dead-lettered"; a key in flight; Redis down
-    /// under `fail_closed`) goes again without an attempt, so `retry` matches it. `expired` and
-    /// `requeue` match only themselves.
-    static func outcome(_ expected: String, matches actual: String) -> Bool {
-        expected == actual || (expected == "dead_letter" && actual == "expired") || (expected == "retry" && actual == "requeue")
+    /// message is dead-lettered (SPEC 8), so `dead_letter` matches `expired`; a sender-side failure
+    /// (SPEC 6: "retried, not dead-lettered") is a `requeue` that pauses its senders, so `retry`
+    /// matches that one — not a requeue for a key in flight or Redis down (a case that expects a
+    /// counted retry and says `attempts:` tells the two apart). `expired` and `requeue` match only
+    /// themselves.
+    static func outcome(_ expected: String, matches decision: Decision) -> Bool {
+        let actual = decision.outcomeName
+        if expected == actual || (expected == "dead_letter" && actual == "expired") { return true }
+        guard expected == "retry", case .requeue(_, _, _, .some) = decision else { return false }
+        return true
     }
 
     static func compare(_ testCase: PipelineTestCase, result: PipelineTestRunner.MessageResult, sent: PreparedRequest?) -> [String] {
@@ -21,7 +25,7 @@ enum TestExpectations {
         let decision = result.decision
         var failures: [String] = []
         let reason = decision.reason.map { " (\($0))" } ?? ""
-        if let outcome = expect.outcome, !Self.outcome(outcome, matches: decision.outcomeName) {
+        if let outcome = expect.outcome, !Self.outcome(outcome, matches: decision) {
             failures.append("outcome: expected \(outcome), got \(decision.outcomeName)\(reason)")
         }
         if let expected = expect.request {
