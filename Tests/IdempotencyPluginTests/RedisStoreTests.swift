@@ -367,6 +367,12 @@ import TestSupport
         let step = IdempotencyStep(store: store, key: try KeyTemplate("\(prefix):{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
                                    onDuplicate: .ack, onInFlight: onInFlight, orphanAge: orphanAge)
         try await store.set("warm", "1", ttl: .seconds(10))
+        // The scripts known to this fresh Redis first: a claim goes by EVALSHA, and one Redis first
+        // meets while asleep answers NOSCRIPT when it wakes — it never ran, and the lost claim this
+        // sets up never comes (a race with the sleep: the first claim before it loaded the scripts).
+        var warm = Self.message("warm-\(id)")
+        _ = try await step.run(&warm, Self.context("worker-a"))
+        await step.undo(warm, Self.context("worker-a"))
         let sleeper = Task.detached { _ = try? redis.cli(["debug", "sleep", "1"]) }
         var lost: Message?
         let deadline = ContinuousClock.now + .seconds(5)

@@ -48,7 +48,7 @@ public final class CloudAPIClient: CloudAPISender {
         var transport: (reason: String, at: ContinuousClock.Instant)?
         /// A configuration failure, reported until the Cloud API answers.
         var configuration: String?
-        /// A 2xx answer without a wamid (what it was), reported until one with a wamid comes, for 10 min at most.
+        /// A 2xx answer without a wamid (what it was), reported until an answer with a wamid or a Cloud API error object comes, for 10 min at most.
         var withoutWamid: (what: String, at: ContinuousClock.Instant)?
     }
 
@@ -188,7 +188,7 @@ public final class CloudAPIClient: CloudAPISender {
         }
         switch reading {
         case .sent(let wamid):
-            answered(withWamid: true)
+            answered(fromCloudAPI: true)
             return wamid
         case .sentWithoutWamid(let what):
             answered()
@@ -198,7 +198,7 @@ public final class CloudAPIClient: CloudAPISender {
             throw configurationFailure(failure)
         case .failed(let failure):
             // An error object with its code is the Cloud API's own answer, as a wamid is.
-            answered(withWamid: failure.code != nil)
+            answered(fromCloudAPI: failure.code != nil)
             throw failure
         }
     }
@@ -245,7 +245,7 @@ public final class CloudAPIClient: CloudAPISender {
     /// the Cloud API always gives one, and a `base_url` that points at something else answering 2xx
     /// (a web server, a proxy's page) would have every message counted sent and none delivered.
     /// Counted (`outbound_sent_without_wamid_total`, alert `OutboundWorkerSentWithoutWamid`),
-    /// logged when it begins, and on `/health` until an answer with a wamid comes.
+    /// logged when it begins, and on `/health` until an answer with a wamid or a Cloud API error object comes (10 min at most).
     private func sentWithoutWamid(status: Int, _ what: String, logger: Logger) {
         Self.withoutWamid.increment()
         let begins = problems.withLock { problems in
@@ -264,11 +264,11 @@ public final class CloudAPIClient: CloudAPISender {
 
     /// The Cloud API answered: whatever was wrong with reaching it is not any more (and with a
     /// wamid, or an error object of its own: the answers are the Cloud API's).
-    private func answered(withWamid: Bool = false) {
+    private func answered(fromCloudAPI: Bool = false) {
         problems.withLock { problems in
             problems.transport = nil
             problems.configuration = nil
-            if withWamid { problems.withoutWamid = nil }
+            if fromCloudAPI { problems.withoutWamid = nil }
         }
     }
 

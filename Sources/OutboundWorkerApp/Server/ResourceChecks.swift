@@ -2,7 +2,7 @@ import PipelineKit
 import Synchronization
 
 /// The resources' health checks of one `/health` answer: asked at once, each given `deadline`.
-/// A check still waiting then is down ("no answer within 2 s") and goes on alone: a Redis master
+/// A check still waiting then is down ("no answer within 2.0 seconds") and goes on alone: a Redis master
 /// that does not answer would otherwise hold `/health` for its reconnect and command timeouts,
 /// one resource after the other.
 enum ResourceChecks {
