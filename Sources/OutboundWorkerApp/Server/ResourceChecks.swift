@@ -14,9 +14,9 @@ enum ResourceChecks {
             for (index, entry) in resources.enumerated() {
                 group.addTask { (index, await health(of: entry.resource, within: deadline)) }
             }
-            var found = [HealthStatus?](repeating: nil, count: resources.count)
-            for await (index, health) in group { found[index] = health }
-            return zip(resources, found).map { ($0.name, $1 ?? .down("no answer")) }
+            var found: [(index: Int, health: HealthStatus)] = []
+            for await answer in group { found.append(answer) }
+            return found.sorted { $0.index < $1.index }.map { (resources[$0.index].name, $0.health) }
         }
     }
 
