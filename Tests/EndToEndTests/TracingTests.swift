@@ -107,6 +107,49 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// A message published without a trace is one all the same: the trace its first attempt began
+    /// goes on in its retry copy (the next attempt under the first) and in its dead letter; a
+    /// `tracestate` the tracer cannot read does not lose the upstream's `traceparent` (W3C).
+    @Test func aMessageWithoutATraceKeepsTheOneItBeganAcrossAttemptsAndItsLetter() async throws {
+        let receiver = OTLPReceiver()
+        let endpoint = try await receiver.start()
+        let e2e = try await EndToEndHarness()
+        let retried = e2e.recipient(1).suffix(9), refused = e2e.recipient(2).suffix(9)
+        let failedOnce = Mutex(false)
+        e2e.server.answerRequests { request in
+            if request.recipient.hasSuffix(refused) { return .error(status: 400, code: 131026, message: "Message undeliverable") }
+            if request.recipient.hasSuffix(retried), failedOnce.withLock({ failed in defer { failed = true }; return !failed }) {
+                return .error(status: 503, code: nil, message: "Service unavailable")
+            }
+            return .success
+        }
+        let worker = try await e2e.startWorker(extra: Self.tracing(to: endpoint))
+        try await e2e.publish([e2e.textMessage(1), e2e.textMessage(2)])
+        let upstream = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        try await e2e.inspector.publish([e2e.textMessage(3)], to: e2e.queue,
+                                        headers: ["traceparent": .string("00-\(upstream)-00f067aa0ba902b7-01"), "tracestate": .string("a=1,,b=2")])
+        let letters = try await e2e.inspector.drain("\(e2e.queue).dead", expecting: 1)
+        func processSpans(of number: Int) -> [OTLPReceiver.Span] {
+            receiver.spans.filter { $0.name.hasPrefix("process ") && $0.attributes["outbound.internal_id"] == e2e.id(number) }
+                .sorted { ($0.attributes["outbound.attempt"] ?? "") < ($1.attributes["outbound.attempt"] ?? "") }
+        }
+        try await poll("every attempt's delivery span exported") { processSpans(of: 1).count == 2 && processSpans(of: 2).count == 1 && processSpans(of: 3).count == 1 }
+
+        let attempts = processSpans(of: 1)
+        #expect(attempts.map { $0.attributes["outbound.outcome"] } == ["retry", "completed"])
+        #expect(attempts[1].traceID == attempts[0].traceID && attempts[1].parentSpanID == attempts[0].spanID,
+                "the second attempt in the trace the first began, under it: \(attempts.map { ($0.traceID, $0.spanID, $0.parentSpanID ?? "-") })")
+        let letter = processSpans(of: 2)[0]
+        #expect(letter.isError && letter.attributes["outbound.outcome"] == "dead_letter", "a dead-lettered delivery's span says it failed")
+        #expect(letters.first?.properties.headers["traceparent"]?.stringValue == "00-\(letter.traceID)-\(letter.spanID)-01",
+                "the letter names the trace of its delivery: \(String(describing: letters.first?.properties.headers))")
+        #expect(processSpans(of: 3)[0].traceID == upstream && processSpans(of: 3)[0].parentSpanID == "00f067aa0ba902b7",
+                "an unreadable tracestate leaves the traceparent continued")
+        try await worker.stop()
+        receiver.stop()
+        await e2e.cleanUp()
+    }
+
     /// A message whose upstream did not sample its trace (flags `00`; the default sampler follows the
     /// parent): no span of it is exported, and its outcome event carries the trace on, unsampled.
     @Test func aSampledOutMessageExportsNothingAndItsEventCarriesTheTraceOn() async throws {
@@ -128,6 +171,7 @@ import TestSupport
             receiver.spans.contains { $0.traceID == traceIDs[1] && $0.name.hasPrefix("process ") }
         }
         #expect(!receiver.spans.contains { $0.traceID == traceIDs[0] }, "no span of the sampled-out message")
+        #expect(worker.log.contains(#""trace_id":"\#(traceIDs[0])""#), "the sampled-out message's log lines carry its trace_id")
         try await worker.stop()
         receiver.stop()
         await e2e.cleanUp()

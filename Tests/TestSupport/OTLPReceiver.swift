@@ -19,6 +19,8 @@ public final class OTLPReceiver: Sendable {
         public var attributes: [String: String]
         /// The spans it links to: (trace id, span id).
         public var links: [(traceID: String, spanID: String)]
+        /// Whether its status says it failed (OTLP's `STATUS_CODE_ERROR`).
+        public var isError: Bool
     }
 
     private let received = Mutex<[Span]>([])
@@ -71,7 +73,8 @@ public final class OTLPReceiver: Sendable {
                     }
                     let parent = hex(span["parentSpanId"])
                     spans.append(Span(traceID: traceID, spanID: spanID, parentSpanID: parent?.isEmpty == false ? parent : nil, name: name,
-                                      kind: span["kind"]?.numberValue.map { Int($0) } ?? 0, attributes: attributes, links: links))
+                                      kind: span["kind"]?.numberValue.map { Int($0) } ?? 0, attributes: attributes, links: links,
+                                      isError: span["status"]?["code"]?.numberValue == 2 || span["status"]?["code"]?.stringValue == "STATUS_CODE_ERROR"))
                 }
             }
         }

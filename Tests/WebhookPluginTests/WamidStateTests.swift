@@ -150,6 +150,16 @@ import WebhookPlugin
         #expect(try await store.settle([SettledSend(key: key, wamid: wamid, internalID: "t1")], at: Date()) == 0, "completed already")
         #expect(try await store.sends(of: [wamid])[wamid]?.traceparent == traceparent, "the status kept the send's trace")
         #expect(MappedSend(stored: "t1") == MappedSend(internalID: "t1"), "a mapping without a trace, as before")
+
+        // A traced send with an internalId as long as a UUID keeps its bucket compact: no value past
+        // Redis's listpack bound (64 bytes), where one traced mapping made the whole bucket a hash table.
+        let uuid = UUID().uuidString, another = "wamid.\(UUID().uuidString)"
+        let bucket = store.wamids.place(of: another).key
+        _ = try await store.client.checked(["DEL", bucket])
+        _ = try await store.complete("\(uniqueName("traced")):\(uuid)", claim: nil, value: #"{"status":"completed"}"#, ttl: .seconds(300),
+                                     mapping: (another, MappedSend(internalID: uuid, traceparent: traceparent)))
+        #expect(try await store.sends(of: [another]) == [another: MappedSend(internalID: uuid, traceparent: traceparent)])
+        #expect(try await store.client.checked(["OBJECT", "ENCODING", bucket]).string == "listpack", "a traced mapping keeps its bucket a listpack")
         #expect(MappedSend(stored: "order 42") == MappedSend(internalID: "order 42"), "an internalId with a space (no validate step) reads back whole")
         #expect(MappedSend(stored: "order 42 \(traceparent)") == MappedSend(internalID: "order 42", traceparent: traceparent))
     }

@@ -103,7 +103,7 @@ extension RedisStore: IdempotencyStore {
         redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
         if KEYS[2] then
           local now = redis_now()
-          bucket_put(KEYS[2], ARGV[5], ARGV[6], now + tonumber(ARGV[3]), now)
+          mapping_put(KEYS[2], ARGV[5], ARGV[6], now + tonumber(ARGV[3]), now)
         end
         if ARGV[1] == '' or current == ARGV[1] then return {1} end
         if settled and string.find(current, ARGV[4], 1, true) then return {1} end

@@ -202,14 +202,14 @@ public final class RabbitMQSource: Source {
             return true
         case .redeliver(let after, let attemptsMade, let carried, let evenIfRedelivered):
             let (queue, expiration) = topology.route(delay: after, laneQueue: delivery.lane.flatMap { settings.queue(ofLane: $0.name) })
-            var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
+            var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen, trace: delivery.traceHeaders)
             properties.headers.entries.removeAll { $0.key.hasPrefix(Self.carriedPrefix) }
             for (key, value) in carried.sorted(by: { $0.key < $1.key }) { properties.headers[Self.carriedPrefix + key] = .string(value) }
             properties.headers["x-attempts"] = .int(Int64(attemptsMade))
             properties.expiration = String(expiration)
             return await publishThenAcknowledge(original, to: queue, properties, consumer, evenIfRedelivered: evenIfRedelivered)
         case .deadLetter(let letter):
-            var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen)
+            var properties = Self.copyProperties(of: original, firstSeen: delivery.firstSeen, trace: delivery.traceHeaders)
             // A letter stays until it is replayed or removed: the original's time to live is not its own.
             properties.expiration = nil
             properties.headers["x-error-step"] = .string(letter.step)
@@ -231,10 +231,14 @@ public final class RabbitMQSource: Source {
     }
 
     /// The properties a copy carries: the original's, except `user_id`, which the broker checks
-    /// against the publishing connection's user (kept as the header `x-original-user-id`).
-    static func copyProperties(of delivery: AMQPDelivery, firstSeen: Date?) -> AMQPProperties {
+    /// against the publishing connection's user (kept as the header `x-original-user-id`), and the
+    /// trace context, which is `trace` (`Delivery.traceHeaders`: the runtime's, when the original
+    /// came with none it could continue).
+    static func copyProperties(of delivery: AMQPDelivery, firstSeen: Date?, trace: [String: String]) -> AMQPProperties {
         var properties = delivery.properties
         keepUserIDAsHeader(&properties)
+        properties.headers.entries.removeAll { $0.key == "traceparent" || $0.key == "tracestate" }
+        for (key, value) in trace.sorted(by: { $0.key < $1.key }) { properties.headers[key] = .string(value) }
         if properties.timestamp == nil, properties.headers["x-first-received"] == nil, let firstSeen {
             properties.headers["x-first-received"] = .string(UTCTimestamp.format(firstSeen))
         }

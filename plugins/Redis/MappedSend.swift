@@ -2,8 +2,9 @@ import PipelineKit
 
 /// What the wamid mapping holds for a send (`mark_completed` writes it, the statuses pipeline reads
 /// it): the send's internalId and, when the send was traced, its W3C `traceparent`, so a status
-/// continues the send's trace. (A statuses worker older than this reads a traced mapping as one
-/// internalId: upgrade the statuses pipeline before turning tracing on.)
+/// continues the send's trace. Redis keeps the trace in a field of its own beside the internalId
+/// (`WamidBuckets.luaFunctions`: `mapping_put`, `mapping_get`), which a statuses worker that
+/// knows no trace does not read; `stored` is the form the scripts are given and give back.
 public struct MappedSend: Sendable, Equatable {
     public var internalID: String
     public var traceparent: String?

@@ -10,7 +10,7 @@ extension RedisStore {
         for i, key in ipairs(KEYS) do
           local field = ARGV[3 * i - 1]
           if not (keep and bucket_get(key, field, now)) then
-            bucket_put(key, field, ARGV[3 * i], now + tonumber(ARGV[3 * i + 1]), now)
+            mapping_put(key, field, ARGV[3 * i], now + tonumber(ARGV[3 * i + 1]), now)
           end
         end
         return #KEYS

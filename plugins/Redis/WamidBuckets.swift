@@ -46,6 +46,11 @@ public struct WamidBuckets: Sendable, Equatable {
     /// live field's value without its expiry (nil when absent or expired); `bucket_put(key, field,
     /// value, expires, now)` writes it to expire at `expires` (Unix seconds), extends the bucket's
     /// own expiry to cover it, and now and then prunes the bucket's expired fields.
+    /// `mapping_put(key, field, send, expires, now)` and `mapping_get(key, field, now)` do the same
+    /// for a wamid mapping (`MappedSend.stored`): a send's trace goes in a field of its own
+    /// (`{field}.t`, the `traceparent` without its version), so that no value is longer than
+    /// Redis keeps in a listpack (`hash-max-listpack-value`, 64 bytes by default — the whole
+    /// bucket would become a hash table for one traced send); `mapping_get` joins them again.
     public static let luaFunctions = """
         local function bucket_live(stored, now)
           local colon = stored and string.find(stored, ':', 1, true)
@@ -74,6 +79,18 @@ public struct WamidBuckets: Sendable, Equatable {
               if not bucket_live(sample[i + 1], now) then redis.call('HDEL', key, sample[i]) end
             end
           end
+        end
+        local function mapping_put(key, field, send, expires, now)
+          local id, trace = string.match(send, '^(.*) 00%-(%x+%-%x+%-%x%x)$')
+          if not id then return bucket_put(key, field, send, expires, now) end
+          bucket_put(key, field, id, expires, now)
+          bucket_put(key, field .. '.t', trace, expires, now)
+        end
+        local function mapping_get(key, field, now)
+          local id = bucket_get(key, field, now)
+          local trace = id and bucket_get(key, field .. '.t', now)
+          if trace then return id .. ' 00-' .. trace end
+          return id
         end
         local function redis_now()
           local t = redis.call('TIME')

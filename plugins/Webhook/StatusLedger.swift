@@ -104,7 +104,7 @@ extension RedisStore: StatusLedger {
         local now = redis_now()
         local result = {}
         for i, key in ipairs(KEYS) do
-          result[i] = bucket_get(key, ARGV[2 * i], now) or (ARGV[1] == '1' and redis.call('GET', 'wamid:' .. ARGV[2 * i + 1]))
+          result[i] = mapping_get(key, ARGV[2 * i], now) or (ARGV[1] == '1' and redis.call('GET', 'wamid:' .. ARGV[2 * i + 1]))
         end
         return result
         """)

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import OTel
 import PipelineKit
@@ -22,11 +23,21 @@ enum TracingSetup {
     static func bootstrap(_ environment: [String: String], logger: Logger) throws -> (any Service)? {
         guard isRequested(by: environment) else { return nil }
         var configuration = OTel.Configuration.default
-        configuration.serviceName = "outbound-worker"
+        if let name = serviceName(for: environment) { configuration.serviceName = name }
         configuration.logs.enabled = false
         configuration.metrics.enabled = false
         configuration.diagnosticLogger = .custom(logger)
         return try OTel.bootstrap(configuration: configuration, environment: tracingVariables(of: environment))
+    }
+
+    /// The service name the worker gives its spans: `outbound-worker`, unless the environment names
+    /// the service (`OTEL_SERVICE_NAME`, or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, which
+    /// swift-otel reads only when no name was set in code): nil then.
+    static func serviceName(for environment: [String: String]) -> String? {
+        if environment["OTEL_SERVICE_NAME"]?.isEmpty == false { return nil }
+        let attributes = environment["OTEL_RESOURCE_ATTRIBUTES", default: ""].split(separator: ",")
+        let named = attributes.contains { $0.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces) == "service.name" }
+        return named ? nil : "outbound-worker"
     }
 
     /// The variables swift-otel is given: those of traces, their export and the resource only. Any

@@ -96,6 +96,12 @@ public struct Message: Sendable {
 
     /// The message's `internalId`, when it has one: every log line about the message carries it.
     public var internalID: String? { field("internalId") }
+
+    /// What every log line about the message names (`MessageLogContext`): its `internalId` and,
+    /// when its trace is not recorded, its trace id.
+    var logContext: MessageLogContext {
+        MessageLogContext(internalID: internalID, step: nil, traceID: trace?.unrecordedTraceID)
+    }
 }
 
 /// A typed slot in `MessageValues`, declared by the plugin that writes it.

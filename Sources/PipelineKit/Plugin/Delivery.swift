@@ -12,7 +12,10 @@ public struct Delivery: Sendable {
     public var carried: [String: String]
     /// The lane it came from (nil: the source has no lanes).
     public var lane: Lane?
-    /// The W3C trace context the source received with it (`traceparent`, `tracestate`; `TraceHeaders`), empty when none.
+    /// The W3C trace context the source received with it (`traceparent`, `tracestate`; `TraceHeaders`),
+    /// empty when none; a copy the source publishes in `settle` (a retry, a dead letter) carries
+    /// these. When tracing is on and the message came without a context to continue, the runtime
+    /// sets its own here before settling, so that the copy goes on in the trace it began.
     public var traceHeaders: [String: String]
     /// The source's own handle on the delivery, given back to it in `settle`.
     public var receipt: any Sendable

@@ -22,7 +22,7 @@ public struct MessageTracing: Sendable {
     /// source received with it; nil when tracing is off.
     func startDelivery(_ delivery: Delivery, pipeline: String) -> (any Span)? {
         guard let tracer else { return nil }
-        let parent = delivery.traceHeaders.isEmpty ? ServiceContext.topLevel : TraceHeaders.context(of: delivery.traceHeaders, via: tracer)
+        let parent = TraceHeaders.context(of: delivery.traceHeaders, via: tracer)
         let span = tracer.startSpan("process \(pipeline)", context: parent, ofKind: .consumer)
         guard span.isRecording else { return span }
         span.updateAttributes {
@@ -33,9 +33,15 @@ public struct MessageTracing: Sendable {
         return span
     }
 
-    /// The `traceparent`/`tracestate` of `context` (none when tracing is off).
-    func headers(of context: ServiceContext) -> [String: String] {
-        tracer.map { TraceHeaders.of(context, via: $0) } ?? [:]
+    /// The trace of a message whose delivery has `span`: what it goes on with is the span's
+    /// context when recorded; when not, the headers it came with if usable (they say the same
+    /// trace and decision and cost no injection), else the span's context, unsampled (`-00`: a
+    /// trace begun here and not sampled stays one trace, unsampled, across its events, retry
+    /// copies and attempts).
+    func trace(of delivery: Delivery, in span: any Span) -> MessageTrace {
+        let received = span.isRecording ? [:] : TraceHeaders.usable(delivery.traceHeaders)
+        let headers = received.isEmpty ? tracer.map { TraceHeaders.of(span.context, via: $0) } ?? [:] : received
+        return MessageTrace(context: span.context, isRecorded: span.isRecording, headers: headers)
     }
 
     /// Runs a step of a traced message in its own span (named after the step), current for the
@@ -66,49 +72,17 @@ public struct MessageTrace: Sendable {
     /// here, unrecorded and unseen), which say the same trace and decision and cost no injection.
     public var headers: [String: String]
 
+    /// The trace id log lines of a message not recorded carry (`trace_id`; a recorded one's lines
+    /// get it from the tracer, with the span's id), so that they join the upstream's lines
+    /// whatever the sampling.
+    public var unrecordedTraceID: String? {
+        guard !isRecorded, let parent = headers["traceparent"], TraceHeaders.isTraceparent(parent[...]) else { return nil }
+        return String(parent.split(separator: "-")[1])
+    }
+
     public init(context: ServiceContext, isRecorded: Bool, headers: [String: String]) {
         self.context = context
         self.isRecorded = isRecorded
         self.headers = headers
-    }
-}
-
-/// W3C trace-context headers (`traceparent`, `tracestate`) as strings, the way sources and sinks
-/// carry them (AMQP headers, HTTP headers): what an `Instrument` reads from and writes into.
-public enum TraceHeaders {
-    /// The headers of `context` (empty when it has no span), as `instrument` (the tracer) writes them.
-    public static func of(_ context: ServiceContext, via instrument: any Instrument) -> [String: String] {
-        var headers: [String: String] = [:]
-        instrument.inject(context, into: &headers, using: Injector())
-        return headers
-    }
-
-    /// `headers` when their `traceparent` is well-formed (`vv-<32 hex>-<16 hex>-ff`, lowercase),
-    /// else none: what a sampled-out message's events carry on, as received or not at all (W3C: a
-    /// malformed parent starts a new trace, and `tracestate` goes only with its `traceparent`).
-    public static func wellFormed(_ headers: [String: String]) -> [String: String] {
-        headers["traceparent"].map { isTraceparent($0[...]) } == true ? headers : [:]
-    }
-
-    /// Whether `text` is a well-formed W3C `traceparent`: `vv-<32 hex>-<16 hex>-ff`, lowercase.
-    public static func isTraceparent(_ text: Substring) -> Bool {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        let lowerHex = { (part: Substring) in part.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) } }
-        return parts.map(\.count) == [2, 32, 16, 2] && parts.allSatisfy(lowerHex)
-    }
-
-    /// The context `headers` carry (as received: a parent for new spans), as `instrument` (the tracer) reads them.
-    public static func context(of headers: [String: String], via instrument: any Instrument) -> ServiceContext {
-        var context = ServiceContext.topLevel
-        instrument.extract(headers, into: &context, using: Extractor())
-        return context
-    }
-
-    struct Extractor: Instrumentation.Extractor {
-        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
-    }
-
-    struct Injector: Instrumentation.Injector {
-        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
     }
 }

@@ -126,18 +126,18 @@ public struct PipelineExecutor: Sendable {
     /// logged, a `finish` ends the run, and a `requeue` or `wait` — which would send it again —
     /// is refused with an error in the log.
     public func advance(_ run: inout PipelineRun) async -> RunOutcome {
-        let internalID = run.message.internalID
+        let logged = run.message.logContext
         while run.next < steps.count {
             let index = run.next
             let bound = steps[index]
             let context = self.context(index)
             if Task.isCancelled, !run.sent {
                 await undo(&run, before: index)
-                return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), internalID)
+                return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), logged)
             }
             if bound.irreversible, !run.sent, let notAfter = run.message.notAfter, clock.now() > notAfter {
                 await undo(&run, before: index)
-                return decided(.deadLetter(Failure(step: bound.name, reason: "expired: not sent by \(UTCTimestamp.format(notAfter))", expired: true)), internalID)
+                return decided(.deadLetter(Failure(step: bound.name, reason: "expired: not sent by \(UTCTimestamp.format(notAfter))", expired: true)), logged)
             }
             let started = ContinuousClock.now
             // (Read before the step runs: what it holds may be counted from then on, and a pause the
@@ -145,7 +145,7 @@ public struct PipelineExecutor: Sendable {
             let began = bound.irreversible || bound.inMemoryWaitLimit != nil ? clock.now() : nil
             let keepUntil = bound.inMemoryWaitLimit.flatMap { limit in began.map { $0.addingTimeInterval(limit) } }
             do {
-                let outcome = try await perform(bound, &run.message, context, internalID: internalID)
+                let outcome = try await perform(bound, &run.message, context, logged: logged)
                 stepTimers[index].recordInterval(since: started)
                 switch outcome {
                 case .next:
@@ -155,18 +155,18 @@ public struct PipelineExecutor: Sendable {
                     if sends, run.next < steps.count { return .sent }
                 case .alreadySent:
                     run.settledAsSent()
-                    return decided(.ack(.completed), internalID)
+                    return decided(.ack(.completed), logged)
                 case .finish(let label, let reason):
-                    return decided(.ack(run.sent ? .completed : .finished(step: bound.name, label: label, reason: reason)), internalID)
+                    return decided(.ack(run.sent ? .completed : .finished(step: bound.name, label: label, reason: reason)), logged)
                 case .requeue(let after, let reason):
-                    if run.sent { return refusedAfterSend("requeue", step: bound.name, internalID) }
+                    if run.sent { return refusedAfterSend("requeue", step: bound.name, logged) }
                     await undo(&run, before: index)
-                    return decided(.requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pause: nil), internalID)
+                    return decided(.requeue(after: after ?? retry.delay(beforeAttempt: 2), step: bound.name, reason: reason, pause: nil), logged)
                 case .wait(let wait):
                     if run.sent {
                         // What the step reserved for its wait (a slot) is its own to give back; the claim stays.
-                        await MessageLogContext.during(internalID, step: bound.name) { await bound.step.undo(run.message, context) }
-                        return refusedAfterSend("wait", step: bound.name, internalID)
+                        await MessageLogContext.during(logged, step: bound.name) { await bound.step.undo(run.message, context) }
+                        return refusedAfterSend("wait", step: bound.name, logged)
                     }
                     run.waiting(at: index, wait)
                     return .waiting(wait)
@@ -179,25 +179,25 @@ public struct PipelineExecutor: Sendable {
                     let wait = Wait(key: "in_doubt", until: clock.now(), reason: .inDoubt)
                     run.rewind(to: holder)
                     run.waiting(at: holder, wait)
-                    MessageLogContext.during(internalID, step: bound.name) {
+                    MessageLogContext.during(logged, step: bound.name) {
                         logger.warning("send in doubt: the request was written and its answer lost; waiting for a status to settle it", metadata: ["reason": .string(failure.reason)])
                     }
                     return .waiting(wait)
                 }
                 if Task.isCancelled, !run.sent {
                     await undo(&run, before: index)
-                    return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), internalID)
+                    return decided(.requeue(after: .zero, step: bound.name, reason: "worker shutting down", pause: nil), logged)
                 }
                 if run.sent {
-                    MessageLogContext.during(internalID, step: bound.name) {
+                    MessageLogContext.during(logged, step: bound.name) {
                         logger.error("step failed after the message was sent; acknowledged so it is not sent twice", metadata: ["error": "\(failure)"])
                     }
                     Counter(label: "outbound_step_errors_total", dimensions: [("step", bound.name), ("kind", failure.kind.rawValue)]).increment()
-                    return decided(.ack(.completed), internalID)
+                    return decided(.ack(.completed), logged)
                 }
                 if failure.kind == .unavailable, bound.definition.degradation == .failOpen {
                     degradedCounters[bound.name]?.increment()
-                    MessageLogContext.during(internalID, step: bound.name) {
+                    MessageLogContext.during(logged, step: bound.name) {
                         logger.debug("resource unavailable; continuing (fail_open)", metadata: ["error": "\(failure.reason)"])
                     }
                     run.skipped.append(index)
@@ -206,15 +206,15 @@ public struct PipelineExecutor: Sendable {
                     continue
                 }
                 if failure.kind == .inDoubt {
-                    MessageLogContext.during(internalID, step: bound.name) {
+                    MessageLogContext.during(logged, step: bound.name) {
                         logger.error("send in doubt and no step holds the message's claim (no idempotency step?): retried like a transient failure", metadata: ["reason": .string(failure.reason)])
                     }
                 }
                 await undo(&run, before: index)
-                return decided(pausing(decide(failure, step: bound, attempt: run.message.attempt), stepBegan: began), internalID)
+                return decided(pausing(decide(failure, step: bound, attempt: run.message.attempt), stepBegan: began), logged)
             }
         }
-        return decided(.ack(.completed), internalID)
+        return decided(.ack(.completed), logged)
     }
 
     /// Gives up a waiting run: undoes, last first, what its steps claimed (the waiting step's
@@ -234,10 +234,10 @@ public struct PipelineExecutor: Sendable {
     /// it had not happened — it records the doubt without a claim, or waits until it can.
     private func holdInDoubt(_ run: inout PipelineRun, before end: Int) async -> Int? {
         var holder: Int?
-        let internalID = run.message.internalID
+        let logged = run.message.logContext
         for index in (0..<end).reversed() {
             let context = self.context(index)
-            let holds = await MessageLogContext.during(internalID, step: steps[index].name) {
+            let holds = await MessageLogContext.during(logged, step: steps[index].name) {
                 await steps[index].step.holdInDoubt(&run.message, context)
             }
             if holds { holder = index }
@@ -247,10 +247,10 @@ public struct PipelineExecutor: Sendable {
 
     /// The message's outcome is durable (reported and acknowledged): tells the steps that passed, in order.
     public func settled(_ run: PipelineRun) async {
-        let internalID = run.message.internalID
+        let logged = run.message.logContext
         for index in 0..<min(run.next, steps.count) where !run.skipped.contains(index) {
             let context = self.context(index)
-            await MessageLogContext.during(internalID, step: steps[index].name) {
+            await MessageLogContext.during(logged, step: steps[index].name) {
                 await steps[index].step.settled(run.message, context)
             }
         }
@@ -303,14 +303,14 @@ public struct PipelineExecutor: Sendable {
     }
 
     /// Runs the step (in its own span when the message is traced).
-    private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
-        guard let trace = message.trace, trace.isRecorded else { return try await performUntraced(bound, &message, context, internalID: internalID) }
-        return try await tracing.step(bound.name, of: trace.context) { try await performUntraced(bound, &message, context, internalID: internalID) }
+    private func perform(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, logged: MessageLogContext) async throws -> StepOutcome {
+        guard let trace = message.trace, trace.isRecorded else { return try await performUntraced(bound, &message, context, logged: logged) }
+        return try await tracing.step(bound.name, of: trace.context) { try await performUntraced(bound, &message, context, logged: logged) }
     }
 
-    private func performUntraced(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, internalID: String?) async throws -> StepOutcome {
+    private func performUntraced(_ bound: BoundStep, _ message: inout Message, _ context: StepContext, logged: MessageLogContext) async throws -> StepOutcome {
         guard bound.irreversible else {
-            return try await MessageLogContext.during(internalID, step: bound.name) {
+            return try await MessageLogContext.during(logged, step: bound.name) {
                 try await bound.step.run(&message, context)
             }
         }
@@ -321,7 +321,7 @@ public struct PipelineExecutor: Sendable {
         let task = Task.immediate { () async -> (Message, Result<StepOutcome, any Error>) in
             var copy = start
             do {
-                let outcome = try await MessageLogContext.during(internalID, step: bound.name) { try await step.run(&copy, context) }
+                let outcome = try await MessageLogContext.during(logged, step: bound.name) { try await step.run(&copy, context) }
                 return (copy, .success(outcome))
             } catch {
                 // What the step noted before it failed (the sender it used) stays with the message.
@@ -337,10 +337,10 @@ public struct PipelineExecutor: Sendable {
     private func undo(_ run: inout PipelineRun, before end: Int) async {
         let last = run.waitingAt == end ? end : end - 1
         guard last >= 0 else { return }
-        let internalID = run.message.internalID
+        let logged = run.message.logContext
         for index in (0...last).reversed() where !run.skipped.contains(index) {
             let context = self.context(index)
-            await MessageLogContext.during(internalID, step: steps[index].name) {
+            await MessageLogContext.during(logged, step: steps[index].name) {
                 await steps[index].step.undo(run.message, context)
             }
         }
@@ -355,15 +355,15 @@ public struct PipelineExecutor: Sendable {
     }
 
     /// A step after the send asked for what would send the message again: completed instead.
-    private func refusedAfterSend(_ request: String, step: String, _ internalID: String?) -> RunOutcome {
-        MessageLogContext.during(internalID, step: step) {
+    private func refusedAfterSend(_ request: String, step: String, _ logged: MessageLogContext) -> RunOutcome {
+        MessageLogContext.during(logged, step: step) {
             logger.error("step asked to \(request) after the message was sent; acknowledged so it is not sent twice")
         }
-        return decided(.ack(.completed), internalID)
+        return decided(.ack(.completed), logged)
     }
 
-    private func decided(_ decision: Decision, _ internalID: String?) -> RunOutcome {
-        MessageLogContext.during(internalID, step: decision.stepName ?? Self.runtimeStepName) {
+    private func decided(_ decision: Decision, _ logged: MessageLogContext) -> RunOutcome {
+        MessageLogContext.during(logged, step: decision.stepName ?? Self.runtimeStepName) {
             record(decision)
         }
         return .decided(decision)

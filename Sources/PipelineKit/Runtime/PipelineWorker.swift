@@ -167,10 +167,14 @@ public final class PipelineWorker: Service, Sendable {
         let executor = pipeline.executor
         inFlight.increment()
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
+        var delivery = delivery
         if let span {
-            message.trace = MessageTrace(context: span.context, isRecorded: span.isRecording,
-                                         headers: span.isRecording ? tracing.headers(of: span.context) : TraceHeaders.wellFormed(delivery.traceHeaders))
+            let trace = tracing.trace(of: delivery, in: span)
+            message.trace = trace
             if span.isRecording, let id = message.internalID { span.attributes["outbound.internal_id"] = id }
+            // A message that came without a trace to continue: its copies (a retry, a dead letter) go on in the one
+            // it began here, so that its next attempt is in it too and its letter names it.
+            if TraceHeaders.usable(delivery.traceHeaders).isEmpty { delivery.traceHeaders = trace.headers }
         }
         if let maxAge = configuration.maxAge {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
@@ -213,7 +217,7 @@ public final class PipelineWorker: Service, Sendable {
                     // marketing retry's time — which a plain release would lose.)
                     // Back a little before the wait ends, to spend the rest of it parked.
                     let remaining = Duration.milliseconds(Int64(max(back.timeIntervalSince(flow.clock.now()) - sourceLead, Self.shortestTrip) * 1000))
-                    MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
+                    MessageLogContext.during(run.message.logContext, step: PipelineExecutor.runtimeStepName) {
                         logger.debug("waiting through the source", metadata: ["reason": .string(wait.reason.rawValue), "delay": .string(DurationParser.format(remaining))])
                     }
                     Counter(label: "outbound_waits_through_source_total", dimensions: [("reason", wait.reason.rawValue)]).increment()
@@ -223,6 +227,7 @@ public final class PipelineWorker: Service, Sendable {
                 return
             }
             span?.attributes["outbound.outcome"] = decision.outcomeName
+            if case .deadLetter(let failure) = decision { span?.setStatus(SpanStatus(code: .error, message: failure.reason)) }
             if reported {
                 await settle(delivery, as: decision, run: run, executor: executor)
                 inFlight.decrement()
@@ -252,7 +257,7 @@ public final class PipelineWorker: Service, Sendable {
                 // Unsent, and its redelivery may have ended on this run's account: a copy goes instead (below).
                 if !run.sent, run.message.outlivesItsDelivery { break }
                 // Its connection is gone and the broker has handed it out again: that delivery reports it (a sent one as a duplicate).
-                MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
+                MessageLogContext.during(run.message.logContext, step: PipelineExecutor.runtimeStepName) {
                     logger.notice("outcome still not recorded and the delivery went back to the broker with its connection; its redelivery reports it")
                 }
                 return
@@ -365,7 +370,7 @@ public final class PipelineWorker: Service, Sendable {
         } catch {
             // Logged as an error once per outage, not once per message and retry.
             let level: Logger.Level = unreported.refused("\(error)") ? .error : .debug
-            MessageLogContext.during(run.message.internalID, step: PipelineExecutor.runtimeStepName) {
+            MessageLogContext.during(run.message.logContext, step: PipelineExecutor.runtimeStepName) {
                 logger.log(level: level, "outcome not recorded; the message stays here and its outcome is reported again with backoff",
                            metadata: ["error": "\(error)", "outcome": .string(decision.outcomeName)])
             }
