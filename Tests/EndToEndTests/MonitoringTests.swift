@@ -97,6 +97,25 @@ import TestSupport
         }
     }
 
+    /// `/health` asks its resources at once, each for at most 2 s (`ResourceChecks`): a Redis that
+    /// takes connections and never answers, with a command timeout of 10 s, is down within the
+    /// deadline instead of holding the answer for its timeout.
+    @Test func aSilentRedisIsDownOnHealthWithinTheChecksDeadline() async throws {
+        let e2e = try await EndToEndHarness()
+        let silent = try SilentListener()
+        e2e.redisPort = silent.port
+        try e2e.writeVariant(EndToEndHarness.variant.replacingOccurrences(of: "resources:\n", with: "resources:\n  redis:\n    with: { command_timeout: 10s }\n"))
+        let worker = try await e2e.startWorker()
+        let asked = ContinuousClock.now
+        let health = try await worker.get("/health", waitingUpTo: .seconds(15))
+        let took = ContinuousClock.now - asked
+        #expect(took < .seconds(5), "answered by the checks' deadline, not after the 10 s command timeout: \(took)")
+        #expect(health.body?["checks"]?["redis"]?["error"]?.stringValue == "no answer within 2.0 seconds", "\(String(describing: health.body))")
+        #expect(health.body?["status"]?.stringValue == "degraded")
+        try await worker.stop()
+        await e2e.cleanUp()
+    }
+
     static func labelKeys(of sample: String) -> Set<String> {
         guard let open = sample.firstIndex(of: "{"), let close = sample.lastIndex(of: "}") else { return [] }
         return Set(sample[sample.index(after: open)..<close].matches(of: /([a-z_]+)="/).map { String($0.output.1) })

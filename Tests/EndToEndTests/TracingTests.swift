@@ -171,7 +171,7 @@ import TestSupport
             receiver.spans.contains { $0.traceID == traceIDs[1] && $0.name.hasPrefix("process ") }
         }
         #expect(!receiver.spans.contains { $0.traceID == traceIDs[0] }, "no span of the sampled-out message")
-        #expect(worker.log.contains(#""trace_id":"\#(traceIDs[0])""#), "the sampled-out message's log lines carry its trace_id")
+        try await poll("the sampled-out message's log lines carrying its trace_id") { worker.log.contains(#""trace_id":"\#(traceIDs[0])""#) }
         try await worker.stop()
         receiver.stop()
         await e2e.cleanUp()

@@ -112,6 +112,16 @@ public final class WorkerProcess: @unchecked Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
+    /// GET a path whose answer may take longer than the probe's 2 s (up to `timeout`): status and JSON body.
+    public func get(_ path: String, waitingUpTo timeout: Duration) async throws -> (status: Int, body: JSONValue?) {
+        let response = try await Self.patientProbe.execute(HTTPClientRequest(url: "http://127.0.0.1:\(healthPort)\(path)"),
+                                                           timeout: .milliseconds(Int64(timeout.components.seconds * 1000)))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), try? JSONValue(parsing: Array(body.readableBytesView)))
+    }
+
+    private static let patientProbe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(timeout: .init(connect: .seconds(1), read: .seconds(60))))
+
     /// The raw text of a path (for /metrics).
     public func text(_ path: String) async -> String? {
         (try? await response(path, upTo: 4 << 20).get()).map { String(buffer: $0.body) }

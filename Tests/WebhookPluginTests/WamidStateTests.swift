@@ -160,6 +160,15 @@ import WebhookPlugin
                                      mapping: (another, MappedSend(internalID: uuid, traceparent: traceparent)))
         #expect(try await store.sends(of: [another]) == [another: MappedSend(internalID: uuid, traceparent: traceparent)])
         #expect(try await store.client.checked(["OBJECT", "ENCODING", bucket]).string == "listpack", "a traced mapping keeps its bucket a listpack")
+        // Written again without a trace (another minute): the earlier trace does not join the new mapping.
+        try await store.mapWamids([(another, MappedSend(internalID: "again"), 900)])
+        #expect(try await store.sends(of: [another]) == [another: MappedSend(internalID: "again")])
+        // A mapping written by an earlier version, trace and id in one field, reads as before.
+        let earlier = "wamid.\(UUID().uuidString)", place = store.wamids.place(of: earlier)
+        let minute = Int(Date().timeIntervalSince1970 / 60) + 5
+        _ = try await store.client.checked(["HSET", place.key, place.field, "\(minute):e1 \(traceparent)"])
+        _ = try await store.client.checked(["EXPIRE", place.key, "600"])
+        #expect(try await store.sends(of: [earlier]) == [earlier: MappedSend(internalID: "e1", traceparent: traceparent)])
         #expect(MappedSend(stored: "order 42") == MappedSend(internalID: "order 42"), "an internalId with a space (no validate step) reads back whole")
         #expect(MappedSend(stored: "order 42 \(traceparent)") == MappedSend(internalID: "order 42", traceparent: traceparent))
     }

@@ -76,17 +76,12 @@ public final class RabbitMQSource: Source {
             ?? delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
             ?? headers["x-first-received"].flatMap(HeaderTime.date) ?? Date()
         var carried: [String: String] = [:]
-        var traceHeaders: [String: String] = [:]
-        for (key, value) in headers.entries {
-            if key.hasPrefix(carriedPrefix) {
-                if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
-            } else if key == "traceparent" || key == "tracestate", let text = value.stringValue {
-                traceHeaders[key] = text
-            }
+        for (key, value) in headers.entries where key.hasPrefix(carriedPrefix) {
+            if let text = value.stringValue { carried[String(key.dropFirst(carriedPrefix.count))] = text }
         }
         // `x-attempts` set upstream beyond the range (or below 0) must not overflow the count or retry a message for ever.
         return Delivery(body: delivery.body, attemptsMade: Delivery.attempts(clamping: headers["x-attempts"]?.intValue ?? 0), firstSeen: firstSeen, carried: carried, lane: lane,
-                        traceHeaders: traceHeaders, receipt: delivery)
+                        traceHeaders: traceHeaders(of: delivery), receipt: delivery)
     }
 
     public func start() async throws {
@@ -230,6 +225,15 @@ public final class RabbitMQSource: Source {
         properties.userID = nil
     }
 
+    /// The W3C trace-context headers of a delivery (`traceparent`, `tracestate`) that are text.
+    static func traceHeaders(of delivery: AMQPDelivery) -> [String: String] {
+        var found: [String: String] = [:]
+        for (key, value) in delivery.properties.headers.entries where key == "traceparent" || key == "tracestate" {
+            if let text = value.stringValue { found[key] = text }
+        }
+        return found
+    }
+
     /// The properties a copy carries: the original's, except `user_id`, which the broker checks
     /// against the publishing connection's user (kept as the header `x-original-user-id`), and the
     /// trace context, which is `trace` (`Delivery.traceHeaders`: the runtime's, when the original
@@ -237,8 +241,11 @@ public final class RabbitMQSource: Source {
     static func copyProperties(of delivery: AMQPDelivery, firstSeen: Date?, trace: [String: String]) -> AMQPProperties {
         var properties = delivery.properties
         keepUserIDAsHeader(&properties)
-        properties.headers.entries.removeAll { $0.key == "traceparent" || $0.key == "tracestate" }
-        for (key, value) in trace.sorted(by: { $0.key < $1.key }) { properties.headers[key] = .string(value) }
+        // Only a trace the runtime replaced is written: else the original's headers stay as they came.
+        if trace != traceHeaders(of: delivery) {
+            properties.headers.entries.removeAll { $0.key == "traceparent" || $0.key == "tracestate" }
+            for (key, value) in trace.sorted(by: { $0.key < $1.key }) { properties.headers[key] = .string(value) }
+        }
         if properties.timestamp == nil, properties.headers["x-first-received"] == nil, let firstSeen {
             properties.headers["x-first-received"] = .string(UTCTimestamp.format(firstSeen))
         }

@@ -50,7 +50,8 @@ public struct WamidBuckets: Sendable, Equatable {
     /// for a wamid mapping (`MappedSend.stored`): a send's trace goes in a field of its own
     /// (`{field}.t`, the `traceparent` without its version), so that no value is longer than
     /// Redis keeps in a listpack (`hash-max-listpack-value`, 64 bytes by default — the whole
-    /// bucket would become a hash table for one traced send); `mapping_get` joins them again.
+    /// bucket would become a hash table for one traced send); `mapping_get` joins them again when
+    /// both were written together (the same minute).
     public static let luaFunctions = """
         local function bucket_live(stored, now)
           local colon = stored and string.find(stored, ':', 1, true)
@@ -82,14 +83,18 @@ public struct WamidBuckets: Sendable, Equatable {
         end
         local function mapping_put(key, field, send, expires, now)
           local id, trace = string.match(send, '^(.*) 00%-(%x+%-%x+%-%x%x)$')
-          if not id then return bucket_put(key, field, send, expires, now) end
+          if not id or #trace ~= 52 then return bucket_put(key, field, send, expires, now) end
           bucket_put(key, field, id, expires, now)
           bucket_put(key, field .. '.t', trace, expires, now)
         end
         local function mapping_get(key, field, now)
-          local id = bucket_get(key, field, now)
-          local trace = id and bucket_get(key, field .. '.t', now)
-          if trace then return id .. ' 00-' .. trace end
+          local stored = redis.call('HGET', key, field)
+          local id = bucket_live(stored, now)
+          if not id then return nil end
+          -- A trace goes with the id written with it (the same minute), not with one written over it later.
+          local minute = string.sub(stored, 1, #stored - #id)
+          local trace = redis.call('HGET', key, field .. '.t')
+          if trace and string.sub(trace, 1, #minute) == minute then return id .. ' 00-' .. string.sub(trace, #minute + 1) end
           return id
         end
         local function redis_now()
