@@ -150,6 +150,23 @@ import TestSupport
         await e2e.cleanUp()
     }
 
+    /// With a sampler that is always off the worker has no trace of its own to give: a letter keeps
+    /// the headers its message came with, even ones no tracer reads (review: they were stripped).
+    @Test func underASamplerAlwaysOffALetterKeepsTheHeadersItCameWith() async throws {
+        let receiver = OTLPReceiver()
+        let endpoint = try await receiver.start()
+        let e2e = try await EndToEndHarness()
+        e2e.server.answer { _, _ in .error(status: 400, code: 131026, message: "Message undeliverable") }
+        let worker = try await e2e.startWorker(extra: Self.tracing(to: endpoint).merging(["OTEL_TRACES_SAMPLER": "always_off"]) { $1 })
+        try await e2e.inspector.publish([e2e.textMessage(1)], to: e2e.queue, headers: ["traceparent": .string("not-a-traceparent"), "tracestate": .string("a=1")])
+        let letters = try await e2e.inspector.drain("\(e2e.queue).dead", expecting: 1)
+        #expect(letters.first?.properties.headers["traceparent"]?.stringValue == "not-a-traceparent")
+        #expect(letters.first?.properties.headers["tracestate"]?.stringValue == "a=1")
+        try await worker.stop()
+        receiver.stop()
+        await e2e.cleanUp()
+    }
+
     /// A message whose upstream did not sample its trace (flags `00`; the default sampler follows the
     /// parent): no span of it is exported, and its outcome event carries the trace on, unsampled.
     @Test func aSampledOutMessageExportsNothingAndItsEventCarriesTheTraceOn() async throws {

@@ -91,7 +91,7 @@ public struct WamidBuckets: Sendable, Equatable {
           local stored = redis.call('HGET', key, field)
           local id = bucket_live(stored, now)
           if not id then return nil end
-          -- A trace goes with the id written with it (the same minute), not with one written over it later.
+          -- A trace goes with the id written with it (the same minute), not with one written over it in a later minute.
           local minute = string.sub(stored, 1, #stored - #id)
           local trace = redis.call('HGET', key, field .. '.t')
           if trace and string.sub(trace, 1, #minute) == minute then return id .. ' 00-' .. string.sub(trace, #minute + 1) end

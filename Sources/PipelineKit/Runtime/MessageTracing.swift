@@ -67,9 +67,10 @@ public struct MessageTrace: Sendable {
     /// False for a trace not sampled: it still goes on (its events carry `headers`) but nothing
     /// makes spans of it or keeps it — what a sampled-out message costs stays near nothing.
     public var isRecorded: Bool
-    /// `traceparent`/`tracestate` for what the message causes (its events): its delivery span's
-    /// when recorded; else those it arrived with, if well-formed (none for a trace that began
-    /// here, unrecorded and unseen), which say the same trace and decision and cost no injection.
+    /// `traceparent`/`tracestate` for what the message causes (its events, its copies): its
+    /// delivery span's when recorded; else those it arrived with, if usable (`TraceHeaders.usable`),
+    /// which say the same trace and decision and cost no injection; else the span's own context,
+    /// unsampled (`-00`) — none under a sampler that is always off (swift-otel makes no context then).
     public var headers: [String: String]
 
     /// The trace id log lines of a message not recorded carry (`trace_id`; a recorded one's lines

@@ -174,7 +174,7 @@ public final class PipelineWorker: Service, Sendable {
             if span.isRecording, let id = message.internalID { span.attributes["outbound.internal_id"] = id }
             // A message that came without a trace to continue: its copies (a retry, a dead letter) go on in the one
             // it began here, so that its next attempt is in it too and its letter names it.
-            if TraceHeaders.usable(delivery.traceHeaders).isEmpty { delivery.traceHeaders = trace.headers }
+            if TraceHeaders.usable(delivery.traceHeaders).isEmpty, !trace.headers.isEmpty { delivery.traceHeaders = trace.headers }
         }
         if let maxAge = configuration.maxAge {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)

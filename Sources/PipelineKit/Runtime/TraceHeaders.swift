@@ -7,6 +7,7 @@ public enum TraceHeaders {
     /// longer one (it must pass on at least 512 bytes and 32 members). Beyond, it would be parsed
     /// for every delivery and attempt and copied onto every event.
     public static let longestTracestate = 512
+    /// The most `tracestate` members kept (W3C's bound; see `longestTracestate`).
     public static let mostTracestateMembers = 32
 
     /// The headers of `context` (empty when it has no span), as `instrument` (the tracer) writes them.
