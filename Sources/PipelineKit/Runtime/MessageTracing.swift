@@ -38,9 +38,9 @@ public struct MessageTracing: Sendable {
     /// trace and decision and cost no injection), else the span's context, unsampled (`-00`: a
     /// trace begun here and not sampled stays one trace, unsampled, across its events, retry
     /// copies and attempts).
-    func trace(of delivery: Delivery, in span: any Span) -> MessageTrace {
-        let received = span.isRecording ? [:] : TraceHeaders.usable(delivery.traceHeaders)
-        let headers = received.isEmpty ? tracer.map { TraceHeaders.of(span.context, via: $0) } ?? [:] : received
+    /// `received`: the delivery's headers, as `TraceHeaders.usable` keeps them.
+    func trace(continuing received: [String: String], in span: any Span) -> MessageTrace {
+        let headers = span.isRecording || received.isEmpty ? tracer.map { TraceHeaders.of(span.context, via: $0) } ?? [:] : received
         return MessageTrace(context: span.context, isRecorded: span.isRecording, headers: headers)
     }
 
@@ -63,27 +63,27 @@ public struct MessageTracing: Sendable {
 /// A message's trace: the context of its delivery's span, whether that span is recorded, and
 /// the trace-context headers its events carry on.
 public struct MessageTrace: Sendable {
-    public var context: ServiceContext
+    public let context: ServiceContext
     /// False for a trace not sampled: it still goes on (its events carry `headers`) but nothing
     /// makes spans of it or keeps it — what a sampled-out message costs stays near nothing.
-    public var isRecorded: Bool
+    public let isRecorded: Bool
     /// `traceparent`/`tracestate` for what the message causes (its events, its copies): its
     /// delivery span's when recorded; else those it arrived with, if usable (`TraceHeaders.usable`),
     /// which say the same trace and decision and cost no injection; else the span's own context,
     /// unsampled (`-00`) — none under a sampler that is always off (swift-otel makes no context then).
-    public var headers: [String: String]
+    public let headers: [String: String]
 
     /// The trace id log lines of a message not recorded carry (`trace_id`; a recorded one's lines
     /// get it from the tracer, with the span's id), so that they join the upstream's lines
     /// whatever the sampling.
-    public var unrecordedTraceID: String? {
-        guard !isRecorded, let parent = headers["traceparent"], TraceHeaders.isTraceparent(parent[...]) else { return nil }
-        return String(parent.split(separator: "-")[1])
-    }
+    /// (Read once, when the trace is made: every log context of the message takes it.)
+    public let unrecordedTraceID: String?
 
     public init(context: ServiceContext, isRecorded: Bool, headers: [String: String]) {
         self.context = context
         self.isRecorded = isRecorded
         self.headers = headers
+        let parent = isRecorded ? nil : headers["traceparent"].flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil }
+        unrecordedTraceID = parent.map { String($0.split(separator: "-")[1]) }
     }
 }

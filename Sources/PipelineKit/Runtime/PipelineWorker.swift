@@ -169,12 +169,13 @@ public final class PipelineWorker: Service, Sendable {
         var message = Message(body: delivery.body, attempt: delivery.attemptsMade + 1, carried: delivery.carried, lane: delivery.lane, firstSeen: delivery.firstSeen)
         var delivery = delivery
         if let span {
-            let trace = tracing.trace(of: delivery, in: span)
+            let received = TraceHeaders.usable(delivery.traceHeaders)
+            let trace = tracing.trace(continuing: received, in: span)
             message.trace = trace
             if span.isRecording, let id = message.internalID { span.attributes["outbound.internal_id"] = id }
             // A message that came without a trace to continue: its copies (a retry, a dead letter) go on in the one
             // it began here, so that its next attempt is in it too and its letter names it.
-            if TraceHeaders.usable(delivery.traceHeaders).isEmpty, !trace.headers.isEmpty { delivery.traceHeaders = trace.headers }
+            if received.isEmpty, !trace.headers.isEmpty { delivery.traceHeaders = trace.headers }
         }
         if let maxAge = configuration.maxAge {
             message.notAfter = (delivery.firstSeen ?? flow.clock.now()).addingTimeInterval(maxAge.secondsDouble)
