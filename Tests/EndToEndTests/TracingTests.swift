@@ -85,6 +85,38 @@ import TestSupport
         await e2e.inspector.delete([outboundEvents.queue])
     }
 
+    /// A send whose answer was lost after Meta accepted it goes in doubt, and the `sent` status that
+    /// settles it comes before any wamid mapping exists: it is in the send's trace all the same (the
+    /// trace the send's claim held), and so is the `delivered` after it.
+    @Test func aSendInDoubtSettledByItsStatusIsInItsTrace() async throws {
+        let receiver = OTLPReceiver()
+        let endpoint = try await receiver.start()
+        let scenario = try await InDoubtTests.Scenario(acceptedLost: 0..<1, unacceptedLost: 0..<0)
+        let e2e = scenario.e2e
+        try await scenario.statuses.start(Self.tracing(to: endpoint))
+        let worker = try await scenario.startOutbound(Self.tracing(to: endpoint))
+        let traceID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        try await e2e.inspector.publish([e2e.textMessage(0)], to: e2e.queue, headers: ["traceparent": .string("00-\(traceID)-00f067aa0ba902b7-01")])
+        let events = try await scenario.outboundEvents.take(e2e.inspector, expecting: 1)
+        #expect(events.first?.body["resolvedBy"]?.stringValue == "status", "settled by its status: \(events.map(\.body))")
+        do {
+            try await poll("both statuses' spans exported in the send's trace") {
+                Set(receiver.spans.filter { $0.traceID == traceID }.map(\.name)).isSuperset(of: ["process whatsapp-outbound", "delivery.sent", "delivery.delivered"])
+            }
+        } catch {
+            Issue.record("spans exported: \(receiver.spans.map { "\($0.name) \($0.traceID == traceID ? "in" : "outside") the trace" })")
+            throw error
+        }
+        let trace = receiver.spans.filter { $0.traceID == traceID }
+        let deliveries = Set(trace.filter { $0.name == "process whatsapp-outbound" }.map(\.spanID))
+        for name in ["delivery.sent", "delivery.delivered"] {
+            #expect(trace.first { $0.name == name }?.parentSpanID.map(deliveries.contains) == true, "\(name) under the send's delivery")
+        }
+        try await worker.stop()
+        receiver.stop()
+        try await scenario.cleanUp()
+    }
+
     /// A retry goes round the broker as a copy with the message's headers: its next attempt is in
     /// the same trace, under the same publish.
     @Test func aRetriedMessagesAttemptsAreInOneTrace() async throws {

@@ -97,7 +97,7 @@ import TestSupport
     /// The old code left that value as "another's", the send was retried like a transient failure,
     /// and the retry took the value over as an orphan and sent again.
     @Test func aClaimThatLandedWithItsAnswerLostIsHeldWhenItsSendGoesInDoubt() async throws {
-        _ = try await store.claim("doubt:m1", owner: "worker-a", ttl: .seconds(86_400), lease: .seconds(120), takeOverOwnAfter: nil, inDoubt: window)
+        _ = try await store.claim("doubt:m1", owner: "worker-a", ttl: .seconds(86_400), lease: .seconds(120), takeOverOwnAfter: nil, inDoubt: window, trace: nil)
         var other = message()
         #expect(!(await step.holdInDoubt(&other, context("worker-b"))), "on another worker, it is another's value: left alone")
         #expect(try await store.read("doubt:m1")?.value.contains(#""status":"processing""#) == true)

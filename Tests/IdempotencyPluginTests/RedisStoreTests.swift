@@ -60,6 +60,35 @@ import TestSupport
         #expect(reason.contains("wamid.ABC"))
     }
 
+    /// A traced send's claim holds its traceparent, kept when the send goes in doubt, so that a
+    /// status settling the key continues the send's trace; an untraced claim is the value SPEC 6
+    /// writes, and what is not a traceparent is never written into the JSON. Redis and its twin alike.
+    @Test(arguments: [false, true]) func aTracedClaimHoldsItsTraceIntoDoubt(inMemory: Bool) async throws {
+        let store: any IdempotencyStore = inMemory ? MemoryStore(clock: SystemWallClock()) : Self.store()
+        let prefix = uniqueName("trace")
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        func claim(_ id: String, trace: String?) async throws -> String? {
+            let result = try await store.claim("\(prefix):\(id)", owner: "w", ttl: .seconds(60), lease: .seconds(30), takeOverOwnAfter: nil,
+                                               inDoubt: InDoubtPolicy(window: .seconds(300), decision: .resend), trace: trace)
+            guard case .claimed(let value) = result else { return nil }
+            return value
+        }
+        let traced = try #require(try await claim("t", trace: traceparent))
+        #expect(KeyState.decode(traced)?.trace == traceparent && KeyState.decode(traced)?.status == "processing")
+        let mark = try await store.markInDoubt("\(prefix):t", claim: traced, owner: "w", attempt: 2, ttl: .seconds(60))
+        guard case .marked(let doubt) = mark else {
+            Issue.record("not marked in doubt: \(mark)")
+            return
+        }
+        let state = try #require(KeyState.decode(doubt))
+        #expect(state.status == "in_doubt" && state.attempt == 2 && state.trace == traceparent, "\(doubt)")
+
+        let plain = try #require(try await claim("u", trace: nil))
+        #expect(plain.hasPrefix(#"{"status":"processing","owner":"w","since":""#) && plain.hasSuffix(#"Z"}"#), "\(plain)")
+        let forged = try #require(try await claim("f", trace: #"x","status":"completed"#))
+        #expect(KeyState.decode(forged)?.status == "processing" && !forged.contains("trace"), "\(forged)")
+    }
+
     @Test func completionWritesTheWamidMappingWithTheKeysTTL() async throws {
         let store = Self.store()
         let prefix = uniqueName("wamid")

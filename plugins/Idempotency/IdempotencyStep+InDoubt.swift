@@ -89,7 +89,8 @@ extension IdempotencyStep {
     func claimAgain(_ key: String, _ message: inout Message, _ context: StepContext) async throws -> ClaimResult {
         _ = LocalClaims.shared.begin(key)
         do {
-            let result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: nil, inDoubt: InDoubtPolicy(window: .zero, decision: .resend))
+            let result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: nil, inDoubt: InDoubtPolicy(window: .zero, decision: .resend),
+                                               trace: message.trace?.recordedTraceparent)
             if case .resending = result {} else { LocalClaims.shared.end(key) }
             return result
         } catch {

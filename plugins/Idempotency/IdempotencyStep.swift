@@ -83,7 +83,8 @@ public struct IdempotencyStep: Step {
         // message here waits in doubt on it (its hold could not mark it yet).
         let alone = LocalClaims.shared.begin(key) && !InDoubtWaits.shared.isWaiting(key)
         do {
-            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone && !own ? orphanAge : nil, inDoubt: context.inDoubt)
+            result = try await store.claim(key, owner: context.workerID, ttl: ttl, lease: lease, takeOverOwnAfter: alone && !own ? orphanAge : nil, inDoubt: context.inDoubt,
+                                       trace: message.trace?.recordedTraceparent)
         } catch {
             // The claim may have been made with its answer lost. It stays held while the message is
             // here (under fail_open it goes on without it, and may wait); once the message has gone,

@@ -47,9 +47,11 @@ public protocol IdempotencyStore: KeyValueStore {
     /// A key `in_doubt` is never taken over by lease: within `inDoubt.window` (from its `since`, by
     /// the store's clock) the claim says how long remains; after it, `inDoubt.decision` says whether
     /// it is claimed again (resend) or stays (dead letter).
-    func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy) async throws(StoreUnavailable) -> ClaimResult
-    /// Rewrites the key `{"status":"in_doubt","owner","since","attempt"}` (keeping its TTL) when it
-    /// holds `claim` (or nothing: then with `ttl`).
+    /// `trace`, the `traceparent` of a send whose trace is recorded (`TraceHeaders.isTraceparent`),
+    /// goes in the value (`KeyState.trace`): a status that settles the key continues that trace.
+    func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult
+    /// Rewrites the key `{"status":"in_doubt","owner","since","attempt"}` (keeping its TTL, and the
+    /// claim's `trace`) when it holds `claim` (or nothing: then with `ttl`).
     func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark
     /// Writes the completed `value` with `ttl` (and the `mapping` of its wamid to its internalId,
     /// kept as long; none for an empty internalId), checking that the key still held `claim`.

@@ -10,17 +10,21 @@ public struct KeyState: Decodable, Sendable, Equatable {
     public var completed_at: String?
     /// While `in_doubt`: the delivery whose send went in doubt.
     public var attempt: Int?
+    /// While `processing` or `in_doubt`, for a send whose trace is recorded: its W3C `traceparent`,
+    /// so that a delivery status settling the key continues the send's trace (its mapping is not
+    /// written yet, or never will be: its answer was lost).
+    public var trace: String?
 
-    public static func processing(owner: String, since: Date) -> KeyState {
-        KeyState(status: "processing", owner: owner, since: UTCTimestamp.format(since))
+    public static func processing(owner: String, since: Date, trace: String? = nil) -> KeyState {
+        KeyState(status: "processing", owner: owner, since: UTCTimestamp.format(since), trace: trace)
     }
 
     public static func completed(wamid: String?, at: Date) -> KeyState {
         KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at))
     }
 
-    public static func inDoubt(owner: String, since: Date, attempt: Int) -> KeyState {
-        KeyState(status: "in_doubt", owner: owner, since: UTCTimestamp.format(since), attempt: attempt)
+    public static func inDoubt(owner: String, since: Date, attempt: Int, trace: String? = nil) -> KeyState {
+        KeyState(status: "in_doubt", owner: owner, since: UTCTimestamp.format(since), attempt: attempt, trace: trace)
     }
 
     var isCompleted: Bool { status == "completed" }
@@ -54,6 +58,7 @@ public struct KeyState: Decodable, Sendable, Equatable {
             writer.key("attempt")
             writer.number(Double(attempt))
         }
+        writer.member("trace", trace)
         writer.endObject()
         return writer.text
     }

@@ -30,8 +30,7 @@ public struct MarkCompletedStep: Step {
         let wamid = message.values[DeliveryReceiptKey.self].flatMap { $0.isEmpty ? nil : $0 }
         let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
         // A traced send keeps its traceparent with the mapping: its statuses continue its trace (a sampled one only).
-        let traceparent = message.trace.flatMap { $0.isRecorded ? $0.headers["traceparent"] : nil }
-        let mapping = wamid.map { (wamid: $0, send: MappedSend(internalID: message.internalID ?? "", traceparent: traceparent)) }
+        let mapping = wamid.map { (wamid: $0, send: MappedSend(internalID: message.internalID ?? "", traceparent: message.trace?.recordedTraceparent)) }
         var delay = Duration.milliseconds(100)
         while true {
             do {

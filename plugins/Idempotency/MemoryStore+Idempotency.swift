@@ -4,9 +4,9 @@ import RedisPlugin
 
 /// Idempotency keys in memory, with the Redis scripts' semantics and the store's clock.
 extension MemoryStore: IdempotencyStore {
-    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy) async throws(StoreUnavailable) -> ClaimResult {
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult {
         try atomically { entries, now in
-            let value = KeyState.processing(owner: owner, since: now).encoded()
+            let value = KeyState.processing(owner: owner, since: now, trace: trace.flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil }).encoded()
             guard let existing = entries[key]?.value else {
                 entries[key] = Entry(value, ttl: ttl, now: now)
                 return .claimed(value: value)
@@ -32,7 +32,7 @@ extension MemoryStore: IdempotencyStore {
 
     public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark {
         try atomically { entries, now in
-            let value = KeyState.inDoubt(owner: owner, since: now, attempt: attempt).encoded()
+            let value = KeyState.inDoubt(owner: owner, since: now, attempt: attempt, trace: KeyState.decode(claim)?.trace).encoded()
             guard let current = entries[key]?.value else {
                 entries[key] = Entry(value, ttl: ttl, now: now)
                 return .marked(value: value)

@@ -41,12 +41,14 @@ extension RedisStore: IdempotencyStore {
 
     /// KEYS[1] the key; ARGV[1] owner, ARGV[2] ttl (s), ARGV[3] lease (ms), ARGV[4] the age (ms) after
     /// which the owner's own processing value is taken over (a claim whose answer was lost; -1: never), ARGV[5] the in-doubt window
-    /// (ms), ARGV[6] '1' to resend after it. The lease and the window are judged by Redis's clock.
+    /// (ms), ARGV[6] '1' to resend after it, ARGV[7] the send's traceparent ('' for none; written as the
+    /// value's `trace`). The lease and the window are judged by Redis's clock.
     /// Returns {1, value} claimed, {2, existing} completed, {3, existing} in flight, {4, value, previous}
     /// taken over, {5, existing, remaining ms} in doubt, {6, value, previous} resending, {7, existing} in doubt past its window.
     static let claimScript = RedisScript(LuaClock.functions + "\n" + isoFunctions + "\n" + """
         local now = now_ms()
-        local value = '{"status":"processing","owner":' .. cjson.encode(ARGV[1]) .. ',"since":"' .. iso(now) .. '"}'
+        local trace = ARGV[7] ~= '' and (',"trace":"' .. ARGV[7] .. '"') or ''
+        local value = '{"status":"processing","owner":' .. cjson.encode(ARGV[1]) .. ',"since":"' .. iso(now) .. '"' .. trace .. '}'
         local existing = redis.call('GET', KEYS[1])
         if not existing then
           redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
@@ -74,9 +76,11 @@ extension RedisStore: IdempotencyStore {
 
     /// KEYS[1] the key; ARGV[1] the claim, ARGV[2] owner, ARGV[3] attempt, ARGV[4] ttl (s) when the key is gone.
     /// Returns {1, value} marked in doubt, {2, current} completed, {3, current} someone else's.
+    /// The claim's `trace` goes on in the value.
     static let markInDoubtScript = RedisScript(LuaClock.functions + "\n" + isoFunctions + "\n" + """
         local now = now_ms()
-        local value = '{"status":"in_doubt","owner":' .. cjson.encode(ARGV[2]) .. ',"since":"' .. iso(now) .. '","attempt":' .. ARGV[3] .. '}'
+        local trace = string.match(ARGV[1], ',"trace":"[%x%-]+"') or ''
+        local value = '{"status":"in_doubt","owner":' .. cjson.encode(ARGV[2]) .. ',"since":"' .. iso(now) .. '","attempt":' .. ARGV[3] .. trace .. '}'
         local current = redis.call('GET', KEYS[1])
         if not current then
           redis.call('SET', KEYS[1], value, 'EX', ARGV[4])
@@ -115,9 +119,10 @@ extension RedisStore: IdempotencyStore {
         return 0
         """)
 
-    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy) async throws(StoreUnavailable) -> ClaimResult {
+    public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult {
         let arguments = [owner, Self.seconds(ttl), String(max(1, lease.milliseconds)), takeOverOwnAfter.map { String(max(0, $0.milliseconds)) } ?? "-1",
-                         String(max(0, inDoubt.window.milliseconds)), inDoubt.decision == .resend ? "1" : "0"]
+                         String(max(0, inDoubt.window.milliseconds)), inDoubt.decision == .resend ? "1" : "0",
+                         trace.flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil } ?? ""]
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.claimScript, keys: [key], arguments: arguments)
         }

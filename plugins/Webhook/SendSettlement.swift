@@ -38,6 +38,11 @@ enum SettledValue {
         return writer.text
     }
 
+    /// The `trace` a settled key held (`KeyState.trace`), if it is a W3C traceparent.
+    static func traceparent(_ text: String) -> String? {
+        TraceHeaders.isTraceparent(text[...]) ? text : nil
+    }
+
     /// Whether a key holding `current` is settled by a status: processing, in doubt, or completed without a wamid.
     static func unsettled(_ current: String) -> Bool {
         guard let state = (try? JSONValue(parsing: Array(current.utf8)))?.objectValue, let status = state["status"]?.stringValue else { return false }
@@ -48,14 +53,15 @@ enum SettledValue {
 
 extension RedisStore: SendSettlement {
     /// KEYS: idempotency keys; ARGV: per key, the completed value and the `"wamid":"…"` member it
-    /// writes. Settles the keys a status proves sent. Returns {settled, left}: per key 1 when it was
+    /// writes. Settles the keys a status proves sent. Returns {settled, left, traces}: per key 1 when it was
     /// settled now, and the seconds it has left when it now names that wamid (settled now or by an
     /// earlier copy of the status; -1: no TTL; 0: it names none or another), so a mapping not
-    /// written the first time is written with Meta's retry.
+    /// written the first time is written with Meta's retry; and the `trace` of the send settled
+    /// now ('' for none), which its mapping keeps.
     static let settleScript = RedisScript("""
-        local settled, left = {}, {}
+        local settled, left, traces = {}, {}, {}
         for i, key in ipairs(KEYS) do
-          settled[i], left[i] = 0, 0
+          settled[i], left[i], traces[i] = 0, 0, ''
           local current = redis.call('GET', key)
           if current then
             local ok, state = pcall(cjson.decode, current)
@@ -63,6 +69,7 @@ extension RedisStore: SendSettlement {
                 or (state.status == 'completed' and (type(state.wamid) ~= 'string' or state.wamid == ''))) then
               redis.call('SET', key, ARGV[2 * i - 1], 'KEEPTTL')
               settled[i] = 1
+              if type(state.trace) == 'string' then traces[i] = state.trace end
               current = ARGV[2 * i - 1]
             end
             if string.find(current, ARGV[2 * i], 1, true) then
@@ -71,7 +78,7 @@ extension RedisStore: SendSettlement {
             end
           end
         end
-        return {settled, left}
+        return {settled, left, traces}
         """)
 
     public func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int {
@@ -82,11 +89,11 @@ extension RedisStore: SendSettlement {
                 try await client.evaluate(Self.settleScript, keys: group.map(\.key),
                                           arguments: group.flatMap { [SettledValue.completed(wamid: $0.wamid, at: at), #""wamid":"# + JSONWriter.quoted($0.wamid)] })
             }
-            guard case .array(let parts) = reply, parts.count == 2, case .array(let settled) = parts[0], case .array(let left) = parts[1],
-                  settled.count == group.count, left.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
-            return zip(settled, left).map { (settled: $0.integer == 1, left: $1.integer ?? 0) }
+            guard case .array(let parts) = reply, parts.count == 3, case .array(let settled) = parts[0], case .array(let left) = parts[1], case .array(let traces) = parts[2],
+                  settled.count == group.count, left.count == group.count, traces.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
+            return (0..<group.count).map { (settled: settled[$0].integer == 1, left: left[$0].integer ?? 0, trace: traces[$0].string.flatMap(SettledValue.traceparent)) }
         }
-        try await mapWamids(zip(sends, answers).filter { $0.1.left > 0 }.map { ($0.0.wamid, MappedSend(internalID: $0.0.internalID), $0.1.left) }, keepExisting: true)
+        try await mapWamids(zip(sends, answers).filter { $0.1.left > 0 }.map { ($0.0.wamid, MappedSend(internalID: $0.0.internalID, traceparent: $0.1.trace), $0.1.left) }, keepExisting: true)
         return answers.count(where: \.settled)
     }
 }
@@ -99,7 +106,8 @@ extension MemoryStore: SendSettlement {
                 guard let current = entries[send.key], SettledValue.unsettled(current.value) else { continue }
                 entries[send.key]?.value = SettledValue.completed(wamid: send.wamid, at: at)
                 if let expires = current.expires, expires > now {
-                    entries["wamid:\(send.wamid)"] = Entry(value: send.internalID, expires: expires)
+                    let trace = (try? JSONValue(parsing: Array(current.value.utf8)))?.objectValue?["trace"]?.stringValue.flatMap(SettledValue.traceparent)
+                    entries["wamid:\(send.wamid)"] = Entry(value: MappedSend(internalID: send.internalID, traceparent: trace).stored, expires: expires)
                 }
                 settled += 1
             }

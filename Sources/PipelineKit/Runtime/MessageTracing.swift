@@ -79,6 +79,10 @@ public struct MessageTrace: Sendable {
     /// (Read once, when the trace is made: every log context of the message takes it.)
     public let unrecordedTraceID: String?
 
+    /// The `traceparent` of a recorded trace, for what is kept to continue it later (a send's
+    /// statuses continue it from its idempotency key and its wamid mapping); nil when not recorded.
+    public var recordedTraceparent: String? { isRecorded ? headers["traceparent"] : nil }
+
     public init(context: ServiceContext, isRecorded: Bool, headers: [String: String]) {
         self.context = context
         self.isRecorded = isRecorded
