@@ -11,13 +11,13 @@ import Testing
         let key = "doubt:unmarked-\(UInt64.random(in: 0...UInt64.max))"
         #expect(!waits.isWaiting(key))
         let store = ObjectIdentifier(InDoubtWaitsTests.self)
-        waits.notMarked(key, in: store, claim: "c", owner: "w", attempt: 1)
+        waits.notMarked(key, in: store, claim: "c", owner: "w", attempt: 1, trace: nil)
         #expect(waits.isWaiting(key), "no wait seen here, yet its value is a send's claim")
         #expect(waits.unmarked(in: store, owner: "w").map(\.key) == [key])
         #expect(waits.unmarked(in: store, owner: "another").isEmpty && waits.unmarked(in: ObjectIdentifier(Int.self), owner: "w").isEmpty)
         waits.marked(key)
         #expect(!waits.isWaiting(key), "marked in_doubt: the store protects it from then on")
-        waits.notMarked(key, in: store, claim: "c", owner: "w", attempt: 1)
+        waits.notMarked(key, in: store, claim: "c", owner: "w", attempt: 1, trace: nil)
         waits.end(key, resolution: "status")
         #expect(!waits.isWaiting(key), "settled")
     }

@@ -60,9 +60,10 @@ import TestSupport
         #expect(reason.contains("wamid.ABC"))
     }
 
-    /// A traced send's claim holds its traceparent, kept when the send goes in doubt, so that a
-    /// status settling the key continues the send's trace; an untraced claim is the value SPEC 6
-    /// writes, and what is not a traceparent is never written into the JSON. Redis and its twin alike.
+    /// A traced send's claim holds its traceparent, and so does its key in doubt — also one marked
+    /// without a claim (skipped under fail_open) — and completed without a wamid, so that a status
+    /// settling the key continues the send's trace; an untraced claim is the value SPEC 6 writes,
+    /// and what is not a traceparent is never written into the JSON. Redis and its twin alike.
     @Test(arguments: [false, true]) func aTracedClaimHoldsItsTraceIntoDoubt(inMemory: Bool) async throws {
         let store: any IdempotencyStore = inMemory ? MemoryStore(clock: SystemWallClock()) : Self.store()
         let prefix = uniqueName("trace")
@@ -75,13 +76,17 @@ import TestSupport
         }
         let traced = try #require(try await claim("t", trace: traceparent))
         #expect(KeyState.decode(traced)?.trace == traceparent && KeyState.decode(traced)?.status == "processing")
-        let mark = try await store.markInDoubt("\(prefix):t", claim: traced, owner: "w", attempt: 2, ttl: .seconds(60))
-        guard case .marked(let doubt) = mark else {
-            Issue.record("not marked in doubt: \(mark)")
-            return
+        for (id, claim) in [("t", traced), ("unclaimed", "")] {
+            let mark = try await store.markInDoubt("\(prefix):\(id)", claim: claim, owner: "w", attempt: 2, ttl: .seconds(60), trace: traceparent)
+            guard case .marked(let doubt) = mark else {
+                Issue.record("not marked in doubt: \(mark)")
+                return
+            }
+            let state = try #require(KeyState.decode(doubt))
+            #expect(state.status == "in_doubt" && state.attempt == 2 && state.trace == traceparent, "\(doubt)")
         }
-        let state = try #require(KeyState.decode(doubt))
-        #expect(state.status == "in_doubt" && state.attempt == 2 && state.trace == traceparent, "\(doubt)")
+        #expect(KeyState.decode(KeyState.completed(wamid: nil, at: Date(), trace: traceparent).encoded())?.trace == traceparent)
+        #expect(!KeyState.completed(wamid: "wamid.A", at: Date(), trace: traceparent).encoded().contains("trace"), "SPEC 6's value once the wamid is known")
 
         let plain = try #require(try await claim("u", trace: nil))
         #expect(plain.hasPrefix(#"{"status":"processing","owner":"w","since":""#) && plain.hasSuffix(#"Z"}"#), "\(plain)")

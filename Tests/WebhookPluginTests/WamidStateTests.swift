@@ -123,7 +123,8 @@ import WebhookPlugin
     }
 
     /// A status that settles a traced send's key — still processing (it came before the worker's
-    /// answer) or in doubt (the answer was lost) — maps its wamid with the trace the key held, so it
+    /// answer), in doubt (the answer was lost) or completed without a wamid (the answer could not be
+    /// read) — maps its wamid with the trace the key held, so it
     /// and the statuses after it continue the send's trace; the mapping `mark_completed` writes
     /// later does not take it away.
     @Test(arguments: [false, true]) func aStatusSettlingATracedSendMapsItWithTheSendsTrace(onCluster: Bool) async throws {
@@ -131,6 +132,7 @@ import WebhookPlugin
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         let values = [#"{"status":"processing","owner":"w","since":"2026-12-04T10:00:00.000Z","trace":"\#(traceparent)"}"#,
                       #"{"status":"in_doubt","owner":"w","since":"2026-12-04T10:00:00.000Z","attempt":1,"trace":"\#(traceparent)"}"#,
+                      #"{"status":"completed","wamid":null,"completed_at":"2026-12-04T10:00:00.000Z","trace":"\#(traceparent)"}"#,
                       #"{"status":"in_doubt","owner":"w","since":"2026-12-04T10:00:00.000Z","attempt":1,"trace":"not a traceparent"}"#]
         var sends: [SettledSend] = []
         for (index, value) in values.enumerated() {
@@ -138,10 +140,10 @@ import WebhookPlugin
             _ = try await store.client.checked(["SET", key, value, "EX", "300"])
             sends.append(SettledSend(key: key, wamid: "wamid.\(UUID().uuidString)", internalID: "id\(index)"))
         }
-        #expect(try await store.settle(sends, at: Date()) == 3)
+        #expect(try await store.settle(sends, at: Date()) == 4)
         let found = try await store.sends(of: sends.map(\.wamid))
         #expect(sends.map { found[$0.wamid] } == [MappedSend(internalID: "id0", traceparent: traceparent), MappedSend(internalID: "id1", traceparent: traceparent),
-                                                 MappedSend(internalID: "id2")])
+                                                 MappedSend(internalID: "id2", traceparent: traceparent), MappedSend(internalID: "id3")])
         _ = try await store.complete(sends[0].key, claim: values[0], value: #"{"status":"completed","wamid":"\#(sends[0].wamid)"}"#, ttl: .seconds(300),
                                      mapping: (sends[0].wamid, MappedSend(internalID: "id0", traceparent: traceparent)))
         #expect(try await store.sends(of: [sends[0].wamid])[sends[0].wamid]?.traceparent == traceparent)

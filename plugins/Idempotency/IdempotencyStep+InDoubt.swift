@@ -41,14 +41,14 @@ extension IdempotencyStep {
     @discardableResult
     private func mark(_ key: String, claim: String, _ message: inout Message, _ context: StepContext) async -> InDoubtMark? {
         do {
-            let mark = try await store.markInDoubt(key, claim: claim, owner: context.workerID, attempt: message.attempt, ttl: ttl)
+            let mark = try await store.markInDoubt(key, claim: claim, owner: context.workerID, attempt: message.attempt, ttl: ttl, trace: message.trace?.recordedTraceparent)
             InDoubtWaits.shared.marked(key)
             if case .other(let current) = mark {
                 context.logger.warning("send in doubt, and its key holds another value: left as it is", metadata: ["found": .string(KeyState.decode(current)?.status ?? "unreadable")])
             }
             return mark
         } catch {
-            InDoubtWaits.shared.notMarked(key, in: storeIdentity, claim: claim, owner: context.workerID, attempt: message.attempt)
+            InDoubtWaits.shared.notMarked(key, in: storeIdentity, claim: claim, owner: context.workerID, attempt: message.attempt, trace: message.trace?.recordedTraceparent)
             context.logger.warning("send in doubt, not recorded yet (the store is unavailable): marked on the next look", metadata: ["error": .string(error.reason)])
             return nil
         }
@@ -60,7 +60,7 @@ extension IdempotencyStep {
     func markUnmarked(_ context: StepContext) async {
         for (key, pending) in InDoubtWaits.shared.unmarked(in: storeIdentity, owner: context.workerID) {
             do {
-                _ = try await store.markInDoubt(key, claim: pending.claim, owner: pending.owner, attempt: pending.attempt, ttl: ttl)
+                _ = try await store.markInDoubt(key, claim: pending.claim, owner: pending.owner, attempt: pending.attempt, ttl: ttl, trace: pending.trace)
                 InDoubtWaits.shared.marked(key)
             } catch {
                 return

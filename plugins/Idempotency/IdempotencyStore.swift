@@ -48,11 +48,12 @@ public protocol IdempotencyStore: KeyValueStore {
     /// the store's clock) the claim says how long remains; after it, `inDoubt.decision` says whether
     /// it is claimed again (resend) or stays (dead letter).
     /// `trace`, the `traceparent` of a send whose trace is recorded (`TraceHeaders.isTraceparent`),
-    /// goes in the value (`KeyState.trace`): a status that settles the key continues that trace.
+    /// goes in the value (`KeyState.trace`): a status that settles the key continues that trace
+    /// (anything else given as `trace` is dropped).
     func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult
-    /// Rewrites the key `{"status":"in_doubt","owner","since","attempt"}` (keeping its TTL, and the
-    /// claim's `trace`) when it holds `claim` (or nothing: then with `ttl`).
-    func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark
+    /// Rewrites the key `{"status":"in_doubt","owner","since","attempt"}` (keeping its TTL; with the
+    /// send's `trace`, as `claim`) when it holds `claim` (or nothing: then with `ttl`).
+    func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration, trace: String?) async throws(StoreUnavailable) -> InDoubtMark
     /// Writes the completed `value` with `ttl` (and the `mapping` of its wamid to its internalId,
     /// kept as long; none for an empty internalId), checking that the key still held `claim`.
     func complete(_ key: String, claim: String?, value: String, ttl: Duration, mapping: (wamid: String, send: MappedSend)?) async throws(StoreUnavailable) -> CompletionResult

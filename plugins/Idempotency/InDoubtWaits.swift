@@ -17,6 +17,8 @@ final class InDoubtWaits: Sendable {
         var claim: String
         var owner: String
         var attempt: Int
+        /// The send's traceparent, when its trace is recorded.
+        var trace: String?
     }
 
     private struct State {
@@ -64,9 +66,9 @@ final class InDoubtWaits: Sendable {
     }
 
     /// The send in doubt on `key` could not be marked: its key still holds the claim's `processing` value.
-    func notMarked(_ key: String, in store: ObjectIdentifier, claim: String, owner: String, attempt: Int) {
+    func notMarked(_ key: String, in store: ObjectIdentifier, claim: String, owner: String, attempt: Int, trace: String?) {
         update { state in
-            if state.unmarked[key] == nil { state.unmarked[key] = Unmarked(since: ContinuousClock.now, store: store, claim: claim, owner: owner, attempt: attempt) }
+            if state.unmarked[key] == nil { state.unmarked[key] = Unmarked(since: ContinuousClock.now, store: store, claim: claim, owner: owner, attempt: attempt, trace: trace) }
         }
     }
 

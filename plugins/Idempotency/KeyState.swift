@@ -10,21 +10,27 @@ public struct KeyState: Decodable, Sendable, Equatable {
     public var completed_at: String?
     /// While `in_doubt`: the delivery whose send went in doubt.
     public var attempt: Int?
-    /// While `processing` or `in_doubt`, for a send whose trace is recorded: its W3C `traceparent`,
-    /// so that a delivery status settling the key continues the send's trace (its mapping is not
-    /// written yet, or never will be: its answer was lost).
+    /// While `processing`, `in_doubt` or `completed` without a wamid, for a send whose trace is
+    /// recorded: its W3C `traceparent`, so that a delivery status settling the key continues the
+    /// send's trace (no mapping of its wamid is written yet, or ever will be: its answer was lost).
     public var trace: String?
 
     public static func processing(owner: String, since: Date, trace: String? = nil) -> KeyState {
         KeyState(status: "processing", owner: owner, since: UTCTimestamp.format(since), trace: trace)
     }
 
-    public static func completed(wamid: String?, at: Date) -> KeyState {
-        KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at))
+    /// `trace`: kept only while the wamid is not known (the status that fills it in continues the trace).
+    public static func completed(wamid: String?, at: Date, trace: String? = nil) -> KeyState {
+        KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at), trace: wamid == nil ? traceparent(trace) : nil)
     }
 
     public static func inDoubt(owner: String, since: Date, attempt: Int, trace: String? = nil) -> KeyState {
         KeyState(status: "in_doubt", owner: owner, since: UTCTimestamp.format(since), attempt: attempt, trace: trace)
+    }
+
+    /// `text` if it is a W3C traceparent (`TraceHeaders.isTraceparent`), the only `trace` a value holds.
+    static func traceparent(_ text: String?) -> String? {
+        text.flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil }
     }
 
     var isCompleted: Bool { status == "completed" }

@@ -28,7 +28,7 @@ public struct MarkCompletedStep: Step {
         let key = try claim?.key ?? renderKey(key, message)
         // Nil when the Cloud API accepted the request but its answer could not be read (SPEC 13).
         let wamid = message.values[DeliveryReceiptKey.self].flatMap { $0.isEmpty ? nil : $0 }
-        let value = KeyState.completed(wamid: wamid, at: context.clock.now()).encoded()
+        let value = KeyState.completed(wamid: wamid, at: context.clock.now(), trace: message.trace?.recordedTraceparent).encoded()
         // A traced send keeps its traceparent with the mapping: its statuses continue its trace (a sampled one only).
         let mapping = wamid.map { (wamid: $0, send: MappedSend(internalID: message.internalID ?? "", traceparent: message.trace?.recordedTraceparent)) }
         var delay = Duration.milliseconds(100)

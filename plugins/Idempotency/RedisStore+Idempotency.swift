@@ -74,12 +74,12 @@ extension RedisStore: IdempotencyStore {
         return {4, value, existing}
         """)
 
-    /// KEYS[1] the key; ARGV[1] the claim, ARGV[2] owner, ARGV[3] attempt, ARGV[4] ttl (s) when the key is gone.
+    /// KEYS[1] the key; ARGV[1] the claim, ARGV[2] owner, ARGV[3] attempt, ARGV[4] ttl (s) when the key is gone,
+    /// ARGV[5] the send's traceparent ('' for none).
     /// Returns {1, value} marked in doubt, {2, current} completed, {3, current} someone else's.
-    /// The claim's `trace` goes on in the value.
     static let markInDoubtScript = RedisScript(LuaClock.functions + "\n" + isoFunctions + "\n" + """
         local now = now_ms()
-        local trace = string.match(ARGV[1], ',"trace":"[%x%-]+"') or ''
+        local trace = ARGV[5] ~= '' and (',"trace":"' .. ARGV[5] .. '"') or ''
         local value = '{"status":"in_doubt","owner":' .. cjson.encode(ARGV[2]) .. ',"since":"' .. iso(now) .. '","attempt":' .. ARGV[3] .. trace .. '}'
         local current = redis.call('GET', KEYS[1])
         if not current then
@@ -122,7 +122,7 @@ extension RedisStore: IdempotencyStore {
     public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult {
         let arguments = [owner, Self.seconds(ttl), String(max(1, lease.milliseconds)), takeOverOwnAfter.map { String(max(0, $0.milliseconds)) } ?? "-1",
                          String(max(0, inDoubt.window.milliseconds)), inDoubt.decision == .resend ? "1" : "0",
-                         trace.flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil } ?? ""]
+                         KeyState.traceparent(trace) ?? ""]
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.claimScript, keys: [key], arguments: arguments)
         }
@@ -140,9 +140,9 @@ extension RedisStore: IdempotencyStore {
         }
     }
 
-    public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration) async throws(StoreUnavailable) -> InDoubtMark {
+    public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration, trace: String?) async throws(StoreUnavailable) -> InDoubtMark {
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.markInDoubtScript, keys: [key], arguments: [claim, owner, String(attempt), Self.seconds(ttl)])
+            try await client.evaluate(Self.markInDoubtScript, keys: [key], arguments: [claim, owner, String(attempt), Self.seconds(ttl), KeyState.traceparent(trace) ?? ""])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer, let value = items.dropFirst().first?.string else {
             throw StoreUnavailable("unexpected answer to the in-doubt script: \(reply)")

@@ -20,7 +20,8 @@ public struct SettledSend: Sendable, Equatable {
 /// Where the statuses pipeline settles the outbound pipeline's sends: a key still `processing`
 /// (the status came before the worker's answer), `in_doubt` (the answer was lost) or `completed`
 /// without a wamid (the answer was unreadable) becomes `completed` with the status's wamid,
-/// keeping its TTL, and its wamid is mapped to its internalId; other keys are left as they are.
+/// keeping its TTL, and its wamid is mapped to its internalId (with the trace the key held,
+/// `KeyState.trace`); other keys are left as they are.
 public protocol SendSettlement: Resource {
     /// Settles each send; how many keys changed.
     func settle(_ sends: [SettledSend], at: Date) async throws(StoreUnavailable) -> Int
