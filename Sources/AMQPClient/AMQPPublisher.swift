@@ -231,6 +231,9 @@ public final class AMQPPublisher: @unchecked Sendable {
         signal.signal()
     }
 
+    /// Requests waiting for the connection's thread: what its next batch holds (for tests).
+    var waitingRequests: Int { requests.withLock { $0.pending.count } }
+
     /// Queues requests for the connection's thread, together and in their order.
     private func submit(_ batch: [Request]) {
         let queued = requests.withLock { requests in
@@ -334,8 +337,10 @@ public final class AMQPPublisher: @unchecked Sendable {
                 if case .publish = batch[index] {
                     var end = index
                     while end < batch.count, case .publish = batch[end] { end += 1 }
-                    try publishAndConfirm(Array(batch[index..<end]))
+                    let publishes = Array(batch[index..<end])
+                    // Answered there, each as the broker confirmed it or not, also when the connection fails.
                     index = end
+                    try publishAndConfirm(publishes)
                 } else {
                     try runRPC(batch[index])
                     index += 1
@@ -384,7 +389,29 @@ public final class AMQPPublisher: @unchecked Sendable {
     /// The header that ties a returned (unroutable) message to its publish.
     static let publishIDHeader = "x-publish-id"
 
+    /// Publishes and answers each publish with its confirm. When the connection or the channel
+    /// fails meanwhile, those the broker confirmed before are answered confirmed (their callers must
+    /// not publish them again: that would be a second copy), the others with the failure.
     private func publishAndConfirm(_ publishes: [Request]) throws(AMQPError) {
+        let first = nextTag
+        var outcome = [UInt64: Result<Void, AMQPError>]()
+        do {
+            try send(publishes, awaitingConfirmsInto: &outcome)
+        } catch {
+            answer(publishes, from: first, outcome, otherwise: error)
+            throw error
+        }
+        answer(publishes, from: first, outcome, otherwise: .notConfirmed("no confirm"))
+    }
+
+    private func answer(_ publishes: [Request], from first: UInt64, _ outcome: [UInt64: Result<Void, AMQPError>], otherwise error: AMQPError) {
+        for (offset, request) in publishes.enumerated() {
+            guard case .publish(let publish) = request else { continue }
+            publish.confirmation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(error))
+        }
+    }
+
+    private func send(_ publishes: [Request], awaitingConfirmsInto outcome: inout [UInt64: Result<Void, AMQPError>]) throws(AMQPError) {
         guard let session else { throw .connection("not connected") }
         let first = nextTag
         for request in publishes {
@@ -398,7 +425,6 @@ public final class AMQPPublisher: @unchecked Sendable {
             guard status == AMQP_STATUS_OK.rawValue else { throw session.failure(status: status, "publish") }
             nextTag += 1
         }
-        var outcome = [UInt64: Result<Void, AMQPError>]()
         // Returned publishes by tag: the broker sends basic.return before the confirm of the same message.
         var returned: [UInt64: String] = [:]
         // A return whose publish cannot be told: every publish of the batch not yet confirmed counts as returned.
@@ -449,10 +475,6 @@ public final class AMQPPublisher: @unchecked Sendable {
             default:
                 continue
             }
-        }
-        for (offset, request) in publishes.enumerated() {
-            guard case .publish(let publish) = request else { continue }
-            publish.confirmation.resume(returning: outcome[first + UInt64(offset)] ?? .failure(.notConfirmed("no confirm")))
         }
     }
 

@@ -1,4 +1,4 @@
-import AMQPClient
+@testable import AMQPClient
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -46,6 +46,40 @@ import TestSupport
         }
         #expect(try await inspector.depth(queue) == routed, "every publish reported confirmed is in the queue")
         await inspector.delete([queue])
+    }
+
+    /// A batch whose channel fails part way — a publish to an exchange that does not exist, which
+    /// the broker answers by closing the channel: a publish of the batch the broker confirmed before
+    /// is reported confirmed (reported failed, its caller would publish it again: a second copy of a
+    /// retry, a letter or an event), and only what came after fails.
+    @Test func aPublishConfirmedBeforeItsBatchFailedIsReportedConfirmed() async throws {
+        let publisher = AMQPPublisher(urls: [try AMQPURL(TestServices.rabbitURL)], logger: Self.logger)
+        defer { publisher.stop() }
+        // Queued one after the other before the publisher starts: its first batch holds the three,
+        // in this order. (Unroutable without `mandatory`: the broker confirms each as it takes it.)
+        let exchanges = ["amq.direct", uniqueName("no-such-exchange"), "amq.direct"]
+        var publishes: [Task<AMQPError?, Never>] = []
+        for (index, exchange) in exchanges.enumerated() {
+            publishes.append(Task {
+                do throws(AMQPError) {
+                    try await publisher.publish(exchange: exchange, routingKey: "nothing-bound", body: [UInt8(index)], properties: AMQPProperties(), mandatory: false)
+                    return nil
+                } catch {
+                    return error
+                }
+            })
+            try await poll("publish \(index) queued") { publisher.waitingRequests == index + 1 }
+        }
+        publisher.start()
+        var failures: [AMQPError?] = []
+        for publish in publishes { failures.append(await publish.value) }
+        #expect(failures[0] == nil, "confirmed before the channel closed, reported failed: \(String(describing: failures[0]))")
+        guard case .broker(code: 404, _)? = failures[1] else {
+            Issue.record("the publish to no exchange: \(String(describing: failures[1]))")
+            return
+        }
+        #expect(failures[2] != nil, "after the channel closed")
+        try await publisher.publish(exchange: "amq.direct", routingKey: "nothing-bound", body: [3], properties: AMQPProperties(), mandatory: false)
     }
 
     /// librabbitmq keeps every frame it reads (a confirm, an RPC's answer) in the connection's
