@@ -3,9 +3,9 @@ import Synchronization
 /// The bytes of POST bodies being received and not yet checked (size, signature, JSON), bounded:
 /// anyone who reaches the port can send large bodies slowly, or stall in the middle, before a
 /// signature says who they are — without a bound, a few hundred such connections take the worker's
-/// memory. Each POST reserves what its `Content-Length` says (the largest body allowed without one)
-/// before its body is read; beyond the bound a POST is answered 503 unread (Meta delivers it
-/// again later). One POST is always let in when none is being read, whatever its size.
+/// memory. A POST reserves each part of its body as it arrives — what a connection declares and
+/// does not send holds nothing — until the body is read; a part beyond the bound ends the POST
+/// with 503 (Meta delivers it again later). A part is always let in when nothing is being read.
 final class BodiesBeingRead: Sendable {
     enum Reservation: Equatable {
         case reserved
@@ -20,7 +20,7 @@ final class BodiesBeingRead: Sendable {
         self.limit = limit
     }
 
-    /// Reserves `bytes` for a body about to be read; `release` them once it is read.
+    /// Reserves `bytes` of a body that arrived; `release` them once the body is read.
     func reserve(_ bytes: Int) -> Reservation {
         state.withLock { state in
             guard state.bytes == 0 || state.bytes + bytes <= limit else {

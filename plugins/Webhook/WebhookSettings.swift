@@ -9,7 +9,7 @@ struct WebhookSettings: Sendable {
     static let maxBodyBytes = Setting.integer("max_body_bytes", 1024...16_777_216, default: 1 << 20, "larger POSTs are refused with 413")
 
     static let maxPendingBytes = Setting.integer("max_pending_bytes", 1_048_576...1_073_741_824, default: 64 << 20,
-                                                 "bytes of POSTs that may wait for the pipeline (at least 2 × max_body_bytes), and apart from them of POSTs being received and not yet checked; a POST beyond is answered 503 at once (Meta delivers it again later)")
+                                                 "bytes of POSTs that may wait for the pipeline (at least 2 × max_body_bytes), and apart from them of the bodies being received and not yet checked (as they arrive); a POST beyond is answered 503 (Meta delivers it again later)")
 
     static let schema = SettingsSchema(port, path, verifyToken, appSecret, maxBodyBytes, maxPendingBytes)
 

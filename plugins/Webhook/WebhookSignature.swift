@@ -12,8 +12,20 @@ struct WebhookSignature: Sendable {
 
     /// Whether `header` signs `body`.
     func verifies(_ header: String?, body: [UInt8]) -> Bool {
-        guard let header, header.hasPrefix("sha256="), let mac = Self.bytes(hex: header.dropFirst(7)), mac.count == SHA256.byteCount else { return false }
+        guard let mac = Self.mac(in: header) else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: key)
+    }
+
+    /// Whether `header` has the form of a signature (`sha256=` and 64 hex digits): one that has not
+    /// signs no body, and is refused before the body is read.
+    static func isWellFormed(_ header: String?) -> Bool {
+        mac(in: header) != nil
+    }
+
+    /// The MAC a well-formed header spells.
+    private static func mac(in header: String?) -> [UInt8]? {
+        guard let header, header.hasPrefix("sha256="), let mac = bytes(hex: header.dropFirst(7)), mac.count == SHA256.byteCount else { return nil }
+        return mac
     }
 
     /// The header value for `body` (for tests and the local sample).
