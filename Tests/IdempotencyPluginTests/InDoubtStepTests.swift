@@ -106,6 +106,73 @@ import TestSupport
         #expect(try await store.read("doubt:m1")?.value.contains(#""status":"in_doubt""#) == true)
     }
 
+    /// A send in doubt settled by its status is reported `sent` by one delivery of the message: the
+    /// original redelivered beside its waiting copy (a lost ack, a second publish) finds the same
+    /// key completed and ends as a duplicate with the wamid, whichever looks first. The old code
+    /// reported `sent` twice.
+    @Test(arguments: [false, true]) func aSendSettledInDoubtIsReportedSentByOneDelivery(redeliveryFirst: Bool) async throws {
+        var waiting = message()
+        #expect(try await step.run(&waiting, context()) == .next)
+        #expect(await step.holdInDoubt(&waiting, context()))
+        var redelivered = message()
+        let found = try await step.run(&redelivered, context("worker-b"))
+        guard case .wait = found else {
+            Issue.record("the redelivered original waits on the send in doubt: \(found)")
+            return
+        }
+        try await store.set("doubt:m1", KeyState.completed(wamid: "wamid.1", at: clock.now()).encoded(), ttl: .seconds(86_400))
+        let first, second: StepOutcome
+        if redeliveryFirst {
+            first = try await step.run(&redelivered, context("worker-b"))
+            second = try await step.run(&waiting, context())
+        } else {
+            first = try await step.run(&waiting, context())
+            second = try await step.run(&redelivered, context("worker-b"))
+        }
+        guard case .alreadySent = first else {
+            Issue.record("the first to look reports the settlement: \(first)")
+            return
+        }
+        guard case .finish(as: .duplicate, _) = second else {
+            Issue.record("the second ends as a duplicate, not a second `sent`: \(second)")
+            return
+        }
+        #expect([waiting, redelivered].map { $0.values[DeliveryReceiptKey.self] } == ["wamid.1", "wamid.1"])
+    }
+
+    /// Two deliveries wait on one send in doubt and the window passes under `resend`: one sends it
+    /// again, the other finds that claim in flight and later the resend's completion — it ends as a
+    /// duplicate. The old code reported it `sent` too, "resolved by a status".
+    @Test func aDeliveryWaitingOnASendThatWasResentEndsAsADuplicate() async throws {
+        var logger = Logger(label: "test.in-doubt")
+        logger.logLevel = .critical
+        func resending(_ worker: String) -> StepContext {
+            StepContext(stepName: "idempotency", logger: logger, workerID: worker, clock: clock, flow: FlowControl(clock: clock, logger: logger),
+                        inDoubt: InDoubtPolicy(window: .seconds(300), decision: .resend))
+        }
+        var waiting = message()
+        #expect(try await step.run(&waiting, resending("worker-a")) == .next)
+        #expect(await step.holdInDoubt(&waiting, resending("worker-a")))
+        var redelivered = message()
+        guard case .wait = try await step.run(&redelivered, resending("worker-b")) else {
+            Issue.record("the redelivered original waits on the send in doubt")
+            return
+        }
+        clock.advance(by: .seconds(301))
+        #expect(try await step.run(&waiting, resending("worker-a")) == .next, "sent again after the window")
+        #expect(waiting.attempt == 2)
+        guard case .requeue = try await step.run(&redelivered, resending("worker-b")) else {
+            Issue.record("the other finds the resend in flight")
+            return
+        }
+        try await store.set("doubt:m1", KeyState.completed(wamid: "wamid.2", at: clock.now()).encoded(), ttl: .seconds(86_400))
+        let outcome = try await step.run(&redelivered, resending("worker-b"))
+        guard case .finish(as: .duplicate, _) = outcome else {
+            Issue.record("a duplicate of the resend, not a second `sent`: \(outcome)")
+            return
+        }
+    }
+
     /// Two dead letters of one message in doubt, both replayed: the first is sent again, the second
     /// finds the first's fresh claim. The old code hit a preconditionFailure (the whole worker crashed).
     @Test func twoReplayedCopiesOfADeadLetteredSendInDoubtSendOnce() async throws {

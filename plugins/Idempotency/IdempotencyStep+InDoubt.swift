@@ -68,6 +68,12 @@ extension IdempotencyStep {
         }
     }
 
+    /// The key that says which delivery reported how the send in doubt of `attempt` on `key` ended
+    /// (`SET NX`, as long as the key): written only when one is settled or resent, never per message.
+    static func reportKey(_ key: String, attempt: Int) -> String {
+        "\(key):in-doubt-reported:\(attempt)"
+    }
+
     /// Which store this step's keys are in, for what `InDoubtWaits` keeps.
     var storeIdentity: ObjectIdentifier { ObjectIdentifier(store as AnyObject) }
 
@@ -129,15 +135,31 @@ extension IdempotencyStep {
             let age = context.inDoubt.window - remaining
             return Self.lookAgain(key, in: min(remaining, min(max(age / 4, .seconds(1)), .seconds(30))), context)
         case .completed(let existing) where note != nil:
+            // One delivery of the message reports the settlement as sent; another that holds the
+            // note too — the original redelivered beside its waiting copy, a second publish — ends
+            // as a duplicate with the wamid (SPEC 9: consumers treat it as sent), not a second `sent`.
+            let reports: Bool
+            do {
+                reports = try await store.setIfAbsent(Self.reportKey(key, attempt: message.attempt), context.workerID, ttl: ttl)
+            } catch {
+                return Self.lookAgain(key, in: .seconds(1), context)
+            }
+            message.carried[Self.inDoubtNote] = nil
+            guard reports else {
+                InDoubtWaits.shared.stopWaiting(key)
+                return nil
+            }
             let wamid = KeyState.decode(existing)?.wamid.flatMap { $0.isEmpty ? nil : $0 }
             message.values[DeliveryReceiptKey.self] = wamid
             message.report("resolvedBy", .string("status"))
-            message.carried[Self.inDoubtNote] = nil
             InDoubtWaits.shared.end(key, resolution: "status")
             return .alreadySent("in doubt, settled by a status\(wamid.map { " as \($0)" } ?? "")")
         case .resending(let value, let previous):
             // (A stored count is input: kept within what a delivery can report, so `+ 1` cannot overflow.)
             let attempt = Delivery.attempts(clamping: KeyState.decode(previous)?.attempt ?? message.attempt)
+            // What the resend ends with is the report of that attempt: another delivery waiting on it
+            // (which finds the resend's completion) ends as a duplicate.
+            _ = try? await store.setIfAbsent(Self.reportKey(key, attempt: attempt), context.workerID, ttl: ttl)
             context.logger.warning("send in doubt and no status within the window: sending it again", metadata: ["window": .string(DurationParser.format(context.inDoubt.window)), "attempt": "\(attempt + 1)"])
             message.attempt = attempt + 1
             message.carried[Self.inDoubtNote] = nil

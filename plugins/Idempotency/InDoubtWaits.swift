@@ -59,6 +59,11 @@ final class InDoubtWaits: Sendable {
     /// The send on `key` is settled (`status`), sent again (`resent`) or dead-lettered.
     func end(_ key: String, resolution: String) {
         resolutions[resolution]?.increment()
+        stopWaiting(key)
+    }
+
+    /// A message stops waiting on `key` without resolving it (another delivery of it reported that).
+    func stopWaiting(_ key: String) {
         update { state in
             state.waiting[key] = nil
             state.unmarked[key] = nil
