@@ -173,6 +173,54 @@ import TestSupport
         }
     }
 
+    /// A resent attempt that goes in doubt in its turn and waits through the broker: its copy comes
+    /// back with the attempt its delivery had (the broker's count), not the resend's. Settled, it
+    /// still reports `sent` — the report of the attempt it replaced must not count for it.
+    @Test func aResentSendInDoubtWaitingThroughTheBrokerIsReportedSent() async throws {
+        var logger = Logger(label: "test.in-doubt")
+        logger.logLevel = .critical
+        let resending = StepContext(stepName: "idempotency", logger: logger, workerID: "worker-a", clock: clock, flow: FlowControl(clock: clock, logger: logger),
+                                    inDoubt: InDoubtPolicy(window: .seconds(300), decision: .resend))
+        var waiting = message()
+        #expect(try await step.run(&waiting, resending) == .next)
+        #expect(await step.holdInDoubt(&waiting, resending))
+        clock.advance(by: .seconds(301))
+        #expect(try await step.run(&waiting, resending) == .next, "sent again after the window")
+        #expect(await step.holdInDoubt(&waiting, resending), "and in doubt again")
+        var copy = Message(body: waiting.body, attempt: 1, carried: waiting.carried)
+        try await store.set("doubt:m1", KeyState.completed(wamid: "wamid.2", at: clock.now()).encoded(), ttl: .seconds(86_400))
+        let outcome = try await step.run(&copy, resending)
+        guard case .alreadySent = outcome else {
+            Issue.record("the only delivery of the resent attempt reports it sent: \(outcome)")
+            return
+        }
+    }
+
+    /// The delivery that does not report the settlement ends as a duplicate under `on_duplicate:
+    /// dead_letter` too: the message was sent, and is never dead-lettered for it.
+    @Test func theOtherDeliveryOfASettledSendIsNotDeadLettered() async throws {
+        let strict = IdempotencyStep(store: store, key: try KeyTemplate("strict:{internalId}"), ttl: .seconds(86_400), lease: .seconds(120),
+                                     onDuplicate: .deadLetter, onInFlight: .requeue, orphanAge: .seconds(11))
+        var waiting = message()
+        #expect(try await strict.run(&waiting, context()) == .next)
+        #expect(await strict.holdInDoubt(&waiting, context()))
+        var redelivered = message()
+        guard case .wait = try await strict.run(&redelivered, context("worker-b")) else {
+            Issue.record("the redelivered original waits on the send in doubt")
+            return
+        }
+        try await store.set("strict:m1", KeyState.completed(wamid: "wamid.1", at: clock.now()).encoded(), ttl: .seconds(86_400))
+        guard case .alreadySent = try await strict.run(&waiting, context()) else {
+            Issue.record("the waiting copy reports the settlement")
+            return
+        }
+        let outcome = try await strict.run(&redelivered, context("worker-b"))
+        guard case .finish(as: .duplicate, _) = outcome else {
+            Issue.record("a duplicate, not a dead letter: \(outcome)")
+            return
+        }
+    }
+
     /// Two dead letters of one message in doubt, both replayed: the first is sent again, the second
     /// finds the first's fresh claim. The old code hit a preconditionFailure (the whole worker crashed).
     @Test func twoReplayedCopiesOfADeadLetteredSendInDoubtSendOnce() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import PipelineKit
 
 /// Sends in doubt (SPEC 13): the send's request was written and its answer lost, so Meta may have
@@ -9,6 +10,9 @@ extension IdempotencyStep {
     /// `Message.carried` note of a message whose own send went in doubt: settled, it ends as sent
     /// (another copy of it ends as a duplicate).
     static let inDoubtNote = "in-doubt"
+    /// `Message.carried` note beside `inDoubtNote`: the attempt whose send is in doubt (a copy that
+    /// goes round the broker keeps the attempt it arrived with, not the one a resend counts).
+    static let inDoubtAttemptNote = "in-doubt-attempt"
 
     /// The send after this step went in doubt: the key becomes `in_doubt` (unless a status settled it
     /// first), and this step runs again to wait for the outcome. Nothing is given back: the claim
@@ -32,6 +36,7 @@ extension IdempotencyStep {
             held = current
         }
         message.carried[Self.inDoubtNote] = held.isEmpty ? "1" : held
+        message.carried[Self.inDoubtAttemptNote] = String(message.attempt)
         InDoubtWaits.shared.begin(key)
         return true
     }
@@ -66,6 +71,12 @@ extension IdempotencyStep {
                 return
             }
         }
+    }
+
+    /// The message's send is in doubt no more (settled, or sent again).
+    static func forgetInDoubt(_ message: inout Message) {
+        message.carried[inDoubtNote] = nil
+        message.carried[inDoubtAttemptNote] = nil
     }
 
     /// The key that says which delivery reported how the send in doubt of `attempt` on `key` ended
@@ -130,7 +141,10 @@ extension IdempotencyStep {
         case .inDoubt(let existing, let remaining):
             let state = KeyState.decode(existing)
             // Redelivered after its worker stopped (the same delivery as the one whose send is in doubt): it ends as that send would have.
-            if note == nil, state?.attempt == message.attempt { message.carried[Self.inDoubtNote] = "1" }
+            if note == nil, state?.attempt == message.attempt {
+                message.carried[Self.inDoubtNote] = "1"
+                message.carried[Self.inDoubtAttemptNote] = String(message.attempt)
+            }
             InDoubtWaits.shared.begin(key)
             let age = context.inDoubt.window - remaining
             return Self.lookAgain(key, in: min(remaining, min(max(age / 4, .seconds(1)), .seconds(30))), context)
@@ -138,19 +152,23 @@ extension IdempotencyStep {
             // One delivery of the message reports the settlement as sent; another that holds the
             // note too — the original redelivered beside its waiting copy, a second publish — ends
             // as a duplicate with the wamid (SPEC 9: consumers treat it as sent), not a second `sent`.
+            let attempt = message.carried[Self.inDoubtAttemptNote].flatMap { Int($0) } ?? message.attempt
             let reports: Bool
             do {
-                reports = try await store.setIfAbsent(Self.reportKey(key, attempt: message.attempt), context.workerID, ttl: ttl)
+                reports = try await store.setIfAbsent(Self.reportKey(key, attempt: attempt), context.workerID, ttl: ttl)
             } catch {
+                InDoubtWaits.shared.begin(key)
                 return Self.lookAgain(key, in: .seconds(1), context)
             }
-            message.carried[Self.inDoubtNote] = nil
-            guard reports else {
-                InDoubtWaits.shared.stopWaiting(key)
-                return nil
-            }
+            Self.forgetInDoubt(&message)
             let wamid = KeyState.decode(existing)?.wamid.flatMap { $0.isEmpty ? nil : $0 }
             message.values[DeliveryReceiptKey.self] = wamid
+            guard reports else {
+                // Sent: never dead-lettered as a duplicate, whatever `on_duplicate` says.
+                InDoubtWaits.shared.stopWaiting(key)
+                Counter.duplicates.increment()
+                return .finish(as: .duplicate, "duplicate: \(key) settled in doubt\(wamid.map { " as \($0)" } ?? ""), reported sent by another delivery of the message")
+            }
             message.report("resolvedBy", .string("status"))
             InDoubtWaits.shared.end(key, resolution: "status")
             return .alreadySent("in doubt, settled by a status\(wamid.map { " as \($0)" } ?? "")")
@@ -162,7 +180,7 @@ extension IdempotencyStep {
             _ = try? await store.setIfAbsent(Self.reportKey(key, attempt: attempt), context.workerID, ttl: ttl)
             context.logger.warning("send in doubt and no status within the window: sending it again", metadata: ["window": .string(DurationParser.format(context.inDoubt.window)), "attempt": "\(attempt + 1)"])
             message.attempt = attempt + 1
-            message.carried[Self.inDoubtNote] = nil
+            Self.forgetInDoubt(&message)
             message.values[IdempotencyClaimKey.self] = IdempotencyClaim(key: key, value: value)
             InDoubtWaits.shared.end(key, resolution: "resent")
             return .next

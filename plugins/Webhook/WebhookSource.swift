@@ -276,8 +276,7 @@ public final class WebhookSource: Source {
             }
             return Response(status: .serviceUnavailable)
         case nil:
-            // The connection failed while the body came: nobody is left to answer.
-            Self.rejected(400).increment()
+            // The connection failed while the body came (or the server stops): nobody is left to answer, nothing to count.
             return Response(status: .badRequest)
         }
         if let refusal = WebhookAdmission.check(body, signatureHeader: header, settings: settings, signature: signature) {
