@@ -35,8 +35,7 @@ extension IdempotencyStep {
             await mark(key, claim: current, &message, context)
             held = current
         }
-        message.carried[Self.inDoubtNote] = held.isEmpty ? "1" : held
-        message.carried[Self.inDoubtAttemptNote] = String(message.attempt)
+        Self.noteInDoubt(&message, claim: held)
         InDoubtWaits.shared.begin(key)
         return true
     }
@@ -71,6 +70,13 @@ extension IdempotencyStep {
                 return
             }
         }
+    }
+
+    /// Notes in what the message carries that its send of this attempt is in doubt, on `claim`
+    /// (the claim's value; "" when it has none it knows).
+    static func noteInDoubt(_ message: inout Message, claim: String) {
+        message.carried[inDoubtNote] = claim.isEmpty ? "1" : claim
+        message.carried[inDoubtAttemptNote] = String(message.attempt)
     }
 
     /// The message's send is in doubt no more (settled, or sent again).
@@ -141,10 +147,7 @@ extension IdempotencyStep {
         case .inDoubt(let existing, let remaining):
             let state = KeyState.decode(existing)
             // Redelivered after its worker stopped (the same delivery as the one whose send is in doubt): it ends as that send would have.
-            if note == nil, state?.attempt == message.attempt {
-                message.carried[Self.inDoubtNote] = "1"
-                message.carried[Self.inDoubtAttemptNote] = String(message.attempt)
-            }
+            if note == nil, state?.attempt == message.attempt { Self.noteInDoubt(&message, claim: "") }
             InDoubtWaits.shared.begin(key)
             let age = context.inDoubt.window - remaining
             return Self.lookAgain(key, in: min(remaining, min(max(age / 4, .seconds(1)), .seconds(30))), context)

@@ -21,16 +21,11 @@ public struct KeyState: Decodable, Sendable, Equatable {
 
     /// `trace`: kept only while the wamid is not known (the status that fills it in continues the trace).
     public static func completed(wamid: String?, at: Date, trace: String? = nil) -> KeyState {
-        KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at), trace: wamid == nil ? traceparent(trace) : nil)
+        KeyState(status: "completed", wamid: wamid, completed_at: UTCTimestamp.format(at), trace: wamid == nil ? TraceHeaders.traceparent(trace) : nil)
     }
 
     public static func inDoubt(owner: String, since: Date, attempt: Int, trace: String? = nil) -> KeyState {
         KeyState(status: "in_doubt", owner: owner, since: UTCTimestamp.format(since), attempt: attempt, trace: trace)
-    }
-
-    /// `text` if it is a W3C traceparent (`TraceHeaders.isTraceparent`), the only `trace` a value holds.
-    static func traceparent(_ text: String?) -> String? {
-        text.flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil }
     }
 
     var isCompleted: Bool { status == "completed" }

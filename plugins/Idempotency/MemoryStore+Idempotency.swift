@@ -6,7 +6,7 @@ import RedisPlugin
 extension MemoryStore: IdempotencyStore {
     public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult {
         try atomically { entries, now in
-            let value = KeyState.processing(owner: owner, since: now, trace: KeyState.traceparent(trace)).encoded()
+            let value = KeyState.processing(owner: owner, since: now, trace: TraceHeaders.traceparent(trace)).encoded()
             guard let existing = entries[key]?.value else {
                 entries[key] = Entry(value, ttl: ttl, now: now)
                 return .claimed(value: value)
@@ -32,7 +32,7 @@ extension MemoryStore: IdempotencyStore {
 
     public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration, trace: String?) async throws(StoreUnavailable) -> InDoubtMark {
         try atomically { entries, now in
-            let value = KeyState.inDoubt(owner: owner, since: now, attempt: attempt, trace: KeyState.traceparent(trace)).encoded()
+            let value = KeyState.inDoubt(owner: owner, since: now, attempt: attempt, trace: TraceHeaders.traceparent(trace)).encoded()
             guard let current = entries[key]?.value else {
                 entries[key] = Entry(value, ttl: ttl, now: now)
                 return .marked(value: value)

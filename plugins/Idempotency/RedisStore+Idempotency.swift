@@ -122,7 +122,7 @@ extension RedisStore: IdempotencyStore {
     public func claim(_ key: String, owner: String, ttl: Duration, lease: Duration, takeOverOwnAfter: Duration?, inDoubt: InDoubtPolicy, trace: String?) async throws(StoreUnavailable) -> ClaimResult {
         let arguments = [owner, Self.seconds(ttl), String(max(1, lease.milliseconds)), takeOverOwnAfter.map { String(max(0, $0.milliseconds)) } ?? "-1",
                          String(max(0, inDoubt.window.milliseconds)), inDoubt.decision == .resend ? "1" : "0",
-                         KeyState.traceparent(trace) ?? ""]
+                         TraceHeaders.traceparent(trace) ?? ""]
         let reply = try await perform { () async throws(RedisError) in
             try await client.evaluate(Self.claimScript, keys: [key], arguments: arguments)
         }
@@ -142,7 +142,7 @@ extension RedisStore: IdempotencyStore {
 
     public func markInDoubt(_ key: String, claim: String, owner: String, attempt: Int, ttl: Duration, trace: String?) async throws(StoreUnavailable) -> InDoubtMark {
         let reply = try await perform { () async throws(RedisError) in
-            try await client.evaluate(Self.markInDoubtScript, keys: [key], arguments: [claim, owner, String(attempt), Self.seconds(ttl), KeyState.traceparent(trace) ?? ""])
+            try await client.evaluate(Self.markInDoubtScript, keys: [key], arguments: [claim, owner, String(attempt), Self.seconds(ttl), TraceHeaders.traceparent(trace) ?? ""])
         }
         guard case .array(let items) = reply, let kind = items.first?.integer, let value = items.dropFirst().first?.string else {
             throw StoreUnavailable("unexpected answer to the in-doubt script: \(reply)")

@@ -39,11 +39,6 @@ enum SettledValue {
         return writer.text
     }
 
-    /// The `trace` a settled key held (`KeyState.trace`), if it is a W3C traceparent.
-    static func traceparent(_ text: String) -> String? {
-        TraceHeaders.isTraceparent(text[...]) ? text : nil
-    }
-
     /// Whether a key holding `current` is settled by a status: processing, in doubt, or completed without a wamid.
     static func unsettled(_ current: String) -> Bool {
         guard let state = (try? JSONValue(parsing: Array(current.utf8)))?.objectValue, let status = state["status"]?.stringValue else { return false }
@@ -92,7 +87,7 @@ extension RedisStore: SendSettlement {
             }
             guard case .array(let parts) = reply, parts.count == 3, case .array(let settled) = parts[0], case .array(let left) = parts[1], case .array(let traces) = parts[2],
                   settled.count == group.count, left.count == group.count, traces.count == group.count else { throw StoreUnavailable("unexpected answer to the settle script: \(reply)") }
-            return (0..<group.count).map { (settled: settled[$0].integer == 1, left: left[$0].integer ?? 0, trace: traces[$0].string.flatMap(SettledValue.traceparent)) }
+            return (0..<group.count).map { (settled: settled[$0].integer == 1, left: left[$0].integer ?? 0, trace: TraceHeaders.traceparent(traces[$0].string)) }
         }
         try await mapWamids(zip(sends, answers).filter { $0.1.left > 0 }.map { ($0.0.wamid, MappedSend(internalID: $0.0.internalID, traceparent: $0.1.trace), $0.1.left) }, keepExisting: true)
         return answers.count(where: \.settled)
@@ -107,7 +102,7 @@ extension MemoryStore: SendSettlement {
                 guard let current = entries[send.key], SettledValue.unsettled(current.value) else { continue }
                 entries[send.key]?.value = SettledValue.completed(wamid: send.wamid, at: at)
                 if let expires = current.expires, expires > now {
-                    let trace = (try? JSONValue(parsing: Array(current.value.utf8)))?.objectValue?["trace"]?.stringValue.flatMap(SettledValue.traceparent)
+                    let trace = TraceHeaders.traceparent((try? JSONValue(parsing: Array(current.value.utf8)))?.objectValue?["trace"]?.stringValue)
                     entries["wamid:\(send.wamid)"] = Entry(value: MappedSend(internalID: send.internalID, traceparent: trace).stored, expires: expires)
                 }
                 settled += 1

@@ -87,7 +87,7 @@ public struct MessageTrace: Sendable {
         self.context = context
         self.isRecorded = isRecorded
         self.headers = headers
-        let parent = isRecorded ? nil : headers["traceparent"].flatMap { TraceHeaders.isTraceparent($0[...]) ? $0 : nil }
+        let parent = isRecorded ? nil : TraceHeaders.traceparent(headers["traceparent"])
         unrecordedTraceID = parent.map { String($0.split(separator: "-")[1]) }
     }
 }

@@ -39,6 +39,11 @@ public enum TraceHeaders {
             && parts[1].contains { $0 != "0" } && parts[2].contains { $0 != "0" }
     }
 
+    /// `text` when it is a `traceparent` (`isTraceparent`); nil otherwise.
+    public static func traceparent(_ text: String?) -> String? {
+        text.flatMap { isTraceparent($0[...]) ? $0 : nil }
+    }
+
     /// The context `headers` carry (as received: a parent for new spans), as `instrument` (the
     /// tracer) reads them; only what `usable` keeps. A `tracestate` the tracer cannot read does
     /// not lose the parent: W3C says to go on without it.
